@@ -1,0 +1,115 @@
+// The kernel interface. All tensor math of the model, the adapter and training goes through
+// these few functions; model code never loops over numbers itself. The TypeScript backend
+// (backend/ts/) is the oracle; the native backend (backend/native.ts) implements the same
+// interface and one conformance suite (test/backend-conformance.test.ts) runs against both.
+//
+// Memory model: buffers are plain Float32Arrays owned by the caller (activation workspaces,
+// KV caches and adapter state preallocate them once; kernels never allocate). Shapes are passed
+// explicitly; every buffer is row-major and contiguous. Outputs are overwritten unless the
+// argument says `accumulate`.
+
+import type { Matrix } from '../weights.js';
+
+/** Shape of a multi-head attention call. */
+export interface AttnShape {
+  B: number; // batch rows
+  T: number; // query positions per row
+  S: number; // key/value row stride of the caches, in positions (>= pos[b] + T)
+  nHeads: number; // query heads
+  nKvHeads: number; // key/value heads (GQA)
+  headDim: number; // head size hs
+}
+
+/** Shape of the adaption-prompt branch. */
+export interface PromptShape {
+  B: number; // batch rows (all sharing one adapter)
+  T: number; // query positions per row
+  K: number; // prompt length
+  nHeads: number;
+  nKvHeads: number;
+  headDim: number;
+}
+
+export interface Backend {
+  readonly name: 'ts' | 'native';
+  /** Threads used by the multi-threaded kernels (1 for the TS backend). */
+  readonly threads: number;
+
+  // ---------------------------------------------------------------- linear algebra
+  /** out (M, N) = x (M, K) · W^T, W (N, K) frozen weight (f32 or bf16). */
+  matmul(out: Float32Array, x: Float32Array, w: Matrix, M: number, accumulate?: boolean): void;
+  /** out (M, K) = dy (M, N) · W, W (N, K): the input gradient of a frozen linear layer. */
+  matmulBack(out: Float32Array, dy: Float32Array, w: Matrix, M: number, accumulate?: boolean): void;
+  /** C (M, N) = alpha · op(A) · op(B) + beta · C, fp32, BLAS semantics (row-major, leading dims). */
+  gemm(
+    transA: boolean, transB: boolean, M: number, N: number, K: number, alpha: number,
+    A: Float32Array, lda: number, B: Float32Array, ldb: number, beta: number, C: Float32Array, ldc: number,
+  ): void;
+
+  // ---------------------------------------------------------------- elementwise / rows
+  /** out (rows, dim) = x / rms(x) * w; rstd (rows) receives 1/rms when given (for backward). */
+  rmsnorm(out: Float32Array, x: Float32Array, w: Float32Array, rows: number, dim: number, eps: number, rstd?: Float32Array): void;
+  /** dx (rows, dim) (+)= d rmsnorm / dx · dy; weight gradient not computed (frozen). */
+  rmsnormBack(dx: Float32Array, dy: Float32Array, x: Float32Array, w: Float32Array, rstd: Float32Array, rows: number, dim: number, accumulate: boolean): void;
+  /**
+   * In-place interleaved RoPE of x (B, T, nHeads, headDim) at positions pos[b] + t, with
+   * tables cos/sin (maxPos, headDim/2). inverse = rotate by -angle (the backward pass).
+   */
+  rope(x: Float32Array, B: number, T: number, nHeads: number, headDim: number, pos: Int32Array, cos: Float32Array, sin: Float32Array, inverse: boolean): void;
+  /** out (n) = silu(a) * b. */
+  siluGate(out: Float32Array, a: Float32Array, b: Float32Array, n: number): void;
+  /** da (n) = dy * b * silu'(a), db (n) = dy * silu(a). */
+  siluGateBack(da: Float32Array, db: Float32Array, dy: Float32Array, a: Float32Array, b: Float32Array, n: number): void;
+  /** x (n) += y. */
+  add(x: Float32Array, y: Float32Array, n: number): void;
+  /** out (n, dim) = rows `ids[i]` of the table (vocab, dim). */
+  embed(out: Float32Array, table: Matrix, ids: Int32Array, n: number): void;
+
+  // ---------------------------------------------------------------- attention
+  /**
+   * Causal attention: query t of row b sits at absolute position pos[b] + t and attends to
+   * cache positions 0 .. pos[b] + t. q (B, T, nHeads*hs); kCache/vCache (B, S, nKvHeads*hs) with
+   * the current chunk already written; out (B, T, nHeads*hs). probs (B, nHeads, T, S), when
+   * given, receives the softmax (zeros beyond the causal limit) for the backward pass.
+   */
+  attention(out: Float32Array, q: Float32Array, kCache: Float32Array, vCache: Float32Array, pos: Int32Array, s: AttnShape, probs?: Float32Array): void;
+  /**
+   * Backward of attention() for a full causal pass (pos = 0, S = T): dq, dk, dv (overwritten)
+   * from dout, using the saved probs.
+   */
+  attentionBack(dq: Float32Array, dk: Float32Array, dv: Float32Array, dout: Float32Array, q: Float32Array, k: Float32Array, v: Float32Array, probs: Float32Array, s: AttnShape): void;
+  /**
+   * The zero-init gated prompt branch: out (B, T, nHeads*hs) += gate[h] · softmax(q_h pk_h^T / sqrt(hs)) pv_h
+   * with pk, pv (K, nKvHeads*hs) the prompt's keys/values (no RoPE), gate (nHeads) the effective
+   * gate values (tanh already applied where the convention says so). probs (B, nHeads, T, K)
+   * receives the prompt softmax when given.
+   */
+  promptAttention(out: Float32Array, q: Float32Array, pk: Float32Array, pv: Float32Array, gate: Float32Array, s: PromptShape, probs?: Float32Array): void;
+  /**
+   * Backward of promptAttention(): dq (accumulate), dpk, dpv (K, nKvHeads*hs) (accumulate),
+   * dgate (nHeads) (accumulate) from dout.
+   */
+  promptAttentionBack(dq: Float32Array | null, dpk: Float32Array, dpv: Float32Array, dgate: Float32Array, dout: Float32Array, q: Float32Array, pk: Float32Array, pv: Float32Array, gate: Float32Array, probs: Float32Array, s: PromptShape): void;
+
+  // ---------------------------------------------------------------- loss / optimiser
+  /**
+   * Softmax cross-entropy over rows of logits (rows, V) against targets (rows); target < 0 means
+   * no loss. Returns the summed loss. If dlogits is given it receives scale · d(sum loss)/d logits
+   * (rows without a target get zeros). dlogits may alias logits.
+   */
+  crossEntropy(logits: Float32Array, targets: Int32Array, rows: number, V: number, dlogits: Float32Array | null, scale: number): number;
+  /**
+   * One AdamW step on n parameters: m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;
+   * p -= lr (m/(1-b1^t) / (sqrt(v/(1-b2^t)) + eps) + wd p).
+   */
+  adamw(p: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, n: number, o: AdamwStep): void;
+}
+
+export interface AdamwStep {
+  lr: number;
+  beta1: number;
+  beta2: number;
+  eps: number;
+  weightDecay: number; // decoupled; 0 for gates
+  step: number; // 1-based step count for bias correction
+}

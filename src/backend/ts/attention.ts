@@ -1,0 +1,185 @@
+// Plain-TypeScript attention kernels: causal self-attention over a KV cache, its backward, and
+// the zero-init gated adaption-prompt branch with its backward. One softmax per branch (the two
+// branches are normalised separately, as in LLaMA-Adapter).
+
+import type { AttnShape, PromptShape } from '../backend.js';
+
+export class AttentionKernels {
+  private scores = new Float32Array(0); // (S) or (K) row of scores for one query
+  private dscores = new Float32Array(0);
+
+  private ensure(n: number): void {
+    if (this.scores.length < n) {
+      this.scores = new Float32Array(n);
+      this.dscores = new Float32Array(n);
+    }
+  }
+
+  attention(out: Float32Array, q: Float32Array, kc: Float32Array, vc: Float32Array, pos: Int32Array, s: AttnShape, probs?: Float32Array): void {
+    const { B, T, S, nHeads: H, nKvHeads: Hkv, headDim: hs } = s;
+    const rep = H / Hkv, qStride = H * hs, kvStride = Hkv * hs;
+    const scale = 1 / Math.sqrt(hs);
+    this.ensure(S);
+    const sc = this.scores;
+    for (let b = 0; b < B; b++) {
+      for (let h = 0; h < H; h++) {
+        const kvh = Math.floor(h / rep);
+        for (let t = 0; t < T; t++) {
+          const n = pos[b] + t + 1; // keys 0..n-1 visible
+          const qo = (b * T + t) * qStride + h * hs;
+          let max = -Infinity;
+          for (let j = 0; j < n; j++) {
+            const ko = (b * S + j) * kvStride + kvh * hs;
+            let d = 0;
+            for (let i = 0; i < hs; i++) d += q[qo + i] * kc[ko + i];
+            d *= scale;
+            sc[j] = d;
+            if (d > max) max = d;
+          }
+          let sum = 0;
+          for (let j = 0; j < n; j++) {
+            const e = Math.exp(sc[j] - max);
+            sc[j] = e;
+            sum += e;
+          }
+          const inv = 1 / sum;
+          for (let i = 0; i < hs; i++) out[qo + i] = 0;
+          for (let j = 0; j < n; j++) {
+            const p = sc[j] * inv;
+            sc[j] = p;
+            const vo = (b * S + j) * kvStride + kvh * hs;
+            for (let i = 0; i < hs; i++) out[qo + i] += p * vc[vo + i];
+          }
+          if (probs) {
+            const po = ((b * H + h) * T + t) * S;
+            for (let j = 0; j < S; j++) probs[po + j] = j < n ? sc[j] : 0;
+          }
+        }
+      }
+    }
+  }
+
+  attentionBack(dq: Float32Array, dk: Float32Array, dv: Float32Array, dout: Float32Array, q: Float32Array, k: Float32Array, v: Float32Array, probs: Float32Array, s: AttnShape): void {
+    const { B, T, nHeads: H, nKvHeads: Hkv, headDim: hs } = s;
+    const S = T;
+    const rep = H / Hkv, qStride = H * hs, kvStride = Hkv * hs;
+    const scale = 1 / Math.sqrt(hs);
+    this.ensure(S);
+    const dp = this.dscores;
+    dq.fill(0, 0, B * T * qStride);
+    dk.fill(0, 0, B * T * kvStride);
+    dv.fill(0, 0, B * T * kvStride);
+    for (let b = 0; b < B; b++) {
+      for (let h = 0; h < H; h++) {
+        const kvh = Math.floor(h / rep);
+        for (let t = 0; t < T; t++) {
+          const n = t + 1;
+          const qo = (b * T + t) * qStride + h * hs;
+          const po = ((b * H + h) * T + t) * S;
+          let dot = 0;
+          for (let j = 0; j < n; j++) {
+            const vo = (b * S + j) * kvStride + kvh * hs;
+            let d = 0;
+            for (let i = 0; i < hs; i++) d += dout[qo + i] * v[vo + i];
+            dp[j] = d;
+            dot += d * probs[po + j];
+          }
+          for (let j = 0; j < n; j++) {
+            const p = probs[po + j];
+            const ds = p * (dp[j] - dot) * scale;
+            const ko = (b * S + j) * kvStride + kvh * hs;
+            for (let i = 0; i < hs; i++) {
+              dq[qo + i] += ds * k[ko + i];
+              dk[ko + i] += ds * q[qo + i];
+              dv[ko + i] += p * dout[qo + i];
+            }
+          }
+        }
+      }
+    }
+  }
+
+  promptAttention(out: Float32Array, q: Float32Array, pk: Float32Array, pv: Float32Array, gate: Float32Array, s: PromptShape, probs?: Float32Array): void {
+    const { B, T, K, nHeads: H, nKvHeads: Hkv, headDim: hs } = s;
+    const rep = H / Hkv, qStride = H * hs, kvStride = Hkv * hs;
+    const scale = 1 / Math.sqrt(hs);
+    this.ensure(K);
+    const sc = this.scores;
+    for (let b = 0; b < B; b++) {
+      for (let h = 0; h < H; h++) {
+        const kvh = Math.floor(h / rep);
+        const g = gate[h];
+        for (let t = 0; t < T; t++) {
+          const qo = (b * T + t) * qStride + h * hs;
+          let max = -Infinity;
+          for (let j = 0; j < K; j++) {
+            const ko = j * kvStride + kvh * hs;
+            let d = 0;
+            for (let i = 0; i < hs; i++) d += q[qo + i] * pk[ko + i];
+            d *= scale;
+            sc[j] = d;
+            if (d > max) max = d;
+          }
+          let sum = 0;
+          for (let j = 0; j < K; j++) {
+            const e = Math.exp(sc[j] - max);
+            sc[j] = e;
+            sum += e;
+          }
+          const inv = 1 / sum;
+          const po = ((b * H + h) * T + t) * K;
+          for (let j = 0; j < K; j++) {
+            const p = sc[j] * inv;
+            if (probs) probs[po + j] = p;
+            if (g === 0) continue; // zero gate: the branch contributes exactly nothing
+            const vo = j * kvStride + kvh * hs;
+            const gp = g * p;
+            for (let i = 0; i < hs; i++) out[qo + i] += gp * pv[vo + i];
+          }
+        }
+      }
+    }
+  }
+
+  promptAttentionBack(dq: Float32Array | null, dpk: Float32Array, dpv: Float32Array, dgate: Float32Array, dout: Float32Array, q: Float32Array, pk: Float32Array, pv: Float32Array, gate: Float32Array, probs: Float32Array, s: PromptShape): void {
+    const { B, T, K, nHeads: H, nKvHeads: Hkv, headDim: hs } = s;
+    const rep = H / Hkv, qStride = H * hs, kvStride = Hkv * hs;
+    const scale = 1 / Math.sqrt(hs);
+    this.ensure(K);
+    const dp = this.dscores;
+    for (let b = 0; b < B; b++) {
+      for (let h = 0; h < H; h++) {
+        const kvh = Math.floor(h / rep);
+        const g = gate[h];
+        let dg = 0;
+        for (let t = 0; t < T; t++) {
+          const qo = (b * T + t) * qStride + h * hs;
+          const po = ((b * H + h) * T + t) * K;
+          // dP_j = g * dout · pv_j ; d gate = dout · sum_j P_j pv_j = sum_j P_j (dout · pv_j)
+          let dot = 0;
+          for (let j = 0; j < K; j++) {
+            const vo = j * kvStride + kvh * hs;
+            let d = 0;
+            for (let i = 0; i < hs; i++) d += dout[qo + i] * pv[vo + i];
+            const p = probs[po + j];
+            dg += p * d;
+            dp[j] = g * d;
+            dot += p * g * d;
+          }
+          for (let j = 0; j < K; j++) {
+            const p = probs[po + j];
+            const ds = p * (dp[j] - dot) * scale;
+            const ko = j * kvStride + kvh * hs;
+            const gp = g * p;
+            for (let i = 0; i < hs; i++) {
+              if (dq) dq[qo + i] += ds * pk[ko + i];
+              dpk[ko + i] += ds * q[qo + i];
+              dpv[ko + i] += gp * dout[qo + i];
+            }
+          }
+        }
+        dgate[h] += dg;
+      }
+    }
+  }
+}

@@ -1,0 +1,82 @@
+// Plain-TypeScript linear algebra kernels (the oracle). Straightforward loops, unrolled enough
+// to be usable on the small real models; the native backend is the fast path.
+
+import type { Matrix } from '../../weights.js';
+
+/** Row `n` of a weight matrix as fp32 (a view for f32; decoded into `scratch` for bf16). */
+function weightRow(w: Matrix, n: number, scratch: Float32Array): Float32Array {
+  const K = w.cols;
+  if (w.dtype === 'f32') return w.data.subarray(n * K, n * K + K);
+  const u = new Uint32Array(scratch.buffer, scratch.byteOffset, K);
+  const src = w.data;
+  const o = n * K;
+  for (let k = 0; k < K; k++) u[k] = src[o + k] << 16;
+  return scratch;
+}
+
+function dot(a: Float32Array, ao: number, b: Float32Array, K: number): number {
+  let s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+  let k = 0;
+  for (; k + 3 < K; k += 4) {
+    s0 += a[ao + k] * b[k];
+    s1 += a[ao + k + 1] * b[k + 1];
+    s2 += a[ao + k + 2] * b[k + 2];
+    s3 += a[ao + k + 3] * b[k + 3];
+  }
+  for (; k < K; k++) s0 += a[ao + k] * b[k];
+  return s0 + s1 + (s2 + s3);
+}
+
+export class LinearKernels {
+  private scratch = new Float32Array(0);
+
+  private row(w: Matrix, n: number): Float32Array {
+    if (w.dtype === 'bf16' && this.scratch.length < w.cols) this.scratch = new Float32Array(w.cols);
+    return weightRow(w, n, this.scratch);
+  }
+
+  /** out (M, N) = x (M, K) · W^T. */
+  matmul(out: Float32Array, x: Float32Array, w: Matrix, M: number, accumulate = false): void {
+    const N = w.rows, K = w.cols;
+    for (let n = 0; n < N; n++) {
+      const wr = this.row(w, n);
+      for (let m = 0; m < M; m++) {
+        const s = dot(x, m * K, wr, K);
+        out[m * N + n] = accumulate ? out[m * N + n] + s : s;
+      }
+    }
+  }
+
+  /** out (M, K) = dy (M, N) · W. */
+  matmulBack(out: Float32Array, dy: Float32Array, w: Matrix, M: number, accumulate = false): void {
+    const N = w.rows, K = w.cols;
+    if (!accumulate) out.fill(0, 0, M * K);
+    for (let n = 0; n < N; n++) {
+      const wr = this.row(w, n);
+      for (let m = 0; m < M; m++) {
+        const g = dy[m * N + n];
+        if (g === 0) continue;
+        const o = m * K;
+        for (let k = 0; k < K; k++) out[o + k] += g * wr[k];
+      }
+    }
+  }
+
+  gemm(
+    transA: boolean, transB: boolean, M: number, N: number, K: number, alpha: number,
+    A: Float32Array, lda: number, B: Float32Array, ldb: number, beta: number, C: Float32Array, ldc: number,
+  ): void {
+    for (let i = 0; i < M; i++) {
+      for (let j = 0; j < N; j++) {
+        let s = 0;
+        for (let k = 0; k < K; k++) {
+          const a = transA ? A[k * lda + i] : A[i * lda + k];
+          const b = transB ? B[j * ldb + k] : B[k * ldb + j];
+          s += a * b;
+        }
+        const c = i * ldc + j;
+        C[c] = beta === 0 ? alpha * s : alpha * s + beta * C[c];
+      }
+    }
+  }
+}

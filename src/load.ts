@@ -1,0 +1,33 @@
+// loadModel(): checkpoint + tokenizer + backend -> LlamaModel.
+
+import { getBackend, type BackendName } from './backend/index.js';
+import { LlamaAdapterError } from './errors.js';
+import { loadCheckpoint } from './formats/checkpoint.js';
+import { LlamaModel } from './model/model.js';
+import { loadTokenizer } from './tokenizer/load.js';
+
+export interface LoadModelOptions {
+  tokenizer?: string; // tokenizer path (default: the one found beside the checkpoint)
+  backend?: BackendName; // 'auto' (default), 'native' or 'ts'
+  threads?: number; // native backend threads (default: all cores)
+  dtype?: 'f32' | 'bf16'; // in-memory dtype of the frozen matrices (default f32)
+  /** Context length to allocate RoPE tables for (default: the model's). */
+  maxSeqLen?: number;
+}
+
+export async function loadModel(path: string, o: LoadModelOptions = {}): Promise<LlamaModel> {
+  const ck = loadCheckpoint(path, { dtype: o.dtype ?? 'f32' });
+  const tokPath = o.tokenizer ?? ck.tokenizerPath;
+  if (!tokPath) {
+    throw new LlamaAdapterError(`${path}: no tokenizer found beside the checkpoint (pass --tokenizer PATH: tokenizer.json, tokenizer.model or tokenizer.bin)`);
+  }
+  const tokenizer = await loadTokenizer(tokPath, ck.config.vocabSize);
+  if (tokenizer.vocabSize !== ck.config.vocabSize) {
+    throw new LlamaAdapterError(`${tokPath}: tokenizer has ${tokenizer.vocabSize} tokens but the model ${path} has a vocabulary of ${ck.config.vocabSize}`);
+  }
+  const config = o.maxSeqLen ? { ...ck.config, maxSeqLen: o.maxSeqLen } : ck.config;
+  const backend = getBackend(o.backend, o.threads);
+  return new LlamaModel(config, ck.weights, tokenizer, backend, ck.fingerprint, {
+    path, format: ck.format, sourceDtypes: ck.sourceDtypes, dtype: o.dtype ?? 'f32',
+  });
+}

@@ -1,0 +1,114 @@
+// Backward pass of the frozen model down to the adapter's hook outputs (prompt keys/values and
+// effective gates), run after forwardPass(train: true). Only input gradients flow through frozen
+// weights (matmulBack): no weight-gradient GEMMs; nothing below the lowest adapted layer is
+// visited, and at that layer the base attention's own backward is skipped (only the prompt
+// branch needs it).
+
+import type { LlamaConfig } from '../config.js';
+import type { Activations } from './activations.js';
+import type { ForwardContext } from './forward.js';
+import type { PromptSource } from './prompt-source.js';
+
+/** Gradients with respect to one adapted layer's hook outputs. */
+export interface PromptLayerGrads {
+  dpk: Float32Array; // (K, nKvHeads*hs)
+  dpv: Float32Array; // (K, nKvHeads*hs)
+  dgate: Float32Array; // (nHeads) d loss / d effective gate
+}
+
+/** Grow-only gradient buffers (same memory model as Activations). */
+export class BackwardBuffers {
+  M = 0;
+  dx = new Float32Array(0); // (M, dim) gradient of the residual stream
+  dh = new Float32Array(0); // (M, dim)
+  datt = new Float32Array(0); // (M, nHeads*hs)
+  dq = new Float32Array(0); // (M, nHeads*hs)
+  dk = new Float32Array(0); // (M, nKvHeads*hs)
+  dv = new Float32Array(0); // (M, nKvHeads*hs)
+  dg = new Float32Array(0); // (M, hidden)
+  da = new Float32Array(0); // (M, hidden)
+  db = new Float32Array(0); // (M, hidden)
+  layers: PromptLayerGrads[] = []; // per layer (only adapted ones are used)
+
+  constructor(private readonly c: LlamaConfig) {}
+
+  ensure(M: number, K: number): void {
+    const c = this.c, q = c.nHeads * c.headDim, kv = c.nKvHeads * c.headDim;
+    if (M > this.M) {
+      this.M = M;
+      this.dx = new Float32Array(M * c.dim);
+      this.dh = new Float32Array(M * c.dim);
+      this.datt = new Float32Array(M * q);
+      this.dq = new Float32Array(M * q);
+      this.dk = new Float32Array(M * kv);
+      this.dv = new Float32Array(M * kv);
+      this.dg = new Float32Array(M * c.hiddenDim);
+      this.da = new Float32Array(M * c.hiddenDim);
+      this.db = new Float32Array(M * c.hiddenDim);
+    }
+    if (this.layers.length === 0 || this.layers[0].dpk.length < K * kv) {
+      this.layers = Array.from({ length: c.nLayers }, () => ({
+        dpk: new Float32Array(K * kv), dpv: new Float32Array(K * kv), dgate: new Float32Array(c.nHeads),
+      }));
+    }
+  }
+}
+
+/**
+ * Backpropagate from dlogits (n, V) at rows logitRows (into the (B, T) grid) to the prompt hook of
+ * every adapted layer of `source`. `finalRstd` (n) and the final residual stream (acts.x) come
+ * from the forward pass. Returns per-layer hook gradients in bufs.layers[l] for l >= firstLayer.
+ */
+export function backwardPass(
+  ctx: ForwardContext, acts: Activations, bufs: BackwardBuffers, source: PromptSource,
+  B: number, T: number, logitRows: Int32Array, dlogits: Float32Array, finalRstd: Float32Array,
+): void {
+  const { config: c, weights: W, backend: be } = ctx;
+  const M = B * T, dim = c.dim, H = c.nHeads, Hkv = c.nKvHeads, hs = c.headDim;
+  const n = logitRows.length;
+  const lo = source.firstLayer;
+  const dx = bufs.dx;
+
+  // ---- head: dlogits -> d(final hidden) -> d(residual stream) at the logit rows
+  const dhf = bufs.dh; // (n, dim)
+  be.matmulBack(dhf, dlogits, W.output, n);
+  const xr = acts.tmp; // (n, dim) gathered final residual rows
+  for (let i = 0; i < n; i++) xr.set(acts.x.subarray(logitRows[i] * dim, logitRows[i] * dim + dim), i * dim);
+  const dxr = bufs.datt; // (n, dim) scratch (datt has >= M*dim room since qDim >= dim)
+  be.rmsnormBack(dxr, dhf, xr, W.outputNorm, finalRstd, n, dim, false);
+  dx.fill(0, 0, M * dim);
+  for (let i = 0; i < n; i++) dx.set(dxr.subarray(i * dim, i * dim + dim), logitRows[i] * dim);
+
+  for (let l = c.nLayers - 1; l >= lo; l--) {
+    const L = W.layers[l];
+    const A = acts.layer(l);
+    // ---- feed-forward: x_out = x_mid + W2 (silu(W1 h) * W3 h), h = rmsnorm(x_mid)
+    be.matmulBack(bufs.dg, dx, L.w2, M); // (M, hidden)
+    be.siluGateBack(bufs.da, bufs.db, bufs.dg, A.a, A.b, M * c.hiddenDim);
+    be.matmulBack(bufs.dh, bufs.da, L.w1, M);
+    be.matmulBack(bufs.dh, bufs.db, L.w3, M, true);
+    be.rmsnormBack(dx, bufs.dh, A.xMid, L.ffnNorm, A.rstd2, M, dim, true); // dx is now d x_mid
+
+    // ---- attention: x_mid = x_in + Wo (attn(q,k,v) + prompt branch)
+    be.matmulBack(bufs.datt, dx, L.wo, M); // (M, qDim)
+    const base = l > lo; // the base attention's backward is only needed to reach lower adapted layers
+    const shape = { B, T, S: T, nHeads: H, nKvHeads: Hkv, headDim: hs };
+    if (base) be.attentionBack(bufs.dq, bufs.dk, bufs.dv, bufs.datt, A.q, A.k, A.v, A.probs, shape);
+    const p = source.promptLayer(l);
+    const g = bufs.layers[l];
+    if (p) {
+      g.dpk.fill(0);
+      g.dpv.fill(0);
+      g.dgate.fill(0);
+      be.promptAttentionBack(base ? bufs.dq : null, g.dpk, g.dpv, g.dgate, bufs.datt, A.q, p.pk, p.pv, p.gate, A.pprobs,
+        { B, T, K: p.K, nHeads: H, nKvHeads: Hkv, headDim: hs });
+    }
+    if (!base) break;
+    be.rope(bufs.dq, B, T, H, hs, acts.pos, ctx.rope.cos, ctx.rope.sin, true);
+    be.rope(bufs.dk, B, T, Hkv, hs, acts.pos, ctx.rope.cos, ctx.rope.sin, true);
+    be.matmulBack(bufs.dh, bufs.dq, L.wq, M);
+    be.matmulBack(bufs.dh, bufs.dk, L.wk, M, true);
+    be.matmulBack(bufs.dh, bufs.dv, L.wv, M, true);
+    be.rmsnormBack(dx, bufs.dh, A.xIn, L.attnNorm, A.rstd1, M, dim, true); // dx is now d x_in
+  }
+}

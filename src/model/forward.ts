@@ -1,0 +1,122 @@
+// The LLaMA forward pass, readable top to bottom: embedding, N blocks of (RMSNorm, attention
+// with RoPE and GQA [+ the adapter's gated prompt branch], residual, RMSNorm, SwiGLU, residual),
+// final RMSNorm, output head. Used by plain forward(), generation (with a KV cache) and
+// training (keeping the activations backward.ts needs).
+
+import type { Backend } from '../backend/backend.js';
+import type { LlamaConfig } from '../config.js';
+import type { ModelWeights } from '../weights.js';
+import type { Activations } from './activations.js';
+import type { KVView } from './kvcache.js';
+import type { PromptSource } from './prompt-source.js';
+import type { RopeTables } from './rope.js';
+
+export interface ForwardContext {
+  config: LlamaConfig;
+  weights: ModelWeights;
+  backend: Backend;
+  rope: RopeTables;
+}
+
+export interface ForwardArgs {
+  B: number; // rows
+  T: number; // new tokens per row (acts.ids holds (B, T) ids)
+  /** Row b's first new token sits at position acts.pos[b]. Without a cache pos must be 0. */
+  cache: KVView | null;
+  /** Per-row prompt source (adapter) or null; rows sharing a source should be adjacent. */
+  sources: readonly (PromptSource | null)[] | null;
+  /** Keep per-layer activations for backward (acts.ensure(..., trainFrom) must match). */
+  train: boolean;
+  /** Rows (b*T + t) whose logits are wanted, in order; null = all B*T rows. */
+  logitRows: Int32Array | null;
+  /** Receives (logitRows.length or B*T, vocab) logits. */
+  logits: Float32Array;
+  /** Receives the final normed hidden states of the logit rows when given (training). */
+  finalHidden?: Float32Array;
+  finalRstd?: Float32Array;
+}
+
+/** Run the model; returns nothing, writes args.logits. */
+export function forwardPass(ctx: ForwardContext, acts: Activations, args: ForwardArgs): void {
+  const { config: c, weights: W, backend: be, rope } = ctx;
+  const { B, T, cache } = args;
+  const M = B * T;
+  const dim = c.dim, hs = c.headDim, H = c.nHeads, Hkv = c.nKvHeads;
+  const qDim = H * hs, kvDim = Hkv * hs;
+  const x = acts.x; // (M, dim)
+  be.embed(x, W.tokEmbd, acts.ids, M);
+
+  for (let l = 0; l < c.nLayers; l++) {
+    const L = W.layers[l];
+    const A = acts.layer(l);
+    if (args.train && acts.saved[l]) A.xIn.set(x.subarray(0, M * dim));
+
+    // ---- attention
+    be.rmsnorm(A.h, x, L.attnNorm, M, dim, c.normEps, A.rstd1);
+    be.matmul(A.q, A.h, L.wq, M); // (M, qDim)
+    be.matmul(A.k, A.h, L.wk, M); // (M, kvDim)
+    be.matmul(A.v, A.h, L.wv, M); // (M, kvDim)
+    be.rope(A.q, B, T, H, hs, acts.pos, rope.cos, rope.sin, false);
+    be.rope(A.k, B, T, Hkv, hs, acts.pos, rope.cos, rope.sin, false);
+    let kc = A.k, vc = A.v, S = T;
+    if (cache) {
+      // write this chunk's keys/values at positions pos[b] .. pos[b]+T-1 of row b
+      kc = cache.k[l];
+      vc = cache.v[l];
+      S = cache.S;
+      for (let b = 0; b < B; b++) {
+        const dst = (b * S + acts.pos[b]) * kvDim;
+        kc.set(A.k.subarray(b * T * kvDim, (b + 1) * T * kvDim), dst);
+        vc.set(A.v.subarray(b * T * kvDim, (b + 1) * T * kvDim), dst);
+      }
+    }
+    const shape = { B, T, S, nHeads: H, nKvHeads: Hkv, headDim: hs };
+    be.attention(A.att, A.q, kc, vc, acts.pos, shape, args.train && A.probs.length ? A.probs : undefined);
+    if (args.sources) promptBranch(be, c, A, args.sources, l, B, T);
+    be.matmul(acts.tmp, A.att, L.wo, M); // (M, dim)
+    be.add(x, acts.tmp, M * dim);
+    if (args.train && acts.saved[l]) A.xMid.set(x.subarray(0, M * dim));
+
+    // ---- feed-forward (SwiGLU)
+    be.rmsnorm(A.h, x, L.ffnNorm, M, dim, c.normEps, A.rstd2);
+    be.matmul(A.a, A.h, L.w1, M); // (M, hidden)
+    be.matmul(A.b, A.h, L.w3, M); // (M, hidden)
+    be.siluGate(acts.g, A.a, A.b, M * c.hiddenDim);
+    be.matmul(acts.tmp, acts.g, L.w2, M); // (M, dim)
+    be.add(x, acts.tmp, M * dim);
+  }
+
+  // ---- head, only on the wanted rows
+  const rows = args.logitRows;
+  const n = rows ? rows.length : M;
+  let src = x;
+  if (rows) {
+    src = acts.tmp; // gather wanted rows (n <= M)
+    for (let i = 0; i < n; i++) src.set(x.subarray(rows[i] * dim, rows[i] * dim + dim), i * dim);
+  }
+  const hf = args.finalHidden ?? acts.shared.h;
+  be.rmsnorm(hf, src, W.outputNorm, n, dim, c.normEps, args.finalRstd);
+  be.matmul(args.logits, hf, W.output, n);
+}
+
+/** The adapter hook: add each row-group's gated prompt branch to the attention output. */
+function promptBranch(be: Backend, c: LlamaConfig, A: ReturnType<Activations['layer']>, sources: readonly (PromptSource | null)[], l: number, B: number, T: number): void {
+  const qDim = c.nHeads * c.headDim;
+  let b0 = 0;
+  while (b0 < B) {
+    const src = sources[b0];
+    let b1 = b0 + 1;
+    while (b1 < B && sources[b1] === src) b1++;
+    const p = src ? src.promptLayer(l) : null;
+    if (p) {
+      const rows = b1 - b0;
+      const s = { B: rows, T, K: p.K, nHeads: c.nHeads, nKvHeads: c.nKvHeads, headDim: c.headDim };
+      const o = b0 * T * qDim;
+      be.promptAttention(
+        A.att.subarray(o, o + rows * T * qDim), A.q.subarray(o, o + rows * T * qDim), p.pk, p.pv, p.gate, s,
+        A.pprobs.subarray(b0 * c.nHeads * T * p.K, b1 * c.nHeads * T * p.K),
+      );
+    }
+    b0 = b1;
+  }
+}

@@ -1,0 +1,189 @@
+// LlamaModel: a loaded frozen base model (config, weights, tokenizer, backend) and its public
+// operations: forward (logits), generate (streaming, batched), lossAndGrads (adapter training).
+// Any number of adapters can run over one LlamaModel; each call or batch row names its own.
+
+import type { Backend } from '../backend/backend.js';
+import type { LlamaConfig } from '../config.js';
+import { check, LlamaAdapterError } from '../errors.js';
+import type { Tokenizer } from '../tokenizer/tokenizer.js';
+import type { ModelWeights } from '../weights.js';
+import { Activations } from './activations.js';
+import { BackwardBuffers, backwardPass } from './backward.js';
+import { forwardPass, type ForwardContext } from './forward.js';
+import type { PromptSource } from './prompt-source.js';
+import { ropeTables, type RopeTables } from './rope.js';
+import type { Adapter } from '../adapter/adapter.js';
+import { generate, generateBatch, type GenerateOptions, type GenerationPiece, type GenerationResult } from '../generate/generate.js';
+
+export interface ModelInfo {
+  path: string; // what was loaded
+  format: string; // checkpoint format
+  sourceDtypes: string[]; // dtypes in the file
+  dtype: 'f32' | 'bf16'; // dtype of the frozen matrices in memory
+}
+
+export interface ForwardOptions {
+  /** One adapter for every row, or one per row (null = base model for that row). */
+  adapter?: Adapter | null | readonly (Adapter | null)[];
+}
+
+export interface LossAndGrads {
+  loss: number; // mean cross-entropy over targets != -100
+  tokens: number; // number of targets that carried loss
+  grads: Map<string, Float32Array>; // keyed like adapter.parameters()
+}
+
+export class LlamaModel implements ForwardContext {
+  readonly rope: RopeTables;
+  private acts: Activations;
+  private bwd: BackwardBuffers;
+
+  constructor(
+    readonly config: LlamaConfig,
+    readonly weights: ModelWeights,
+    readonly tokenizer: Tokenizer,
+    readonly backend: Backend,
+    readonly fingerprint: string,
+    readonly info: ModelInfo,
+  ) {
+    this.rope = ropeTables(config, config.maxSeqLen);
+    this.acts = new Activations(config);
+    this.bwd = new BackwardBuffers(config);
+  }
+
+  /** Shared activation workspace (grow-only), for generation and training loops. */
+  get activations(): Activations {
+    return this.acts;
+  }
+
+  /** Check a batch of token rows: same length, ids in range, within the context. */
+  private checkTokens(tokens: readonly (readonly number[])[]): { B: number; T: number } {
+    const B = tokens.length;
+    check(B > 0, 'forward: empty batch');
+    const T = tokens[0].length;
+    check(T > 0, 'forward: empty token row');
+    for (let b = 0; b < B; b++) {
+      check(tokens[b].length === T, `forward: row ${b} has ${tokens[b].length} tokens, row 0 has ${T} (pad rows to one length)`);
+      for (const id of tokens[b]) {
+        if (!(Number.isInteger(id) && id >= 0 && id < this.config.vocabSize)) {
+          throw new LlamaAdapterError(`forward: token id ${id} in row ${b} is outside the vocabulary (0..${this.config.vocabSize - 1})`);
+        }
+      }
+    }
+    check(T <= this.config.maxSeqLen, `input of ${T} tokens is longer than the model's context of ${this.config.maxSeqLen} tokens`);
+    return { B, T };
+  }
+
+  private sources(adapter: ForwardOptions['adapter'], B: number): (PromptSource | null)[] | null {
+    if (!adapter) return null;
+    if (Array.isArray(adapter)) {
+      check(adapter.length === B, `forward: ${adapter.length} adapters given for ${B} rows`);
+      for (const a of adapter) if (a) this.checkOwn(a);
+      return adapter.some((a) => a) ? [...adapter] : null;
+    }
+    this.checkOwn(adapter as Adapter);
+    return new Array<PromptSource | null>(B).fill(adapter as Adapter);
+  }
+
+  private checkOwn(a: Adapter): void {
+    if (a.host !== this) throw new LlamaAdapterError('this adapter was created for or loaded onto another model instance');
+  }
+
+  /** Logits (B, T, vocab), row-major, for equal-length rows of token ids. */
+  forward(tokens: readonly (readonly number[])[], options: ForwardOptions = {}): Float32Array {
+    const { B, T } = this.checkTokens(tokens);
+    const src = this.sources(options.adapter, B);
+    const K = maxPromptLength(src);
+    this.acts.ensure(B, T, K, -1);
+    const ids = this.acts.ids;
+    for (let b = 0; b < B; b++) for (let t = 0; t < T; t++) ids[b * T + t] = tokens[b][t];
+    this.acts.pos.fill(0, 0, B);
+    const logits = new Float32Array(B * T * this.config.vocabSize);
+    forwardPass(this, this.acts, { B, T, cache: null, sources: src, train: false, logitRows: null, logits });
+    return logits;
+  }
+
+  /** Stream generated text pieces for one prompt (string: BOS + text; '' = BOS alone; or ids). */
+  generate(prompt: string | readonly number[], options: GenerateOptions = {}): AsyncGenerator<GenerationPiece, GenerationResult> {
+    return generate(this, prompt, options);
+  }
+
+  /** Generate for a batch of prompts, optionally one adapter (or null) per prompt. */
+  generateBatch(prompts: readonly (string | readonly number[])[], options: GenerateOptions = {}, adapters?: readonly (Adapter | null)[]): Promise<GenerationResult[]> {
+    return generateBatch(this, prompts, options, adapters);
+  }
+
+  /**
+   * Mean next-token cross-entropy of the adapter's model and its gradient with respect to the
+   * adapter's parameters. targets[b][t] is the id position t must predict; -100 = no loss.
+   */
+  lossAndGrads(tokens: readonly (readonly number[])[], targets: readonly (readonly number[])[], adapter: Adapter, into?: Map<string, Float32Array>): LossAndGrads {
+    const { B, T } = this.checkTokens(tokens);
+    check(targets.length === B && targets.every((r) => r.length === T), 'lossAndGrads: targets must have the shape of tokens');
+    this.checkOwn(adapter);
+    const rows: number[] = [];
+    const tg: number[] = [];
+    for (let b = 0; b < B; b++) {
+      for (let t = 0; t < T; t++) {
+        const y = targets[b][t];
+        if (y === -100) continue;
+        check(Number.isInteger(y) && y >= 0 && y < this.config.vocabSize, `lossAndGrads: target ${y} at [${b}, ${t}] is outside the vocabulary`);
+        rows.push(b * T + t);
+        tg.push(y);
+      }
+    }
+    const grads = into ?? adapter.zerosLike();
+    const r = this.trainStep(tokens, B, T, Int32Array.from(rows), Int32Array.from(tg), adapter, grads);
+    return { loss: r, tokens: rows.length, grads };
+  }
+
+  /** Mean cross-entropy (no gradients) with an optional adapter; returns { loss, tokens }. */
+  loss(tokens: readonly (readonly number[])[], targets: readonly (readonly number[])[], adapter: Adapter | null = null): { loss: number; tokens: number } {
+    const { B, T } = this.checkTokens(tokens);
+    const rows: number[] = [];
+    const tg: number[] = [];
+    for (let b = 0; b < B; b++) for (let t = 0; t < T; t++) if (targets[b][t] !== -100) { rows.push(b * T + t); tg.push(targets[b][t]); }
+    if (rows.length === 0) return { loss: 0, tokens: 0 };
+    const src = this.sources(adapter, B);
+    this.acts.ensure(B, T, maxPromptLength(src), -1);
+    for (let b = 0; b < B; b++) for (let t = 0; t < T; t++) this.acts.ids[b * T + t] = tokens[b][t];
+    this.acts.pos.fill(0, 0, B);
+    const V = this.config.vocabSize;
+    const logits = new Float32Array(rows.length * V);
+    forwardPass(this, this.acts, { B, T, cache: null, sources: src, train: false, logitRows: Int32Array.from(rows), logits });
+    return { loss: this.backend.crossEntropy(logits, Int32Array.from(tg), rows.length, V, null, 1) / rows.length, tokens: rows.length };
+  }
+
+  /** Forward + backward on prepared rows; writes grads, returns the mean loss (0 if no targets). */
+  trainStep(tokens: readonly (readonly number[])[], B: number, T: number, logitRows: Int32Array, targets: Int32Array, adapter: Adapter, grads: Map<string, Float32Array>): number {
+    const n = logitRows.length;
+    if (n === 0) {
+      for (const g of grads.values()) g.fill(0);
+      return 0;
+    }
+    const acts = this.acts;
+    acts.ensure(B, T, adapter.config.promptLength, adapter.firstLayer);
+    for (let b = 0; b < B; b++) for (let t = 0; t < T; t++) acts.ids[b * T + t] = tokens[b][t];
+    acts.pos.fill(0, 0, B);
+    const V = this.config.vocabSize;
+    const logits = new Float32Array(n * V);
+    const finalRstd = new Float32Array(n);
+    const sources = new Array<PromptSource>(B).fill(adapter);
+    forwardPass(this, acts, { B, T, cache: null, sources, train: true, logitRows, logits, finalRstd });
+    const loss = this.backend.crossEntropy(logits, targets, n, V, logits, 1 / n) / n;
+    this.bwd.ensure(B * T, adapter.config.promptLength);
+    backwardPass(this, acts, this.bwd, adapter, B, T, logitRows, logits, finalRstd);
+    adapter.paramGrads(this.bwd.layers, grads);
+    return loss;
+  }
+}
+
+function maxPromptLength(src: readonly (PromptSource | null)[] | null): number {
+  let K = 1;
+  for (const s of src ?? []) {
+    if (!s) continue;
+    const p = s.promptLayer(s.firstLayer);
+    if (p) K = Math.max(K, p.K);
+  }
+  return K;
+}

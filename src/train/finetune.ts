@@ -1,0 +1,288 @@
+// finetune(): the LLaMA-Adapter training loop. Reads instruction data, holds out the first
+// `valSize` records for validation (as the paper), shuffles the rest per epoch from the seed,
+// trains the adapter with AdamW + warmup/cosine schedule, gradient accumulation and optional
+// clipping, evaluates each epoch, and writes checkpoints atomically. A checkpoint holds the
+// adapter, the optimizer moments and the position in the data, so `resume` continues exactly:
+// the resumed run's losses and final bytes equal the uninterrupted run's.
+
+import * as fs from 'node:fs';
+import { Adapter, createAdapter } from '../adapter/adapter.js';
+import { adapterMetadata, saveAdapter } from '../adapter/file.js';
+import type { GateMode } from '../adapter/gate.js';
+import { check, LlamaAdapterError } from '../errors.js';
+import { readSafetensors, writeSafetensors } from '../formats/safetensors.js';
+import type { LlamaModel } from '../model/model.js';
+import { Rng } from '../util/rng.js';
+import { padBatch, readInstructionData, tokenizeExample, type Example } from './data.js';
+import { AdamW, gradNorm } from './optimizer.js';
+import { writeLossPlot } from './plot.js';
+import { isPromptStyle, type InstructionRecord, type PromptStyleName } from './prompt-styles.js';
+import { learningRate, peakLearningRate } from './schedule.js';
+
+export interface FinetuneOptions {
+  model: LlamaModel;
+  data: string | InstructionRecord[]; // a data file (JSON array / JSONL) or records
+  out: string; // adapter .safetensors to write
+  promptLength?: number; // K (default 10)
+  layers?: number; // L (default min(30, nLayers))
+  gate?: GateMode; // default tanh-per-head
+  gateInit?: 'zero' | 'random'; // 'random' = the paper's ablation
+  epochs?: number; // default 5
+  maxSteps?: number; // cap on optimizer steps (also the schedule's length when smaller)
+  batchSize?: number; // micro-batch rows (default 4)
+  gradAccum?: number; // micro-batches per optimizer step (default 1)
+  lr?: number; // absolute peak lr (overrides blr)
+  blr?: number; // base lr: peak = blr x batchSize x gradAccum / 256 (default 9e-3)
+  minLr?: number; // default 0
+  weightDecay?: number; // on prompts only (default 0.02)
+  warmupEpochs?: number; // default 2 (ignored when warmupSteps is given)
+  warmupSteps?: number;
+  clipGrad?: number; // global-norm clipping (default off)
+  maxSeqLen?: number; // default 512
+  valSize?: number; // first N records held out (default 200)
+  promptStyle?: PromptStyleName; // default alpaca
+  seed?: number; // init and data order (default 0)
+  resume?: string; // checkpoint to continue from
+  checkpoint?: string; // checkpoint path (default: out with .ckpt.safetensors)
+  checkpointEvery?: number; // optimizer steps between checkpoints (default: each epoch)
+  metrics?: string | null; // metrics JSONL (default: out with .metrics.jsonl; null = none)
+  plot?: string | null; // loss-curve SVG (default: out with .loss.svg; null = none)
+  signal?: AbortSignal; // abort: finish the step, write the checkpoint, return
+  onProgress?: (p: FinetuneProgress) => void;
+  onEpoch?: (e: EpochReport) => void;
+}
+
+export interface FinetuneProgress {
+  step: number; // optimizer steps done
+  totalSteps: number;
+  epoch: number; // fractional epoch
+  loss: number; // mean loss of this step
+  lr: number;
+  tokensPerS: number; // non-padding tokens per second (this run)
+  etaS: number;
+  gradNorm: number;
+}
+
+export interface EpochReport {
+  epoch: number; // 1-based epoch just finished
+  valLoss: number | null;
+}
+
+export interface FinetuneResult {
+  adapter: Adapter;
+  steps: number;
+  losses: number[]; // per optimizer step, this run's steps only
+  valLosses: EpochReport[];
+  aborted: boolean;
+  checkpoint: string;
+}
+
+interface Position {
+  step: number; // optimizer steps done
+  epoch: number; // current epoch (0-based)
+  micro: number; // next micro-batch index within the epoch
+}
+
+function stem(p: string): string {
+  return p.replace(/\.safetensors$/, '');
+}
+
+export async function finetune(o: FinetuneOptions): Promise<FinetuneResult> {
+  const model = o.model;
+  const records = typeof o.data === 'string' ? readInstructionData(o.data) : o.data;
+  const dataName = typeof o.data === 'string' ? o.data : '(records)';
+  const style = o.promptStyle ?? 'alpaca';
+  check(isPromptStyle(style), `unknown prompt style "${style}"`);
+  const valSize = o.valSize ?? 200;
+  check(valSize >= 0 && records.length > valSize, `${dataName}: ${records.length} records, but --val-size ${valSize} would leave none for training (use a smaller --val-size)`);
+  const maxSeqLen = Math.min(o.maxSeqLen ?? 512, model.config.maxSeqLen);
+  const tok = model.tokenizer;
+  const toEx = (r: InstructionRecord): Example => tokenizeExample(tok, r, style, maxSeqLen);
+  const val = records.slice(0, valSize).map(toEx);
+  const train = records.slice(valSize).map(toEx);
+
+  const batchSize = o.batchSize ?? 4;
+  const accum = o.gradAccum ?? 1;
+  const epochs = o.epochs ?? 5;
+  const seed = o.seed ?? 0;
+  check(batchSize >= 1 && accum >= 1 && epochs >= 1, 'batch size, grad accumulation and epochs must be >= 1');
+  const microPerEpoch = Math.ceil(train.length / batchSize);
+  const stepsPerEpoch = Math.ceil(microPerEpoch / accum);
+  const totalSteps = Math.min(epochs * stepsPerEpoch, o.maxSteps ?? Infinity);
+  const peakLr = peakLearningRate({ lr: o.lr, blr: o.blr, effectiveBatch: batchSize * accum });
+  const warmupSteps = o.warmupSteps ?? Math.round((o.warmupEpochs ?? 2) * stepsPerEpoch);
+  const sched = { peakLr, minLr: o.minLr ?? 0, totalSteps, warmupSteps };
+  const ckptPath = o.checkpoint ?? `${stem(o.out)}.ckpt.safetensors`;
+  const metricsPath = o.metrics === undefined ? `${stem(o.out)}.metrics.jsonl` : o.metrics;
+  const plotPath = o.plot === undefined ? `${stem(o.out)}.loss.svg` : o.plot;
+
+  const args: Record<string, unknown> = {
+    data: dataName, records: records.length, prompt_style: style, val_size: valSize, max_seq_len: maxSeqLen,
+    batch_size: batchSize, grad_accum: accum, epochs, max_steps: o.maxSteps ?? null, peak_lr: peakLr,
+    min_lr: sched.minLr, weight_decay: o.weightDecay ?? 0.02, warmup_steps: warmupSteps, clip_grad: o.clipGrad ?? null,
+    seed, gate_init: o.gateInit ?? 'zero',
+  };
+
+  let adapter: Adapter;
+  let pos: Position = { step: 0, epoch: 0, micro: 0 };
+  let opt: AdamW;
+  const history: { step: number; loss: number }[] = [];
+  if (o.resume) {
+    const r = readCheckpoint(o.resume, model, args);
+    adapter = r.adapter;
+    pos = r.pos;
+    opt = new AdamW(adapter.parameters(), shapes(adapter), adamwOptions(o));
+    opt.step = pos.step;
+    for (const [k, m] of opt.m) m.set(r.m.get(k)!);
+    for (const [k, v] of opt.v) v.set(r.v.get(k)!);
+    history.push(...r.history);
+  } else {
+    adapter = createAdapter(model, { promptLength: o.promptLength, layers: o.layers, gate: o.gate, seed, gateInit: o.gateInit });
+    opt = new AdamW(adapter.parameters(), shapes(adapter), adamwOptions(o));
+    if (metricsPath) fs.writeFileSync(metricsPath, '');
+  }
+  adapter.meta.training_args = JSON.stringify(args);
+
+  const grads = adapter.zerosLike();
+  const micro = adapter.zerosLike();
+  const losses: number[] = [];
+  const valLosses: EpochReport[] = [];
+  const t0 = Date.now();
+  let tokensSeen = 0;
+  let aborted = false;
+  const startStep = pos.step;
+  const log = (obj: Record<string, unknown>): void => {
+    if (metricsPath) fs.appendFileSync(metricsPath, JSON.stringify(obj) + '\n');
+  };
+  const save = (): void => {
+    writeCheckpoint(ckptPath, adapter, opt, pos, args, history);
+  };
+
+  outer: while (pos.step < totalSteps) {
+    const order = epochOrder(train.length, seed, pos.epoch);
+    while (pos.micro < microPerEpoch && pos.step < totalSteps) {
+      // ---- one optimizer step: up to `accum` micro-batches
+      for (const g of grads.values()) g.fill(0);
+      const nMicro = Math.min(accum, microPerEpoch - pos.micro);
+      let lossSum = 0;
+      for (let i = 0; i < nMicro; i++) {
+        const idx = order.slice((pos.micro + i) * batchSize, (pos.micro + i + 1) * batchSize);
+        const batch = padBatch(idx.map((j) => train[j]), tok.eosId);
+        const r = model.lossAndGrads(batch.tokens, batch.targets, adapter, micro);
+        lossSum += r.loss;
+        tokensSeen += idx.reduce((s, j) => s + train[j].tokens.length, 0);
+        for (const [k, g] of grads) {
+          const m = micro.get(k)!;
+          for (let e = 0; e < g.length; e++) g[e] += m[e] / nMicro;
+        }
+      }
+      const norm = gradNorm(grads);
+      if (o.clipGrad && norm > o.clipGrad) {
+        const s = o.clipGrad / (norm + 1e-6);
+        for (const g of grads.values()) for (let e = 0; e < g.length; e++) g[e] *= s;
+      }
+      const lr = learningRate(sched, pos.step);
+      opt.update(model.backend, grads, lr);
+      adapter.invalidate();
+      pos.micro += nMicro;
+      pos.step++;
+      const loss = lossSum / nMicro;
+      if (!Number.isFinite(loss)) {
+        throw new LlamaAdapterError(`training diverged at step ${pos.step} (loss ${loss}); the last good checkpoint is ${ckptPath}`);
+      }
+      losses.push(loss);
+      history.push({ step: pos.step, loss });
+      const el = (Date.now() - t0) / 1000;
+      const tps = tokensSeen / Math.max(el, 1e-9);
+      const etaS = ((totalSteps - pos.step) * el) / Math.max(1, pos.step - startStep);
+      const epochF = pos.epoch + pos.micro / microPerEpoch;
+      log({ step: pos.step, epoch: +epochF.toFixed(4), loss, lr, grad_norm: norm, tokens_per_s: tps, elapsed_s: el });
+      o.onProgress?.({ step: pos.step, totalSteps, epoch: epochF, loss, lr, tokensPerS: tps, etaS, gradNorm: norm });
+      if (o.checkpointEvery && pos.step % o.checkpointEvery === 0) save();
+      if (o.signal?.aborted) {
+        aborted = true;
+        break outer;
+      }
+    }
+    if (pos.micro >= microPerEpoch) {
+      // ---- end of epoch: validate, checkpoint
+      pos = { step: pos.step, epoch: pos.epoch + 1, micro: 0 };
+      const valLoss = val.length ? evaluate(model, adapter, val, batchSize, tok.eosId) : null;
+      const rep = { epoch: pos.epoch, valLoss };
+      valLosses.push(rep);
+      log({ epoch: pos.epoch, step: pos.step, val_loss: valLoss });
+      o.onEpoch?.(rep);
+      save();
+    }
+  }
+  save();
+  saveAdapter(adapter, o.out);
+  if (plotPath) writeLossPlot(plotPath, history, valLosses.filter((v) => v.valLoss !== null).map((v) => ({ step: v.epoch * stepsPerEpoch, loss: v.valLoss! })));
+  return { adapter, steps: pos.step, losses, valLosses, aborted, checkpoint: ckptPath };
+}
+
+/** Token-weighted mean validation loss. */
+export function evaluate(model: LlamaModel, adapter: Adapter | null, ex: readonly Example[], batchSize: number, padId: number): number {
+  let sum = 0, n = 0;
+  for (let i = 0; i < ex.length; i += batchSize) {
+    const b = padBatch(ex.slice(i, i + batchSize), padId);
+    const r = model.loss(b.tokens, b.targets, adapter);
+    sum += r.loss * r.tokens;
+    n += r.tokens;
+  }
+  return n ? sum / n : 0;
+}
+
+/** The data order of an epoch: a shuffle seeded by (seed, epoch), so resuming needs no RNG state. */
+function epochOrder(n: number, seed: number, epoch: number): number[] {
+  return new Rng((seed * 1000003 + epoch * 7919 + 1) >>> 0).shuffle(Array.from({ length: n }, (_, i) => i));
+}
+
+function shapes(a: Adapter): Map<string, number[]> {
+  return new Map([...a.parameters().keys()].map((k) => [k, a.shapeOf(k)]));
+}
+
+function adamwOptions(o: FinetuneOptions): { beta1: number; beta2: number; eps: number; weightDecay: number } {
+  return { beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: o.weightDecay ?? 0.02 };
+}
+
+// ---------------------------------------------------------------- checkpoints
+
+function writeCheckpoint(path: string, a: Adapter, opt: AdamW, pos: Position, args: Record<string, unknown>, history: { step: number; loss: number }[]): void {
+  const tensors: { name: string; dtype: 'F32'; shape: number[]; data: Float32Array }[] = [];
+  for (const [k, p] of a.parameters()) {
+    const shape = a.shapeOf(k);
+    tensors.push({ name: k, dtype: 'F32', shape, data: p });
+    tensors.push({ name: `optimizer.m.${k}`, dtype: 'F32', shape, data: opt.m.get(k)! });
+    tensors.push({ name: `optimizer.v.${k}`, dtype: 'F32', shape, data: opt.v.get(k)! });
+  }
+  writeSafetensors(path, tensors, {
+    ...adapterMetadata(a),
+    checkpoint: JSON.stringify({ ...pos, args, history }),
+  });
+}
+
+function readCheckpoint(path: string, model: LlamaModel, args: Record<string, unknown>): {
+  adapter: Adapter; pos: Position; m: Map<string, Float32Array>; v: Map<string, Float32Array>; history: { step: number; loss: number }[];
+} {
+  const f = readSafetensors(path);
+  const meta = f.metadata;
+  check(meta.checkpoint, `${path}: not a training checkpoint (no "checkpoint" metadata)`);
+  const ck = JSON.parse(meta.checkpoint) as Position & { args: Record<string, unknown>; history: { step: number; loss: number }[] };
+  for (const k of Object.keys(args)) {
+    if (JSON.stringify(ck.args[k]) !== JSON.stringify(args[k])) {
+      throw new LlamaAdapterError(`${path}: cannot resume: ${k} was ${JSON.stringify(ck.args[k])} in the checkpoint, now ${JSON.stringify(args[k])}`);
+    }
+  }
+  check(meta.base_fingerprint === model.fingerprint, `${path}: checkpoint belongs to another base model (fingerprint ${meta.base_fingerprint}, this model ${model.fingerprint})`);
+  const a = new Adapter(model, { promptLength: Number(meta.prompt_length), layers: Number(meta.adapter_layers), gate: meta.gate as GateMode });
+  const m = new Map<string, Float32Array>();
+  const v = new Map<string, Float32Array>();
+  for (const [k, p] of a.parameters()) {
+    p.set(f.tensorF32(k));
+    m.set(k, f.tensorF32(`optimizer.m.${k}`));
+    v.set(k, f.tensorF32(`optimizer.v.${k}`));
+  }
+  a.invalidate();
+  return { adapter: a, pos: { step: ck.step, epoch: ck.epoch, micro: ck.micro }, m, v, history: ck.history };
+}

@@ -1,0 +1,111 @@
+// Golden fixtures from the independent PyTorch reference (../shared/fixtures): base logits,
+// zero-gate logits, adapter logits, loss, gradients and greedy decoding with an adapter, for
+// stories260K (llama2.c) and tinystories-656k (HF), through the public API, on every backend.
+
+import { describe, it, before } from 'node:test';
+import assert from 'node:assert/strict';
+import * as path from 'node:path';
+import { loadModel, createAdapter, type LlamaModel, type Adapter } from '../src/index.js';
+import { readSafetensors } from '../src/formats/safetensors.js';
+import { backendsUnderTest } from './backends.js';
+import { fixtures, maxAbs, maxAbsDiff, stories260K, tinystories656k } from './helpers.js';
+
+interface Fixture {
+  tokens: number[][];
+  targets: number[][];
+  prompts: Float32Array; // (L, K, dim)
+  gates: Float32Array; // (L, H)
+  L: number;
+  K: number;
+  t: (name: string) => Float32Array;
+  greedy: number[];
+}
+
+function readFixture(name: string): Fixture {
+  const f = readSafetensors(path.join(fixtures, `${name}.safetensors`));
+  const rows = (n: string): number[][] => {
+    const [B, T] = f.info(n).shape;
+    const d = f.tensorInt32(n);
+    return Array.from({ length: B }, (_, b) => Array.from(d.subarray(b * T, (b + 1) * T)));
+  };
+  const [L, K] = f.info('prompts').shape;
+  return {
+    tokens: rows('tokens'), targets: rows('targets'), prompts: f.tensorF32('prompts'), gates: f.tensorF32('gates'),
+    L, K, t: (n) => f.tensorF32(n), greedy: Array.from(f.tensorInt32('adapter_greedy')),
+  };
+}
+
+function fixtureAdapter(model: LlamaModel, fx: Fixture, gates: 'fixture' | 'zero'): Adapter {
+  const a = createAdapter(model, { promptLength: fx.K, layers: fx.L, gate: 'tanh-per-head' });
+  const c = model.config;
+  const params = a.parameters();
+  for (let i = 0; i < fx.L; i++) {
+    const l = c.nLayers - fx.L + i;
+    params.get(`layers.${l}.adaption_prompt`)!.set(fx.prompts.subarray(i * fx.K * c.dim, (i + 1) * fx.K * c.dim));
+    const g = params.get(`layers.${l}.adaption_gate`)!;
+    if (gates === 'fixture') g.set(fx.gates.subarray(i * c.nHeads, (i + 1) * c.nHeads));
+    else g.fill(0);
+  }
+  a.invalidate();
+  return a;
+}
+
+const cases = [
+  { name: 'stories260K-adapter', model: stories260K },
+  { name: 'tinystories656k-adapter', model: tinystories656k },
+];
+
+for (const backend of backendsUnderTest()) {
+  for (const cs of cases) {
+    describe(`fixture ${cs.name} [${backend}]`, () => {
+      let model: LlamaModel;
+      let fx: Fixture;
+      before(async () => {
+        model = await loadModel(cs.model, { backend });
+        fx = readFixture(cs.name);
+      });
+
+      it('base logits match the reference within 1e-4', () => {
+        const d = maxAbsDiff(model.forward(fx.tokens), fx.t('base_logits'));
+        assert.ok(d < 1e-4, `max |diff| ${d}`);
+      });
+
+      it('zero gates give the base logits bit for bit (and zero_gate_logits within 1e-4)', () => {
+        const base = model.forward(fx.tokens);
+        const z = model.forward(fx.tokens, { adapter: fixtureAdapter(model, fx, 'zero') });
+        assert.deepEqual(Buffer.from(z.buffer), Buffer.from(base.buffer));
+        assert.ok(maxAbsDiff(z, fx.t('zero_gate_logits')) < 1e-4);
+      });
+
+      it('adapter logits and loss match within 1e-4', () => {
+        const a = fixtureAdapter(model, fx, 'fixture');
+        const d = maxAbsDiff(model.forward(fx.tokens, { adapter: a }), fx.t('adapter_logits'));
+        assert.ok(d < 1e-4, `logits max |diff| ${d}`);
+        const { loss } = model.lossAndGrads(fx.tokens, fx.targets, a);
+        assert.ok(Math.abs(loss - fx.t('loss')[0]) < 1e-4, `loss ${loss} vs ${fx.t('loss')[0]}`);
+      });
+
+      it('prompt and gate gradients match within 1e-4 of their max magnitude', () => {
+        const a = fixtureAdapter(model, fx, 'fixture');
+        const { grads } = model.lossAndGrads(fx.tokens, fx.targets, a);
+        const c = model.config;
+        const gp = new Float32Array(fx.L * fx.K * c.dim);
+        const gg = new Float32Array(fx.L * c.nHeads);
+        for (let i = 0; i < fx.L; i++) {
+          const l = c.nLayers - fx.L + i;
+          gp.set(grads.get(`layers.${l}.adaption_prompt`)!, i * fx.K * c.dim);
+          gg.set(grads.get(`layers.${l}.adaption_gate`)!, i * c.nHeads);
+        }
+        const wantP = fx.t('grad_prompts'), wantG = fx.t('grad_gates');
+        assert.ok(maxAbsDiff(gp, wantP) <= 1e-4 * maxAbs(wantP), `prompt grads rel diff ${maxAbsDiff(gp, wantP) / maxAbs(wantP)}`);
+        assert.ok(maxAbsDiff(gg, wantG) <= 1e-4 * maxAbs(wantG), `gate grads rel diff ${maxAbsDiff(gg, wantG) / maxAbs(wantG)}`);
+      });
+
+      it('greedy decoding with the adapter reproduces the reference ids exactly', async () => {
+        const a = fixtureAdapter(model, fx, 'fixture');
+        const [r] = await model.generateBatch([[model.config.bosId]], { temperature: 0, maxTokens: fx.greedy.length - 1, stopTokens: [], adapter: a });
+        assert.deepEqual([...r.promptIds, ...r.ids], fx.greedy);
+      });
+    });
+  }
+}
