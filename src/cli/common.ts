@@ -1,0 +1,54 @@
+// Shared CLI plumbing: model-loading flags, number parsing with clear errors, error reporting.
+
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { LlamaAdapterError } from '../errors.js';
+import { loadModel } from '../load.js';
+import type { LlamaModel } from '../model/model.js';
+import type { BackendName } from '../backend/index.js';
+
+export function int(name: string, min = 0): (v: string) => number {
+  return (v) => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`${name} must be an integer >= ${min} (got "${v}")`);
+    return n;
+  };
+}
+
+export function num(name: string, min = -Infinity): (v: string) => number {
+  return (v) => {
+    const n = Number(v);
+    if (!Number.isFinite(n) || n < min) throw new InvalidArgumentError(`${name} must be a number >= ${min} (got "${v}")`);
+    return n;
+  };
+}
+
+export interface ModelFlags {
+  model: string;
+  tokenizer?: string;
+  backend: BackendName;
+  threads?: number;
+  dtype: 'f32' | 'bf16';
+}
+
+/** Add --model/--tokenizer/--backend/--threads/--dtype to a command. */
+export function modelOptions(cmd: Command, required = true): Command {
+  if (required) cmd.requiredOption('-m, --model <path>', 'checkpoint: HF directory, llama2.c .bin (fp32 or int8)');
+  else cmd.option('-m, --model <path>', 'checkpoint: HF directory, llama2.c .bin (fp32 or int8)');
+  return cmd
+    .option('--tokenizer <path>', 'tokenizer.json, tokenizer.model or tokenizer.bin (default: found beside the model)')
+    .addOption(new Option('--backend <name>', 'compute backend').choices(['auto', 'native', 'ts']).default('auto'))
+    .option('--threads <n>', 'native backend threads (default: all cores; env LLAMA_ADAPTER_THREADS)', int('--threads', 1))
+    .addOption(new Option('--dtype <dtype>', 'in-memory dtype of the frozen weights').choices(['f32', 'bf16']).default('f32'));
+}
+
+export function openModel(f: ModelFlags): Promise<LlamaModel> {
+  return loadModel(f.model, { tokenizer: f.tokenizer, backend: f.backend, threads: f.threads, dtype: f.dtype });
+}
+
+/** Print a user error as one line (stack only with --verbose) and exit non-zero. */
+export function reportError(e: unknown, verbose: boolean): never {
+  if (verbose && e instanceof Error) process.stderr.write(`${e.stack}\n`);
+  else if (e instanceof LlamaAdapterError) process.stderr.write(`llama-adapter: ${e.message}\n`);
+  else process.stderr.write(`llama-adapter: internal error: ${e instanceof Error ? e.message : String(e)} (run with --verbose for details)\n`);
+  process.exit(1);
+}

@@ -1,0 +1,113 @@
+// `llama-adapter finetune`: train an adapter on instruction data, with a progress bar; writes
+// the adapter, a checkpoint, a metrics JSONL and a loss-curve SVG. Ctrl-C finishes the current
+// step and writes the checkpoint (resume with --resume).
+
+import { Command, Option } from 'commander';
+import cliProgress from 'cli-progress';
+import { GATE_RULES, type GateMode } from '../adapter/gate.js';
+import { finetune } from '../train/finetune.js';
+import { PROMPT_STYLES, type PromptStyleName } from '../train/prompt-styles.js';
+import { int, modelOptions, num, openModel, type ModelFlags } from './common.js';
+
+interface FinetuneFlags extends ModelFlags {
+  data: string;
+  out: string;
+  promptLength: number;
+  adapterLayers: number;
+  gate: GateMode;
+  gateInit: 'zero' | 'random';
+  epochs: number;
+  maxSteps?: number;
+  batchSize: number;
+  gradAccum: number;
+  lr?: number;
+  blr: number;
+  weightDecay: number;
+  warmupEpochs: number;
+  warmupSteps?: number;
+  clipGrad?: number;
+  maxSeqLen: number;
+  valSize: number;
+  promptStyle: PromptStyleName;
+  seed: number;
+  resume?: string;
+  checkpointEvery?: number;
+  progress: boolean;
+}
+
+function fmtTime(s: number): string {
+  if (!Number.isFinite(s)) return '?';
+  const m = Math.floor(s / 60);
+  return m ? `${m}m${Math.round(s % 60)}s` : `${Math.round(s)}s`;
+}
+
+export function finetuneCommand(): Command {
+  const cmd = new Command('finetune').description('train a LLaMA-Adapter on instruction data (Alpaca JSON/JSONL, Dolly)');
+  modelOptions(cmd)
+    .requiredOption('-d, --data <file>', 'instruction data: JSON array or JSONL (instruction/input/output or Dolly fields)')
+    .requiredOption('-o, --out <adapter.safetensors>', 'adapter file to write')
+    .option('--prompt-length <K>', 'adaption prompt length', int('--prompt-length', 1), 10)
+    .option('--adapter-layers <L>', 'adapt the top L layers (clamped to the model\'s layer count)', int('--adapter-layers', 1), 30)
+    .addOption(new Option('--gate <convention>', 'gate convention').choices(Object.keys(GATE_RULES)).default('tanh-per-head'))
+    .addOption(new Option('--gate-init <init>', 'zero (the method) or random (the paper\'s ablation)').choices(['zero', 'random']).default('zero'))
+    .option('--epochs <n>', 'epochs', int('--epochs', 1), 5)
+    .option('--max-steps <n>', 'stop after n optimizer steps (also shortens the schedule)', int('--max-steps', 1))
+    .option('--batch-size <n>', 'micro-batch size', int('--batch-size', 1), 4)
+    .option('--grad-accum <n>', 'micro-batches per optimizer step', int('--grad-accum', 1), 1)
+    .option('--lr <lr>', 'absolute peak learning rate (overrides --blr)', num('--lr', 0))
+    .option('--blr <blr>', 'base lr: peak = blr x batch x accum / 256', num('--blr', 0), 9e-3)
+    .option('--weight-decay <wd>', 'decoupled weight decay on prompts (not gates)', num('--weight-decay', 0), 0.02)
+    .option('--warmup-epochs <n>', 'linear warmup in epochs', num('--warmup-epochs', 0), 2)
+    .option('--warmup-steps <n>', 'linear warmup in optimizer steps (overrides --warmup-epochs)', int('--warmup-steps', 0))
+    .option('--clip-grad <norm>', 'clip the global gradient norm', num('--clip-grad', 0))
+    .option('--max-seq-len <n>', 'truncate examples to n tokens', int('--max-seq-len', 2), 512)
+    .option('--val-size <n>', 'first n records are the validation split', int('--val-size', 0), 200)
+    .addOption(new Option('--prompt-style <style>', 'prompt template').choices(Object.keys(PROMPT_STYLES)).default('alpaca'))
+    .option('--seed <n>', 'seed for init and data order', int('--seed', 0), 0)
+    .option('--resume <ckpt>', 'continue exactly from a training checkpoint')
+    .option('--checkpoint-every <n>', 'also checkpoint every n optimizer steps', int('--checkpoint-every', 1))
+    .option('--no-progress', 'no progress bar (log lines instead)')
+    .action(async (f: FinetuneFlags) => {
+      const model = await openModel(f);
+      const ac = new AbortController();
+      const onSig = (): void => {
+        if (ac.signal.aborted) process.exit(130);
+        process.stderr.write('\ninterrupted: finishing this step and writing the checkpoint (Ctrl-C again to quit now)\n');
+        ac.abort();
+      };
+      process.on('SIGINT', onSig);
+      const tty = f.progress && process.stderr.isTTY;
+      const bar = new cliProgress.SingleBar({
+        format: 'train |{bar}| {value}/{total} steps | epoch {epoch} | loss {loss} | lr {lr} | {tps} tok/s | ETA {eta_h}',
+        hideCursor: true,
+      }, cliProgress.Presets.shades_classic);
+      let started = false;
+      const r = await finetune({
+        model, data: f.data, out: f.out, promptLength: f.promptLength,
+        layers: Math.min(f.adapterLayers, model.config.nLayers), gate: f.gate, gateInit: f.gateInit,
+        epochs: f.epochs, maxSteps: f.maxSteps, batchSize: f.batchSize, gradAccum: f.gradAccum, lr: f.lr, blr: f.blr,
+        weightDecay: f.weightDecay, warmupEpochs: f.warmupEpochs, warmupSteps: f.warmupSteps, clipGrad: f.clipGrad,
+        maxSeqLen: f.maxSeqLen, valSize: f.valSize, promptStyle: f.promptStyle, seed: f.seed, resume: f.resume,
+        checkpointEvery: f.checkpointEvery, signal: ac.signal,
+        onProgress: (p) => {
+          const payload = { epoch: p.epoch.toFixed(2), loss: p.loss.toFixed(4), lr: p.lr.toExponential(2), tps: Math.round(p.tokensPerS), eta_h: fmtTime(p.etaS) };
+          if (tty) {
+            if (!started) bar.start(p.totalSteps, 0, payload);
+            started = true;
+            bar.update(p.step, payload);
+          } else if (p.step % 10 === 0 || p.step === p.totalSteps) {
+            process.stderr.write(`step ${p.step}/${p.totalSteps} epoch ${payload.epoch} loss ${payload.loss} lr ${payload.lr} ${payload.tps} tok/s ETA ${payload.eta_h}\n`);
+          }
+        },
+        onEpoch: (e) => {
+          const line = `epoch ${e.epoch}: validation loss ${e.valLoss === null ? 'n/a' : e.valLoss.toFixed(4)}`;
+          if (tty && started) bar.updateETA();
+          process.stderr.write(`${tty && started ? '\n' : ''}${line}\n`);
+        },
+      });
+      if (started) bar.stop();
+      process.off('SIGINT', onSig);
+      process.stderr.write(`${r.aborted ? 'stopped' : 'done'} after ${r.steps} steps; adapter ${f.out}, checkpoint ${r.checkpoint}\n`);
+    });
+  return cmd;
+}

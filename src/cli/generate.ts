@@ -1,0 +1,66 @@
+// `llama-adapter generate`: stream text from a prompt, optionally through an adapter.
+
+import { Command, Option } from 'commander';
+import { loadAdapter } from '../adapter/file.js';
+import { PROMPT_STYLES, isPromptStyle } from '../train/prompt-styles.js';
+import { check } from '../errors.js';
+import { int, modelOptions, num, openModel, type ModelFlags } from './common.js';
+
+interface GenerateFlags extends ModelFlags {
+  prompt: string;
+  input?: string;
+  maxTokens: number;
+  temperature: number;
+  topP: number;
+  topK: number;
+  repetitionPenalty: number;
+  seed: number;
+  stop: string[];
+  adapter?: string;
+  force?: boolean;
+  template: string;
+  json?: boolean;
+}
+
+export function generateCommand(): Command {
+  const cmd = new Command('generate').description('generate text from a prompt (streams to stdout)');
+  modelOptions(cmd)
+    .option('-p, --prompt <text>', 'prompt text ("" = start from BOS alone)', '')
+    .option('--input <text>', 'task input for instruction templates (alpaca "### Input:")')
+    .option('-n, --max-tokens <n>', 'new tokens at most', int('--max-tokens', 1), 256)
+    .option('-t, --temperature <t>', 'sampling temperature; 0 = greedy', num('--temperature', 0), 0.8)
+    .option('--top-p <p>', 'nucleus sampling threshold (1 = off)', num('--top-p', 0), 0.95)
+    .option('--top-k <k>', 'keep the k most likely tokens (0 = off)', int('--top-k', 0), 0)
+    .option('--repetition-penalty <r>', 'penalise tokens already in the context (1 = off)', num('--repetition-penalty', 0), 1)
+    .option('--seed <n>', 'sampling seed (same seed, same text)', int('--seed', 0), 0)
+    .option('--stop <text>', 'stop string (repeatable)', (v: string, acc: string[]) => [...acc, v], [] as string[])
+    .option('-a, --adapter <file>', 'adapter .safetensors to apply')
+    .option('--force', 'load the adapter even if the base weights fingerprint differs')
+    .addOption(new Option('--template <style>', 'wrap the prompt in a prompt style: auto = the adapter\'s training style (none without adapter)').default('auto'))
+    .option('--json', 'print one JSON object {prompt_ids, ids, text} instead of streaming')
+    .action(async (f: GenerateFlags) => {
+      const model = await openModel(f);
+      const adapter = f.adapter ? loadAdapter(f.adapter, model, { force: f.force }) : null;
+      let style = f.template;
+      if (style === 'auto') {
+        const args = adapter?.meta.training_args ? (JSON.parse(adapter.meta.training_args) as { prompt_style?: string }) : {};
+        style = args.prompt_style ?? 'none';
+      }
+      check(style === 'none' || isPromptStyle(style), `--template: unknown prompt style "${style}" (expected auto, none, ${Object.keys(PROMPT_STYLES).join(', ')})`);
+      const text = style === 'none' || !isPromptStyle(style) ? f.prompt : PROMPT_STYLES[style].prompt({ instruction: f.prompt, input: f.input ?? '' });
+      const it = model.generate(text, {
+        maxTokens: f.maxTokens, temperature: f.temperature, topP: f.topP, topK: f.topK,
+        repetitionPenalty: f.repetitionPenalty, seed: f.seed, stop: f.stop, adapter,
+      });
+      for (;;) {
+        const r = await it.next();
+        if (r.done) {
+          if (f.json) process.stdout.write(JSON.stringify({ prompt_ids: r.value.promptIds, ids: r.value.ids, text: r.value.text }) + '\n');
+          else process.stdout.write('\n');
+          break;
+        }
+        if (!f.json && r.value.text) process.stdout.write(r.value.text);
+      }
+    });
+  return cmd;
+}

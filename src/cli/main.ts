@@ -1,0 +1,18 @@
+// The `llama-adapter` command line: generate, finetune, inspect, bench.
+
+import { Command } from 'commander';
+import { finetuneCommand } from './finetune.js';
+import { generateCommand } from './generate.js';
+import { inspectCommand } from './inspect.js';
+import { reportError } from './common.js';
+
+const program = new Command('llama-adapter')
+  .description('LLaMA-Adapter: zero-init gated adaption prompts for frozen LLaMA models')
+  .option('--verbose', 'print stack traces on errors')
+  .showHelpAfterError();
+program.addCommand(generateCommand());
+program.addCommand(finetuneCommand());
+program.addCommand(inspectCommand());
+
+const verbose = process.argv.includes('--verbose');
+program.parseAsync(process.argv).catch((e: unknown) => reportError(e, verbose));
