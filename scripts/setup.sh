@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Set up a fresh clone: the system packages the native backend links against (Debian's OpenBLAS),
+# then the npm packages (npm ci also compiles the TypeScript and builds the native addon; if the
+# addon cannot be built the TypeScript backend is used). `--bench` also installs Debian's PyTorch
+# for the side-by-side benchmarks (bench --compare-pytorch).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+pkgs=(libopenblas-dev)
+if [[ "${1:-}" == "--bench" ]]; then pkgs+=(python3-torch python3-sentencepiece libopenblas0-pthread); fi
+
+missing=()
+for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+if ((${#missing[@]})); then
+  if command -v apt-get >/dev/null && [[ $(id -u) == 0 ]]; then
+    echo "setup: installing ${missing[*]}" >&2
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  else
+    echo "setup: cannot install ${missing[*]} (needs root and apt-get); the native backend may be unavailable" >&2
+  fi
+fi
+npm ci --no-audit --no-fund
