@@ -1,0 +1,148 @@
+// Training: data formats and their errors, the paper's templates byte for byte, loss masking,
+// AdamW against a hand computation, the schedule, exact resume, and loss going down on the
+// real Alpaca-format files.
+
+import { describe, it, before } from 'node:test';
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { loadModel, type LlamaModel } from '../src/index.js';
+import { finetune } from '../src/train/finetune.js';
+import { IGNORE, padBatch, readInstructionData, tokenizeExample } from '../src/train/data.js';
+import { PROMPT_STYLES } from '../src/train/prompt-styles.js';
+import { learningRate, peakLearningRate } from '../src/train/schedule.js';
+import { TsBackend } from '../src/backend/ts/index.js';
+import { AdamW } from '../src/train/optimizer.js';
+import { assets, stories260K, tinystories656k } from './helpers.js';
+
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'llama-adapter-train-'));
+const alpaca = path.join(assets, 'data/instruct/litgpt_fixtures/alpaca.json');
+const dolly = path.join(assets, 'data/instruct/litgpt_fixtures/dolly.json');
+const seedTasks = path.join(assets, 'data/instruct/alpaca_seed/seed_tasks.jsonl');
+
+describe('instruction data', () => {
+  it('reads Alpaca JSON, Dolly field names and Self-Instruct JSONL', () => {
+    const a = readInstructionData(alpaca);
+    assert.equal(a.length, 23);
+    assert.equal(a[0].instruction, 'Give three tips for staying healthy.');
+    const d = readInstructionData(dolly);
+    assert.equal(d.length, 12);
+    assert.match(d[0].input, /^Virgin Australia/);
+    assert.ok(d[0].output.length > 0);
+    const s = readInstructionData(seedTasks);
+    assert.equal(s.length, 175);
+    assert.ok(s.every((r) => r.output.length > 0));
+  });
+
+  it('a malformed record names the file and the record/line', () => {
+    const j = path.join(tmp, 'bad.json');
+    fs.writeFileSync(j, JSON.stringify([{ instruction: 'a', output: 'b' }, { instruction: 'c' }]));
+    assert.throws(() => readInstructionData(j), /bad\.json: record 1: missing field "output"/);
+    const l = path.join(tmp, 'bad.jsonl');
+    fs.writeFileSync(l, '{"instruction":"a","output":"b"}\n{"instruction": 3, "output": "x"}\n');
+    assert.throws(() => readInstructionData(l), /bad\.jsonl: line 2: field "instruction" must be a string/);
+    fs.writeFileSync(l, '{"instruction":"a","output":"b"}\n{oops\n');
+    assert.throws(() => readInstructionData(l), /bad\.jsonl: line 2: invalid JSON/);
+  });
+
+  it('alpaca templates are the paper\'s, byte for byte', () => {
+    assert.equal(PROMPT_STYLES.alpaca.prompt({ instruction: 'I', input: '' }),
+      'Below is an instruction that describes a task. Write a response that appropriately completes the request.\n\n### Instruction:\nI\n\n### Response:');
+    assert.equal(PROMPT_STYLES.alpaca.prompt({ instruction: 'I $1', input: 'X' }),
+      'Below is an instruction that describes a task, paired with an input that provides further context. Write a response that appropriately completes the request.\n\n### Instruction:\nI $1\n\n### Input:\nX\n\n### Response:');
+  });
+
+  it('BOS + prompt + output + EOS with loss on output and EOS only; truncation; padding', async () => {
+    const m = await loadModel(tinystories656k, { backend: 'ts' });
+    const tok = m.tokenizer;
+    const r = { instruction: 'Write a story about Tom.', input: '', output: ' Tom had a dog.' };
+    const ex = tokenizeExample(tok, r, 'plain', 512);
+    const promptIds = tok.encode(PROMPT_STYLES.plain.prompt(r), { bos: true });
+    assert.equal(ex.tokens[0], tok.bosId);
+    assert.equal(ex.tokens[ex.tokens.length - 1], tok.eosId);
+    assert.deepEqual(ex.tokens.slice(0, promptIds.length), promptIds);
+    // targets: ignore until the last prompt position, then the next token; nothing after EOS
+    ex.targets.forEach((y, t) => assert.equal(y, t + 1 >= promptIds.length && t + 1 < ex.tokens.length ? ex.tokens[t + 1] : IGNORE));
+    assert.equal(tok.decode(ex.tokens.slice(promptIds.length)), 'Tom had a dog.');
+    const short = tokenizeExample(tok, r, 'plain', 5);
+    assert.equal(short.tokens.length, 5);
+    const b = padBatch([ex, short], 0);
+    assert.equal(b.T, ex.tokens.length);
+    assert.deepEqual(b.targets[1].slice(5), new Array(b.T - 5).fill(IGNORE));
+  });
+});
+
+describe('optimizer and schedule', () => {
+  it('AdamW matches a hand computation; no weight decay on gates', () => {
+    const p = new Map([['layers.0.adaption_prompt', Float32Array.from([1, -2])], ['layers.0.adaption_gate', Float32Array.from([0.5])]]);
+    const shapes = new Map([['layers.0.adaption_prompt', [1, 2]], ['layers.0.adaption_gate', [1]]]);
+    const opt = new AdamW(p, shapes, { beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1 });
+    const g = new Map([['layers.0.adaption_prompt', Float32Array.from([0.1, 0.2])], ['layers.0.adaption_gate', Float32Array.from([-0.3])]]);
+    opt.update(new TsBackend(), g, 0.01);
+    // step 1: m_hat = g, v_hat = g^2 -> update = sign(g) (up to eps); decay lr*wd*p on matrices
+    assert.ok(Math.abs(p.get('layers.0.adaption_prompt')![0] - (1 - 0.01 * (1 + 0.1 * 1))) < 1e-6);
+    assert.ok(Math.abs(p.get('layers.0.adaption_prompt')![1] - (-2 - 0.01 * (1 + 0.1 * -2))) < 1e-6);
+    assert.ok(Math.abs(p.get('layers.0.adaption_gate')![0] - (0.5 + 0.01)) < 1e-6);
+  });
+
+  it('warmup then half-cycle cosine; blr scaling', () => {
+    const s = { peakLr: 1, minLr: 0, totalSteps: 10, warmupSteps: 2 };
+    assert.equal(learningRate(s, 0), 0);
+    assert.equal(learningRate(s, 1), 0.5);
+    assert.equal(learningRate(s, 2), 1);
+    assert.ok(Math.abs(learningRate(s, 6) - 0.5) < 1e-12);
+    assert.ok(learningRate(s, 10) < 1e-12);
+    assert.equal(peakLearningRate({ blr: 9e-3, effectiveBatch: 32 }), 1.125e-3);
+  });
+});
+
+describe('finetune', () => {
+  let m: LlamaModel;
+  before(async () => {
+    m = await loadModel(stories260K, { backend: 'ts' });
+  });
+
+  const common = (out: string) => ({
+    data: alpaca, out, promptLength: 4, layers: 3, epochs: 2, batchSize: 4, lr: 2e-2, warmupSteps: 2,
+    maxSeqLen: 96, valSize: 3, seed: 5, gradAccum: 2, clipGrad: 5, metrics: null, plot: null,
+  });
+
+  it('train N steps == train N/2, interrupt, resume, train N/2: identical losses and adapter bytes', async () => {
+    const full = await finetune({ model: m, ...common(path.join(tmp, 'full.safetensors')) });
+    const N = full.steps;
+    assert.equal(N, 6); // 20 records / 4 per batch = 5 micro-batches -> 3 steps per epoch with accumulation 2
+    const ac = new AbortController();
+    const half = await finetune({
+      model: m, ...common(path.join(tmp, 'half.safetensors')), signal: ac.signal,
+      onProgress: (p) => { if (p.step === N / 2) ac.abort(); },
+    });
+    assert.equal(half.aborted, true);
+    assert.equal(half.steps, N / 2);
+    const rest = await finetune({ model: m, ...common(path.join(tmp, 'half.safetensors')), resume: half.checkpoint });
+    assert.deepEqual([...half.losses, ...rest.losses], full.losses);
+    assert.deepEqual(fs.readFileSync(path.join(tmp, 'half.safetensors')), fs.readFileSync(path.join(tmp, 'full.safetensors')));
+  });
+
+  it('resuming with different settings is refused, naming the setting', async () => {
+    const r = await finetune({ model: m, ...common(path.join(tmp, 'r.safetensors')), maxSteps: 1 });
+    await assert.rejects(finetune({ model: m, ...common(path.join(tmp, 'r.safetensors')), resume: r.checkpoint, batchSize: 2 }),
+      /cannot resume: batch_size was 4 in the checkpoint, now 2/);
+  });
+
+  it('loss goes down on the real Alpaca file (tinystories-656k), with metrics and a loss curve', async () => {
+    const tiny = await loadModel(tinystories656k, { backend: 'ts' });
+    const out = path.join(tmp, 'alpaca.safetensors');
+    const r = await finetune({ model: tiny, data: alpaca, out, promptLength: 10, layers: 2, epochs: 6, batchSize: 4, lr: 3e-2, warmupSteps: 2, maxSeqLen: 128, valSize: 3, seed: 0 });
+    const first = r.losses[0], last = r.losses.slice(-3).reduce((a, b) => a + b, 0) / 3;
+    assert.ok(last < first - 0.3, `loss ${first} -> ${last}`);
+    assert.ok(r.valLosses[r.valLosses.length - 1].valLoss! < r.valLosses[0].valLoss!);
+    const lines = fs.readFileSync(out.replace('.safetensors', '.metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { step: number; loss?: number });
+    assert.equal(lines.filter((l) => l.loss !== undefined).length, r.steps);
+    assert.match(fs.readFileSync(out.replace('.safetensors', '.loss.svg'), 'utf8'), /<svg[\s\S]*<polyline/);
+  });
+
+  it('refuses a validation split that leaves nothing to train on', async () => {
+    await assert.rejects(finetune({ model: m, data: alpaca, out: path.join(tmp, 'x.safetensors') }), /alpaca\.json: 23 records, but --val-size 200/);
+  });
+});
