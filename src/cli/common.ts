@@ -25,7 +25,7 @@ export function num(name: string, min = -Infinity): (v: string) => number {
 export interface ModelFlags {
   model: string;
   tokenizer?: string;
-  backend: BackendName;
+  backend?: BackendName;
   threads?: number;
   dtype: 'f32' | 'bf16';
 }
@@ -36,7 +36,7 @@ export function modelOptions(cmd: Command, required = true): Command {
   else cmd.option('-m, --model <path>', 'checkpoint: HF directory, llama2.c .bin (fp32 or int8)');
   return cmd
     .option('--tokenizer <path>', 'tokenizer.json, tokenizer.model or tokenizer.bin (default: found beside the model)')
-    .addOption(new Option('--backend <name>', 'compute backend').choices(['auto', 'native', 'ts']).default('auto'))
+    .addOption(new Option('--backend <name>', 'compute backend (default: env LLAMA_ADAPTER_BACKEND, else auto = native if built)').choices(['auto', 'native', 'ts']))
     .option('--threads <n>', 'native backend threads (default: all cores; env LLAMA_ADAPTER_THREADS)', int('--threads', 1))
     .addOption(new Option('--dtype <dtype>', 'in-memory dtype of the frozen weights').choices(['f32', 'bf16']).default('f32'));
 }
