@@ -175,3 +175,20 @@ function readAdapterMeta(a: Adapter): Record<string, string> {
   saveAdapter(a, file);
   return readSafetensors(file).metadata;
 }
+
+describe('adapter file size', () => {
+  it('the paper\'s 7B setting (K=10, L=30, 32 heads) gives a ~4.9 MB file of 1,229,760 parameters', () => {
+    const config = {
+      dim: 4096, nLayers: 32, nHeads: 32, nKvHeads: 32, headDim: 128, hiddenDim: 11008, vocabSize: 32000, maxSeqLen: 2048,
+      normEps: 1e-5, ropeTheta: 10000, ropeScaling: null, tiedEmbeddings: false, bosId: 1, eosId: 2,
+    };
+    // the file needs only the base's shape and fingerprint; the weights are never touched
+    const host = { config, weights: { tokEmbd: null, layers: [], outputNorm: null, output: null }, backend: null, fingerprint: 'llama-7b-shape' } as unknown as Parameters<typeof createAdapter>[0];
+    const a = createAdapter(host, { promptLength: 10, layers: 30 });
+    assert.equal(a.parameterCount, 1_229_760);
+    const file = path.join(tmp, '7b.safetensors');
+    saveAdapter(a, file);
+    const size = fs.statSync(file).size;
+    assert.ok(size > 4.9e6 && size < 4.95e6, `${size} bytes`);
+  });
+});
