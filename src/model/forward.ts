@@ -45,6 +45,7 @@ export function forwardPass(ctx: ForwardContext, acts: Activations, args: Forwar
   const qDim = H * hs, kvDim = Hkv * hs;
   const x = acts.x; // (M, dim)
   be.embed(x, W.tokEmbd, acts.ids, M);
+  const shape = { B, T, S: T, nHeads: H, nKvHeads: Hkv, headDim: hs };
 
   for (let l = 0; l < c.nLayers; l++) {
     const L = W.layers[l];
@@ -65,12 +66,14 @@ export function forwardPass(ctx: ForwardContext, acts: Activations, args: Forwar
       vc = cache.v[l];
       S = cache.S;
       for (let b = 0; b < B; b++) {
-        const dst = (b * S + acts.pos[b]) * kvDim;
-        kc.set(A.k.subarray(b * T * kvDim, (b + 1) * T * kvDim), dst);
-        vc.set(A.v.subarray(b * T * kvDim, (b + 1) * T * kvDim), dst);
+        const dst = (b * S + acts.pos[b]) * kvDim, src = b * T * kvDim, n = T * kvDim;
+        for (let i = 0; i < n; i++) {
+          kc[dst + i] = A.k[src + i];
+          vc[dst + i] = A.v[src + i];
+        }
       }
     }
-    const shape = { B, T, S, nHeads: H, nKvHeads: Hkv, headDim: hs };
+    shape.S = S;
     be.attention(A.att, A.q, kc, vc, acts.pos, shape, args.train && A.probs.length ? A.probs : undefined);
     if (args.sources) promptBranch(be, c, A, args.sources, l, B, T);
     be.matmul(acts.tmp, A.att, L.wo, M); // (M, dim)
@@ -111,11 +114,14 @@ function promptBranch(be: Backend, c: LlamaConfig, A: ReturnType<Activations['la
     if (p) {
       const rows = b1 - b0;
       const s = { B: rows, T, K: p.K, nHeads: c.nHeads, nKvHeads: c.nKvHeads, headDim: c.headDim };
-      const o = b0 * T * qDim;
-      be.promptAttention(
-        A.att.subarray(o, o + rows * T * qDim), A.q.subarray(o, o + rows * T * qDim), p.pk, p.pv, p.gate, s,
-        A.pprobs.subarray(b0 * c.nHeads * T * p.K, b1 * c.nHeads * T * p.K),
-      );
+      if (rows === B) be.promptAttention(A.att, A.q, p.pk, p.pv, p.gate, s, A.pprobs); // one adapter for all rows: no views
+      else {
+        const o = b0 * T * qDim;
+        be.promptAttention(
+          A.att.subarray(o, o + rows * T * qDim), A.q.subarray(o, o + rows * T * qDim), p.pk, p.pv, p.gate, s,
+          A.pprobs.subarray(b0 * c.nHeads * T * p.K, b1 * c.nHeads * T * p.K),
+        );
+      }
     }
     b0 = b1;
   }
