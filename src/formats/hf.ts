@@ -1,0 +1,532 @@
+// Hugging Face Llama directories: config.json (+ generation_config.json) and model.safetensors or
+// sharded model-*.safetensors with model.safetensors.index.json. Maps config.json onto
+// LlamaConfig and HF tensor names onto canonical weights, un-permuting q/k rows from HF's
+// rotate-half RoPE order to the interleaved (Meta / llama2.c) order. Also writes such directories
+// (used for tests and for exporting).
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type { Llama3RopeScaling, LlamaConfig } from '../config.js';
+import { LlamaAdapterError, check } from '../errors.js';
+import { bf16ToF32, toBf16, type LayerWeights, type Matrix, type ModelWeights } from '../weights.js';
+import { MatrixBuilder, resolveDtype, type LoadOptions, type LoadedModel } from './build.js';
+import { ioError } from './fileio.js';
+import { f32ToF16Bits, readSafetensors, writeSafetensors, type SafetensorsFile, type WritableTensor } from './safetensors.js';
+
+export const HF_CONFIG = 'config.json';
+export const HF_GENERATION_CONFIG = 'generation_config.json';
+export const HF_SINGLE = 'model.safetensors';
+export const HF_INDEX = 'model.safetensors.index.json';
+
+// ---------------------------------------------------------------- RoPE row order
+
+/**
+ * HF -> canonical, in place. Per head of `headDim` rows (each `cols` wide), HF row j (j < hs/2)
+ * holds Meta row 2j and HF row hs/2 + j holds Meta row 2j+1; i.e.
+ * Meta = HF.view(nHeads, 2, hs/2, cols).transpose(1, 2).reshape(nHeads*hs, cols).
+ */
+export function unpermuteHfRows(data: Float32Array | Uint16Array, nHeads: number, headDim: number, cols: number): void {
+  permuteRows(data, nHeads, headDim, cols, true);
+}
+
+/** Canonical -> HF, in place (the inverse of unpermuteHfRows; what HF's conversion script does). */
+export function permuteToHfRows(data: Float32Array | Uint16Array, nHeads: number, headDim: number, cols: number): void {
+  permuteRows(data, nHeads, headDim, cols, false);
+}
+
+function permuteRows(
+  data: Float32Array | Uint16Array,
+  nHeads: number,
+  headDim: number,
+  cols: number,
+  toMeta: boolean,
+): void {
+  if (data.length !== nHeads * headDim * cols || headDim % 2 !== 0) {
+    throw new Error(`permuteRows: ${data.length} values do not form (${nHeads} x ${headDim}, ${cols}) with even head size`);
+  }
+  const half = headDim / 2;
+  const block = headDim * cols;
+  for (let h = 0; h < nHeads; h++) {
+    const base = h * block;
+    const tmp = data.slice(base, base + block); // (headDim, cols) of this head
+    for (let j = 0; j < half; j++) {
+      for (let t = 0; t < 2; t++) {
+        const meta = 2 * j + t;
+        const hf = t * half + j;
+        const [dst, src] = toMeta ? [meta, hf] : [hf, meta];
+        data.set(tmp.subarray(src * cols, (src + 1) * cols), base + dst * cols);
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------- config.json
+
+type Json = Record<string, unknown>;
+
+function readJson(file: string): unknown {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (e) {
+    throw ioError(file, e);
+  }
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw new LlamaAdapterError(`${file}: not valid JSON (${e instanceof Error ? e.message : String(e)})`, { cause: e });
+  }
+}
+
+function isObject(v: unknown): v is Json {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/**
+ * LlamaConfig from a parsed config.json (`file` names it in errors) and, optionally, a parsed
+ * generation_config.json (a fallback for bos/eos ids).
+ */
+export function hfConfigFromJson(json: unknown, file: string, generation: unknown = null): LlamaConfig {
+  check(isObject(json), `${file}: expected a JSON object`);
+  const c = json;
+
+  // architecture
+  const archs = Array.isArray(c.architectures) ? c.architectures.filter((a): a is string => typeof a === 'string') : [];
+  const modelType = typeof c.model_type === 'string' ? c.model_type : undefined;
+  const supported = ['LlamaForCausalLM', 'MistralForCausalLM'];
+  const ok = archs.length > 0 ? archs.some((a) => supported.includes(a)) : modelType === 'llama' || modelType === 'mistral';
+  check(
+    ok,
+    () =>
+      `${file}: unsupported architecture ${archs.length ? archs.join(', ') : (modelType ?? '(none given)')} (expected LlamaForCausalLM)`,
+  );
+
+  const int = (key: string, dflt?: number): number => {
+    const v = c[key];
+    if (v === undefined || v === null) {
+      check(dflt !== undefined, `${file}: missing "${key}"`);
+      return dflt;
+    }
+    check(Number.isSafeInteger(v) && (v as number) > 0, () => `${file}: "${key}" is ${JSON.stringify(v)}, expected a positive integer`);
+    return v as number;
+  };
+  const num = (key: string, dflt: number): number => {
+    const v = c[key];
+    if (v === undefined || v === null) return dflt;
+    check(typeof v === 'number' && Number.isFinite(v) && v > 0, () => `${file}: "${key}" is ${JSON.stringify(v)}, expected a positive number`);
+    return v;
+  };
+
+  const dim = int('hidden_size');
+  const nLayers = int('num_hidden_layers');
+  const nHeads = int('num_attention_heads');
+  const nKvHeads = int('num_key_value_heads', nHeads);
+  if (c.head_dim === undefined || c.head_dim === null) {
+    check(dim % nHeads === 0, `${file}: hidden_size ${dim} is not divisible by num_attention_heads ${nHeads} (and no head_dim is given)`);
+  }
+  const headDim = int('head_dim', dim / nHeads);
+  check(nHeads % nKvHeads === 0, `${file}: num_attention_heads ${nHeads} is not a multiple of num_key_value_heads ${nKvHeads}`);
+  check(headDim % 2 === 0, `${file}: head size ${headDim} is odd; RoPE needs an even head size`);
+  const hiddenDim = int('intermediate_size');
+  const vocabSize = int('vocab_size');
+  const maxSeqLen = int('max_position_embeddings', 2048);
+  const normEps = num('rms_norm_eps', 1e-6);
+  const ropeTheta = num('rope_theta', 10000);
+
+  // features we do not implement: refuse rather than silently compute something else
+  if (c.hidden_act !== undefined && c.hidden_act !== null) {
+    check(c.hidden_act === 'silu', () => `${file}: hidden_act ${JSON.stringify(c.hidden_act)} is not supported (only "silu")`);
+  }
+  check(c.attention_bias !== true, `${file}: attention_bias true is not supported (Llama projections have no bias)`);
+  check(c.mlp_bias !== true, `${file}: mlp_bias true is not supported (Llama projections have no bias)`);
+  if (typeof c.sliding_window === 'number' && c.sliding_window < maxSeqLen) {
+    throw new LlamaAdapterError(
+      `${file}: sliding-window attention (sliding_window ${c.sliding_window} < max_position_embeddings ${maxSeqLen}) is not supported`,
+    );
+  }
+
+  const ropeScaling = parseRopeScaling(c.rope_scaling, file);
+
+  // bos / eos: config.json, then generation_config.json, then the llama defaults 1 / 2
+  const gen = isObject(generation) ? generation : {};
+  const tokenId = (key: string, dflt: number): number => {
+    for (const [src, where] of [
+      [c[key], file],
+      [gen[key], HF_GENERATION_CONFIG],
+    ] as const) {
+      let v = src;
+      if (Array.isArray(v)) v = v[0];
+      if (v === undefined || v === null) continue;
+      check(
+        Number.isSafeInteger(v) && (v as number) >= 0 && (v as number) < vocabSize,
+        () => `${where}: "${key}" is ${JSON.stringify(src)}, expected a token id below vocab_size ${vocabSize}`,
+      );
+      return v as number;
+    }
+    return dflt;
+  };
+
+  return {
+    dim,
+    nLayers,
+    nHeads,
+    nKvHeads,
+    headDim,
+    hiddenDim,
+    vocabSize,
+    maxSeqLen,
+    normEps,
+    ropeTheta,
+    ropeScaling,
+    tiedEmbeddings: c.tie_word_embeddings === true,
+    bosId: tokenId('bos_token_id', 1),
+    eosId: tokenId('eos_token_id', 2),
+  };
+}
+
+function parseRopeScaling(rs: unknown, file: string): Llama3RopeScaling | null {
+  if (rs === undefined || rs === null) return null;
+  check(isObject(rs), `${file}: "rope_scaling" must be an object or null`);
+  const type = rs.rope_type ?? rs.type;
+  if (type === 'default') return null;
+  check(
+    type === 'llama3',
+    () => `${file}: rope_scaling type ${JSON.stringify(type)} is not supported (only "llama3" is)`,
+  );
+  const pos = (key: string): number => {
+    const v = rs[key];
+    check(typeof v === 'number' && Number.isFinite(v) && v > 0, () => `${file}: rope_scaling.${key} is ${JSON.stringify(v)}, expected a positive number`);
+    return v;
+  };
+  const r: Llama3RopeScaling = {
+    factor: pos('factor'),
+    lowFreqFactor: pos('low_freq_factor'),
+    highFreqFactor: pos('high_freq_factor'),
+    originalMaxPos: pos('original_max_position_embeddings'),
+  };
+  check(
+    r.highFreqFactor > r.lowFreqFactor,
+    `${file}: rope_scaling.high_freq_factor (${r.highFreqFactor}) must exceed low_freq_factor (${r.lowFreqFactor})`,
+  );
+  return r;
+}
+
+/** Read config.json (and generation_config.json when present) of an HF directory. */
+export function readHfConfig(dir: string): LlamaConfig {
+  const file = path.join(dir, HF_CONFIG);
+  check(fs.existsSync(file), `${dir}: not a Hugging Face model directory (no ${HF_CONFIG})`);
+  const genFile = path.join(dir, HF_GENERATION_CONFIG);
+  const gen = fs.existsSync(genFile) ? readJson(genFile) : null;
+  return hfConfigFromJson(readJson(file), file, gen);
+}
+
+// ---------------------------------------------------------------- loading
+
+interface Want {
+  name: string; // HF tensor name
+  role: string; // canonical name (for the fingerprint and for messages)
+  shape: number[];
+  why: string; // where the expected shape comes from
+  permuteHeads: number; // > 0: un-permute rows for RoPE with this many heads
+}
+
+/** The HF tensor names, in canonical roles, with their expected shapes. */
+function wantedTensors(c: LlamaConfig, embedName: string, withHead: boolean): Want[] {
+  const q = c.nHeads * c.headDim;
+  const kv = c.nKvHeads * c.headDim;
+  const w = (name: string, role: string, shape: number[], why: string, permuteHeads = 0): Want => ({ name, role, shape, why, permuteHeads });
+  const out: Want[] = [w(embedName, 'tok_embd', [c.vocabSize, c.dim], '(vocab_size, hidden_size)')];
+  for (let i = 0; i < c.nLayers; i++) {
+    const p = `model.layers.${i}.`;
+    const b = `blk.${i}.`;
+    out.push(
+      w(`${p}input_layernorm.weight`, `${b}attn_norm`, [c.dim], '(hidden_size)'),
+      w(`${p}self_attn.q_proj.weight`, `${b}attn_q`, [q, c.dim], '(num_attention_heads*head_dim, hidden_size)', c.nHeads),
+      w(`${p}self_attn.k_proj.weight`, `${b}attn_k`, [kv, c.dim], '(num_key_value_heads*head_dim, hidden_size)', c.nKvHeads),
+      w(`${p}self_attn.v_proj.weight`, `${b}attn_v`, [kv, c.dim], '(num_key_value_heads*head_dim, hidden_size)'),
+      w(`${p}self_attn.o_proj.weight`, `${b}attn_output`, [c.dim, q], '(hidden_size, num_attention_heads*head_dim)'),
+      w(`${p}post_attention_layernorm.weight`, `${b}ffn_norm`, [c.dim], '(hidden_size)'),
+      w(`${p}mlp.gate_proj.weight`, `${b}ffn_gate`, [c.hiddenDim, c.dim], '(intermediate_size, hidden_size)'),
+      w(`${p}mlp.up_proj.weight`, `${b}ffn_up`, [c.hiddenDim, c.dim], '(intermediate_size, hidden_size)'),
+      w(`${p}mlp.down_proj.weight`, `${b}ffn_down`, [c.dim, c.hiddenDim], '(hidden_size, intermediate_size)'),
+    );
+  }
+  out.push(w('model.norm.weight', 'output_norm', [c.dim], '(hidden_size)'));
+  if (withHead) out.push(w('lm_head.weight', 'output', [c.vocabSize, c.dim], '(vocab_size, hidden_size)'));
+  return out;
+}
+
+const FLOAT_DTYPES: readonly string[] = ['F32', 'BF16', 'F16', 'F64'];
+
+const shapeStr = (s: readonly number[]): string => `[${s.join(', ')}]`;
+
+/** Load an HF Llama directory into canonical weights. */
+export function loadHfCheckpoint(dir: string, options: LoadOptions = {}): LoadedModel {
+  const dtype = resolveDtype(options.dtype);
+  const config = readHfConfig(dir);
+
+  // where each tensor lives
+  const single = path.join(dir, HF_SINGLE);
+  const indexFile = path.join(dir, HF_INDEX);
+  const location = new Map<string, string>(); // tensor name -> file path
+  let singleFile: SafetensorsFile | null = null;
+  let missingWhere: string;
+  if (fs.existsSync(single)) {
+    singleFile = readSafetensors(single, { lazy: options.lazy });
+    for (const n of singleFile.names()) location.set(n, single);
+    missingWhere = single;
+  } else if (fs.existsSync(indexFile)) {
+    const idx = readJson(indexFile);
+    check(isObject(idx) && isObject(idx.weight_map), `${indexFile}: expected an object with a "weight_map" object`);
+    for (const [name, f] of Object.entries(idx.weight_map)) {
+      check(
+        typeof f === 'string' && f.length > 0 && path.basename(f) === f,
+        () => `${indexFile}: weight_map entry for "${name}" is ${JSON.stringify(f)}, expected a file name in ${dir}`,
+      );
+      location.set(name, path.join(dir, f));
+    }
+    missingWhere = `${indexFile}: weight_map`;
+  } else {
+    const others = safeList(dir).filter((f) => /\.(bin|pth|pt|gguf)$/.test(f));
+    throw new LlamaAdapterError(
+      `${dir}: no ${HF_SINGLE} or ${HF_INDEX}` +
+        (others.length ? ` (found ${others.join(', ')}: only safetensors weights are supported)` : ''),
+    );
+  }
+
+  // tied embeddings: the embedding may be stored only as lm_head.weight (e.g. tinystories-656k,
+  // whose __metadata__ maps model.embed_tokens.weight to lm_head.weight)
+  const hasEmbed = location.has('model.embed_tokens.weight');
+  const hasHead = location.has('lm_head.weight');
+  const embedName = hasEmbed || !hasHead ? 'model.embed_tokens.weight' : 'lm_head.weight';
+  const tied = config.tiedEmbeddings || !hasEmbed;
+  if (!tied && !hasHead) {
+    throw new LlamaAdapterError(
+      `${missingWhere}: missing tensor "lm_head.weight" (expected shape ${shapeStr([config.vocabSize, config.dim])}; ${HF_CONFIG} says tie_word_embeddings is false)`,
+    );
+  }
+  for (const n of location.keys()) {
+    check(
+      !/^model\.layers\.\d+\.(self_attn|mlp)\.\w+\.bias$/.test(n),
+      () => `${location.get(n)}: tensor "${n}": projection biases are not supported by the Llama architecture`,
+    );
+  }
+  const wants = wantedTensors(config, embedName, !tied);
+  for (const w of wants) {
+    check(
+      location.has(w.name),
+      () => `${missingWhere}: missing tensor "${w.name}" (expected shape ${shapeStr(w.shape)} = ${w.why})`,
+    );
+  }
+
+  // read shard by shard, so only one file's bytes are held at a time
+  const builder = new MatrixBuilder(dtype, config.nLayers);
+  const loaded = new Map<string, Matrix | Float32Array>(); // by role
+  const dtypes: string[] = [];
+  const byFile = new Map<string, Want[]>();
+  for (const w of wants) {
+    const f = location.get(w.name) as string;
+    byFile.set(f, [...(byFile.get(f) ?? []), w]);
+  }
+  for (const [file, ws] of byFile) {
+    let st: SafetensorsFile;
+    if (singleFile) st = singleFile;
+    else {
+      check(fs.existsSync(file), () => `${indexFile}: maps tensor "${ws[0].name}" to ${path.basename(file)}, which does not exist`);
+      st = readSafetensors(file, { lazy: options.lazy });
+    }
+    for (const w of ws) {
+      check(
+        st.has(w.name),
+        () => `${file}: missing tensor "${w.name}" (expected shape ${shapeStr(w.shape)}${singleFile ? '' : `; ${HF_INDEX} maps it to this file`})`,
+      );
+      const info = st.info(w.name);
+      check(
+        FLOAT_DTYPES.includes(info.dtype),
+        () => `${file}: tensor "${w.name}" has dtype ${info.dtype}, which is not supported for weights (supported: ${FLOAT_DTYPES.join(', ')})`,
+      );
+      check(
+        info.shape.length === w.shape.length && info.shape.every((d, i) => d === w.shape[i]),
+        () => `${file}: tensor "${w.name}" has shape ${shapeStr(info.shape)}, expected ${shapeStr(w.shape)} = ${w.why} from ${HF_CONFIG}`,
+      );
+      if (!dtypes.includes(info.dtype)) dtypes.push(info.dtype);
+      if (w.shape.length === 1) {
+        loaded.set(w.role, builder.norm(w.role, st.tensorF32(w.name)));
+        continue;
+      }
+      const [rows, cols] = w.shape;
+      if (dtype === 'bf16' && info.dtype === 'BF16') {
+        const d = st.tensorBf16(w.name); // as stored, no f32 round trip
+        if (w.permuteHeads) unpermuteHfRows(d, w.permuteHeads, config.headDim, cols);
+        loaded.set(w.role, builder.fromBf16(w.role, rows, cols, d));
+      } else {
+        const d = st.tensorF32(w.name);
+        if (w.permuteHeads) unpermuteHfRows(d, w.permuteHeads, config.headDim, cols);
+        loaded.set(w.role, builder.fromF32(w.role, rows, cols, d));
+      }
+    }
+  }
+
+  const m = (role: string): Matrix => loaded.get(role) as Matrix;
+  const v = (role: string): Float32Array => loaded.get(role) as Float32Array;
+  const layers: LayerWeights[] = [];
+  for (let i = 0; i < config.nLayers; i++) {
+    const b = `blk.${i}.`;
+    layers.push({
+      attnNorm: v(`${b}attn_norm`),
+      wq: m(`${b}attn_q`),
+      wk: m(`${b}attn_k`),
+      wv: m(`${b}attn_v`),
+      wo: m(`${b}attn_output`),
+      ffnNorm: v(`${b}ffn_norm`),
+      w1: m(`${b}ffn_gate`),
+      w3: m(`${b}ffn_up`),
+      w2: m(`${b}ffn_down`),
+    });
+  }
+  const tokEmbd = m('tok_embd');
+  const weights: ModelWeights = { tokEmbd, layers, outputNorm: v('output_norm'), output: tied ? tokEmbd : m('output') };
+  return { config: { ...config, tiedEmbeddings: tied }, weights, sourceDtypes: dtypes, fingerprint: builder.fp.digest() };
+}
+
+function safeList(dir: string): string[] {
+  try {
+    return fs.readdirSync(dir);
+  } catch {
+    return [];
+  }
+}
+
+// ---------------------------------------------------------------- writing
+
+export type HfSaveDtype = 'F32' | 'BF16' | 'F16';
+
+/** config.json contents for a LlamaConfig. */
+export function hfConfigJson(c: LlamaConfig): Record<string, unknown> {
+  return {
+    architectures: ['LlamaForCausalLM'],
+    model_type: 'llama',
+    hidden_act: 'silu',
+    hidden_size: c.dim,
+    num_hidden_layers: c.nLayers,
+    num_attention_heads: c.nHeads,
+    num_key_value_heads: c.nKvHeads,
+    head_dim: c.headDim,
+    intermediate_size: c.hiddenDim,
+    vocab_size: c.vocabSize,
+    max_position_embeddings: c.maxSeqLen,
+    rms_norm_eps: c.normEps,
+    rope_theta: c.ropeTheta,
+    rope_scaling: c.ropeScaling
+      ? {
+          rope_type: 'llama3',
+          factor: c.ropeScaling.factor,
+          low_freq_factor: c.ropeScaling.lowFreqFactor,
+          high_freq_factor: c.ropeScaling.highFreqFactor,
+          original_max_position_embeddings: c.ropeScaling.originalMaxPos,
+        }
+      : null,
+    tie_word_embeddings: c.tiedEmbeddings,
+    bos_token_id: c.bosId,
+    eos_token_id: c.eosId,
+    attention_bias: false,
+    mlp_bias: false,
+  };
+}
+
+function matrixAs(m: Matrix, dtype: HfSaveDtype, permuteHeads: number, headDim: number): Float32Array | Uint16Array {
+  if (dtype === 'BF16') {
+    const u16 = m.dtype === 'bf16' ? m.data.slice() : toBf16(m.data);
+    if (permuteHeads) permuteToHfRows(u16, permuteHeads, headDim, m.cols);
+    return u16;
+  }
+  const f32 = m.dtype === 'f32' ? m.data.slice() : bf16ToF32(m.data);
+  if (permuteHeads) permuteToHfRows(f32, permuteHeads, headDim, m.cols);
+  return dtype === 'F16' ? f32ToF16Bits(f32) : f32;
+}
+
+/**
+ * The HF tensors of canonical weights (q/k rows permuted to HF order; copies, the weights are not
+ * touched). Matrices are stored as `dtype`, norms always as F32; tied weights store only
+ * model.embed_tokens.weight.
+ */
+export function hfTensors(c: LlamaConfig, w: ModelWeights, dtype: HfSaveDtype = 'F32'): WritableTensor[] {
+  const mat = (name: string, m: Matrix, permuteHeads = 0): WritableTensor => {
+    const data = matrixAs(m, dtype, permuteHeads, c.headDim);
+    const shape = [m.rows, m.cols];
+    if (data instanceof Float32Array) return { name, dtype: 'F32', shape, data };
+    return { name, dtype: dtype === 'F16' ? 'F16' : 'BF16', shape, data };
+  };
+  const norm = (name: string, d: Float32Array): WritableTensor => ({ name, dtype: 'F32', shape: [d.length], data: d });
+  const out: WritableTensor[] = [mat('model.embed_tokens.weight', w.tokEmbd)];
+  w.layers.forEach((l, i) => {
+    const p = `model.layers.${i}.`;
+    out.push(
+      norm(`${p}input_layernorm.weight`, l.attnNorm),
+      mat(`${p}self_attn.q_proj.weight`, l.wq, c.nHeads),
+      mat(`${p}self_attn.k_proj.weight`, l.wk, c.nKvHeads),
+      mat(`${p}self_attn.v_proj.weight`, l.wv),
+      mat(`${p}self_attn.o_proj.weight`, l.wo),
+      norm(`${p}post_attention_layernorm.weight`, l.ffnNorm),
+      mat(`${p}mlp.gate_proj.weight`, l.w1),
+      mat(`${p}mlp.up_proj.weight`, l.w3),
+      mat(`${p}mlp.down_proj.weight`, l.w2),
+    );
+  });
+  out.push(norm('model.norm.weight', w.outputNorm));
+  if (w.output !== w.tokEmbd) out.push(mat('lm_head.weight', w.output));
+  return out;
+}
+
+/**
+ * Write canonical weights as an HF Llama directory: config.json plus model.safetensors, or
+ * `shards` files model-0000i-of-0000n.safetensors with model.safetensors.index.json.
+ */
+export function saveHfCheckpoint(
+  dir: string,
+  config: LlamaConfig,
+  weights: ModelWeights,
+  options: { dtype?: HfSaveDtype; shards?: number } = {},
+): void {
+  const shards = options.shards ?? 1;
+  check(Number.isInteger(shards) && shards >= 1, `shards must be a positive integer, got ${shards}`);
+  try {
+    fs.mkdirSync(dir, { recursive: true });
+  } catch (e) {
+    throw ioError(dir, e);
+  }
+  const tensors = hfTensors(config, weights, options.dtype ?? 'F32');
+  const meta = { format: 'pt' };
+  if (shards === 1) {
+    writeSafetensors(path.join(dir, HF_SINGLE), tensors, meta);
+  } else {
+    check(tensors.length >= shards, `cannot split ${tensors.length} tensors into ${shards} shards`);
+    const total = tensors.reduce((a, t) => a + t.data.byteLength, 0);
+    const groups: WritableTensor[][] = Array.from({ length: shards }, () => []);
+    // contiguous groups of about equal bytes, none empty
+    let acc = 0;
+    let gi = 0;
+    tensors.forEach((t, i) => {
+      const remaining = tensors.length - i; // including t
+      const groupsAfter = shards - 1 - gi;
+      if (gi < shards - 1 && groups[gi].length > 0 && (acc >= ((gi + 1) * total) / shards || remaining <= groupsAfter)) gi++;
+      groups[gi].push(t);
+      acc += t.data.byteLength;
+    });
+    const weightMap: Record<string, string> = {};
+    groups.forEach((g, i) => {
+      const name = `model-${String(i + 1).padStart(5, '0')}-of-${String(shards).padStart(5, '0')}.safetensors`;
+      writeSafetensors(path.join(dir, name), g, meta);
+      for (const t of g) weightMap[t.name] = name;
+    });
+    writeJson(path.join(dir, HF_INDEX), { metadata: { total_size: total }, weight_map: weightMap });
+  }
+  writeJson(path.join(dir, HF_CONFIG), hfConfigJson(config));
+}
+
+function writeJson(file: string, value: unknown): void {
+  try {
+    fs.writeFileSync(file, JSON.stringify(value, null, 2) + '\n');
+  } catch (e) {
+    throw ioError(file, e);
+  }
+}
