@@ -21,7 +21,7 @@ export async function loadModel(path: string, o: LoadModelOptions = {}): Promise
   if (!tokPath) {
     throw new LlamaAdapterError(`${path}: no tokenizer found beside the checkpoint (pass --tokenizer PATH: tokenizer.json, tokenizer.model or tokenizer.bin)`);
   }
-  const tokenizer = await loadTokenizer(tokPath, ck.config.vocabSize);
+  const tokenizer = await loadTokenizer(tokPath);
   if (tokenizer.vocabSize !== ck.config.vocabSize) {
     throw new LlamaAdapterError(`${tokPath}: tokenizer has ${tokenizer.vocabSize} tokens but the model ${path} has a vocabulary of ${ck.config.vocabSize}`);
   }
