@@ -14,3 +14,6 @@ export type { GenerateOptions, GenerationPiece, GenerationResult } from './gener
 export { getBackend, type BackendName } from './backend/index.js';
 export type { Backend } from './backend/backend.js';
 export { LlamaAdapterError } from './errors.js';
+export { finetune, evaluate, type FinetuneOptions, type FinetuneProgress, type FinetuneResult } from './train/finetune.js';
+export { readInstructionData, tokenizeExample } from './train/data.js';
+export { PROMPT_STYLES, type InstructionRecord, type PromptStyleName } from './train/prompt-styles.js';
