@@ -134,9 +134,15 @@ for (const backend of backendsUnderTest()) {
       const rows = [TOKENS[0], TOKENS[1], TOKENS[0]];
       const mixed = m.forward(rows, { adapter: [a, null, b] });
       const n = TOKENS[0].length * m.config.vocabSize;
-      assert.deepEqual(mixed.subarray(0, n), m.forward([rows[0]], { adapter: a }));
-      assert.deepEqual(mixed.subarray(n, 2 * n), m.forward([rows[1]]));
-      assert.deepEqual(mixed.subarray(2 * n), m.forward([rows[2]], { adapter: b }));
+      // the TS oracle is batch-invariant bit for bit; native matmuls pick kernels by batch size
+      // (bit-exact only with LLAMA_ADAPTER_BATCH_INVARIANT=1), so there rows agree to rounding
+      const same = (x: Float32Array, y: Float32Array): void => {
+        if (backend === 'ts') assert.deepEqual(x, y);
+        else assert.ok(maxAbsDiff(x, y) < 1e-4, `max |diff| ${maxAbsDiff(x, y)}`);
+      };
+      same(mixed.subarray(0, n), m.forward([rows[0]], { adapter: a }));
+      same(mixed.subarray(n, 2 * n), m.forward([rows[1]]));
+      same(mixed.subarray(2 * n), m.forward([rows[2]], { adapter: b }));
     });
 
     it('mixed-adapter batch generation equals each row generated alone', async () => {

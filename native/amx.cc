@@ -1,0 +1,283 @@
+// bf16-weight GEMM on Intel AMX tiles (TMUL), used for matmul / matmulBack with bf16 weights
+// and many rows (prefill, training). Compiled with target attributes so the file builds with any
+// GCC >= 11 whatever -march says; used only when the CPU reports AMX-BF16 and the kernel grants
+// the tile-data permission (arch_prctl ARCH_REQ_XCOMP_PERM).
+//
+// Accuracy: the weights are exactly bf16, but activations are fp32. Each activation is split into
+// hi = bf16(x) and lo = bf16(x - hi), and C accumulates W·hi + W·lo in fp32 tiles, so every
+// product carries ~16 mantissa bits of x (relative error <= 2^-17 per product) instead of the 8
+// of a plain bf16 cast: results match fp32 sgemm to ~1e-5 relative, at about half of AMX peak,
+// which is still several times fp32 FMA throughput.
+//
+// Layout: C (M, N) (+)= X (M, Kd) · B where B[kd, n] = W[n, kd] (matmul, W (N, Kd)) or
+// W[kd, n] (matmulBack, W (Kd, N)). X is converted once to Ahi/Alo (Mp, Kp) bf16, zero-padded;
+// each thread owns a range of N and, per (NC columns x KC depth) block, packs B into VNNI tiles
+// (16 depth pairs x 16 columns x 2), then runs 32x32 output blocks (2x2 tiles of 16x16 fp32).
+
+#include "common.h"
+
+#include <vector>
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && (__GNUC__ >= 11)
+#define LA_AMX_BUILD 1
+#include <immintrin.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#else
+#define LA_AMX_BUILD 0
+#endif
+
+namespace la {
+
+#if LA_AMX_BUILD && LA_AVX512
+
+namespace {
+
+constexpr long NC = 256;   // columns per packed B block
+constexpr long KC = 2048;  // depth per packed B block (multiple of 32)
+
+struct alignas(64) TileConfig {
+  uint8_t palette_id;
+  uint8_t start_row;
+  uint8_t reserved[14];
+  uint16_t colsb[16];
+  uint8_t rows[16];
+};
+
+// Activations as tiles: tile (mt, kb) of rows 16mt.. and depth 32kb.. holds hi then lo, each
+// 16 rows x 32 bf16 contiguous (1 KB), so tile loads read 1 KB runs, never 16 rows a power of
+// two apart (which would share L1 sets). Owned by the calling thread, read by the workers.
+thread_local std::vector<uint16_t> t_a;     // (Mp/16, Kp/32, 2, 16, 32)
+thread_local std::vector<uint16_t> t_bpack; // packed B block, per thread: (NC/16, KC/32, 16, 32)
+thread_local std::vector<float> t_cbuf;     // fp32 accumulators as tiles, per thread: (Mp/16, NC/16, 16, 16)
+
+inline long round_up(long a, long b) { return (a + b - 1) / b * b; }
+
+// fp32 -> bf16 round-to-nearest-even (NaN kept quiet), 16 lanes, as 16-bit values in a 256-bit vector.
+__attribute__((target("avx512f,avx512bw"))) inline __m256i to_bf16(__m512 v) {
+  __m512i u = _mm512_castps_si512(v);
+  __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+  __m512i r = _mm512_add_epi32(u, _mm512_add_epi32(_mm512_set1_epi32(0x7fff), lsb));
+  __mmask16 nan = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+  r = _mm512_mask_or_epi32(r, nan, u, _mm512_set1_epi32(0x00400000));
+  return _mm512_cvtepi32_epi16(_mm512_srli_epi32(r, 16));
+}
+
+__attribute__((target("avx512f,avx512bw"))) inline __m512 from_bf16(__m256i h) {
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+
+// Rows [m0, m1) of X (M, Kd) -> hi/lo tiles of A, zero beyond Kd and beyond M.
+__attribute__((target("avx512f,avx512bw"))) void split_rows(uint16_t* A, const float* x, long Kd, long Kp, long m0, long m1, long M) {
+  const long nKb = Kp / 32;
+  for (long m = m0; m < m1; m++) {
+    uint16_t* base = A + (m / 16) * nKb * 1024 + (m % 16) * 32;
+    const float* xr = x + m * Kd;
+    for (long kb = 0; kb < nKb; kb++) {
+      uint16_t* hi = base + kb * 1024;
+      uint16_t* lo = hi + 512;
+      for (int h = 0; h < 2; h++) {
+        const long k = kb * 32 + h * 16;
+        const long left = m < M ? Kd - k : 0;
+        const __mmask16 mk = left <= 0 ? (__mmask16)0 : tail_mask(left > 16 ? 16 : static_cast<int>(left));
+        const __m512 v = _mm512_maskz_loadu_ps(mk, xr + k);
+        const __m256i hv = to_bf16(v);
+        const __m256i lv = to_bf16(_mm512_sub_ps(v, from_bf16(hv)));
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(hi + h * 16), hv);
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(lo + h * 16), lv);
+      }
+    }
+  }
+}
+
+// Pack B for columns [n0, n0 + NC) (clipped to N), depth [k0, k0 + kc) into tiles:
+// tile (j, kb) at bp + (j * (kc/32) + kb) * 512 u16; row p holds (B[k0+kb*32+2p, n], B[.. +1, n]) for n = 16j..16j+15.
+__attribute__((target("avx512f,avx512bw"))) void pack_b(uint16_t* bp, const uint16_t* w, bool wTrans, long N, long Kd, long n0, long ncols,
+                                                     long k0, long kc) {
+  const long kbs = kc / 32;
+  for (long j = 0; j < ncols / 16; j++) {
+    for (long kb = 0; kb < kbs; kb++) {
+      uint32_t* tile = reinterpret_cast<uint32_t*>(bp + (j * kbs + kb) * 512);
+      const long nb = n0 + j * 16, kd0 = k0 + kb * 32;
+      const bool full = nb + 16 <= N && kd0 + 32 <= Kd;
+      if (!wTrans) {
+        // B[kd, n] = W[n, kd]: 32-bit word (kd pair p) of row n; tile[p][c] = W32[nb + c][kd0/2 + p].
+        if (full) {
+          __m512i rowv[16];
+          for (int c = 0; c < 16; c++) rowv[c] = _mm512_loadu_si512(w + (nb + c) * Kd + kd0);
+          // 16x16 transpose of 32-bit words.
+          __m512i t[16];
+          for (int c = 0; c < 16; c += 2) {
+            t[c] = _mm512_unpacklo_epi32(rowv[c], rowv[c + 1]);
+            t[c + 1] = _mm512_unpackhi_epi32(rowv[c], rowv[c + 1]);
+          }
+          __m512i u[16];
+          for (int c = 0; c < 16; c += 4) {
+            u[c] = _mm512_unpacklo_epi64(t[c], t[c + 2]);
+            u[c + 1] = _mm512_unpackhi_epi64(t[c], t[c + 2]);
+            u[c + 2] = _mm512_unpacklo_epi64(t[c + 1], t[c + 3]);
+            u[c + 3] = _mm512_unpackhi_epi64(t[c + 1], t[c + 3]);
+          }
+          // u[4g + i], 128-bit lane L: rows 4g..4g+3 at word 4L + i. Gather the four groups per word.
+          for (int i = 0; i < 4; i++) {
+            __m512i v0 = _mm512_shuffle_i32x4(u[i], u[4 + i], 0x88);
+            __m512i v1 = _mm512_shuffle_i32x4(u[i], u[4 + i], 0xdd);
+            __m512i v2 = _mm512_shuffle_i32x4(u[8 + i], u[12 + i], 0x88);
+            __m512i v3 = _mm512_shuffle_i32x4(u[8 + i], u[12 + i], 0xdd);
+            _mm512_storeu_si512(tile + (0 + i) * 16, _mm512_shuffle_i32x4(v0, v2, 0x88));
+            _mm512_storeu_si512(tile + (8 + i) * 16, _mm512_shuffle_i32x4(v0, v2, 0xdd));
+            _mm512_storeu_si512(tile + (4 + i) * 16, _mm512_shuffle_i32x4(v1, v3, 0x88));
+            _mm512_storeu_si512(tile + (12 + i) * 16, _mm512_shuffle_i32x4(v1, v3, 0xdd));
+          }
+        } else {
+          for (int p = 0; p < 16; p++)
+            for (int c = 0; c < 16; c++) {
+              long n = nb + c, kd = kd0 + 2 * p;
+              uint32_t lo = (n < N && kd < Kd) ? w[n * Kd + kd] : 0;
+              uint32_t hi = (n < N && kd + 1 < Kd) ? w[n * Kd + kd + 1] : 0;
+              tile[p * 16 + c] = lo | (hi << 16);
+            }
+        }
+      } else {
+        // B[kd, n] = W[kd, n], W (Kd, N): tile[p][c] = W[kd0+2p, nb+c] | W[kd0+2p+1, nb+c] << 16.
+        if (full) {
+          for (int p = 0; p < 16; p++) {
+            __m512i a = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + (kd0 + 2 * p) * N + nb)));
+            __m512i b = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + (kd0 + 2 * p + 1) * N + nb)));
+            _mm512_storeu_si512(tile + p * 16, _mm512_or_si512(a, _mm512_slli_epi32(b, 16)));
+          }
+        } else {
+          for (int p = 0; p < 16; p++)
+            for (int c = 0; c < 16; c++) {
+              long n = nb + c, kd = kd0 + 2 * p;
+              uint32_t lo = (n < N && kd < Kd) ? w[kd * N + n] : 0;
+              uint32_t hi = (n < N && kd + 1 < Kd) ? w[(kd + 1) * N + n] : 0;
+              tile[p * 16 + c] = lo | (hi << 16);
+            }
+        }
+      }
+    }
+  }
+}
+
+__attribute__((target("amx-tile,amx-bf16,avx512f,avx512bw"))) void amx_thread(const uint16_t* A, float* out, const uint16_t* w, bool wTrans, long M, long N,
+                                                                             long Kd, long Kp, long Mp, long nA, long nB, bool acc) {
+  TileConfig cfg;
+  std::memset(&cfg, 0, sizeof cfg);
+  cfg.palette_id = 1;
+  for (int t = 0; t < 8; t++) {
+    cfg.colsb[t] = 64;
+    cfg.rows[t] = 16;
+  }
+  _tile_loadconfig(&cfg);
+
+  if (t_bpack.size() < static_cast<size_t>(NC * KC)) t_bpack.resize(NC * KC);
+  if (t_cbuf.size() < static_cast<size_t>(Mp * NC)) t_cbuf.resize(Mp * NC);
+  uint16_t* bp = t_bpack.data();
+  float* cb = t_cbuf.data();
+  const long nKb = Kp / 32, nNt = NC / 16;
+
+  for (long n0 = nA; n0 < nB; n0 += NC) {
+    const long ncols = round_up((nB - n0) < NC ? (nB - n0) : NC, 32);
+    for (long k0 = 0; k0 < Kp; k0 += KC) {
+      const long kc = (Kp - k0) < KC ? (Kp - k0) : KC;
+      const long kbs = kc / 32;
+      pack_b(bp, w, wTrans, N, Kd, n0, ncols, k0, kc);
+      for (long mt = 0; mt < Mp / 16; mt += 2) {
+        const uint16_t* a0 = A + (mt * nKb + k0 / 32) * 1024;
+        const uint16_t* a1 = a0 + nKb * 1024;
+        for (long j = 0; j < ncols / 16; j += 2) {
+          float* c00 = cb + (mt * nNt + j) * 256;
+          float* c01 = c00 + 256;
+          float* c10 = c00 + nNt * 256;
+          float* c11 = c10 + 256;
+          if (k0 == 0) {
+            _tile_zero(0);
+            _tile_zero(1);
+            _tile_zero(2);
+            _tile_zero(3);
+          } else {
+            _tile_loadd(0, c00, 64);
+            _tile_loadd(1, c01, 64);
+            _tile_loadd(2, c10, 64);
+            _tile_loadd(3, c11, 64);
+          }
+          const uint16_t* b0 = bp + (j * kbs) * 512;
+          const uint16_t* b1 = bp + ((j + 1) * kbs) * 512;
+          for (long kb = 0; kb < kbs; kb++) {
+            _tile_loadd(6, b0 + kb * 512, 64);
+            _tile_loadd(7, b1 + kb * 512, 64);
+            _tile_loadd(4, a0 + kb * 1024, 64);
+            _tile_loadd(5, a1 + kb * 1024, 64);
+            _tile_dpbf16ps(0, 4, 6);
+            _tile_dpbf16ps(1, 4, 7);
+            _tile_dpbf16ps(2, 5, 6);
+            _tile_dpbf16ps(3, 5, 7);
+            _tile_loadd(4, a0 + kb * 1024 + 512, 64);
+            _tile_loadd(5, a1 + kb * 1024 + 512, 64);
+            _tile_dpbf16ps(0, 4, 6);
+            _tile_dpbf16ps(1, 4, 7);
+            _tile_dpbf16ps(2, 5, 6);
+            _tile_dpbf16ps(3, 5, 7);
+          }
+          _tile_stored(0, c00, 64);
+          _tile_stored(1, c01, 64);
+          _tile_stored(2, c10, 64);
+          _tile_stored(3, c11, 64);
+        }
+      }
+    }
+    // Write back the valid block (tiles -> rows).
+    const long nvalid = (nB - n0) < NC ? (nB - n0) : NC;
+    for (long m = 0; m < M; m++) {
+      float* o = out + m * N + n0;
+      const float* c = cb + (m / 16) * nNt * 256 + (m % 16) * 16;
+      for (long nt = 0; nt * 16 < nvalid; nt++) {
+        const long cnt = nvalid - nt * 16 < 16 ? nvalid - nt * 16 : 16;
+        const __mmask16 mk = tail_mask(static_cast<int>(cnt));
+        __m512 v = _mm512_maskz_loadu_ps(mk, c + nt * 256);
+        if (acc) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mk, o + nt * 16));
+        _mm512_mask_storeu_ps(o + nt * 16, mk, v);
+      }
+    }
+  }
+  _tile_release();
+}
+
+bool g_amxReady = false;
+
+}  // namespace
+
+bool amx_init() {
+  if (!__builtin_cpu_supports("amx-bf16") || !__builtin_cpu_supports("amx-tile")) return false;
+  const long ARCH_REQ_XCOMP_PERM = 0x1023, XFEATURE_XTILEDATA = 18;
+  if (syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) != 0) return false;
+  g_amxReady = true;
+  return true;
+}
+
+bool amx_available() { return g_amxReady; }
+
+void amx_matmul_bf16(float* out, const float* x, const uint16_t* w, bool wTrans, long M, long N, long Kd, bool acc) {
+  const long Kp = round_up(Kd, 32), Mp = round_up(M, 32);
+  if (t_a.size() < static_cast<size_t>(2 * Mp * Kp)) t_a.resize(2 * Mp * Kp);
+  uint16_t* A = t_a.data();
+  const int nt = threads_for(static_cast<double>(M) * N * Kd, 1 << 20);
+  parallel_for(Mp, nt, [&](long m0, long m1) { split_rows(A, x, Kd, Kp, m0, m1, M); });
+  // Columns in blocks of 32 per thread.
+  const long blocks = (N + 31) / 32;
+  parallel_for(blocks, nt, [&](long b0, long b1) {
+    long nA = b0 * 32, nB = b1 * 32 < N ? b1 * 32 : N;
+    amx_thread(A, out, w, wTrans, M, N, Kd, Kp, Mp, nA, nB, acc);
+  });
+}
+
+#else
+
+bool amx_init() { return false; }
+bool amx_available() { return false; }
+void amx_matmul_bf16(float*, const float*, const uint16_t*, bool, long, long, long, bool) {}
+
+#endif
+
+}  // namespace la

@@ -1,0 +1,248 @@
+// Attention kernels: causal attention over a KV cache (per-row start positions, GQA), its
+// backward for full causal passes, and the LLaMA-Adapter gated prompt branch with its backward.
+//
+// Parallel work is split by query rows (b, h, t), claimed one at a time so that causal rows of
+// different lengths balance across threads. Gradients that sum over many query rows (dk, dv, dpk, dpv,
+// dgate) are formed in a second pass partitioned by their own rows, summing contributions in a
+// fixed order, so results never depend on thread timing.
+
+#include "common.h"
+
+#include <memory>
+#include <vector>
+
+namespace la {
+
+namespace {
+
+thread_local std::vector<float> t_row;  // per-thread score row (S or K)
+
+float* row_scratch(size_t n) {
+  if (t_row.size() < n) t_row.resize(n);
+  return t_row.data();
+}
+
+inline void zero(float* p, long n) { std::memset(p, 0, n * sizeof(float)); }
+
+constexpr long kQB = 64;        // query rows per block on the GEMM path
+constexpr long kGemmMinT = 16;  // query rows per call from which the forward uses the GEMM path
+
+}  // namespace
+
+// out (B, T, H*hs), q (B, T, H*hs), kc/vc (B, S, Hkv*hs), pos (B), probs (B, H, T, S) or null.
+// Few query rows (decode): one row per work item, dot products and axpys over the visible keys.
+// Many rows (prefill, training): blocks of kQB query rows per (b, h), scores and outputs by
+// single-threaded sgemm calls inside each work item (OpenBLAS runs one thread per caller).
+void attention(float* out, const float* q, const float* kc, const float* vc, const int32_t* pos, const Shape& s, float* probs) {
+  const long B = s.B, T = s.T, S = s.S, H = s.H, Hkv = s.Hkv, hs = s.hs;
+  const long rep = H / Hkv, qStride = H * hs, kvStride = Hkv * hs;
+  const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(hs)));
+  double work = 0;
+  for (long b = 0; b < B; b++) work += static_cast<double>(H) * T * (pos[b] + (T + 1) / 2.0) * hs * 4;
+  const int nt = threads_for(work, 1 << 15);
+  if (T >= kGemmMinT) {
+    const long nQb = (T + kQB - 1) / kQB;
+    parallel_items(B * H * nQb, nt, [&](long item) {
+      const long qb = item % nQb, bh = item / nQb, h = bh % H, b = bh / H, kvh = h / rep;
+      const long t0 = qb * kQB, t1 = t0 + kQB < T ? t0 + kQB : T, nq = t1 - t0;
+      const long nmax = static_cast<long>(pos[b]) + t1;  // keys visible to the block's last row
+      float* sc = row_scratch(static_cast<size_t>(nq * nmax));  // (nq, nmax)
+      const float* kb = kc + b * S * kvStride + kvh * hs;
+      const float* vb = vc + b * S * kvStride + kvh * hs;
+      cblas_sgemm(kCblasRowMajor, kCblasNoTrans, kCblasTrans, static_cast<int>(nq), static_cast<int>(nmax), static_cast<int>(hs), scale,
+                  q + (b * T + t0) * qStride + h * hs, static_cast<int>(qStride), kb, static_cast<int>(kvStride), 0.0f, sc,
+                  static_cast<int>(nmax));
+      for (long i = 0; i < nq; i++) {
+        float* row = sc + i * nmax;
+        const long n = static_cast<long>(pos[b]) + t0 + i + 1;
+        const float mx = vmax(row, static_cast<int>(n));
+        la::scale(row, 1.0f / exp_sub_sum(row, mx, static_cast<int>(n)), n);
+        zero(row + n, nmax - n);
+        if (probs) {
+          float* pr = probs + ((b * H + h) * T + t0 + i) * S;
+          std::memcpy(pr, row, nmax * sizeof(float));
+          zero(pr + nmax, S - nmax);
+        }
+      }
+      cblas_sgemm(kCblasRowMajor, kCblasNoTrans, kCblasNoTrans, static_cast<int>(nq), static_cast<int>(hs), static_cast<int>(nmax), 1.0f, sc,
+                  static_cast<int>(nmax), vb, static_cast<int>(kvStride), 0.0f, out + (b * T + t0) * qStride + h * hs,
+                  static_cast<int>(qStride));
+    });
+    return;
+  }
+  parallel_items(B * H * T, nt, [&](long item) {
+    const long t = item % T, bh = item / T, h = bh % H, b = bh / H;
+    const long kvh = h / rep;
+    const long n = static_cast<long>(pos[b]) + t + 1;
+    const float* qv = q + (b * T + t) * qStride + h * hs;
+    const float* kb = kc + b * S * kvStride + kvh * hs;
+    const float* vb = vc + b * S * kvStride + kvh * hs;
+    float* sc = row_scratch(static_cast<size_t>(n));
+    for (long j = 0; j < n; j++) sc[j] = dot(qv, kb + j * kvStride, static_cast<int>(hs)) * scale;
+    const float mx = vmax(sc, static_cast<int>(n));
+    const float inv = 1.0f / exp_sub_sum(sc, mx, static_cast<int>(n));
+    float* o = out + (b * T + t) * qStride + h * hs;
+    zero(o, hs);
+    for (long j = 0; j < n; j++) {
+      const float p = sc[j] * inv;
+      sc[j] = p;
+      axpy(o, p, vb + j * kvStride, static_cast<int>(hs));
+    }
+    if (probs) {
+      float* pr = probs + ((b * H + h) * T + t) * S;
+      std::memcpy(pr, sc, n * sizeof(float));
+      zero(pr + n, S - n);
+    }
+  });
+}
+
+// Full causal pass (pos = 0, S = T). dq (B, T, H*hs), dk/dv (B, T, Hkv*hs) overwritten.
+// Per (b, h), with single-threaded sgemm calls:  dP = dO V^T;  dS = P o (dP - rowsum(P o dP)) / sqrt(hs);
+// dQ = dS K;  dK_h = dS^T Q;  dV_h = P^T dO.  With GQA the per-head dK_h / dV_h go to a scratch
+// buffer and a second pass sums each group's heads in order (no racing accumulation).
+void attention_back(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k, const float* v,
+                    const float* probs, const Shape& s) {
+  const long B = s.B, T = s.T, H = s.H, Hkv = s.Hkv, hs = s.hs;
+  const long rep = H / Hkv, qStride = H * hs, kvStride = Hkv * hs;
+  const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(hs)));
+  const int nt = threads_for(static_cast<double>(B) * H * T * T * hs * 8, 1 << 15);
+  // Per-head key/value gradients (B, T, H, hs) when heads share a KV head.
+  std::unique_ptr<float[]> part(rep > 1 ? new float[static_cast<size_t>(2 * B * T * H * hs)] : nullptr);
+  const int iT = static_cast<int>(T), ihs = static_cast<int>(hs), iq = static_cast<int>(qStride), ikv = static_cast<int>(kvStride);
+  parallel_items(B * H, nt, [&](long item) {
+    const long h = item % H, b = item / H, kvh = h / rep;
+    float* dp = row_scratch(static_cast<size_t>(T * T));  // (T, T)
+    const float* P = probs + (b * H + h) * T * T;
+    const float* dO = dout + b * T * qStride + h * hs;
+    const float* Q = q + b * T * qStride + h * hs;
+    const float* Kg = k + b * T * kvStride + kvh * hs;
+    const float* Vg = v + b * T * kvStride + kvh * hs;
+    cblas_sgemm(kCblasRowMajor, kCblasNoTrans, kCblasTrans, iT, iT, ihs, 1.0f, dO, iq, Vg, ikv, 0.0f, dp, iT);
+    for (long t = 0; t < T; t++) {
+      const float* pr = P + t * T;
+      float* d = dp + t * T;
+      double dotv = 0;
+      for (long j = 0; j <= t; j++) dotv += static_cast<double>(pr[j]) * d[j];
+      const float dotf = static_cast<float>(dotv);
+      for (long j = 0; j <= t; j++) d[j] = pr[j] * (d[j] - dotf) * scale;
+      zero(d + t + 1, T - t - 1);
+    }
+    cblas_sgemm(kCblasRowMajor, kCblasNoTrans, kCblasNoTrans, iT, ihs, iT, 1.0f, dp, iT, Kg, ikv, 0.0f, dq + b * T * qStride + h * hs, iq);
+    float* dKh = rep > 1 ? part.get() + b * T * qStride + h * hs : dk + b * T * kvStride + kvh * hs;
+    float* dVh = rep > 1 ? part.get() + (B + b) * T * qStride + h * hs : dv + b * T * kvStride + kvh * hs;
+    const int ld = rep > 1 ? iq : ikv;
+    cblas_sgemm(kCblasRowMajor, kCblasTrans, kCblasNoTrans, iT, ihs, iT, 1.0f, dp, iT, Q, iq, 0.0f, dKh, ld);
+    cblas_sgemm(kCblasRowMajor, kCblasTrans, kCblasNoTrans, iT, ihs, iT, 1.0f, P, iT, dO, iq, 0.0f, dVh, ld);
+  });
+  if (rep == 1) return;
+  // dK/dV rows (b, j, kvh) = sum over the group's heads, in head order.
+  parallel_for(B * T, threads_for(static_cast<double>(B) * T * H * hs * 2, 1 << 15), [&](long r0, long r1) {
+    for (long r = r0; r < r1; r++) {
+      for (long kvh = 0; kvh < Hkv; kvh++) {
+        float* dkr = dk + r * kvStride + kvh * hs;
+        float* dvr = dv + r * kvStride + kvh * hs;
+        const float* pk = part.get() + r * qStride + kvh * rep * hs;
+        const float* pv = part.get() + (B * T + r) * qStride + kvh * rep * hs;
+        std::memcpy(dkr, pk, hs * sizeof(float));
+        std::memcpy(dvr, pv, hs * sizeof(float));
+        for (long hh = 1; hh < rep; hh++) {
+          for (long i = 0; i < hs; i++) dkr[i] += pk[hh * hs + i];
+          for (long i = 0; i < hs; i++) dvr[i] += pv[hh * hs + i];
+        }
+      }
+    }
+  });
+}
+
+// out (B, T, H*hs) += gate[h] softmax(q pk^T / sqrt(hs)) pv; pk/pv (K, Hkv*hs); probs (B, H, T, K).
+// A head with gate exactly 0 leaves out untouched (bit for bit).
+void prompt_attention(float* out, const float* q, const float* pk, const float* pv, const float* gate, const Shape& s, float* probs) {
+  const long B = s.B, T = s.T, K = s.K, H = s.H, Hkv = s.Hkv, hs = s.hs;
+  const long rep = H / Hkv, qStride = H * hs, kvStride = Hkv * hs;
+  const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(hs)));
+  const int nt = threads_for(static_cast<double>(B) * H * T * K * hs * 4, 1 << 15);
+  parallel_for(B * H * T, nt, [&](long i0, long i1) {
+    float* sc = row_scratch(static_cast<size_t>(K));
+    for (long item = i0; item < i1; item++) {
+      const long t = item % T, bh = item / T, h = bh % H, b = bh / H;
+      const long kvh = h / rep;
+      const float g = gate[h];
+      const float* qv = q + (b * T + t) * qStride + h * hs;
+      for (long j = 0; j < K; j++) sc[j] = dot(qv, pk + j * kvStride + kvh * hs, static_cast<int>(hs)) * scale;
+      const float mx = vmax(sc, static_cast<int>(K));
+      const float inv = 1.0f / exp_sub_sum(sc, mx, static_cast<int>(K));
+      for (long j = 0; j < K; j++) sc[j] *= inv;
+      if (probs) std::memcpy(probs + item * K, sc, K * sizeof(float));
+      if (g == 0.0f) continue;  // zero gate: the branch contributes exactly nothing
+      float* o = out + (b * T + t) * qStride + h * hs;
+      for (long j = 0; j < K; j++) axpy(o, g * sc[j], pv + j * kvStride + kvh * hs, static_cast<int>(hs));
+    }
+  });
+}
+
+// dq (accumulate, may be null), dpk/dpv (K, Hkv*hs) (accumulate), dgate (H) (accumulate).
+void prompt_attention_back(float* dq, float* dpk, float* dpv, float* dgate, const float* dout, const float* q, const float* pk,
+                           const float* pv, const float* gate, const float* probs, const Shape& s) {
+  const long B = s.B, T = s.T, K = s.K, H = s.H, Hkv = s.Hkv, hs = s.hs;
+  const long rep = H / Hkv, qStride = H * hs, kvStride = Hkv * hs;
+  const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(hs)));
+  const long rows = B * H * T;  // query rows (b, h, t), probs order
+  std::unique_ptr<float[]> ds(new float[static_cast<size_t>(rows * K)]);  // (B, H, T, K)
+  std::unique_ptr<double[]> dg(new double[static_cast<size_t>(rows)]);    // (B, H, T)
+  const int nt = threads_for(static_cast<double>(rows) * K * hs * 6, 1 << 15);
+
+  // Pass 1: per query row: d_j = dout · pv_j, dgate part, ds row, dq row.
+  parallel_for(rows, nt, [&](long i0, long i1) {
+    for (long item = i0; item < i1; item++) {
+      const long t = item % T, bh = item / T, h = bh % H, b = bh / H;
+      const long kvh = h / rep;
+      const float g = gate[h];
+      const float* go = dout + (b * T + t) * qStride + h * hs;
+      const float* pr = probs + item * K;
+      float* dsr = ds.get() + item * K;
+      double dgs = 0, dotv = 0;
+      for (long j = 0; j < K; j++) {
+        const float d = dot(go, pv + j * kvStride + kvh * hs, static_cast<int>(hs));
+        dgs += static_cast<double>(pr[j]) * d;
+        dsr[j] = g * d;
+        dotv += static_cast<double>(pr[j]) * dsr[j];
+      }
+      dg[item] = dgs;
+      const float dotf = static_cast<float>(dotv);
+      for (long j = 0; j < K; j++) dsr[j] = pr[j] * (dsr[j] - dotf) * scale;
+      if (dq) {
+        float* dqr = dq + (b * T + t) * qStride + h * hs;
+        for (long j = 0; j < K; j++) axpy(dqr, dsr[j], pk + j * kvStride + kvh * hs, static_cast<int>(hs));
+      }
+    }
+  });
+  // Pass 2: per prompt row (kvh, j): sum over (b, hh, t) in order.
+  parallel_for(Hkv * K, nt, [&](long i0, long i1) {
+    for (long item = i0; item < i1; item++) {
+      const long j = item % K, kvh = item / K;
+      float* dkr = dpk + j * kvStride + kvh * hs;
+      float* dvr = dpv + j * kvStride + kvh * hs;
+      for (long b = 0; b < B; b++)
+        for (long hh = 0; hh < rep; hh++) {
+          const long h = kvh * rep + hh;
+          const float g = gate[h];
+          for (long t = 0; t < T; t++) {
+            const long row = (b * H + h) * T + t;
+            const float* qt = q + (b * T + t) * qStride + h * hs;
+            const float* gt = dout + (b * T + t) * qStride + h * hs;
+            axpy(dkr, ds[row * K + j], qt, static_cast<int>(hs));
+            axpy(dvr, g * probs[row * K + j], gt, static_cast<int>(hs));
+          }
+        }
+    }
+  });
+  // dgate[h] += sum_t per (b, h), b in order (as the oracle does).
+  for (long h = 0; h < H; h++)
+    for (long b = 0; b < B; b++) {
+      double acc = 0;
+      for (long t = 0; t < T; t++) acc += dg[(b * H + h) * T + t];
+      dgate[h] += static_cast<float>(acc);
+    }
+}
+
+}  // namespace la

@@ -1,0 +1,358 @@
+// Linear algebra kernels: matmul / matmulBack against frozen f32 or bf16 weights, and gemm.
+//
+//  * matmul with few rows (decode, small batches: M <= kDotMaxM, or kDotMaxMAmx for bf16 on AMX
+//    CPUs): a hand-written AVX-512 dot-product kernel, memory-bound on the weights at decode;
+//    bf16 weights are widened to fp32 exactly, accumulation is fp32.
+//  * many rows, f32 weights: OpenBLAS sgemm, split over the pool by output columns.
+//  * many rows, bf16 weights: AMX tiles when the CPU has them (amx.cc), else weight panels are
+//    widened to fp32 in a per-thread buffer and fed to sgemm.
+//  * matmulBack with few rows: a column-blocked AVX-512 kernel; otherwise the same as above.
+
+#include "common.h"
+
+#include <array>
+#include <utility>
+#include <vector>
+
+namespace la {
+
+namespace {
+
+// matmul: up to these many rows the dot-product kernel below beats OpenBLAS sgemm (measured per
+// thread, N = K = 4096: M=8 58 vs 36 GFLOP/s, M=16 72 vs 58, M=32 90 vs 96), and AMX for bf16
+// weights (2 x 16-row tiles, zero-padded) beats it from M=16 (117 vs 114; M=9: 68 vs 97).
+// Without AVX-512 the portable fallback of that kernel is scalar: leave matmul to OpenBLAS.
+constexpr long kDotMaxM = LA_AVX512 ? 31 : 0;
+constexpr long kDotMaxMAmx = 15;
+// matmulBack: rows handled by the small column-blocked kernel.
+constexpr long kSmallM = 4;
+constexpr long kSmallMBf16 = 8;
+constexpr long kMaxSmall = 8;
+
+constexpr int kMB = 4, kNB = 6;  // matmul dot-kernel register block: rows of x by rows of W
+
+// Per-thread scratch (the pool's workers persist, so these persist with them).
+thread_local std::vector<float> t_panel;
+
+float* scratch_panel(size_t n) {
+  if (t_panel.size() < n) t_panel.resize(n);
+  return t_panel.data();
+}
+
+#if LA_AVX512
+template <bool BF16>
+inline __m512 wload(const void* w, long off) {
+  if (BF16) return load_bf16(static_cast<const uint16_t*>(w) + off);
+  return _mm512_loadu_ps(static_cast<const float*>(w) + off);
+}
+template <bool BF16>
+inline __m512 wload_mask(const void* w, long off, __mmask16 m) {
+  if (BF16) return maskz_load_bf16(m, static_cast<const uint16_t*>(w) + off);
+  return _mm512_maskz_loadu_ps(m, static_cast<const float*>(w) + off);
+}
+
+// ---- matmul: the dot-product kernel for few rows.
+// Every output element out[m, n] is one 16-lane fp32 accumulator that runs over k in steps of 16
+// (lane l sums k = l, l+16, ... in order; the ragged end is a zero-filled step), followed by the
+// same fixed horizontal reduction. Register blocks are MB x NB (<= 4 x 6) such accumulators.
+// For few rows the kernel reads x and W in place; for more rows x and W are first copied into
+// contiguous (and for bf16, widened) KC-long pieces -- weight rows are usually a power-of-two
+// apart and would evict each other from L1 -- and the accumulators are parked in a per-thread
+// buffer between pieces. None of this changes any arithmetic, so within this kernel's range of M
+// a row's result does not depend on M, on the other rows of its batch or on the thread partition
+// (decode steps of 1 or of 8 rows agree bit for bit). Across the switch to sgemm / AMX results
+// differ by rounding only; the batchInvariant feature keeps every M on this kernel.
+
+constexpr long kKC = 512, kMCmax = 256;
+
+struct MmScratch {
+  std::vector<float> park;  // (MC / kMB, kMB * kNB, 16) parked accumulators
+  std::vector<float> xp;    // (MC / kMB, nK, kMB, KC) packed rows of x
+  std::vector<float> wp;    // (kNB, KC) packed weight rows
+};
+thread_local MmScratch t_mm;
+
+// o[i, j] (+)= x[i, 0:len] · w[j, 0:len] for i < MB, j < NB (x rows ldx apart, w rows ldw apart).
+template <bool BF16, int MB, int NB>
+void dot_block(float* o, long ldo, const float* x, long ldx, const void* w, long ldw, long len, float* park, bool first, bool last,
+               bool acc) {
+  __m512 a[MB][NB];
+  for (int i = 0; i < MB; i++)
+    for (int j = 0; j < NB; j++) a[i][j] = first ? _mm512_setzero_ps() : _mm512_loadu_ps(park + (i * kNB + j) * 16);
+  long k = 0;
+  for (; k + 16 <= len; k += 16) {
+    __m512 wv[NB];
+    for (int j = 0; j < NB; j++) wv[j] = wload<BF16>(w, j * ldw + k);
+    for (int i = 0; i < MB; i++) {
+      const __m512 xv = _mm512_loadu_ps(x + i * ldx + k);
+      for (int j = 0; j < NB; j++) a[i][j] = _mm512_fmadd_ps(xv, wv[j], a[i][j]);
+    }
+  }
+  if (k < len) {  // only at the end of K
+    const __mmask16 tm = tail_mask(static_cast<int>(len - k));
+    __m512 wv[NB];
+    for (int j = 0; j < NB; j++) wv[j] = wload_mask<BF16>(w, j * ldw + k, tm);
+    for (int i = 0; i < MB; i++) {
+      const __m512 xv = _mm512_maskz_loadu_ps(tm, x + i * ldx + k);
+      for (int j = 0; j < NB; j++) a[i][j] = _mm512_fmadd_ps(xv, wv[j], a[i][j]);
+    }
+  }
+  if (last) {
+    for (int i = 0; i < MB; i++)
+      for (int j = 0; j < NB; j++) {
+        const float sum = _mm512_reduce_add_ps(a[i][j]);
+        o[i * ldo + j] = acc ? o[i * ldo + j] + sum : sum;
+      }
+  } else {
+    for (int i = 0; i < MB; i++)
+      for (int j = 0; j < NB; j++) _mm512_storeu_ps(park + (i * kNB + j) * 16, a[i][j]);
+  }
+}
+
+using DotFn = void (*)(float*, long, const float*, long, const void*, long, long, float*, bool, bool, bool);
+
+// kDot<BF16>[mb - 1][nb - 1] = dot_block<BF16, mb, nb>
+template <bool BF16, int MB, int... NBs>
+constexpr std::array<DotFn, sizeof...(NBs)> dot_row(std::integer_sequence<int, NBs...>) {
+  return {{&dot_block<BF16, MB, NBs + 1>...}};
+}
+template <bool BF16, int... MBs>
+constexpr std::array<std::array<DotFn, kNB>, sizeof...(MBs)> dot_table(std::integer_sequence<int, MBs...>) {
+  return {{dot_row<BF16, MBs + 1>(std::make_integer_sequence<int, kNB>())...}};
+}
+template <bool BF16>
+constexpr auto kDot = dot_table<BF16>(std::make_integer_sequence<int, kMB>());
+
+// out rows [0, M) x columns [n0, n1) (weight rows n0..n1).
+template <bool BF16>
+void mm_range(float* out, const float* x, const void* w, long N, long K, long M, long n0, long n1, bool acc) {
+  const size_t wsz = BF16 ? 2 : 4;
+  const char* wb = static_cast<const char*>(w);
+  if (M <= kMB || K <= 16) {
+    // Few rows: x stays in L1; one pass over W in place.
+    for (long n = n0; n < n1; n += kNB) {
+      const int nb = static_cast<int>(n1 - n < kNB ? n1 - n : kNB);
+      for (long m = 0; m < M; m += kMB) {
+        const int mb = static_cast<int>(M - m < kMB ? M - m : kMB);
+        kDot<BF16>[mb - 1][nb - 1](out + m * N + n, N, x + m * K, K, wb + n * K * wsz, K, K, nullptr, true, true, acc);
+      }
+    }
+    return;
+  }
+  // Many rows: MC rows of x (all of K, packed) are reused by every weight block; keep them within
+  // ~768 KB of L2. W pieces (kNB x KC, fp32) stay in L1 across the MC rows.
+  const long nK = (K + kKC - 1) / kKC;
+  long MC = (196608 / K) & ~3L;
+  MC = MC < 8 ? 8 : MC > kMCmax ? kMCmax : MC;
+  MmScratch& sc = t_mm;
+  if (sc.park.size() < static_cast<size_t>(kMCmax / kMB * kMB * kNB * 16)) sc.park.resize(kMCmax / kMB * kMB * kNB * 16);
+  if (sc.xp.size() < static_cast<size_t>(MC * nK * kKC)) sc.xp.resize(MC * nK * kKC);
+  if (sc.wp.size() < static_cast<size_t>(kNB * kKC)) sc.wp.resize(kNB * kKC);
+  float* park = sc.park.data();
+  float* xp = sc.xp.data();
+  float* wp = sc.wp.data();
+  for (long mc = 0; mc < M; mc += MC) {
+    const long me = mc + MC < M ? mc + MC : M;
+    // Pack x rows [mc, me): block b (kMB rows), piece c -> xp + (b * nK + c) * kMB * kKC, row i at + i * kKC.
+    for (long m = mc; m < me; m++) {
+      const long b = (m - mc) / kMB, i = (m - mc) % kMB;
+      for (long c = 0; c < nK; c++) {
+        const long k0 = c * kKC, len = K - k0 < kKC ? K - k0 : kKC;
+        std::memcpy(xp + ((b * nK + c) * kMB + i) * kKC, x + m * K + k0, len * sizeof(float));
+      }
+    }
+    for (long n = n0; n < n1; n += kNB) {
+      const int nb = static_cast<int>(n1 - n < kNB ? n1 - n : kNB);
+      for (long c = 0; c < nK; c++) {
+        const long k0 = c * kKC, len = K - k0 < kKC ? K - k0 : kKC;
+        for (int j = 0; j < nb; j++) {
+          if (BF16) bf16_to_f32(wp + j * kKC, reinterpret_cast<const uint16_t*>(wb) + (n + j) * K + k0, len);
+          else std::memcpy(wp + j * kKC, reinterpret_cast<const float*>(wb) + (n + j) * K + k0, len * sizeof(float));
+        }
+        const bool first = c == 0, last = c == nK - 1;
+        for (long m = mc; m < me; m += kMB) {
+          const int mb = static_cast<int>(me - m < kMB ? me - m : kMB);
+          const long b = (m - mc) / kMB;
+          kDot<false>[mb - 1][nb - 1](out + m * N + n, N, xp + (b * nK + c) * kMB * kKC, kKC, wp, kKC, len,
+                                       park + b * (kMB * kNB * 16), first, last, acc);
+        }
+      }
+    }
+  }
+}
+
+// out[m, k0:k1] (+)= sum_n dy[m, n] W[n, k0:k1] for m < M (small). Column blocks of the output
+// stay in L1 while the weight rows stream through 4 at a time; each element sums n in order.
+template <bool BF16>
+void mmb_small_range(float* out, const float* dy, const void* w, long N, long K, long M, long k0, long k1, bool acc) {
+  long kbW = (2048 / M) & ~15L;
+  if (kbW < 256) kbW = 256;
+  for (long kb = k0; kb < k1; kb += kbW) {
+    const long ke = kb + kbW < k1 ? kb + kbW : k1;
+    if (!acc)
+      for (long m = 0; m < M; m++) std::memset(out + m * K + kb, 0, (ke - kb) * sizeof(float));
+    long n = 0;
+    for (; n + 4 <= N; n += 4) {
+      __m512 d[kMaxSmall][4];
+      for (long m = 0; m < M; m++)
+        for (int r = 0; r < 4; r++) d[m][r] = _mm512_set1_ps(dy[m * N + n + r]);
+      for (long k = kb; k < ke; k += 16) {
+        const __mmask16 mk = tail_mask(static_cast<int>(ke - k > 16 ? 16 : ke - k));
+        const __m512 w0 = wload_mask<BF16>(w, n * K + k, mk), w1 = wload_mask<BF16>(w, (n + 1) * K + k, mk),
+                     w2 = wload_mask<BF16>(w, (n + 2) * K + k, mk), w3 = wload_mask<BF16>(w, (n + 3) * K + k, mk);
+        for (long m = 0; m < M; m++) {
+          float* o = out + m * K + k;
+          __m512 v = _mm512_maskz_loadu_ps(mk, o);
+          v = _mm512_fmadd_ps(d[m][0], w0, v);
+          v = _mm512_fmadd_ps(d[m][1], w1, v);
+          v = _mm512_fmadd_ps(d[m][2], w2, v);
+          v = _mm512_fmadd_ps(d[m][3], w3, v);
+          _mm512_mask_storeu_ps(o, mk, v);
+        }
+      }
+    }
+    for (; n < N; n++) {
+      for (long m = 0; m < M; m++) {
+        const __m512 d0 = _mm512_set1_ps(dy[m * N + n]);
+        float* o = out + m * K;
+        for (long k = kb; k < ke; k += 16) {
+          const __mmask16 mk = tail_mask(static_cast<int>(ke - k > 16 ? 16 : ke - k));
+          _mm512_mask_storeu_ps(o + k, mk, _mm512_fmadd_ps(d0, wload_mask<BF16>(w, n * K + k, mk), _mm512_maskz_loadu_ps(mk, o + k)));
+        }
+      }
+    }
+  }
+}
+#else
+template <bool BF16>
+inline float wval(const void* w, long i) {
+  if (BF16) {
+    uint32_t u = static_cast<uint32_t>(static_cast<const uint16_t*>(w)[i]) << 16;
+    float f;
+    std::memcpy(&f, &u, 4);
+    return f;
+  }
+  return static_cast<const float*>(w)[i];
+}
+template <bool BF16>
+void mm_range(float* out, const float* x, const void* w, long N, long K, long M, long n0, long n1, bool acc) {
+  for (long n = n0; n < n1; n++)
+    for (long m = 0; m < M; m++) {
+      float s = 0;
+      for (long k = 0; k < K; k++) s += x[m * K + k] * wval<BF16>(w, n * K + k);
+      out[m * N + n] = acc ? out[m * N + n] + s : s;
+    }
+}
+template <bool BF16>
+void mmb_small_range(float* out, const float* dy, const void* w, long N, long K, long M, long k0, long k1, bool acc) {
+  for (long m = 0; m < M; m++) {
+    float* o = out + m * K;
+    if (!acc)
+      for (long k = k0; k < k1; k++) o[k] = 0;
+    for (long n = 0; n < N; n++) {
+      float g = dy[m * N + n];
+      for (long k = k0; k < k1; k++) o[k] += g * wval<BF16>(w, n * K + k);
+    }
+  }
+}
+#endif
+
+}  // namespace
+
+// out (M, N) (+)= x (M, K) · W^T, W (N, K).
+void matmul(float* out, const float* x, const void* w, bool bf16, long N, long K, long M, bool acc) {
+  if (M <= 0 || N <= 0) return;
+  const int nt = threads_for(static_cast<double>(M) * N * K, 1 << 17);
+  if (M <= ((bf16 && g_features.amx) ? kDotMaxMAmx : kDotMaxM) || K == 0 || g_features.batchInvariant) {
+    // Split N into groups of kNB rows (the kernel's register block).
+    // Many rows: fewer chunks, since each chunk packs its own copy of x.
+    long groups = (N + kNB - 1) / kNB;
+    parallel_for(groups, nt, [&](long g0, long g1) {
+      long n0 = g0 * kNB, n1 = g1 * kNB < N ? g1 * kNB : N;
+      if (bf16) mm_range<true>(out, x, w, N, K, M, n0, n1, acc);
+      else mm_range<false>(out, x, w, N, K, M, n0, n1, acc);
+    }, M > kMB ? 2 : 4);
+    return;
+  }
+  if (bf16 && g_features.amx) {
+    amx_matmul_bf16(out, x, static_cast<const uint16_t*>(w), false, M, N, K, acc);
+    return;
+  }
+  // Column blocks (multiples of 16), two per thread: each sgemm call re-packs x.
+  long blocks = (N + 15) / 16;
+  parallel_for(blocks, nt, [&](long b0, long b1) {
+    long n0 = b0 * 16, n1 = b1 * 16 < N ? b1 * 16 : N;
+    if (!bf16) {
+      cblas_sgemm(kCblasRowMajor, kCblasNoTrans, kCblasTrans, static_cast<int>(M), static_cast<int>(n1 - n0), static_cast<int>(K), 1.0f, x,
+                  static_cast<int>(K), static_cast<const float*>(w) + n0 * K, static_cast<int>(K), acc ? 1.0f : 0.0f, out + n0,
+                  static_cast<int>(N));
+      return;
+    }
+    // bf16 without AMX: widen panels of PN weight rows, sgemm each panel.
+    const long PN = 256;
+    float* panel = scratch_panel(static_cast<size_t>(PN * K));
+    for (long p = n0; p < n1; p += PN) {
+      long pn = n1 - p < PN ? n1 - p : PN;
+      bf16_to_f32(panel, static_cast<const uint16_t*>(w) + p * K, pn * K);
+      cblas_sgemm(kCblasRowMajor, kCblasNoTrans, kCblasTrans, static_cast<int>(M), static_cast<int>(pn), static_cast<int>(K), 1.0f, x,
+                  static_cast<int>(K), panel, static_cast<int>(K), acc ? 1.0f : 0.0f, out + p, static_cast<int>(N));
+    }
+  }, 2);
+}
+
+// out (M, K) (+)= dy (M, N) · W, W (N, K).
+void matmul_back(float* out, const float* dy, const void* w, bool bf16, long N, long K, long M, bool acc) {
+  if (M <= 0 || K <= 0) return;
+  const int nt = threads_for(static_cast<double>(M) * N * K, 1 << 17);
+  if (M <= (bf16 ? kSmallMBf16 : kSmallM) || N == 0) {
+    long blocks = (K + 15) / 16;
+    parallel_for(blocks, nt, [&](long b0, long b1) {
+      long k0 = b0 * 16, k1 = b1 * 16 < K ? b1 * 16 : K;
+      if (bf16) mmb_small_range<true>(out, dy, w, N, K, M, k0, k1, acc);
+      else mmb_small_range<false>(out, dy, w, N, K, M, k0, k1, acc);
+    });
+    return;
+  }
+  if (bf16 && g_features.amx) {
+    amx_matmul_bf16(out, dy, static_cast<const uint16_t*>(w), true, M, K, N, acc);
+    return;
+  }
+  long blocks = (K + 15) / 16;
+  parallel_for(blocks, nt, [&](long b0, long b1) {
+    long k0 = b0 * 16, k1 = b1 * 16 < K ? b1 * 16 : K, kw = k1 - k0;
+    if (!bf16) {
+      cblas_sgemm(kCblasRowMajor, kCblasNoTrans, kCblasNoTrans, static_cast<int>(M), static_cast<int>(kw), static_cast<int>(N), 1.0f, dy,
+                  static_cast<int>(N), static_cast<const float*>(w) + k0, static_cast<int>(K), acc ? 1.0f : 0.0f, out + k0,
+                  static_cast<int>(K));
+      return;
+    }
+    // bf16 without AMX: panels of PN weight rows (the reduction dim), summed in order.
+    const long PN = 512;
+    float* panel = scratch_panel(static_cast<size_t>(PN * kw));
+    const uint16_t* wb = static_cast<const uint16_t*>(w);
+    for (long p = 0; p < N; p += PN) {
+      long pn = N - p < PN ? N - p : PN;
+      for (long r = 0; r < pn; r++) bf16_to_f32(panel + r * kw, wb + (p + r) * K + k0, kw);
+      cblas_sgemm(kCblasRowMajor, kCblasNoTrans, kCblasNoTrans, static_cast<int>(M), static_cast<int>(kw), static_cast<int>(pn), 1.0f,
+                  dy + p, static_cast<int>(N), panel, static_cast<int>(kw), (acc || p > 0) ? 1.0f : 0.0f, out + k0,
+                  static_cast<int>(K));
+    }
+  }, 2);
+}
+
+// C (M, N) = alpha op(A) op(B) + beta C, row-major: OpenBLAS, split over the pool by C columns.
+void gemm(bool tA, bool tB, int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb, float beta,
+          float* C, int ldc) {
+  if (M <= 0 || N <= 0) return;
+  const int nt = threads_for(static_cast<double>(M) * N * (K > 0 ? K : 1), 1 << 17);
+  long blocks = (N + 15) / 16;
+  parallel_for(blocks, nt, [&](long b0, long b1) {
+    long n0 = b0 * 16, n1 = b1 * 16 < N ? b1 * 16 : N;
+    // Column block n0..n1 of op(B): B[:, n0] when not transposed, B[n0, :] when transposed.
+    const float* Bp = tB ? B + n0 * static_cast<long>(ldb) : B + n0;
+    cblas_sgemm(kCblasRowMajor, tA ? kCblasTrans : kCblasNoTrans, tB ? kCblasTrans : kCblasNoTrans, M, static_cast<int>(n1 - n0), K,
+                alpha, A, lda, Bp, ldb, beta, C + n0, ldc);
+  }, 2);
+}
+
+}  // namespace la

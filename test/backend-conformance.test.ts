@@ -1,0 +1,650 @@
+// Backend conformance: every Backend method, forward and backward, of the native backend against
+// the TypeScript oracle on random inputs of several shapes (GQA, per-row positions, decode T=1,
+// prompt lengths 1 and 10, f32 and bf16 weights, accumulate on/off, subarray views with a
+// non-zero byteOffset and guard elements around them, zero gates left bit-for-bit untouched).
+// A second suite checks each backward kernel of the TypeScript backend against central finite
+// differences, so the oracle itself is checked independently. The native half is skipped (with
+// the reason) when the addon is not built; the finite-difference half always runs.
+
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import type { AttnShape, Backend, PromptShape } from '../src/backend/backend.js';
+import { TsBackend } from '../src/backend/ts/index.js';
+import { loadNativeBackend, nativeInfo, setNativeFeature } from '../src/backend/native.js';
+import { toBf16, type Matrix } from '../src/weights.js';
+import { Rng } from '../src/util/rng.js';
+
+const ts = new TsBackend();
+const nat = loadNativeBackend(2);
+const native = nat.backend as Backend;
+const skipNative: string | false = nat.backend ? false : `native backend unavailable: ${nat.error}`;
+
+// ------------------------------------------------------------------ helpers
+
+type Arr = Float32Array | Uint16Array | Int32Array;
+
+function randn(rng: Rng, n: number, scale = 1): Float32Array {
+  const a = new Float32Array(n);
+  for (let i = 0; i < n; i++) a[i] = rng.normal() * scale;
+  return a;
+}
+
+const GUARD = 3; // guard elements on each side of a view
+
+/**
+ * A copy of `src` living at a non-zero byteOffset inside a larger buffer, with guard elements
+ * around it; `intact()` says whether the guards are unchanged (no write outside the view).
+ */
+function inView<T extends Arr>(src: T): { v: T; intact: () => boolean } {
+  const C = src.constructor as { new (n: number): T };
+  const big = new C(src.length + 2 * GUARD);
+  const guard = src instanceof Float32Array ? 777.5 : 7;
+  big.fill(guard as never);
+  const v = big.subarray(GUARD, GUARD + src.length) as T;
+  v.set(src as never);
+  return {
+    v,
+    intact: () => {
+      for (let i = 0; i < GUARD; i++) if (big[i] !== guard || big[big.length - 1 - i] !== guard) return false;
+      return true;
+    },
+  };
+}
+
+/** Normwise closeness: max |a - b| <= rtol * max |b| + atol (inputs are O(1)), NaN exactly where b is NaN. */
+function close(a: ArrayLike<number>, b: ArrayLike<number>, rtol: number, what: string, atol = 1e-6): void {
+  assert.equal(a.length, b.length, `${what}: length`);
+  let err = 0, mag = 0;
+  for (let i = 0; i < a.length; i++) {
+    if (Number.isNaN(b[i]) || Number.isNaN(a[i])) {
+      assert.ok(Number.isNaN(a[i]) && Number.isNaN(b[i]), `${what}: NaN mismatch at ${i} (${a[i]} vs ${b[i]})`);
+      continue;
+    }
+    err = Math.max(err, Math.abs(a[i] - b[i]));
+    mag = Math.max(mag, Math.abs(b[i]));
+  }
+  assert.ok(err <= rtol * mag + atol, `${what}: max error ${err.toExponential(3)} > ${rtol} x ${mag.toExponential(3)}`);
+}
+
+function sameBits(a: Float32Array, b: Float32Array, what: string): void {
+  const ua = new Uint32Array(a.buffer, a.byteOffset, a.length), ub = new Uint32Array(b.buffer, b.byteOffset, b.length);
+  for (let i = 0; i < ua.length; i++) assert.equal(ua[i], ub[i], `${what}: bits differ at ${i}`);
+}
+
+function weight(rng: Rng, rows: number, cols: number, dtype: 'f32' | 'bf16', scale = 0.5): Matrix {
+  const f = randn(rng, rows * cols, scale);
+  return dtype === 'f32' ? { dtype, rows, cols, data: f } : { dtype, rows, cols, data: toBf16(f) };
+}
+
+/** The same matrix with its data moved into a view at a non-zero byteOffset. */
+function weightView(w: Matrix): { w: Matrix; intact: () => boolean } {
+  if (w.dtype === 'f32') {
+    const r = inView(w.data);
+    return { w: { ...w, data: r.v }, intact: r.intact };
+  }
+  const r = inView(w.data);
+  return { w: { ...w, data: r.v }, intact: r.intact };
+}
+
+function ropeTables(maxPos: number, hs: number): { cos: Float32Array; sin: Float32Array } {
+  const half = hs / 2;
+  const cos = new Float32Array(maxPos * half), sin = new Float32Array(maxPos * half);
+  for (let p = 0; p < maxPos; p++)
+    for (let i = 0; i < half; i++) {
+      const a = p * Math.pow(10000, (-2 * i) / hs);
+      cos[p * half + i] = Math.cos(a);
+      sin[p * half + i] = Math.sin(a);
+    }
+  return { cos, sin };
+}
+
+// Tolerances (normwise relative). fp32 kernels: summation order and exp approximations differ
+// from the oracle (which accumulates in double) by a few ulps per term.
+const RTOL = 1e-5;
+const RTOL_BF16 = 2e-5; // bf16 weights: exact products, fp32 (or hi/lo-split AMX) accumulation
+
+// ------------------------------------------------------------------ native vs oracle
+
+describe('native backend matches the TypeScript oracle', { skip: skipNative }, () => {
+  const rng = new Rng(1234);
+
+  it('matmul and matmulBack: f32/bf16, decode and prefill shapes, accumulate, views', () => {
+    const shapes: [number, number, number][] = [
+      [1, 1, 1], [6, 5, 0], [3, 0, 4], [1, 37, 70], [2, 64, 64], [3, 33, 17], [4, 100, 96], [5, 48, 33], [8, 100, 64], [9, 70, 100],
+      [17, 130, 257], [20, 30, 1100], [31, 13, 40], [32, 40, 48], [64, 256, 512], [100, 96, 200],
+    ];
+    for (const [M, N, K] of shapes)
+      for (const dtype of ['f32', 'bf16'] as const)
+        for (const acc of [false, true]) {
+          const tag = `${dtype} M=${M} N=${N} K=${K} acc=${acc}`;
+          const w = weight(rng, N, K, dtype);
+          const x = randn(rng, M * K);
+          const init = randn(rng, M * N);
+          const want = init.slice();
+          ts.matmul(want, x, w, M, acc);
+          const wv = weightView(w), xv = inView(x), ov = inView(init);
+          native.matmul(ov.v, xv.v, wv.w, M, acc);
+          close(ov.v, want, dtype === 'f32' ? RTOL : RTOL_BF16, `matmul ${tag}`);
+          assert.ok(ov.intact() && xv.intact() && wv.intact(), `matmul ${tag}: wrote outside its views`);
+
+          const dy = randn(rng, M * N);
+          const initB = randn(rng, M * K);
+          const wantB = initB.slice();
+          ts.matmulBack(wantB, dy, w, M, acc);
+          const bv = inView(initB), dyv = inView(dy);
+          native.matmulBack(bv.v, dyv.v, wv.w, M, acc);
+          close(bv.v, wantB, dtype === 'f32' ? RTOL : RTOL_BF16, `matmulBack ${tag}`);
+          assert.ok(bv.intact() && dyv.intact(), `matmulBack ${tag}: wrote outside its views`);
+        }
+  });
+
+  it('bf16 matmul without AMX (portable path) matches too', () => {
+    const had = nativeInfo()?.amx ?? false;
+    setNativeFeature('amx', false);
+    try {
+      for (const [M, N, K] of [[9, 70, 100], [20, 30, 1100], [64, 300, 256], [33, 40, 1000]] as [number, number, number][]) {
+        const w = weight(rng, N, K, 'bf16');
+        const x = randn(rng, M * K), dy = randn(rng, M * N);
+        const want = new Float32Array(M * N), got = new Float32Array(M * N);
+        ts.matmul(want, x, w, M);
+        native.matmul(got, x, w, M);
+        close(got, want, RTOL_BF16, `matmul bf16 no-AMX ${M}x${N}x${K}`);
+        const wantB = new Float32Array(M * K), gotB = new Float32Array(M * K);
+        ts.matmulBack(wantB, dy, w, M);
+        native.matmulBack(gotB, dy, w, M);
+        close(gotB, wantB, RTOL_BF16, `matmulBack bf16 no-AMX ${M}x${N}x${K}`);
+      }
+    } finally {
+      setNativeFeature('amx', had);
+    }
+  });
+
+  const dotKernel = nativeInfo()?.avx512 ? false : 'the AVX-512 dot-product kernel is not built (OpenBLAS serves every M)';
+  it('matmul of a few rows (decode batches) does not depend on how many rows are in the batch', { skip: dotKernel }, () => {
+    for (const dtype of ['f32', 'bf16'] as const) {
+      const N = 70, K = 600, M = 15; // the dot-product kernel's range (AMX takes over at 16 rows)
+      const w = weight(rng, N, K, dtype), x = randn(rng, M * K);
+      const all = new Float32Array(M * N);
+      native.matmul(all, x, w, M);
+      for (const m of [1, 2, 3, 5, 8, 15]) {
+        const part = new Float32Array(m * N);
+        native.matmul(part, x.subarray(0, m * K), w, m);
+        sameBits(part, all.subarray(0, m * N), `${dtype}: ${m} rows vs ${M}`);
+      }
+      const one = new Float32Array(N);
+      native.matmul(one, x.subarray(7 * K, 8 * K), w, 1);
+      sameBits(one, all.subarray(7 * N, 8 * N), `${dtype}: row 7 alone vs in the batch`);
+    }
+  });
+
+  it('batchInvariant mode: a row computes the same bits alone or inside any batch', () => {
+    const was = nativeInfo()?.batchInvariant ?? false;
+    setNativeFeature('batchInvariant', true);
+    try {
+      for (const dtype of ['f32', 'bf16'] as const) {
+        const N = 40, K = 1100, M = 50; // several KC pieces and a ragged tail, M beyond the dot range
+        const w = weight(rng, N, K, dtype), x = randn(rng, M * K);
+        const all = new Float32Array(M * N), want = new Float32Array(M * N);
+        native.matmul(all, x, w, M);
+        ts.matmul(want, x, w, M);
+        close(all, want, RTOL, `batchInvariant matmul ${dtype}`);
+        for (const r of [0, 17, 49]) {
+          const one = new Float32Array(N);
+          native.matmul(one, x.subarray(r * K, (r + 1) * K), w, 1);
+          sameBits(one, all.subarray(r * N, (r + 1) * N), `batchInvariant ${dtype}: row ${r} alone vs in ${M}`);
+        }
+      }
+    } finally {
+      setNativeFeature('batchInvariant', was);
+    }
+  });
+
+  it('gemm: all transposes, alpha/beta, leading dims, beta = 0 ignores NaN in C', () => {
+    for (const [M, N, K] of [[1, 1, 1], [4, 3, 0], [3, 5, 7], [17, 33, 20], [64, 80, 96]] as [number, number, number][])
+      for (const tA of [false, true])
+        for (const tB of [false, true])
+          for (const [alpha, beta] of [[1, 0], [0.5, 1], [-1.5, 0.25]]) {
+            const lda = (tA ? M : K) + 2, ldb = (tB ? K : N) + 1, ldc = N + 3;
+            const A = randn(rng, (tA ? K : M) * lda), B = randn(rng, (tB ? N : K) * ldb);
+            const C0 = randn(rng, M * ldc);
+            if (beta === 0) C0.fill(NaN);
+            const want = C0.slice();
+            ts.gemm(tA, tB, M, N, K, alpha, A, lda, B, ldb, beta, want, ldc);
+            const av = inView(A), bv = inView(B), cv = inView(C0);
+            native.gemm(tA, tB, M, N, K, alpha, av.v, lda, bv.v, ldb, beta, cv.v, ldc);
+            // Padding columns of C (j >= N) are not part of C: both leave them as they were.
+            close(cv.v, want, RTOL, `gemm ${M}x${N}x${K} tA=${tA} tB=${tB} alpha=${alpha} beta=${beta}`);
+            assert.ok(cv.intact(), 'gemm wrote outside C');
+          }
+  });
+
+  it('rmsnorm (with and without rstd) and rmsnormBack (accumulate on/off)', () => {
+    for (const [rows, dim] of [[1, 8], [3, 64], [7, 100], [64, 1024]]) {
+      const x = randn(rng, rows * dim, 2), w = randn(rng, dim);
+      const want = new Float32Array(rows * dim), rstdW = new Float32Array(rows);
+      ts.rmsnorm(want, x, w, rows, dim, 1e-5, rstdW);
+      const ov = inView(new Float32Array(rows * dim)), rv = inView(new Float32Array(rows)), xv = inView(x);
+      native.rmsnorm(ov.v, xv.v, w, rows, dim, 1e-5, rv.v);
+      close(ov.v, want, RTOL, `rmsnorm ${rows}x${dim}`);
+      close(rv.v, rstdW, RTOL, `rmsnorm rstd ${rows}x${dim}`);
+      const o2 = new Float32Array(rows * dim);
+      native.rmsnorm(o2, x, w, rows, dim, 1e-5);
+      close(o2, want, RTOL, `rmsnorm no rstd ${rows}x${dim}`);
+      assert.ok(ov.intact() && rv.intact(), 'rmsnorm wrote outside its views');
+      for (const acc of [false, true]) {
+        const dy = randn(rng, rows * dim), init = randn(rng, rows * dim);
+        const wantB = init.slice();
+        ts.rmsnormBack(wantB, dy, x, w, rstdW, rows, dim, acc);
+        const dv = inView(init);
+        native.rmsnormBack(dv.v, dy, xv.v, w, rstdW, rows, dim, acc);
+        close(dv.v, wantB, RTOL, `rmsnormBack ${rows}x${dim} acc=${acc}`);
+        assert.ok(dv.intact(), 'rmsnormBack wrote outside dx');
+      }
+    }
+  });
+
+  it('rope: forward and inverse, per-row positions, views', () => {
+    for (const [B, T, H, hs] of [[1, 1, 1, 2], [2, 3, 4, 8], [3, 5, 2, 64], [2, 16, 8, 34]]) {
+      const { cos, sin } = ropeTables(64, hs);
+      const pos = Int32Array.from({ length: B }, (_, b) => (b * 7) % (64 - T));
+      const x = randn(rng, B * T * H * hs);
+      for (const inverse of [false, true]) {
+        const want = x.slice();
+        ts.rope(want, B, T, H, hs, pos, cos, sin, inverse);
+        const xv = inView(x), pv = inView(pos);
+        native.rope(xv.v, B, T, H, hs, pv.v, cos, sin, inverse);
+        close(xv.v, want, RTOL, `rope B=${B} T=${T} H=${H} hs=${hs} inverse=${inverse}`);
+        assert.ok(xv.intact(), 'rope wrote outside x');
+      }
+    }
+  });
+
+  it('siluGate, siluGateBack, add (small and threaded sizes, extreme inputs)', () => {
+    for (const n of [1, 17, 1000, 70001]) {
+      const a = randn(rng, n, 3), b = randn(rng, n), dy = randn(rng, n);
+      if (n > 4) {
+        a[0] = 60; a[1] = -60; a[2] = 100; a[3] = -100;
+      }
+      const want = new Float32Array(n);
+      ts.siluGate(want, a, b, n);
+      const ov = inView(new Float32Array(n)), av = inView(a);
+      native.siluGate(ov.v, av.v, b, n);
+      close(ov.v, want, RTOL, `siluGate n=${n}`, 1e-30);
+      assert.ok(ov.intact(), 'siluGate wrote outside out');
+      const da = new Float32Array(n), db = new Float32Array(n);
+      ts.siluGateBack(da, db, dy, a, b, n);
+      const dav = inView(new Float32Array(n)), dbv = inView(new Float32Array(n));
+      native.siluGateBack(dav.v, dbv.v, dy, av.v, b, n);
+      close(dav.v, da, RTOL, `siluGateBack da n=${n}`);
+      close(dbv.v, db, RTOL, `siluGateBack db n=${n}`);
+      assert.ok(dav.intact() && dbv.intact(), 'siluGateBack wrote outside its views');
+      const x = randn(rng, n), wantAdd = x.slice();
+      ts.add(wantAdd, b, n);
+      const xv = inView(x);
+      native.add(xv.v, b, n);
+      sameBits(xv.v, wantAdd, `add n=${n}`);
+      assert.ok(xv.intact(), 'add wrote outside x');
+    }
+  });
+
+  it('embed: f32 and bf16 tables, first/last ids, views; bad ids throw', () => {
+    for (const dtype of ['f32', 'bf16'] as const) {
+      const vocab = 50, dim = 24;
+      const table = weight(rng, vocab, dim, dtype);
+      const ids = Int32Array.from([0, 49, 3, 3, 17]);
+      const want = new Float32Array(ids.length * dim);
+      ts.embed(want, table, ids, ids.length);
+      const tv = weightView(table), ov = inView(new Float32Array(ids.length * dim)), iv = inView(ids);
+      native.embed(ov.v, tv.w, iv.v, ids.length);
+      sameBits(ov.v, want, `embed ${dtype}`);
+      assert.ok(ov.intact(), 'embed wrote outside out');
+      assert.throws(() => native.embed(ov.v, tv.w, Int32Array.from([50]), 1), RangeError);
+      assert.throws(() => native.embed(ov.v, tv.w, Int32Array.from([-1]), 1), RangeError);
+    }
+  });
+
+  const attnShapes: (AttnShape & { pos: number[] })[] = [
+    { B: 1, T: 5, S: 5, nHeads: 4, nKvHeads: 4, headDim: 8, pos: [0] }, // prefill, MHA
+    { B: 3, T: 1, S: 12, nHeads: 8, nKvHeads: 2, headDim: 16, pos: [0, 5, 11] }, // decode, GQA 4
+    { B: 2, T: 4, S: 16, nHeads: 6, nKvHeads: 3, headDim: 20, pos: [2, 12] }, // chunk, GQA 2, odd hs
+    { B: 2, T: 33, S: 40, nHeads: 4, nKvHeads: 1, headDim: 64, pos: [7, 0] }, // MQA, longer rows
+  ];
+
+  it('attention: causal over the cache, per-row positions, GQA, decode T=1, probs', () => {
+    for (const s of attnShapes) {
+      const { B, T, S, nHeads: H, nKvHeads: Hkv, headDim: hs } = s;
+      const pos = Int32Array.from(s.pos);
+      const q = randn(rng, B * T * H * hs), kc = randn(rng, B * S * Hkv * hs), vc = randn(rng, B * S * Hkv * hs);
+      const want = new Float32Array(B * T * H * hs), probsW = new Float32Array(B * H * T * S);
+      ts.attention(want, q, kc, vc, pos, s, probsW);
+      const ov = inView(new Float32Array(want.length).fill(NaN)), pv = inView(new Float32Array(probsW.length).fill(NaN));
+      const qv = inView(q), kv = inView(kc), vv = inView(vc), posv = inView(pos);
+      native.attention(ov.v, qv.v, kv.v, vv.v, posv.v, s, pv.v);
+      const tag = JSON.stringify(s);
+      close(ov.v, want, RTOL, `attention out ${tag}`);
+      close(pv.v, probsW, RTOL, `attention probs ${tag}`);
+      assert.ok(ov.intact() && pv.intact(), 'attention wrote outside its views');
+      const o2 = new Float32Array(want.length);
+      native.attention(o2, q, kc, vc, pos, s);
+      close(o2, want, RTOL, `attention without probs ${tag}`);
+    }
+  });
+
+  it('attentionBack: full causal pass, MHA / GQA 2 / GQA 4 / MQA, B > 1', () => {
+    for (const [B, T, H, Hkv, hs] of [[1, 1, 2, 2, 8], [2, 7, 4, 2, 16], [2, 9, 8, 2, 12], [1, 20, 4, 1, 32], [3, 5, 4, 4, 64]]) {
+      const s: AttnShape = { B, T, S: T, nHeads: H, nKvHeads: Hkv, headDim: hs };
+      const pos = new Int32Array(B);
+      const q = randn(rng, B * T * H * hs), k = randn(rng, B * T * Hkv * hs), v = randn(rng, B * T * Hkv * hs);
+      const out = new Float32Array(B * T * H * hs), probs = new Float32Array(B * H * T * T);
+      ts.attention(out, q, k, v, pos, s, probs);
+      const dout = randn(rng, out.length);
+      const dqW = new Float32Array(q.length), dkW = new Float32Array(k.length), dvW = new Float32Array(v.length);
+      ts.attentionBack(dqW, dkW, dvW, dout, q, k, v, probs, s);
+      const dq = inView(new Float32Array(q.length).fill(NaN)), dk = inView(new Float32Array(k.length).fill(NaN));
+      const dv = inView(new Float32Array(v.length).fill(NaN)), pv = inView(probs);
+      native.attentionBack(dq.v, dk.v, dv.v, inView(dout).v, inView(q).v, inView(k).v, inView(v).v, pv.v, s);
+      const tag = JSON.stringify(s);
+      close(dq.v, dqW, RTOL, `attentionBack dq ${tag}`);
+      close(dk.v, dkW, RTOL, `attentionBack dk ${tag}`);
+      close(dv.v, dvW, RTOL, `attentionBack dv ${tag}`);
+      assert.ok(dq.intact() && dk.intact() && dv.intact(), 'attentionBack wrote outside its views');
+    }
+  });
+
+  const promptShapes: PromptShape[] = [
+    { B: 1, T: 1, K: 1, nHeads: 2, nKvHeads: 2, headDim: 8 },
+    { B: 2, T: 3, K: 10, nHeads: 4, nKvHeads: 2, headDim: 16 },
+    { B: 3, T: 1, K: 10, nHeads: 8, nKvHeads: 2, headDim: 20 },
+    { B: 2, T: 6, K: 1, nHeads: 4, nKvHeads: 1, headDim: 64 },
+  ];
+
+  it('promptAttention: K = 1 and 10, GQA, probs; zero-gate heads untouched bit for bit', () => {
+    for (const s of promptShapes) {
+      const { B, T, K, nHeads: H, nKvHeads: Hkv, headDim: hs } = s;
+      const q = randn(rng, B * T * H * hs), pk = randn(rng, K * Hkv * hs), pv = randn(rng, K * Hkv * hs);
+      const gate = randn(rng, H, 0.5);
+      gate[H - 1] = 0; // a zero-init head
+      if (H > 2) gate[0] = -0;
+      const init = randn(rng, B * T * H * hs);
+      init[(H - 1) * hs] = -0; // signed zero and NaN in a zero-gate head survive untouched
+      init[(H - 1) * hs + 1] = NaN;
+      const want = init.slice(), probsW = new Float32Array(B * H * T * K);
+      ts.promptAttention(want, q, pk, pv, gate, s, probsW);
+      const ov = inView(init), pr = inView(new Float32Array(probsW.length));
+      native.promptAttention(ov.v, inView(q).v, inView(pk).v, inView(pv).v, inView(gate).v, s, pr.v);
+      const tag = JSON.stringify(s);
+      close(ov.v, want, RTOL, `promptAttention out ${tag}`);
+      close(pr.v, probsW, RTOL, `promptAttention probs ${tag}`);
+      assert.ok(ov.intact() && pr.intact(), 'promptAttention wrote outside its views');
+      for (let b = 0; b < B; b++)
+        for (let t = 0; t < T; t++)
+          for (let h = 0; h < H; h++) {
+            if (gate[h] !== 0) continue;
+            const o = ((b * T + t) * H + h) * hs;
+            sameBits(ov.v.subarray(o, o + hs), init.subarray(o, o + hs), `zero-gate head ${h} ${tag}`);
+          }
+      const o2 = init.slice();
+      native.promptAttention(o2, q, pk, pv, gate, s);
+      close(o2, want, RTOL, `promptAttention without probs ${tag}`);
+    }
+  });
+
+  it('promptAttentionBack: dq null / given, accumulating dpk, dpv, dgate', () => {
+    for (const s of promptShapes)
+      for (const withDq of [true, false]) {
+        const { B, T, K, nHeads: H, nKvHeads: Hkv, headDim: hs } = s;
+        const q = randn(rng, B * T * H * hs), pk = randn(rng, K * Hkv * hs), pv = randn(rng, K * Hkv * hs);
+        const gate = randn(rng, H, 0.5);
+        gate[0] = 0;
+        const out = new Float32Array(q.length), probs = new Float32Array(B * H * T * K);
+        ts.promptAttention(out, q, pk, pv, gate, s, probs);
+        const dout = randn(rng, q.length);
+        const dq0 = randn(rng, q.length), dpk0 = randn(rng, pk.length), dpv0 = randn(rng, pv.length), dg0 = randn(rng, H);
+        const dqW = withDq ? dq0.slice() : null, dpkW = dpk0.slice(), dpvW = dpv0.slice(), dgW = dg0.slice();
+        ts.promptAttentionBack(dqW, dpkW, dpvW, dgW, dout, q, pk, pv, gate, probs, s);
+        const dq = inView(dq0), dpk = inView(dpk0), dpv = inView(dpv0), dg = inView(dg0);
+        native.promptAttentionBack(withDq ? dq.v : null, dpk.v, dpv.v, dg.v, inView(dout).v, inView(q).v, inView(pk).v, inView(pv).v,
+          inView(gate).v, inView(probs).v, s);
+        const tag = `${JSON.stringify(s)} dq=${withDq}`;
+        if (dqW) close(dq.v, dqW, RTOL, `promptAttentionBack dq ${tag}`);
+        else sameBits(dq.v, dq0, 'dq untouched when null is passed');
+        close(dpk.v, dpkW, RTOL, `promptAttentionBack dpk ${tag}`);
+        close(dpv.v, dpvW, RTOL, `promptAttentionBack dpv ${tag}`);
+        close(dg.v, dgW, RTOL, `promptAttentionBack dgate ${tag}`);
+        assert.ok(dq.intact() && dpk.intact() && dpv.intact() && dg.intact(), 'promptAttentionBack wrote outside its views');
+      }
+  });
+
+  it('crossEntropy: ignored rows, separate and aliased dlogits, scale, threaded sizes', () => {
+    for (const [rows, V] of [[1, 2], [5, 37], [64, 1000], [3, 32000]]) {
+      const logits = randn(rng, rows * V, 3);
+      const targets = Int32Array.from({ length: rows }, (_, r) => (r === 1 ? -1 : (r * 7919) % V));
+      const scale = 0.5;
+      const dW = new Float32Array(rows * V);
+      const lossW = ts.crossEntropy(logits, targets, rows, V, dW, scale);
+      const lv = inView(logits), dv = inView(new Float32Array(rows * V).fill(NaN));
+      const loss = native.crossEntropy(lv.v, inView(targets).v, rows, V, dv.v, scale);
+      assert.ok(Math.abs(loss - lossW) <= 1e-5 * Math.max(1, Math.abs(lossW)), `crossEntropy loss ${rows}x${V}: ${loss} vs ${lossW}`);
+      close(dv.v, dW, RTOL, `crossEntropy dlogits ${rows}x${V}`);
+      assert.ok(dv.intact() && lv.intact(), 'crossEntropy wrote outside its views');
+      const noGrad = native.crossEntropy(logits, targets, rows, V, null, scale);
+      assert.ok(Math.abs(noGrad - lossW) <= 1e-5 * Math.max(1, Math.abs(lossW)), 'crossEntropy without dlogits');
+      const alias = logits.slice();
+      const lossA = native.crossEntropy(alias, targets, rows, V, alias, scale);
+      assert.ok(Math.abs(lossA - lossW) <= 1e-5 * Math.max(1, Math.abs(lossW)), 'crossEntropy aliased loss');
+      close(alias, dW, RTOL, `crossEntropy aliased dlogits ${rows}x${V}`);
+    }
+  });
+
+  it('adamw: steps 1 and 10, weight decay on/off, threaded sizes', () => {
+    for (const n of [1, 1000, 70001])
+      for (const [step, wd] of [[1, 0], [10, 0.1]]) {
+        const p = randn(rng, n), g = randn(rng, n, 0.1), m = randn(rng, n, 0.01), v = new Float32Array(n);
+        for (let i = 0; i < n; i++) v[i] = Math.abs(rng.normal()) * 1e-3;
+        const o = { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: wd, step };
+        const [pW, mW, vW] = [p.slice(), m.slice(), v.slice()];
+        ts.adamw(pW, g, mW, vW, n, o);
+        const pv = inView(p), mv = inView(m), vv = inView(v);
+        native.adamw(pv.v, inView(g).v, mv.v, vv.v, n, o);
+        close(pv.v, pW, RTOL, `adamw p n=${n} step=${step}`);
+        close(mv.v, mW, RTOL, `adamw m n=${n} step=${step}`);
+        close(vv.v, vW, RTOL, `adamw v n=${n} step=${step}`);
+        // The update itself (p - p0) must match too, not just p.
+        const dN = pv.v.map((x, i) => x - p[i]), dW = pW.map((x, i) => x - p[i]);
+        close(dN, dW, 1e-4, `adamw update n=${n} step=${step}`);
+        assert.ok(pv.intact() && mv.intact() && vv.intact(), 'adamw wrote outside its views');
+      }
+  });
+
+  it('is deterministic for a fixed thread count and agrees across thread counts', () => {
+    const one = loadNativeBackend(1).backend as Backend;
+    const three = loadNativeBackend(3).backend as Backend;
+    const M = 96, N = 200, K = 320;
+    for (const dtype of ['f32', 'bf16'] as const) {
+      const w = weight(rng, N, K, dtype), x = randn(rng, M * K);
+      const a = new Float32Array(M * N), b = new Float32Array(M * N), c = new Float32Array(M * N);
+      native.matmul(a, x, w, M);
+      native.matmul(b, x, w, M);
+      sameBits(a, b, `matmul ${dtype} repeat`);
+      one.matmul(c, x, w, M);
+      close(c, a, dtype === 'f32' ? RTOL : RTOL_BF16, `matmul ${dtype} 1 vs 2 threads`);
+    }
+    const s: AttnShape = { B: 2, T: 24, S: 24, nHeads: 8, nKvHeads: 2, headDim: 32 };
+    const q = randn(rng, 2 * 24 * 8 * 32), k = randn(rng, 2 * 24 * 2 * 32), v = randn(rng, k.length);
+    const out = new Float32Array(q.length), probs = new Float32Array(2 * 8 * 24 * 24);
+    native.attention(out, q, k, v, new Int32Array(2), s, probs);
+    const dout = randn(rng, q.length);
+    const run = (be: Backend) => {
+      const dq = new Float32Array(q.length), dk = new Float32Array(k.length), dv = new Float32Array(v.length);
+      be.attentionBack(dq, dk, dv, dout, q, k, v, probs, s);
+      return [dq, dk, dv];
+    };
+    const r2a = run(native), r2b = run(native), r1 = run(one), r3 = run(three);
+    for (let i = 0; i < 3; i++) {
+      sameBits(r2a[i], r2b[i], `attentionBack repeat ${i}`);
+      sameBits(r1[i], r2a[i], `attentionBack 1 vs 2 threads ${i}`); // partitioned by output rows: same bits
+      sameBits(r3[i], r2a[i], `attentionBack 3 vs 2 threads ${i}`);
+    }
+    const logits = randn(rng, 64 * 500), targets = Int32Array.from({ length: 64 }, (_, i) => i * 7);
+    assert.equal(native.crossEntropy(logits, targets, 64, 500, null, 1), one.crossEntropy(logits, targets, 64, 500, null, 1), 'crossEntropy 1 vs 2 threads');
+  });
+
+  it('rejects buffers too small for the shape (RangeError, no memory access)', () => {
+    const w: Matrix = { dtype: 'f32', rows: 8, cols: 8, data: new Float32Array(64) };
+    assert.throws(() => native.matmul(new Float32Array(7), new Float32Array(8), w, 1), RangeError);
+    assert.throws(() => native.matmul(new Float32Array(8), new Float32Array(7), w, 1), RangeError);
+    assert.throws(() => native.matmul(new Float32Array(8), new Float32Array(8), { ...w, data: new Float32Array(63) }, 1), RangeError);
+    const s: AttnShape = { B: 1, T: 2, S: 4, nHeads: 2, nKvHeads: 1, headDim: 4 };
+    const q = new Float32Array(16), kv = new Float32Array(16), out = new Float32Array(16);
+    assert.throws(() => native.attention(out, q, kv, kv, Int32Array.from([3]), s), RangeError); // pos + T > S
+    assert.throws(() => native.attention(out, q, kv, kv, Int32Array.from([0]), { ...s, nKvHeads: 3 }), RangeError);
+    const { cos, sin } = ropeTables(4, 4);
+    assert.throws(() => native.rope(q, 1, 2, 2, 4, Int32Array.from([3]), cos, sin, false), RangeError);
+    assert.throws(() => native.crossEntropy(new Float32Array(4), Int32Array.from([4]), 1, 4, null, 1), RangeError);
+  });
+});
+
+// ------------------------------------------------------------------ oracle vs finite differences
+
+/** Central differences of f at the float32 entries of `x` (all, or `sample` random ones). */
+function fdCheck(what: string, x: Float32Array, f: () => number, analytic: Float32Array, rng: Rng, sample = 0, eps = 1e-3): void {
+  const idx = sample > 0 && sample < x.length ? Array.from({ length: sample }, () => rng.int(x.length)) : Array.from(x.keys());
+  let err = 0, mag = 0;
+  for (let i = 0; i < analytic.length; i++) mag = Math.max(mag, Math.abs(analytic[i]));
+  for (const i of idx) {
+    const x0 = x[i];
+    x[i] = x0 + eps;
+    const hiX = x[i], fp = f();
+    x[i] = x0 - eps;
+    const loX = x[i], fm = f();
+    x[i] = x0;
+    const fd = (fp - fm) / (hiX - loX);
+    err = Math.max(err, Math.abs(fd - analytic[i]));
+  }
+  assert.ok(err <= 1e-2 * mag + 1e-4, `${what}: finite-difference error ${err.toExponential(3)} vs gradient scale ${mag.toExponential(3)}`);
+}
+
+/** sum_i a[i] * r[i] in double. */
+function dotD(a: Float32Array, r: Float32Array): number {
+  let s = 0;
+  for (let i = 0; i < a.length; i++) s += a[i] * r[i];
+  return s;
+}
+
+describe('TypeScript backward kernels match finite differences', () => {
+  const rng = new Rng(99);
+  const be = ts;
+
+  it('matmulBack is the gradient of matmul (f32 and bf16 weights)', () => {
+    for (const dtype of ['f32', 'bf16'] as const) {
+      const M = 3, N = 5, K = 7;
+      const w = weight(rng, N, K, dtype), x = randn(rng, M * K), r = randn(rng, M * N);
+      const out = new Float32Array(M * N);
+      const f = () => (be.matmul(out, x, w, M), dotD(out, r));
+      const dx = new Float32Array(M * K);
+      be.matmulBack(dx, r, w, M);
+      fdCheck(`matmulBack ${dtype}`, x, f, dx, rng);
+    }
+  });
+
+  it('rmsnormBack is the gradient of rmsnorm', () => {
+    const rows = 3, dim = 8;
+    const x = randn(rng, rows * dim), w = randn(rng, dim), r = randn(rng, rows * dim);
+    const out = new Float32Array(rows * dim), rstd = new Float32Array(rows);
+    const f = () => (be.rmsnorm(out, x, w, rows, dim, 1e-5, rstd), dotD(out, r));
+    f();
+    const dx = new Float32Array(rows * dim);
+    be.rmsnormBack(dx, r, x, w, rstd, rows, dim, false);
+    fdCheck('rmsnormBack', x, f, dx, rng);
+  });
+
+  it('rope inverse is the gradient of rope', () => {
+    const B = 2, T = 3, H = 2, hs = 8;
+    const { cos, sin } = ropeTables(16, hs);
+    const pos = Int32Array.from([0, 5]);
+    const x = randn(rng, B * T * H * hs), r = randn(rng, x.length);
+    const f = () => {
+      const y = x.slice();
+      be.rope(y, B, T, H, hs, pos, cos, sin, false);
+      return dotD(y, r);
+    };
+    const dx = r.slice();
+    be.rope(dx, B, T, H, hs, pos, cos, sin, true);
+    fdCheck('rope inverse', x, f, dx, rng);
+  });
+
+  it('siluGateBack is the gradient of siluGate', () => {
+    const n = 20;
+    const a = randn(rng, n, 2), b = randn(rng, n), r = randn(rng, n), out = new Float32Array(n);
+    const f = () => (be.siluGate(out, a, b, n), dotD(out, r));
+    const da = new Float32Array(n), db = new Float32Array(n);
+    be.siluGateBack(da, db, r, a, b, n);
+    fdCheck('siluGateBack da', a, f, da, rng);
+    fdCheck('siluGateBack db', b, f, db, rng);
+  });
+
+  it('attentionBack is the gradient of attention (MHA and GQA)', () => {
+    for (const [B, T, H, Hkv, hs] of [[1, 4, 2, 2, 4], [2, 3, 4, 2, 4], [1, 5, 4, 1, 6]]) {
+      const s: AttnShape = { B, T, S: T, nHeads: H, nKvHeads: Hkv, headDim: hs };
+      const pos = new Int32Array(B);
+      const q = randn(rng, B * T * H * hs), k = randn(rng, B * T * Hkv * hs), v = randn(rng, k.length), r = randn(rng, q.length);
+      const out = new Float32Array(q.length), probs = new Float32Array(B * H * T * T);
+      const f = () => (be.attention(out, q, k, v, pos, s), dotD(out, r));
+      be.attention(out, q, k, v, pos, s, probs);
+      const dq = new Float32Array(q.length), dk = new Float32Array(k.length), dv = new Float32Array(v.length);
+      be.attentionBack(dq, dk, dv, r, q, k, v, probs, s);
+      const tag = JSON.stringify(s);
+      fdCheck(`attentionBack dq ${tag}`, q, f, dq, rng);
+      fdCheck(`attentionBack dk ${tag}`, k, f, dk, rng);
+      fdCheck(`attentionBack dv ${tag}`, v, f, dv, rng);
+    }
+  });
+
+  it('promptAttentionBack is the gradient of promptAttention (q, prompt keys/values, gates)', () => {
+    for (const s of [
+      { B: 2, T: 2, K: 3, nHeads: 4, nKvHeads: 2, headDim: 4 },
+      { B: 1, T: 3, K: 1, nHeads: 2, nKvHeads: 2, headDim: 6 },
+      { B: 1, T: 2, K: 10, nHeads: 2, nKvHeads: 1, headDim: 4 },
+    ] as PromptShape[]) {
+      const { B, T, K, nHeads: H, nKvHeads: Hkv, headDim: hs } = s;
+      const q = randn(rng, B * T * H * hs), pk = randn(rng, K * Hkv * hs), pv = randn(rng, pk.length), r = randn(rng, q.length);
+      const gate = randn(rng, H, 0.7);
+      const out = new Float32Array(q.length), probs = new Float32Array(B * H * T * K);
+      const f = () => (out.fill(0), be.promptAttention(out, q, pk, pv, gate, s), dotD(out, r));
+      out.fill(0);
+      be.promptAttention(out, q, pk, pv, gate, s, probs);
+      const dq = new Float32Array(q.length), dpk = new Float32Array(pk.length), dpv = new Float32Array(pv.length), dg = new Float32Array(H);
+      be.promptAttentionBack(dq, dpk, dpv, dg, r, q, pk, pv, gate, probs, s);
+      const tag = JSON.stringify(s);
+      fdCheck(`promptAttentionBack dq ${tag}`, q, f, dq, rng);
+      fdCheck(`promptAttentionBack dpk ${tag}`, pk, f, dpk, rng);
+      fdCheck(`promptAttentionBack dpv ${tag}`, pv, f, dpv, rng);
+      fdCheck(`promptAttentionBack dgate ${tag}`, gate, f, dg, rng);
+    }
+  });
+
+  it('crossEntropy dlogits is scale x the gradient of the summed loss', () => {
+    const rows = 4, V = 9, scale = 0.25;
+    const logits = randn(rng, rows * V, 2), targets = Int32Array.from([3, -1, 0, 8]);
+    const d = new Float32Array(rows * V);
+    be.crossEntropy(logits, targets, rows, V, d, scale);
+    for (let i = 0; i < V; i++) assert.equal(d[V + i], 0, 'ignored row gets zero gradient');
+    const grad = d.map((x) => x / scale);
+    fdCheck('crossEntropy', logits, () => be.crossEntropy(logits, targets, rows, V, null, 1), grad, rng);
+  });
+
+  it('adamw matches the textbook update (bias-corrected, decoupled weight decay)', () => {
+    const n = 5, o = { lr: 0.01, beta1: 0.9, beta2: 0.99, eps: 1e-8, weightDecay: 0.1, step: 3 };
+    const p = randn(rng, n), g = randn(rng, n), m = randn(rng, n, 0.1), v = randn(rng, n, 0.1).map(Math.abs);
+    const [p1, m1, v1] = [p.slice(), m.slice(), v.slice()];
+    be.adamw(p1, g, m1, v1, n, o);
+    for (let i = 0; i < n; i++) {
+      const mi = 0.9 * m[i] + 0.1 * g[i], vi = 0.99 * v[i] + 0.01 * g[i] * g[i];
+      const upd = mi / (1 - 0.9 ** 3) / (Math.sqrt(vi / (1 - 0.99 ** 3)) + 1e-8);
+      const pi = p[i] - 0.01 * (upd + 0.1 * p[i]);
+      assert.ok(Math.abs(p1[i] - pi) <= 1e-6 * Math.max(1, Math.abs(pi)), `adamw p[${i}] ${p1[i]} vs ${pi}`);
+      assert.ok(Math.abs(m1[i] - mi) <= 1e-6, `adamw m[${i}]`);
+      assert.ok(Math.abs(v1[i] - vi) <= 1e-6, `adamw v[${i}]`);
+    }
+  });
+});
