@@ -1,0 +1,93 @@
+// Benchmark configurations: the real models in ../shared/assets (by name), any checkpoint path,
+// and the synthetic shapes of the PyTorch peer (bench_torch.py SHAPES, random weights: speed does
+// not depend on the values). Builds a LlamaModel with the ids-only tokenizer.
+
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { getBackend, type BackendName } from '../src/backend/index.js';
+import { LlamaAdapterError } from '../src/errors.js';
+import { loadCheckpoint, type Checkpoint } from '../src/formats/checkpoint.js';
+import { syntheticCheckpoint, type SyntheticShape } from '../src/formats/synthetic.js';
+import { LlamaModel } from '../src/model/model.js';
+import { IdTokenizer } from './id-tokenizer.js';
+import type { KernelProfile } from './profile.js';
+
+/** Same shapes as bench_torch.py: name -> dim, hidden, layers, heads, kv heads, vocab. */
+export const SHAPES: Readonly<Record<string, SyntheticShape>> = {
+  medium: { dim: 768, hiddenDim: 2048, nLayers: 12, nHeads: 12, nKvHeads: 12, vocabSize: 32000 }, // stories110M-like
+  large: { dim: 2048, hiddenDim: 5632, nLayers: 22, nHeads: 32, nKvHeads: 4, vocabSize: 32000 }, // TinyLlama-1.1B-like
+  '7b-layer': { dim: 4096, hiddenDim: 11008, nLayers: 1, nHeads: 32, nKvHeads: 32, vocabSize: 32000 }, // one 7B block
+};
+
+/** The repository root (this file compiles to dist/bench/configs.js). */
+export function repoRoot(): string {
+  return path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+}
+
+/** ../shared relative to the repository root. */
+export function sharedDir(): string {
+  return path.resolve(repoRoot(), '..', 'shared');
+}
+
+/** The real models, by name, relative to the shared folder. */
+const NAMED: Readonly<Record<string, string>> = {
+  stories260K: 'assets/models/stories260K/stories260K.bin',
+  'tinystories-656k': 'assets/models/tinystories-656k',
+};
+
+export type ResolvedConfig = { kind: 'synthetic'; name: string; shape: SyntheticShape } | { kind: 'path'; name: string; path: string };
+
+/** A config name (synthetic shape or named real model) or a checkpoint path. */
+export function resolveConfig(name: string): ResolvedConfig {
+  const shape = SHAPES[name];
+  if (shape) return { kind: 'synthetic', name, shape };
+  const rel = NAMED[name];
+  const p = rel ? path.join(sharedDir(), rel) : path.resolve(name);
+  if (!fs.existsSync(p)) {
+    const known = [...Object.keys(SHAPES), ...Object.keys(NAMED)].join(', ');
+    throw new LlamaAdapterError(`bench: no configuration "${name}" (${p} does not exist); use a checkpoint path or one of: ${known}`);
+  }
+  return { kind: 'path', name, path: p };
+}
+
+export interface BenchModel {
+  model: LlamaModel;
+  loadSeconds: number; // time to read or generate the weights
+  weightsMb: number; // bytes of the frozen weights in memory / 2^20
+}
+
+/** Load or generate the checkpoint and wrap it in a LlamaModel on the chosen backend (kernel-timed when profile is given). */
+export function buildModel(cfg: ResolvedConfig, dtype: 'f32' | 'bf16', backend: BackendName, threads: number | undefined, profile?: KernelProfile): BenchModel {
+  const raw = getBackend(backend, threads);
+  const be = profile ? profile.wrap(raw) : raw;
+  const t0 = performance.now();
+  const ck: Checkpoint = cfg.kind === 'synthetic' ? syntheticCheckpoint(cfg.shape, 0, dtype) : loadCheckpoint(cfg.path, { dtype });
+  const loadSeconds = (performance.now() - t0) / 1000;
+  const c = ck.config;
+  const tok = new IdTokenizer(c.vocabSize, c.bosId, c.eosId);
+  const model = new LlamaModel(c, ck.weights, tok, be, ck.fingerprint, {
+    path: ck.path, format: ck.format, sourceDtypes: ck.sourceDtypes, dtype,
+  });
+  return { model, loadSeconds, weightsMb: weightBytes(ck) / 2 ** 20 };
+}
+
+function weightBytes(ck: Checkpoint): number {
+  const W = ck.weights;
+  const seen = new Set<ArrayBufferView>();
+  let n = 0;
+  const add = (a: ArrayBufferView): void => {
+    if (seen.has(a)) return;
+    seen.add(a);
+    n += a.byteLength;
+  };
+  add(W.tokEmbd.data);
+  add(W.output.data);
+  add(W.outputNorm);
+  for (const L of W.layers) {
+    for (const m of [L.wq, L.wk, L.wv, L.wo, L.w1, L.w2, L.w3]) add(m.data);
+    add(L.attnNorm);
+    add(L.ffnNorm);
+  }
+  return n;
+}

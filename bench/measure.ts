@@ -1,0 +1,195 @@
+// The measurements: the backend's matrix-multiply peak, one adapter training step (forward,
+// backward, AdamW), a prefill, and KV-cached greedy decoding. Each returns seconds and counts;
+// run.ts turns them into JSON lines.
+
+import { createAdapter } from '../src/adapter/adapter.js';
+import type { Backend } from '../src/backend/backend.js';
+import { check } from '../src/errors.js';
+import type { LlamaModel } from '../src/model/model.js';
+import { AdamW } from '../src/train/optimizer.js';
+import { Rng } from '../src/util/rng.js';
+import { toBf16, type Matrix } from '../src/weights.js';
+
+const now = (): number => performance.now() / 1000;
+
+function median(xs: readonly number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[s.length >> 1];
+}
+
+/** Run fn up to maxReps times, stopping early once budgetS seconds have passed (at least once); median seconds. */
+function timeReps(fn: () => void, maxReps: number, budgetS: number): { seconds: number; reps: number } {
+  const times: number[] = [];
+  const start = now();
+  while (times.length < Math.max(1, maxReps)) {
+    const t0 = now();
+    fn();
+    times.push(now() - t0);
+    if (now() - start > budgetS) break;
+  }
+  return { seconds: median(times), reps: times.length };
+}
+
+/** timeReps for an async fn. */
+async function timeRepsAsync(fn: () => Promise<void>, maxReps: number, budgetS: number): Promise<{ seconds: number; reps: number }> {
+  const times: number[] = [];
+  const start = now();
+  while (times.length < Math.max(1, maxReps)) {
+    const t0 = now();
+    await fn();
+    times.push(now() - t0);
+    if (now() - start > budgetS) break;
+  }
+  return { seconds: median(times), reps: times.length };
+}
+
+function randomF32(n: number, rng: Rng): Float32Array {
+  const a = new Float32Array(n);
+  for (let i = 0; i < n; i++) a[i] = rng.uniform() - 0.5;
+  return a;
+}
+
+export interface PeakResult {
+  gflops: number; // best median GFLOP/s among the kernels tried for this dtype
+  kernel: string; // which kernel and shape gave it
+  fp32Gemm: number; // backend.gemm fp32 1024x1024x1024, GFLOP/s (always measured)
+}
+
+/**
+ * The machine's matrix-multiply peak through the backend: gemm (fp32, 1024^3, B transposed as in
+ * the model's x·W^T) and matmul with a weight of the run's dtype (M=1024, 1024x1024); on a native
+ * backend also 512x4096x4096. The best median is the peak the run's GFLOP/s is compared with.
+ */
+export function measurePeak(be: Backend, dtype: 'f32' | 'bf16'): PeakResult {
+  const rng = new Rng(1);
+  const budget = be.name === 'ts' ? 6 : 3;
+  const reps = be.name === 'ts' ? 3 : 7;
+  const gemm = (M: number, N: number, K: number): number => {
+    const A = randomF32(M * K, rng), B = randomF32(N * K, rng), C = new Float32Array(M * N);
+    be.gemm(false, true, Math.min(M, 64), Math.min(N, 64), K, 1, A, K, B, K, 0, C, N); // warm-up
+    const t = timeReps(() => be.gemm(false, true, M, N, K, 1, A, K, B, K, 0, C, N), reps, budget);
+    return (2 * M * N * K) / t.seconds / 1e9;
+  };
+  const matmul = (M: number, N: number, K: number, dt: 'f32' | 'bf16'): number => {
+    const x = randomF32(M * K, rng), wf = randomF32(N * K, rng), out = new Float32Array(M * N);
+    const w: Matrix = dt === 'f32' ? { dtype: 'f32', rows: N, cols: K, data: wf } : { dtype: 'bf16', rows: N, cols: K, data: toBf16(wf) };
+    be.matmul(out, x, w, Math.min(M, 16)); // warm-up
+    const t = timeReps(() => be.matmul(out, x, w, M), reps, budget);
+    return (2 * M * N * K) / t.seconds / 1e9;
+  };
+  const fp32Gemm = gemm(1024, 1024, 1024);
+  const tried: [string, number][] = [['gemm fp32 1024x1024x1024', fp32Gemm]];
+  tried.push([`matmul ${dtype} 1024x1024x1024`, matmul(1024, 1024, 1024, dtype)]);
+  if (be.name !== 'ts') {
+    if (dtype === 'f32') tried.push(['gemm fp32 512x4096x4096', gemm(512, 4096, 4096)]);
+    tried.push([`matmul ${dtype} 512x4096x4096`, matmul(512, 4096, 4096, dtype)]);
+  }
+  // a bf16 run is compared with the bf16 kernels only (they can be faster than fp32)
+  const pool = dtype === 'bf16' ? tried.filter(([k]) => k.includes('bf16')) : tried;
+  const [kernel, gflops] = pool.reduce((a, b) => (b[1] > a[1] ? b : a));
+  return { gflops, kernel, fp32Gemm };
+}
+
+export interface TrainBenchOptions {
+  B: number;
+  T: number;
+  K: number;
+  L: number;
+  steps: number; // timed steps after one warm-up step
+}
+
+export interface TrainResult {
+  stepSeconds: number; // median
+  steps: number;
+  lossRows: number;
+  loss: number; // loss of the last step (sanity)
+  adapterParams: number;
+}
+
+/** Token rows as bench_torch.py makes them: ids uniform in [3, vocab); targets = the next token on positions T/2 .. T-2, -100 elsewhere. */
+export function trainBatch(vocab: number, B: number, T: number, seed = 0): { tokens: number[][]; targets: number[][]; lossRows: number } {
+  const rng = new Rng(seed);
+  const lo = Math.min(3, vocab - 1);
+  const tokens = Array.from({ length: B }, () => Array.from({ length: T }, () => lo + Math.floor(rng.uniform() * (vocab - lo))));
+  let lossRows = 0;
+  const targets = tokens.map((row) => row.map((_, t) => {
+    if (t >= T >> 1 && t < T - 1) {
+      lossRows++;
+      return row[t + 1];
+    }
+    return -100;
+  }));
+  return { tokens, targets, lossRows };
+}
+
+/** Forward + backward + AdamW step of a fresh adapter (K prompts, top L layers); median over `steps` after one warm-up. */
+export function measureTrain(model: LlamaModel, o: TrainBenchOptions): TrainResult {
+  const c = model.config;
+  check(o.T <= c.maxSeqLen, `bench: --seq ${o.T} is longer than the model's context of ${c.maxSeqLen}`);
+  const adapter = createAdapter(model, { promptLength: o.K, layers: o.L, seed: 0 });
+  const params = adapter.parameters();
+  const shapes = new Map([...params.keys()].map((k) => [k, adapter.shapeOf(k)]));
+  const opt = new AdamW(params, shapes, { beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.02 });
+  const grads = adapter.zerosLike();
+  const { tokens, targets, lossRows } = trainBatch(c.vocabSize, o.B, o.T);
+  let loss = NaN;
+  const step = (): void => {
+    loss = model.lossAndGrads(tokens, targets, adapter, grads).loss;
+    opt.update(model.backend, grads, 1e-3);
+    adapter.invalidate();
+  };
+  step(); // warm-up: allocates the training activations
+  const times: number[] = [];
+  for (let i = 0; i < o.steps; i++) {
+    const t0 = now();
+    step();
+    times.push(now() - t0);
+  }
+  check(Number.isFinite(loss), `bench: training loss is ${loss}`);
+  return { stepSeconds: median(times), steps: o.steps, lossRows, loss, adapterParams: adapter.parameterCount };
+}
+
+export interface PrefillResult {
+  seconds: number; // median seconds of one prefill
+  T: number;
+  reps: number;
+}
+
+/** A prefill of T tokens (batch 1, BOS + random ids) through generateBatch with maxTokens 1: one forward, logits of the last position only. */
+export async function measurePrefill(model: LlamaModel, T: number, maxReps: number): Promise<PrefillResult> {
+  const c = model.config;
+  T = Math.min(T, c.maxSeqLen - 1);
+  check(T >= 1, 'bench: the model context is too short for a prefill');
+  const ids = trainBatch(c.vocabSize, 1, T, 1).tokens[0];
+  ids[0] = c.bosId;
+  const run = async (): Promise<void> => {
+    const [r] = await model.generateBatch([ids], { temperature: 0, maxTokens: 1, stopTokens: [] });
+    check(r.ids.length === 1, 'bench: prefill produced no token');
+  };
+  await run(); // warm-up
+  const t = await timeRepsAsync(run, maxReps, 20);
+  return { seconds: t.seconds, T, reps: t.reps };
+}
+
+export interface DecodeResult {
+  seconds: number; // median seconds for n tokens
+  n: number;
+  reps: number;
+}
+
+/**
+ * KV-cached greedy decoding from BOS, batch 1, n tokens, no adapter (as bench_torch.py). The
+ * prompt is BOS alone, so the "prefill" is itself a one-token step at position 0: n forward
+ * steps at positions 0..n-1 produce n tokens, exactly the peer's loop.
+ */
+export async function measureDecode(model: LlamaModel, n: number, maxReps: number): Promise<DecodeResult> {
+  const c = model.config;
+  n = Math.min(n, c.maxSeqLen - 1);
+  const gen = async (k: number): Promise<void> => {
+    const [r] = await model.generateBatch([[c.bosId]], { temperature: 0, maxTokens: k, stopTokens: [] });
+    check(r.ids.length === k, `bench: decoding produced ${r.ids.length} of ${k} tokens`);
+  };
+  await gen(Math.min(n, 8)); // warm-up
+  const t = await timeRepsAsync(() => gen(n), maxReps, 20);
+  return { seconds: t.seconds, n, reps: t.reps };
+}

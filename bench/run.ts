@@ -1,0 +1,187 @@
+// The bench run: load or generate the model, time the selected kinds (decode, prefill, train: in
+// that order so each peak RSS is as close to its own as a monotonic maximum allows), measure the
+// backend's matrix-multiply peak, optionally run the PyTorch peer with identical settings, and
+// emit one JSON object per measurement plus one ratio object per kind both sides measured.
+// Every timing carries `other_load_pct`: how much of the machine other processes used meanwhile.
+
+import * as path from 'node:path';
+import type { BackendName } from '../src/backend/index.js';
+import { check } from '../src/errors.js';
+import { buildModel, resolveConfig, sharedDir } from './configs.js';
+import { decodeFlops, prefillFlops, trainFlops } from './flops.js';
+import { cpuSnapshot, otherLoadPercent, waitForIdle } from './machine.js';
+import { measureDecode, measurePeak, measurePrefill, measureTrain, trainBatch } from './measure.js';
+import { runPeer, SYSTEM_PYTHON, torchStatus, type PeerLine, type PeerRun } from './peer.js';
+import { KernelProfile } from './profile.js';
+
+export type BenchKind = 'train' | 'prefill' | 'decode';
+export const BENCH_KINDS: readonly BenchKind[] = ['train', 'prefill', 'decode'];
+
+export interface BenchOptions {
+  config: string; // synthetic shape, named real model, or checkpoint path
+  dtype: 'fp32' | 'bf16';
+  backend: BackendName;
+  threads?: number; // native backend threads (default: the backend's)
+  comparePytorch: boolean;
+  kinds: readonly BenchKind[];
+  steps: number; // timed training steps (after one warm-up); also the most repetitions of prefill/decode
+  batch: number; // B
+  seq: number; // T (training rows and the prefill length)
+  promptLength: number; // K
+  layers: number; // L adapted layers; 0 = all but the first two (at least 1)
+  decodeTokens: number; // tokens decoded
+  python: string; // interpreter for the peer
+  profile: boolean; // time every kernel call and print a table per kind to stderr
+  waitIdle: number; // seconds to wait at most for other processes to calm down before each phase (0 = don't)
+}
+
+export const BENCH_DEFAULTS: Omit<BenchOptions, 'config'> = {
+  dtype: 'fp32', backend: 'auto', comparePytorch: false, kinds: BENCH_KINDS, steps: 5, batch: 4, seq: 256,
+  promptLength: 10, layers: 0, decodeTokens: 128, python: SYSTEM_PYTHON, profile: false, waitIdle: 0,
+};
+
+export type BenchLine = Record<string, string | number | boolean | null>;
+
+const round = (x: number, d = 3): number => (Number.isFinite(x) ? Number(x.toPrecision(Math.max(d, 1) + 2)) : x);
+const peakRssMb = (): number => round(process.resourceUsage().maxRSS / 1024);
+const log = (msg: string): void => {
+  process.stderr.write(`bench: ${msg}\n`);
+};
+
+/** Run the benchmark; result objects go to `emit` (ours once the peak is measured, then the peer's and the ratios). */
+export async function runBench(o: BenchOptions, emit: (line: BenchLine) => void): Promise<void> {
+  check(o.kinds.length > 0, 'bench: no kinds selected');
+  const cfg = resolveConfig(o.config);
+  const dtype = o.dtype === 'bf16' ? 'bf16' : 'f32';
+  log(cfg.kind === 'synthetic' ? `generating synthetic "${cfg.name}" weights (${o.dtype})` : `loading ${cfg.path} (${o.dtype})`);
+  const prof = o.profile ? new KernelProfile() : undefined;
+  const { model, loadSeconds, weightsMb } = buildModel(cfg, dtype, o.backend, o.threads, prof);
+  const c = model.config, be = model.backend;
+  const L = o.layers || Math.max(1, c.nLayers - 2);
+  check(L <= c.nLayers, `bench: --layers ${L} is more than the model's ${c.nLayers} layers`);
+  const base: BenchLine = { config: o.config, backend: be.name, dtype: o.dtype, threads: be.threads };
+  const settle = async (): Promise<void> => {
+    if (o.waitIdle > 0) await waitForIdle(o.waitIdle, log);
+  };
+
+  // Each kind's line is completed (peak fields) after the peak measurement, which runs last so
+  // its large buffers never count in a kind's peak RSS.
+  interface Measured { kind: BenchKind; tps: number; flops: number; seconds: number; rss: number; other: number | null; extra: BenchLine }
+  const measured: Measured[] = [];
+  const ours = new Map<BenchKind, number>();
+  const timed = async <R>(kind: BenchKind, what: string, fn: () => Promise<R> | R): Promise<{ r: R; other: number | null }> => {
+    await settle();
+    log(`${kind}: ${what}`);
+    prof?.reset();
+    const a = cpuSnapshot();
+    const r = await fn();
+    const other = otherLoadPercent(a, cpuSnapshot());
+    if (prof) log(prof.table(kind));
+    if (other !== null && other >= 10) log(`warning: other processes used ${other}% of the machine during ${kind}; its timing is low`);
+    return { r, other };
+  };
+  const done = (m: Omit<Measured, 'rss'>): void => {
+    measured.push({ ...m, rss: peakRssMb() });
+    ours.set(m.kind, m.tps);
+  };
+  const run = new Set(o.kinds);
+  const trainShape = { B: o.batch, T: o.seq, K: o.promptLength, L, lossRows: trainBatch(c.vocabSize, o.batch, o.seq).lossRows };
+  if (run.has('decode')) {
+    const { r, other } = await timed('decode', `${o.decodeTokens} tokens`, () => measureDecode(model, o.decodeTokens, o.steps));
+    done({ kind: 'decode', tps: r.n / r.seconds, flops: decodeFlops(c, r.n), seconds: r.seconds, other, extra: { tokens: r.n, seconds: round(r.seconds), reps: r.reps, adapter: false } });
+  }
+  if (run.has('prefill')) {
+    const { r, other } = await timed('prefill', `${o.seq} tokens`, () => measurePrefill(model, o.seq, o.steps));
+    done({ kind: 'prefill', tps: r.T / r.seconds, flops: prefillFlops(c, r.T), seconds: r.seconds, other, extra: { T: r.T, seconds: round(r.seconds), reps: r.reps, adapter: false } });
+  }
+  if (run.has('train')) {
+    const what = `B=${o.batch} T=${o.seq} K=${o.promptLength} L=${L}, ${o.steps} steps after a warm-up`;
+    const { r, other } = await timed('train', what, () => measureTrain(model, { B: o.batch, T: o.seq, K: o.promptLength, L, steps: o.steps }));
+    done({
+      kind: 'train', tps: (o.batch * o.seq) / r.stepSeconds, flops: trainFlops(c, trainShape), seconds: r.stepSeconds, other,
+      extra: {
+        step_s: round(r.stepSeconds), B: o.batch, T: o.seq, K: o.promptLength, L, steps: r.steps, loss_rows: r.lossRows,
+        adapter_params: r.adapterParams, loss: round(r.loss, 5),
+      },
+    });
+  }
+
+  await settle();
+  log(`measuring the ${be.name} backend's matrix-multiply peak`);
+  const p0 = cpuSnapshot();
+  const peak = measurePeak(be, dtype);
+  const peakFields: BenchLine = {
+    peak_gflops: round(peak.gflops), peak_kernel: peak.kernel, peak_gflops_fp32_gemm: round(peak.fp32Gemm),
+    peak_other_load_pct: otherLoadPercent(p0, cpuSnapshot()),
+  };
+  for (const m of measured) {
+    const gflops = m.flops / m.seconds / 1e9;
+    emit({
+      ...base, kind: m.kind, tokens_per_s: round(m.tps), peak_rss_mb: m.rss, gflops: round(gflops),
+      gflops_ratio: round(gflops / peak.gflops), other_load_pct: m.other, ...m.extra, ...peakFields,
+      weights_mb: round(weightsMb), load_s: round(loadSeconds),
+    });
+  }
+  if (!o.comparePytorch) return;
+
+  // ---- the PyTorch peer, same configuration and settings
+  const script = path.join(sharedDir(), 'reference', 'bench_torch.py');
+  const st = torchStatus(o.python, script);
+  if (!st.ok) {
+    emit({ ...base, kind: 'compare', peer: 'pytorch', skipped: true, reason: st.reason });
+    return;
+  }
+  const peerConfig = cfg.kind === 'synthetic' ? cfg.name : cfg.path;
+  const decode = run.has('decode') ? Math.min(o.decodeTokens, c.maxSeqLen - 1) : 0;
+  await settle();
+  log(`running the PyTorch ${st.version} peer (${be.threads} threads)`);
+  let peer: PeerRun;
+  const q0 = cpuSnapshot();
+  try {
+    peer = await runPeer({
+      python: o.python, script, config: peerConfig, threads: be.threads, dtype, steps: o.steps,
+      B: o.batch, T: o.seq, K: o.promptLength, L, decode,
+    });
+  } catch (e) {
+    emit({ ...base, kind: 'compare', peer: 'pytorch', skipped: true, reason: e instanceof Error ? e.message : String(e) });
+    return;
+  }
+  const peerOther = peer.cpuSeconds === null ? null : otherLoadPercent(q0, cpuSnapshot(), peer.cpuSeconds);
+  if (peerOther !== null && peerOther >= 10) log(`warning: other processes used ${peerOther}% of the machine during the peer's run`);
+  const theirs = new Map<BenchKind, number>();
+  for (const p of peer.lines) {
+    const kind = p.kind;
+    if ((kind !== 'train' && kind !== 'decode') || !run.has(kind)) continue;
+    const tps = Number(p.tokens_per_s);
+    theirs.set(kind, tps);
+    const seconds = kind === 'train' ? Number(p.step_s) : decode / tps;
+    const flops = kind === 'train' ? trainFlops(c, trainShape) : decodeFlops(c, decode);
+    const gflops = flops / seconds / 1e9;
+    emit({
+      ...base, backend: 'pytorch', threads: Number(p.threads), kind, tokens_per_s: round(tps),
+      peak_rss_mb: peer.peakRssMb === null ? null : round(peer.peakRssMb), gflops: round(gflops), gflops_ratio: round(gflops / peak.gflops),
+      other_load_pct: peerOther, ...peerExtra(p), peer: String(p.peer), peer_command: peer.command, peer_wall_s: round(peer.seconds), ...peakFields,
+    });
+  }
+  for (const kind of BENCH_KINDS) {
+    if (!run.has(kind)) continue;
+    const a = ours.get(kind), b = theirs.get(kind);
+    if (a === undefined) continue;
+    if (b === undefined) {
+      emit({ ...base, kind, ratio_vs_pytorch: null, reason: `bench_torch.py has no ${kind} measurement` });
+      continue;
+    }
+    emit({ ...base, kind, ratio_vs_pytorch: round(a / b), tokens_per_s: round(a), pytorch_tokens_per_s: round(b), peer: `pytorch-${st.version}` });
+  }
+}
+
+/** The peer's own fields worth keeping (shape and timing), as flat JSON values. */
+function peerExtra(p: PeerLine): BenchLine {
+  const out: BenchLine = {};
+  for (const k of ['step_s', 'B', 'T', 'K', 'L']) {
+    const v = p[k];
+    if (typeof v === 'number') out[k] = k === 'step_s' ? round(v) : v;
+  }
+  if (typeof p.dtype === 'string') out.peer_dtype = p.dtype;
+  return out;
+}

@@ -1,0 +1,64 @@
+// `llama-adapter bench` (also `npm run bench`): training, prefill and decode speed, peak RSS and
+// achieved GFLOP/s on a real or synthetic model, optionally side by side with the PyTorch peer.
+// The harness itself lives in bench/ (run.ts); this file only parses the flags.
+
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { BENCH_DEFAULTS, BENCH_KINDS, runBench, type BenchKind, type BenchOptions } from '../../bench/run.js';
+import type { BackendName } from '../backend/index.js';
+import { int } from './common.js';
+
+interface BenchFlags {
+  config: string;
+  dtype: 'fp32' | 'bf16';
+  backend: BackendName;
+  threads?: number;
+  comparePytorch?: boolean;
+  kinds: BenchKind[];
+  steps: number;
+  batch: number;
+  seq: number;
+  promptLength: number;
+  layers: number;
+  decodeTokens: number;
+  python: string;
+  profile?: boolean;
+  waitIdle: number;
+}
+
+function kinds(v: string): BenchKind[] {
+  const ks = v.split(',').map((s) => s.trim()).filter(Boolean);
+  for (const k of ks) {
+    if (!(BENCH_KINDS as readonly string[]).includes(k)) throw new InvalidArgumentError(`unknown kind "${k}" (expected ${BENCH_KINDS.join(', ')})`);
+  }
+  if (ks.length === 0) throw new InvalidArgumentError('no kinds given');
+  return ks as BenchKind[];
+}
+
+export function benchCommand(): Command {
+  const d = BENCH_DEFAULTS;
+  return new Command('bench')
+    .description('measure adapter training, prefill and decode speed (one JSON line per measurement); --compare-pytorch runs the PyTorch peer too')
+    .requiredOption('--config <name|path>', 'stories260K, tinystories-656k, medium, large, 7b-layer, or a checkpoint path')
+    .addOption(new Option('--dtype <dtype>', 'dtype of the frozen weights').choices(['fp32', 'bf16']).default(d.dtype))
+    .addOption(new Option('--backend <name>', 'compute backend').choices(['auto', 'native', 'ts']).default(d.backend))
+    .option('--threads <n>', 'native backend threads (default: all cores); the PyTorch peer gets the backend\'s thread count', int('--threads', 1))
+    .option('--compare-pytorch', 'also run ../shared/reference/bench_torch.py with the same settings and print ratios')
+    .addOption(new Option('--kinds <list>', 'comma-separated: train, prefill, decode').argParser(kinds).default([...d.kinds], d.kinds.join(',')))
+    .option('--steps <n>', 'timed training steps after one warm-up (and the most repetitions of prefill/decode)', int('--steps', 1), d.steps)
+    .option('--batch <B>', 'training rows', int('--batch', 1), d.batch)
+    .option('--seq <T>', 'tokens per training row and prefill length', int('--seq', 2), d.seq)
+    .option('--prompt-length <K>', 'adaption prompt length', int('--prompt-length', 1), d.promptLength)
+    .option('--layers <L>', 'adapted layers (0 = all but the first two, at least 1)', int('--layers', 0), d.layers)
+    .option('--decode-tokens <n>', 'tokens to decode', int('--decode-tokens', 1), d.decodeTokens)
+    .option('--python <path>', 'python with torch for --compare-pytorch', d.python)
+    .option('--profile', 'time every kernel call and print a table per kind to stderr (adds a little overhead)')
+    .option('--wait-idle <seconds>', 'before each phase, wait up to this long for other processes to leave the CPU (0 = don\'t)', int('--wait-idle', 0), d.waitIdle)
+    .action(async (f: BenchFlags) => {
+      const o: BenchOptions = {
+        config: f.config, dtype: f.dtype, backend: f.backend, threads: f.threads, comparePytorch: f.comparePytorch ?? false,
+        kinds: f.kinds, steps: f.steps, batch: f.batch, seq: f.seq, promptLength: f.promptLength, layers: f.layers,
+        decodeTokens: f.decodeTokens, python: f.python, profile: f.profile ?? false, waitIdle: f.waitIdle,
+      };
+      await runBench(o, (line) => process.stdout.write(JSON.stringify(line) + '\n'));
+    });
+}
