@@ -21,8 +21,8 @@ export function demoCommand(): Command {
     .description('fine-tune an adapter on stories the base model wrote, then score instruction following on held-out name/object combinations (base vs zero-init vs random-init gates)')
     .option('-m, --model <path>', 'base model (default: ../shared/assets/models/tinystories-656k next to the repository)')
     .option('--out-dir <dir>', 'where adapters, data, metrics, loss chart and report go', 'demo-out')
-    .option('--stories <n>', 'stories to sample from the base model (default 512; 48 with --quick)', int('--stories', 8))
-    .option('--seed <n>', 'seed for sampling, the split, initialisation and data order', int('--seed', 0))
+    .option('--stories <n>', 'stories to sample from the base model (default 2048; 64 with --quick)', int('--stories', 8))
+    .option('--seed <n>', 'seed for sampling, the split, the swaps, initialisation and data order (default 0)', int('--seed', 0))
     .addOption(new Option('--backend <name>', 'compute backend').choices(['auto', 'native', 'ts']).default('auto'))
     .option('--quick', 'a tiny configuration (seconds; too small to show anything, used by the tests)')
     .action(async (f: DemoFlags) => {
