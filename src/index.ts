@@ -17,3 +17,4 @@ export { LlamaAdapterError } from './errors.js';
 export { finetune, evaluate, type FinetuneOptions, type FinetuneProgress, type FinetuneResult } from './train/finetune.js';
 export { readInstructionData, tokenizeExample } from './train/data.js';
 export { PROMPT_STYLES, type InstructionRecord, type PromptStyleName } from './train/prompt-styles.js';
+export { runDemo, scoresTable, type DemoOptions, type DemoReport } from './demo/demo.js';
