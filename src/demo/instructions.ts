@@ -2,7 +2,8 @@
 // paired with an instruction it satisfies ("Write a short story about Lily and a ball." where
 // Lily is the story's main named character and ball the object it mentions most), and a set of
 // (name, object) combinations is held out: no training story mentions both words of a held-out
-// combination, while each of its name and object does appear in training.
+// combination, while each of its name and object does appear in training. Optional augmentation
+// reuses each story with its character renamed and its object replaced (augmentSwaps).
 
 import { check } from '../errors.js';
 import { Rng } from '../util/rng.js';
