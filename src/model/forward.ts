@@ -6,7 +6,7 @@
 import type { Backend } from '../backend/backend.js';
 import type { LlamaConfig } from '../config.js';
 import type { ModelWeights } from '../weights.js';
-import type { Activations } from './activations.js';
+import type { Activations, LayerActs } from './activations.js';
 import type { KVView } from './kvcache.js';
 import type { PromptSource } from './prompt-source.js';
 import type { RopeTables } from './rope.js';
@@ -103,7 +103,7 @@ export function forwardPass(ctx: ForwardContext, acts: Activations, args: Forwar
 }
 
 /** The adapter hook: add each row-group's gated prompt branch to the attention output. */
-function promptBranch(be: Backend, c: LlamaConfig, A: ReturnType<Activations['layer']>, sources: readonly (PromptSource | null)[], l: number, B: number, T: number): void {
+function promptBranch(be: Backend, c: LlamaConfig, A: LayerActs, sources: readonly (PromptSource | null)[], l: number, B: number, T: number): void {
   const qDim = c.nHeads * c.headDim;
   let b0 = 0;
   while (b0 < B) {

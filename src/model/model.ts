@@ -119,30 +119,34 @@ export class LlamaModel implements ForwardContext {
    */
   lossAndGrads(tokens: readonly (readonly number[])[], targets: readonly (readonly number[])[], adapter: Adapter, into?: Map<string, Float32Array>): LossAndGrads {
     const { B, T } = this.checkTokens(tokens);
-    check(targets.length === B && targets.every((r) => r.length === T), 'lossAndGrads: targets must have the shape of tokens');
     this.checkOwn(adapter);
+    const { rows, tg } = this.lossRows(targets, B, T);
+    const grads = into ?? adapter.zerosLike();
+    const r = this.trainStep(tokens, B, T, rows, tg, adapter, grads);
+    return { loss: r, tokens: rows.length, grads };
+  }
+
+  /** The (b*T + t) rows that carry loss and their target ids; targets checked against the vocabulary. */
+  private lossRows(targets: readonly (readonly number[])[], B: number, T: number): { rows: Int32Array; tg: Int32Array } {
+    check(targets.length === B && targets.every((r) => r.length === T), 'targets must have the shape of tokens');
     const rows: number[] = [];
     const tg: number[] = [];
     for (let b = 0; b < B; b++) {
       for (let t = 0; t < T; t++) {
         const y = targets[b][t];
         if (y === -100) continue;
-        check(Number.isInteger(y) && y >= 0 && y < this.config.vocabSize, `lossAndGrads: target ${y} at [${b}, ${t}] is outside the vocabulary`);
+        check(Number.isInteger(y) && y >= 0 && y < this.config.vocabSize, `target ${y} at [${b}, ${t}] is outside the vocabulary (use -100 for no loss)`);
         rows.push(b * T + t);
         tg.push(y);
       }
     }
-    const grads = into ?? adapter.zerosLike();
-    const r = this.trainStep(tokens, B, T, Int32Array.from(rows), Int32Array.from(tg), adapter, grads);
-    return { loss: r, tokens: rows.length, grads };
+    return { rows: Int32Array.from(rows), tg: Int32Array.from(tg) };
   }
 
   /** Mean cross-entropy (no gradients) with an optional adapter; returns { loss, tokens }. */
   loss(tokens: readonly (readonly number[])[], targets: readonly (readonly number[])[], adapter: Adapter | null = null): { loss: number; tokens: number } {
     const { B, T } = this.checkTokens(tokens);
-    const rows: number[] = [];
-    const tg: number[] = [];
-    for (let b = 0; b < B; b++) for (let t = 0; t < T; t++) if (targets[b][t] !== -100) { rows.push(b * T + t); tg.push(targets[b][t]); }
+    const { rows, tg } = this.lossRows(targets, B, T);
     if (rows.length === 0) return { loss: 0, tokens: 0 };
     const src = this.sources(adapter, B);
     this.acts.ensure(B, T, maxPromptLength(src), -1);
@@ -150,8 +154,8 @@ export class LlamaModel implements ForwardContext {
     this.acts.pos.fill(0, 0, B);
     const V = this.config.vocabSize;
     const logits = new Float32Array(rows.length * V);
-    forwardPass(this, this.acts, { B, T, cache: null, sources: src, train: false, logitRows: Int32Array.from(rows), logits });
-    return { loss: this.backend.crossEntropy(logits, Int32Array.from(tg), rows.length, V, null, 1) / rows.length, tokens: rows.length };
+    forwardPass(this, this.acts, { B, T, cache: null, sources: src, train: false, logitRows: rows, logits });
+    return { loss: this.backend.crossEntropy(logits, tg, rows.length, V, null, 1) / rows.length, tokens: rows.length };
   }
 
   /** Forward + backward on prepared rows; writes grads, returns the mean loss (0 if no targets). */
