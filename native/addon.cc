@@ -501,6 +501,7 @@ napi_value SetFeature(napi_env env, napi_callback_info info) {
   bool now = false;
   if (std::string(name) == "amx") now = la::g_features.amx = on && la::amx_available();
   else if (std::string(name) == "batchInvariant") now = la::g_features.batchInvariant = on;
+  else if (std::string(name) == "bf16Split") now = la::g_features.bf16Split = on;
   else {
     napi_throw_type_error(env, nullptr, "native setFeature: unknown feature (amx, batchInvariant)");
     return nullptr;

@@ -2,7 +2,8 @@
 //
 //  * matmul with few rows (decode, small batches: M <= kDotMaxM, or kDotMaxMAmx for bf16 on AMX
 //    CPUs): a hand-written AVX-512 dot-product kernel, memory-bound on the weights at decode;
-//    bf16 weights are widened to fp32 exactly, accumulation is fp32.
+//    bf16 weights are widened to fp32 exactly, activations rounded to bf16 (see
+//    bf16_activations), accumulation is fp32.
 //  * many rows, f32 weights: OpenBLAS sgemm, split over the pool by output columns.
 //  * many rows, bf16 weights: AMX tiles when the CPU has them (amx.cc), else weight panels are
 //    widened to fp32 in a per-thread buffer and fed to sgemm.
@@ -33,6 +34,16 @@ constexpr int kMB = 4, kNB = 6;  // matmul dot-kernel register block: rows of x 
 
 // Per-thread scratch (the pool's workers persist, so these persist with them).
 thread_local std::vector<float> t_panel;
+thread_local std::vector<float> t_round;  // the caller's activations rounded to bf16
+
+// bf16 weights: products are bf16 x bf16 (activations rounded to bf16, as on AMX), accumulated in
+// fp32, whichever kernel runs; with the bf16Split feature activations stay fp32 (AMX splits them).
+const float* bf16_activations(const float* x, long n) {
+  if (g_features.bf16Split) return x;
+  if (t_round.size() < static_cast<size_t>(n)) t_round.resize(n);
+  round_bf16(t_round.data(), x, n);
+  return t_round.data();
+}
 
 float* scratch_panel(size_t n) {
   if (t_panel.size() < n) t_panel.resize(n);
@@ -264,6 +275,7 @@ void matmul(float* out, const float* x, const void* w, bool bf16, long N, long K
   if (M <= 0 || N <= 0) return;
   const int nt = threads_for(static_cast<double>(M) * N * K, 1 << 17);
   if (M <= ((bf16 && g_features.amx) ? kDotMaxMAmx : kDotMaxM) || K == 0 || g_features.batchInvariant) {
+    if (bf16) x = bf16_activations(x, M * K);
     // Split N into groups of kNB rows (the kernel's register block).
     // Many rows: fewer chunks, since each chunk packs its own copy of x.
     long groups = (N + kNB - 1) / kNB;
@@ -278,6 +290,7 @@ void matmul(float* out, const float* x, const void* w, bool bf16, long N, long K
     amx_matmul_bf16(out, x, static_cast<const uint16_t*>(w), false, M, N, K, acc);
     return;
   }
+  if (bf16) x = bf16_activations(x, M * K);
   // Column blocks (multiples of 16), two per thread: each sgemm call re-packs x.
   long blocks = (N + 15) / 16;
   parallel_for(blocks, nt, [&](long b0, long b1) {
@@ -305,6 +318,7 @@ void matmul_back(float* out, const float* dy, const void* w, bool bf16, long N, 
   if (M <= 0 || K <= 0) return;
   const int nt = threads_for(static_cast<double>(M) * N * K, 1 << 17);
   if (M <= (bf16 ? kSmallMBf16 : kSmallM) || N == 0) {
+    if (bf16) dy = bf16_activations(dy, M * N);
     long blocks = (K + 15) / 16;
     parallel_for(blocks, nt, [&](long b0, long b1) {
       long k0 = b0 * 16, k1 = b1 * 16 < K ? b1 * 16 : K;
@@ -317,6 +331,7 @@ void matmul_back(float* out, const float* dy, const void* w, bool bf16, long N, 
     amx_matmul_bf16(out, dy, static_cast<const uint16_t*>(w), true, M, K, N, acc);
     return;
   }
+  if (bf16) dy = bf16_activations(dy, M * N);
   long blocks = (K + 15) / 16;
   parallel_for(blocks, nt, [&](long b0, long b1) {
     long k0 = b0 * 16, k1 = b1 * 16 < K ? b1 * 16 : K, kw = k1 - k0;

@@ -52,6 +52,19 @@ export function toBf16(src: Float32Array): Uint16Array {
   return out;
 }
 
+/**
+ * dst[i] = src[i] rounded to the nearest bf16 (ties to even; NaN stays a quiet NaN), as fp32.
+ * The rounding a bf16-weight product applies to its activations (see Backend.matmul).
+ */
+export function roundBf16(dst: Float32Array, src: Float32Array, n = src.length): void {
+  const s = new Uint32Array(src.buffer, src.byteOffset, n);
+  const d = new Uint32Array(dst.buffer, dst.byteOffset, n);
+  for (let i = 0; i < n; i++) {
+    const x = s[i];
+    d[i] = (x & 0x7fffffff) > 0x7f800000 ? (x | 0x00400000) & 0xffff0000 : (x + 0x7fff + ((x >>> 16) & 1)) & 0xffff0000;
+  }
+}
+
 export function bf16ToF32(src: Uint16Array): Float32Array {
   const out = new Float32Array(src.length);
   const u = new Uint32Array(out.buffer);

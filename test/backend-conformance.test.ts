@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import type { AttnShape, Backend, PromptShape } from '../src/backend/backend.js';
 import { TsBackend } from '../src/backend/ts/index.js';
 import { loadNativeBackend, nativeInfo, setNativeFeature } from '../src/backend/native.js';
-import { toBf16, type Matrix } from '../src/weights.js';
+import { matrixToF32, roundBf16, toBf16, type Matrix } from '../src/weights.js';
 import { Rng } from '../src/util/rng.js';
 
 const ts = new TsBackend();
@@ -101,7 +101,7 @@ function ropeTables(maxPos: number, hs: number): { cos: Float32Array; sin: Float
 // Tolerances (normwise relative). fp32 kernels: summation order and exp approximations differ
 // from the oracle (which accumulates in double) by a few ulps per term.
 const RTOL = 1e-5;
-const RTOL_BF16 = 2e-5; // bf16 weights: exact products, fp32 (or hi/lo-split AMX) accumulation
+const RTOL_BF16 = 2e-5; // bf16 weights: activations rounded to bf16 on both sides, exact products, fp32 accumulation
 
 // ------------------------------------------------------------------ native vs oracle
 
@@ -156,6 +156,34 @@ describe('native backend matches the TypeScript oracle', { skip: skipNative }, (
       }
     } finally {
       setNativeFeature('amx', had);
+    }
+  });
+
+  it('bf16Split keeps activations fp32: matches the exact product with the widened weight (all kernel paths)', () => {
+    setNativeFeature('bf16Split', true);
+    try {
+      for (const amx of [true, false]) {
+        const had = nativeInfo()?.amx ?? false;
+        if (!amx) setNativeFeature('amx', false);
+        try {
+          for (const [M, N, K] of [[1, 37, 70], [9, 70, 100], [20, 30, 1100], [64, 300, 256]] as [number, number, number][]) {
+            const w = weight(rng, N, K, 'bf16'), wf: Matrix = { dtype: 'f32', rows: N, cols: K, data: matrixToF32(w) };
+            const x = randn(rng, M * K), dy = randn(rng, M * N);
+            const want = new Float32Array(M * N), got = new Float32Array(M * N);
+            ts.matmul(want, x, wf, M);
+            native.matmul(got, x, w, M);
+            close(got, want, RTOL_BF16, `bf16Split matmul amx=${amx} ${M}x${N}x${K}`);
+            const wantB = new Float32Array(M * K), gotB = new Float32Array(M * K);
+            ts.matmulBack(wantB, dy, wf, M);
+            native.matmulBack(gotB, dy, w, M);
+            close(gotB, wantB, RTOL_BF16, `bf16Split matmulBack amx=${amx} ${M}x${N}x${K}`);
+          }
+        } finally {
+          setNativeFeature('amx', had);
+        }
+      }
+    } finally {
+      setNativeFeature('bf16Split', false);
     }
   });
 
@@ -535,16 +563,36 @@ describe('TypeScript backward kernels match finite differences', () => {
   const rng = new Rng(99);
   const be = ts;
 
-  it('matmulBack is the gradient of matmul (f32 and bf16 weights)', () => {
-    for (const dtype of ['f32', 'bf16'] as const) {
-      const M = 3, N = 5, K = 7;
-      const w = weight(rng, N, K, dtype), x = randn(rng, M * K), r = randn(rng, M * N);
-      const out = new Float32Array(M * N);
-      const f = () => (be.matmul(out, x, w, M), dotD(out, r));
-      const dx = new Float32Array(M * K);
-      be.matmulBack(dx, r, w, M);
-      fdCheck(`matmulBack ${dtype}`, x, f, dx, rng);
-    }
+  it('matmulBack is the gradient of matmul (f32 weights)', () => {
+    const M = 3, N = 5, K = 7;
+    const w = weight(rng, N, K, 'f32'), x = randn(rng, M * K), r = randn(rng, M * N);
+    const out = new Float32Array(M * N);
+    const f = () => (be.matmul(out, x, w, M), dotD(out, r));
+    const dx = new Float32Array(M * K);
+    be.matmulBack(dx, r, w, M);
+    fdCheck('matmulBack f32', x, f, dx, rng);
+  });
+
+  it('bf16 weights: matmulBack is the adjoint of matmul on bf16 inputs, and inputs are rounded to bf16', () => {
+    // Products with bf16 weights round the activations to bf16, a step function (no finite
+    // differences); on bf16-representable x and dy both are exact products, so <x W^T, r> = <x, r W>.
+    const M = 3, N = 5, K = 7;
+    const w = weight(rng, N, K, 'bf16'), x = randn(rng, M * K), r = randn(rng, M * N);
+    roundBf16(x, x);
+    roundBf16(r, r);
+    const out = new Float32Array(M * N), dx = new Float32Array(M * K);
+    be.matmul(out, x, w, M);
+    be.matmulBack(dx, r, w, M);
+    const lhs = dotD(out, r), rhs = dotD(x, dx);
+    assert.ok(Math.abs(lhs - rhs) <= 1e-5 * Math.abs(lhs), `adjoint: ${lhs} vs ${rhs}`);
+    // an input off the bf16 grid gives the same result as its rounding
+    const xOff = x.map((v) => v * (1 + 2 ** -12)), out2 = new Float32Array(M * N);
+    be.matmul(out2, xOff, w, M);
+    const xr = xOff.slice();
+    roundBf16(xr, xOff);
+    const out3 = new Float32Array(M * N);
+    be.matmul(out3, xr, w, M);
+    assert.deepEqual(out2, out3);
   });
 
   it('rmsnormBack is the gradient of rmsnorm', () => {

@@ -56,7 +56,7 @@ export interface NativeInfo {
  * it); 'batchInvariant' (off by default): every matmul uses the dot-product kernel so a row's
  * result does not depend on the other rows of its batch (prefill/training get slower).
  */
-export type NativeFeature = 'amx' | 'batchInvariant';
+export type NativeFeature = 'amx' | 'batchInvariant' | 'bf16Split';
 
 const ADDON_FILE = 'llama_adapter_native.node';
 

@@ -1,7 +1,7 @@
 // Plain-TypeScript linear algebra kernels (the oracle). Straightforward loops, unrolled enough
 // to be usable on the small real models; the native backend is the fast path.
 
-import type { Matrix } from '../../weights.js';
+import { roundBf16, type Matrix } from '../../weights.js';
 
 /** Row `n` of a weight matrix as fp32 (a view for f32; decoded into `scratch` for bf16). */
 function weightRow(w: Matrix, n: number, scratch: Float32Array): Float32Array {
@@ -29,6 +29,14 @@ function dot(a: Float32Array, ao: number, b: Float32Array, K: number): number {
 
 export class LinearKernels {
   private scratch = new Float32Array(0);
+  private rounded = new Float32Array(0);
+
+  /** bf16 weights multiply bf16 activations: the first n values of x rounded to bf16 (a copy). */
+  private bf16Input(x: Float32Array, n: number): Float32Array {
+    if (this.rounded.length < n) this.rounded = new Float32Array(n);
+    roundBf16(this.rounded, x, n);
+    return this.rounded;
+  }
 
   private row(w: Matrix, n: number): Float32Array {
     if (w.dtype === 'bf16' && this.scratch.length < w.cols) this.scratch = new Float32Array(w.cols);
@@ -38,6 +46,7 @@ export class LinearKernels {
   /** out (M, N) = x (M, K) · W^T. */
   matmul(out: Float32Array, x: Float32Array, w: Matrix, M: number, accumulate = false): void {
     const N = w.rows, K = w.cols;
+    if (w.dtype === 'bf16') x = this.bf16Input(x, M * K);
     for (let n = 0; n < N; n++) {
       const wr = this.row(w, n);
       for (let m = 0; m < M; m++) {
@@ -50,6 +59,7 @@ export class LinearKernels {
   /** out (M, K) = dy (M, N) · W. */
   matmulBack(out: Float32Array, dy: Float32Array, w: Matrix, M: number, accumulate = false): void {
     const N = w.rows, K = w.cols;
+    if (w.dtype === 'bf16') dy = this.bf16Input(dy, M * N);
     if (!accumulate) out.fill(0, 0, M * K);
     for (let n = 0; n < N; n++) {
       const wr = this.row(w, n);
