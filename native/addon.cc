@@ -86,6 +86,7 @@ class Call {
   }
   float* f32(size_t i, const char* what, double need) { return static_cast<float*>(array(i, what, napi_float32_array, need)); }
   int32_t* i32(size_t i, const char* what, double need) { return static_cast<int32_t*>(array(i, what, napi_int32_array, need)); }
+  uint16_t* u16(size_t i, const char* what, double need) { return static_cast<uint16_t*>(array(i, what, napi_uint16_array, need)); }
 
   // Weight data: Float32Array (f32) or Uint16Array (bf16), at least `need` elements.
   const void* weights(size_t i, const char* what, double need, bool* bf16, size_t* lenOut = nullptr) {
@@ -294,6 +295,27 @@ napi_value Add(napi_env env, napi_callback_info info) {
   float* y = c.f32(1, "y", n);
   if (!c.ok()) return nullptr;
   la::add(x, y, n);
+  return c.undefined();
+}
+
+// toBf16(out u16, x f32, n) / fromBf16(out f32, x u16, n)
+napi_value ToBf16(napi_env env, napi_callback_info info) {
+  Call c(env, info, "toBf16");
+  long n = c.integer(2, "n");
+  uint16_t* out = c.u16(0, "out", n);
+  float* x = c.f32(1, "x", n);
+  if (!c.ok()) return nullptr;
+  la::to_bf16_array(out, x, n);
+  return c.undefined();
+}
+
+napi_value FromBf16(napi_env env, napi_callback_info info) {
+  Call c(env, info, "fromBf16");
+  long n = c.integer(2, "n");
+  float* out = c.f32(0, "out", n);
+  uint16_t* x = c.u16(1, "x", n);
+  if (!c.ok()) return nullptr;
+  la::from_bf16_array(out, x, n);
   return c.undefined();
 }
 
@@ -531,6 +553,8 @@ NAPI_MODULE_INIT() {
       {"siluGate", nullptr, SiluGate, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"siluGateBack", nullptr, SiluGateBack, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"add", nullptr, Add, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"toBf16", nullptr, ToBf16, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"fromBf16", nullptr, FromBf16, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"embed", nullptr, Embed, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"attention", nullptr, Attention, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"attentionBack", nullptr, AttentionBack, nullptr, nullptr, nullptr, napi_enumerable, nullptr},

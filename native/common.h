@@ -301,6 +301,8 @@ void rope(float* x, long B, long T, long nHeads, long headDim, const int32_t* po
 void silu_gate(float* out, const float* a, const float* b, long n);
 void silu_gate_back(float* da, float* db, const float* dy, const float* a, const float* b, long n);
 void add(float* x, const float* y, long n);
+void to_bf16_array(uint16_t* out, const float* x, long n);   // rounded, ties to even (storage of saved activations)
+void from_bf16_array(float* out, const uint16_t* x, long n);
 void embed(float* out, const void* table, bool bf16, long dim, const int32_t* ids, long n);
 double cross_entropy(float* logits, const int32_t* targets, long rows, long V, float* dlogits, float scale);
 void adamw(float* p, const float* g, float* m, float* v, long n, double lr, double b1, double b2, double eps, double wd, double step);

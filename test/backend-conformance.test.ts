@@ -315,6 +315,27 @@ describe('native backend matches the TypeScript oracle', { skip: skipNative }, (
     }
   });
 
+  it('toBf16 / fromBf16: bit-identical to weights.ts toBf16 (ties to even, NaN, infinities, tails)', () => {
+    for (const n of [1, 15, 16, 17, 1000]) {
+      const x = randn(rng, n);
+      const u = new Uint32Array(x.buffer);
+      const specials = [0x3f808000, 0x3f818000, 0x7f800000, 0xff800000, 0x7fc00001, 0xff7fffff, 0x80000000, 0x00000001];
+      for (let i = 0; i < Math.min(n, specials.length); i++) u[i] = specials[i];
+      const want = toBf16(x);
+      const got = new Uint16Array(n);
+      native.toBf16(got, x, n);
+      assert.deepEqual(got, want, `native toBf16 n=${n}`);
+      const got2 = new Uint16Array(n);
+      ts.toBf16(got2, x, n);
+      assert.deepEqual(got2, want, `ts toBf16 n=${n}`);
+      const back = new Float32Array(n), backTs = new Float32Array(n);
+      native.fromBf16(back, got, n);
+      ts.fromBf16(backTs, got, n);
+      assert.deepEqual(new Uint32Array(back.buffer), new Uint32Array(backTs.buffer));
+      for (let i = 0; i < n; i++) assert.equal(new Uint32Array(back.buffer)[i], (want[i] << 16) >>> 0);
+    }
+  });
+
   it('embed: f32 and bf16 tables, first/last ids, views; bad ids throw', () => {
     for (const dtype of ['f32', 'bf16'] as const) {
       const vocab = 50, dim = 24;

@@ -67,6 +67,10 @@ export interface Backend {
   siluGateBack(da: Float32Array, db: Float32Array, dy: Float32Array, a: Float32Array, b: Float32Array, n: number): void;
   /** x (n) += y. */
   add(x: Float32Array, y: Float32Array, n: number): void;
+  /** out (n) = x rounded to bf16 (ties to even, as `toBf16`): storage for saved activations. */
+  toBf16(out: Uint16Array, x: Float32Array, n: number): void;
+  /** out (n) = x widened exactly to fp32. */
+  fromBf16(out: Float32Array, x: Uint16Array, n: number): void;
   /** out (n, dim) = rows `ids[i]` of the table (vocab, dim). */
   embed(out: Float32Array, table: Matrix, ids: Int32Array, n: number): void;
 

@@ -30,6 +30,8 @@ interface Addon {
   siluGate(out: Float32Array, a: Float32Array, b: Float32Array, n: number): void;
   siluGateBack(da: Float32Array, db: Float32Array, dy: Float32Array, a: Float32Array, b: Float32Array, n: number): void;
   add(x: Float32Array, y: Float32Array, n: number): void;
+  toBf16(out: Uint16Array, x: Float32Array, n: number): void;
+  fromBf16(out: Float32Array, x: Uint16Array, n: number): void;
   embed(out: Float32Array, table: Float32Array | Uint16Array, dim: number, ids: Int32Array, n: number): void;
   attention(out: Float32Array, q: Float32Array, kc: Float32Array, vc: Float32Array, pos: Int32Array, B: number, T: number, S: number, H: number, Hkv: number, hs: number, probs: Float32Array | undefined): void;
   attentionBack(dq: Float32Array, dk: Float32Array, dv: Float32Array, dout: Float32Array, q: Float32Array, k: Float32Array, v: Float32Array, probs: Float32Array, B: number, T: number, S: number, H: number, Hkv: number, hs: number): void;
@@ -159,6 +161,14 @@ class NativeBackend implements Backend {
   }
   add(x: Float32Array, y: Float32Array, n: number): void {
     this.sync().add(x, y, n);
+  }
+
+  toBf16(out: Uint16Array, x: Float32Array, n: number): void {
+    this.sync().toBf16(out, x, n);
+  }
+
+  fromBf16(out: Float32Array, x: Uint16Array, n: number): void {
+    this.sync().fromBf16(out, x, n);
   }
   embed(out: Float32Array, table: Matrix, ids: Int32Array, n: number): void {
     this.sync().embed(out, table.data, table.cols, ids, n);

@@ -81,7 +81,7 @@ export function backwardPass(
 
   for (let l = c.nLayers - 1; l >= lo; l--) {
     const L = W.layers[l];
-    const A = acts.layer(l);
+    const A = acts.restore(l, be, B, T);
     // ---- feed-forward: x_out = x_mid + W2 (silu(W1 h) * W3 h), h = rmsnorm(x_mid)
     be.matmulBack(bufs.dg, dx, L.w2, M); // (M, hidden)
     be.siluGateBack(bufs.da, bufs.db, bufs.dg, A.a, A.b, M * c.hiddenDim);

@@ -53,10 +53,11 @@ export function forwardPass(ctx: ForwardContext, acts: Activations, args: Forwar
     if (args.train && acts.saved[l]) A.xIn.set(x.subarray(0, M * dim));
 
     // ---- attention
-    be.rmsnorm(A.h, x, L.attnNorm, M, dim, c.normEps, A.rstd1);
-    be.matmul(A.q, A.h, L.wq, M); // (M, qDim)
-    be.matmul(A.k, A.h, L.wk, M); // (M, kvDim)
-    be.matmul(A.v, A.h, L.wv, M); // (M, kvDim)
+    const h = acts.h, att = acts.att;
+    be.rmsnorm(h, x, L.attnNorm, M, dim, c.normEps, A.rstd1);
+    be.matmul(A.q, h, L.wq, M); // (M, qDim)
+    be.matmul(A.k, h, L.wk, M); // (M, kvDim)
+    be.matmul(A.v, h, L.wv, M); // (M, kvDim)
     be.rope(A.q, B, T, H, hs, acts.pos, rope.cos, rope.sin, false);
     be.rope(A.k, B, T, Hkv, hs, acts.pos, rope.cos, rope.sin, false);
     let kc = A.k, vc = A.v, S = T;
@@ -74,19 +75,20 @@ export function forwardPass(ctx: ForwardContext, acts: Activations, args: Forwar
       }
     }
     shape.S = S;
-    be.attention(A.att, A.q, kc, vc, acts.pos, shape, args.train && A.probs.length ? A.probs : undefined);
-    if (args.sources) promptBranch(be, c, A, args.sources, l, B, T);
-    be.matmul(acts.tmp, A.att, L.wo, M); // (M, dim)
+    be.attention(att, A.q, kc, vc, acts.pos, shape, args.train && A.probs.length ? A.probs : undefined);
+    if (args.sources) promptBranch(be, c, A, att, args.sources, l, B, T);
+    be.matmul(acts.tmp, att, L.wo, M); // (M, dim)
     be.add(x, acts.tmp, M * dim);
     if (args.train && acts.saved[l]) A.xMid.set(x.subarray(0, M * dim));
 
     // ---- feed-forward (SwiGLU)
-    be.rmsnorm(A.h, x, L.ffnNorm, M, dim, c.normEps, A.rstd2);
-    be.matmul(A.a, A.h, L.w1, M); // (M, hidden)
-    be.matmul(A.b, A.h, L.w3, M); // (M, hidden)
+    be.rmsnorm(h, x, L.ffnNorm, M, dim, c.normEps, A.rstd2);
+    be.matmul(A.a, h, L.w1, M); // (M, hidden)
+    be.matmul(A.b, h, L.w3, M); // (M, hidden)
     be.siluGate(acts.g, A.a, A.b, M * c.hiddenDim);
     be.matmul(acts.tmp, acts.g, L.w2, M); // (M, dim)
     be.add(x, acts.tmp, M * dim);
+    if (args.train) acts.store(l, be, B, T);
   }
 
   // ---- head, only on the wanted rows
@@ -97,13 +99,15 @@ export function forwardPass(ctx: ForwardContext, acts: Activations, args: Forwar
     src = acts.tmp; // gather wanted rows (n <= M)
     for (let i = 0; i < n; i++) src.set(x.subarray(rows[i] * dim, rows[i] * dim + dim), i * dim);
   }
-  const hf = args.finalHidden ?? acts.shared.h;
+  const hf = args.finalHidden ?? acts.h;
   be.rmsnorm(hf, src, W.outputNorm, n, dim, c.normEps, args.finalRstd);
   be.matmul(args.logits, hf, W.output, n);
 }
 
 /** The adapter hook: add each row-group's gated prompt branch to the attention output. */
-function promptBranch(be: Backend, c: LlamaConfig, A: LayerActs, sources: readonly (PromptSource | null)[], l: number, B: number, T: number): void {
+function promptBranch(
+  be: Backend, c: LlamaConfig, A: LayerActs, att: Float32Array, sources: readonly (PromptSource | null)[], l: number, B: number, T: number,
+): void {
   const qDim = c.nHeads * c.headDim;
   let b0 = 0;
   while (b0 < B) {
@@ -114,11 +118,11 @@ function promptBranch(be: Backend, c: LlamaConfig, A: LayerActs, sources: readon
     if (p) {
       const rows = b1 - b0;
       const s = { B: rows, T, K: p.K, nHeads: c.nHeads, nKvHeads: c.nKvHeads, headDim: c.headDim };
-      if (rows === B) be.promptAttention(A.att, A.q, p.pk, p.pv, p.gate, s, A.pprobs); // one adapter for all rows: no views
+      if (rows === B) be.promptAttention(att, A.q, p.pk, p.pv, p.gate, s, A.pprobs); // one adapter for all rows: no views
       else {
         const o = b0 * T * qDim;
         be.promptAttention(
-          A.att.subarray(o, o + rows * T * qDim), A.q.subarray(o, o + rows * T * qDim), p.pk, p.pv, p.gate, s,
+          att.subarray(o, o + rows * T * qDim), A.q.subarray(o, o + rows * T * qDim), p.pk, p.pv, p.gate, s,
           A.pprobs.subarray(b0 * c.nHeads * T * p.K, b1 * c.nHeads * T * p.K),
         );
       }

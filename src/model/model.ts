@@ -47,7 +47,8 @@ export class LlamaModel implements ForwardContext {
     readonly info: ModelInfo,
   ) {
     this.rope = ropeTables(config, config.maxSeqLen);
-    this.acts = new Activations(config);
+    // bf16 weights: saved training activations are stored in bf16 too (BRIEF/issue: bf16 peak RSS)
+    this.acts = new Activations(config, info.dtype === 'bf16');
     this.bwd = new BackwardBuffers(config);
   }
 

@@ -69,6 +69,21 @@ export function add(x: Float32Array, y: Float32Array, n: number): void {
   for (let i = 0; i < n; i++) x[i] += y[i];
 }
 
+/** out (n) = x rounded to bf16, ties to even (the rounding of weights.ts toBf16). */
+export function toBf16(out: Uint16Array, x: Float32Array, n: number): void {
+  const u = new Uint32Array(x.buffer, x.byteOffset, n);
+  for (let i = 0; i < n; i++) {
+    const v = u[i];
+    out[i] = (v & 0x7fffffff) > 0x7f800000 ? (v >>> 16) | 0x40 : (v + 0x7fff + ((v >>> 16) & 1)) >>> 16;
+  }
+}
+
+/** out (n) = x widened to fp32 (exact). */
+export function fromBf16(out: Float32Array, x: Uint16Array, n: number): void {
+  const u = new Uint32Array(out.buffer, out.byteOffset, n);
+  for (let i = 0; i < n; i++) u[i] = x[i] << 16;
+}
+
 export function embed(out: Float32Array, table: Matrix, ids: Int32Array, n: number): void {
   const dim = table.cols;
   for (let i = 0; i < n; i++) {

@@ -40,6 +40,14 @@ export class TsBackend implements Backend {
   add(x: Float32Array, y: Float32Array, n: number): void {
     ew.add(x, y, n);
   }
+  toBf16(out: Uint16Array, x: Float32Array, n: number): void {
+    ew.toBf16(out, x, n);
+  }
+
+  fromBf16(out: Float32Array, x: Uint16Array, n: number): void {
+    ew.fromBf16(out, x, n);
+  }
+
   embed(out: Float32Array, table: Matrix, ids: Int32Array, n: number): void {
     ew.embed(out, table, ids, n);
   }
