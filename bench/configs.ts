@@ -18,6 +18,9 @@ export const SHAPES: Readonly<Record<string, SyntheticShape>> = {
   medium: { dim: 768, hiddenDim: 2048, nLayers: 12, nHeads: 12, nKvHeads: 12, vocabSize: 32000 }, // stories110M-like
   large: { dim: 2048, hiddenDim: 5632, nLayers: 22, nHeads: 32, nKvHeads: 4, vocabSize: 32000 }, // TinyLlama-1.1B-like
   '7b-layer': { dim: 4096, hiddenDim: 11008, nLayers: 1, nHeads: 32, nKvHeads: 32, vocabSize: 32000 }, // one 7B block
+  // the whole LLaMA-7B shape (6.7B parameters): for the bf16 memory check (13.5 GB of weights);
+  // the PyTorch peer has no such shape (its fp32 copy alone would need 27 GB)
+  '7b': { dim: 4096, hiddenDim: 11008, nLayers: 32, nHeads: 32, nKvHeads: 32, vocabSize: 32000 },
 };
 
 /** The repository root (this file compiles to dist/bench/configs.js). */

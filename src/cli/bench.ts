@@ -38,7 +38,7 @@ export function benchCommand(): Command {
   const d = BENCH_DEFAULTS;
   return new Command('bench')
     .description('measure adapter training, prefill and decode speed (one JSON line per measurement); --compare-pytorch runs the PyTorch peer too')
-    .requiredOption('--config <name|path>', 'stories260K, tinystories-656k, medium, large, 7b-layer, or a checkpoint path')
+    .requiredOption('--config <name|path>', 'stories260K, tinystories-656k, medium, large, 7b-layer, 7b, or a checkpoint path')
     .addOption(new Option('--dtype <dtype>', 'dtype of the frozen weights').choices(['fp32', 'bf16']).default(d.dtype))
     .addOption(new Option('--backend <name>', 'compute backend').choices(['auto', 'native', 'ts']).default(d.backend))
     .option('--threads <n>', 'native backend threads (default: all cores); the PyTorch peer gets the backend\'s thread count', int('--threads', 1))
