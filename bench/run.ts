@@ -12,6 +12,7 @@ import { decodeFlops, prefillFlops, trainFlops } from './flops.js';
 import { cpuSnapshot, otherLoadPercent, waitForIdle } from './machine.js';
 import { measureDecode, measurePeak, measurePrefill, measureTrain, trainBatch } from './measure.js';
 import { runPeer, SYSTEM_PYTHON, torchStatus, type PeerLine, type PeerRun } from './peer.js';
+import { buildRuncPeer, isLegacyLlama2c, RUNC_CFLAGS, runRuncPeer, tempModelFile, writeLegacyLlama2c } from './peer-runc.js';
 import { KernelProfile } from './profile.js';
 
 export type BenchKind = 'train' | 'prefill' | 'decode';
@@ -23,6 +24,7 @@ export interface BenchOptions {
   backend: BackendName;
   threads?: number; // native backend threads (default: the backend's)
   comparePytorch: boolean;
+  compareRunc: boolean; // also decode with the llama2.c run.c peer (fp32 only)
   kinds: readonly BenchKind[];
   steps: number; // timed training steps (after one warm-up); also the most repetitions of prefill/decode
   batch: number; // B
@@ -36,7 +38,7 @@ export interface BenchOptions {
 }
 
 export const BENCH_DEFAULTS: Omit<BenchOptions, 'config'> = {
-  dtype: 'fp32', backend: 'auto', comparePytorch: false, kinds: BENCH_KINDS, steps: 5, batch: 4, seq: 256,
+  dtype: 'fp32', backend: 'auto', comparePytorch: false, compareRunc: false, kinds: BENCH_KINDS, steps: 5, batch: 4, seq: 256,
   promptLength: 10, layers: 0, decodeTokens: 128, python: SYSTEM_PYTHON, profile: false, waitIdle: 0,
 };
 
@@ -122,6 +124,10 @@ export async function runBench(o: BenchOptions, emit: (line: BenchLine) => void)
       weights_mb: round(weightsMb), load_s: round(loadSeconds),
     });
   }
+  if (o.compareRunc && run.has('decode')) {
+    await settle();
+    emit(runcComparison(o, cfg, model, ours.get('decode') as number, base, log));
+  }
   if (!o.comparePytorch) return;
 
   // ---- the PyTorch peer, same configuration and settings
@@ -184,4 +190,39 @@ function peerExtra(p: PeerLine): BenchLine {
   }
   if (typeof p.dtype === 'string') out.peer_dtype = p.dtype;
   return out;
+}
+
+/** Decode with the run.c peer on the same model (written as a legacy llama2.c file when needed); one ratio line. */
+function runcComparison(
+  o: BenchOptions, cfg: ReturnType<typeof resolveConfig>, model: ReturnType<typeof buildModel>['model'], oursTps: number, base: BenchLine,
+  log: (msg: string) => void,
+): BenchLine {
+  const skip = (reason: string): BenchLine => ({ ...base, kind: 'compare', peer: 'run.c', skipped: true, reason });
+  if (o.dtype !== 'fp32') return skip('run.c computes in fp32 only');
+  const built = buildRuncPeer();
+  if (!built.ok) return skip(built.reason);
+  const c = model.config;
+  const steps = Math.min(o.decodeTokens, c.maxSeqLen - 1);
+  let file = cfg.kind === 'path' ? cfg.path : '';
+  let cleanup = (): void => {};
+  try {
+    if (!file || !isLegacyLlama2c(file)) {
+      const t = tempModelFile();
+      file = t.file;
+      cleanup = t.cleanup;
+      log(`writing the model as a llama2.c file for the run.c peer (${file})`);
+      writeLegacyLlama2c(file, c, model.weights);
+    }
+    log(`running the run.c peer (${RUNC_CFLAGS.join(' ')}, ${model.backend.threads} threads, ${steps} tokens)`);
+    // the peer, like run.c, times from the end of its first step: give it one more so both count `steps`
+    const r = runRuncPeer(built.bin, file, steps + 1, model.backend.threads);
+    return {
+      ...base, kind: 'decode', ratio_vs_runc: round(oursTps / r.tokensPerS), tokens_per_s: round(oursTps), runc_tokens_per_s: round(r.tokensPerS),
+      peer: 'run.c', peer_command: r.command,
+    };
+  } catch (e) {
+    return skip(e instanceof Error ? e.message : String(e));
+  } finally {
+    cleanup();
+  }
 }

@@ -24,6 +24,64 @@ float* row_scratch(size_t n) {
 
 inline void zero(float* p, long n) { std::memset(p, 0, n * sizeof(float)); }
 
+#if LA_AVX512
+// o (hs) = sum_j p_j v_j with p_j = p[j] * inv written back to p; NV = ceil(hs / 16) accumulators
+// stay in registers across j (an axpy per j would round-trip o through memory every step). The
+// FMA sequence per element is the same as zero + axpy per j, so results are identical.
+template <int NV>
+void attend_values_nv(float* o, float* p, float inv, const float* v, long stride, long n, int hs) {
+  const __mmask16 last = tail_mask(hs - (NV - 1) * 16);
+  __m512 acc[NV];
+  for (int r = 0; r < NV; r++) acc[r] = _mm512_setzero_ps();
+  for (long j = 0; j < n; j++) {
+    const float pj = p[j] * inv;
+    p[j] = pj;
+    const __m512 pv = _mm512_set1_ps(pj);
+    const float* vr = v + j * stride;
+    for (int r = 0; r < NV - 1; r++) acc[r] = _mm512_fmadd_ps(pv, _mm512_loadu_ps(vr + 16 * r), acc[r]);
+    acc[NV - 1] = _mm512_fmadd_ps(pv, _mm512_maskz_loadu_ps(last, vr + 16 * (NV - 1)), acc[NV - 1]);
+  }
+  for (int r = 0; r < NV - 1; r++) _mm512_storeu_ps(o + 16 * r, acc[r]);
+  _mm512_mask_storeu_ps(o + 16 * (NV - 1), last, acc[NV - 1]);
+}
+#endif
+
+// sc[j] = (q . k_j) * scale for j < n. Heads of up to 16 dims keep q in a register (the common
+// dot() reloads it and branches per key); the sum is the same as dot()'s.
+void attend_scores(float* sc, const float* q, const float* k, long stride, long n, int hs, float scale) {
+#if LA_AVX512
+  if (hs <= 16) {
+    const __mmask16 m = tail_mask(hs);
+    const __m512 qv = _mm512_maskz_loadu_ps(m, q);
+    for (long j = 0; j < n; j++) sc[j] = _mm512_reduce_add_ps(_mm512_maskz_mul_ps(m, qv, _mm512_maskz_loadu_ps(m, k + j * stride))) * scale;
+    return;
+  }
+#endif
+  for (long j = 0; j < n; j++) sc[j] = dot(q, k + j * stride, hs) * scale;
+}
+
+void attend_values(float* o, float* p, float inv, const float* v, long stride, long n, int hs) {
+#if LA_AVX512
+  switch ((hs + 15) / 16) {
+    case 1: return attend_values_nv<1>(o, p, inv, v, stride, n, hs);
+    case 2: return attend_values_nv<2>(o, p, inv, v, stride, n, hs);
+    case 3: return attend_values_nv<3>(o, p, inv, v, stride, n, hs);
+    case 4: return attend_values_nv<4>(o, p, inv, v, stride, n, hs);
+    case 5: return attend_values_nv<5>(o, p, inv, v, stride, n, hs);
+    case 6: return attend_values_nv<6>(o, p, inv, v, stride, n, hs);
+    case 7: return attend_values_nv<7>(o, p, inv, v, stride, n, hs);
+    case 8: return attend_values_nv<8>(o, p, inv, v, stride, n, hs);
+    default: break;
+  }
+#endif
+  zero(o, hs);
+  for (long j = 0; j < n; j++) {
+    const float pj = p[j] * inv;
+    p[j] = pj;
+    axpy(o, pj, v + j * stride, hs);
+  }
+}
+
 constexpr long kQB = 64;        // query rows per block on the GEMM path
 constexpr long kGemmMinT = 16;  // query rows per call from which the forward uses the GEMM path
 
@@ -78,16 +136,10 @@ void attention(float* out, const float* q, const float* kc, const float* vc, con
     const float* kb = kc + b * S * kvStride + kvh * hs;
     const float* vb = vc + b * S * kvStride + kvh * hs;
     float* sc = row_scratch(static_cast<size_t>(n));
-    for (long j = 0; j < n; j++) sc[j] = dot(qv, kb + j * kvStride, static_cast<int>(hs)) * scale;
+    attend_scores(sc, qv, kb, kvStride, n, static_cast<int>(hs), scale);
     const float mx = vmax(sc, static_cast<int>(n));
     const float inv = 1.0f / exp_sub_sum(sc, mx, static_cast<int>(n));
-    float* o = out + (b * T + t) * qStride + h * hs;
-    zero(o, hs);
-    for (long j = 0; j < n; j++) {
-      const float p = sc[j] * inv;
-      sc[j] = p;
-      axpy(o, p, vb + j * kvStride, static_cast<int>(hs));
-    }
+    attend_values(out + (b * T + t) * qStride + h * hs, sc, inv, vb, kvStride, n, static_cast<int>(hs));
     if (probs) {
       float* pr = probs + ((b * H + h) * T + t) * S;
       std::memcpy(pr, sc, n * sizeof(float));

@@ -13,6 +13,7 @@ interface BenchFlags {
   backend: BackendName;
   threads?: number;
   comparePytorch?: boolean;
+  compareRunc?: boolean;
   kinds: BenchKind[];
   steps: number;
   batch: number;
@@ -42,6 +43,7 @@ export function benchCommand(): Command {
     .addOption(new Option('--dtype <dtype>', 'dtype of the frozen weights').choices(['fp32', 'bf16']).default(d.dtype))
     .addOption(new Option('--backend <name>', 'compute backend').choices(['auto', 'native', 'ts']).default(d.backend))
     .option('--threads <n>', 'native backend threads (default: all cores); the PyTorch peer gets the backend\'s thread count', int('--threads', 1))
+    .option('--compare-runc', 'also decode with a run.c-equivalent C peer (bench/runc, gcc -Ofast -march=native -fopenmp) on the same model, fp32')
     .option('--compare-pytorch', 'also run ../shared/reference/bench_torch.py with the same settings and print ratios')
     .addOption(new Option('--kinds <list>', 'comma-separated: train, prefill, decode').argParser(kinds).default([...d.kinds], d.kinds.join(',')))
     .option('--steps <n>', 'timed training steps after one warm-up (and the most repetitions of prefill/decode)', int('--steps', 1), d.steps)
@@ -55,7 +57,7 @@ export function benchCommand(): Command {
     .option('--wait-idle <seconds>', 'before each phase, wait up to this long for other processes to leave the CPU (0 = don\'t)', int('--wait-idle', 0), d.waitIdle)
     .action(async (f: BenchFlags) => {
       const o: BenchOptions = {
-        config: f.config, dtype: f.dtype, backend: f.backend, threads: f.threads, comparePytorch: f.comparePytorch ?? false,
+        config: f.config, dtype: f.dtype, backend: f.backend, threads: f.threads, comparePytorch: f.comparePytorch ?? false, compareRunc: f.compareRunc ?? false,
         kinds: f.kinds, steps: f.steps, batch: f.batch, seq: f.seq, promptLength: f.promptLength, layers: f.layers,
         decodeTokens: f.decodeTokens, python: f.python, profile: f.profile ?? false, waitIdle: f.waitIdle,
       };
