@@ -39,6 +39,13 @@ void detect_features() {
 
 namespace {
 
+// How long an idle worker spins for the next job before it sleeps. A decode step issues dozens of
+// kernels, some too small for two threads, so the gap between two parallel jobs can be ~100 us;
+// a worker that sleeps costs the caller a futex wake (several us in a VM) on every such job.
+// 1 ms (OpenMP's GOMP_SPINCOUNT default is of the same order) keeps workers awake through a
+// decode loop and still lets them sleep within a millisecond of the last kernel.
+constexpr int kSpinUs = 50;
+
 struct Pool {
   struct alignas(64) Slot {
     std::atomic<uint64_t> gen{0};  // bumped to call this worker to the current job
@@ -58,14 +65,14 @@ struct Pool {
     uint64_t seen = 0;
     std::atomic<uint64_t>& gen = slots[slot].gen;
     for (;;) {
-      // Spin ~50 us for the next call, then sleep.
+      // Spin kSpinUs for the next call, then sleep.
       auto t0 = std::chrono::steady_clock::now();
       int spins = 0;
       while (gen.load(std::memory_order_seq_cst) == seen) {
         cpu_relax();
         if (++spins < 256) continue;
         spins = 0;
-        if (std::chrono::steady_clock::now() - t0 < std::chrono::microseconds(50)) continue;
+        if (std::chrono::steady_clock::now() - t0 < std::chrono::microseconds(kSpinUs)) continue;
         std::unique_lock<std::mutex> lk(mu);
         sleepers.fetch_add(1, std::memory_order_seq_cst);
         cv.wait(lk, [&] { return gen.load(std::memory_order_seq_cst) != seen; });
