@@ -104,26 +104,23 @@ void attention(float* out, const float* q, const float* kc, const float* vc, con
       const long qb = item % nQb, bh = item / nQb, h = bh % H, b = bh / H, kvh = h / rep;
       const long t0 = qb * kQB, t1 = t0 + kQB < T ? t0 + kQB : T, nq = t1 - t0;
       const long nmax = static_cast<long>(pos[b]) + t1;  // keys visible to the block's last row
-      float* sc = row_scratch(static_cast<size_t>(nq * nmax));  // (nq, nmax)
+      // Scores (nq, nmax) go straight into probs (rows S apart) when the pass keeps them, else scratch.
+      const long ld = probs ? S : nmax;
+      float* sc = probs ? probs + ((b * H + h) * T + t0) * S : row_scratch(static_cast<size_t>(nq * nmax));
       const float* kb = kc + b * S * kvStride + kvh * hs;
       const float* vb = vc + b * S * kvStride + kvh * hs;
       cblas_sgemm(kCblasRowMajor, kCblasNoTrans, kCblasTrans, static_cast<int>(nq), static_cast<int>(nmax), static_cast<int>(hs), scale,
                   q + (b * T + t0) * qStride + h * hs, static_cast<int>(qStride), kb, static_cast<int>(kvStride), 0.0f, sc,
-                  static_cast<int>(nmax));
+                  static_cast<int>(ld));
       for (long i = 0; i < nq; i++) {
-        float* row = sc + i * nmax;
+        float* row = sc + i * ld;
         const long n = static_cast<long>(pos[b]) + t0 + i + 1;
         const float mx = vmax(row, static_cast<int>(n));
         la::scale(row, 1.0f / exp_sub_sum(row, mx, static_cast<int>(n)), n);
-        zero(row + n, nmax - n);
-        if (probs) {
-          float* pr = probs + ((b * H + h) * T + t0 + i) * S;
-          std::memcpy(pr, row, nmax * sizeof(float));
-          zero(pr + nmax, S - nmax);
-        }
+        zero(row + n, ld - n);  // beyond the causal limit (to S: probs carries zeros there)
       }
       cblas_sgemm(kCblasRowMajor, kCblasNoTrans, kCblasNoTrans, static_cast<int>(nq), static_cast<int>(hs), static_cast<int>(nmax), 1.0f, sc,
-                  static_cast<int>(nmax), vb, static_cast<int>(kvStride), 0.0f, out + (b * T + t0) * qStride + h * hs,
+                  static_cast<int>(ld), vb, static_cast<int>(kvStride), 0.0f, out + (b * T + t0) * qStride + h * hs,
                   static_cast<int>(qStride));
     });
     return;
