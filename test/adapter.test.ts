@@ -2,7 +2,7 @@
 // differences, the file round trip and its refusals, many adapters in one batch, and the
 // per-version prompt key/value cache.
 
-import { describe, it, before } from 'node:test';
+import { after, describe, it, before } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -13,6 +13,7 @@ import { backendsUnderTest } from './backends.js';
 import { maxAbsDiff, stories260K, tinystories656k } from './helpers.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'llama-adapter-test-'));
+after(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
 function randomize(a: Adapter, seed: number, scale: number): void {
   let s = seed;

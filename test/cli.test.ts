@@ -2,7 +2,7 @@
 // gives one clear line naming the file and the problem, a non-zero exit and no stack trace
 // (unless --verbose).
 
-import { describe, it } from 'node:test';
+import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -12,6 +12,7 @@ import { assets, repoRoot, stories260K, tinystories656k } from './helpers.js';
 
 const bin = path.join(repoRoot, 'bin/llama-adapter.js');
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'llama-adapter-cli-'));
+after(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
 function run(...args: string[]): { code: number; out: string; err: string } {
   const r = spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8', env: { ...process.env, LLAMA_ADAPTER_BACKEND: 'ts' } });

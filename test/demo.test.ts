@@ -152,7 +152,12 @@ test('runDemo --quick on tinystories-656k (TypeScript backend): honest data, tra
 });
 
 test('runDemo: user errors are LlamaAdapterErrors with clear messages', async () => {
-  await assert.rejects(runDemo({ modelPath: '/nonexistent/model', outDir: fs.mkdtempSync(path.join(os.tmpdir(), 'llama-adapter-demo-')) }), (e: unknown) =>
-    e instanceof LlamaAdapterError && /model not found/.test(e.message));
+  const outDir = fs.mkdtempSync(path.join(os.tmpdir(), 'llama-adapter-demo-'));
+  try {
+    await assert.rejects(runDemo({ modelPath: '/nonexistent/model', outDir }), (e: unknown) =>
+      e instanceof LlamaAdapterError && /model not found/.test(e.message));
+  } finally {
+    fs.rmSync(outDir, { recursive: true, force: true });
+  }
   await assert.rejects(runDemo({ quick: true, stories: 3 }), (e: unknown) => e instanceof LlamaAdapterError && /stories/.test(e.message));
 });

@@ -2,7 +2,7 @@
 // AdamW against a hand computation, the schedule, exact resume, and loss going down on the
 // real Alpaca-format files.
 
-import { describe, it, before } from 'node:test';
+import { after, describe, it, before } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -17,6 +17,7 @@ import { AdamW } from '../src/train/optimizer.js';
 import { assets, stories260K, tinystories656k } from './helpers.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'llama-adapter-train-'));
+after(() => fs.rmSync(tmp, { recursive: true, force: true }));
 const alpaca = path.join(assets, 'data/instruct/litgpt_fixtures/alpaca.json');
 const dolly = path.join(assets, 'data/instruct/litgpt_fixtures/dolly.json');
 const seedTasks = path.join(assets, 'data/instruct/alpaca_seed/seed_tasks.jsonl');
