@@ -57,12 +57,7 @@ inline long round_up(long a, long b) { return (a + b - 1) / b * b; }
 
 // fp32 -> bf16 round-to-nearest-even (NaN kept quiet), 16 lanes, as 16-bit values in a 256-bit vector.
 __attribute__((target("avx512f,avx512bw"))) inline __m256i to_bf16(__m512 v) {
-  __m512i u = _mm512_castps_si512(v);
-  __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
-  __m512i r = _mm512_add_epi32(u, _mm512_add_epi32(_mm512_set1_epi32(0x7fff), lsb));
-  __mmask16 nan = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
-  r = _mm512_mask_or_epi32(r, nan, u, _mm512_set1_epi32(0x00400000));
-  return _mm512_cvtepi32_epi16(_mm512_srli_epi32(r, 16));
+  return _mm512_cvtepi32_epi16(_mm512_srli_epi32(bf16_round_bits(v), 16));
 }
 
 __attribute__((target("avx512f,avx512bw"))) inline __m512 from_bf16(__m256i h) {

@@ -261,25 +261,29 @@ inline void bf16_to_f32(float* dst, const uint16_t* src, long n) {
   for (; i < n; i++) d[i] = static_cast<uint32_t>(src[i]) << 16;
 }
 
+#if LA_AVX512
+/** 16 fp32 lanes rounded to bf16 (ties to even, NaN kept quiet): the bf16 value in each lane's upper 16 bits. */
+inline __m512i bf16_round_bits(__m512 v) {
+  const __m512i u = _mm512_castps_si512(v);
+  const __m512i r = _mm512_add_epi32(u, _mm512_add_epi32(_mm512_set1_epi32(0x7fff), _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1))));
+  return _mm512_mask_or_epi32(r, _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q), u, _mm512_set1_epi32(0x00400000));
+}
+#endif
+/** The same for one value. */
+inline uint32_t bf16_round_bits(uint32_t u) {
+  return ((u & 0x7fffffffu) > 0x7f800000u) ? (u | 0x00400000u) : (u + 0x7fffu + ((u >> 16) & 1u));
+}
+
 /** dst = src rounded to the nearest bf16 (ties to even, NaN stays a quiet NaN), kept as fp32. */
 inline void round_bf16(float* dst, const float* src, long n) {
   const uint32_t* s = reinterpret_cast<const uint32_t*>(src);
   uint32_t* d = reinterpret_cast<uint32_t*>(dst);
   long i = 0;
 #if LA_AVX512
-  const __m512i bias = _mm512_set1_epi32(0x7fff), one = _mm512_set1_epi32(1), hiMask = _mm512_set1_epi32(static_cast<int>(0xffff0000u));
-  for (; i + 16 <= n; i += 16) {
-    const __m512i u = _mm512_loadu_si512(s + i);
-    __m512i r = _mm512_add_epi32(u, _mm512_add_epi32(bias, _mm512_and_si512(_mm512_srli_epi32(u, 16), one)));
-    const __m512 v = _mm512_castsi512_ps(u);
-    r = _mm512_mask_or_epi32(r, _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q), u, _mm512_set1_epi32(0x00400000));
-    _mm512_storeu_si512(d + i, _mm512_and_si512(r, hiMask));
-  }
+  for (; i + 16 <= n; i += 16)
+    _mm512_storeu_si512(d + i, _mm512_and_si512(bf16_round_bits(_mm512_loadu_ps(src + i)), _mm512_set1_epi32(static_cast<int>(0xffff0000u))));
 #endif
-  for (; i < n; i++) {
-    const uint32_t u = s[i];
-    d[i] = ((u & 0x7fffffffu) > 0x7f800000u) ? ((u | 0x00400000u) & 0xffff0000u) : ((u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u);
-  }
+  for (; i < n; i++) d[i] = bf16_round_bits(s[i]) & 0xffff0000u;
 }
 
 // ------------------------------------------------------------------ kernels (one file each group)

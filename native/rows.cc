@@ -173,18 +173,10 @@ void to_bf16_array(uint16_t* out, const float* x, long n) {
     const uint32_t* u = reinterpret_cast<const uint32_t*>(x);
     long i = i0;
 #if LA_AVX512
-    for (; i + 16 <= i1; i += 16) {
-      const __m512i v = _mm512_loadu_si512(u + i);
-      __m512i r = _mm512_add_epi32(v, _mm512_add_epi32(_mm512_set1_epi32(0x7fff), _mm512_and_si512(_mm512_srli_epi32(v, 16), _mm512_set1_epi32(1))));
-      const __m512 f = _mm512_castsi512_ps(v);
-      r = _mm512_mask_or_epi32(r, _mm512_cmp_ps_mask(f, f, _CMP_UNORD_Q), v, _mm512_set1_epi32(0x00400000));
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i), _mm512_cvtepi32_epi16(_mm512_srli_epi32(r, 16)));
-    }
+    for (; i + 16 <= i1; i += 16)
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i), _mm512_cvtepi32_epi16(_mm512_srli_epi32(bf16_round_bits(_mm512_loadu_ps(x + i)), 16)));
 #endif
-    for (; i < i1; i++) {
-      const uint32_t v = u[i];
-      out[i] = static_cast<uint16_t>(((v & 0x7fffffffu) > 0x7f800000u) ? ((v >> 16) | 0x40u) : ((v + 0x7fffu + ((v >> 16) & 1u)) >> 16));
-    }
+    for (; i < i1; i++) out[i] = static_cast<uint16_t>(bf16_round_bits(u[i]) >> 16);
   });
 }
 

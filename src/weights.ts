@@ -42,14 +42,18 @@ export function f32Matrix(rows: number, cols: number, data: Float32Array): Matri
 
 /** Round-to-nearest-even fp32 -> bf16 (NaN kept quiet). */
 export function toBf16(src: Float32Array): Uint16Array {
-  const u = new Uint32Array(src.buffer, src.byteOffset, src.length);
   const out = new Uint16Array(src.length);
-  for (let i = 0; i < u.length; i++) {
-    const x = u[i];
-    if ((x & 0x7fffffff) > 0x7f800000) out[i] = (x >>> 16) | 0x40;
-    else out[i] = (x + 0x7fff + ((x >>> 16) & 1)) >>> 16;
-  }
+  toBf16Into(out, src, src.length);
   return out;
+}
+
+/** out[i] = the first n values of src rounded to bf16 (ties to even; NaN stays a quiet NaN). */
+export function toBf16Into(out: Uint16Array, src: Float32Array, n: number): void {
+  const u = new Uint32Array(src.buffer, src.byteOffset, n);
+  for (let i = 0; i < n; i++) {
+    const x = u[i];
+    out[i] = (x & 0x7fffffff) > 0x7f800000 ? (x >>> 16) | 0x40 : (x + 0x7fff + ((x >>> 16) & 1)) >>> 16;
+  }
 }
 
 /**

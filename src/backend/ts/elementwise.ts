@@ -1,6 +1,6 @@
 // Plain-TypeScript row and elementwise kernels: RMSNorm, RoPE, SiLU-gate, residual add, embedding.
 
-import type { Matrix } from '../../weights.js';
+import { toBf16Into, type Matrix } from '../../weights.js';
 
 export function rmsnorm(out: Float32Array, x: Float32Array, w: Float32Array, rows: number, dim: number, eps: number, rstd?: Float32Array): void {
   for (let r = 0; r < rows; r++) {
@@ -69,13 +69,9 @@ export function add(x: Float32Array, y: Float32Array, n: number): void {
   for (let i = 0; i < n; i++) x[i] += y[i];
 }
 
-/** out (n) = x rounded to bf16, ties to even (the rounding of weights.ts toBf16). */
+/** out (n) = x rounded to bf16, ties to even. */
 export function toBf16(out: Uint16Array, x: Float32Array, n: number): void {
-  const u = new Uint32Array(x.buffer, x.byteOffset, n);
-  for (let i = 0; i < n; i++) {
-    const v = u[i];
-    out[i] = (v & 0x7fffffff) > 0x7f800000 ? (v >>> 16) | 0x40 : (v + 0x7fff + ((v >>> 16) & 1)) >>> 16;
-  }
+  toBf16Into(out, x, n);
 }
 
 /** out (n) = x widened to fp32 (exact). */
