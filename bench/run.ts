@@ -6,8 +6,9 @@
 
 import * as path from 'node:path';
 import type { BackendName } from '../src/backend/index.js';
+import type { LlamaModel } from '../src/model/model.js';
 import { check } from '../src/errors.js';
-import { buildModel, resolveConfig, sharedDir } from './configs.js';
+import { buildModel, resolveConfig, sharedDir, type ResolvedConfig } from './configs.js';
 import { decodeFlops, prefillFlops, trainFlops } from './flops.js';
 import { cpuSnapshot, otherLoadPercent, waitForIdle } from './machine.js';
 import { measureDecode, measurePeak, measurePrefill, measureTrain, trainBatch } from './measure.js';
@@ -194,8 +195,7 @@ function peerExtra(p: PeerLine): BenchLine {
 
 /** Decode with the run.c peer on the same model (written as a legacy llama2.c file when needed); one ratio line. */
 function runcComparison(
-  o: BenchOptions, cfg: ReturnType<typeof resolveConfig>, model: ReturnType<typeof buildModel>['model'], oursTps: number, base: BenchLine,
-  log: (msg: string) => void,
+  o: BenchOptions, cfg: ResolvedConfig, model: LlamaModel, oursTps: number, base: BenchLine, log: (msg: string) => void,
 ): BenchLine {
   const skip = (reason: string): BenchLine => ({ ...base, kind: 'compare', peer: 'run.c', skipped: true, reason });
   if (o.dtype !== 'fp32') return skip('run.c computes in fp32 only');

@@ -50,10 +50,12 @@ export function toBf16(src: Float32Array): Uint16Array {
 /** out[i] = the first n values of src rounded to bf16 (ties to even; NaN stays a quiet NaN). */
 export function toBf16Into(out: Uint16Array, src: Float32Array, n: number): void {
   const u = new Uint32Array(src.buffer, src.byteOffset, n);
-  for (let i = 0; i < n; i++) {
-    const x = u[i];
-    out[i] = (x & 0x7fffffff) > 0x7f800000 ? (x >>> 16) | 0x40 : (x + 0x7fff + ((x >>> 16) & 1)) >>> 16;
-  }
+  for (let i = 0; i < n; i++) out[i] = bf16RoundBits(u[i]) >>> 16;
+}
+
+/** The fp32 bit pattern x rounded to bf16 (ties to even; NaN kept quiet): the bf16 value is the upper 16 bits. */
+function bf16RoundBits(x: number): number {
+  return (x & 0x7fffffff) > 0x7f800000 ? (x | 0x00400000) >>> 0 : x + 0x7fff + ((x >>> 16) & 1);
 }
 
 /**
@@ -63,10 +65,7 @@ export function toBf16Into(out: Uint16Array, src: Float32Array, n: number): void
 export function roundBf16(dst: Float32Array, src: Float32Array, n = src.length): void {
   const s = new Uint32Array(src.buffer, src.byteOffset, n);
   const d = new Uint32Array(dst.buffer, dst.byteOffset, n);
-  for (let i = 0; i < n; i++) {
-    const x = s[i];
-    d[i] = (x & 0x7fffffff) > 0x7f800000 ? (x | 0x00400000) & 0xffff0000 : (x + 0x7fff + ((x >>> 16) & 1)) & 0xffff0000;
-  }
+  for (let i = 0; i < n; i++) d[i] = bf16RoundBits(s[i]) & 0xffff0000;
 }
 
 export function bf16ToF32(src: Uint16Array): Float32Array {
