@@ -112,6 +112,9 @@ describe('native backend matches the TypeScript oracle', { skip: skipNative }, (
     const shapes: [number, number, number][] = [
       [1, 1, 1], [6, 5, 0], [3, 0, 4], [1, 37, 70], [2, 64, 64], [3, 33, 17], [4, 100, 96], [5, 48, 33], [8, 100, 64], [9, 70, 100],
       [17, 130, 257], [20, 30, 1100], [31, 13, 40], [32, 40, 48], [64, 256, 512], [100, 96, 200],
+      // AMX edges: depth beyond one packed block (2048) in each direction, a second column block
+      // (256), 32x32 output blocks both inside out and straddling its edges
+      [33, 290, 2090], [48, 2090, 70],
     ];
     for (const [M, N, K] of shapes)
       for (const dtype of ['f32', 'bf16'] as const)
