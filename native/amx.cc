@@ -140,7 +140,24 @@ __attribute__((target("avx512f,avx512bw"))) void pack_b(uint16_t* bp, const uint
         }
       } else {
         // B[kd, n] = W[kd, n], W (Kd, N): tile[p][c] = W[kd0+2p, nb+c] | W[kd0+2p+1, nb+c] << 16.
-        if (full) {
+        const bool pair = full && nb + 32 <= N;  // tiles j, j + 1 both full (j even)
+        if (j % 2 == 1 && full) {
+          // written with tile j - 1 (full implies that pair was full)
+        } else if (pair) {
+          // Tiles j and j + 1 together: each weight row gives one whole 64-byte line (32 columns),
+          // where one tile alone would read half lines.
+          uint32_t* tile1 = reinterpret_cast<uint32_t*>(bp + ((j + 1) * kbs + kb) * 512);
+          for (int p = 0; p < 16; p++) {
+            const __m512i ra = _mm512_loadu_si512(w + (kd0 + 2 * p) * N + nb);
+            const __m512i rb = _mm512_loadu_si512(w + (kd0 + 2 * p + 1) * N + nb);
+            const __m512i a0 = _mm512_cvtepu16_epi32(_mm512_castsi512_si256(ra));
+            const __m512i b0 = _mm512_cvtepu16_epi32(_mm512_castsi512_si256(rb));
+            const __m512i a1 = _mm512_cvtepu16_epi32(_mm512_extracti64x4_epi64(ra, 1));
+            const __m512i b1 = _mm512_cvtepu16_epi32(_mm512_extracti64x4_epi64(rb, 1));
+            _mm512_storeu_si512(tile + p * 16, _mm512_or_si512(a0, _mm512_slli_epi32(b0, 16)));
+            _mm512_storeu_si512(tile1 + p * 16, _mm512_or_si512(a1, _mm512_slli_epi32(b1, 16)));
+          }
+        } else if (full) {
           for (int p = 0; p < 16; p++) {
             __m512i a = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + (kd0 + 2 * p) * N + nb)));
             __m512i b = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + (kd0 + 2 * p + 1) * N + nb)));
