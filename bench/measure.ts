@@ -96,6 +96,7 @@ export interface TrainBenchOptions {
   K: number;
   L: number;
   steps: number; // timed steps after one warm-up step
+  afterWarmup?: () => void; // called between the warm-up and the timed steps (--profile resets there)
 }
 
 export interface TrainResult {
@@ -139,6 +140,7 @@ export function measureTrain(model: LlamaModel, o: TrainBenchOptions): TrainResu
     adapter.invalidate();
   };
   step(); // warm-up: allocates the training activations
+  o.afterWarmup?.();
   const times: number[] = [];
   for (let i = 0; i < o.steps; i++) {
     const t0 = now();

@@ -1,5 +1,6 @@
 // --profile: a Backend wrapper that times every kernel call, to show where a bench kind spends
-// its time (printed to stderr, one table per kind; shares include warm-up runs).
+// its time (printed to stderr, one table per kind; training shares leave out the warm-up step,
+// prefill and decode shares include their warm-up runs).
 
 import type { Backend } from '../src/backend/backend.js';
 

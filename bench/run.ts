@@ -99,7 +99,7 @@ export async function runBench(o: BenchOptions, emit: (line: BenchLine) => void)
   }
   if (run.has('train')) {
     const what = `B=${o.batch} T=${o.seq} K=${o.promptLength} L=${L}, ${o.steps} steps after a warm-up`;
-    const { r, other } = await timed('train', what, () => measureTrain(model, { B: o.batch, T: o.seq, K: o.promptLength, L, steps: o.steps }));
+    const { r, other } = await timed('train', what, () => measureTrain(model, { B: o.batch, T: o.seq, K: o.promptLength, L, steps: o.steps, afterWarmup: () => prof?.reset() }));
     done({
       kind: 'train', tps: (o.batch * o.seq) / r.stepSeconds, flops: trainFlops(c, trainShape), seconds: r.stepSeconds, other,
       extra: {

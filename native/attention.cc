@@ -146,7 +146,7 @@ void attention(float* out, const float* q, const float* kc, const float* vc, con
 }
 
 // Full causal pass (pos = 0, S = T). dq (B, T, H*hs), dk/dv (B, T, Hkv*hs) overwritten.
-// Per (b, h), with single-threaded sgemm calls:  dP = dO V^T;  dS = P o (dP - rowsum(P o dP)) / sqrt(hs);
+// Per (b, h) and causal block of query rows, with single-threaded sgemm calls:  dP = dO V^T;  dS = P o (dP - rowsum(P o dP)) / sqrt(hs);
 // dQ = dS K;  dK_h = dS^T Q;  dV_h = P^T dO.  With GQA the per-head dK_h / dV_h go to a scratch
 // buffer and a second pass sums each group's heads in order (no racing accumulation).
 void attention_back(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k, const float* v,
@@ -160,28 +160,38 @@ void attention_back(float* dq, float* dk, float* dv, const float* dout, const fl
   const int iT = static_cast<int>(T), ihs = static_cast<int>(hs), iq = static_cast<int>(qStride), ikv = static_cast<int>(kvStride);
   parallel_items(B * H, nt, [&](long item) {
     const long h = item % H, b = item / H, kvh = h / rep;
-    float* dp = row_scratch(static_cast<size_t>(T * T));  // (T, T)
     const float* P = probs + (b * H + h) * T * T;
     const float* dO = dout + b * T * qStride + h * hs;
     const float* Q = q + b * T * qStride + h * hs;
     const float* Kg = k + b * T * kvStride + kvh * hs;
     const float* Vg = v + b * T * kvStride + kvh * hs;
-    cblas_sgemm(kCblasRowMajor, kCblasNoTrans, kCblasTrans, iT, iT, ihs, 1.0f, dO, iq, Vg, ikv, 0.0f, dp, iT);
-    for (long t = 0; t < T; t++) {
-      const float* pr = P + t * T;
-      float* d = dp + t * T;
-      double dotv = 0;
-      for (long j = 0; j <= t; j++) dotv += static_cast<double>(pr[j]) * d[j];
-      const float dotf = static_cast<float>(dotv);
-      for (long j = 0; j <= t; j++) d[j] = pr[j] * (d[j] - dotf) * scale;
-      zero(d + t + 1, T - t - 1);
-    }
-    cblas_sgemm(kCblasRowMajor, kCblasNoTrans, kCblasNoTrans, iT, ihs, iT, 1.0f, dp, iT, Kg, ikv, 0.0f, dq + b * T * qStride + h * hs, iq);
     float* dKh = rep > 1 ? part.get() + b * T * qStride + h * hs : dk + b * T * kvStride + kvh * hs;
     float* dVh = rep > 1 ? part.get() + (B + b) * T * qStride + h * hs : dv + b * T * kvStride + kvh * hs;
     const int ld = rep > 1 ? iq : ikv;
-    cblas_sgemm(kCblasRowMajor, kCblasTrans, kCblasNoTrans, iT, ihs, iT, 1.0f, dp, iT, Q, iq, 0.0f, dKh, ld);
-    cblas_sgemm(kCblasRowMajor, kCblasTrans, kCblasNoTrans, iT, ihs, iT, 1.0f, P, iT, dO, iq, 0.0f, dVh, ld);
+    // Causal blocks of kQB query rows, last block first: block [t0, t1) sees keys [0, t1) only,
+    // so about half the full TxT work (T=256: 62%). The last block writes every dK/dV row
+    // (beta 0), the earlier ones add to the rows they see.
+    const long nQb = (T + kQB - 1) / kQB;
+    float* dp = row_scratch(static_cast<size_t>(kQB * T));  // (nq, t1)
+    for (long qb = nQb - 1; qb >= 0; qb--) {
+      const long t0 = qb * kQB, t1 = t0 + kQB < T ? t0 + kQB : T, nq = t1 - t0;
+      const int inq = static_cast<int>(nq), it1 = static_cast<int>(t1);
+      const float beta = qb == nQb - 1 ? 0.0f : 1.0f;
+      cblas_sgemm(kCblasRowMajor, kCblasNoTrans, kCblasTrans, inq, it1, ihs, 1.0f, dO + t0 * qStride, iq, Vg, ikv, 0.0f, dp, it1);
+      for (long i = 0; i < nq; i++) {
+        const long t = t0 + i;
+        const float* pr = P + t * T;
+        float* d = dp + i * t1;
+        double dotv = 0;
+        for (long j = 0; j <= t; j++) dotv += static_cast<double>(pr[j]) * d[j];
+        const float dotf = static_cast<float>(dotv);
+        for (long j = 0; j <= t; j++) d[j] = pr[j] * (d[j] - dotf) * scale;
+        zero(d + t + 1, t1 - t - 1);
+      }
+      cblas_sgemm(kCblasRowMajor, kCblasNoTrans, kCblasNoTrans, inq, ihs, it1, 1.0f, dp, it1, Kg, ikv, 0.0f, dq + (b * T + t0) * qStride + h * hs, iq);
+      cblas_sgemm(kCblasRowMajor, kCblasTrans, kCblasNoTrans, it1, ihs, inq, 1.0f, dp, it1, Q + t0 * qStride, iq, beta, dKh, ld);
+      cblas_sgemm(kCblasRowMajor, kCblasTrans, kCblasNoTrans, it1, ihs, inq, 1.0f, P + t0 * T, iT, dO + t0 * qStride, iq, beta, dVh, ld);
+    }
   });
   if (rep == 1) return;
   // dK/dV rows (b, j, kvh) = sum over the group's heads, in head order.

@@ -383,7 +383,9 @@ describe('native backend matches the TypeScript oracle', { skip: skipNative }, (
   });
 
   it('attentionBack: full causal pass, MHA / GQA 2 / GQA 4 / MQA, B > 1', () => {
-    for (const [B, T, H, Hkv, hs] of [[1, 1, 2, 2, 8], [2, 7, 4, 2, 16], [2, 9, 8, 2, 12], [1, 20, 4, 1, 32], [3, 5, 4, 4, 64]]) {
+    // T 65 and 130: the native backward's causal query blocks (64 rows): one full block plus a
+    // row, and a partial last block
+    for (const [B, T, H, Hkv, hs] of [[1, 1, 2, 2, 8], [2, 7, 4, 2, 16], [2, 9, 8, 2, 12], [1, 20, 4, 1, 32], [3, 5, 4, 4, 64], [1, 65, 2, 1, 8], [2, 130, 4, 2, 16]]) {
       const s: AttnShape = { B, T, S: T, nHeads: H, nKvHeads: Hkv, headDim: hs };
       const pos = new Int32Array(B);
       const q = randn(rng, B * T * H * hs), k = randn(rng, B * T * Hkv * hs), v = randn(rng, B * T * Hkv * hs);
