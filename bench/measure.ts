@@ -31,14 +31,16 @@ function timeReps(fn: () => void, maxReps: number, budgetS: number): { seconds: 
 }
 
 /** timeReps for an async fn. */
-async function timeRepsAsync(fn: () => Promise<void>, maxReps: number, budgetS: number): Promise<{ seconds: number; reps: number }> {
+/** Median of runs of fn: up to maxReps runs within budgetS seconds, and more until minS seconds (at most 200 runs). */
+async function timeRepsAsync(fn: () => Promise<void>, maxReps: number, budgetS: number, minS = 0): Promise<{ seconds: number; reps: number }> {
   const times: number[] = [];
   const start = now();
-  while (times.length < Math.max(1, maxReps)) {
+  for (;;) {
     const t0 = now();
     await fn();
     times.push(now() - t0);
-    if (now() - start > budgetS) break;
+    const elapsed = now() - start;
+    if (times.length >= 200 || (times.length >= Math.max(1, maxReps) && elapsed >= minS) || elapsed > budgetS) break;
   }
   return { seconds: median(times), reps: times.length };
 }
@@ -191,7 +193,11 @@ export async function measureDecode(model: LlamaModel, n: number, maxReps: numbe
     const [r] = await model.generateBatch([[c.bosId]], { temperature: 0, maxTokens: k, stopTokens: [] });
     check(r.ids.length === k, `bench: decoding produced ${r.ids.length} of ${k} tokens`);
   };
-  await gen(Math.min(n, 8)); // warm-up
-  const t = await timeRepsAsync(() => gen(n), maxReps, 20);
+  // Warm-up: full runs for at least 0.3 s, so the JIT has compiled the decode loop (a single
+  // short run left tinystories-656k timings swinging between 8k and 21k tok/s).
+  const w0 = now();
+  for (let i = 0; i < 2 || now() - w0 < 0.3; i++) await gen(n);
+  // Timed: at least maxReps runs and 0.5 s (fast models get many runs), median.
+  const t = await timeRepsAsync(() => gen(n), maxReps, 20, 0.5);
   return { seconds: t.seconds, n, reps: t.reps };
 }
