@@ -295,6 +295,17 @@ void matmul(float* out, const float* x, const void* w, bool bf16, long N, long K
     amx_matmul_bf16(out, x, static_cast<const uint16_t*>(w), false, M, N, K, acc);
     return;
   }
+  if (!bf16 && M > N) {
+    // More activation rows than weight rows: split rows, so each call re-packs only W (N, K)
+    // rather than x (M, K) (tinystories-656k training, 128-384-row weights against 1024 rows).
+    parallel_for((M + 15) / 16, nt, [&](long b0, long b1) {
+      const long m0 = b0 * 16, m1 = b1 * 16 < M ? b1 * 16 : M;
+      cblas_sgemm(kCblasRowMajor, kCblasNoTrans, kCblasTrans, static_cast<int>(m1 - m0), static_cast<int>(N), static_cast<int>(K), 1.0f,
+                  x + m0 * K, static_cast<int>(K), static_cast<const float*>(w), static_cast<int>(K), acc ? 1.0f : 0.0f, out + m0 * N,
+                  static_cast<int>(N));
+    }, 1);
+    return;
+  }
   if (bf16) x = bf16_activations(x, M * K);
   // Column blocks (multiples of 16), two per thread: each sgemm call re-packs x.
   long blocks = (N + 15) / 16;
@@ -334,6 +345,16 @@ void matmul_back(float* out, const float* dy, const void* w, bool bf16, long N, 
   }
   if (bf16 && g_features.amx) {
     amx_matmul_bf16(out, dy, static_cast<const uint16_t*>(w), true, M, K, N, acc);
+    return;
+  }
+  if (!bf16 && M > K) {
+    // Split rows when dy's rows outnumber W's columns: each call re-packs W, not dy (see matmul).
+    parallel_for((M + 15) / 16, nt, [&](long b0, long b1) {
+      const long m0 = b0 * 16, m1 = b1 * 16 < M ? b1 * 16 : M;
+      cblas_sgemm(kCblasRowMajor, kCblasNoTrans, kCblasNoTrans, static_cast<int>(m1 - m0), static_cast<int>(K), static_cast<int>(N), 1.0f,
+                  dy + m0 * N, static_cast<int>(N), static_cast<const float*>(w), static_cast<int>(K), acc ? 1.0f : 0.0f, out + m0 * K,
+                  static_cast<int>(K));
+    }, 1);
     return;
   }
   if (bf16) dy = bf16_activations(dy, M * N);

@@ -115,6 +115,8 @@ describe('native backend matches the TypeScript oracle', { skip: skipNative }, (
       // AMX edges: depth beyond one packed block (2048) in each direction, a second column block
       // (256), 32x32 output blocks both inside out and straddling its edges
       [33, 290, 2090], [48, 2090, 70],
+      // fp32 sgemm split by rows (more rows than weight rows / output columns), ragged last block
+      [100, 200, 60],
     ];
     for (const [M, N, K] of shapes)
       for (const dtype of ['f32', 'bf16'] as const)

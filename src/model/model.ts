@@ -154,7 +154,7 @@ export class LlamaModel implements ForwardContext {
     for (let b = 0; b < B; b++) for (let t = 0; t < T; t++) this.acts.ids[b * T + t] = tokens[b][t];
     this.acts.pos.fill(0, 0, B);
     const V = this.config.vocabSize;
-    const logits = new Float32Array(rows.length * V);
+    const { logits } = this.acts.lossBuffers(rows.length, V);
     forwardPass(this, this.acts, { B, T, cache: null, sources: src, train: false, logitRows: rows, logits });
     return { loss: this.backend.crossEntropy(logits, tg, rows.length, V, null, 1) / rows.length, tokens: rows.length };
   }
@@ -171,8 +171,7 @@ export class LlamaModel implements ForwardContext {
     for (let b = 0; b < B; b++) for (let t = 0; t < T; t++) acts.ids[b * T + t] = tokens[b][t];
     acts.pos.fill(0, 0, B);
     const V = this.config.vocabSize;
-    const logits = new Float32Array(n * V);
-    const finalRstd = new Float32Array(n);
+    const { logits, finalRstd } = acts.lossBuffers(n, V);
     const sources = new Array<PromptSource>(B).fill(adapter);
     forwardPass(this, acts, { B, T, cache: null, sources, train: true, logitRows, logits, finalRstd });
     const loss = this.backend.crossEntropy(logits, targets, n, V, logits, 1 / n) / n;
