@@ -270,6 +270,17 @@ void mmb_small_range(float* out, const float* dy, const void* w, long N, long K,
 
 }  // namespace
 
+// C (M, N) (+)= A (M, K) · op(B), op(B) = B^T with B (N, K) when bT, else B (K, N); split
+// over the pool by blocks of 16 rows of A and C (every call packs all of B).
+static void sgemm_by_rows(bool bT, long M, long N, long K, const float* A, const float* B, bool acc, float* C, int nt) {
+  parallel_for((M + 15) / 16, nt, [&](long b0, long b1) {
+    const long m0 = b0 * 16, m1 = b1 * 16 < M ? b1 * 16 : M;
+    cblas_sgemm(kCblasRowMajor, kCblasNoTrans, bT ? kCblasTrans : kCblasNoTrans, static_cast<int>(m1 - m0), static_cast<int>(N),
+                static_cast<int>(K), 1.0f, A + m0 * K, static_cast<int>(K), B, static_cast<int>(bT ? K : N), acc ? 1.0f : 0.0f,
+                C + m0 * N, static_cast<int>(N));
+  }, 1);
+}
+
 // out (M, N) (+)= x (M, K) · W^T, W (N, K).
 void matmul(float* out, const float* x, const void* w, bool bf16, long N, long K, long M, bool acc) {
   if (M <= 0 || N <= 0) return;
@@ -298,12 +309,7 @@ void matmul(float* out, const float* x, const void* w, bool bf16, long N, long K
   if (!bf16 && M > N) {
     // More activation rows than weight rows: split rows, so each call re-packs only W (N, K)
     // rather than x (M, K) (tinystories-656k training, 128-384-row weights against 1024 rows).
-    parallel_for((M + 15) / 16, nt, [&](long b0, long b1) {
-      const long m0 = b0 * 16, m1 = b1 * 16 < M ? b1 * 16 : M;
-      cblas_sgemm(kCblasRowMajor, kCblasNoTrans, kCblasTrans, static_cast<int>(m1 - m0), static_cast<int>(N), static_cast<int>(K), 1.0f,
-                  x + m0 * K, static_cast<int>(K), static_cast<const float*>(w), static_cast<int>(K), acc ? 1.0f : 0.0f, out + m0 * N,
-                  static_cast<int>(N));
-    }, 1);
+    sgemm_by_rows(true, M, N, K, x, static_cast<const float*>(w), acc, out, nt);
     return;
   }
   if (bf16) x = bf16_activations(x, M * K);
@@ -349,12 +355,7 @@ void matmul_back(float* out, const float* dy, const void* w, bool bf16, long N, 
   }
   if (!bf16 && M > K) {
     // Split rows when dy's rows outnumber W's columns: each call re-packs W, not dy (see matmul).
-    parallel_for((M + 15) / 16, nt, [&](long b0, long b1) {
-      const long m0 = b0 * 16, m1 = b1 * 16 < M ? b1 * 16 : M;
-      cblas_sgemm(kCblasRowMajor, kCblasNoTrans, kCblasNoTrans, static_cast<int>(m1 - m0), static_cast<int>(K), static_cast<int>(N), 1.0f,
-                  dy + m0 * N, static_cast<int>(N), static_cast<const float*>(w), static_cast<int>(K), acc ? 1.0f : 0.0f, out + m0 * K,
-                  static_cast<int>(K));
-    }, 1);
+    sgemm_by_rows(false, M, K, N, dy, static_cast<const float*>(w), acc, out, nt);
     return;
   }
   if (bf16) dy = bf16_activations(dy, M * N);
