@@ -72,6 +72,7 @@ export async function runBench(o: BenchOptions, emit: (line: BenchLine) => void)
   interface Measured { kind: BenchKind; tps: number; flops: number; seconds: number; rss: number; other: number | null; extra: BenchLine }
   const measured: Measured[] = [];
   const ours = new Map<BenchKind, number>();
+  let trainSteps = o.steps; // timed training steps we ran; the PyTorch peer runs as many
   const timed = async <R>(kind: BenchKind, what: string, fn: () => Promise<R> | R): Promise<{ r: R; other: number | null }> => {
     await settle();
     log(`${kind}: ${what}`);
@@ -98,8 +99,9 @@ export async function runBench(o: BenchOptions, emit: (line: BenchLine) => void)
     done({ kind: 'prefill', tps: r.T / r.seconds, flops: prefillFlops(c, r.T), seconds: r.seconds, other, extra: { T: r.T, seconds: round(r.seconds), reps: r.reps, adapter: false } });
   }
   if (run.has('train')) {
-    const what = `B=${o.batch} T=${o.seq} K=${o.promptLength} L=${L}, ${o.steps} steps after a warm-up`;
+    const what = `B=${o.batch} T=${o.seq} K=${o.promptLength} L=${L}, at least ${o.steps} steps and 0.5 s after a warm-up`;
     const { r, other } = await timed('train', what, () => measureTrain(model, { B: o.batch, T: o.seq, K: o.promptLength, L, steps: o.steps, afterWarmup: () => prof?.reset() }));
+    trainSteps = r.steps;
     done({
       kind: 'train', tps: (o.batch * o.seq) / r.stepSeconds, flops: trainFlops(c, trainShape), seconds: r.stepSeconds, other,
       extra: {
@@ -146,7 +148,7 @@ export async function runBench(o: BenchOptions, emit: (line: BenchLine) => void)
   const q0 = cpuSnapshot();
   try {
     peer = await runPeer({
-      python: o.python, script, config: peerConfig, threads: be.threads, dtype, steps: o.steps,
+      python: o.python, script, config: peerConfig, threads: be.threads, dtype, steps: trainSteps,
       B: o.batch, T: o.seq, K: o.promptLength, L, decode,
     });
   } catch (e) {
