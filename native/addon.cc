@@ -162,6 +162,7 @@ napi_value Matmul(napi_env env, napi_callback_info info) {
   float* x = c.f32(1, "x", 1.0 * M * K);
   const void* w = c.weights(2, "w", 1.0 * N * K, &bf16);
   if (!c.ok()) return nullptr;
+  la::NoDenormals nd;
   la::matmul(out, x, w, bf16, N, K, M, acc);
   return c.undefined();
 }
@@ -176,6 +177,7 @@ napi_value MatmulBack(napi_env env, napi_callback_info info) {
   float* dy = c.f32(1, "dy", 1.0 * M * N);
   const void* w = c.weights(2, "w", 1.0 * N * K, &bf16);
   if (!c.ok()) return nullptr;
+  la::NoDenormals nd;
   la::matmul_back(out, dy, w, bf16, N, K, M, acc);
   return c.undefined();
 }
@@ -200,6 +202,7 @@ napi_value Gemm(napi_env env, napi_callback_info info) {
   float* B = c.f32(8, "B", need(bRows, bCols, ldb));
   float* C = c.f32(11, "C", need(M, N, ldc));
   if (!c.ok()) return nullptr;
+  la::NoDenormals nd;
   la::gemm(tA, tB, static_cast<int>(M), static_cast<int>(N), static_cast<int>(K), static_cast<float>(alpha), A, static_cast<int>(lda), B,
            static_cast<int>(ldb), static_cast<float>(beta), C, static_cast<int>(ldc));
   return c.undefined();
@@ -217,6 +220,7 @@ napi_value Rmsnorm(napi_env env, napi_callback_info info) {
   float* w = c.f32(2, "w", dim);
   float* rstd = c.present(6) ? c.f32(6, "rstd", rows) : nullptr;
   if (!c.ok()) return nullptr;
+  la::NoDenormals nd;
   la::rmsnorm(out, x, w, rows, dim, static_cast<float>(eps), rstd);
   return c.undefined();
 }
@@ -232,6 +236,7 @@ napi_value RmsnormBack(napi_env env, napi_callback_info info) {
   float* w = c.f32(3, "w", dim);
   float* rstd = c.f32(4, "rstd", rows);
   if (!c.ok()) return nullptr;
+  la::NoDenormals nd;
   la::rmsnorm_back(dx, dy, x, w, rstd, rows, dim, acc);
   return c.undefined();
 }
@@ -257,6 +262,7 @@ napi_value Rope(napi_env env, napi_callback_info info) {
       if (!c.ok()) return nullptr;
     }
   }
+  la::NoDenormals nd;
   la::rope(x, B, T, H, hs, pos, cs, sn, inv);
   return c.undefined();
 }
@@ -269,6 +275,7 @@ napi_value SiluGate(napi_env env, napi_callback_info info) {
   float* a = c.f32(1, "a", n);
   float* b = c.f32(2, "b", n);
   if (!c.ok()) return nullptr;
+  la::NoDenormals nd;
   la::silu_gate(out, a, b, n);
   return c.undefined();
 }
@@ -283,6 +290,7 @@ napi_value SiluGateBack(napi_env env, napi_callback_info info) {
   float* a = c.f32(3, "a", n);
   float* b = c.f32(4, "b", n);
   if (!c.ok()) return nullptr;
+  la::NoDenormals nd;
   la::silu_gate_back(da, db, dy, a, b, n);
   return c.undefined();
 }
@@ -294,6 +302,7 @@ napi_value Add(napi_env env, napi_callback_info info) {
   float* x = c.f32(0, "x", n);
   float* y = c.f32(1, "y", n);
   if (!c.ok()) return nullptr;
+  la::NoDenormals nd;
   la::add(x, y, n);
   return c.undefined();
 }
@@ -376,15 +385,16 @@ napi_value Attention(napi_env env, napi_callback_info info) {
       c.fail("pos[" + std::to_string(b) + "] = " + std::to_string(pos[b]) + " with T = " + std::to_string(s.T) + " does not fit S = " + std::to_string(s.S), true);
       return nullptr;
     }
+  la::NoDenormals nd;
   la::attention(out, q, kc, vc, pos, s, probs);
   return c.undefined();
 }
 
-// attentionBack(dq, dk, dv, dout, q, k, v, probs, B, T, S, H, Hkv, hs)
+// attentionBack(dq, dk, dv, dout, q, k, v, B, T, S, H, Hkv, hs)
 napi_value AttentionBack(napi_env env, napi_callback_info info) {
   Call c(env, info, "attentionBack");
   Shape s;
-  if (!attn_shape(c, 8, &s, false)) return nullptr;
+  if (!attn_shape(c, 7, &s, false)) return nullptr;
   const double qn = 1.0 * s.B * s.T * s.H * s.hs, kvn = 1.0 * s.B * s.T * s.Hkv * s.hs;
   float* dq = c.f32(0, "dq", qn);
   float* dk = c.f32(1, "dk", kvn);
@@ -393,9 +403,9 @@ napi_value AttentionBack(napi_env env, napi_callback_info info) {
   float* q = c.f32(4, "q", qn);
   float* k = c.f32(5, "k", kvn);
   float* v = c.f32(6, "v", kvn);
-  float* probs = c.f32(7, "probs", 1.0 * s.B * s.H * s.T * s.T);
   if (!c.ok()) return nullptr;
-  la::attention_back(dq, dk, dv, dout, q, k, v, probs, s);
+  la::NoDenormals nd;
+  la::attention_back(dq, dk, dv, dout, q, k, v, s);
   return c.undefined();
 }
 
@@ -412,6 +422,7 @@ napi_value PromptAttention(napi_env env, napi_callback_info info) {
   float* gate = c.f32(4, "gate", s.H);
   float* probs = c.present(11) ? c.f32(11, "probs", 1.0 * s.B * s.H * s.T * s.K) : nullptr;
   if (!c.ok()) return nullptr;
+  la::NoDenormals nd;
   la::prompt_attention(out, q, pk, pv, gate, s, probs);
   return c.undefined();
 }
@@ -433,6 +444,7 @@ napi_value PromptAttentionBack(napi_env env, napi_callback_info info) {
   float* gate = c.f32(8, "gate", s.H);
   float* probs = c.f32(9, "probs", 1.0 * s.B * s.H * s.T * s.K);
   if (!c.ok()) return nullptr;
+  la::NoDenormals nd;
   la::prompt_attention_back(dq, dpk, dpv, dgate, dout, q, pk, pv, gate, probs, s);
   return c.undefined();
 }
@@ -453,6 +465,7 @@ napi_value CrossEntropy(napi_env env, napi_callback_info info) {
       c.fail("target " + std::to_string(targets[r]) + " is outside the vocabulary (" + std::to_string(V) + ")", true);
       return nullptr;
     }
+  la::NoDenormals nd;
   double total = la::cross_entropy(logits, targets, rows, V, dl, static_cast<float>(scale));
   napi_value r;
   napi_create_double(env, total, &r);
@@ -470,6 +483,7 @@ napi_value Adamw(napi_env env, napi_callback_info info) {
   float* m = c.f32(2, "m", n);
   float* v = c.f32(3, "v", n);
   if (!c.ok()) return nullptr;
+  la::NoDenormals nd;
   la::adamw(p, g, m, v, n, lr, b1, b2, eps, wd, step);
   return c.undefined();
 }

@@ -146,41 +146,54 @@ void attention(float* out, const float* q, const float* kc, const float* vc, con
 }
 
 // Full causal pass (pos = 0, S = T). dq (B, T, H*hs), dk/dv (B, T, Hkv*hs) overwritten.
-// Per (b, h) and causal block of query rows, with single-threaded sgemm calls:  dP = dO V^T;  dS = P o (dP - rowsum(P o dP)) / sqrt(hs);
-// dQ = dS K;  dK_h = dS^T Q;  dV_h = P^T dO.  With GQA the per-head dK_h / dV_h go to a scratch
-// buffer and a second pass sums each group's heads in order (no racing accumulation).
+// Per (b, h) and causal block of query rows [t0, t1) (keys [0, t1) only: about half the full TxT
+// work), with single-threaded sgemm calls: the block's probabilities P are recomputed exactly as
+// the forward's GEMM path computes them (same sgemm shape, same softmax), then
+//   dP = dO V^T;  dS = P o (dP - rowsum(P o dP)) / sqrt(hs);  dQ = dS K;  dK_h += dS^T Q;  dV_h += P^T dO.
+// Nothing (B, H, T, T)-sized is kept between forward and backward: P lives in a per-thread
+// (64, T) block. With GQA the per-head dK_h / dV_h go to a scratch buffer and a second pass sums
+// each group's heads in order (no racing accumulation).
 void attention_back(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k, const float* v,
-                    const float* probs, const Shape& s) {
+                    const Shape& s) {
   const long B = s.B, T = s.T, H = s.H, Hkv = s.Hkv, hs = s.hs;
   const long rep = H / Hkv, qStride = H * hs, kvStride = Hkv * hs;
   const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(hs)));
   const int nt = threads_for(static_cast<double>(B) * H * T * T * hs * 8, 1 << 15);
-  // Per-head key/value gradients (B, T, H, hs) when heads share a KV head.
-  std::unique_ptr<float[]> part(rep > 1 ? new float[static_cast<size_t>(2 * B * T * H * hs)] : nullptr);
-  const int iT = static_cast<int>(T), ihs = static_cast<int>(hs), iq = static_cast<int>(qStride), ikv = static_cast<int>(kvStride);
+  // Per-head key/value gradients (2, B, T, H, hs) when heads share a KV head (grow-only: a fresh
+  // allocation per call paged in 16 MB per layer on large).
+  thread_local std::vector<float> t_part;
+  if (rep > 1 && t_part.size() < static_cast<size_t>(2 * B * T * H * hs)) t_part.resize(static_cast<size_t>(2 * B * T * H * hs));
+  float* part = t_part.data();
+  const int ihs = static_cast<int>(hs), iq = static_cast<int>(qStride), ikv = static_cast<int>(kvStride);
   parallel_items(B * H, nt, [&](long item) {
     const long h = item % H, b = item / H, kvh = h / rep;
-    const float* P = probs + (b * H + h) * T * T;
     const float* dO = dout + b * T * qStride + h * hs;
     const float* Q = q + b * T * qStride + h * hs;
     const float* Kg = k + b * T * kvStride + kvh * hs;
     const float* Vg = v + b * T * kvStride + kvh * hs;
-    float* dKh = rep > 1 ? part.get() + b * T * qStride + h * hs : dk + b * T * kvStride + kvh * hs;
-    float* dVh = rep > 1 ? part.get() + (B + b) * T * qStride + h * hs : dv + b * T * kvStride + kvh * hs;
+    float* dKh = rep > 1 ? part + b * T * qStride + h * hs : dk + b * T * kvStride + kvh * hs;
+    float* dVh = rep > 1 ? part + (B + b) * T * qStride + h * hs : dv + b * T * kvStride + kvh * hs;
     const int ld = rep > 1 ? iq : ikv;
-    // Causal blocks of kQB query rows, last block first: block [t0, t1) sees keys [0, t1) only,
-    // so about half the full TxT work (T=256: 62%). The last block writes every dK/dV row
-    // (beta 0), the earlier ones add to the rows they see.
+    // Last block first: it writes every dK/dV row (beta 0), the earlier ones add to the rows they see.
     const long nQb = (T + kQB - 1) / kQB;
-    float* dp = row_scratch(static_cast<size_t>(kQB * T));  // (nq, t1)
+    float* pb = row_scratch(static_cast<size_t>(2 * kQB * T));  // (nq, t1) probabilities
+    float* dp = pb + kQB * T;                                  // (nq, t1) dP, then dS
     for (long qb = nQb - 1; qb >= 0; qb--) {
       const long t0 = qb * kQB, t1 = t0 + kQB < T ? t0 + kQB : T, nq = t1 - t0;
       const int inq = static_cast<int>(nq), it1 = static_cast<int>(t1);
       const float beta = qb == nQb - 1 ? 0.0f : 1.0f;
+      cblas_sgemm(kCblasRowMajor, kCblasNoTrans, kCblasTrans, inq, it1, ihs, scale, Q + t0 * qStride, iq, Kg, ikv, 0.0f, pb, it1);
+      for (long i = 0; i < nq; i++) {
+        float* row = pb + i * t1;
+        const long n = t0 + i + 1;
+        const float mx = vmax(row, static_cast<int>(n));
+        la::scale(row, 1.0f / exp_sub_sum(row, mx, static_cast<int>(n)), n);
+        zero(row + n, t1 - n);
+      }
       cblas_sgemm(kCblasRowMajor, kCblasNoTrans, kCblasTrans, inq, it1, ihs, 1.0f, dO + t0 * qStride, iq, Vg, ikv, 0.0f, dp, it1);
       for (long i = 0; i < nq; i++) {
         const long t = t0 + i;
-        const float* pr = P + t * T;
+        const float* pr = pb + i * t1;
         float* d = dp + i * t1;
         double dotv = 0;
         for (long j = 0; j <= t; j++) dotv += static_cast<double>(pr[j]) * d[j];
@@ -190,7 +203,7 @@ void attention_back(float* dq, float* dk, float* dv, const float* dout, const fl
       }
       cblas_sgemm(kCblasRowMajor, kCblasNoTrans, kCblasNoTrans, inq, ihs, it1, 1.0f, dp, it1, Kg, ikv, 0.0f, dq + (b * T + t0) * qStride + h * hs, iq);
       cblas_sgemm(kCblasRowMajor, kCblasTrans, kCblasNoTrans, it1, ihs, inq, 1.0f, dp, it1, Q + t0 * qStride, iq, beta, dKh, ld);
-      cblas_sgemm(kCblasRowMajor, kCblasTrans, kCblasNoTrans, it1, ihs, inq, 1.0f, P + t0 * T, iT, dO + t0 * qStride, iq, beta, dVh, ld);
+      cblas_sgemm(kCblasRowMajor, kCblasTrans, kCblasNoTrans, it1, ihs, inq, 1.0f, pb, it1, dO + t0 * qStride, iq, beta, dVh, ld);
     }
   });
   if (rep == 1) return;
@@ -200,8 +213,8 @@ void attention_back(float* dq, float* dk, float* dv, const float* dout, const fl
       for (long kvh = 0; kvh < Hkv; kvh++) {
         float* dkr = dk + r * kvStride + kvh * hs;
         float* dvr = dv + r * kvStride + kvh * hs;
-        const float* pk = part.get() + r * qStride + kvh * rep * hs;
-        const float* pv = part.get() + (B * T + r) * qStride + kvh * rep * hs;
+        const float* pk = part + r * qStride + kvh * rep * hs;
+        const float* pv = part + (B * T + r) * qStride + kvh * rep * hs;
         std::memcpy(dkr, pk, hs * sizeof(float));
         std::memcpy(dvr, pv, hs * sizeof(float));
         for (long hh = 1; hh < rep; hh++) {

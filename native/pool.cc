@@ -111,6 +111,9 @@ void pool_set_threads(int n) {
     int slot = static_cast<int>(p.workers.size()) + 1;
     p.workers.emplace_back([slot] {
       t_inPool = true;
+#if defined(__x86_64__) || defined(__i386__)
+      _mm_setcsr(_mm_getcsr() | 0x8040u);  // FTZ | DAZ: workers run kernels only (see NoDenormals)
+#endif
       g_pool->worker_loop(slot);
     });
     p.workers.back().detach();

@@ -389,16 +389,13 @@ describe('native backend matches the TypeScript oracle', { skip: skipNative }, (
     // row, and a partial last block
     for (const [B, T, H, Hkv, hs] of [[1, 1, 2, 2, 8], [2, 7, 4, 2, 16], [2, 9, 8, 2, 12], [1, 20, 4, 1, 32], [3, 5, 4, 4, 64], [1, 65, 2, 1, 8], [2, 130, 4, 2, 16]]) {
       const s: AttnShape = { B, T, S: T, nHeads: H, nKvHeads: Hkv, headDim: hs };
-      const pos = new Int32Array(B);
       const q = randn(rng, B * T * H * hs), k = randn(rng, B * T * Hkv * hs), v = randn(rng, B * T * Hkv * hs);
-      const out = new Float32Array(B * T * H * hs), probs = new Float32Array(B * H * T * T);
-      ts.attention(out, q, k, v, pos, s, probs);
-      const dout = randn(rng, out.length);
+      const dout = randn(rng, q.length);
       const dqW = new Float32Array(q.length), dkW = new Float32Array(k.length), dvW = new Float32Array(v.length);
-      ts.attentionBack(dqW, dkW, dvW, dout, q, k, v, probs, s);
+      ts.attentionBack(dqW, dkW, dvW, dout, q, k, v, s);
       const dq = inView(new Float32Array(q.length).fill(NaN)), dk = inView(new Float32Array(k.length).fill(NaN));
-      const dv = inView(new Float32Array(v.length).fill(NaN)), pv = inView(probs);
-      native.attentionBack(dq.v, dk.v, dv.v, inView(dout).v, inView(q).v, inView(k).v, inView(v).v, pv.v, s);
+      const dv = inView(new Float32Array(v.length).fill(NaN));
+      native.attentionBack(dq.v, dk.v, dv.v, inView(dout).v, inView(q).v, inView(k).v, inView(v).v, s);
       const tag = JSON.stringify(s);
       close(dq.v, dqW, RTOL, `attentionBack dq ${tag}`);
       close(dk.v, dkW, RTOL, `attentionBack dk ${tag}`);
@@ -527,12 +524,10 @@ describe('native backend matches the TypeScript oracle', { skip: skipNative }, (
     }
     const s: AttnShape = { B: 2, T: 24, S: 24, nHeads: 8, nKvHeads: 2, headDim: 32 };
     const q = randn(rng, 2 * 24 * 8 * 32), k = randn(rng, 2 * 24 * 2 * 32), v = randn(rng, k.length);
-    const out = new Float32Array(q.length), probs = new Float32Array(2 * 8 * 24 * 24);
-    native.attention(out, q, k, v, new Int32Array(2), s, probs);
     const dout = randn(rng, q.length);
     const run = (be: Backend) => {
       const dq = new Float32Array(q.length), dk = new Float32Array(k.length), dv = new Float32Array(v.length);
-      be.attentionBack(dq, dk, dv, dout, q, k, v, probs, s);
+      be.attentionBack(dq, dk, dv, dout, q, k, v, s);
       return [dq, dk, dv];
     };
     const r2a = run(native), r2b = run(native), r1 = run(one), r3 = run(three);
@@ -664,11 +659,10 @@ describe('TypeScript backward kernels match finite differences', () => {
       const s: AttnShape = { B, T, S: T, nHeads: H, nKvHeads: Hkv, headDim: hs };
       const pos = new Int32Array(B);
       const q = randn(rng, B * T * H * hs), k = randn(rng, B * T * Hkv * hs), v = randn(rng, k.length), r = randn(rng, q.length);
-      const out = new Float32Array(q.length), probs = new Float32Array(B * H * T * T);
+      const out = new Float32Array(q.length);
       const f = () => (be.attention(out, q, k, v, pos, s), dotD(out, r));
-      be.attention(out, q, k, v, pos, s, probs);
       const dq = new Float32Array(q.length), dk = new Float32Array(k.length), dv = new Float32Array(v.length);
-      be.attentionBack(dq, dk, dv, r, q, k, v, probs, s);
+      be.attentionBack(dq, dk, dv, r, q, k, v, s);
       const tag = JSON.stringify(s);
       fdCheck(`attentionBack dq ${tag}`, q, f, dq, rng);
       fdCheck(`attentionBack dk ${tag}`, k, f, dk, rng);

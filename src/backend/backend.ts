@@ -84,9 +84,12 @@ export interface Backend {
   attention(out: Float32Array, q: Float32Array, kCache: Float32Array, vCache: Float32Array, pos: Int32Array, s: AttnShape, probs?: Float32Array): void;
   /**
    * Backward of attention() for a full causal pass (pos = 0, S = T): dq, dk, dv (overwritten)
-   * from dout, using the saved probs.
+   * from dout. The softmax probabilities are recomputed from q and k (as flash attention does),
+   * so training keeps no (B, nHeads, T, T) buffer per layer: that buffer was the largest
+   * activation, and writing it in forward and reading it back in backward cost more than the
+   * recomputation.
    */
-  attentionBack(dq: Float32Array, dk: Float32Array, dv: Float32Array, dout: Float32Array, q: Float32Array, k: Float32Array, v: Float32Array, probs: Float32Array, s: AttnShape): void;
+  attentionBack(dq: Float32Array, dk: Float32Array, dv: Float32Array, dout: Float32Array, q: Float32Array, k: Float32Array, v: Float32Array, s: AttnShape): void;
   /**
    * The zero-init gated prompt branch: out (B, T, nHeads*hs) += gate[h] · softmax(q_h pk_h^T / sqrt(hs)) pv_h
    * with pk, pv (K, nKvHeads*hs) the prompt's keys/values (no RoPE), gate (nHeads) the effective

@@ -34,7 +34,7 @@ interface Addon {
   fromBf16(out: Float32Array, x: Uint16Array, n: number): void;
   embed(out: Float32Array, table: Float32Array | Uint16Array, dim: number, ids: Int32Array, n: number): void;
   attention(out: Float32Array, q: Float32Array, kc: Float32Array, vc: Float32Array, pos: Int32Array, B: number, T: number, S: number, H: number, Hkv: number, hs: number, probs: Float32Array | undefined): void;
-  attentionBack(dq: Float32Array, dk: Float32Array, dv: Float32Array, dout: Float32Array, q: Float32Array, k: Float32Array, v: Float32Array, probs: Float32Array, B: number, T: number, S: number, H: number, Hkv: number, hs: number): void;
+  attentionBack(dq: Float32Array, dk: Float32Array, dv: Float32Array, dout: Float32Array, q: Float32Array, k: Float32Array, v: Float32Array, B: number, T: number, S: number, H: number, Hkv: number, hs: number): void;
   promptAttention(out: Float32Array, q: Float32Array, pk: Float32Array, pv: Float32Array, gate: Float32Array, B: number, T: number, K: number, H: number, Hkv: number, hs: number, probs: Float32Array | undefined): void;
   promptAttentionBack(dq: Float32Array | null, dpk: Float32Array, dpv: Float32Array, dgate: Float32Array, dout: Float32Array, q: Float32Array, pk: Float32Array, pv: Float32Array, gate: Float32Array, probs: Float32Array, B: number, T: number, K: number, H: number, Hkv: number, hs: number): void;
   crossEntropy(logits: Float32Array, targets: Int32Array, rows: number, V: number, dlogits: Float32Array | null, scale: number): number;
@@ -176,8 +176,8 @@ class NativeBackend implements Backend {
   attention(out: Float32Array, q: Float32Array, kc: Float32Array, vc: Float32Array, pos: Int32Array, s: AttnShape, probs?: Float32Array): void {
     this.sync().attention(out, q, kc, vc, pos, s.B, s.T, s.S, s.nHeads, s.nKvHeads, s.headDim, probs);
   }
-  attentionBack(dq: Float32Array, dk: Float32Array, dv: Float32Array, dout: Float32Array, q: Float32Array, k: Float32Array, v: Float32Array, probs: Float32Array, s: AttnShape): void {
-    this.sync().attentionBack(dq, dk, dv, dout, q, k, v, probs, s.B, s.T, s.T, s.nHeads, s.nKvHeads, s.headDim);
+  attentionBack(dq: Float32Array, dk: Float32Array, dv: Float32Array, dout: Float32Array, q: Float32Array, k: Float32Array, v: Float32Array, s: AttnShape): void {
+    this.sync().attentionBack(dq, dk, dv, dout, q, k, v, s.B, s.T, s.T, s.nHeads, s.nKvHeads, s.headDim);
   }
   promptAttention(out: Float32Array, q: Float32Array, pk: Float32Array, pv: Float32Array, gate: Float32Array, s: PromptShape, probs?: Float32Array): void {
     this.sync().promptAttention(out, q, pk, pv, gate, s.B, s.T, s.K, s.nHeads, s.nKvHeads, s.headDim, probs);

@@ -16,7 +16,6 @@ export interface LayerActs {
   q: Float32Array; // (M, nHeads*hs) after RoPE
   k: Float32Array; // (M, nKvHeads*hs) after RoPE
   v: Float32Array; // (M, nKvHeads*hs)
-  probs: Float32Array; // (B, nHeads, T, T) causal softmax (training only; not at the lowest adapted layer)
   pprobs: Float32Array; // (B, nHeads, T, K) prompt softmax (adapted layers)
   xMid: Float32Array; // (M, dim) residual stream after attention
   rstd2: Float32Array; // (M) 1/rms of xMid
@@ -25,24 +24,24 @@ export interface LayerActs {
 }
 
 /** The large LayerActs fields, the ones bf16 storage rounds (rstd and pprobs stay fp32). */
-const BIG = ['xIn', 'q', 'k', 'v', 'probs', 'xMid', 'a', 'b'] as const;
+const BIG = ['xIn', 'q', 'k', 'v', 'xMid', 'a', 'b'] as const;
 type BigField = (typeof BIG)[number];
 type Packed = Record<BigField, Uint16Array>;
 
-/** Element counts of the large fields for a (B, T) pass (probs: B*H*T*T, with T as its stride). */
-function bigLengths(c: LlamaConfig, B: number, T: number, withProbs: boolean): Record<BigField, number> {
+/** Element counts of the large fields for a (B, T) pass. */
+function bigLengths(c: LlamaConfig, B: number, T: number): Record<BigField, number> {
   const M = B * T, q = c.nHeads * c.headDim, kv = c.nKvHeads * c.headDim;
   return {
-    xIn: M * c.dim, q: M * q, k: M * kv, v: M * kv, probs: withProbs ? B * c.nHeads * T * T : 0, xMid: M * c.dim,
+    xIn: M * c.dim, q: M * q, k: M * kv, v: M * kv, xMid: M * c.dim,
     a: M * c.hiddenDim, b: M * c.hiddenDim,
   };
 }
 
-function layerActs(c: LlamaConfig, B: number, T: number, K: number, withProbs: boolean): LayerActs {
-  const M = B * T, n = bigLengths(c, B, T, withProbs);
+function layerActs(c: LlamaConfig, B: number, T: number, K: number): LayerActs {
+  const M = B * T, n = bigLengths(c, B, T);
   return {
     xIn: new Float32Array(n.xIn), rstd1: new Float32Array(M), q: new Float32Array(n.q), k: new Float32Array(n.k),
-    v: new Float32Array(n.v), probs: new Float32Array(n.probs), pprobs: new Float32Array(B * c.nHeads * T * K),
+    v: new Float32Array(n.v), pprobs: new Float32Array(B * c.nHeads * T * K),
     xMid: new Float32Array(n.xMid), rstd2: new Float32Array(M), a: new Float32Array(n.a), b: new Float32Array(n.b),
   };
 }
@@ -73,7 +72,7 @@ export class Activations {
     // inference (trainFrom -1) can run on a training layout; only a new training layout reallocates
     if (trainFrom < 0) trainFrom = this.trainFrom;
     if (B <= this.B && T <= this.T && K <= this.K && trainFrom === this.trainFrom) return;
-    // (B, T)-shaped buffers (probs) depend on T as a stride, so reallocate all on any growth.
+    // (B, T)-shaped buffers (pprobs) depend on T as a stride, so reallocate all on any growth.
     B = Math.max(B, this.B);
     T = Math.max(T, this.T);
     K = Math.max(K, this.K, 1);
@@ -83,21 +82,20 @@ export class Activations {
     this.K = K;
     this.trainFrom = trainFrom;
     const keep = (l: number): boolean => trainFrom >= 0 && l >= trainFrom;
-    // the shared set needs probs only as the working set of bf16-stored layers
-    this.shared = layerActs(c, B, T, K, this.bf16Storage && trainFrom >= 0);
+    this.shared = layerActs(c, B, T, K);
     this.saved = Array.from({ length: c.nLayers }, (_, l) => {
       if (!keep(l)) return null;
-      if (!this.bf16Storage) return layerActs(c, B, T, K, l > trainFrom);
+      if (!this.bf16Storage) return layerActs(c, B, T, K);
       // large fields alias the shared working set; the small ones are the layer's own
       const s = this.shared;
       return {
-        ...s, probs: l > trainFrom ? s.probs : new Float32Array(0),
+        ...s,
         rstd1: new Float32Array(M), rstd2: new Float32Array(M), pprobs: new Float32Array(B * c.nHeads * T * K),
       };
     });
     this.packed = Array.from({ length: c.nLayers }, (_, l) => {
       if (!keep(l) || !this.bf16Storage) return null;
-      const n = bigLengths(c, B, T, l > trainFrom);
+      const n = bigLengths(c, B, T);
       return Object.fromEntries(BIG.map((f) => [f, new Uint16Array(n[f])])) as Packed;
     });
     this.x = new Float32Array(M * c.dim);
@@ -126,7 +124,7 @@ export class Activations {
   store(l: number, be: Backend, B: number, T: number): void {
     const p = this.packed[l];
     if (!p) return;
-    const A = this.saved[l]!, n = bigLengths(this.c, B, T, p.probs.length > 0);
+    const A = this.saved[l]!, n = bigLengths(this.c, B, T);
     for (const f of BIG) if (n[f] > 0) be.toBf16(p[f], A[f], n[f]);
   }
 
@@ -134,7 +132,7 @@ export class Activations {
   restore(l: number, be: Backend, B: number, T: number): LayerActs {
     const A = this.layer(l), p = this.packed[l];
     if (!p) return A;
-    const n = bigLengths(this.c, B, T, p.probs.length > 0);
+    const n = bigLengths(this.c, B, T);
     for (const f of BIG) if (n[f] > 0) be.fromBf16(A[f], p[f], n[f]);
     return A;
   }

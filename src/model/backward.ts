@@ -93,7 +93,7 @@ export function backwardPass(
     be.matmulBack(bufs.datt, dx, L.wo, M); // (M, qDim)
     const base = l > lo; // the base attention's backward is only needed to reach lower adapted layers
     const shape = { B, T, S: T, nHeads: H, nKvHeads: Hkv, headDim: hs };
-    if (base) be.attentionBack(bufs.dq, bufs.dk, bufs.dv, bufs.datt, A.q, A.k, A.v, A.probs, shape);
+    if (base) be.attentionBack(bufs.dq, bufs.dk, bufs.dv, bufs.datt, A.q, A.k, A.v, shape);
     const p = source.promptLayer(l);
     const g = bufs.layers[l];
     if (p) {

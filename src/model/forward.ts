@@ -75,7 +75,7 @@ export function forwardPass(ctx: ForwardContext, acts: Activations, args: Forwar
       }
     }
     shape.S = S;
-    be.attention(att, A.q, kc, vc, acts.pos, shape, args.train && A.probs.length ? A.probs : undefined);
+    be.attention(att, A.q, kc, vc, acts.pos, shape);
     if (args.sources) promptBranch(be, c, A, att, args.sources, l, B, T);
     be.matmul(acts.tmp, att, L.wo, M); // (M, dim)
     be.add(x, acts.tmp, M * dim);

@@ -59,13 +59,13 @@ export class AttentionKernels {
     }
   }
 
-  attentionBack(dq: Float32Array, dk: Float32Array, dv: Float32Array, dout: Float32Array, q: Float32Array, k: Float32Array, v: Float32Array, probs: Float32Array, s: AttnShape): void {
+  attentionBack(dq: Float32Array, dk: Float32Array, dv: Float32Array, dout: Float32Array, q: Float32Array, k: Float32Array, v: Float32Array, s: AttnShape): void {
     const { B, T, nHeads: H, nKvHeads: Hkv, headDim: hs } = s;
     const S = T;
     const rep = H / Hkv, qStride = H * hs, kvStride = Hkv * hs;
     const scale = 1 / Math.sqrt(hs);
     this.ensure(S);
-    const dp = this.dscores;
+    const dp = this.dscores, pr = this.scores;
     dq.fill(0, 0, B * T * qStride);
     dk.fill(0, 0, B * T * kvStride);
     dv.fill(0, 0, B * T * kvStride);
@@ -75,17 +75,34 @@ export class AttentionKernels {
         for (let t = 0; t < T; t++) {
           const n = t + 1;
           const qo = (b * T + t) * qStride + h * hs;
-          const po = ((b * H + h) * T + t) * S;
+          // the row's probabilities, recomputed as attention() computes them
+          let max = -Infinity;
+          for (let j = 0; j < n; j++) {
+            const ko = (b * S + j) * kvStride + kvh * hs;
+            let d = 0;
+            for (let i = 0; i < hs; i++) d += q[qo + i] * k[ko + i];
+            d *= scale;
+            pr[j] = d;
+            if (d > max) max = d;
+          }
+          let sum = 0;
+          for (let j = 0; j < n; j++) {
+            const e = Math.exp(pr[j] - max);
+            pr[j] = e;
+            sum += e;
+          }
+          const inv = 1 / sum;
+          for (let j = 0; j < n; j++) pr[j] *= inv;
           let dot = 0;
           for (let j = 0; j < n; j++) {
             const vo = (b * S + j) * kvStride + kvh * hs;
             let d = 0;
             for (let i = 0; i < hs; i++) d += dout[qo + i] * v[vo + i];
             dp[j] = d;
-            dot += d * probs[po + j];
+            dot += d * pr[j];
           }
           for (let j = 0; j < n; j++) {
-            const p = probs[po + j];
+            const p = pr[j];
             const ds = p * (dp[j] - dot) * scale;
             const ko = (b * S + j) * kvStride + kvh * hs;
             for (let i = 0; i < hs; i++) {

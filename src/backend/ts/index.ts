@@ -54,8 +54,8 @@ export class TsBackend implements Backend {
   attention(out: Float32Array, q: Float32Array, kc: Float32Array, vc: Float32Array, pos: Int32Array, s: AttnShape, probs?: Float32Array): void {
     this.att.attention(out, q, kc, vc, pos, s, probs);
   }
-  attentionBack(dq: Float32Array, dk: Float32Array, dv: Float32Array, dout: Float32Array, q: Float32Array, k: Float32Array, v: Float32Array, probs: Float32Array, s: AttnShape): void {
-    this.att.attentionBack(dq, dk, dv, dout, q, k, v, probs, s);
+  attentionBack(dq: Float32Array, dk: Float32Array, dv: Float32Array, dout: Float32Array, q: Float32Array, k: Float32Array, v: Float32Array, s: AttnShape): void {
+    this.att.attentionBack(dq, dk, dv, dout, q, k, v, s);
   }
   promptAttention(out: Float32Array, q: Float32Array, pk: Float32Array, pv: Float32Array, gate: Float32Array, s: PromptShape, probs?: Float32Array): void {
     this.att.promptAttention(out, q, pk, pv, gate, s, probs);
