@@ -4,6 +4,30 @@
 
 import type { AttnShape, PromptShape } from '../backend.js';
 
+/**
+ * sc[j] = exp(q·k_j * scale - max) for keys j < n (k_j at k[kBase + j*kvStride]); returns the sum.
+ * Shared by attention(), its recomputation in attentionBack() (so both see the same values) and
+ * promptAttention().
+ */
+function expScores(sc: Float32Array, q: Float32Array, qo: number, k: Float32Array, kBase: number, kvStride: number, n: number, hs: number, scale: number): number {
+  let max = -Infinity;
+  for (let j = 0; j < n; j++) {
+    const ko = kBase + j * kvStride;
+    let d = 0;
+    for (let i = 0; i < hs; i++) d += q[qo + i] * k[ko + i];
+    d *= scale;
+    sc[j] = d;
+    if (d > max) max = d;
+  }
+  let sum = 0;
+  for (let j = 0; j < n; j++) {
+    const e = Math.exp(sc[j] - max);
+    sc[j] = e;
+    sum += e;
+  }
+  return sum;
+}
+
 export class AttentionKernels {
   private scores = new Float32Array(0); // (S) or (K) row of scores for one query
   private dscores = new Float32Array(0);
@@ -27,22 +51,7 @@ export class AttentionKernels {
         for (let t = 0; t < T; t++) {
           const n = pos[b] + t + 1; // keys 0..n-1 visible
           const qo = (b * T + t) * qStride + h * hs;
-          let max = -Infinity;
-          for (let j = 0; j < n; j++) {
-            const ko = (b * S + j) * kvStride + kvh * hs;
-            let d = 0;
-            for (let i = 0; i < hs; i++) d += q[qo + i] * kc[ko + i];
-            d *= scale;
-            sc[j] = d;
-            if (d > max) max = d;
-          }
-          let sum = 0;
-          for (let j = 0; j < n; j++) {
-            const e = Math.exp(sc[j] - max);
-            sc[j] = e;
-            sum += e;
-          }
-          const inv = 1 / sum;
+          const inv = 1 / expScores(sc, q, qo, kc, b * S * kvStride + kvh * hs, kvStride, n, hs, scale);
           for (let i = 0; i < hs; i++) out[qo + i] = 0;
           for (let j = 0; j < n; j++) {
             const p = sc[j] * inv;
@@ -76,22 +85,7 @@ export class AttentionKernels {
           const n = t + 1;
           const qo = (b * T + t) * qStride + h * hs;
           // the row's probabilities, recomputed as attention() computes them
-          let max = -Infinity;
-          for (let j = 0; j < n; j++) {
-            const ko = (b * S + j) * kvStride + kvh * hs;
-            let d = 0;
-            for (let i = 0; i < hs; i++) d += q[qo + i] * k[ko + i];
-            d *= scale;
-            pr[j] = d;
-            if (d > max) max = d;
-          }
-          let sum = 0;
-          for (let j = 0; j < n; j++) {
-            const e = Math.exp(pr[j] - max);
-            pr[j] = e;
-            sum += e;
-          }
-          const inv = 1 / sum;
+          const inv = 1 / expScores(pr, q, qo, k, b * S * kvStride + kvh * hs, kvStride, n, hs, scale);
           for (let j = 0; j < n; j++) pr[j] *= inv;
           let dot = 0;
           for (let j = 0; j < n; j++) {
@@ -128,22 +122,7 @@ export class AttentionKernels {
         const g = gate[h];
         for (let t = 0; t < T; t++) {
           const qo = (b * T + t) * qStride + h * hs;
-          let max = -Infinity;
-          for (let j = 0; j < K; j++) {
-            const ko = j * kvStride + kvh * hs;
-            let d = 0;
-            for (let i = 0; i < hs; i++) d += q[qo + i] * pk[ko + i];
-            d *= scale;
-            sc[j] = d;
-            if (d > max) max = d;
-          }
-          let sum = 0;
-          for (let j = 0; j < K; j++) {
-            const e = Math.exp(sc[j] - max);
-            sc[j] = e;
-            sum += e;
-          }
-          const inv = 1 / sum;
+          const inv = 1 / expScores(sc, q, qo, pk, kvh * hs, kvStride, K, hs, scale);
           const po = ((b * H + h) * T + t) * K;
           for (let j = 0; j < K; j++) {
             const p = sc[j] * inv;
