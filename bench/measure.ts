@@ -12,7 +12,8 @@ import { toBf16, type Matrix } from '../src/weights.js';
 
 const now = (): number => performance.now() / 1000;
 
-function median(xs: readonly number[]): number {
+/** The middle value (the upper one of an even count). */
+export function median(xs: readonly number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   return s[s.length >> 1];
 }

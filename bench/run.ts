@@ -11,7 +11,7 @@ import { check } from '../src/errors.js';
 import { buildModel, resolveConfig, sharedDir, type ResolvedConfig } from './configs.js';
 import { decodeFlops, prefillFlops, trainFlops } from './flops.js';
 import { cpuSnapshot, otherLoadPercent, waitForIdle } from './machine.js';
-import { measureDecode, measurePeak, measurePrefill, measureTrain, trainBatch } from './measure.js';
+import { measureDecode, measurePeak, measurePrefill, measureTrain, median, trainBatch } from './measure.js';
 import { runPeer, SYSTEM_PYTHON, torchStatus, type PeerLine, type PeerRun } from './peer.js';
 import { buildRuncPeer, isLegacyLlama2c, RUNC_CFLAGS, runRuncPeer, tempModelFile, writeLegacyLlama2c } from './peer-runc.js';
 import { KernelProfile } from './profile.js';
@@ -73,6 +73,7 @@ export async function runBench(o: BenchOptions, emit: (line: BenchLine) => void)
   const measured: Measured[] = [];
   const ours = new Map<BenchKind, number>();
   let trainSteps = o.steps; // timed training steps we ran; the PyTorch peer runs as many
+  let decodeReps = o.steps; // timed decode runs we ran; the run.c peer runs as many (5 to 30)
   const timed = async <R>(kind: BenchKind, what: string, fn: () => Promise<R> | R): Promise<{ r: R; other: number | null }> => {
     await settle();
     log(`${kind}: ${what}`);
@@ -92,6 +93,7 @@ export async function runBench(o: BenchOptions, emit: (line: BenchLine) => void)
   const trainShape = { B: o.batch, T: o.seq, K: o.promptLength, L, lossRows: trainBatch(c.vocabSize, o.batch, o.seq).lossRows };
   if (run.has('decode')) {
     const { r, other } = await timed('decode', `${o.decodeTokens} tokens`, () => measureDecode(model, o.decodeTokens, o.steps));
+    decodeReps = r.reps;
     done({ kind: 'decode', tps: r.n / r.seconds, flops: decodeFlops(c, r.n), seconds: r.seconds, other, extra: { tokens: r.n, seconds: round(r.seconds), reps: r.reps, adapter: false } });
   }
   if (run.has('prefill')) {
@@ -129,7 +131,7 @@ export async function runBench(o: BenchOptions, emit: (line: BenchLine) => void)
   }
   if (o.compareRunc && run.has('decode')) {
     await settle();
-    emit(runcComparison(o, cfg, model, ours.get('decode') as number, base, log));
+    emit(runcComparison(o, cfg, model, ours.get('decode') as number, decodeReps, base, log));
   }
   if (!o.comparePytorch) return;
 
@@ -197,7 +199,7 @@ function peerExtra(p: PeerLine): BenchLine {
 
 /** Decode with the run.c peer on the same model (written as a legacy llama2.c file when needed); one ratio line. */
 function runcComparison(
-  o: BenchOptions, cfg: ResolvedConfig, model: LlamaModel, oursTps: number, base: BenchLine, log: (msg: string) => void,
+  o: BenchOptions, cfg: ResolvedConfig, model: LlamaModel, oursTps: number, oursReps: number, base: BenchLine, log: (msg: string) => void,
 ): BenchLine {
   const skip = (reason: string): BenchLine => ({ ...base, kind: 'compare', peer: 'run.c', skipped: true, reason });
   if (o.dtype !== 'fp32') return skip('run.c computes in fp32 only');
@@ -215,12 +217,22 @@ function runcComparison(
       log(`writing the model as a llama2.c file for the run.c peer (${file})`);
       writeLegacyLlama2c(file, c, model.weights);
     }
-    log(`running the run.c peer (${RUNC_CFLAGS.join(' ')}, ${model.backend.threads} threads, ${steps} tokens)`);
-    // the peer, like run.c, times from the end of its first step: give it one more so both count `steps`
-    const r = runRuncPeer(built.bin, file, steps + 1, model.backend.threads);
+    // As many runs as our median was taken over (5 to 30); its median too, since one run of a
+    // small model swung by 2x (stories260K: 9,644 and 17,828 tok/s).
+    const runs = Math.max(5, Math.min(30, oursReps));
+    log(`running the run.c peer (${RUNC_CFLAGS.join(' ')}, ${model.backend.threads} threads, ${steps} tokens, ${runs} runs)`);
+    const tps: number[] = [];
+    let command = '';
+    for (let i = 0; i < runs; i++) {
+      // the peer, like run.c, times from the end of its first step: give it one more so both count `steps`
+      const r = runRuncPeer(built.bin, file, steps + 1, model.backend.threads);
+      tps.push(r.tokensPerS);
+      command = r.command;
+    }
+    const theirs = median(tps);
     return {
-      ...base, kind: 'decode', ratio_vs_runc: round(oursTps / r.tokensPerS), tokens_per_s: round(oursTps), runc_tokens_per_s: round(r.tokensPerS),
-      peer: 'run.c', peer_command: r.command,
+      ...base, kind: 'decode', ratio_vs_runc: round(oursTps / theirs), tokens_per_s: round(oursTps), runc_tokens_per_s: round(theirs),
+      runc_runs: runs, peer: 'run.c', peer_command: command,
     };
   } catch (e) {
     return skip(e instanceof Error ? e.message : String(e));
