@@ -95,6 +95,40 @@ class NoDenormals {
 #endif
 };
 
+/** This thread's pool slot: 0 for a thread that calls pool_run, i for worker i. */
+int pool_slot();
+
+/**
+ * parallel for over [0, count) in nthreads contiguous chunks, chunk i meant for pool slot i: each
+ * thread first claims its own chunk, then any chunk still unclaimed, so a late or preempted
+ * thread holds nobody up. Repeated calls of one shape thus usually give each thread the same
+ * rows of a weight matrix, which stay in that core's L2 from one decode step to the next.
+ * Chunk boundaries depend only on count and nthreads, so results stay deterministic.
+ */
+template <class F>
+inline void parallel_for_affine(long count, int nthreads, F&& f) {
+  if (count <= 0) return;
+  if (nthreads > count) nthreads = static_cast<int>(count);
+  if (nthreads > 64) nthreads = 64;
+  if (nthreads <= 1) {
+    f(0L, count);
+    return;
+  }
+  std::atomic<bool> taken[64];
+  for (int i = 0; i < nthreads; i++) taken[i].store(false, std::memory_order_relaxed);
+  const long base = count / nthreads, rem = count % nthreads;
+  auto run = [&](int c) {
+    const long b = c * base + (c < rem ? c : rem);
+    f(b, b + base + (c < rem ? 1 : 0));
+  };
+  parallel(nthreads, [&]() {
+    const int me = pool_slot();
+    if (me < nthreads && !taken[me].exchange(true, std::memory_order_acq_rel)) run(me);
+    for (int c = 0; c < nthreads; c++)
+      if (!taken[c].load(std::memory_order_relaxed) && !taken[c].exchange(true, std::memory_order_acq_rel)) run(c);
+  });
+}
+
 /** Threads worth using for `work` units (roughly flops or bytes touched) given the pool size. */
 inline int threads_for(double work, double minPerThread = 32768.0) {
   int t = pool_threads();

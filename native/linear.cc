@@ -295,11 +295,15 @@ void matmul(float* out, const float* x, const void* w, bool bf16, long N, long K
     // Split N into groups of kNB rows (the kernel's register block).
     // Many rows: fewer chunks, since each chunk packs its own copy of x.
     long groups = (N + kNB - 1) / kNB;
-    parallel_for(groups, ntDot, [&](long g0, long g1) {
+    auto body = [&](long g0, long g1) {
       long n0 = g0 * kNB, n1 = g1 * kNB < N ? g1 * kNB : N;
       if (bf16) mm_range<true>(out, x, w, N, K, M, n0, n1, acc);
       else mm_range<false>(out, x, w, N, K, M, n0, n1, acc);
-    }, M > kMB ? 2 : 4);
+    };
+    // Decode rows: each thread keeps to its own weight rows from step to step (common.h),
+    // measured +7% on tinystories-656k decode (21.4-22.0k vs 20.0-20.7k tok/s, 3 A/B pairs).
+    if (M <= kMB) parallel_for_affine(groups, ntDot, body);
+    else parallel_for(groups, ntDot, body, M > kMB ? 2 : 4);
     return;
   }
   if (bf16 && g_features.amx) {

@@ -93,10 +93,12 @@ struct Pool {
 
 Pool* g_pool = new Pool();  // never destroyed: workers are detached and live until exit
 thread_local bool t_inPool = false;
+thread_local int t_slot = 0;  // 0: a calling thread; i: worker i
 
 }  // namespace
 
 int pool_threads() { return g_pool->threads; }
+int pool_slot() { return t_slot; }
 
 void pool_set_threads(int n) {
   if (n < 1) n = 1;
@@ -111,6 +113,7 @@ void pool_set_threads(int n) {
     int slot = static_cast<int>(p.workers.size()) + 1;
     p.workers.emplace_back([slot] {
       t_inPool = true;
+      t_slot = slot;
 #if defined(__x86_64__) || defined(__i386__)
       _mm_setcsr(_mm_getcsr() | 0x8040u);  // FTZ | DAZ: workers run kernels only (see NoDenormals)
 #endif
