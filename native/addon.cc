@@ -499,7 +499,7 @@ napi_value SetThreads(napi_env env, napi_callback_info info) {
   return c.undefined();
 }
 
-// info() -> { avx512, avx512bf16, amx, batchInvariant, threads }
+// info() -> { avx512, avx512bf16, cpuAvx512bf16, amx, batchInvariant, threads }
 napi_value Info(napi_env env, napi_callback_info) {
   napi_value o, v;
   napi_create_object(env, &o);
@@ -507,6 +507,8 @@ napi_value Info(napi_env env, napi_callback_info) {
   napi_set_named_property(env, o, "avx512", v);
   napi_get_boolean(env, la::g_features.avx512bf16, &v);
   napi_set_named_property(env, o, "avx512bf16", v);
+  napi_get_boolean(env, la::g_features.cpuAvx512bf16, &v);
+  napi_set_named_property(env, o, "cpuAvx512bf16", v);
   napi_get_boolean(env, la::g_features.amx, &v);
   napi_set_named_property(env, o, "amx", v);
   napi_get_boolean(env, la::g_features.batchInvariant, &v);
@@ -516,8 +518,8 @@ napi_value Info(napi_env env, napi_callback_info) {
   return o;
 }
 
-// setFeature(name, enabled) -> boolean now in effect. 'amx': turn the AMX path off (or back on,
-// when the CPU has it), for tests and benchmarks of the fallback;
+// setFeature(name, enabled) -> boolean now in effect. 'amx' / 'avx512bf16': turn the AMX or the
+// AVX512_BF16 GEMM off (or back on, when the CPU has it), for tests and benchmarks of the fallbacks;
 // 'batchInvariant': matmul results of a row independent of the rest of its batch.
 napi_value SetFeature(napi_env env, napi_callback_info info) {
   Call c(env, info, "setFeature");
@@ -538,6 +540,7 @@ napi_value SetFeature(napi_env env, napi_callback_info info) {
   if (std::string(name) == "amx") now = la::g_features.amx = on && la::amx_available();
   else if (std::string(name) == "batchInvariant") now = la::g_features.batchInvariant = on;
   else if (std::string(name) == "bf16Split") now = la::g_features.bf16Split = on;
+  else if (std::string(name) == "avx512bf16") now = la::g_features.avx512bf16 = on && la::g_features.cpuAvx512bf16;
   else {
     napi_throw_type_error(env, nullptr, "native setFeature: unknown feature (amx, batchInvariant)");
     return nullptr;

@@ -177,6 +177,23 @@ __attribute__((target("avx512f,avx512bw"))) void pack_b(uint16_t* bp, const uint
   }
 }
 
+// The blocking both engines share: per (NC columns x KC depth) block of this thread's column
+// range [nA, nB), pack B into the thread's buffer and call body(bp, n0, ncols, k0, kbs, load)
+// (ncols a multiple of 32; load: accumulate onto out, after the first depth block or when acc).
+template <class F>
+void for_each_packed_block(const uint16_t* w, bool wTrans, long N, long Kd, long Kp, long nA, long nB, bool acc, F&& body) {
+  if (t_bpack.size() < static_cast<size_t>(NC * KC)) t_bpack.resize(NC * KC);
+  uint16_t* bp = t_bpack.data();
+  for (long n0 = nA; n0 < nB; n0 += NC) {
+    const long ncols = round_up((nB - n0) < NC ? (nB - n0) : NC, 32);
+    for (long k0 = 0; k0 < Kp; k0 += KC) {
+      const long kc = (Kp - k0) < KC ? (Kp - k0) : KC;
+      pack_b(bp, w, wTrans, N, Kd, n0, ncols, k0, kc);
+      body(static_cast<const uint16_t*>(bp), n0, ncols, k0, kc / 32, acc || k0 > 0);
+    }
+  }
+}
+
 // Copy rows [m0, m0 + 32) x cols [n0, n0 + 32) of out (M, N), clipped, into a 32x32 bounce block as
 // 2x2 tiles (zeros outside, or everywhere when !load), and back (store).
 __attribute__((target("avx512f,avx512bw"))) void bounce(float* blk, float* out, long M, long N, long m0, long n0, bool load, bool store) {
@@ -207,20 +224,11 @@ __attribute__((target("amx-tile,amx-bf16,avx512f,avx512bw"))) void amx_thread(co
   }
   _tile_loadconfig(&cfg);
 
-  if (t_bpack.size() < static_cast<size_t>(NC * KC)) t_bpack.resize(NC * KC);
-  uint16_t* bp = t_bpack.data();
   alignas(64) float blk[4 * 256];  // bounce block for 2x2 tiles that straddle the edge of out
   const long nKb = Kp / 32, ts = SPLIT ? 1024 : 512;
   const long ldo = N * 4;  // bytes between rows of out
 
-  for (long n0 = nA; n0 < nB; n0 += NC) {
-    const long ncols = round_up((nB - n0) < NC ? (nB - n0) : NC, 32);
-    for (long k0 = 0; k0 < Kp; k0 += KC) {
-      const long kc = (Kp - k0) < KC ? (Kp - k0) : KC;
-      const long kbs = kc / 32;
-      // Accumulate into what out holds: always after the first depth block, and in the first when acc.
-      const bool load = acc || k0 > 0;
-      pack_b(bp, w, wTrans, N, Kd, n0, ncols, k0, kc);
+  for_each_packed_block(w, wTrans, N, Kd, Kp, nA, nB, acc, [&](const uint16_t* bp, long n0, long ncols, long k0, long kbs, bool load) {
       for (long mt = 0; mt < Mp / 16; mt += 2) {
         const uint16_t* a0 = A + (mt * nKb + k0 / 32) * ts;
         const uint16_t* a1 = a0 + nKb * ts;
@@ -291,9 +299,56 @@ __attribute__((target("amx-tile,amx-bf16,avx512f,avx512bw"))) void amx_thread(co
           if (!inside) bounce(blk, out, M, N, m, n, false, true);
         }
       }
-    }
-  }
+  });
   _tile_release();
+}
+
+// The same GEMM on AVX512_BF16 (vdpbf16ps) for CPUs without AMX (Zen 4, Cooper Lake): the same
+// bf16 A tiles and packed B, each packed B row a 512-bit vector of 16 columns x one depth pair.
+// Register block: 8 rows x 32 columns (16 fp32 accumulators), A pairs broadcast per row;
+// accumulates in place in out like the tile engine. vdpbf16ps adds the pair's two exact products
+// in turn (fp32 rounding each), so results match the tile engine to fp32 accumulation order.
+template <bool SPLIT>
+__attribute__((target("avx512f,avx512bw,avx512bf16"))) void dpbf16_thread(const uint16_t* A, float* out, const uint16_t* w, bool wTrans, long M,
+                                                                         long N, long Kd, long Kp, long Mp, long nA, long nB, bool acc) {
+  const long nKb = Kp / 32, ts = SPLIT ? 1024 : 512;
+  for_each_packed_block(w, wTrans, N, Kd, Kp, nA, nB, acc, [&](const uint16_t* bp, long n0, long ncols, long k0, long kbs, bool load) {
+      for (long m = 0; m < M; m += 8) {
+        const long rows = M - m < 8 ? M - m : 8;
+        const long mt = m / 16, r0 = m % 16;  // 8-row half of 16-row A tile mt
+        for (long j = 0; j < ncols / 16; j += 2) {
+          const long n = n0 + j * 16;
+          __mmask16 mk[2];
+          for (int c = 0; c < 2; c++) {
+            const long left = N - (n + 16 * c);
+            mk[c] = left <= 0 ? (__mmask16)0 : tail_mask(left > 16 ? 16 : static_cast<int>(left));
+          }
+          __m512 a[8][2];
+          for (int r = 0; r < 8; r++)
+            for (int c = 0; c < 2; c++)
+              a[r][c] = (load && r < rows) ? _mm512_maskz_loadu_ps(mk[c], out + (m + r) * N + n + 16 * c) : _mm512_setzero_ps();
+          const uint32_t* b0 = reinterpret_cast<const uint32_t*>(bp + (j * kbs) * 512);
+          const uint32_t* b1 = reinterpret_cast<const uint32_t*>(bp + ((j + 1) * kbs) * 512);
+          for (long kb = 0; kb < kbs; kb++) {
+            for (int part = 0; part < (SPLIT ? 2 : 1); part++) {
+              // row r of the A tile: 16 depth pairs as 32-bit words
+              const uint32_t* at = reinterpret_cast<const uint32_t*>(A + (mt * nKb + k0 / 32 + kb) * ts + part * 512) + r0 * 16;
+              for (int p = 0; p < 16; p++) {
+                const __m512bh w0 = (__m512bh)_mm512_loadu_si512(b0 + kb * 256 + p * 16);
+                const __m512bh w1 = (__m512bh)_mm512_loadu_si512(b1 + kb * 256 + p * 16);
+                for (int r = 0; r < 8; r++) {
+                  const __m512bh av = (__m512bh)_mm512_set1_epi32(static_cast<int>(at[r * 16 + p]));
+                  a[r][0] = _mm512_dpbf16_ps(a[r][0], av, w0);
+                  a[r][1] = _mm512_dpbf16_ps(a[r][1], av, w1);
+                }
+              }
+            }
+          }
+          for (int r = 0; r < rows; r++)
+            for (int c = 0; c < 2; c++) _mm512_mask_storeu_ps(out + (m + r) * N + n + 16 * c, mk[c], a[r][c]);
+        }
+      }
+  });
 }
 
 bool g_amxReady = false;
@@ -310,7 +365,9 @@ bool amx_init() {
 
 bool amx_available() { return g_amxReady; }
 
-void amx_matmul_bf16(float* out, const float* x, const uint16_t* w, bool wTrans, long M, long N, long Kd, bool acc) {
+bool bf16_gemm_ready() { return (g_amxReady && g_features.amx) || g_features.avx512bf16; }
+
+void bf16_gemm(float* out, const float* x, const uint16_t* w, bool wTrans, long M, long N, long Kd, bool acc) {
   const long Kp = round_up(Kd, 32), Mp = round_up(M, 32);
   const bool split = g_features.bf16Split;
   if (t_a.size() < static_cast<size_t>((split ? 2 : 1) * Mp * Kp)) t_a.resize((split ? 2 : 1) * Mp * Kp);
@@ -322,10 +379,16 @@ void amx_matmul_bf16(float* out, const float* x, const uint16_t* w, bool wTrans,
   });
   // Columns in blocks of 32 per thread.
   const long blocks = (N + 31) / 32;
+  const bool tiles = g_amxReady && g_features.amx;
   parallel_for(blocks, nt, [&](long b0, long b1) {
     long nA = b0 * 32, nB = b1 * 32 < N ? b1 * 32 : N;
-    if (split) amx_thread<true>(A, out, w, wTrans, M, N, Kd, Kp, Mp, nA, nB, acc);
-    else amx_thread<false>(A, out, w, wTrans, M, N, Kd, Kp, Mp, nA, nB, acc);
+    if (tiles) {
+      if (split) amx_thread<true>(A, out, w, wTrans, M, N, Kd, Kp, Mp, nA, nB, acc);
+      else amx_thread<false>(A, out, w, wTrans, M, N, Kd, Kp, Mp, nA, nB, acc);
+    } else {
+      if (split) dpbf16_thread<true>(A, out, w, wTrans, M, N, Kd, Kp, Mp, nA, nB, acc);
+      else dpbf16_thread<false>(A, out, w, wTrans, M, N, Kd, Kp, Mp, nA, nB, acc);
+    }
   });
 }
 
@@ -333,7 +396,8 @@ void amx_matmul_bf16(float* out, const float* x, const uint16_t* w, bool wTrans,
 
 bool amx_init() { return false; }
 bool amx_available() { return false; }
-void amx_matmul_bf16(float*, const float*, const uint16_t*, bool, long, long, long, bool) {}
+bool bf16_gemm_ready() { return false; }
+void bf16_gemm(float*, const float*, const uint16_t*, bool, long, long, long, bool) {}
 
 #endif
 

@@ -43,7 +43,8 @@ namespace la {
 // ------------------------------------------------------------------ CPU features (set at load)
 struct Features {
   bool avx512 = false;      // compiled with and running on AVX-512F
-  bool avx512bf16 = false;  // AVX512_BF16 (vdpbf16ps) usable
+  bool avx512bf16 = false;  // AVX512_BF16 (vdpbf16ps) in use for bf16 GEMMs without AMX (opt-in)
+  bool cpuAvx512bf16 = false;  // ... and what the CPU supports (avx512bf16 can be switched off)
   bool amx = false;         // AMX-BF16 tiles usable (CPU flag + kernel permission granted)
   // Not a CPU feature: matmul uses the dot-product kernel for every M (no sgemm, no AMX), so each
   // row's result is independent of the batch around it (slower for many rows).
@@ -348,10 +349,12 @@ void matmul_back(float* out, const float* dy, const void* w, bool bf16, long N, 
 void gemm(bool tA, bool tB, int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb,
           float beta, float* C, int ldc);
 // amx.cc: C (M, N) (+)= X (M, Kd) · op(W) with bf16 W; wTrans=false: W is (N, Kd) (matmul),
-// wTrans=true: W is (Kd, N) (matmulBack). Returns false when AMX is unusable.
+// wTrans=true: W is (Kd, N) (matmulBack). Runs on AMX tiles when the amx feature is on, else on
+// AVX512_BF16; call only when bf16_gemm_ready().
 bool amx_available();
 bool amx_init();
-void amx_matmul_bf16(float* out, const float* x, const uint16_t* w, bool wTrans, long M, long N, long Kd, bool accumulate);
+bool bf16_gemm_ready();
+void bf16_gemm(float* out, const float* x, const uint16_t* w, bool wTrans, long M, long N, long Kd, bool accumulate);
 
 // rows.cc
 void rmsnorm(float* out, const float* x, const float* w, long rows, long dim, float eps, float* rstd);

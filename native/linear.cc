@@ -285,7 +285,7 @@ static void sgemm_by_rows(bool bT, long M, long N, long K, const float* A, const
 void matmul(float* out, const float* x, const void* w, bool bf16, long N, long K, long M, bool acc) {
   if (M <= 0 || N <= 0) return;
   const int nt = threads_for(static_cast<double>(M) * N * K, 1 << 17);
-  if (M <= ((bf16 && g_features.amx) ? kDotMaxMAmx : kDotMaxM) || K == 0 || g_features.batchInvariant) {
+  if (M <= ((bf16 && bf16_gemm_ready()) ? kDotMaxMAmx : kDotMaxM) || K == 0 || g_features.batchInvariant) {
     if (bf16) x = bf16_activations(x, M * K);
     // Decode rows: two threads from 16K multiply-adds (~1.5 us of work against ~0.6 us to hand
     // a job to a spinning worker). On tinystories-656k (its matmuls 8K-260K MACs) this took
@@ -306,8 +306,8 @@ void matmul(float* out, const float* x, const void* w, bool bf16, long N, long K
     else parallel_for(groups, ntDot, body, M > kMB ? 2 : 4);
     return;
   }
-  if (bf16 && g_features.amx) {
-    amx_matmul_bf16(out, x, static_cast<const uint16_t*>(w), false, M, N, K, acc);
+  if (bf16 && bf16_gemm_ready()) {
+    bf16_gemm(out, x, static_cast<const uint16_t*>(w), false, M, N, K, acc);
     return;
   }
   if (!bf16 && M > N) {
@@ -353,8 +353,8 @@ void matmul_back(float* out, const float* dy, const void* w, bool bf16, long N, 
     });
     return;
   }
-  if (bf16 && g_features.amx) {
-    amx_matmul_bf16(out, dy, static_cast<const uint16_t*>(w), true, M, K, N, acc);
+  if (bf16 && bf16_gemm_ready()) {
+    bf16_gemm(out, dy, static_cast<const uint16_t*>(w), true, M, K, N, acc);
     return;
   }
   if (!bf16 && M > K) {

@@ -29,7 +29,11 @@ void detect_features() {
   g_features.avx512 = __builtin_cpu_supports("avx512f");
 #endif
 #if defined(__x86_64__) && defined(__GNUC__) && (__GNUC__ >= 11)
-  g_features.avx512bf16 = g_features.avx512 && __builtin_cpu_supports("avx512bf16");
+  g_features.cpuAvx512bf16 = g_features.avx512 && __builtin_cpu_supports("avx512bf16");
+  // The AVX512_BF16 GEMM engine is opt-in: on the Intel dev VM it is slower than widening (see
+  // NativeFeature in src/backend/native.ts); meant for CPUs without AMX, e.g. Zen 4, unmeasured.
+  const char* dp = std::getenv("LLAMA_ADAPTER_AVX512BF16");
+  g_features.avx512bf16 = g_features.cpuAvx512bf16 && dp && *dp && *dp != '0';
 #endif
   const char* noAmx = std::getenv("LLAMA_ADAPTER_NO_AMX");
   g_features.amx = g_features.avx512 && !(noAmx && *noAmx && *noAmx != '0') && amx_init();

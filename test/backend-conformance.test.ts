@@ -143,50 +143,67 @@ describe('native backend matches the TypeScript oracle', { skip: skipNative }, (
         }
   });
 
-  it('bf16 matmul without AMX (portable path) matches too', () => {
-    const had = nativeInfo()?.amx ?? false;
-    setNativeFeature('amx', false);
+  // The bf16 GEMM engines: AMX tiles, AVX512_BF16 (vdpbf16ps), and widening to fp32 panels. A CPU
+  // has some of them; this runs each one it has, switching the others off.
+  const engines = (): { name: string; amx: boolean; avx512bf16: boolean }[] => {
+    const info = nativeInfo();
+    const out = [{ name: 'widen', amx: false, avx512bf16: false }];
+    if (info?.cpuAvx512bf16) out.push({ name: 'avx512bf16', amx: false, avx512bf16: true });
+    if (info?.amx) out.push({ name: 'amx', amx: true, avx512bf16: false });
+    return out;
+  };
+  const withEngine = (e: { amx: boolean; avx512bf16: boolean }, fn: () => void): void => {
+    const had = nativeInfo();
+    setNativeFeature('amx', e.amx);
+    setNativeFeature('avx512bf16', e.avx512bf16);
     try {
-      for (const [M, N, K] of [[9, 70, 100], [20, 30, 1100], [64, 300, 256], [33, 40, 1000]] as [number, number, number][]) {
-        const w = weight(rng, N, K, 'bf16');
-        const x = randn(rng, M * K), dy = randn(rng, M * N);
-        const want = new Float32Array(M * N), got = new Float32Array(M * N);
-        ts.matmul(want, x, w, M);
-        native.matmul(got, x, w, M);
-        close(got, want, RTOL_BF16, `matmul bf16 no-AMX ${M}x${N}x${K}`);
-        const wantB = new Float32Array(M * K), gotB = new Float32Array(M * K);
-        ts.matmulBack(wantB, dy, w, M);
-        native.matmulBack(gotB, dy, w, M);
-        close(gotB, wantB, RTOL_BF16, `matmulBack bf16 no-AMX ${M}x${N}x${K}`);
-      }
+      fn();
     } finally {
-      setNativeFeature('amx', had);
+      setNativeFeature('amx', had?.amx ?? false);
+      setNativeFeature('avx512bf16', had?.avx512bf16 ?? false);
     }
+  };
+
+  it('bf16 matmul on every GEMM engine the CPU has (AMX, AVX512_BF16, widening) matches, accumulate on/off', () => {
+    // M not a multiple of 8 or 16, N not a multiple of 32, depth beyond one packed block (2048)
+    const shapes: [number, number, number][] = [[9, 70, 100], [20, 30, 1100], [64, 300, 256], [33, 40, 1000], [21, 45, 2090]];
+    for (const e of engines())
+      withEngine(e, () => {
+        for (const [M, N, K] of shapes)
+          for (const acc of [false, true]) {
+            const tag = `${e.name} ${M}x${N}x${K} acc=${acc}`;
+            const w = weight(rng, N, K, 'bf16');
+            const x = randn(rng, M * K), dy = randn(rng, M * N);
+            const want = randn(rng, M * N), got = want.slice();
+            ts.matmul(want, x, w, M, acc);
+            native.matmul(got, x, w, M, acc);
+            close(got, want, RTOL_BF16, `matmul bf16 ${tag}`);
+            const wantB = randn(rng, M * K), gotB = wantB.slice();
+            ts.matmulBack(wantB, dy, w, M, acc);
+            native.matmulBack(gotB, dy, w, M, acc);
+            close(gotB, wantB, RTOL_BF16, `matmulBack bf16 ${tag}`);
+          }
+      });
   });
 
-  it('bf16Split keeps activations fp32: matches the exact product with the widened weight (all kernel paths)', () => {
+  it('bf16Split keeps activations fp32: matches the exact product with the widened weight (every engine)', () => {
     setNativeFeature('bf16Split', true);
     try {
-      for (const amx of [true, false]) {
-        const had = nativeInfo()?.amx ?? false;
-        if (!amx) setNativeFeature('amx', false);
-        try {
+      for (const e of engines())
+        withEngine(e, () => {
           for (const [M, N, K] of [[1, 37, 70], [9, 70, 100], [20, 30, 1100], [64, 300, 256]] as [number, number, number][]) {
             const w = weight(rng, N, K, 'bf16'), wf: Matrix = { dtype: 'f32', rows: N, cols: K, data: matrixToF32(w) };
             const x = randn(rng, M * K), dy = randn(rng, M * N);
             const want = new Float32Array(M * N), got = new Float32Array(M * N);
             ts.matmul(want, x, wf, M);
             native.matmul(got, x, w, M);
-            close(got, want, RTOL_BF16, `bf16Split matmul amx=${amx} ${M}x${N}x${K}`);
+            close(got, want, RTOL_BF16, `bf16Split matmul ${e.name} ${M}x${N}x${K}`);
             const wantB = new Float32Array(M * K), gotB = new Float32Array(M * K);
             ts.matmulBack(wantB, dy, wf, M);
             native.matmulBack(gotB, dy, w, M);
-            close(gotB, wantB, RTOL_BF16, `bf16Split matmulBack amx=${amx} ${M}x${N}x${K}`);
+            close(gotB, wantB, RTOL_BF16, `bf16Split matmulBack ${e.name} ${M}x${N}x${K}`);
           }
-        } finally {
-          setNativeFeature('amx', had);
-        }
-      }
+        });
     } finally {
       setNativeFeature('bf16Split', false);
     }

@@ -47,7 +47,8 @@ interface Addon {
 /** CPU features the addon found at load (and uses), its matmul mode and current thread count. */
 export interface NativeInfo {
   avx512: boolean;
-  avx512bf16: boolean; // reported only: no kernel needs it (bf16 weights are widened exactly, or AMX)
+  avx512bf16: boolean; // the AVX512_BF16 GEMM engine is on (opt-in: see NativeFeature)
+  cpuAvx512bf16: boolean; // the CPU has AVX512_BF16
   amx: boolean;
   batchInvariant: boolean;
   threads: number;
@@ -55,10 +56,14 @@ export interface NativeInfo {
 
 /**
  * Switchable kernel paths: 'amx' (bf16-weight GEMMs on AMX tiles, on by default where the CPU has
- * it); 'batchInvariant' (off by default): every matmul uses the dot-product kernel so a row's
+ * it); 'avx512bf16' (the same GEMMs on vdpbf16ps where AMX is off or missing; off by default,
+ * LLAMA_ADAPTER_AVX512BF16=1 turns it on: on the Intel dev VM it ran 234 GFLOP/s against 328 for
+ * widening bf16 weights to fp32 panels for sgemm, the default without AMX; written for Zen 4,
+ * not measured there);
+ * 'bf16Split' (AMX / AVX512_BF16 keep ~16 bits of each activation, twice the work); 'batchInvariant' (off by default): every matmul uses the dot-product kernel so a row's
  * result does not depend on the other rows of its batch (prefill/training get slower).
  */
-export type NativeFeature = 'amx' | 'batchInvariant' | 'bf16Split';
+export type NativeFeature = 'amx' | 'avx512bf16' | 'batchInvariant' | 'bf16Split';
 
 const ADDON_FILE = 'llama_adapter_native.node';
 
