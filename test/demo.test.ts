@@ -160,4 +160,7 @@ test('runDemo: user errors are LlamaAdapterErrors with clear messages', async ()
     fs.rmSync(outDir, { recursive: true, force: true });
   }
   await assert.rejects(runDemo({ quick: true, stories: 3 }), (e: unknown) => e instanceof LlamaAdapterError && /stories/.test(e.message));
+  // procfs refuses mkdir with ENOENT under an existing parent: Node's recursive mkdir looped forever there
+  await assert.rejects(runDemo({ quick: true, outDir: '/proc/llama-adapter-demo/x' }), (e: unknown) =>
+    e instanceof LlamaAdapterError && /\/proc\/llama-adapter-demo\/x: cannot create the output directory \(ENOENT\)/.test(e.message));
 });

@@ -22,6 +22,7 @@ import { augmentSwaps, extractInstruction, SWAP_NAMES, SWAP_OBJECTS, instruction
 import { aggregate, generateVariants, scoreOne, type ScoredGeneration, type Scores } from './score.js';
 import { sampleStories, trimStory, type SampledStory } from './stories.js';
 import { runJob, type TrainJobOptions, type TrainJobResult } from './worker.js';
+import { mkdirs } from '../util/fs.js';
 
 /** Everything the demo does, with the defaults of the full run. */
 export interface DemoConfig {
@@ -170,8 +171,8 @@ export async function runDemo(o: DemoOptions = {}): Promise<DemoReport> {
   if (!o.model && !fs.existsSync(modelPath)) throw new LlamaAdapterError(`${modelPath}: model not found (pass --model PATH)`);
   const outDir = path.resolve(o.outDir ?? 'demo-out');
   try {
-    fs.mkdirSync(path.join(outDir, 'adapters'), { recursive: true });
-    fs.mkdirSync(path.join(outDir, 'data'), { recursive: true });
+    mkdirs(path.join(outDir, 'adapters'));
+    mkdirs(path.join(outDir, 'data'));
   } catch (e) {
     throw new LlamaAdapterError(`${outDir}: cannot create the output directory (${(e as NodeJS.ErrnoException).code ?? String(e)})`);
   }

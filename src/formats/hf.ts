@@ -11,6 +11,7 @@ import { bf16ToF32, toBf16, type LayerWeights, type Matrix, type ModelWeights } 
 import { MatrixBuilder, resolveDtype, type LoadOptions, type LoadedModel } from './build.js';
 import { ioError } from './fileio.js';
 import { f32ToF16Bits, readSafetensors, writeSafetensors, type SafetensorsFile, type WritableTensor } from './safetensors.js';
+import { mkdirs } from '../util/fs.js';
 
 export const HF_CONFIG = 'config.json';
 export const HF_GENERATION_CONFIG = 'generation_config.json';
@@ -490,7 +491,7 @@ export function saveHfCheckpoint(
   const shards = options.shards ?? 1;
   check(Number.isInteger(shards) && shards >= 1, `shards must be a positive integer, got ${shards}`);
   try {
-    fs.mkdirSync(dir, { recursive: true });
+    mkdirs(dir);
   } catch (e) {
     throw ioError(dir, e);
   }
