@@ -66,6 +66,17 @@ for (const backend of backendsUnderTest()) {
       }
     });
 
+    it('per-row seeds: a prompt samples the same ids in any batch row; bad seeds are refused', async () => {
+      const opts = { temperature: 1, topK: 40, maxTokens: 30 };
+      const [alone] = await tiny.generateBatch(['The dog'], { ...opts, seeds: [42] });
+      const batch = await tiny.generateBatch(['Once upon a time', 'The dog'], { ...opts, seeds: [5, 42] });
+      assert.deepEqual(batch[1].ids, alone.ids);
+      const [other] = await tiny.generateBatch(['The dog'], { ...opts, seeds: [43] });
+      assert.notDeepEqual(other.ids, alone.ids);
+      await assert.rejects(tiny.generateBatch(['a', 'b'], { ...opts, seeds: [1] }), /1 seeds for 2 prompts/);
+      await assert.rejects(tiny.generateBatch(['a'], { ...opts, seeds: [1.5] }), /seed 1.5 is not an integer/);
+    });
+
     it('same seed gives the same text; another seed another text', async () => {
       const o = { temperature: 1, topK: 40, maxTokens: 40 };
       const [a] = await tiny.generateBatch(['Once upon a time'], { ...o, seed: 1 });

@@ -19,6 +19,8 @@ export interface GenerateOptions extends SamplingOptions {
   stopTokens?: readonly number[]; // ids that end generation (default: the tokenizer's EOS)
   adapter?: Adapter | null; // adapter for every row
   bos?: boolean; // prepend BOS to a string prompt (default true)
+  seeds?: readonly number[]; // per-row sampling seeds (default: seed + row index), so a request's text
+  // does not depend on the batch row it was given (batched serving)
 }
 
 export interface GenerationPiece {
@@ -127,7 +129,11 @@ export async function* generateRows(
   const K = Math.max(1, ...perRow.map((a) => (a ? a.config.promptLength : 1)));
 
   const stopTokens = new Set(o.stopTokens ?? [c.eosId]);
-  const rows = promptIds.map((p, b) => new Row(p, new Sampler(c.vocabSize, { ...o, seed: (o.seed ?? 0) + b }),
+  if (o.seeds) {
+    check(o.seeds.length === B, `generate: ${o.seeds.length} seeds for ${B} prompts`);
+    for (const s of o.seeds) check(Number.isInteger(s), `generate: seed ${s} is not an integer`);
+  }
+  const rows = promptIds.map((p, b) => new Row(p, new Sampler(c.vocabSize, { ...o, seed: o.seeds ? o.seeds[b] : (o.seed ?? 0) + b }),
     model.tokenizer.decoder({ atStart: p.length === 1 && p[0] === c.bosId || p.length === 0 }), o.stop ?? [], stopTokens));
   if (maxNew <= 0) return rows.map((r) => r.result());
 
