@@ -32,8 +32,16 @@ function timeReps(fn: () => void, maxReps: number, budgetS: number): { seconds: 
 }
 
 /** timeReps for an async fn. */
-/** Median of runs of fn: up to maxReps runs within budgetS seconds, and more until minS seconds (at most 200 runs). */
-async function timeRepsAsync(fn: () => Promise<void>, maxReps: number, budgetS: number, minS = 0): Promise<{ seconds: number; reps: number }> {
+/**
+ * Median of runs of fn, after warm-up runs (at least warmRuns, and until warmS seconds have
+ * passed): up to maxReps runs within budgetS seconds, and more until minS seconds (at most 200).
+ */
+async function timeRepsAsync(
+  fn: () => Promise<void>, maxReps: number, budgetS: number, o: { warmRuns: number; warmS?: number; minS?: number },
+): Promise<{ seconds: number; reps: number }> {
+  const w0 = now();
+  for (let i = 0; i < o.warmRuns || now() - w0 < (o.warmS ?? 0); i++) await fn();
+  const minS = o.minS ?? 0;
   const times: number[] = [];
   const start = now();
   for (;;) {
@@ -178,8 +186,7 @@ export async function measurePrefill(model: LlamaModel, T: number, maxReps: numb
     const [r] = await model.generateBatch([ids], { temperature: 0, maxTokens: 1, stopTokens: [] });
     check(r.ids.length === 1, 'bench: prefill produced no token');
   };
-  await run(); // warm-up
-  const t = await timeRepsAsync(run, maxReps, 20);
+  const t = await timeRepsAsync(run, maxReps, 20, { warmRuns: 1 });
   return { seconds: t.seconds, T, reps: t.reps };
 }
 
@@ -201,11 +208,9 @@ export async function measureDecode(model: LlamaModel, n: number, maxReps: numbe
     const [r] = await model.generateBatch([[c.bosId]], { temperature: 0, maxTokens: k, stopTokens: [] });
     check(r.ids.length === k, `bench: decoding produced ${r.ids.length} of ${k} tokens`);
   };
-  // Warm-up: full runs for at least 0.3 s, so the JIT has compiled the decode loop (a single
-  // short run left tinystories-656k timings swinging between 8k and 21k tok/s).
-  const w0 = now();
-  for (let i = 0; i < 2 || now() - w0 < 0.3; i++) await gen(n);
-  // Timed: at least maxReps runs and 0.5 s (fast models get many runs), median.
-  const t = await timeRepsAsync(() => gen(n), maxReps, 20, 0.5);
+  // Warm-up: full runs, at least 2 and 0.3 s, so the JIT has compiled the decode loop (a single
+  // short run left tinystories-656k timings swinging between 8k and 21k tok/s); timed: at least
+  // maxReps runs and 0.5 s (fast models get many runs).
+  const t = await timeRepsAsync(() => gen(n), maxReps, 20, { warmRuns: 2, warmS: 0.3, minS: 0.5 });
   return { seconds: t.seconds, n, reps: t.reps };
 }

@@ -8,7 +8,6 @@
 
 #include "common.h"
 
-#include <memory>
 #include <vector>
 
 namespace la {
@@ -259,8 +258,13 @@ void prompt_attention_back(float* dq, float* dpk, float* dpv, float* dgate, cons
   const long rep = H / Hkv, qStride = H * hs, kvStride = Hkv * hs;
   const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(hs)));
   const long rows = B * H * T;  // query rows (b, h, t), probs order
-  std::unique_ptr<float[]> ds(new float[static_cast<size_t>(rows * K)]);  // (B, H, T, K)
-  std::unique_ptr<double[]> dg(new double[static_cast<size_t>(rows)]);    // (B, H, T)
+  // Grow-only scratch of the calling thread (no allocation per call).
+  thread_local std::vector<float> t_ds;   // (B, H, T, K)
+  thread_local std::vector<double> t_dg;  // (B, H, T)
+  if (t_ds.size() < static_cast<size_t>(rows * K)) t_ds.resize(static_cast<size_t>(rows * K));
+  if (t_dg.size() < static_cast<size_t>(rows)) t_dg.resize(static_cast<size_t>(rows));
+  float* ds = t_ds.data();
+  double* dg = t_dg.data();
   const int nt = threads_for(static_cast<double>(rows) * K * hs * 6, 1 << 15);
 
   // Pass 1: per query row: d_j = dout · pv_j, dgate part, ds row, dq row.
@@ -271,7 +275,7 @@ void prompt_attention_back(float* dq, float* dpk, float* dpv, float* dgate, cons
       const float g = gate[h];
       const float* go = dout + (b * T + t) * qStride + h * hs;
       const float* pr = probs + item * K;
-      float* dsr = ds.get() + item * K;
+      float* dsr = ds + item * K;
       double dgs = 0, dotv = 0;
       for (long j = 0; j < K; j++) {
         const float d = dot(go, pv + j * kvStride + kvh * hs, static_cast<int>(hs));
