@@ -169,6 +169,17 @@ export function measureTrain(model: LlamaModel, o: TrainBenchOptions): TrainResu
   return { stepSeconds: median(times), steps: times.length, lossRows, loss, adapterParams: adapter.parameterCount };
 }
 
+/** Median seconds of greedy generateBatch([prompt]) runs producing exactly maxTokens tokens (timing rules: timeRepsAsync). */
+function timeGreedy(
+  model: LlamaModel, prompt: readonly number[], maxTokens: number, maxReps: number, warm: { warmRuns: number; warmS?: number; minS?: number },
+): Promise<{ seconds: number; reps: number }> {
+  const run = async (): Promise<void> => {
+    const [r] = await model.generateBatch([prompt], { temperature: 0, maxTokens, stopTokens: [] });
+    check(r.ids.length === maxTokens, `bench: generation produced ${r.ids.length} of ${maxTokens} tokens`);
+  };
+  return timeRepsAsync(run, maxReps, 20, warm);
+}
+
 export interface PrefillResult {
   seconds: number; // median seconds of one prefill
   T: number;
@@ -182,11 +193,7 @@ export async function measurePrefill(model: LlamaModel, T: number, maxReps: numb
   check(T >= 1, 'bench: the model context is too short for a prefill');
   const ids = trainBatch(c.vocabSize, 1, T, 1).tokens[0];
   ids[0] = c.bosId;
-  const run = async (): Promise<void> => {
-    const [r] = await model.generateBatch([ids], { temperature: 0, maxTokens: 1, stopTokens: [] });
-    check(r.ids.length === 1, 'bench: prefill produced no token');
-  };
-  const t = await timeRepsAsync(run, maxReps, 20, { warmRuns: 1 });
+  const t = await timeGreedy(model, ids, 1, maxReps, { warmRuns: 1 });
   return { seconds: t.seconds, T, reps: t.reps };
 }
 
@@ -204,13 +211,9 @@ export interface DecodeResult {
 export async function measureDecode(model: LlamaModel, n: number, maxReps: number): Promise<DecodeResult> {
   const c = model.config;
   n = Math.min(n, c.maxSeqLen - 1);
-  const gen = async (k: number): Promise<void> => {
-    const [r] = await model.generateBatch([[c.bosId]], { temperature: 0, maxTokens: k, stopTokens: [] });
-    check(r.ids.length === k, `bench: decoding produced ${r.ids.length} of ${k} tokens`);
-  };
   // Warm-up: full runs, at least 2 and 0.3 s, so the JIT has compiled the decode loop (a single
   // short run left tinystories-656k timings swinging between 8k and 21k tok/s); timed: at least
   // maxReps runs and 0.5 s (fast models get many runs).
-  const t = await timeRepsAsync(() => gen(n), maxReps, 20, { warmRuns: 2, warmS: 0.3, minS: 0.5 });
+  const t = await timeGreedy(model, [c.bosId], n, maxReps, { warmRuns: 2, warmS: 0.3, minS: 0.5 });
   return { seconds: t.seconds, n, reps: t.reps };
 }

@@ -162,7 +162,6 @@ napi_value Matmul(napi_env env, napi_callback_info info) {
   float* x = c.f32(1, "x", 1.0 * M * K);
   const void* w = c.weights(2, "w", 1.0 * N * K, &bf16);
   if (!c.ok()) return nullptr;
-  la::NoDenormals nd;
   la::matmul(out, x, w, bf16, N, K, M, acc);
   return c.undefined();
 }
@@ -177,7 +176,6 @@ napi_value MatmulBack(napi_env env, napi_callback_info info) {
   float* dy = c.f32(1, "dy", 1.0 * M * N);
   const void* w = c.weights(2, "w", 1.0 * N * K, &bf16);
   if (!c.ok()) return nullptr;
-  la::NoDenormals nd;
   la::matmul_back(out, dy, w, bf16, N, K, M, acc);
   return c.undefined();
 }
@@ -202,7 +200,6 @@ napi_value Gemm(napi_env env, napi_callback_info info) {
   float* B = c.f32(8, "B", need(bRows, bCols, ldb));
   float* C = c.f32(11, "C", need(M, N, ldc));
   if (!c.ok()) return nullptr;
-  la::NoDenormals nd;
   la::gemm(tA, tB, static_cast<int>(M), static_cast<int>(N), static_cast<int>(K), static_cast<float>(alpha), A, static_cast<int>(lda), B,
            static_cast<int>(ldb), static_cast<float>(beta), C, static_cast<int>(ldc));
   return c.undefined();
@@ -220,7 +217,6 @@ napi_value Rmsnorm(napi_env env, napi_callback_info info) {
   float* w = c.f32(2, "w", dim);
   float* rstd = c.present(6) ? c.f32(6, "rstd", rows) : nullptr;
   if (!c.ok()) return nullptr;
-  la::NoDenormals nd;
   la::rmsnorm(out, x, w, rows, dim, static_cast<float>(eps), rstd);
   return c.undefined();
 }
@@ -236,7 +232,6 @@ napi_value RmsnormBack(napi_env env, napi_callback_info info) {
   float* w = c.f32(3, "w", dim);
   float* rstd = c.f32(4, "rstd", rows);
   if (!c.ok()) return nullptr;
-  la::NoDenormals nd;
   la::rmsnorm_back(dx, dy, x, w, rstd, rows, dim, acc);
   return c.undefined();
 }
@@ -262,7 +257,6 @@ napi_value Rope(napi_env env, napi_callback_info info) {
       if (!c.ok()) return nullptr;
     }
   }
-  la::NoDenormals nd;
   la::rope(x, B, T, H, hs, pos, cs, sn, inv);
   return c.undefined();
 }
@@ -275,7 +269,6 @@ napi_value SiluGate(napi_env env, napi_callback_info info) {
   float* a = c.f32(1, "a", n);
   float* b = c.f32(2, "b", n);
   if (!c.ok()) return nullptr;
-  la::NoDenormals nd;
   la::silu_gate(out, a, b, n);
   return c.undefined();
 }
@@ -290,7 +283,6 @@ napi_value SiluGateBack(napi_env env, napi_callback_info info) {
   float* a = c.f32(3, "a", n);
   float* b = c.f32(4, "b", n);
   if (!c.ok()) return nullptr;
-  la::NoDenormals nd;
   la::silu_gate_back(da, db, dy, a, b, n);
   return c.undefined();
 }
@@ -302,7 +294,6 @@ napi_value Add(napi_env env, napi_callback_info info) {
   float* x = c.f32(0, "x", n);
   float* y = c.f32(1, "y", n);
   if (!c.ok()) return nullptr;
-  la::NoDenormals nd;
   la::add(x, y, n);
   return c.undefined();
 }
@@ -385,7 +376,6 @@ napi_value Attention(napi_env env, napi_callback_info info) {
       c.fail("pos[" + std::to_string(b) + "] = " + std::to_string(pos[b]) + " with T = " + std::to_string(s.T) + " does not fit S = " + std::to_string(s.S), true);
       return nullptr;
     }
-  la::NoDenormals nd;
   la::attention(out, q, kc, vc, pos, s, probs);
   return c.undefined();
 }
@@ -404,7 +394,6 @@ napi_value AttentionBack(napi_env env, napi_callback_info info) {
   float* k = c.f32(5, "k", kvn);
   float* v = c.f32(6, "v", kvn);
   if (!c.ok()) return nullptr;
-  la::NoDenormals nd;
   la::attention_back(dq, dk, dv, dout, q, k, v, s);
   return c.undefined();
 }
@@ -422,7 +411,6 @@ napi_value PromptAttention(napi_env env, napi_callback_info info) {
   float* gate = c.f32(4, "gate", s.H);
   float* probs = c.present(11) ? c.f32(11, "probs", 1.0 * s.B * s.H * s.T * s.K) : nullptr;
   if (!c.ok()) return nullptr;
-  la::NoDenormals nd;
   la::prompt_attention(out, q, pk, pv, gate, s, probs);
   return c.undefined();
 }
@@ -444,7 +432,6 @@ napi_value PromptAttentionBack(napi_env env, napi_callback_info info) {
   float* gate = c.f32(8, "gate", s.H);
   float* probs = c.f32(9, "probs", 1.0 * s.B * s.H * s.T * s.K);
   if (!c.ok()) return nullptr;
-  la::NoDenormals nd;
   la::prompt_attention_back(dq, dpk, dpv, dgate, dout, q, pk, pv, gate, probs, s);
   return c.undefined();
 }
@@ -465,7 +452,6 @@ napi_value CrossEntropy(napi_env env, napi_callback_info info) {
       c.fail("target " + std::to_string(targets[r]) + " is outside the vocabulary (" + std::to_string(V) + ")", true);
       return nullptr;
     }
-  la::NoDenormals nd;
   double total = la::cross_entropy(logits, targets, rows, V, dl, static_cast<float>(scale));
   napi_value r;
   napi_create_double(env, total, &r);
@@ -483,7 +469,6 @@ napi_value Adamw(napi_env env, napi_callback_info info) {
   float* m = c.f32(2, "m", n);
   float* v = c.f32(3, "v", n);
   if (!c.ok()) return nullptr;
-  la::NoDenormals nd;
   la::adamw(p, g, m, v, n, lr, b1, b2, eps, wd, step);
   return c.undefined();
 }
@@ -550,6 +535,14 @@ napi_value SetFeature(napi_env env, napi_callback_info info) {
   return r;
 }
 
+// Every kernel entry point runs under la::NoDenormals (FTZ/DAZ) for the whole call and restores
+// the JS thread's MXCSR on return; the argument checks inside do no float arithmetic.
+template <napi_value (*F)(napi_env, napi_callback_info)>
+napi_value kernel(napi_env env, napi_callback_info info) {
+  la::NoDenormals nd;
+  return F(env, info);
+}
+
 bool g_initialised = false;
 
 }  // namespace
@@ -561,24 +554,24 @@ NAPI_MODULE_INIT() {
     la::detect_features();
   }
   napi_property_descriptor props[] = {
-      {"matmul", nullptr, Matmul, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
-      {"matmulBack", nullptr, MatmulBack, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
-      {"gemm", nullptr, Gemm, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
-      {"rmsnorm", nullptr, Rmsnorm, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
-      {"rmsnormBack", nullptr, RmsnormBack, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
-      {"rope", nullptr, Rope, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
-      {"siluGate", nullptr, SiluGate, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
-      {"siluGateBack", nullptr, SiluGateBack, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
-      {"add", nullptr, Add, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
-      {"toBf16", nullptr, ToBf16, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
-      {"fromBf16", nullptr, FromBf16, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
-      {"embed", nullptr, Embed, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
-      {"attention", nullptr, Attention, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
-      {"attentionBack", nullptr, AttentionBack, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
-      {"promptAttention", nullptr, PromptAttention, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
-      {"promptAttentionBack", nullptr, PromptAttentionBack, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
-      {"crossEntropy", nullptr, CrossEntropy, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
-      {"adamw", nullptr, Adamw, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"matmul", nullptr, kernel<Matmul>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"matmulBack", nullptr, kernel<MatmulBack>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"gemm", nullptr, kernel<Gemm>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"rmsnorm", nullptr, kernel<Rmsnorm>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"rmsnormBack", nullptr, kernel<RmsnormBack>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"rope", nullptr, kernel<Rope>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"siluGate", nullptr, kernel<SiluGate>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"siluGateBack", nullptr, kernel<SiluGateBack>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"add", nullptr, kernel<Add>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"toBf16", nullptr, kernel<ToBf16>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"fromBf16", nullptr, kernel<FromBf16>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"embed", nullptr, kernel<Embed>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"attention", nullptr, kernel<Attention>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"attentionBack", nullptr, kernel<AttentionBack>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"promptAttention", nullptr, kernel<PromptAttention>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"promptAttentionBack", nullptr, kernel<PromptAttentionBack>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"crossEntropy", nullptr, kernel<CrossEntropy>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"adamw", nullptr, kernel<Adamw>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"setThreads", nullptr, SetThreads, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"setFeature", nullptr, SetFeature, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"info", nullptr, Info, nullptr, nullptr, nullptr, napi_enumerable, nullptr},

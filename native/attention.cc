@@ -84,6 +84,22 @@ void attend_values(float* o, float* p, float inv, const float* v, long stride, l
 constexpr long kQB = 64;        // query rows per block on the GEMM path
 constexpr long kGemmMinT = 16;  // query rows per call from which the forward uses the GEMM path
 
+// P (nq, nkeys), rows ld apart = causal softmax(Q K^T * scale) for nq query rows (q rows qStride
+// apart, k rows kvStride apart); row i sees keys 0 .. n0 + i and is zero beyond. One sgemm, so the
+// forward and attention_back's recomputation produce the same bits for the same block.
+void causal_softmax_block(float* P, long ld, const float* q, long qStride, const float* k, long kvStride, long nq, long nkeys, long hs,
+                          float scale, long n0) {
+  cblas_sgemm(kCblasRowMajor, kCblasNoTrans, kCblasTrans, static_cast<int>(nq), static_cast<int>(nkeys), static_cast<int>(hs), scale, q,
+              static_cast<int>(qStride), k, static_cast<int>(kvStride), 0.0f, P, static_cast<int>(ld));
+  for (long i = 0; i < nq; i++) {
+    float* row = P + i * ld;
+    const long n = n0 + i + 1;
+    const float mx = vmax(row, static_cast<int>(n));
+    la::scale(row, 1.0f / exp_sub_sum(row, mx, static_cast<int>(n)), n);
+    zero(row + n, ld - n);
+  }
+}
+
 }  // namespace
 
 // out (B, T, H*hs), q (B, T, H*hs), kc/vc (B, S, Hkv*hs), pos (B), probs (B, H, T, S) or null.
@@ -108,16 +124,8 @@ void attention(float* out, const float* q, const float* kc, const float* vc, con
       float* sc = probs ? probs + ((b * H + h) * T + t0) * S : row_scratch(static_cast<size_t>(nq * nmax));
       const float* kb = kc + b * S * kvStride + kvh * hs;
       const float* vb = vc + b * S * kvStride + kvh * hs;
-      cblas_sgemm(kCblasRowMajor, kCblasNoTrans, kCblasTrans, static_cast<int>(nq), static_cast<int>(nmax), static_cast<int>(hs), scale,
-                  q + (b * T + t0) * qStride + h * hs, static_cast<int>(qStride), kb, static_cast<int>(kvStride), 0.0f, sc,
-                  static_cast<int>(ld));
-      for (long i = 0; i < nq; i++) {
-        float* row = sc + i * ld;
-        const long n = static_cast<long>(pos[b]) + t0 + i + 1;
-        const float mx = vmax(row, static_cast<int>(n));
-        la::scale(row, 1.0f / exp_sub_sum(row, mx, static_cast<int>(n)), n);
-        zero(row + n, ld - n);  // beyond the causal limit (to S: probs carries zeros there)
-      }
+      // beyond the causal limit the rows are zero (to S: probs carries zeros there)
+      causal_softmax_block(sc, ld, q + (b * T + t0) * qStride + h * hs, qStride, kb, kvStride, nq, nmax, hs, scale, pos[b] + t0);
       cblas_sgemm(kCblasRowMajor, kCblasNoTrans, kCblasNoTrans, static_cast<int>(nq), static_cast<int>(hs), static_cast<int>(nmax), 1.0f, sc,
                   static_cast<int>(ld), vb, static_cast<int>(kvStride), 0.0f, out + (b * T + t0) * qStride + h * hs,
                   static_cast<int>(qStride));
@@ -181,14 +189,7 @@ void attention_back(float* dq, float* dk, float* dv, const float* dout, const fl
       const long t0 = qb * kQB, t1 = t0 + kQB < T ? t0 + kQB : T, nq = t1 - t0;
       const int inq = static_cast<int>(nq), it1 = static_cast<int>(t1);
       const float beta = qb == nQb - 1 ? 0.0f : 1.0f;
-      cblas_sgemm(kCblasRowMajor, kCblasNoTrans, kCblasTrans, inq, it1, ihs, scale, Q + t0 * qStride, iq, Kg, ikv, 0.0f, pb, it1);
-      for (long i = 0; i < nq; i++) {
-        float* row = pb + i * t1;
-        const long n = t0 + i + 1;
-        const float mx = vmax(row, static_cast<int>(n));
-        la::scale(row, 1.0f / exp_sub_sum(row, mx, static_cast<int>(n)), n);
-        zero(row + n, t1 - n);
-      }
+      causal_softmax_block(pb, t1, Q + t0 * qStride, qStride, Kg, kvStride, nq, t1, hs, scale, t0);
       cblas_sgemm(kCblasRowMajor, kCblasNoTrans, kCblasTrans, inq, it1, ihs, 1.0f, dO + t0 * qStride, iq, Vg, ikv, 0.0f, dp, it1);
       for (long i = 0; i < nq; i++) {
         const long t = t0 + i;

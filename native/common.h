@@ -80,8 +80,8 @@ inline void parallel(int nthreads, F&& f) {
 
 /**
  * Flush-to-zero and denormals-are-zero (MXCSR bits 15 and 6) while a kernel runs on the calling
- * thread, restored afterwards (that thread runs JavaScript, which needs IEEE denormals); pool
- * workers set them once. Softmax over a trained model's peaked scores gives probabilities far
+ * thread, restored afterwards (that thread runs JavaScript, which needs IEEE denormals): addon.cc
+ * wraps every kernel entry point in one; pool workers set the bits once. Softmax over a trained model's peaked scores gives probabilities far
  * below FLT_MIN, and every product with a denormal took a microcode assist: stories260K's
  * attention calls ran 0.6 to 3.0 ms on identical shapes, by layer. Results change only where a
  * value is below 1.2e-38.

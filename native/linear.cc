@@ -4,9 +4,10 @@
 //    CPUs): a hand-written AVX-512 dot-product kernel, memory-bound on the weights at decode;
 //    bf16 weights are widened to fp32 exactly, activations rounded to bf16 (see
 //    bf16_activations), accumulation is fp32.
-//  * many rows, f32 weights: OpenBLAS sgemm, split over the pool by output columns.
-//  * many rows, bf16 weights: AMX tiles when the CPU has them (amx.cc), else weight panels are
-//    widened to fp32 in a per-thread buffer and fed to sgemm.
+//  * many rows, f32 weights: OpenBLAS sgemm, split over the pool by rows when the activations
+//    outnumber the weight rows, else by output columns (each call re-packs the unsplit operand).
+//  * many rows, bf16 weights: AMX tiles when the CPU has them (amx.cc; or its opt-in AVX512_BF16
+//    engine), else weight panels are widened to fp32 in a per-thread buffer and fed to sgemm.
 //  * matmulBack with few rows: a column-blocked AVX-512 kernel; otherwise the same as above.
 
 #include "common.h"

@@ -46,8 +46,8 @@ namespace {
 // How long an idle worker spins for the next job before it sleeps. A decode step issues dozens of
 // kernels, some too small for two threads, so the gap between two parallel jobs can be ~100 us;
 // a worker that sleeps costs the caller a futex wake (several us in a VM) on every such job.
-// 1 ms (OpenMP's GOMP_SPINCOUNT default is of the same order) keeps workers awake through a
-// decode loop and still lets them sleep within a millisecond of the last kernel.
+// 50 us covers the gaps of a decode loop once its small matmuls also run on two threads (see
+// linear.cc), and hands the core back quickly when the JavaScript side is busy.
 constexpr int kSpinUs = 50;
 
 struct Pool {
