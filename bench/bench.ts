@@ -1,7 +1,6 @@
-// `npm run bench -- --config NAME|PATH [...]`: the same command as `llama-adapter bench`, run
-// standalone (flags are defined once, in src/cli/bench.ts).
+// `npm run bench -- --config NAME|PATH [...]`: the benchmark command (flags in cli.ts).
 
-import { benchCommand } from '../src/cli/bench.js';
+import { benchCommand } from './cli.js';
 import { reportError } from '../src/cli/common.js';
 
 const cmd = benchCommand().name('bench').showHelpAfterError();

@@ -4,14 +4,14 @@
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { getBackend, type BackendName } from '../src/backend/index.js';
-import { LlamaAdapterError } from '../src/errors.js';
+import { LlamaAdapterError } from '../src/core/errors.js';
 import { loadCheckpoint, type Checkpoint } from '../src/formats/checkpoint.js';
 import { syntheticCheckpoint, type SyntheticShape } from '../src/formats/synthetic.js';
 import { LlamaModel } from '../src/model/model.js';
 import { IdTokenizer } from './id-tokenizer.js';
 import type { KernelProfile } from './profile.js';
+import { packageRoot } from '../src/core/package-root.js';
 
 /** Same shapes as bench_torch.py: name -> dim, hidden, layers, heads, kv heads, vocab. */
 export const SHAPES: Readonly<Record<string, SyntheticShape>> = {
@@ -23,9 +23,11 @@ export const SHAPES: Readonly<Record<string, SyntheticShape>> = {
   '7b': { dim: 4096, hiddenDim: 11008, nLayers: 32, nHeads: 32, nKvHeads: 32, vocabSize: 32000 },
 };
 
-/** The repository root (this file compiles to dist/bench/configs.js). */
+/** The repository root. */
 export function repoRoot(): string {
-  return path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+  const root = packageRoot();
+  if (!root) throw new Error('bench: cannot find the llama-adapter repository root');
+  return root;
 }
 
 /** ../shared relative to the repository root. */

@@ -18,7 +18,7 @@
 //   per adapted layer above the lowest one (gradients must reach lower adapted layers):
 //   attention back 8 · q · T(T+1)/2 per row, Wq, Wk, Wv back 2 (dim·q + 2·dim·kv) per token.
 
-import type { LlamaConfig } from '../src/config.js';
+import type { LlamaConfig } from '../src/core/config.js';
 
 function parts(c: LlamaConfig): { q: number; kv: number; lin: number; head: number } {
   const q = c.nHeads * c.headDim, kv = c.nKvHeads * c.headDim;

@@ -2,13 +2,13 @@
 // backward, AdamW), a prefill, and KV-cached greedy decoding. Each returns seconds and counts;
 // run.ts turns them into JSON lines.
 
-import { createAdapter } from '../src/adapter/adapter.js';
+import { createAdapter } from '../src/methods/v1/adapter.js';
 import type { Backend } from '../src/backend/backend.js';
-import { check } from '../src/errors.js';
+import { check } from '../src/core/errors.js';
 import type { LlamaModel } from '../src/model/model.js';
 import { AdamW } from '../src/train/optimizer.js';
-import { Rng } from '../src/util/rng.js';
-import { toBf16, type Matrix } from '../src/weights.js';
+import { Rng } from '../src/core/rng.js';
+import { toBf16, type Matrix } from '../src/core/weights.js';
 
 const now = (): number => performance.now() / 1000;
 

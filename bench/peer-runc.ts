@@ -6,8 +6,8 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import type { LlamaConfig } from '../src/config.js';
-import { matrixToF32, type ModelWeights } from '../src/weights.js';
+import type { LlamaConfig } from '../src/core/config.js';
+import { matrixToF32, type ModelWeights } from '../src/core/weights.js';
 import { repoRoot } from './configs.js';
 
 export const RUNC_CFLAGS = ['-Ofast', '-march=native', '-fopenmp'];

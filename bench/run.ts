@@ -7,7 +7,7 @@
 import * as path from 'node:path';
 import type { BackendName } from '../src/backend/index.js';
 import type { LlamaModel } from '../src/model/model.js';
-import { check } from '../src/errors.js';
+import { check } from '../src/core/errors.js';
 import { buildModel, resolveConfig, sharedDir, type ResolvedConfig } from './configs.js';
 import { decodeFlops, prefillFlops, trainFlops } from './flops.js';
 import { cpuSnapshot, otherLoadPercent, waitForIdle } from './machine.js';

@@ -1,20 +1,19 @@
 // Public library API of llama-adapter.
 
-export { loadModel, type LoadModelOptions } from './load.js';
+export { loadModel, type LoadModelOptions } from './model/load.js';
 export { LlamaModel, type ForwardOptions, type LossAndGrads, type ModelInfo } from './model/model.js';
-export type { LlamaConfig } from './config.js';
-export { parameterCount } from './config.js';
+export type { LlamaConfig } from './core/config.js';
+export { parameterCount } from './core/config.js';
 export { loadTokenizer } from './tokenizer/load.js';
 export type { Tokenizer, EncodeOptions, StreamDecoder } from './tokenizer/tokenizer.js';
 export { loadCheckpoint, type Checkpoint } from './formats/checkpoint.js';
-export { Adapter, createAdapter, isAdapterParam, type AdapterConfig, type CreateAdapterOptions } from './adapter/adapter.js';
-export { saveAdapter, loadAdapter, readAdapterInfo } from './adapter/file.js';
-export { GATE_RULES, type GateMode } from './adapter/gate.js';
+export { Adapter, createAdapter, isAdapterParam, type AdapterConfig, type CreateAdapterOptions } from './methods/v1/adapter.js';
+export { saveAdapter, loadAdapter, readAdapterInfo } from './methods/v1/file.js';
+export { GATE_RULES, type GateMode } from './methods/v1/gate.js';
 export type { GenerateOptions, GenerationPiece, GenerationResult } from './generate/generate.js';
 export { getBackend, type BackendName } from './backend/index.js';
 export type { Backend } from './backend/backend.js';
-export { LlamaAdapterError } from './errors.js';
+export { LlamaAdapterError } from './core/errors.js';
 export { finetune, evaluate, type FinetuneOptions, type FinetuneProgress, type FinetuneResult } from './train/finetune.js';
 export { readInstructionData, tokenizeExample } from './train/data.js';
 export { PROMPT_STYLES, type InstructionRecord, type PromptStyleName } from './train/prompt-styles.js';
-export { runDemo, scoresTable, type DemoOptions, type DemoReport } from './demo/demo.js';

@@ -8,7 +8,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { createAdapter, loadAdapter, loadModel, saveAdapter, type Adapter, type GateMode, type LlamaModel } from '../src/index.js';
-import { readSafetensors, writeSafetensors } from '../src/formats/safetensors.js';
+import { readSafetensors, writeSafetensors } from '../src/core/safetensors.js';
 import { backendsUnderTest } from './backends.js';
 import { maxAbsDiff, stories260K, tinystories656k } from './helpers.js';
 

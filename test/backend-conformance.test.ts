@@ -11,8 +11,8 @@ import assert from 'node:assert/strict';
 import type { AttnShape, Backend, PromptShape } from '../src/backend/backend.js';
 import { TsBackend } from '../src/backend/ts/index.js';
 import { loadNativeBackend, nativeInfo, setNativeFeature } from '../src/backend/native.js';
-import { matrixToF32, roundBf16, toBf16, type Matrix } from '../src/weights.js';
-import { Rng } from '../src/util/rng.js';
+import { matrixToF32, roundBf16, toBf16, type Matrix } from '../src/core/weights.js';
+import { Rng } from '../src/core/rng.js';
 
 const ts = new TsBackend();
 const nat = loadNativeBackend(2);

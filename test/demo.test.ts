@@ -7,13 +7,13 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { runDemo, type DemoReport } from '../src/demo/demo.js';
+import { runDemo, type DemoReport } from '../apps/demo/demo.js';
 import {
   augmentSwaps, extractInstruction, instructionFor, mentionsName, mentionsObject, satisfies, splitHeldout, type StoryInstruction,
-} from '../src/demo/instructions.js';
-import { aggregate, scoreOne } from '../src/demo/score.js';
-import { sentenceEnds, trimStory } from '../src/demo/stories.js';
-import { LlamaAdapterError } from '../src/errors.js';
+} from '../apps/demo/instructions.js';
+import { aggregate, scoreOne } from '../apps/demo/score.js';
+import { sentenceEnds, trimStory } from '../apps/demo/stories.js';
+import { LlamaAdapterError } from '../src/core/errors.js';
 import { tinystories656k } from './helpers.js';
 
 test('name and object matching: whole words; names case-sensitive, objects any case and plural', () => {

@@ -6,7 +6,7 @@ import { describe, it, before } from 'node:test';
 import assert from 'node:assert/strict';
 import * as path from 'node:path';
 import { loadModel, createAdapter, type LlamaModel, type Adapter } from '../src/index.js';
-import { readSafetensors } from '../src/formats/safetensors.js';
+import { readSafetensors } from '../src/core/safetensors.js';
 import { backendsUnderTest } from './backends.js';
 import { fixtures, maxAbs, maxAbsDiff, stories260K, tinystories656k } from './helpers.js';
 

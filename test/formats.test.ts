@@ -6,13 +6,13 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import type { LlamaConfig } from '../src/config.js';
-import { LlamaAdapterError } from '../src/errors.js';
-import { bf16ToF32, matrixToF32, toBf16, type Matrix, type ModelWeights } from '../src/weights.js';
+import type { LlamaConfig } from '../src/core/config.js';
+import { LlamaAdapterError } from '../src/core/errors.js';
+import { bf16ToF32, matrixToF32, toBf16, type Matrix, type ModelWeights } from '../src/core/weights.js';
 import { detectFormat, fingerprint, loadCheckpoint } from '../src/formats/checkpoint.js';
 import { hfTensors, loadHfCheckpoint, permuteToHfRows, saveHfCheckpoint, unpermuteHfRows, hfConfigJson } from '../src/formats/hf.js';
 import { loadLlama2c } from '../src/formats/llama2c.js';
-import { f16BitsToF32, f32ToF16Bits, readSafetensors, writeSafetensors, type WritableTensor } from '../src/formats/safetensors.js';
+import { f16BitsToF32, f32ToF16Bits, readSafetensors, writeSafetensors, type WritableTensor } from '../src/core/safetensors.js';
 import { syntheticCheckpoint } from '../src/formats/synthetic.js';
 import { maxAbsDiff, stories260K, stories260Kq80, tinystories656k } from './helpers.js';
 

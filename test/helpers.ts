@@ -1,10 +1,10 @@
 // Shared test helpers: where ../shared is, and small comparison utilities.
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { packageRoot } from '../src/core/package-root.js';
 
-const here = path.dirname(fileURLToPath(import.meta.url));
 /** Repository root (tests run from dist/test, sources live in test/). */
-export const repoRoot = path.resolve(here, here.includes(`${path.sep}dist${path.sep}`) ? '../..' : '..');
+export const repoRoot = packageRoot() ?? path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const shared = process.env.LLAMA_ADAPTER_SHARED ?? path.resolve(repoRoot, '../shared');
 export const assets = path.join(shared, 'assets');
 export const fixtures = path.join(shared, 'fixtures');

@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { LlamaAdapterError } from '../src/errors.js';
+import { LlamaAdapterError } from '../src/core/errors.js';
 import { byteLevelAlphabet } from '../src/tokenizer/byte-level.js';
 import { loadTokenizer } from '../src/tokenizer/load.js';
 import { PieceType, SentencePieceBpe } from '../src/tokenizer/sentencepiece-bpe.js';

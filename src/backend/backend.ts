@@ -8,7 +8,7 @@
 // explicitly; every buffer is row-major and contiguous. Outputs are overwritten unless the
 // argument says `accumulate`.
 
-import type { Matrix } from '../weights.js';
+import type { Matrix } from '../core/weights.js';
 
 /** Shape of a multi-head attention call. */
 export interface AttnShape {

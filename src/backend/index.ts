@@ -4,7 +4,7 @@
 
 import type { Backend } from './backend.js';
 import { TsBackend } from './ts/index.js';
-import { LlamaAdapterError } from '../errors.js';
+import { LlamaAdapterError } from '../core/errors.js';
 import { loadNativeBackend } from './native.js';
 
 export type BackendName = 'ts' | 'native' | 'auto';

@@ -12,12 +12,12 @@
 // batch-invariant matmul (see NativeFeature).
 
 import { createRequire } from 'node:module';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { AdamwStep, AttnShape, Backend, PromptShape } from './backend.js';
-import type { Matrix } from '../weights.js';
+import type { Matrix } from '../core/weights.js';
+import { packageRoot } from '../core/package-root.js';
 
 /** The addon's exports (native/addon.cc); shapes are passed as plain numbers. */
 interface Addon {
@@ -66,24 +66,6 @@ export interface NativeInfo {
 export type NativeFeature = 'amx' | 'avx512bf16' | 'batchInvariant' | 'bf16Split';
 
 const ADDON_FILE = 'llama_adapter_native.node';
-
-/** The repository (package) root: walk up from this file to the package.json named llama-adapter. */
-function packageRoot(): string | null {
-  let dir = path.dirname(fileURLToPath(import.meta.url));
-  for (;;) {
-    const pj = path.join(dir, 'package.json');
-    if (existsSync(pj)) {
-      try {
-        if ((JSON.parse(readFileSync(pj, 'utf8')) as { name?: string }).name === 'llama-adapter') return dir;
-      } catch {
-        /* unreadable package.json: keep walking */
-      }
-    }
-    const up = path.dirname(dir);
-    if (up === dir) return null;
-    dir = up;
-  }
-}
 
 let addonCache: { addon: Addon | null; error: string } | null = null;
 

@@ -1,8 +1,8 @@
 // Shared CLI plumbing: model-loading flags, number parsing with clear errors, error reporting.
 
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { LlamaAdapterError } from '../errors.js';
-import { loadModel } from '../load.js';
+import { LlamaAdapterError } from '../core/errors.js';
+import { loadModel } from '../model/load.js';
 import type { LlamaModel } from '../model/model.js';
 import type { BackendName } from '../backend/index.js';
 

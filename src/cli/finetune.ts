@@ -4,7 +4,7 @@
 
 import { Command, Option } from 'commander';
 import cliProgress from 'cli-progress';
-import { GATE_RULES, type GateMode } from '../adapter/gate.js';
+import { GATE_RULES, type GateMode } from '../methods/v1/gate.js';
 import { finetune } from '../train/finetune.js';
 import { PROMPT_STYLES, type PromptStyleName } from '../train/prompt-styles.js';
 import { int, modelOptions, num, openModel, type ModelFlags } from './common.js';

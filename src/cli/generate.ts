@@ -1,9 +1,9 @@
 // `llama-adapter generate`: stream text from a prompt, optionally through an adapter.
 
 import { Command, Option } from 'commander';
-import { loadAdapter } from '../adapter/file.js';
+import { loadAdapter } from '../methods/v1/file.js';
 import { PROMPT_STYLES, isPromptStyle } from '../train/prompt-styles.js';
-import { check } from '../errors.js';
+import { check } from '../core/errors.js';
 import { int, modelOptions, num, openModel, type ModelFlags } from './common.js';
 
 interface GenerateFlags extends ModelFlags {

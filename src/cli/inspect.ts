@@ -2,11 +2,11 @@
 
 import * as fs from 'node:fs';
 import { Command } from 'commander';
-import { readAdapterInfo, ADAPTER_FORMAT } from '../adapter/file.js';
-import { GATE_RULES, isGateMode } from '../adapter/gate.js';
-import { parameterCount } from '../config.js';
+import { readAdapterInfo, ADAPTER_FORMAT } from '../methods/v1/file.js';
+import { GATE_RULES, isGateMode } from '../methods/v1/gate.js';
+import { parameterCount } from '../core/config.js';
 import { loadCheckpoint } from '../formats/checkpoint.js';
-import { readSafetensors } from '../formats/safetensors.js';
+import { readSafetensors } from '../core/safetensors.js';
 import { loadTokenizer } from '../tokenizer/load.js';
 
 function isAdapterFile(p: string): boolean {

@@ -1,11 +1,10 @@
-// The `llama-adapter` command line: generate, finetune, inspect, bench.
+// The `llama-adapter` command line: generate, finetune, inspect. (The demo is an application of
+// its own, apps/demo; benchmarks are bench/.)
 
 import { Command } from 'commander';
 import { finetuneCommand } from './finetune.js';
 import { generateCommand } from './generate.js';
 import { inspectCommand } from './inspect.js';
-import { demoCommand } from './demo.js';
-import { benchCommand } from './bench.js';
 import { reportError } from './common.js';
 
 const program = new Command('llama-adapter')
@@ -15,8 +14,6 @@ const program = new Command('llama-adapter')
 program.addCommand(generateCommand());
 program.addCommand(finetuneCommand());
 program.addCommand(inspectCommand());
-program.addCommand(demoCommand());
-program.addCommand(benchCommand());
 
 const verbose = process.argv.includes('--verbose');
 program.parseAsync(process.argv).catch((e: unknown) => reportError(e, verbose));

@@ -1,8 +1,8 @@
 // Shared by the format loaders: turns each tensor, as it is read, into a canonical Matrix of the
 // requested dtype, and feeds the fingerprint its float32 values before any bf16 rounding.
-import { LlamaAdapterError } from '../errors.js';
-import type { LlamaConfig } from '../config.js';
-import { toBf16, type Matrix, type ModelWeights, type WeightDtype } from '../weights.js';
+import { LlamaAdapterError } from '../core/errors.js';
+import type { LlamaConfig } from '../core/config.js';
+import { toBf16, type Matrix, type ModelWeights, type WeightDtype } from '../core/weights.js';
 import { FingerprintCollector } from './fingerprint.js';
 
 export interface LoadOptions {

@@ -2,11 +2,11 @@
 // (Implementation of the format readers lives beside this file, one format per file.)
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { LlamaConfig } from '../config.js';
-import { LlamaAdapterError } from '../errors.js';
-import type { ModelWeights } from '../weights.js';
+import type { LlamaConfig } from '../core/config.js';
+import { LlamaAdapterError } from '../core/errors.js';
+import type { ModelWeights } from '../core/weights.js';
 import { resolveDtype, type LoadedModel } from './build.js';
-import { ioError } from './fileio.js';
+import { ioError } from '../core/fileio.js';
 import { loadHfCheckpoint } from './hf.js';
 import { LLAMA2C_MAGIC, loadLlama2c } from './llama2c.js';
 

@@ -10,7 +10,7 @@
 // Values are the weights as loaded in float32, before any bf16 conversion. A BF16 source hashes
 // its exact float32 widening, so a BF16 file hashes the same whether loaded as f32 or bf16.
 import { createHash } from 'node:crypto';
-import type { Matrix, ModelWeights } from '../weights.js';
+import type { Matrix, ModelWeights } from '../core/weights.js';
 
 export const FINGERPRINT_SAMPLES = 1 << 20;
 

@@ -5,13 +5,13 @@
 // (used for tests and for exporting).
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { Llama3RopeScaling, LlamaConfig } from '../config.js';
-import { LlamaAdapterError, check } from '../errors.js';
-import { bf16ToF32, toBf16, type LayerWeights, type Matrix, type ModelWeights } from '../weights.js';
+import type { Llama3RopeScaling, LlamaConfig } from '../core/config.js';
+import { LlamaAdapterError, check } from '../core/errors.js';
+import { bf16ToF32, toBf16, type LayerWeights, type Matrix, type ModelWeights } from '../core/weights.js';
 import { MatrixBuilder, resolveDtype, type LoadOptions, type LoadedModel } from './build.js';
-import { ioError } from './fileio.js';
-import { f32ToF16Bits, readSafetensors, writeSafetensors, type SafetensorsFile, type WritableTensor } from './safetensors.js';
-import { mkdirs } from '../util/fs.js';
+import { ioError } from '../core/fileio.js';
+import { f32ToF16Bits, readSafetensors, writeSafetensors, type SafetensorsFile, type WritableTensor } from '../core/safetensors.js';
+import { mkdirs } from '../core/fs.js';
 
 export const HF_CONFIG = 'config.json';
 export const HF_GENERATION_CONFIG = 'generation_config.json';

@@ -1,11 +1,11 @@
 // llama2.c checkpoints: the legacy fp32 `.bin` (7 x int32 header, weights, RoPE tables), the
 // version-1 fp32 export and the version-2 int8 export (magic "ak42", 256-byte header, Q8_0
 // groups), dequantised to f32 at load. The file size must be exactly what the header implies.
-import type { LlamaConfig } from '../config.js';
-import { LlamaAdapterError, check } from '../errors.js';
-import type { LayerWeights, Matrix, ModelWeights } from '../weights.js';
+import type { LlamaConfig } from '../core/config.js';
+import { LlamaAdapterError, check } from '../core/errors.js';
+import type { LayerWeights, Matrix, ModelWeights } from '../core/weights.js';
 import { MatrixBuilder, resolveDtype, type LoadOptions, type LoadedModel } from './build.js';
-import { ByteSource } from './fileio.js';
+import { ByteSource } from '../core/fileio.js';
 
 export const LLAMA2C_MAGIC = 0x616b3432; // "ak42" as a little-endian uint32
 

@@ -1,9 +1,9 @@
 // Synthetic checkpoints: deterministic random LLaMA weights (N(0, 0.02) matrices, unit norms) of
 // any shape, for benchmarks and for tests of shapes no real asset has. bf16 weights are generated
 // straight into bf16, chunk by chunk, so a 7B-shaped model never exists in f32.
-import type { LlamaConfig } from '../config.js';
-import { check } from '../errors.js';
-import type { LayerWeights, Matrix, ModelWeights, WeightDtype } from '../weights.js';
+import type { LlamaConfig } from '../core/config.js';
+import { check } from '../core/errors.js';
+import type { LayerWeights, Matrix, ModelWeights, WeightDtype } from '../core/weights.js';
 import type { Checkpoint } from './checkpoint.js';
 import { FingerprintCollector } from './fingerprint.js';
 

@@ -3,13 +3,13 @@
 // iterator of pieces of valid UTF-8 text; stop tokens, stop strings, max tokens. Buffers (cache,
 // activations, logits, sampler scratch) are allocated once per generation, not per token.
 
-import type { Adapter } from '../adapter/adapter.js';
-import { check } from '../errors.js';
+import type { Adapter } from '../methods/v1/adapter.js';
+import { check } from '../core/errors.js';
 import { Activations } from '../model/activations.js';
 import { forwardPass } from '../model/forward.js';
 import { KVCache } from '../model/kvcache.js';
 import type { LlamaModel } from '../model/model.js';
-import type { PromptSource } from '../model/prompt-source.js';
+import type { PromptSource } from '../model/method.js';
 import type { StreamDecoder } from '../tokenizer/tokenizer.js';
 import { Sampler, type SamplingOptions } from './sampler.js';
 

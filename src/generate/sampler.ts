@@ -1,7 +1,7 @@
 // Token sampling from one row of logits: repetition penalty, greedy (temperature 0), temperature,
 // top-k, top-p (nucleus). Scratch buffers are allocated once per sampler, not per token.
 
-import { Rng } from '../util/rng.js';
+import { Rng } from '../core/rng.js';
 
 export interface SamplingOptions {
   temperature?: number; // 0 = greedy (default 0.8)

@@ -7,7 +7,7 @@
 // `restore`s them into the shared set (half the memory, one conversion each way per layer).
 
 import type { Backend } from '../backend/backend.js';
-import type { LlamaConfig } from '../config.js';
+import type { LlamaConfig } from '../core/config.js';
 
 /** What backward reads of one layer (fp32 working set). */
 export interface LayerActs {

@@ -4,10 +4,10 @@
 // visited, and at that layer the base attention's own backward is skipped (only the prompt
 // branch needs it).
 
-import type { LlamaConfig } from '../config.js';
+import type { LlamaConfig } from '../core/config.js';
 import type { Activations } from './activations.js';
 import type { ForwardContext } from './forward.js';
-import type { PromptSource } from './prompt-source.js';
+import type { PromptSource } from './method.js';
 
 /** Gradients with respect to one adapted layer's hook outputs. */
 export interface PromptLayerGrads {

@@ -4,11 +4,11 @@
 // training (keeping the activations backward.ts needs).
 
 import type { Backend } from '../backend/backend.js';
-import type { LlamaConfig } from '../config.js';
-import type { ModelWeights } from '../weights.js';
+import type { LlamaConfig } from '../core/config.js';
+import type { ModelWeights } from '../core/weights.js';
 import type { Activations, LayerActs } from './activations.js';
 import type { KVView } from './kvcache.js';
-import type { PromptSource } from './prompt-source.js';
+import type { PromptSource } from './method.js';
 import type { RopeTables } from './rope.js';
 
 export interface ForwardContext {

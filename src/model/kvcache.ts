@@ -1,7 +1,7 @@
 // Key/value cache for incremental decoding: one (B, S, nKvHeads*hs) buffer pair per layer,
 // allocated once per generation; row b's keys for absolute position p live at [b, p].
 
-import type { LlamaConfig } from '../config.js';
+import type { LlamaConfig } from '../core/config.js';
 
 /** What the forward pass needs of a cache: per-layer (rows, S, kvDim) buffers and the stride S. */
 export interface KVView {

@@ -3,16 +3,16 @@
 // Any number of adapters can run over one LlamaModel; each call or batch row names its own.
 
 import type { Backend } from '../backend/backend.js';
-import type { LlamaConfig } from '../config.js';
-import { check, LlamaAdapterError } from '../errors.js';
+import type { LlamaConfig } from '../core/config.js';
+import { check, LlamaAdapterError } from '../core/errors.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
-import type { ModelWeights } from '../weights.js';
+import type { ModelWeights } from '../core/weights.js';
 import { Activations } from './activations.js';
 import { BackwardBuffers, backwardPass } from './backward.js';
 import { forwardPass, type ForwardContext } from './forward.js';
-import type { PromptSource } from './prompt-source.js';
+import type { PromptSource } from './method.js';
 import { ropeTables, type RopeTables } from './rope.js';
-import type { Adapter } from '../adapter/adapter.js';
+import type { Adapter } from '../methods/v1/adapter.js';
 import { generate, generateBatch, type GenerateOptions, type GenerationPiece, type GenerationResult } from '../generate/generate.js';
 
 export interface ModelInfo {

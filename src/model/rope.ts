@@ -1,7 +1,7 @@
 // RoPE frequency tables (interleaved pairs), with optional Llama 3.1 frequency scaling.
 // Angles in float64 like the reference, then rounded to fp32.
 
-import type { LlamaConfig } from '../config.js';
+import type { LlamaConfig } from '../core/config.js';
 
 export interface RopeTables {
   cos: Float32Array; // (maxPos, headDim/2)

@@ -2,7 +2,7 @@
 // Prepend/Replace normalizer or Metaspace, byte_fallback, merges ranked by position) and
 // byte-level (GPT-2 / Llama 3: ByteLevel pre-tokenizer, regex split). Special added tokens are
 // never matched in plain text (so "<s>" is ordinary text); non-special added tokens are.
-import { LlamaAdapterError } from '../errors.js';
+import { LlamaAdapterError } from '../core/errors.js';
 import { byteLevelAlphabet } from './byte-level.js';
 import { bpeMerge } from './bpe-merge.js';
 import {

@@ -4,7 +4,7 @@
 // fallback to <0xXX> pieces); ids 0/1/2 are <unk>/BOS/EOS as llama2.c assumes. Unlike run.c,
 // merges never produce the control pieces (0..2) or <0xXX> byte pieces, so text such as "<s>"
 // stays ordinary text, exactly as in SentencePiece.
-import { LlamaAdapterError } from '../errors.js';
+import { LlamaAdapterError } from '../core/errors.js';
 import { bytePieceValue } from './piece-decoder.js';
 import { PieceType, SentencePieceBpe } from './sentencepiece-bpe.js';
 

@@ -14,7 +14,7 @@
 // the tokenizer.json part is a few hundred lines more, and the package gains no dependency.
 import * as fs from 'node:fs/promises';
 import * as nodePath from 'node:path';
-import { LlamaAdapterError } from '../errors.js';
+import { LlamaAdapterError } from '../core/errors.js';
 import { parseHfTokenizerJson, type HfSpecialNames } from './hf-json.js';
 import { parseLlama2cTokenizer } from './llama2c-bin.js';
 import { parseSentencePieceModel } from './sp-model.js';

@@ -2,7 +2,7 @@
 // tokens such as BOS/EOS/unk, which produce no text); bytes are joined and decoded as UTF-8, so
 // byte-fallback pieces combine with their neighbours. The dummy-prefix space of the first piece
 // is removed when the format asks for it (SentencePiece add_dummy_prefix, llama2.c after BOS).
-import { LlamaAdapterError } from '../errors.js';
+import { LlamaAdapterError } from '../core/errors.js';
 import type { StreamDecoder } from './tokenizer.js';
 import { Utf8Stream, utf8Decode } from './utf8-stream.js';
 

@@ -3,7 +3,7 @@
 // whose joined piece has the highest score, fall back to <0xXX> byte pieces (or unk) for what is
 // not in the vocabulary. Control/unknown/byte pieces are never produced by merging, so text like
 // "<s>" is encoded as ordinary characters.
-import { LlamaAdapterError } from '../errors.js';
+import { LlamaAdapterError } from '../core/errors.js';
 import { bpeMerge } from './bpe-merge.js';
 import { PieceDecoder, bytePieceValue } from './piece-decoder.js';
 import type { EncodeOptions, StreamDecoder, Tokenizer } from './tokenizer.js';

@@ -1,7 +1,7 @@
 // Reads a SentencePiece tokenizer.model (protobuf ModelProto) by hand: pieces with scores and
 // types, the TrainerSpec ids/model type/byte fallback, and the NormalizerSpec flags. Only BPE
 // models are supported (Llama 1/2 and their kin); unigram/word/char models are refused.
-import { LlamaAdapterError } from '../errors.js';
+import { LlamaAdapterError } from '../core/errors.js';
 import { PieceType, SentencePieceBpe } from './sentencepiece-bpe.js';
 
 const WIRE_VARINT = 0;

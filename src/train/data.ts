@@ -4,7 +4,7 @@
 // truncated to maxSeqLen; batches are padded to their own longest row (dynamic padding).
 
 import * as fs from 'node:fs';
-import { check, LlamaAdapterError } from '../errors.js';
+import { check, LlamaAdapterError } from '../core/errors.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
 import { PROMPT_STYLES, type InstructionRecord, type PromptStyleName } from './prompt-styles.js';
 

@@ -6,13 +6,13 @@
 // the resumed run's losses and final bytes equal the uninterrupted run's.
 
 import * as fs from 'node:fs';
-import { Adapter, createAdapter } from '../adapter/adapter.js';
-import { adapterMetadata, saveAdapter } from '../adapter/file.js';
-import type { GateMode } from '../adapter/gate.js';
-import { check, LlamaAdapterError } from '../errors.js';
-import { readSafetensors, writeSafetensors } from '../formats/safetensors.js';
+import { Adapter, createAdapter } from '../methods/v1/adapter.js';
+import { adapterMetadata, saveAdapter } from '../methods/v1/file.js';
+import type { GateMode } from '../methods/v1/gate.js';
+import { check, LlamaAdapterError } from '../core/errors.js';
+import { readSafetensors, writeSafetensors } from '../core/safetensors.js';
 import type { LlamaModel } from '../model/model.js';
-import { Rng } from '../util/rng.js';
+import { Rng } from '../core/rng.js';
 import { padBatch, readInstructionData, tokenizeExample, type Example } from './data.js';
 import { AdamW, gradNorm } from './optimizer.js';
 import { writeLossPlot } from './plot.js';

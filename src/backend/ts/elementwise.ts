@@ -1,6 +1,6 @@
 // Plain-TypeScript row and elementwise kernels: RMSNorm, RoPE, SiLU-gate, residual add, embedding.
 
-import { toBf16Into, type Matrix } from '../../weights.js';
+import { toBf16Into, type Matrix } from '../../core/weights.js';
 
 export function rmsnorm(out: Float32Array, x: Float32Array, w: Float32Array, rows: number, dim: number, eps: number, rstd?: Float32Array): void {
   for (let r = 0; r < rows; r++) {

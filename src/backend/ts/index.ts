@@ -1,7 +1,7 @@
 // The plain-TypeScript backend: the portable oracle every other backend is tested against.
 
 import type { AdamwStep, AttnShape, Backend, PromptShape } from '../backend.js';
-import type { Matrix } from '../../weights.js';
+import type { Matrix } from '../../core/weights.js';
 import { LinearKernels } from './linear.js';
 import { AttentionKernels } from './attention.js';
 import * as ew from './elementwise.js';

@@ -1,7 +1,7 @@
 // Plain-TypeScript linear algebra kernels (the oracle). Straightforward loops, unrolled enough
 // to be usable on the small real models; the native backend is the fast path.
 
-import { roundBf16, type Matrix } from '../../weights.js';
+import { roundBf16, type Matrix } from '../../core/weights.js';
 
 /** Row `n` of a weight matrix as fp32 (a view for f32; decoded into `scratch` for bf16). */
 function weightRow(w: Matrix, n: number, scratch: Float32Array): Float32Array {

@@ -5,13 +5,13 @@
 // inference computes them once per adapter version, not per token. Writing into the arrays
 // returned by parameters() changes the adapter; call invalidate() afterwards.
 
-import type { Backend } from '../backend/backend.js';
-import type { LlamaConfig } from '../config.js';
-import { check, LlamaAdapterError } from '../errors.js';
-import type { PromptLayerGrads } from '../model/backward.js';
-import type { PromptLayer, PromptSource } from '../model/prompt-source.js';
-import { Rng } from '../util/rng.js';
-import type { ModelWeights } from '../weights.js';
+import type { Backend } from '../../backend/backend.js';
+import type { LlamaConfig } from '../../core/config.js';
+import { check, LlamaAdapterError } from '../../core/errors.js';
+import type { PromptLayerGrads } from '../../model/backward.js';
+import type { PromptLayer, PromptSource } from '../../model/method.js';
+import { Rng } from '../../core/rng.js';
+import type { ModelWeights } from '../../core/weights.js';
 import { effectiveGates, gateParamGrad, gateSize, isGateMode, type GateMode, GATE_RULES } from './gate.js';
 
 /** What an adapter needs of the base model it extends. */

@@ -2,8 +2,8 @@
 // sampled in batches with a fixed seed (row r of the whole run samples with seed + r), then cut
 // to their first few whole sentences so training examples stay short ("a short story").
 
-import { check } from '../errors.js';
-import type { LlamaModel } from '../model/model.js';
+import { check } from '../../src/core/errors.js';
+import type { LlamaModel } from '../../src/model/model.js';
 
 export interface SampleStoriesOptions {
   count: number; // stories to sample

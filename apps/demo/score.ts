@@ -4,9 +4,9 @@
 // object-only rates. Generation runs every variant (base model, adapters) over the same prompts
 // with the same per-row seeds, so the variants are compared sample for sample.
 
-import type { Adapter } from '../adapter/adapter.js';
-import type { GenerationResult } from '../generate/generate.js';
-import type { LlamaModel } from '../model/model.js';
+import type { Adapter } from '../../src/methods/v1/adapter.js';
+import type { GenerationResult } from '../../src/generate/generate.js';
+import type { LlamaModel } from '../../src/model/model.js';
 import { mentionsName, mentionsObject, type Combo } from './instructions.js';
 
 export interface Scores {

@@ -3,9 +3,9 @@
 // The harness itself lives in bench/ (run.ts); this file only parses the flags.
 
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { BENCH_DEFAULTS, BENCH_KINDS, runBench, type BenchKind, type BenchOptions } from '../../bench/run.js';
-import type { BackendName } from '../backend/index.js';
-import { int } from './common.js';
+import { BENCH_DEFAULTS, BENCH_KINDS, runBench, type BenchKind, type BenchOptions } from './run.js';
+import type { BackendName } from '../src/backend/index.js';
+import { int } from '../src/cli/common.js';
 
 interface BenchFlags {
   config: string;

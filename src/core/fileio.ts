@@ -2,7 +2,7 @@
 // sliced as views; larger ones are read lazily, tensor by tensor, with readSync at offsets, so a
 // multi-GB checkpoint never needs the whole file and its converted weights in memory together.
 import * as fs from 'node:fs';
-import { LlamaAdapterError } from '../errors.js';
+import { LlamaAdapterError } from './errors.js';
 
 /** Files up to this size are read into memory in one go (readFileSync's own limit is 2 GiB). */
 export const EAGER_LIMIT = 2 ** 31 - 1;

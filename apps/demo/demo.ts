@@ -6,23 +6,23 @@
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import * as os from 'node:os';
-import type { Adapter } from '../adapter/adapter.js';
-import { loadAdapter } from '../adapter/file.js';
-import type { BackendName } from '../backend/index.js';
-import { check, LlamaAdapterError } from '../errors.js';
-import { loadModel } from '../load.js';
-import type { LlamaModel } from '../model/model.js';
-import { finetune } from '../train/finetune.js';
-import { writeSvgChart } from '../train/plot.js';
-import { tokenizeExample } from '../train/data.js';
-import { PROMPT_STYLES, type InstructionRecord } from '../train/prompt-styles.js';
+import type { Adapter } from '../../src/methods/v1/adapter.js';
+import { loadAdapter } from '../../src/methods/v1/file.js';
+import type { BackendName } from '../../src/backend/index.js';
+import { check, LlamaAdapterError } from '../../src/core/errors.js';
+import { loadModel } from '../../src/model/load.js';
+import type { LlamaModel } from '../../src/model/model.js';
+import { finetune } from '../../src/train/finetune.js';
+import { writeSvgChart } from '../../src/train/plot.js';
+import { tokenizeExample } from '../../src/train/data.js';
+import { PROMPT_STYLES, type InstructionRecord } from '../../src/train/prompt-styles.js';
 import { augmentSwaps, extractInstruction, SWAP_NAMES, SWAP_OBJECTS, instructionFor, splitHeldout, titleFor, type Combo, type StoryInstruction } from './instructions.js';
 import { aggregate, generateVariants, scoreOne, type ScoredGeneration, type Scores } from './score.js';
 import { sampleStories, trimStory, type SampledStory } from './stories.js';
 import { runJob, type TrainJobOptions, type TrainJobResult } from './worker.js';
-import { mkdirs } from '../util/fs.js';
+import { mkdirs } from '../../src/core/fs.js';
+import { packageRoot } from '../../src/core/package-root.js';
 
 /** Everything the demo does, with the defaults of the full run. */
 export interface DemoConfig {
@@ -121,24 +121,9 @@ export interface DemoReport {
   files: Record<string, string>;
 }
 
-/** The repository root: the nearest directory upwards holding package.json named llama-adapter. */
-export function repoRoot(from = path.dirname(fileURLToPath(import.meta.url))): string | null {
-  for (let d = from; ; d = path.dirname(d)) {
-    const pj = path.join(d, 'package.json');
-    if (fs.existsSync(pj)) {
-      try {
-        if ((JSON.parse(fs.readFileSync(pj, 'utf8')) as { name?: string }).name === 'llama-adapter') return d;
-      } catch {
-        // not ours; keep looking
-      }
-    }
-    if (path.dirname(d) === d) return null;
-  }
-}
-
 /** The default base model: tinystories-656k in ../shared/assets/models, relative to the repository root. */
 export function defaultModelPath(): string {
-  const root = repoRoot();
+  const root = packageRoot();
   if (!root) throw new LlamaAdapterError('cannot find the llama-adapter repository root to locate the default model: pass --model PATH');
   return path.resolve(root, '../shared/assets/models/tinystories-656k');
 }

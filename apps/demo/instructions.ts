@@ -5,8 +5,8 @@
 // combination, while each of its name and object does appear in training. Optional augmentation
 // reuses each story with its character renamed and its object replaced (augmentSwaps).
 
-import { check } from '../errors.js';
-import { Rng } from '../util/rng.js';
+import { check } from '../../src/core/errors.js';
+import { Rng } from '../../src/core/rng.js';
 
 /**
  * Character names the tinystories-656k model writes (counted over 512 of its stories at

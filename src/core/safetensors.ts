@@ -3,8 +3,8 @@
 // raw little-endian tensor bytes. The reader validates the header thoroughly and converts tensors
 // to f32 / bf16 / int32 on request; files >= 2 GB are read lazily, tensor by tensor.
 import * as fs from 'node:fs';
-import { LlamaAdapterError, check } from '../errors.js';
-import { toBf16 } from '../weights.js';
+import { LlamaAdapterError, check } from './errors.js';
+import { toBf16 } from './weights.js';
 import { ByteSource, type ByteSourceOptions, asBytes, ioError, writeAll } from './fileio.js';
 
 /** Bytes per element of every dtype the safetensors format defines. */

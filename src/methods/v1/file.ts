@@ -3,8 +3,8 @@
 // naming the format, gate convention, prompt length, the base model's architecture and weight
 // fingerprint, and the training arguments. Loading onto a different base fails clearly.
 
-import { check, LlamaAdapterError } from '../errors.js';
-import { readSafetensors, writeSafetensors } from '../formats/safetensors.js';
+import { check, LlamaAdapterError } from '../../core/errors.js';
+import { readSafetensors, writeSafetensors } from '../../core/safetensors.js';
 import { Adapter, isAdapterParam, type AdapterHost } from './adapter.js';
 import { isGateMode, GATE_RULES } from './gate.js';
 

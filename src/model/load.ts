@@ -1,10 +1,10 @@
 // loadModel(): checkpoint + tokenizer + backend -> LlamaModel.
 
-import { getBackend, type BackendName } from './backend/index.js';
-import { LlamaAdapterError } from './errors.js';
-import { loadCheckpoint } from './formats/checkpoint.js';
-import { LlamaModel } from './model/model.js';
-import { loadTokenizer } from './tokenizer/load.js';
+import { getBackend, type BackendName } from '../backend/index.js';
+import { LlamaAdapterError } from '../core/errors.js';
+import { loadCheckpoint } from '../formats/checkpoint.js';
+import { LlamaModel } from './model.js';
+import { loadTokenizer } from '../tokenizer/load.js';
 
 export interface LoadModelOptions {
   tokenizer?: string; // tokenizer path (default: the one found beside the checkpoint)

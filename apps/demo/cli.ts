@@ -1,11 +1,11 @@
-// `llama-adapter demo`: the README's main job. The base model writes stories, they become
+// `npm run demo` (node dist/apps/demo/main.js): the README's main job. The base model writes stories, they become
 // instruction data, an adapter is trained with zero-init and with random-init gates, and the
 // three models are scored on held-out instructions. Progress on stderr, the scores on stdout.
 
 import { Command, Option } from 'commander';
-import type { BackendName } from '../backend/index.js';
-import { runDemo, scoresTable } from '../demo/demo.js';
-import { int } from './common.js';
+import type { BackendName } from '../../src/backend/index.js';
+import { runDemo, scoresTable } from './demo.js';
+import { int } from '../../src/cli/common.js';
 
 interface DemoFlags {
   model?: string;

@@ -5,10 +5,10 @@
 // This file is both the worker's entry point and the main thread's helper to start one.
 
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
-import type { BackendName } from '../backend/index.js';
-import { LlamaAdapterError } from '../errors.js';
-import { loadModel } from '../load.js';
-import { finetune, type EpochReport, type FinetuneOptions, type FinetuneProgress } from '../train/finetune.js';
+import type { BackendName } from '../../src/backend/index.js';
+import { LlamaAdapterError } from '../../src/core/errors.js';
+import { loadModel } from '../../src/model/load.js';
+import { finetune, type EpochReport, type FinetuneOptions, type FinetuneProgress } from '../../src/train/finetune.js';
 import { sampleStories, type SampleStoriesOptions, type SampledStory } from './stories.js';
 
 /** Finetune options a worker can receive (no model, no callbacks, records only). */
