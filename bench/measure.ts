@@ -6,9 +6,11 @@ import { createAdapter } from '../src/methods/v1/adapter.js';
 import type { Backend } from '../src/backend/backend.js';
 import { check } from '../src/core/errors.js';
 import type { LlamaModel } from '../src/model/model.js';
+import { zerosLike } from '../src/model/method.js';
 import { AdamW } from '../src/train/optimizer.js';
 import { Rng } from '../src/core/rng.js';
 import { toBf16, type Matrix } from '../src/core/weights.js';
+import { generateBatch } from '../src/generate/generate.js';
 
 const now = (): number => performance.now() / 1000;
 
@@ -138,11 +140,11 @@ export function trainBatch(vocab: number, B: number, T: number, seed = 0): { tok
 export function measureTrain(model: LlamaModel, o: TrainBenchOptions): TrainResult {
   const c = model.config;
   check(o.T <= c.maxSeqLen, `bench: --seq ${o.T} is longer than the model's context of ${c.maxSeqLen}`);
-  const adapter = createAdapter(model, { promptLength: o.K, layers: o.L, seed: 0 });
+  const adapter = createAdapter(model, { promptLength: o.K, adapterLayers: o.L, seed: 0 });
   const params = adapter.parameters();
   const shapes = new Map([...params.keys()].map((k) => [k, adapter.shapeOf(k)]));
   const opt = new AdamW(params, shapes, { beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.02 });
-  const grads = adapter.zerosLike();
+  const grads = zerosLike(adapter);
   const { tokens, targets, lossRows } = trainBatch(c.vocabSize, o.B, o.T);
   let loss = NaN;
   const step = (): void => {
@@ -174,7 +176,7 @@ function timeGreedy(
   model: LlamaModel, prompt: readonly number[], maxTokens: number, maxReps: number, warm: { warmRuns: number; warmS?: number; minS?: number },
 ): Promise<{ seconds: number; reps: number }> {
   const run = async (): Promise<void> => {
-    const [r] = await model.generateBatch([prompt], { temperature: 0, maxTokens, stopTokens: [] });
+    const [r] = await generateBatch(model, [prompt], { temperature: 0, maxTokens, stopTokens: [] });
     check(r.ids.length === maxTokens, `bench: generation produced ${r.ids.length} of ${maxTokens} tokens`);
   };
   return timeRepsAsync(run, maxReps, 20, warm);

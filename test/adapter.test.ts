@@ -11,6 +11,7 @@ import { createAdapter, loadAdapter, loadModel, saveAdapter, type Adapter, type 
 import { readSafetensors, writeSafetensors } from '../src/core/safetensors.js';
 import { backendsUnderTest } from './backends.js';
 import { maxAbsDiff, stories260K, tinystories656k } from './helpers.js';
+import { generateBatch } from '../src/generate/generate.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'llama-adapter-test-'));
 after(() => fs.rmSync(tmp, { recursive: true, force: true }));
@@ -34,7 +35,7 @@ for (const backend of backendsUnderTest()) {
 
     for (const gate of ['tanh-per-head', 'raw-per-head', 'raw-per-layer'] as GateMode[]) {
       it(`${gate}: gradients match central finite differences`, () => {
-        const a = createAdapter(m, { promptLength: 3, layers: 3, gate });
+        const a = createAdapter(m, { promptLength: 3, adapterLayers: 3, gate });
         randomize(a, 11, 0.8);
         const { grads } = m.lossAndGrads(TOKENS, TARGETS, a);
         const params = a.parameters();
@@ -65,7 +66,7 @@ for (const backend of backendsUnderTest()) {
     }
 
     it('gradients cover only the adapted layers and the shapes of the file', () => {
-      const a = createAdapter(m, { promptLength: 4, layers: 2, gate: 'raw-per-layer' });
+      const a = createAdapter(m, { promptLength: 4, adapterLayers: 2, gate: 'raw-per-layer' });
       assert.deepEqual([...a.parameters().keys()], ['layers.3.adaption_prompt', 'layers.3.adaption_gate', 'layers.4.adaption_prompt', 'layers.4.adaption_gate']);
       assert.deepEqual(a.shapeOf('layers.3.adaption_prompt'), [4, 64]);
       assert.deepEqual(a.shapeOf('layers.3.adaption_gate'), [1]);
@@ -73,7 +74,7 @@ for (const backend of backendsUnderTest()) {
     });
 
     it('a saved adapter loads back bit-identically, with its metadata', () => {
-      const a = createAdapter(m, { promptLength: 5, layers: 4, gate: 'raw-per-head', seed: 3 });
+      const a = createAdapter(m, { promptLength: 5, adapterLayers: 4, gate: 'raw-per-head', seed: 3 });
       randomize(a, 5, 1);
       a.meta.training_args = JSON.stringify({ note: 'round trip' });
       const file = path.join(tmp, 'rt.safetensors');
@@ -93,7 +94,7 @@ for (const backend of backendsUnderTest()) {
     });
 
     it('an adapter for stories260K refuses to load onto tinystories-656k', async () => {
-      const a = createAdapter(m, { promptLength: 2, layers: 1 });
+      const a = createAdapter(m, { promptLength: 2, adapterLayers: 1 });
       const file = path.join(tmp, 's260.safetensors');
       saveAdapter(a, file);
       const tiny = await loadModel(tinystories656k, { backend });
@@ -102,7 +103,7 @@ for (const backend of backendsUnderTest()) {
     });
 
     it('same architecture, other weights: refused unless forced', () => {
-      const a = createAdapter(m, { promptLength: 2, layers: 1 });
+      const a = createAdapter(m, { promptLength: 2, adapterLayers: 1 });
       const file = path.join(tmp, 'fp.safetensors');
       saveAdapter(a, file);
       const f = readSafetensors(file);
@@ -114,7 +115,7 @@ for (const backend of backendsUnderTest()) {
     });
 
     it('a mis-shaped or foreign tensor in an adapter file is refused', () => {
-      const a = createAdapter(m, { promptLength: 2, layers: 1 });
+      const a = createAdapter(m, { promptLength: 2, adapterLayers: 1 });
       const meta = { ...readAdapterMeta(a) };
       const shaped = path.join(tmp, 'shape.safetensors');
       writeSafetensors(shaped, [
@@ -128,8 +129,8 @@ for (const backend of backendsUnderTest()) {
     });
 
     it('rows of one batch can use different adapters (or none), each as if alone', () => {
-      const a = createAdapter(m, { promptLength: 3, layers: 2, seed: 1 });
-      const b = createAdapter(m, { promptLength: 6, layers: 5, gate: 'raw-per-head', seed: 2 });
+      const a = createAdapter(m, { promptLength: 3, adapterLayers: 2, seed: 1 });
+      const b = createAdapter(m, { promptLength: 6, adapterLayers: 5, gate: 'raw-per-head', seed: 2 });
       randomize(a, 1, 1);
       randomize(b, 2, 1);
       const rows = [TOKENS[0], TOKENS[1], TOKENS[0]];
@@ -147,18 +148,18 @@ for (const backend of backendsUnderTest()) {
     });
 
     it('mixed-adapter batch generation equals each row generated alone', async () => {
-      const a = createAdapter(m, { promptLength: 8, layers: 5, gate: 'raw-per-head', seed: 4 });
+      const a = createAdapter(m, { promptLength: 8, adapterLayers: 5, gate: 'raw-per-head', seed: 4 });
       randomize(a, 4, 3);
-      const [x, y] = await m.generateBatch(['', ''], { temperature: 0, maxTokens: 20 }, [a, null]);
-      const [xa] = await m.generateBatch([''], { temperature: 0, maxTokens: 20, adapter: a });
-      const [yb] = await m.generateBatch([''], { temperature: 0, maxTokens: 20 });
+      const [x, y] = await generateBatch(m, ['', ''], { temperature: 0, maxTokens: 20 }, [a, null]);
+      const [xa] = await generateBatch(m, [''], { temperature: 0, maxTokens: 20, adapter: a });
+      const [yb] = await generateBatch(m, [''], { temperature: 0, maxTokens: 20 });
       assert.deepEqual(x.ids, xa.ids);
       assert.deepEqual(y.ids, yb.ids);
       assert.notDeepEqual(x.ids, y.ids);
     });
 
     it('prompt keys/values are cached per adapter version: stale until invalidate(), fresh after', () => {
-      const a = createAdapter(m, { promptLength: 3, layers: 2 });
+      const a = createAdapter(m, { promptLength: 3, adapterLayers: 2 });
       randomize(a, 9, 1);
       const before = m.forward(TOKENS, { adapter: a });
       const p = a.parameters().get('layers.4.adaption_prompt')!;
@@ -169,9 +170,9 @@ for (const backend of backendsUnderTest()) {
     });
 
     it('zero-init adapter generates exactly the base model text', async () => {
-      const a = createAdapter(m, { promptLength: 10, layers: 5, seed: 123 });
-      const [x] = await m.generateBatch(['Once'], { temperature: 0.8, seed: 5, maxTokens: 40 });
-      const [y] = await m.generateBatch(['Once'], { temperature: 0.8, seed: 5, maxTokens: 40, adapter: a });
+      const a = createAdapter(m, { promptLength: 10, adapterLayers: 5, seed: 123 });
+      const [x] = await generateBatch(m, ['Once'], { temperature: 0.8, seed: 5, maxTokens: 40 });
+      const [y] = await generateBatch(m, ['Once'], { temperature: 0.8, seed: 5, maxTokens: 40, adapter: a });
       assert.deepEqual(y.ids, x.ids);
     });
   });
@@ -191,7 +192,7 @@ describe('adapter file size', () => {
     };
     // the file needs only the base's shape and fingerprint; the weights are never touched
     const host = { config, weights: { tokEmbd: null, layers: [], outputNorm: null, output: null }, backend: null, fingerprint: 'llama-7b-shape' } as unknown as Parameters<typeof createAdapter>[0];
-    const a = createAdapter(host, { promptLength: 10, layers: 30 });
+    const a = createAdapter(host, { promptLength: 10, adapterLayers: 30 });
     assert.equal(a.parameterCount, 1_229_760);
     const file = path.join(tmp, '7b.safetensors');
     saveAdapter(a, file);

@@ -9,6 +9,7 @@ import { loadModel, createAdapter, type LlamaModel, type Adapter } from '../src/
 import { readSafetensors } from '../src/core/safetensors.js';
 import { backendsUnderTest } from './backends.js';
 import { fixtures, maxAbs, maxAbsDiff, stories260K, tinystories656k } from './helpers.js';
+import { generateBatch } from '../src/generate/generate.js';
 
 interface Fixture {
   tokens: number[][];
@@ -36,7 +37,7 @@ function readFixture(name: string): Fixture {
 }
 
 function fixtureAdapter(model: LlamaModel, fx: Fixture, gates: 'fixture' | 'zero'): Adapter {
-  const a = createAdapter(model, { promptLength: fx.K, layers: fx.L, gate: 'tanh-per-head' });
+  const a = createAdapter(model, { promptLength: fx.K, adapterLayers: fx.L, gate: 'tanh-per-head' });
   const c = model.config;
   const params = a.parameters();
   for (let i = 0; i < fx.L; i++) {
@@ -103,7 +104,7 @@ for (const backend of backendsUnderTest()) {
 
       it('greedy decoding with the adapter reproduces the reference ids exactly', async () => {
         const a = fixtureAdapter(model, fx, 'fixture');
-        const [r] = await model.generateBatch([[model.config.bosId]], { temperature: 0, maxTokens: fx.greedy.length - 1, stopTokens: [], adapter: a });
+        const [r] = await generateBatch(model, [[model.config.bosId]], { temperature: 0, maxTokens: fx.greedy.length - 1, stopTokens: [], adapter: a });
         assert.deepEqual([...r.promptIds, ...r.ids], fx.greedy);
       });
     });

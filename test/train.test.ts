@@ -105,7 +105,7 @@ describe('finetune', () => {
   });
 
   const common = (out: string) => ({
-    data: alpaca, out, promptLength: 4, layers: 3, epochs: 2, batchSize: 4, lr: 2e-2, warmupSteps: 2,
+    data: alpaca, out, promptLength: 4, adapterLayers: 3, epochs: 2, batchSize: 4, lr: 2e-2, warmupSteps: 2,
     maxSeqLen: 96, valSize: 3, seed: 5, gradAccum: 2, clipGrad: 5, metrics: null, plot: null,
   });
 
@@ -134,7 +134,7 @@ describe('finetune', () => {
   it('loss goes down on the real Alpaca file (tinystories-656k), with metrics and a loss curve', async () => {
     const tiny = await loadModel(tinystories656k, { backend: 'ts' });
     const out = path.join(tmp, 'alpaca.safetensors');
-    const r = await finetune({ model: tiny, data: alpaca, out, promptLength: 10, layers: 2, epochs: 6, batchSize: 4, lr: 3e-2, warmupSteps: 2, maxSeqLen: 128, valSize: 3, seed: 0 });
+    const r = await finetune({ model: tiny, data: alpaca, out, promptLength: 10, adapterLayers: 2, epochs: 6, batchSize: 4, lr: 3e-2, warmupSteps: 2, maxSeqLen: 128, valSize: 3, seed: 0 });
     const first = r.losses[0], last = r.losses.slice(-3).reduce((a, b) => a + b, 0) / 3;
     assert.ok(last < first - 0.3, `loss ${first} -> ${last}`);
     assert.ok(r.valLosses[r.valLosses.length - 1].valLoss! < r.valLosses[0].valLoss!);

@@ -232,7 +232,7 @@ export async function runDemo(o: DemoOptions = {}): Promise<DemoReport> {
   const jobOptions = (gateInit: 'zero' | 'random'): TrainJobOptions => {
     const tag = gateInit === 'zero' ? 'zero-init' : 'random-init';
     return {
-      data: records, out: file(`adapter_${tag}`, `adapters/${tag}.safetensors`), promptLength: cfg.promptLength, layers, gateInit,
+      data: records, out: file(`adapter_${tag}`, `adapters/${tag}.safetensors`), promptLength: cfg.promptLength, adapterLayers: layers, gateInit,
       epochs: cfg.epochs, batchSize: cfg.batchSize, lr: cfg.lr, warmupSteps: cfg.warmupSteps, valSize: val.length, promptStyle: 'plain',
       seed: cfg.seed, metrics: file(`metrics_${tag}`, `adapters/${tag}.metrics.jsonl`), plot: null,
       checkpoint: file(`checkpoint_${tag}`, `adapters/${tag}.ckpt.safetensors`),

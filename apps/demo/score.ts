@@ -8,6 +8,7 @@ import type { Adapter } from '../../src/methods/v1/adapter.js';
 import type { GenerationResult } from '../../src/generate/generate.js';
 import type { LlamaModel } from '../../src/model/model.js';
 import { mentionsName, mentionsObject, type Combo } from './instructions.js';
+import { generateBatch } from '../../src/generate/generate.js';
 
 export interface Scores {
   n: number; // generations scored
@@ -88,7 +89,7 @@ export async function generateVariants(model: LlamaModel, prompts: readonly stri
     const rows: GenerationResult[] = [];
     for (let start = 0; start < prompts.length; start += batch) {
       const chunk = prompts.slice(start, start + batch);
-      const r = await model.generateBatch(chunk, { temperature: o.temperature, topP: o.topP, maxTokens: o.maxTokens, seed: o.seed + start },
+      const r = await generateBatch(model, chunk, { temperature: o.temperature, topP: o.topP, maxTokens: o.maxTokens, seed: o.seed + start },
         new Array<Adapter | null>(chunk.length).fill(v.adapter));
       rows.push(...r);
       o.onBatch?.(v.label, rows.length, prompts.length);

@@ -4,6 +4,7 @@
 
 import { check } from '../../src/core/errors.js';
 import type { LlamaModel } from '../../src/model/model.js';
+import { generateBatch } from '../../src/generate/generate.js';
 
 export interface SampleStoriesOptions {
   count: number; // stories to sample
@@ -27,7 +28,7 @@ export async function sampleStories(model: LlamaModel, o: SampleStoriesOptions):
   const out: SampledStory[] = [];
   for (let start = 0; start < o.count; start += batch) {
     const n = Math.min(batch, o.count - start);
-    const r = await model.generateBatch(new Array<string>(n).fill(''), {
+    const r = await generateBatch(model, new Array<string>(n).fill(''), {
       temperature: o.temperature ?? 1.0, topP: o.topP ?? 0.95, seed: o.seed + start, maxTokens: o.maxTokens ?? 100,
     });
     for (const g of r) out.push({ text: g.text, finished: g.finishReason === 'stop' });

@@ -84,7 +84,7 @@ export function finetuneCommand(): Command {
       let started = false;
       const r = await finetune({
         model, data: f.data, out: f.out, promptLength: f.promptLength,
-        layers: Math.min(f.adapterLayers, model.config.nLayers), gate: f.gate, gateInit: f.gateInit,
+        adapterLayers: Math.min(f.adapterLayers, model.config.nLayers), gate: f.gate, gateInit: f.gateInit,
         epochs: f.epochs, maxSteps: f.maxSteps, batchSize: f.batchSize, gradAccum: f.gradAccum, lr: f.lr, blr: f.blr,
         weightDecay: f.weightDecay, warmupEpochs: f.warmupEpochs, warmupSteps: f.warmupSteps, clipGrad: f.clipGrad,
         maxSeqLen: f.maxSeqLen, valSize: f.valSize, promptStyle: f.promptStyle, seed: f.seed, resume: f.resume,

@@ -5,6 +5,7 @@ import { loadAdapter } from '../methods/v1/file.js';
 import { PROMPT_STYLES, isPromptStyle } from '../train/prompt-styles.js';
 import { check } from '../core/errors.js';
 import { int, modelOptions, num, openModel, type ModelFlags } from './common.js';
+import { generate } from '../generate/generate.js';
 
 interface GenerateFlags extends ModelFlags {
   prompt: string;
@@ -48,7 +49,7 @@ export function generateCommand(): Command {
       }
       check(style === 'none' || isPromptStyle(style), `--template: unknown prompt style "${style}" (expected auto, none, ${Object.keys(PROMPT_STYLES).join(', ')})`);
       const text = style === 'none' || !isPromptStyle(style) ? f.prompt : PROMPT_STYLES[style].prompt({ instruction: f.prompt, input: f.input ?? '' });
-      const it = model.generate(text, {
+      const it = generate(model, text, {
         maxTokens: f.maxTokens, temperature: f.temperature, topP: f.topP, topK: f.topK,
         repetitionPenalty: f.repetitionPenalty, seed: f.seed, stop: f.stop, adapter,
       });

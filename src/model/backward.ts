@@ -7,14 +7,7 @@
 import type { LlamaConfig } from '../core/config.js';
 import type { Activations } from './activations.js';
 import type { ForwardContext } from './forward.js';
-import type { PromptSource } from './method.js';
-
-/** Gradients with respect to one adapted layer's hook outputs. */
-export interface PromptLayerGrads {
-  dpk: Float32Array; // (K, nKvHeads*hs)
-  dpv: Float32Array; // (K, nKvHeads*hs)
-  dgate: Float32Array; // (nHeads) d loss / d effective gate
-}
+import type { PromptLayerGrads, PromptSource } from './method.js';
 
 /** Grow-only gradient buffers (same memory model as Activations). */
 export class BackwardBuffers {

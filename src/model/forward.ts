@@ -3,7 +3,7 @@
 // final RMSNorm, output head. Used by plain forward(), generation (with a KV cache) and
 // training (keeping the activations backward.ts needs).
 
-import type { Backend } from '../backend/backend.js';
+import type { AttnShape, Backend } from '../backend/backend.js';
 import type { LlamaConfig } from '../core/config.js';
 import type { ModelWeights } from '../core/weights.js';
 import type { Activations, LayerActs } from './activations.js';
@@ -21,13 +21,13 @@ export interface ForwardContext {
 export interface ForwardArgs {
   B: number; // rows
   T: number; // new tokens per row (acts.ids holds (B, T) ids)
-  /** Row b's first new token sits at position acts.pos[b]. Without a cache pos must be 0. */
+  /** Row b's first new token sits at position acts.pos[b], cache row cache.rows[b]. Without a cache pos must be 0. */
   cache: KVView | null;
-  /** Per-row prompt source (adapter) or null; rows sharing a source should be adjacent. */
+  /** Per-row prompt source (adapter) or null; rows sharing a source share a kernel call when adjacent. */
   sources: readonly (PromptSource | null)[] | null;
   /** Keep per-layer activations for backward (acts.ensure(..., trainFrom) must match). */
   train: boolean;
-  /** Rows (b*T + t) whose logits are wanted, in order; null = all B*T rows. */
+  /** Rows (b*T + t) whose logits are wanted, in order; null = all B*T rows; empty = no head at all. */
   logitRows: Int32Array | null;
   /** Receives (logitRows.length or B*T, vocab) logits. */
   logits: Float32Array;
@@ -60,22 +60,20 @@ export function forwardPass(ctx: ForwardContext, acts: Activations, args: Forwar
     be.matmul(A.v, h, L.wv, M); // (M, kvDim)
     be.rope(A.q, B, T, H, hs, acts.pos, rope.cos, rope.sin, false);
     be.rope(A.k, B, T, Hkv, hs, acts.pos, rope.cos, rope.sin, false);
-    let kc = A.k, vc = A.v, S = T;
     if (cache) {
-      // write this chunk's keys/values at positions pos[b] .. pos[b]+T-1 of row b
-      kc = cache.k[l];
-      vc = cache.v[l];
-      S = cache.S;
+      // write this chunk's keys/values at positions pos[b] .. pos[b]+T-1 of its cache row
+      const kc = cache.k[l], vc = cache.v[l], S = cache.S;
       for (let b = 0; b < B; b++) {
-        const dst = (b * S + acts.pos[b]) * kvDim, src = b * T * kvDim, n = T * kvDim;
-        for (let i = 0; i < n; i++) {
-          kc[dst + i] = A.k[src + i];
-          vc[dst + i] = A.v[src + i];
-        }
+        const dst = (cache.rows[b] * S + acts.pos[b]) * kvDim, src = b * T * kvDim, n = T * kvDim;
+        kc.set(A.k.subarray(src, src + n), dst);
+        vc.set(A.v.subarray(src, src + n), dst);
       }
+      shape.S = S;
+      cachedAttention(be, att, A.q, kc, vc, acts.pos, shape, cache.rows, qDim, kvDim);
+    } else {
+      shape.S = T;
+      be.attention(att, A.q, A.k, A.v, acts.pos, shape);
     }
-    shape.S = S;
-    be.attention(att, A.q, kc, vc, acts.pos, shape);
     if (args.sources) promptBranch(be, c, A, att, args.sources, l, B, T);
     be.matmul(acts.tmp, att, L.wo, M); // (M, dim)
     be.add(x, acts.tmp, M * dim);
@@ -94,6 +92,7 @@ export function forwardPass(ctx: ForwardContext, acts: Activations, args: Forwar
   // ---- head, only on the wanted rows
   const rows = args.logitRows;
   const n = rows ? rows.length : M;
+  if (n === 0) return;
   let src = x;
   if (rows) {
     src = acts.tmp; // gather wanted rows (n <= M)
@@ -102,6 +101,25 @@ export function forwardPass(ctx: ForwardContext, acts: Activations, args: Forwar
   const hf = args.finalHidden ?? acts.h;
   be.rmsnorm(hf, src, W.outputNorm, n, dim, c.normEps, args.finalRstd);
   be.matmul(args.logits, hf, W.output, n);
+}
+
+/** Attention over the slot cache: one call when batch row b is cache row b, else one call per row on its cache row. */
+function cachedAttention(
+  be: Backend, att: Float32Array, q: Float32Array, kc: Float32Array, vc: Float32Array, pos: Int32Array, shape: AttnShape,
+  rows: Int32Array, qDim: number, kvDim: number,
+): void {
+  const { B, T, S } = shape;
+  let identity = true;
+  for (let b = 0; b < B; b++) if (rows[b] !== b) identity = false;
+  if (identity) {
+    be.attention(att, q, kc, vc, pos, shape);
+    return;
+  }
+  const one = { ...shape, B: 1 };
+  for (let b = 0; b < B; b++) {
+    const o = b * T * qDim, c = rows[b] * S * kvDim;
+    be.attention(att.subarray(o, o + T * qDim), q.subarray(o, o + T * qDim), kc.subarray(c, c + S * kvDim), vc.subarray(c, c + S * kvDim), pos.subarray(b, b + 1), one);
+  }
 }
 
 /** The adapter hook: add each row-group's gated prompt branch to the attention output. */

@@ -1,34 +1,32 @@
-// Key/value cache for incremental decoding: one (B, S, nKvHeads*hs) buffer pair per layer,
-// allocated once per generation; row b's keys for absolute position p live at [b, p].
+// Slot key/value cache for incremental decoding: one (slots, S, Hkv*hs) buffer pair per layer,
+// allocated once per engine; slot i's keys for absolute position p live at [i, p]. A forward
+// pass reads it through a KVView whose `rows` maps each batch row to its slot.
 
 import type { LlamaConfig } from '../core/config.js';
 
-/** What the forward pass needs of a cache: per-layer (rows, S, kvDim) buffers and the stride S. */
+/** What the forward pass needs of a cache. */
 export interface KVView {
-  readonly k: readonly Float32Array[]; // per layer (rows, S, kvDim)
-  readonly v: readonly Float32Array[]; // per layer (rows, S, kvDim)
-  readonly S: number; // positions per row
+  readonly k: readonly Float32Array[]; // per layer (slots, S, Hkv*hs)
+  readonly v: readonly Float32Array[]; // per layer (slots, S, Hkv*hs)
+  readonly S: number; // positions per slot
+  readonly rows: Int32Array; // (B) slot of batch row b
 }
 
-export class KVCache implements KVView {
-  readonly k: Float32Array[];
-  readonly v: Float32Array[];
-  private readonly rows: KVView[];
+export class KVCache {
+  readonly k: Float32Array[]; // per layer (slots, S, Hkv*hs)
+  readonly v: Float32Array[]; // per layer (slots, S, Hkv*hs)
+  /** (slots) the batch-row -> slot map of the next forward; the caller fills rows[0..B-1]. */
+  readonly rows: Int32Array;
 
-  constructor(c: LlamaConfig, readonly B: number, readonly S: number) {
-    const kv = c.nKvHeads * c.headDim;
-    const n = B * S * kv;
+  constructor(c: LlamaConfig, readonly slots: number, readonly S: number) {
+    const n = slots * S * c.nKvHeads * c.headDim;
     this.k = Array.from({ length: c.nLayers }, () => new Float32Array(n));
     this.v = Array.from({ length: c.nLayers }, () => new Float32Array(n));
-    this.rows = Array.from({ length: B }, (_, b) => ({
-      S,
-      k: this.k.map((t) => t.subarray(b * S * kv, (b + 1) * S * kv)),
-      v: this.v.map((t) => t.subarray(b * S * kv, (b + 1) * S * kv)),
-    }));
+    this.rows = new Int32Array(slots);
   }
 
-  /** A one-row view of row b (for prefilling rows of different lengths one at a time). */
-  row(b: number): KVView {
-    return this.rows[b];
+  /** The view for a forward of B rows, mapped by rows[0..B-1]. */
+  view(B: number): KVView {
+    return { k: this.k, v: this.v, S: this.S, rows: this.rows.subarray(0, B) };
   }
 }

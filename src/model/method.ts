@@ -1,17 +1,84 @@
-// The one hook through which an adapter extends the base model: at each layer the attention
-// asks the row's PromptSource for that layer's prompt keys/values and effective gates, and adds
-// the gated prompt branch. The base model knows nothing else about adapters.
+// What a fine-tuning method gives the base model, and all the model knows of one. The model
+// imports no method: LLaMA-Adapter v1 (methods/v1) implements these interfaces today; v2 (bias,
+// scale and norm tuning: hooks into linear layers and norms) and multimodal prompts (a per-request
+// PromptSource whose prompts carry an image offset) plug in the same way.
+//
+//   PromptSource   the attention hook, per batch row: prompt keys/values and effective gates
+//   AdapterMethod  a trainable PromptSource: named tensors, the one filter deciding what trains
+//                  and what is saved, and the gradient rule from hook gradients to parameters
 
+import type { Backend } from '../backend/backend.js';
+import type { LlamaConfig } from '../core/config.js';
+import type { ModelWeights } from '../core/weights.js';
+
+/** One adapted layer's prompt branch, as the attention hook returns it. */
 export interface PromptLayer {
   K: number; // prompt length
-  pk: Float32Array; // (K, nKvHeads*hs) prompt keys  P Wk^T (no norm, no RoPE)
-  pv: Float32Array; // (K, nKvHeads*hs) prompt values P Wv^T
-  gate: Float32Array; // (nHeads) effective gate per head (tanh applied if the convention says so)
+  pk: Float32Array; // (K, Hkv*hs) prompt keys  P Wk^T (no norm, no RoPE)
+  pv: Float32Array; // (K, Hkv*hs) prompt values P Wv^T
+  gate: Float32Array; // (H) effective gate per head (tanh applied if the convention says so)
 }
 
+/**
+ * The attention hook: at each layer the attention asks the row's PromptSource for that layer's
+ * prompt keys/values and gates and adds the gated, separately softmaxed prompt branch. Rows whose
+ * PromptSource is the same object share one kernel call; a PromptSource is identified by object
+ * identity, so a per-request source (e.g. prompts plus image features) is simply another object.
+ */
 export interface PromptSource {
-  /** Lowest adapted layer (layers below it are untouched). */
+  /** The base model instance whose projections made the prompt keys/values. */
+  readonly host: MethodHost;
+  /** Lowest adapted layer (layers below it are untouched, and backward stops there). */
   readonly firstLayer: number;
-  /** Prompt keys/values and gates of layer l, or null if l is not adapted. Cached per adapter version. */
+  /** K, prompt tokens per adapted layer (computes nothing). */
+  readonly promptLength: number;
+  /** Prompt keys/values and gates of layer l, or null if l is not adapted. Cached per version. */
   promptLayer(l: number): PromptLayer | null;
+}
+
+/** Gradients with respect to one adapted layer's hook outputs (what backward produces). */
+export interface PromptLayerGrads {
+  dpk: Float32Array; // (K, Hkv*hs)
+  dpv: Float32Array; // (K, Hkv*hs)
+  dgate: Float32Array; // (H) d loss / d effective gate
+}
+
+/** What a method may use of the base model it extends (LlamaModel implements it). */
+export interface MethodHost {
+  readonly config: LlamaConfig;
+  readonly weights: ModelWeights;
+  readonly backend: Backend;
+  readonly fingerprint: string; // hash of the base weights (adapter files name their base by it)
+}
+
+/** A trainable extension of one base model. */
+export interface AdapterMethod extends PromptSource {
+  /**
+   * Every tensor the method holds, name -> live array: its parameters and what it derives from
+   * them (prompt keys/values, effective gates; refreshed on reading). Which of them train and
+   * are saved is decided by `isParam` alone (see trainableTensors).
+   */
+  tensors(): Map<string, Float32Array>;
+  /** The one filter: true for tensors that train and that an adapter file holds. */
+  isParam(name: string): boolean;
+  /** Shape of a tensor as stored. */
+  shapeOf(name: string): number[];
+  /** Parameters were written: derived state (cached prompt keys/values) must be recomputed. */
+  invalidate(): void;
+  /** Chain rule from hook gradients (per layer, indexed by absolute layer) to parameter gradients, keyed like trainableTensors. */
+  paramGrads(hook: readonly PromptLayerGrads[], out: Map<string, Float32Array>): void;
+}
+
+/** The tensors of `m` that train and are saved: tensors() filtered by isParam, in order. */
+export function trainableTensors(m: AdapterMethod): Map<string, Float32Array> {
+  const out = new Map<string, Float32Array>();
+  for (const [name, t] of m.tensors()) if (m.isParam(name)) out.set(name, t);
+  return out;
+}
+
+/** Zeroed arrays shaped like trainableTensors(m) (gradient buffers). */
+export function zerosLike(m: AdapterMethod): Map<string, Float32Array> {
+  const out = new Map<string, Float32Array>();
+  for (const [name, t] of trainableTensors(m)) out.set(name, new Float32Array(t.length));
+  return out;
 }

@@ -1,6 +1,7 @@
-// LlamaModel: a loaded frozen base model (config, weights, tokenizer, backend) and its public
-// operations: forward (logits), generate (streaming, batched), lossAndGrads (adapter training).
-// Any number of adapters can run over one LlamaModel; each call or batch row names its own.
+// LlamaModel: a loaded frozen base model (config, weights, tokenizer, backend) and its
+// operations: forward (logits), loss, lossAndGrads (adapter training). Any number of adapters
+// (AdapterMethods, model/method.ts) can run over one LlamaModel; each call or batch row names its
+// own. Generation lives a layer above (generate/: the step-wise engine and its thin loops).
 
 import type { Backend } from '../backend/backend.js';
 import type { LlamaConfig } from '../core/config.js';
@@ -10,10 +11,8 @@ import type { ModelWeights } from '../core/weights.js';
 import { Activations } from './activations.js';
 import { BackwardBuffers, backwardPass } from './backward.js';
 import { forwardPass, type ForwardContext } from './forward.js';
-import type { PromptSource } from './method.js';
+import { zerosLike, type AdapterMethod, type MethodHost, type PromptSource } from './method.js';
 import { ropeTables, type RopeTables } from './rope.js';
-import type { Adapter } from '../methods/v1/adapter.js';
-import { generate, generateBatch, type GenerateOptions, type GenerationPiece, type GenerationResult } from '../generate/generate.js';
 
 export interface ModelInfo {
   path: string; // what was loaded
@@ -24,16 +23,16 @@ export interface ModelInfo {
 
 export interface ForwardOptions {
   /** One adapter for every row, or one per row (null = base model for that row). */
-  adapter?: Adapter | null | readonly (Adapter | null)[];
+  adapter?: AdapterMethod | null | readonly (AdapterMethod | null)[];
 }
 
 export interface LossAndGrads {
   loss: number; // mean cross-entropy over targets != -100
   tokens: number; // number of targets that carried loss
-  grads: Map<string, Float32Array>; // keyed like adapter.parameters()
+  grads: Map<string, Float32Array>; // keyed like trainableTensors(adapter)
 }
 
-export class LlamaModel implements ForwardContext {
+export class LlamaModel implements ForwardContext, MethodHost {
   readonly rope: RopeTables;
   private acts: Activations;
   private bwd: BackwardBuffers;
@@ -82,11 +81,13 @@ export class LlamaModel implements ForwardContext {
       for (const a of adapter) if (a) this.checkOwn(a);
       return adapter.some((a) => a) ? [...adapter] : null;
     }
-    this.checkOwn(adapter as Adapter);
-    return new Array<PromptSource | null>(B).fill(adapter as Adapter);
+    const a = adapter as AdapterMethod;
+    this.checkOwn(a);
+    return new Array<PromptSource | null>(B).fill(a);
   }
 
-  private checkOwn(a: Adapter): void {
+  /** Throws unless the adapter (prompt source) was created for or loaded onto this model instance. */
+  checkOwn(a: PromptSource): void {
     if (a.host !== this) throw new LlamaAdapterError('this adapter was created for or loaded onto another model instance');
   }
 
@@ -94,8 +95,7 @@ export class LlamaModel implements ForwardContext {
   forward(tokens: readonly (readonly number[])[], options: ForwardOptions = {}): Float32Array {
     const { B, T } = this.checkTokens(tokens);
     const src = this.sources(options.adapter, B);
-    const K = maxPromptLength(src);
-    this.acts.ensure(B, T, K, -1);
+    this.acts.ensure(B, T, maxPromptLength(src), -1);
     const ids = this.acts.ids;
     for (let b = 0; b < B; b++) for (let t = 0; t < T; t++) ids[b * T + t] = tokens[b][t];
     this.acts.pos.fill(0, 0, B);
@@ -104,25 +104,15 @@ export class LlamaModel implements ForwardContext {
     return logits;
   }
 
-  /** Stream generated text pieces for one prompt (string: BOS + text; '' = BOS alone; or ids). */
-  generate(prompt: string | readonly number[], options: GenerateOptions = {}): AsyncGenerator<GenerationPiece, GenerationResult> {
-    return generate(this, prompt, options);
-  }
-
-  /** Generate for a batch of prompts, optionally one adapter (or null) per prompt. */
-  generateBatch(prompts: readonly (string | readonly number[])[], options: GenerateOptions = {}, adapters?: readonly (Adapter | null)[]): Promise<GenerationResult[]> {
-    return generateBatch(this, prompts, options, adapters);
-  }
-
   /**
    * Mean next-token cross-entropy of the adapter's model and its gradient with respect to the
    * adapter's parameters. targets[b][t] is the id position t must predict; -100 = no loss.
    */
-  lossAndGrads(tokens: readonly (readonly number[])[], targets: readonly (readonly number[])[], adapter: Adapter, into?: Map<string, Float32Array>): LossAndGrads {
+  lossAndGrads(tokens: readonly (readonly number[])[], targets: readonly (readonly number[])[], adapter: AdapterMethod, into?: Map<string, Float32Array>): LossAndGrads {
     const { B, T } = this.checkTokens(tokens);
     this.checkOwn(adapter);
     const { rows, tg } = this.lossRows(targets, B, T);
-    const grads = into ?? adapter.zerosLike();
+    const grads = into ?? zerosLike(adapter);
     const r = this.trainStep(tokens, B, T, rows, tg, adapter, grads);
     return { loss: r, tokens: rows.length, grads };
   }
@@ -145,7 +135,7 @@ export class LlamaModel implements ForwardContext {
   }
 
   /** Mean cross-entropy (no gradients) with an optional adapter; returns { loss, tokens }. */
-  loss(tokens: readonly (readonly number[])[], targets: readonly (readonly number[])[], adapter: Adapter | null = null): { loss: number; tokens: number } {
+  loss(tokens: readonly (readonly number[])[], targets: readonly (readonly number[])[], adapter: AdapterMethod | null = null): { loss: number; tokens: number } {
     const { B, T } = this.checkTokens(tokens);
     const { rows, tg } = this.lossRows(targets, B, T);
     if (rows.length === 0) return { loss: 0, tokens: 0 };
@@ -160,14 +150,14 @@ export class LlamaModel implements ForwardContext {
   }
 
   /** Forward + backward on prepared rows; writes grads, returns the mean loss (0 if no targets). */
-  trainStep(tokens: readonly (readonly number[])[], B: number, T: number, logitRows: Int32Array, targets: Int32Array, adapter: Adapter, grads: Map<string, Float32Array>): number {
+  trainStep(tokens: readonly (readonly number[])[], B: number, T: number, logitRows: Int32Array, targets: Int32Array, adapter: AdapterMethod, grads: Map<string, Float32Array>): number {
     const n = logitRows.length;
     if (n === 0) {
       for (const g of grads.values()) g.fill(0);
       return 0;
     }
     const acts = this.acts;
-    acts.ensure(B, T, adapter.config.promptLength, adapter.firstLayer);
+    acts.ensure(B, T, adapter.promptLength, adapter.firstLayer);
     for (let b = 0; b < B; b++) for (let t = 0; t < T; t++) acts.ids[b * T + t] = tokens[b][t];
     acts.pos.fill(0, 0, B);
     const V = this.config.vocabSize;
@@ -175,19 +165,16 @@ export class LlamaModel implements ForwardContext {
     const sources = new Array<PromptSource>(B).fill(adapter);
     forwardPass(this, acts, { B, T, cache: null, sources, train: true, logitRows, logits, finalRstd });
     const loss = this.backend.crossEntropy(logits, targets, n, V, logits, 1 / n) / n;
-    this.bwd.ensure(B * T, adapter.config.promptLength);
+    this.bwd.ensure(B * T, adapter.promptLength);
     backwardPass(this, acts, this.bwd, adapter, B, T, logitRows, logits, finalRstd);
     adapter.paramGrads(this.bwd.layers, grads);
     return loss;
   }
 }
 
-function maxPromptLength(src: readonly (PromptSource | null)[] | null): number {
+/** The longest prompt length K among the rows' sources (1 when none: buffers need a size). */
+export function maxPromptLength(src: readonly (PromptSource | null)[] | null): number {
   let K = 1;
-  for (const s of src ?? []) {
-    if (!s) continue;
-    const p = s.promptLayer(s.firstLayer);
-    if (p) K = Math.max(K, p.K);
-  }
+  for (const s of src ?? []) if (s) K = Math.max(K, s.promptLength);
   return K;
 }

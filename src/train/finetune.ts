@@ -12,6 +12,7 @@ import type { GateMode } from '../methods/v1/gate.js';
 import { check, LlamaAdapterError } from '../core/errors.js';
 import { readSafetensors, writeSafetensors } from '../core/safetensors.js';
 import type { LlamaModel } from '../model/model.js';
+import { zerosLike } from '../model/method.js';
 import { Rng } from '../core/rng.js';
 import { padBatch, readInstructionData, tokenizeExample, type Example } from './data.js';
 import { AdamW, gradNorm } from './optimizer.js';
@@ -24,7 +25,7 @@ export interface FinetuneOptions {
   data: string | InstructionRecord[]; // a data file (JSON array / JSONL) or records
   out: string; // adapter .safetensors to write
   promptLength?: number; // K (default 10)
-  layers?: number; // L (default min(30, nLayers))
+  adapterLayers?: number; // L (default min(30, nLayers))
   gate?: GateMode; // default tanh-per-head
   gateInit?: 'zero' | 'random'; // 'random' = the paper's ablation
   epochs?: number; // default 5
@@ -137,14 +138,14 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneResult> {
     for (const [k, v] of opt.v) v.set(r.v.get(k)!);
     history.push(...r.history);
   } else {
-    adapter = createAdapter(model, { promptLength: o.promptLength, layers: o.layers, gate: o.gate, seed, gateInit: o.gateInit });
+    adapter = createAdapter(model, { promptLength: o.promptLength, adapterLayers: o.adapterLayers, gate: o.gate, seed, gateInit: o.gateInit });
     opt = new AdamW(adapter.parameters(), shapes(adapter), adamwOptions(o));
     if (metricsPath) fs.writeFileSync(metricsPath, '');
   }
   adapter.meta.training_args = JSON.stringify(args);
 
-  const grads = adapter.zerosLike();
-  const micro = adapter.zerosLike();
+  const grads = zerosLike(adapter);
+  const micro = zerosLike(adapter);
   const losses: number[] = [];
   const valLosses: EpochReport[] = [];
   const t0 = Date.now();
@@ -275,7 +276,7 @@ function readCheckpoint(path: string, model: LlamaModel, args: Record<string, un
     }
   }
   check(meta.base_fingerprint === model.fingerprint, `${path}: checkpoint belongs to another base model (fingerprint ${meta.base_fingerprint}, this model ${model.fingerprint})`);
-  const a = new Adapter(model, { promptLength: Number(meta.prompt_length), layers: Number(meta.adapter_layers), gate: meta.gate as GateMode });
+  const a = new Adapter(model, { promptLength: Number(meta.prompt_length), adapterLayers: Number(meta.adapter_layers), gate: meta.gate as GateMode });
   const m = new Map<string, Float32Array>();
   const v = new Map<string, Float32Array>();
   for (const [k, p] of a.parameters()) {

@@ -5,7 +5,8 @@
 
 import { check, LlamaAdapterError } from '../../core/errors.js';
 import { readSafetensors, writeSafetensors } from '../../core/safetensors.js';
-import { Adapter, isAdapterParam, type AdapterHost } from './adapter.js';
+import { trainableTensors, type MethodHost } from '../../model/method.js';
+import { Adapter } from './adapter.js';
 import { isGateMode, GATE_RULES } from './gate.js';
 
 export const ADAPTER_FORMAT = 'llama-adapter';
@@ -32,7 +33,7 @@ export function adapterMetadata(a: Adapter): Record<string, string> {
     version: ADAPTER_VERSION,
     gate: a.config.gate,
     prompt_length: String(a.config.promptLength),
-    adapter_layers: String(a.config.layers),
+    adapter_layers: String(a.config.adapterLayers),
     first_layer: String(a.firstLayer),
     base_fingerprint: a.host.fingerprint,
   };
@@ -41,9 +42,9 @@ export function adapterMetadata(a: Adapter): Record<string, string> {
   return m;
 }
 
-/** Write the adapter atomically (temp file + rename). */
+/** Write the adapter atomically (temp file + rename): the tensors its one filter selects (trainableTensors). */
 export function saveAdapter(a: Adapter, path: string): void {
-  const tensors = [...a.parameters()].filter(([name]) => isAdapterParam(name)).map(([name, data]) => ({
+  const tensors = [...trainableTensors(a)].map(([name, data]) => ({
     name, dtype: 'F32' as const, shape: a.shapeOf(name), data,
   }));
   writeSafetensors(path, tensors, adapterMetadata(a));
@@ -59,7 +60,7 @@ export interface LoadAdapterOptions {
   force?: boolean; // skip the weight-fingerprint check (never the shape checks)
 }
 
-export function loadAdapter(path: string, host: AdapterHost, o: LoadAdapterOptions = {}): Adapter {
+export function loadAdapter(path: string, host: MethodHost, o: LoadAdapterOptions = {}): Adapter {
   const f = readSafetensors(path);
   const m = f.metadata;
   check(m.format === ADAPTER_FORMAT, `${path}: not a llama-adapter file (__metadata__.format is ${JSON.stringify(m.format ?? null)}, expected "${ADAPTER_FORMAT}")`);
@@ -75,10 +76,10 @@ export function loadAdapter(path: string, host: AdapterHost, o: LoadAdapterOptio
   }
   const gate = m.gate ?? '';
   check(isGateMode(gate), `${path}: unknown gate convention "${gate}" (expected ${Object.keys(GATE_RULES).join(', ')})`);
-  const a = new Adapter(host, { promptLength: Number(m.prompt_length), layers: Number(m.adapter_layers), gate });
+  const a = new Adapter(host, { promptLength: Number(m.prompt_length), adapterLayers: Number(m.adapter_layers), gate });
   const params = a.parameters();
   for (const name of f.names()) {
-    check(isAdapterParam(name), `${path}: unexpected tensor "${name}" in an adapter file`);
+    check(a.isParam(name), `${path}: unexpected tensor "${name}" in an adapter file`);
     check(params.has(name), `${path}: tensor "${name}" is for a layer this adapter (layers ${a.firstLayer}..${c.nLayers - 1}) does not adapt`);
   }
   for (const [name, p] of params) {
