@@ -15,6 +15,10 @@ import { learningRate, peakLearningRate } from '../src/train/schedule.js';
 import { TsBackend } from '../src/backend/ts/index.js';
 import { AdamW } from '../src/train/optimizer.js';
 import { assets, stories260K, tinystories656k } from './helpers.js';
+import { backendsUnderTest } from './backends.js';
+import { Adapter } from '../src/methods/v1/adapter.js';
+import { readAdapterInfo } from '../src/methods/v1/file.js';
+import { readSafetensors } from '../src/core/safetensors.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'llama-adapter-train-'));
 after(() => fs.rmSync(tmp, { recursive: true, force: true }));
@@ -98,10 +102,10 @@ describe('optimizer and schedule', () => {
   });
 });
 
-describe('finetune', () => {
+for (const backend of backendsUnderTest()) describe(`finetune [${backend}]`, () => {
   let m: LlamaModel;
   before(async () => {
-    m = await loadModel(stories260K, { backend: 'ts' });
+    m = await loadModel(stories260K, { backend });
   });
 
   const common = (out: string) => ({
@@ -132,7 +136,7 @@ describe('finetune', () => {
   });
 
   it('loss goes down on the real Alpaca file (tinystories-656k), with metrics and a loss curve', async () => {
-    const tiny = await loadModel(tinystories656k, { backend: 'ts' });
+    const tiny = await loadModel(tinystories656k, { backend });
     const out = path.join(tmp, 'alpaca.safetensors');
     const r = await finetune({ model: tiny, data: alpaca, out, promptLength: 10, adapterLayers: 2, epochs: 6, batchSize: 4, lr: 3e-2, warmupSteps: 2, maxSeqLen: 128, valSize: 3, seed: 0 });
     const first = r.losses[0], last = r.losses.slice(-3).reduce((a, b) => a + b, 0) / 3;
@@ -145,5 +149,26 @@ describe('finetune', () => {
 
   it('refuses a validation split that leaves nothing to train on', async () => {
     await assert.rejects(finetune({ model: m, data: alpaca, out: path.join(tmp, 'x.safetensors') }), /alpaca\.json: 23 records, but --val-size 200/);
+  });
+
+  it('the one filter decides both what trains and what is saved (a prompts-only adapter)', async () => {
+    class PromptsOnly extends Adapter {
+      override isParam(name: string): boolean {
+        return name.endsWith('.adaption_prompt');
+      }
+    }
+    const a = new PromptsOnly(m, { promptLength: 4, adapterLayers: 2, gate: 'tanh-per-head' });
+    for (const [name, t] of a.tensors()) if (name.endsWith('.adaption_prompt')) t.fill(0.5);
+    a.invalidate();
+    const out = path.join(tmp, `prompts-only-${backend}.safetensors`);
+    const r = await finetune({ model: m, ...common(out), adapter: a, maxSteps: 3 });
+    assert.equal(r.adapter, a);
+    const t = a.tensors();
+    for (const l of [3, 4]) {
+      assert.ok(t.get(`layers.${l}.adaption_prompt`)!.some((x) => x !== 0.5), `layer ${l} prompt trained`);
+      assert.ok(t.get(`layers.${l}.adaption_gate`)!.every((x) => x === 0), `layer ${l} gate untouched`);
+    }
+    assert.deepEqual(readAdapterInfo(out).tensors.map((x) => x.name), ['layers.3.adaption_prompt', 'layers.4.adaption_prompt']);
+    assert.deepEqual(readSafetensors(r.checkpoint).names().filter((n) => !n.startsWith('optimizer.')), ['layers.3.adaption_prompt', 'layers.4.adaption_prompt']);
   });
 });

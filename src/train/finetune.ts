@@ -7,12 +7,12 @@
 
 import * as fs from 'node:fs';
 import { Adapter, createAdapter } from '../methods/v1/adapter.js';
-import { adapterMetadata, saveAdapter } from '../methods/v1/file.js';
+import { saveAdapter } from '../methods/v1/file.js';
 import type { GateMode } from '../methods/v1/gate.js';
 import { check, LlamaAdapterError } from '../core/errors.js';
-import { readSafetensors, writeSafetensors } from '../core/safetensors.js';
 import type { LlamaModel } from '../model/model.js';
-import { zerosLike } from '../model/method.js';
+import { trainableTensors, zerosLike } from '../model/method.js';
+import { readTrainingCheckpoint, writeTrainingCheckpoint, type Position } from './checkpoint.js';
 import { Rng } from '../core/rng.js';
 import { padBatch, readInstructionData, tokenizeExample, type Example } from './data.js';
 import { AdamW, gradNorm } from './optimizer.js';
@@ -24,6 +24,7 @@ export interface FinetuneOptions {
   model: LlamaModel;
   data: string | InstructionRecord[]; // a data file (JSON array / JSONL) or records
   out: string; // adapter .safetensors to write
+  adapter?: Adapter; // train this adapter (created for or loaded onto `model`) instead of a new one; K, L, gate are its own
   promptLength?: number; // K (default 10)
   adapterLayers?: number; // L (default min(30, nLayers))
   gate?: GateMode; // default tanh-per-head
@@ -78,12 +79,6 @@ export interface FinetuneResult {
   checkpoint: string;
 }
 
-interface Position {
-  step: number; // optimizer steps done
-  epoch: number; // current epoch (0-based)
-  micro: number; // next micro-batch index within the epoch
-}
-
 function stem(p: string): string {
   return p.replace(/\.safetensors$/, '');
 }
@@ -129,17 +124,18 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneResult> {
   let opt: AdamW;
   const history: { step: number; loss: number }[] = [];
   if (o.resume) {
-    const r = readCheckpoint(o.resume, model, args);
+    const r = readTrainingCheckpoint(o.resume, model, args);
     adapter = r.adapter;
     pos = r.pos;
-    opt = new AdamW(adapter.parameters(), shapes(adapter), adamwOptions(o));
+    opt = new AdamW(trainableTensors(adapter), shapes(adapter), adamwOptions(o));
     opt.step = pos.step;
     for (const [k, m] of opt.m) m.set(r.m.get(k)!);
     for (const [k, v] of opt.v) v.set(r.v.get(k)!);
     history.push(...r.history);
   } else {
-    adapter = createAdapter(model, { promptLength: o.promptLength, adapterLayers: o.adapterLayers, gate: o.gate, seed, gateInit: o.gateInit });
-    opt = new AdamW(adapter.parameters(), shapes(adapter), adamwOptions(o));
+    if (o.adapter) model.checkOwn(o.adapter);
+    adapter = o.adapter ?? createAdapter(model, { promptLength: o.promptLength, adapterLayers: o.adapterLayers, gate: o.gate, seed, gateInit: o.gateInit });
+    opt = new AdamW(trainableTensors(adapter), shapes(adapter), adamwOptions(o));
     if (metricsPath) fs.writeFileSync(metricsPath, '');
   }
   adapter.meta.training_args = JSON.stringify(args);
@@ -156,7 +152,7 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneResult> {
     if (metricsPath) fs.appendFileSync(metricsPath, JSON.stringify(obj) + '\n');
   };
   const save = (): void => {
-    writeCheckpoint(ckptPath, adapter, opt, pos, args, history);
+    writeTrainingCheckpoint(ckptPath, adapter, opt, pos, args, history);
   };
 
   outer: while (pos.step < totalSteps) {
@@ -240,50 +236,9 @@ function epochOrder(n: number, seed: number, epoch: number): number[] {
 }
 
 function shapes(a: Adapter): Map<string, number[]> {
-  return new Map([...a.parameters().keys()].map((k) => [k, a.shapeOf(k)]));
+  return new Map([...trainableTensors(a).keys()].map((k) => [k, a.shapeOf(k)]));
 }
 
 function adamwOptions(o: FinetuneOptions): { beta1: number; beta2: number; eps: number; weightDecay: number } {
   return { beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: o.weightDecay ?? 0.02 };
-}
-
-// ---------------------------------------------------------------- checkpoints
-
-function writeCheckpoint(path: string, a: Adapter, opt: AdamW, pos: Position, args: Record<string, unknown>, history: { step: number; loss: number }[]): void {
-  const tensors: { name: string; dtype: 'F32'; shape: number[]; data: Float32Array }[] = [];
-  for (const [k, p] of a.parameters()) {
-    const shape = a.shapeOf(k);
-    tensors.push({ name: k, dtype: 'F32', shape, data: p });
-    tensors.push({ name: `optimizer.m.${k}`, dtype: 'F32', shape, data: opt.m.get(k)! });
-    tensors.push({ name: `optimizer.v.${k}`, dtype: 'F32', shape, data: opt.v.get(k)! });
-  }
-  writeSafetensors(path, tensors, {
-    ...adapterMetadata(a),
-    checkpoint: JSON.stringify({ ...pos, args, history }),
-  });
-}
-
-function readCheckpoint(path: string, model: LlamaModel, args: Record<string, unknown>): {
-  adapter: Adapter; pos: Position; m: Map<string, Float32Array>; v: Map<string, Float32Array>; history: { step: number; loss: number }[];
-} {
-  const f = readSafetensors(path);
-  const meta = f.metadata;
-  check(meta.checkpoint, `${path}: not a training checkpoint (no "checkpoint" metadata)`);
-  const ck = JSON.parse(meta.checkpoint) as Position & { args: Record<string, unknown>; history: { step: number; loss: number }[] };
-  for (const k of Object.keys(args)) {
-    if (JSON.stringify(ck.args[k]) !== JSON.stringify(args[k])) {
-      throw new LlamaAdapterError(`${path}: cannot resume: ${k} was ${JSON.stringify(ck.args[k])} in the checkpoint, now ${JSON.stringify(args[k])}`);
-    }
-  }
-  check(meta.base_fingerprint === model.fingerprint, `${path}: checkpoint belongs to another base model (fingerprint ${meta.base_fingerprint}, this model ${model.fingerprint})`);
-  const a = new Adapter(model, { promptLength: Number(meta.prompt_length), adapterLayers: Number(meta.adapter_layers), gate: meta.gate as GateMode });
-  const m = new Map<string, Float32Array>();
-  const v = new Map<string, Float32Array>();
-  for (const [k, p] of a.parameters()) {
-    p.set(f.tensorF32(k));
-    m.set(k, f.tensorF32(`optimizer.m.${k}`));
-    v.set(k, f.tensorF32(`optimizer.v.${k}`));
-  }
-  a.invalidate();
-  return { adapter: a, pos: { step: ck.step, epoch: ck.epoch, micro: ck.micro }, m, v, history: ck.history };
 }
