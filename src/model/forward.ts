@@ -31,8 +31,7 @@ export interface ForwardArgs {
   logitRows: Int32Array | null;
   /** Receives (logitRows.length or B*T, vocab) logits. */
   logits: Float32Array;
-  /** Receives the final normed hidden states of the logit rows when given (training). */
-  finalHidden?: Float32Array;
+  /** Receives 1/rms of the final norm at the logit rows (training: the head's backward needs it). */
   finalRstd?: Float32Array;
 }
 
@@ -98,9 +97,8 @@ export function forwardPass(ctx: ForwardContext, acts: Activations, args: Forwar
     src = acts.tmp; // gather wanted rows (n <= M)
     for (let i = 0; i < n; i++) src.set(x.subarray(rows[i] * dim, rows[i] * dim + dim), i * dim);
   }
-  const hf = args.finalHidden ?? acts.h;
-  be.rmsnorm(hf, src, W.outputNorm, n, dim, c.normEps, args.finalRstd);
-  be.matmul(args.logits, hf, W.output, n);
+  be.rmsnorm(acts.h, src, W.outputNorm, n, dim, c.normEps, args.finalRstd);
+  be.matmul(args.logits, acts.h, W.output, n);
 }
 
 /** Attention over the slot cache: one call when batch row b is cache row b, else one call per row on its cache row. */

@@ -46,7 +46,7 @@ export class LlamaModel implements ForwardContext, MethodHost {
     readonly info: ModelInfo,
   ) {
     this.rope = ropeTables(config, config.maxSeqLen);
-    // bf16 weights: saved training activations are stored in bf16 too (BRIEF/issue: bf16 peak RSS)
+    // bf16 weights: the activations training saves for backward are stored in bf16 too (half the memory)
     this.acts = new Activations(config, info.dtype === 'bf16');
     this.bwd = new BackwardBuffers(config);
   }

@@ -25,7 +25,7 @@ export interface Tokenizer {
   /** ids -> text; BOS/EOS and other control tokens produce no text; the dummy-prefix space is removed. */
   decode(ids: readonly number[]): string;
   /**
-   * A streaming decoder. `afterBos`: the first piece follows BOS / starts the text, so its
+   * A streaming decoder. `atStart`: the first piece follows BOS / starts the text, so its
    * dummy-prefix space is removed as decode() does; pass false when continuing after a prompt.
    */
   decoder(options?: { atStart?: boolean }): StreamDecoder;
