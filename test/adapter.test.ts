@@ -169,6 +169,37 @@ for (const backend of backendsUnderTest()) {
       assert.ok(maxAbsDiff(m.forward(TOKENS, { adapter: a }), before) > 1e-4);
     });
 
+    it('withOffset: a per-request source equals an adapter whose prompts carry the offset, and follows the adapter', async () => {
+      const a = createAdapter(m, { promptLength: 4, adapterLayers: 3, gate: 'raw-per-head', seed: 6 });
+      randomize(a, 6, 2);
+      const D = m.config.dim;
+      const o = Float32Array.from({ length: D }, (_, i) => Math.sin(i + 1));
+      const src = a.withOffset(o);
+      const shifted = createAdapter(m, { promptLength: 4, adapterLayers: 3, gate: 'raw-per-head' });
+      const copy = (): void => {
+        const t = shifted.parameters();
+        for (const [name, p] of a.parameters()) {
+          t.get(name)!.set(p);
+          if (name.endsWith('prompt')) for (let i = 0; i < p.length; i++) t.get(name)![i] += o[i % D];
+        }
+        shifted.invalidate();
+      };
+      copy();
+      const got = m.forward(TOKENS, { adapter: src });
+      assert.ok(maxAbsDiff(got, m.forward(TOKENS, { adapter: shifted })) < 1e-4);
+      assert.ok(maxAbsDiff(got, m.forward(TOKENS, { adapter: a })) > 1e-3, 'the offset changes the output');
+      a.parameters().get('layers.4.adaption_prompt')![0] += 3;
+      a.invalidate();
+      copy();
+      assert.ok(maxAbsDiff(m.forward(TOKENS, { adapter: src }), m.forward(TOKENS, { adapter: shifted })) < 1e-4, 'recomputed after invalidate()');
+      // two requests over one adapter with different offsets, and the adapter itself, in one batch
+      const other = a.withOffset(o.map((x) => -x));
+      const rows = [src, other, a];
+      const batch = await generateBatch(m, ['', '', ''], { temperature: 0, maxTokens: 12 }, rows);
+      for (let i = 0; i < 3; i++) assert.deepEqual(batch[i].ids, (await generateBatch(m, [''], { temperature: 0, maxTokens: 12, adapter: rows[i] }))[0].ids);
+      assert.throws(() => a.withOffset(new Float32Array(3)), /prompt offset has 3 values, the model's width is 64/);
+    });
+
     it('zero-init adapter generates exactly the base model text', async () => {
       const a = createAdapter(m, { promptLength: 10, adapterLayers: 5, seed: 123 });
       const [x] = await generateBatch(m, ['Once'], { temperature: 0.8, seed: 5, maxTokens: 40 });

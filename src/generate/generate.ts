@@ -4,7 +4,7 @@
 // own adapter (or none) and seed, and resolves to every result.
 
 import { check } from '../core/errors.js';
-import type { AdapterMethod, PromptSource } from '../model/method.js';
+import type { PromptSource } from '../model/method.js';
 import type { LlamaModel } from '../model/model.js';
 import { Engine, type GenerationPiece, type GenerationResult } from './engine.js';
 import type { SamplingOptions } from './sampler.js';
@@ -15,7 +15,7 @@ export interface GenerateOptions extends SamplingOptions {
   maxTokens?: number; // new tokens at most (default 256; also bounded by the context)
   stop?: readonly string[]; // stop strings: generation ends before the first occurrence
   stopTokens?: readonly number[]; // ids that end generation (default: the tokenizer's EOS)
-  adapter?: AdapterMethod | null; // adapter for every row
+  adapter?: PromptSource | null; // adapter (or any prompt source) for every row
   bos?: boolean; // prepend BOS to a string prompt (default true)
   seeds?: readonly number[]; // per-row sampling seeds (default: seed + row index), so a request's text
   // does not depend on the batch row it was given (batched serving)
@@ -70,7 +70,7 @@ export async function* generate(model: LlamaModel, prompt: Prompt, o: GenerateOp
 }
 
 /** Generate for several prompts at once (optionally one adapter per prompt); resolves to all results, in prompt order. */
-export async function generateBatch(model: LlamaModel, prompts: readonly Prompt[], o: GenerateOptions = {}, adapters?: readonly (AdapterMethod | null)[]): Promise<GenerationResult[]> {
+export async function generateBatch(model: LlamaModel, prompts: readonly Prompt[], o: GenerateOptions = {}, adapters?: readonly (PromptSource | null)[]): Promise<GenerationResult[]> {
   const engine = batchEngine(model, prompts, o, adapters);
   const results: GenerationResult[] = new Array(prompts.length);
   let left = prompts.length;

@@ -22,8 +22,8 @@ export interface ModelInfo {
 }
 
 export interface ForwardOptions {
-  /** One adapter for every row, or one per row (null = base model for that row). */
-  adapter?: AdapterMethod | null | readonly (AdapterMethod | null)[];
+  /** One adapter (or any prompt source) for every row, or one per row (null = base model for that row). */
+  adapter?: PromptSource | null | readonly (PromptSource | null)[];
 }
 
 export interface LossAndGrads {
@@ -81,7 +81,7 @@ export class LlamaModel implements ForwardContext, MethodHost {
       for (const a of adapter) if (a) this.checkOwn(a);
       return adapter.some((a) => a) ? [...adapter] : null;
     }
-    const a = adapter as AdapterMethod;
+    const a = adapter as PromptSource;
     this.checkOwn(a);
     return new Array<PromptSource | null>(B).fill(a);
   }

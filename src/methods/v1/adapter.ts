@@ -6,7 +6,7 @@
 // Writing into the arrays returned by parameters() changes the adapter; call invalidate() after.
 
 import { check, LlamaAdapterError } from '../../core/errors.js';
-import { trainableTensors, type AdapterMethod, type MethodHost, type PromptLayer, type PromptLayerGrads } from '../../model/method.js';
+import { trainableTensors, type AdapterMethod, type MethodHost, type PromptLayer, type PromptLayerGrads, type PromptSource } from '../../model/method.js';
 import { Rng } from '../../core/rng.js';
 import { effectiveGates, gateParamGrad, gateSize, isGateMode, type GateMode, GATE_RULES } from './gate.js';
 
@@ -39,7 +39,7 @@ export class Adapter implements AdapterMethod {
   meta: Record<string, string> = {};
   private readonly prompts: Float32Array[]; // per adapted layer (K, dim)
   private readonly gates: Float32Array[]; // per adapted layer (nHeads) or (1)
-  private version = 0;
+  private ver = 0;
   private readonly cache: (PromptLayer & { version: number })[]; // per adapted layer
 
   constructor(readonly host: MethodHost, readonly config: AdapterConfig) {
@@ -102,7 +102,7 @@ export class Adapter implements AdapterMethod {
 
   /** Parameters changed: cached prompt keys/values must be recomputed. */
   invalidate(): void {
-    this.version++;
+    this.ver++;
   }
 
   /** Number of trainable parameters. */
@@ -116,14 +116,30 @@ export class Adapter implements AdapterMethod {
     const i = l - this.firstLayer;
     if (i < 0 || i >= this.config.adapterLayers) return null;
     const e = this.cache[i];
-    if (e.version !== this.version) {
+    if (e.version !== this.ver) {
       const { backend: be, weights: W } = this.host;
       be.matmul(e.pk, this.prompts[i], W.layers[l].wk, this.config.promptLength); // (K, kvDim)
       be.matmul(e.pv, this.prompts[i], W.layers[l].wv, this.config.promptLength); // (K, kvDim)
       effectiveGates(this.config.gate, this.gates[i], e.gate);
-      e.version = this.version;
+      e.version = this.ver;
     }
     return e;
+  }
+
+  /** Bumped by invalidate(): derived state computed at an older version is stale. */
+  get version(): number {
+    return this.ver;
+  }
+
+  /**
+   * A per-request prompt source: this adapter with `offset` (D) added to every prompt row of every
+   * adapted layer, P_l + repeat(offset) (the multimodal method's projected image feature). Its
+   * keys/values are P_l Wk^T + repeat(offset Wk^T): the adapter's cached ones plus one (1, D)
+   * product per layer, recomputed when the adapter changes.
+   */
+  withOffset(offset: Float32Array): PromptSource {
+    check(offset.length === this.host.config.dim, `prompt offset has ${offset.length} values, the model's width is ${this.host.config.dim}`);
+    return new OffsetPrompts(this, offset.slice());
   }
 
   /**
@@ -140,6 +156,43 @@ export class Adapter implements AdapterMethod {
       be.matmulBack(dP, g.dpv, W.layers[l].wv, this.config.promptLength, true);
       gateParamGrad(this.config.gate, this.gates[i], g.dgate, out.get(`layers.${l}.adaption_gate`)!);
     }
+  }
+}
+
+/** Adapter.withOffset(): the adapter's prompt branch with a constant (D) offset on every prompt row. */
+class OffsetPrompts implements PromptSource {
+  readonly host: MethodHost;
+  readonly firstLayer: number;
+  readonly promptLength: number;
+  private readonly cache: (PromptLayer & { version: number })[]; // per adapted layer
+  private readonly row: Float32Array; // (Hkv*hs) offset Wk^T or Wv^T, scratch
+
+  constructor(private readonly adapter: Adapter, private readonly offset: Float32Array) {
+    const c = adapter.host.config, K = adapter.promptLength, kv = c.nKvHeads * c.headDim;
+    this.host = adapter.host;
+    this.firstLayer = adapter.firstLayer;
+    this.promptLength = K;
+    this.cache = Array.from({ length: adapter.config.adapterLayers }, () => ({
+      K, pk: new Float32Array(K * kv), pv: new Float32Array(K * kv), gate: new Float32Array(c.nHeads), version: -1,
+    }));
+    this.row = new Float32Array(kv);
+  }
+
+  promptLayer(l: number): PromptLayer | null {
+    const base = this.adapter.promptLayer(l);
+    if (!base) return null;
+    const e = this.cache[l - this.firstLayer];
+    if (e.version !== this.adapter.version) {
+      const { backend: be, weights: W } = this.host;
+      const kv = this.row.length;
+      for (const [dst, src, w] of [[e.pk, base.pk, W.layers[l].wk], [e.pv, base.pv, W.layers[l].wv]] as const) {
+        be.matmul(this.row, this.offset, w, 1); // (1, kvDim)
+        for (let k = 0; k < base.K; k++) for (let j = 0; j < kv; j++) dst[k * kv + j] = src[k * kv + j] + this.row[j];
+      }
+      e.gate.set(base.gate);
+      e.version = this.adapter.version;
+    }
+    return e;
   }
 }
 
