@@ -19,7 +19,7 @@ interface BenchFlags {
   batch: number;
   seq: number;
   promptLength: number;
-  layers: number;
+  adapterLayers: number;
   decodeTokens: number;
   python: string;
   profile?: boolean;
@@ -50,7 +50,7 @@ export function benchCommand(): Command {
     .option('--batch <B>', 'training rows', int('--batch', 1), d.batch)
     .option('--seq <T>', 'tokens per training row and prefill length', int('--seq', 2), d.seq)
     .option('--prompt-length <K>', 'adaption prompt length', int('--prompt-length', 1), d.promptLength)
-    .option('--layers <L>', 'adapted layers (0 = all but the first two, at least 1)', int('--layers', 0), d.layers)
+    .option('--adapter-layers <L>', 'adapted layers (0 = all but the first two, at least 1)', int('--adapter-layers', 0), d.adapterLayers)
     .option('--decode-tokens <n>', 'tokens to decode', int('--decode-tokens', 1), d.decodeTokens)
     .option('--python <path>', 'python with torch for --compare-pytorch', d.python)
     .option('--profile', 'time every kernel call and print a table per kind to stderr (adds a little overhead)')
@@ -58,7 +58,7 @@ export function benchCommand(): Command {
     .action(async (f: BenchFlags) => {
       const o: BenchOptions = {
         config: f.config, dtype: f.dtype, backend: f.backend, threads: f.threads, comparePytorch: f.comparePytorch ?? false, compareRunc: f.compareRunc ?? false,
-        kinds: f.kinds, steps: f.steps, batch: f.batch, seq: f.seq, promptLength: f.promptLength, layers: f.layers,
+        kinds: f.kinds, steps: f.steps, batch: f.batch, seq: f.seq, promptLength: f.promptLength, adapterLayers: f.adapterLayers,
         decodeTokens: f.decodeTokens, python: f.python, profile: f.profile ?? false, waitIdle: f.waitIdle,
       };
       await runBench(o, (line) => process.stdout.write(JSON.stringify(line) + '\n'));

@@ -31,7 +31,7 @@ export interface BenchOptions {
   batch: number; // B
   seq: number; // T (training rows and the prefill length)
   promptLength: number; // K
-  layers: number; // L adapted layers; 0 = all but the first two (at least 1)
+  adapterLayers: number; // L adapted layers; 0 = all but the first two (at least 1)
   decodeTokens: number; // tokens decoded
   python: string; // interpreter for the peer
   profile: boolean; // time every kernel call and print a table per kind to stderr
@@ -40,7 +40,7 @@ export interface BenchOptions {
 
 export const BENCH_DEFAULTS: Omit<BenchOptions, 'config'> = {
   dtype: 'fp32', backend: 'auto', comparePytorch: false, compareRunc: false, kinds: BENCH_KINDS, steps: 5, batch: 4, seq: 256,
-  promptLength: 10, layers: 0, decodeTokens: 128, python: SYSTEM_PYTHON, profile: false, waitIdle: 0,
+  promptLength: 10, adapterLayers: 0, decodeTokens: 128, python: SYSTEM_PYTHON, profile: false, waitIdle: 0,
 };
 
 export type BenchLine = Record<string, string | number | boolean | null>;
@@ -60,7 +60,7 @@ export async function runBench(o: BenchOptions, emit: (line: BenchLine) => void)
   const prof = o.profile ? new KernelProfile() : undefined;
   const { model, loadSeconds, weightsMb } = buildModel(cfg, dtype, o.backend, o.threads, prof);
   const c = model.config, be = model.backend;
-  const L = o.layers || Math.max(1, c.nLayers - 2);
+  const L = o.adapterLayers || Math.max(1, c.nLayers - 2);
   check(L <= c.nLayers, `bench: --layers ${L} is more than the model's ${c.nLayers} layers`);
   const base: BenchLine = { config: o.config, backend: be.name, dtype: o.dtype, threads: be.threads };
   const settle = async (): Promise<void> => {
