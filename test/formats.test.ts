@@ -8,11 +8,11 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import type { LlamaConfig } from '../src/core/config.js';
 import { LlamaAdapterError } from '../src/core/errors.js';
-import { bf16ToF32, matrixToF32, toBf16, type Matrix, type ModelWeights } from '../src/core/weights.js';
+import { bf16ToF32, f16ToF32, matrixToF32, toBf16, toF16, type Matrix, type ModelWeights } from '../src/core/weights.js';
 import { detectFormat, fingerprint, loadCheckpoint } from '../src/formats/checkpoint.js';
 import { hfTensors, loadHfCheckpoint, permuteToHfRows, saveHfCheckpoint, unpermuteHfRows, hfConfigJson } from '../src/formats/hf.js';
 import { loadLlama2c } from '../src/formats/llama2c.js';
-import { f16BitsToF32, f32ToF16Bits, readSafetensors, writeSafetensors, type WritableTensor } from '../src/core/safetensors.js';
+import { readSafetensors, writeSafetensors, type WritableTensor } from '../src/core/safetensors.js';
 import { syntheticCheckpoint } from '../src/formats/synthetic.js';
 import { maxAbsDiff, stories260K, stories260Kq80, tinystories656k } from './helpers.js';
 
@@ -452,7 +452,7 @@ describe('safetensors', () => {
     assertUserError(() => r.tensorInt32('x'), /tensor "x" has dtype F32, which cannot be read as integers/);
     // f32 -> f16 -> f32 is exact on f16 values, ties go to even, overflow -> inf
     const vals = new Float32Array([1, 1 + 2 ** -11, 1 + 3 * 2 ** -11, 65520, -(2 ** -25), 2 ** -25 * 3, 2 ** -14]);
-    assert.deepEqual(f16BitsToF32(f32ToF16Bits(vals)), new Float32Array([1, 1, 1 + 2 ** -9, Infinity, -0, 2 ** -23, 2 ** -14]));
+    assert.deepEqual(f16ToF32(toF16(vals)), new Float32Array([1, 1, 1 + 2 ** -9, Infinity, -0, 2 ** -23, 2 ** -14]));
   });
 });
 

@@ -10,7 +10,7 @@
 // Values are the weights as loaded in float32, before any bf16 conversion. A BF16 source hashes
 // its exact float32 widening, so a BF16 file hashes the same whether loaded as f32 or bf16.
 import { createHash } from 'node:crypto';
-import type { Matrix, ModelWeights } from '../core/weights.js';
+import { bf16ToF32Into, type Matrix, type ModelWeights } from '../core/weights.js';
 
 export const FINGERPRINT_SAMPLES = 1 << 20;
 
@@ -19,14 +19,12 @@ export class TensorSample {
   readonly shape: number[];
   readonly stride: number;
   readonly values: Float32Array;
-  private readonly bits: Uint32Array;
 
   constructor(shape: readonly number[]) {
     this.shape = [...shape];
     const n = shape.reduce((a, b) => a * b, 1);
     this.stride = Math.max(1, Math.ceil(n / FINGERPRINT_SAMPLES));
     this.values = new Float32Array(Math.ceil(n / this.stride));
-    this.bits = new Uint32Array(this.values.buffer);
   }
 
   /** Values at flat indices [offset, offset + chunk.length) as float32. */
@@ -38,7 +36,10 @@ export class TensorSample {
   /** Values at flat indices [offset, offset + chunk.length) as bf16 bit patterns. */
   feedBf16(chunk: Uint16Array, offset = 0): void {
     const s = this.stride;
-    for (let i = firstMultiple(offset, s); i < offset + chunk.length; i += s) this.bits[i / s] = chunk[i - offset] << 16;
+    const first = firstMultiple(offset, s);
+    const picked: number[] = [];
+    for (let i = first; i < offset + chunk.length; i += s) picked.push(chunk[i - offset]);
+    bf16ToF32Into(this.values.subarray(first / s), Uint16Array.from(picked), picked.length);
   }
 }
 

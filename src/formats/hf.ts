@@ -7,11 +7,11 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Llama3RopeScaling, LlamaConfig } from '../core/config.js';
 import { LlamaAdapterError, check } from '../core/errors.js';
-import { bf16ToF32, toBf16, type LayerWeights, type Matrix, type ModelWeights } from '../core/weights.js';
+import { bf16ToF32, toBf16, toF16, type LayerWeights, type Matrix, type ModelWeights } from '../core/weights.js';
 import { MatrixBuilder, resolveDtype, type LoadOptions, type LoadedModel } from './build.js';
 import { ioError } from '../core/fileio.js';
-import { f32ToF16Bits, readSafetensors, writeSafetensors, type SafetensorsFile, type WritableTensor } from '../core/safetensors.js';
-import { mkdirs } from '../core/fs.js';
+import { readSafetensors, writeSafetensors, type SafetensorsFile, type WritableTensor } from '../core/safetensors.js';
+import { mkdirs, writeFileAtomic } from '../core/fs.js';
 
 export const HF_CONFIG = 'config.json';
 export const HF_GENERATION_CONFIG = 'generation_config.json';
@@ -442,7 +442,7 @@ function matrixAs(m: Matrix, dtype: HfSaveDtype, permuteHeads: number, headDim: 
   }
   const f32 = m.dtype === 'f32' ? m.data.slice() : bf16ToF32(m.data);
   if (permuteHeads) permuteToHfRows(f32, permuteHeads, headDim, m.cols);
-  return dtype === 'F16' ? f32ToF16Bits(f32) : f32;
+  return dtype === 'F16' ? toF16(f32) : f32;
 }
 
 /**
@@ -525,9 +525,5 @@ export function saveHfCheckpoint(
 }
 
 function writeJson(file: string, value: unknown): void {
-  try {
-    fs.writeFileSync(file, JSON.stringify(value, null, 2) + '\n');
-  } catch (e) {
-    throw ioError(file, e);
-  }
+  writeFileAtomic(file, JSON.stringify(value, null, 2) + '\n');
 }
