@@ -5,7 +5,7 @@
 // (used for tests and for exporting).
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { Llama3RopeScaling, LlamaConfig } from '../core/config.js';
+import { llamaConfig, type ConfigFieldNames, type Llama3RopeScaling, type LlamaConfig } from '../core/config.js';
 import { LlamaAdapterError, check } from '../core/errors.js';
 import { bf16ToF32, toBf16, toF16, type LayerWeights, type Matrix, type ModelWeights } from '../core/weights.js';
 import { MatrixBuilder, resolveDtype, type LoadOptions, type LoadedModel } from './build.js';
@@ -64,6 +64,18 @@ function permuteRows(
 
 type Json = Record<string, unknown>;
 
+/** config.json's names for the LlamaConfig fields (in messages). */
+const HF_CONFIG_NAMES: ConfigFieldNames = {
+  dim: 'hidden_size',
+  nLayers: 'num_hidden_layers',
+  nHeads: 'num_attention_heads',
+  nKvHeads: 'num_key_value_heads',
+  headDim: 'head_dim',
+  hiddenDim: 'intermediate_size',
+  vocabSize: 'vocab_size',
+  maxSeqLen: 'max_position_embeddings',
+};
+
 function readJson(file: string): unknown {
   let text: string;
   try {
@@ -117,21 +129,9 @@ export function hfConfigFromJson(json: unknown, file: string, generation: unknow
     return v;
   };
 
-  const dim = int('hidden_size');
-  const nLayers = int('num_hidden_layers');
   const nHeads = int('num_attention_heads');
-  const nKvHeads = int('num_key_value_heads', nHeads);
-  if (c.head_dim === undefined || c.head_dim === null) {
-    check(dim % nHeads === 0, `${file}: hidden_size ${dim} is not divisible by num_attention_heads ${nHeads} (and no head_dim is given)`);
-  }
-  const headDim = int('head_dim', dim / nHeads);
-  check(nHeads % nKvHeads === 0, `${file}: num_attention_heads ${nHeads} is not a multiple of num_key_value_heads ${nKvHeads}`);
-  check(headDim % 2 === 0, `${file}: head size ${headDim} is odd; RoPE needs an even head size`);
-  const hiddenDim = int('intermediate_size');
   const vocabSize = int('vocab_size');
   const maxSeqLen = int('max_position_embeddings', 2048);
-  const normEps = num('rms_norm_eps', 1e-6);
-  const ropeTheta = num('rope_theta', 10000);
 
   // features we do not implement: refuse rather than silently compute something else
   if (c.hidden_act !== undefined && c.hidden_act !== null) {
@@ -145,11 +145,9 @@ export function hfConfigFromJson(json: unknown, file: string, generation: unknow
     );
   }
 
-  const ropeScaling = parseRopeScaling(c.rope_scaling, file);
-
-  // bos / eos: config.json, then generation_config.json, then the llama defaults 1 / 2
+  // bos / eos: config.json, then generation_config.json, then llamaConfig's defaults
   const gen = isObject(generation) ? generation : {};
-  const tokenId = (key: string, dflt: number): number => {
+  const tokenId = (key: string): number | undefined => {
     for (const [src, where] of [
       [c[key], file],
       [gen[key], HF_GENERATION_CONFIG],
@@ -163,25 +161,28 @@ export function hfConfigFromJson(json: unknown, file: string, generation: unknow
       );
       return v as number;
     }
-    return dflt;
+    return undefined;
   };
 
-  return {
-    dim,
-    nLayers,
-    nHeads,
-    nKvHeads,
-    headDim,
-    hiddenDim,
-    vocabSize,
-    maxSeqLen,
-    normEps,
-    ropeTheta,
-    ropeScaling,
-    tiedEmbeddings: c.tie_word_embeddings === true,
-    bosId: tokenId('bos_token_id', 1),
-    eosId: tokenId('eos_token_id', 2),
-  };
+  return llamaConfig(
+    {
+      dim: int('hidden_size'),
+      nLayers: int('num_hidden_layers'),
+      nHeads,
+      nKvHeads: int('num_key_value_heads', nHeads),
+      headDim: c.head_dim === undefined || c.head_dim === null ? undefined : int('head_dim'),
+      hiddenDim: int('intermediate_size'),
+      vocabSize,
+      maxSeqLen,
+      normEps: num('rms_norm_eps', 1e-6),
+      ropeTheta: num('rope_theta', 10000),
+      ropeScaling: parseRopeScaling(c.rope_scaling, file),
+      tiedEmbeddings: c.tie_word_embeddings === true,
+      bosId: tokenId('bos_token_id'),
+      eosId: tokenId('eos_token_id'),
+    },
+    { where: file, names: HF_CONFIG_NAMES },
+  );
 }
 
 function parseRopeScaling(rs: unknown, file: string): Llama3RopeScaling | null {

@@ -1,7 +1,7 @@
 // llama2.c checkpoints: the legacy fp32 `.bin` (7 x int32 header, weights, RoPE tables), the
 // version-1 fp32 export and the version-2 int8 export (magic "ak42", 256-byte header, Q8_0
 // groups), dequantised to f32 at load. The file size must be exactly what the header implies.
-import type { LlamaConfig } from '../core/config.js';
+import { llamaConfig, type ConfigFieldNames, type LlamaConfig } from '../core/config.js';
 import { LlamaAdapterError, check } from '../core/errors.js';
 import type { LayerWeights, Matrix, ModelWeights } from '../core/weights.js';
 import { MatrixBuilder, resolveDtype, type LoadOptions, type LoadedModel } from './build.js';
@@ -21,7 +21,21 @@ export interface Llama2cHeader {
   sharedClassifier: boolean;
   groupSize: number; // Q8_0 group size (version 2), else 0
   headerBytes: number; // 28 for legacy, 256 for versions 1 and 2
+  config: LlamaConfig; // the architecture the header describes
 }
+
+type RawHeader = Omit<Llama2cHeader, 'config'>;
+
+/** The header's names for the LlamaConfig fields (in messages). */
+const LLAMA2C_NAMES: ConfigFieldNames = {
+  dim: 'dim',
+  hiddenDim: 'hidden_dim',
+  nLayers: 'n_layers',
+  nHeads: 'n_heads',
+  nKvHeads: 'n_kv_heads',
+  vocabSize: 'vocab_size',
+  maxSeqLen: 'seq_len',
+};
 
 /** One stored array: `count` stacked (rows, cols) matrices, fp32 or Q8_0 (int8 + fp32 scales). */
 interface Segment {
@@ -45,7 +59,7 @@ function readHeader(src: ByteSource): Llama2cHeader {
   check(src.size >= 28, `${p}: file is ${src.size} bytes, too short for a llama2.c header (28 bytes)`);
   const head = src.bytes(0, Math.min(src.size, 256));
   const dv = new DataView(head.buffer, head.byteOffset, head.byteLength);
-  let h: Llama2cHeader;
+  let h: RawHeader;
   if (dv.getUint32(0, true) === LLAMA2C_MAGIC) {
     const version = dv.getInt32(4, true);
     check(
@@ -86,27 +100,13 @@ function readHeader(src: ByteSource): Llama2cHeader {
     };
   }
 
-  const desc = describe(h);
-  const bad = (why: string): never => {
-    throw new LlamaAdapterError(`${p}: not a valid llama2.c checkpoint: ${why} (header: ${desc})`);
-  };
-  for (const [k, v] of Object.entries({
-    dim: h.dim,
-    hidden_dim: h.hiddenDim,
-    n_layers: h.nLayers,
-    n_heads: h.nHeads,
-    n_kv_heads: h.nKvHeads,
-    vocab_size: h.vocabSize,
-    seq_len: h.seqLen,
-  })) {
-    if (!(v > 0)) bad(`${k} is ${v}`);
-  }
-  if (h.dim % h.nHeads !== 0) bad(`dim ${h.dim} is not divisible by n_heads ${h.nHeads}`);
-  if (h.nHeads % h.nKvHeads !== 0) bad(`n_heads ${h.nHeads} is not a multiple of n_kv_heads ${h.nKvHeads}`);
-  if ((h.dim / h.nHeads) % 2 !== 0) bad(`head size ${h.dim / h.nHeads} is odd`);
+  const config = llama2cConfig(h, `${p}: not a valid llama2.c checkpoint`);
   if (h.version === 2) {
+    const bad = (why: string): never => {
+      throw new LlamaAdapterError(`${p}: not a valid llama2.c checkpoint: ${why} (header: ${describe(h)})`);
+    };
     if (!(h.groupSize > 0)) bad(`group_size is ${h.groupSize}`);
-    const kv = (h.dim / h.nHeads) * h.nKvHeads;
+    const kv = config.headDim * config.nKvHeads;
     // every quantised matrix is split into whole groups (export.py asserts the same)
     for (const [what, rows] of [
       ['wq/wo', h.dim],
@@ -117,10 +117,10 @@ function readHeader(src: ByteSource): Llama2cHeader {
       if ((rows * h.dim) % h.groupSize !== 0) bad(`${what} (${rows * h.dim} values) is not a whole number of ${h.groupSize}-value groups`);
     }
   }
-  return h;
+  return { ...h, config };
 }
 
-function describe(h: Llama2cHeader): string {
+function describe(h: RawHeader): string {
   return (
     `dim ${h.dim}, hidden_dim ${h.hiddenDim}, n_layers ${h.nLayers}, n_heads ${h.nHeads}, n_kv_heads ${h.nKvHeads}, ` +
     `vocab_size ${h.vocabSize}, seq_len ${h.seqLen}, ${h.sharedClassifier ? 'shared' : 'separate'} classifier` +
@@ -198,23 +198,21 @@ function checkSize(src: ByteSource, h: Llama2cHeader, expected: number): void {
   );
 }
 
-export function llama2cConfig(h: Llama2cHeader): LlamaConfig {
-  return {
-    dim: h.dim,
-    nLayers: h.nLayers,
-    nHeads: h.nHeads,
-    nKvHeads: h.nKvHeads,
-    headDim: h.dim / h.nHeads,
-    hiddenDim: h.hiddenDim,
-    vocabSize: h.vocabSize,
-    maxSeqLen: h.seqLen,
-    normEps: 1e-5,
-    ropeTheta: 10000,
-    ropeScaling: null,
-    tiedEmbeddings: h.sharedClassifier,
-    bosId: 1,
-    eosId: 2,
-  };
+/** The header's architecture (llama2.c models: norm eps 1e-5, RoPE theta 10000, bos 1, eos 2). */
+function llama2cConfig(h: RawHeader, where: string): LlamaConfig {
+  return llamaConfig(
+    {
+      dim: h.dim,
+      nLayers: h.nLayers,
+      nHeads: h.nHeads,
+      nKvHeads: h.nKvHeads,
+      hiddenDim: h.hiddenDim,
+      vocabSize: h.vocabSize,
+      maxSeqLen: h.seqLen,
+      tiedEmbeddings: h.sharedClassifier,
+    },
+    { where, names: LLAMA2C_NAMES, context: `header: ${describe(h)}` },
+  );
 }
 
 /** Load a llama2.c checkpoint (legacy fp32, version 1 fp32 or version 2 Q8_0). */
@@ -235,7 +233,7 @@ export function loadLlama2c(path: string, options: LoadOptions = {}): LoadedMode
     return dequantizeQ80(src.bytes(off, n), src.f32(off + n, n / h.groupSize), h.groupSize);
   };
 
-  const config = llama2cConfig(h);
+  const config = h.config;
   const b = new MatrixBuilder(dtype, h.nLayers);
   const mat = (name: string, role: string, i = 0): Matrix => {
     const s = get(name);

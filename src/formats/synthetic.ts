@@ -1,7 +1,7 @@
 // Synthetic checkpoints: deterministic random LLaMA weights (N(0, 0.02) matrices, unit norms) of
 // any shape, for benchmarks and for tests of shapes no real asset has. bf16 weights are generated
 // straight into bf16, chunk by chunk, so a 7B-shaped model never exists in f32.
-import type { LlamaConfig } from '../core/config.js';
+import { llamaConfig } from '../core/config.js';
 import { check } from '../core/errors.js';
 import type { LayerWeights, Matrix, ModelWeights, WeightDtype } from '../core/weights.js';
 import type { Checkpoint } from './checkpoint.js';
@@ -82,34 +82,17 @@ function tensorSeed(seed: number, name: string): number {
  * bf16 they are the f32 values rounded to nearest even). Norms are 1.
  */
 export function syntheticCheckpoint(shape: SyntheticShape, seed: number, dtype: WeightDtype = 'f32'): Checkpoint {
-  const { dim, hiddenDim, nLayers, nHeads, nKvHeads, vocabSize } = shape;
-  const maxSeqLen = shape.maxSeqLen ?? 2048;
-  for (const [k, v] of Object.entries({ dim, hiddenDim, nLayers, nHeads, nKvHeads, vocabSize, maxSeqLen })) {
-    check(Number.isSafeInteger(v) && v > 0, `synthetic checkpoint: ${k} must be a positive integer, got ${v}`);
-  }
-  check(Number.isFinite(seed), `synthetic checkpoint: seed must be a number, got ${seed}`);
-  check(dtype === 'f32' || dtype === 'bf16', `synthetic checkpoint: dtype must be "f32" or "bf16", got ${String(dtype)}`);
-  check(dim % nHeads === 0, `synthetic checkpoint: dim ${dim} is not divisible by nHeads ${nHeads}`);
-  check(nHeads % nKvHeads === 0, `synthetic checkpoint: nHeads ${nHeads} is not a multiple of nKvHeads ${nKvHeads}`);
-  const headDim = dim / nHeads;
-  check(headDim % 2 === 0, `synthetic checkpoint: head size ${headDim} must be even for RoPE`);
-  const tied = shape.tiedEmbeddings ?? false;
-  const config: LlamaConfig = {
-    dim,
-    nLayers,
-    nHeads,
-    nKvHeads,
-    headDim,
-    hiddenDim,
-    vocabSize,
-    maxSeqLen,
-    normEps: 1e-5,
-    ropeTheta: 10000,
-    ropeScaling: null,
-    tiedEmbeddings: tied,
-    bosId: 1,
-    eosId: vocabSize > 2 ? 2 : 0,
-  };
+  check(Number.isFinite(seed), `synthetic model: seed must be a number, got ${seed}`);
+  check(dtype === 'f32' || dtype === 'bf16', `synthetic model: dtype must be "f32" or "bf16", got ${String(dtype)}`);
+  const config = llamaConfig(
+    {
+      ...shape,
+      maxSeqLen: shape.maxSeqLen ?? 2048,
+      eosId: shape.vocabSize > 2 ? 2 : 0,
+    },
+    { where: 'synthetic model' },
+  );
+  const { dim, hiddenDim, nLayers, vocabSize, headDim, nKvHeads, tiedEmbeddings: tied } = config;
 
   const fp = new FingerprintCollector(nLayers);
   const scratch = new Float32Array(CHUNK);
