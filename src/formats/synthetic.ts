@@ -3,9 +3,9 @@
 // straight into bf16, chunk by chunk, so a 7B-shaped model never exists in f32.
 import { llamaConfig } from '../core/config.js';
 import { check } from '../core/errors.js';
-import type { LayerWeights, Matrix, ModelWeights, WeightDtype } from '../core/weights.js';
+import type { WeightDtype } from '../core/weights.js';
+import { assembleWeights, type TensorValues } from './assemble.js';
 import type { Checkpoint } from './checkpoint.js';
-import { FingerprintCollector } from './fingerprint.js';
 
 export interface SyntheticShape {
   dim: number;
@@ -19,7 +19,6 @@ export interface SyntheticShape {
 }
 
 const STD = 0.02;
-const CHUNK = 1 << 16;
 
 /** State of Marsaglia's xorshift128, seeded through splitmix32 (never all zero). */
 function rngState(seed: number): Uint32Array {
@@ -92,58 +91,16 @@ export function syntheticCheckpoint(shape: SyntheticShape, seed: number, dtype: 
     },
     { where: 'synthetic model' },
   );
-  const { dim, hiddenDim, nLayers, vocabSize, headDim, nKvHeads, tiedEmbeddings: tied } = config;
-
-  const fp = new FingerprintCollector(nLayers);
-  const scratch = new Float32Array(CHUNK);
-  const scratchBits = new Uint32Array(scratch.buffer);
-
-  const mat = (role: string, rows: number, cols: number): Matrix => {
-    const n = rows * cols;
-    const rng = rngState(tensorSeed(seed, role));
-    const sample = fp.sampleFor(role, [rows, cols]);
-    const f32 = dtype === 'f32' ? new Float32Array(n) : null;
-    const bf16 = dtype === 'bf16' ? new Uint16Array(n) : null;
-    for (let off = 0; off < n; off += CHUNK) {
-      const len = Math.min(CHUNK, n - off);
-      const chunk = f32 ? f32.subarray(off, off + len) : scratch.subarray(0, len);
-      fillNormal(rng, chunk, STD); // CHUNK is even, so only a tensor's last chunk can be odd
-      sample?.feedF32(chunk, off);
-      if (bf16) {
-        for (let i = 0; i < len; i++) {
-          const x = scratchBits[i]; // finite by construction: plain round to nearest even
-          bf16[off + i] = (x + 0x7fff + ((x >>> 16) & 1)) >>> 16;
-        }
-      }
-    }
-    return f32 ? { dtype: 'f32', rows, cols, data: f32 } : { dtype: 'bf16', rows, cols, data: bf16 as Uint16Array };
-  };
-  const ones = (role: string): Float32Array => {
-    const v = new Float32Array(dim).fill(1);
-    fp.offerF32(role, [dim], v);
-    return v;
-  };
-
-  const kv = nKvHeads * headDim;
-  const tokEmbd = mat('tok_embd', vocabSize, dim);
-  const layers: LayerWeights[] = [];
-  for (let i = 0; i < nLayers; i++) {
-    const p = `blk.${i}.`;
-    layers.push({
-      attnNorm: ones(`${p}attn_norm`),
-      wq: mat(`${p}attn_q`, dim, dim),
-      wk: mat(`${p}attn_k`, kv, dim),
-      wv: mat(`${p}attn_v`, kv, dim),
-      wo: mat(`${p}attn_output`, dim, dim),
-      ffnNorm: ones(`${p}ffn_norm`),
-      w1: mat(`${p}ffn_gate`, hiddenDim, dim),
-      w3: mat(`${p}ffn_up`, hiddenDim, dim),
-      w2: mat(`${p}ffn_down`, dim, hiddenDim),
-    });
-  }
-  const outputNorm = ones('output_norm');
-  const output = tied ? tokEmbd : mat('output', vocabSize, dim);
-  const weights: ModelWeights = { tokEmbd, layers, outputNorm, output };
+  const { weights, fingerprint } = assembleWeights(config, dtype, (req) => ({
+    file: `synthetic:seed=${seed}`,
+    name: req.name,
+    shape: req.shape,
+    read: (): TensorValues => {
+      if (req.spec.kind === 'norm') return { dtype: 'f32', data: new Float32Array(req.shape[0]).fill(1) };
+      const rng = rngState(tensorSeed(seed, req.name));
+      return { dtype: 'f32-chunks', fill: (chunk) => fillNormal(rng, chunk, STD) }; // CHUNK is even: only the last chunk can be odd
+    },
+  }));
   return {
     path: `synthetic:seed=${seed}`,
     format: 'synthetic',
@@ -151,6 +108,6 @@ export function syntheticCheckpoint(shape: SyntheticShape, seed: number, dtype: 
     weights,
     sourceDtypes: [dtype === 'f32' ? 'F32' : 'BF16'],
     tokenizerPath: null,
-    fingerprint: fp.digest(),
+    fingerprint,
   };
 }
