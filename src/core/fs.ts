@@ -55,3 +55,16 @@ export function writeFileAtomic(file: string, parts: string | Uint8Array | reado
     throw e instanceof LlamaAdapterError ? e : ioError(file, e);
   }
 }
+
+/** The first of `names` that is a regular file in `dir`, or null. */
+export function firstFileIn(dir: string, names: readonly string[]): string | null {
+  for (const n of names) {
+    const f = path.join(dir, n);
+    try {
+      if (fs.statSync(f).isFile()) return f;
+    } catch {
+      // not there
+    }
+  }
+  return null;
+}

@@ -99,9 +99,9 @@ export class FingerprintCollector {
 }
 
 /**
- * Fingerprint of loaded weights (see the header comment). Equals Checkpoint.fingerprint for
+ * Fingerprint of loaded weights (see the header comment). Equals ModelFile.fingerprint for
  * weights loaded in f32 and for bf16 loads of BF16 sources; for an F32 source loaded as bf16 it
- * hashes the rounded values and so differs (Checkpoint.fingerprint is taken before rounding).
+ * hashes the rounded values and so differs (ModelFile.fingerprint is taken before rounding).
  */
 export function fingerprint(weights: ModelWeights): string {
   const L = weights.layers.length;

@@ -9,7 +9,7 @@ import { llamaConfig, type ConfigFieldNames, type Llama3RopeScaling, type LlamaC
 import { LlamaAdapterError, check } from '../core/errors.js';
 import { bf16ToF32, toBf16, toF16, type Matrix, type ModelWeights } from '../core/weights.js';
 import { WeightAssembler, type TensorRequest, type TensorValues } from './assemble.js';
-import { resolveDtype, type LoadOptions, type LoadedModel } from './build.js';
+import { resolveDtype, type ModelFile, type ReadModelOptions } from './model-file.js';
 import {
   canonicalTensors,
   explainShape,
@@ -22,7 +22,7 @@ import {
 } from './roles.js';
 import { ioError } from '../core/fileio.js';
 import { readSafetensors, writeSafetensors, type SafetensorsFile, type WritableTensor } from '../core/safetensors.js';
-import { mkdirs, writeFileAtomic } from '../core/fs.js';
+import { firstFileIn, mkdirs, writeFileAtomic } from '../core/fs.js';
 
 export const HF_CONFIG = 'config.json';
 export const HF_GENERATION_CONFIG = 'generation_config.json';
@@ -260,8 +260,8 @@ function hfName(t: CanonicalTensor): string {
 
 const FLOAT_DTYPES: readonly string[] = ['F32', 'BF16', 'F16', 'F64'];
 
-/** Load an HF Llama directory into canonical weights. */
-export function loadHfCheckpoint(dir: string, options: LoadOptions = {}): LoadedModel {
+/** Read an HF Llama directory into canonical weights. */
+export function readHfModel(dir: string, options: ReadModelOptions = {}): ModelFile {
   const dtype = resolveDtype(options.dtype);
   const hfConfig = readHfConfig(dir);
 
@@ -362,7 +362,15 @@ export function loadHfCheckpoint(dir: string, options: LoadOptions = {}): Loaded
     }
   }
   const { weights, fingerprint } = asm.finish();
-  return { config, weights, sourceDtypes: dtypes, fingerprint };
+  return {
+    path: dir,
+    format: 'hf-safetensors',
+    config,
+    weights,
+    sourceDtypes: dtypes,
+    tokenizerPath: firstFileIn(dir, ['tokenizer.json', 'tokenizer.model']),
+    fingerprint,
+  };
 }
 
 function safeList(dir: string): string[] {
@@ -442,7 +450,7 @@ export function hfTensors(c: LlamaConfig, w: ModelWeights, dtype: HfSaveDtype = 
  * Write canonical weights as an HF Llama directory: config.json plus model.safetensors, or
  * `shards` files model-0000i-of-0000n.safetensors with model.safetensors.index.json.
  */
-export function saveHfCheckpoint(
+export function writeHfModel(
   dir: string,
   config: LlamaConfig,
   weights: ModelWeights,

@@ -4,9 +4,11 @@
 import { llamaConfig, type ConfigFieldNames, type LlamaConfig } from '../core/config.js';
 import { LlamaAdapterError, check } from '../core/errors.js';
 import { assembleWeights } from './assemble.js';
-import { resolveDtype, type LoadOptions, type LoadedModel } from './build.js';
+import { resolveDtype, type ModelFile, type ReadModelOptions } from './model-file.js';
 import { canonicalTensors, type CanonicalTensor, type Role } from './roles.js';
+import { dirname } from 'node:path';
 import { ByteSource } from '../core/fileio.js';
+import { firstFileIn } from '../core/fs.js';
 
 export const LLAMA2C_MAGIC = 0x616b3432; // "ak42" as a little-endian uint32
 
@@ -194,8 +196,8 @@ function llama2cConfig(h: RawHeader, where: string): LlamaConfig {
   );
 }
 
-/** Load a llama2.c checkpoint (legacy fp32, version 1 fp32 or version 2 Q8_0). */
-export function loadLlama2c(path: string, options: LoadOptions = {}): LoadedModel {
+/** Read a llama2.c model file (legacy fp32, version 1 fp32 or version 2 Q8_0). */
+export function readLlama2c(path: string, options: ReadModelOptions = {}): ModelFile {
   const dtype = resolveDtype(options.dtype);
   const src = new ByteSource(path, { lazy: options.lazy });
   const { header: h, segments, total } = readHeader(src);
@@ -220,7 +222,16 @@ export function loadLlama2c(path: string, options: LoadOptions = {}): LoadedMode
       read: () => ({ dtype: 'f32', data: f32(s, i) }),
     };
   });
-  return { config: h.config, weights, sourceDtypes: h.version === 2 ? ['Q8_0', 'F32'] : ['F32'], fingerprint };
+  const q80 = h.version === 2;
+  return {
+    path,
+    format: q80 ? 'llama2c-q80' : 'llama2c-fp32',
+    config: h.config,
+    weights,
+    sourceDtypes: q80 ? ['Q8_0', 'F32'] : ['F32'],
+    tokenizerPath: firstFileIn(dirname(path), ['tokenizer.bin', `tok${h.config.vocabSize}.bin`, 'tokenizer.model', 'tokenizer.json']),
+    fingerprint,
+  };
 }
 
 /** Q8_0: value = int8 * scale of its group of `gs` consecutive values. */

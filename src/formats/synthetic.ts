@@ -1,11 +1,11 @@
-// Synthetic checkpoints: deterministic random LLaMA weights (N(0, 0.02) matrices, unit norms) of
+// Synthetic models: deterministic random LLaMA weights (N(0, 0.02) matrices, unit norms) of
 // any shape, for benchmarks and for tests of shapes no real asset has. bf16 weights are generated
 // straight into bf16, chunk by chunk, so a 7B-shaped model never exists in f32.
 import { llamaConfig } from '../core/config.js';
 import { check } from '../core/errors.js';
 import type { WeightDtype } from '../core/weights.js';
 import { assembleWeights, type TensorValues } from './assemble.js';
-import type { Checkpoint } from './checkpoint.js';
+import type { ModelFile } from './model-file.js';
 
 export interface SyntheticShape {
   dim: number;
@@ -80,7 +80,7 @@ function tensorSeed(seed: number, name: string): number {
  * Random weights for `shape` from `seed` (same seed and shape -> same weights, bit for bit; in
  * bf16 they are the f32 values rounded to nearest even). Norms are 1.
  */
-export function syntheticCheckpoint(shape: SyntheticShape, seed: number, dtype: WeightDtype = 'f32'): Checkpoint {
+export function syntheticModelFile(shape: SyntheticShape, seed: number, dtype: WeightDtype = 'f32'): ModelFile {
   check(Number.isFinite(seed), `synthetic model: seed must be a number, got ${seed}`);
   check(dtype === 'f32' || dtype === 'bf16', `synthetic model: dtype must be "f32" or "bf16", got ${String(dtype)}`);
   const config = llamaConfig(
