@@ -28,7 +28,7 @@ const DTYPE_BYTES = {
 
 export type SafetensorsDtype = keyof typeof DTYPE_BYTES;
 
-export function isSafetensorsDtype(s: string): s is SafetensorsDtype {
+function isSafetensorsDtype(s: string): s is SafetensorsDtype {
   return Object.prototype.hasOwnProperty.call(DTYPE_BYTES, s);
 }
 

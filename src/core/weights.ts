@@ -1,14 +1,7 @@
-// Frozen weights in canonical form. Every checkpoint format maps onto these names (GGUF's
-// naming), so model code never knows where a tensor came from:
-//   tok_embd (vocab, dim)           output (vocab, dim)  [same object as tok_embd when tied]
-//   output_norm (dim)
-//   blk.{i}.attn_norm (dim)         blk.{i}.ffn_norm (dim)
-//   blk.{i}.attn_q (nHeads*hs, dim) blk.{i}.attn_k / attn_v (nKvHeads*hs, dim)
-//   blk.{i}.attn_output (dim, nHeads*hs)
-//   blk.{i}.ffn_gate (hidden, dim)  [w1]   blk.{i}.ffn_up (hidden, dim) [w3]
-//   blk.{i}.ffn_down (dim, hidden)  [w2]
-// RoPE convention: q/k rows are in the interleaved (Meta / llama2.c) order; HF checkpoints are
-// permuted back at load (see formats/hf.ts), so one RoPE kernel serves every source.
+// Frozen weights in canonical form, and the dtype conversions (bf16 / f16 <-> f32) the library
+// uses. Every model format maps its tensors onto these fields through one role table
+// (formats/roles.ts: GGUF's names, shapes, RoPE row order), so model code never knows where a
+// tensor came from.
 
 /** A matrix (rows, cols), row-major. bf16 is stored as the upper 16 bits of the fp32 pattern. */
 export type Matrix =

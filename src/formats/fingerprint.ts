@@ -12,7 +12,7 @@
 import { createHash } from 'node:crypto';
 import { bf16ToF32Into, type Matrix, type ModelWeights } from '../core/weights.js';
 
-export const FINGERPRINT_SAMPLES = 1 << 20;
+const FINGERPRINT_SAMPLES = 1 << 20;
 
 /** Collects strided samples of one tensor, fed in chunks of float32 or bf16 values. */
 export class TensorSample {
@@ -48,7 +48,7 @@ function firstMultiple(offset: number, s: number): number {
 }
 
 /** The roles a fingerprint covers, in hashing order. */
-export function fingerprintRoles(nLayers: number): string[] {
+function fingerprintRoles(nLayers: number): string[] {
   return ['tok_embd', 'blk.0.attn_q', `blk.${nLayers - 1}.attn_q`, 'output_norm'];
 }
 
@@ -64,10 +64,6 @@ export class FingerprintCollector {
   constructor(nLayers: number) {
     this.nLayers = nLayers;
     this.wanted = new Set(fingerprintRoles(nLayers));
-  }
-
-  wants(role: string): boolean {
-    return this.wanted.has(role);
   }
 
   /** A sample to fill for `role`, or null when the role is not part of the fingerprint. */

@@ -24,10 +24,10 @@ import { ioError } from '../core/fileio.js';
 import { readSafetensors, writeSafetensors, type SafetensorsFile, type WritableTensor } from '../core/safetensors.js';
 import { firstFileIn, mkdirs, writeFileAtomic } from '../core/fs.js';
 
-export const HF_CONFIG = 'config.json';
-export const HF_GENERATION_CONFIG = 'generation_config.json';
-export const HF_SINGLE = 'model.safetensors';
-export const HF_INDEX = 'model.safetensors.index.json';
+const HF_CONFIG = 'config.json';
+const HF_GENERATION_CONFIG = 'generation_config.json';
+const HF_SINGLE = 'model.safetensors';
+const HF_INDEX = 'model.safetensors.index.json';
 
 // ---------------------------------------------------------------- RoPE row order
 
@@ -109,7 +109,7 @@ function isObject(v: unknown): v is Json {
  * LlamaConfig from a parsed config.json (`file` names it in errors) and, optionally, a parsed
  * generation_config.json (a fallback for bos/eos ids).
  */
-export function hfConfigFromJson(json: unknown, file: string, generation: unknown = null): LlamaConfig {
+function hfConfigFromJson(json: unknown, file: string, generation: unknown = null): LlamaConfig {
   check(isObject(json), `${file}: expected a JSON object`);
   const c = json;
 
@@ -224,7 +224,7 @@ function parseRopeScaling(rs: unknown, file: string): Llama3RopeScaling | null {
 }
 
 /** Read config.json (and generation_config.json when present) of an HF directory. */
-export function readHfConfig(dir: string): LlamaConfig {
+function readHfConfig(dir: string): LlamaConfig {
   const file = path.join(dir, HF_CONFIG);
   check(fs.existsSync(file), `${dir}: not a Hugging Face model directory (no ${HF_CONFIG})`);
   const genFile = path.join(dir, HF_GENERATION_CONFIG);

@@ -235,7 +235,7 @@ export function readLlama2c(path: string, options: ReadModelOptions = {}): Model
 }
 
 /** Q8_0: value = int8 * scale of its group of `gs` consecutive values. */
-export function dequantizeQ80(q: Uint8Array, scales: Float32Array, gs: number): Float32Array {
+function dequantizeQ80(q: Uint8Array, scales: Float32Array, gs: number): Float32Array {
   const qi = new Int8Array(q.buffer, q.byteOffset, q.length);
   const out = new Float32Array(q.length);
   for (let g = 0; g < scales.length; g++) {

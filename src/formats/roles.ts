@@ -16,7 +16,7 @@ import type { ConfigFieldNames, LlamaConfig } from '../core/config.js';
 import type { LayerWeights, Matrix, ModelWeights } from '../core/weights.js';
 
 /** Config fields that tensor dimensions are made of. */
-export type ConfigDim = 'dim' | 'hiddenDim' | 'vocabSize' | 'nHeads' | 'nKvHeads' | 'headDim';
+type ConfigDim = 'dim' | 'hiddenDim' | 'vocabSize' | 'nHeads' | 'nKvHeads' | 'headDim';
 
 /** One dimension: the product of these config fields. */
 type DimExpr = readonly ConfigDim[];
@@ -76,7 +76,7 @@ export const MODEL_ROLES = roleTable<Omit<ModelWeights, 'layers'>, ModelRole>()(
   output: { kind: 'matrix', field: 'output', dims: [['vocabSize'], ['dim']] },
 });
 
-export const LAYER_ROLE_NAMES = Object.keys(LAYER_ROLES) as LayerRole[];
+const LAYER_ROLE_NAMES = Object.keys(LAYER_ROLES) as LayerRole[];
 
 /** One tensor of a model: its role, its block (null outside the blocks) and canonical name. */
 export interface CanonicalTensor {
