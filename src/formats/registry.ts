@@ -4,7 +4,7 @@
 // (GGUF next) is one more entry here.
 import * as fs from 'node:fs';
 import { LlamaAdapterError } from '../core/errors.js';
-import { ioError } from '../core/fileio.js';
+import { ByteSource, ioError } from '../core/fileio.js';
 import { readHfModel } from './hf.js';
 import { LLAMA2C_MAGIC, readLlama2c } from './llama2c.js';
 import { resolveDtype, type ModelFile, type ModelFormat, type ReadModelOptions } from './model-file.js';
@@ -83,24 +83,13 @@ function probe(path: string): Probe {
   } catch (e) {
     throw ioError(path, e);
   }
-  const head = stat.isDirectory() ? new Uint8Array(0) : readHead(path, HEAD_BYTES);
+  let head: Uint8Array = new Uint8Array(0);
+  if (!stat.isDirectory()) {
+    const src = new ByteSource(path, { lazy: true }); // a non-file fails here, naming the path
+    head = src.bytes(0, Math.min(src.size, HEAD_BYTES));
+  }
   const dv = new DataView(head.buffer, head.byteOffset, head.byteLength);
   return { path, stat, head, u32: (o) => (o + 4 <= head.length ? dv.getUint32(o, true) : -1) };
-}
-
-function readHead(p: string, n: number): Uint8Array {
-  const buf = new Uint8Array(n);
-  let fd: number;
-  try {
-    fd = fs.openSync(p, 'r');
-  } catch (e) {
-    throw ioError(p, e);
-  }
-  try {
-    return buf.subarray(0, fs.readSync(fd, buf, 0, n, 0));
-  } finally {
-    fs.closeSync(fd);
-  }
 }
 
 function entryFor(path: string): Entry & { name: ModelFormat } {
