@@ -6,8 +6,9 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { getBackend, type BackendName } from '../src/backend/index.js';
 import { LlamaAdapterError } from '../src/core/errors.js';
-import { loadCheckpoint, type Checkpoint } from '../src/formats/checkpoint.js';
-import { syntheticCheckpoint, type SyntheticShape } from '../src/formats/synthetic.js';
+import { readModelFile } from '../src/formats/registry.js';
+import type { ModelFile } from '../src/formats/model-file.js';
+import { syntheticModelFile, type SyntheticShape } from '../src/formats/synthetic.js';
 import { LlamaModel } from '../src/model/model.js';
 import { IdTokenizer } from './id-tokenizer.js';
 import type { KernelProfile } from './profile.js';
@@ -67,18 +68,18 @@ export function buildModel(cfg: ResolvedConfig, dtype: 'f32' | 'bf16', backend: 
   const raw = getBackend(backend, threads);
   const be = profile ? profile.wrap(raw) : raw;
   const t0 = performance.now();
-  const ck: Checkpoint = cfg.kind === 'synthetic' ? syntheticCheckpoint(cfg.shape, 0, dtype) : loadCheckpoint(cfg.path, { dtype });
+  const mf: ModelFile = cfg.kind === 'synthetic' ? syntheticModelFile(cfg.shape, 0, dtype) : readModelFile(cfg.path, { dtype });
   const loadSeconds = (performance.now() - t0) / 1000;
-  const c = ck.config;
+  const c = mf.config;
   const tok = new IdTokenizer(c.vocabSize, c.bosId, c.eosId);
-  const model = new LlamaModel(c, ck.weights, tok, be, ck.fingerprint, {
-    path: ck.path, format: ck.format, sourceDtypes: ck.sourceDtypes, dtype,
+  const model = new LlamaModel(c, mf.weights, tok, be, mf.fingerprint, {
+    path: mf.path, format: mf.format, sourceDtypes: mf.sourceDtypes, dtype,
   });
-  return { model, loadSeconds, weightsMb: weightBytes(ck) / 2 ** 20 };
+  return { model, loadSeconds, weightsMb: weightBytes(mf) / 2 ** 20 };
 }
 
-function weightBytes(ck: Checkpoint): number {
-  const W = ck.weights;
+function weightBytes(mf: ModelFile): number {
+  const W = mf.weights;
   const seen = new Set<ArrayBufferView>();
   let n = 0;
   const add = (a: ArrayBufferView): void => {

@@ -8,12 +8,13 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import type { LlamaConfig } from '../src/core/config.js';
 import { LlamaAdapterError } from '../src/core/errors.js';
-import { bf16ToF32, matrixToF32, toBf16, type Matrix, type ModelWeights } from '../src/core/weights.js';
-import { detectFormat, fingerprint, loadCheckpoint } from '../src/formats/checkpoint.js';
-import { hfTensors, loadHfCheckpoint, permuteToHfRows, saveHfCheckpoint, unpermuteHfRows, hfConfigJson } from '../src/formats/hf.js';
-import { loadLlama2c } from '../src/formats/llama2c.js';
-import { f16BitsToF32, f32ToF16Bits, readSafetensors, writeSafetensors, type WritableTensor } from '../src/core/safetensors.js';
-import { syntheticCheckpoint } from '../src/formats/synthetic.js';
+import { bf16ToF32, f16ToF32, matrixToF32, toBf16, toF16, type Matrix, type ModelWeights } from '../src/core/weights.js';
+import { fingerprint } from '../src/formats/fingerprint.js';
+import { detectFormat, readModelFile } from '../src/formats/registry.js';
+import { hfTensors, readHfModel, permuteToHfRows, writeHfModel, unpermuteHfRows, hfConfigJson } from '../src/formats/hf.js';
+import { readLlama2c } from '../src/formats/llama2c.js';
+import { readSafetensors, writeSafetensors, type WritableTensor } from '../src/core/safetensors.js';
+import { syntheticModelFile } from '../src/formats/synthetic.js';
 import { maxAbsDiff, stories260K, stories260Kq80, tinystories656k } from './helpers.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'llama-formats-'));
@@ -75,9 +76,9 @@ const tinyShape = { dim: 32, hiddenDim: 48, nLayers: 3, nHeads: 4, nKvHeads: 2, 
 
 /** A tiny HF directory (random weights) written with our own writer. */
 function tinyHfDir(opts: { dtype?: 'F32' | 'BF16' | 'F16'; shards?: number; tied?: boolean } = {}): { dir: string; cfg: LlamaConfig; w: ModelWeights } {
-  const ck = syntheticCheckpoint({ ...tinyShape, tiedEmbeddings: opts.tied ?? false }, 7);
+  const ck = syntheticModelFile({ ...tinyShape, tiedEmbeddings: opts.tied ?? false }, 7);
   const dir = tmpPath('hf');
-  saveHfCheckpoint(dir, ck.config, ck.weights, { dtype: opts.dtype, shards: opts.shards });
+  writeHfModel(dir, ck.config, ck.weights, { dtype: opts.dtype, shards: opts.shards });
   return { dir, cfg: ck.config, w: ck.weights };
 }
 
@@ -85,7 +86,7 @@ function tinyHfDir(opts: { dtype?: 'F32' | 'BF16' | 'F16'; shards?: number; tied
 
 describe('llama2.c checkpoints', () => {
   test('stories260K.bin loads', () => {
-    const ck = loadCheckpoint(stories260K);
+    const ck = readModelFile(stories260K);
     const c = ck.config;
     assert.equal(ck.format, 'llama2c-fp32');
     assert.deepEqual(ck.sourceDtypes, ['F32']);
@@ -104,8 +105,8 @@ describe('llama2.c checkpoints', () => {
   });
 
   test('stories260K_q80.bin loads and matches the fp32 file (it was dequantised from it)', () => {
-    const q = loadCheckpoint(stories260Kq80);
-    const f = loadCheckpoint(stories260K);
+    const q = readModelFile(stories260Kq80);
+    const f = readModelFile(stories260K);
     assert.equal(q.format, 'llama2c-q80');
     assert.deepEqual(q.sourceDtypes, ['Q8_0', 'F32']);
     assert.deepEqual(q.config, f.config);
@@ -117,8 +118,8 @@ describe('llama2.c checkpoints', () => {
   });
 
   test('bf16 load rounds the matrices, keeps norms f32, and keeps the f32 fingerprint', () => {
-    const f = loadCheckpoint(stories260K);
-    const b = loadCheckpoint(stories260K, { dtype: 'bf16' });
+    const f = readModelFile(stories260K);
+    const b = readModelFile(stories260K, { dtype: 'bf16' });
     assert.equal(b.weights.tokEmbd.dtype, 'bf16');
     assert.equal(b.weights.layers[0].w2.dtype, 'bf16');
     assert.ok(b.weights.layers[0].attnNorm instanceof Float32Array);
@@ -129,15 +130,15 @@ describe('llama2.c checkpoints', () => {
 
   test('lazy reads at offsets give the same weights as the in-memory path', () => {
     for (const p of [stories260K, stories260Kq80]) {
-      const eager = loadLlama2c(p);
-      const lazy = loadLlama2c(p, { lazy: true });
+      const eager = readLlama2c(p);
+      const lazy = readLlama2c(p, { lazy: true });
       assertSameWeights(lazy.weights, eager.weights, 0);
       assert.equal(lazy.fingerprint, eager.fingerprint);
     }
   });
 
   test('unshared classifier (negative vocab) and the version-1 fp32 export load', () => {
-    const ref = loadCheckpoint(stories260K).weights;
+    const ref = readModelFile(stories260K).weights;
     const bin = fs.readFileSync(stories260K);
     // legacy with a separate classifier: vocab -512 in the header, wcls appended
     const wcls = new Float32Array(512 * 64).map((_, i) => (i % 7) * 0.01);
@@ -145,14 +146,14 @@ describe('llama2.c checkpoints', () => {
     unshared.writeInt32LE(-512, 20);
     const p1 = tmpPath('unshared.bin');
     fs.writeFileSync(p1, unshared);
-    const u = loadCheckpoint(p1);
+    const u = readModelFile(p1);
     assert.equal(u.config.tiedEmbeddings, false);
     assert.notEqual(u.weights.output, u.weights.tokEmbd);
     assert.deepEqual(matrixToF32(u.weights.output), wcls);
-    assert.equal(u.fingerprint, loadCheckpoint(stories260K).fingerprint); // the output head is not hashed
+    assert.equal(u.fingerprint, readModelFile(stories260K).fingerprint); // the output head is not hashed
 
     // version 1: magic, version, 7 params, shared flag, pad to 256; norms first, then matrices
-    const c = loadCheckpoint(stories260K).config;
+    const c = readModelFile(stories260K).config;
     const head = Buffer.alloc(256);
     head.writeUInt32LE(0x616b3432, 0);
     head.writeInt32LE(1, 4);
@@ -167,7 +168,7 @@ describe('llama2.c checkpoints', () => {
     for (const k of ['wq', 'wk', 'wv', 'wo', 'w1', 'w2', 'w3'] as const) parts.push(...ref.layers.map((l) => matrixToF32(l[k])));
     const p2 = tmpPath('v1.bin');
     fs.writeFileSync(p2, Buffer.concat([head, ...parts.map((a) => Buffer.from(a.buffer, a.byteOffset, a.byteLength))]));
-    const v1 = loadCheckpoint(p2);
+    const v1 = readModelFile(p2);
     assert.equal(v1.format, 'llama2c-fp32');
     assertSameWeights(v1.weights, ref, 0);
   });
@@ -175,7 +176,7 @@ describe('llama2.c checkpoints', () => {
 
 describe('Hugging Face directories', () => {
   test('tinystories-656k loads (tied via lm_head.weight)', () => {
-    const ck = loadCheckpoint(tinystories656k);
+    const ck = readModelFile(tinystories656k);
     const c = ck.config;
     assert.equal(ck.format, 'hf-safetensors');
     assert.deepEqual(ck.sourceDtypes, ['F32']);
@@ -195,8 +196,8 @@ describe('Hugging Face directories', () => {
   });
 
   test('bf16 load of tinystories-656k', () => {
-    const f = loadCheckpoint(tinystories656k);
-    const b = loadCheckpoint(tinystories656k, { dtype: 'bf16' });
+    const f = readModelFile(tinystories656k);
+    const b = readModelFile(tinystories656k, { dtype: 'bf16' });
     assert.equal(b.weights.layers[0].wq.dtype, 'bf16');
     assert.equal(b.weights.output, b.weights.tokEmbd);
     assert.ok(b.weights.outputNorm instanceof Float32Array);
@@ -222,7 +223,7 @@ describe('Hugging Face directories', () => {
   });
 
   test('RoPE un-permutation: attention scores agree between HF rotate-half and our interleaved order', () => {
-    const ck = loadCheckpoint(tinystories656k);
+    const ck = readModelFile(tinystories656k);
     const { dim, nHeads, nKvHeads, headDim: hs } = ck.config;
     const raw = readSafetensors(path.join(tinystories656k, 'model.safetensors'));
     const wqHf = raw.tensorF32('model.layers.0.self_attn.q_proj.weight');
@@ -284,13 +285,13 @@ describe('Hugging Face directories', () => {
 
   test('writing an HF directory and loading it back gives the same weights (and fingerprint)', () => {
     const { dir, cfg, w } = tinyHfDir();
-    const ck = loadCheckpoint(dir);
+    const ck = readModelFile(dir);
     assert.deepEqual(ck.config, cfg);
     assertSameWeights(ck.weights, w, 0);
-    assert.equal(ck.fingerprint, syntheticCheckpoint({ ...tinyShape, tiedEmbeddings: false }, 7).fingerprint);
+    assert.equal(ck.fingerprint, syntheticModelFile({ ...tinyShape, tiedEmbeddings: false }, 7).fingerprint);
     assert.equal(ck.tokenizerPath, null);
     const tied = tinyHfDir({ tied: true });
-    const t = loadCheckpoint(tied.dir);
+    const t = readModelFile(tied.dir);
     assert.equal(t.weights.output, t.weights.tokEmbd);
     assert.equal(readSafetensors(path.join(tied.dir, 'model.safetensors')).has('lm_head.weight'), false);
   });
@@ -304,17 +305,17 @@ describe('Hugging Face directories', () => {
       weight_map: Record<string, string>;
     };
     assert.equal(new Set(Object.values(index.weight_map)).size, 2);
-    const a = loadCheckpoint(one.dir);
-    const b = loadCheckpoint(two.dir);
+    const a = readModelFile(one.dir);
+    const b = readModelFile(two.dir);
     assertSameWeights(b.weights, a.weights, 0);
     assert.equal(b.fingerprint, a.fingerprint);
-    const lazy = loadHfCheckpoint(two.dir, { lazy: true });
+    const lazy = readHfModel(two.dir, { lazy: true });
     assertSameWeights(lazy.weights, a.weights, 0);
   });
 
   test('F16 and BF16 source tensors load', () => {
     const f16 = tinyHfDir({ dtype: 'F16' });
-    const ck16 = loadCheckpoint(f16.dir);
+    const ck16 = readModelFile(f16.dir);
     assert.deepEqual(ck16.sourceDtypes, ['F16', 'F32']);
     const a = tensors(ck16.weights);
     const b = tensors(f16.w);
@@ -326,8 +327,8 @@ describe('Hugging Face directories', () => {
     }
 
     const bf = tinyHfDir({ dtype: 'BF16' });
-    const asF32 = loadCheckpoint(bf.dir);
-    const asBf16 = loadCheckpoint(bf.dir, { dtype: 'bf16' });
+    const asF32 = readModelFile(bf.dir);
+    const asBf16 = readModelFile(bf.dir, { dtype: 'bf16' });
     assert.deepEqual(asF32.sourceDtypes, ['BF16', 'F32']);
     const rounded = (m: Matrix): Float32Array => bf16ToF32(toBf16(matrixToF32(m)));
     assert.deepEqual(matrixToF32(asF32.weights.layers[2].wq), rounded(bf.w.layers[2].wq));
@@ -345,7 +346,7 @@ describe('Hugging Face directories', () => {
       f(c);
       fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify(c));
       if (gen) fs.writeFileSync(path.join(dir, 'generation_config.json'), JSON.stringify(gen));
-      return loadCheckpoint(dir).config;
+      return readModelFile(dir).config;
     };
     const c1 = edit((c) => {
       delete c.head_dim;
@@ -452,7 +453,7 @@ describe('safetensors', () => {
     assertUserError(() => r.tensorInt32('x'), /tensor "x" has dtype F32, which cannot be read as integers/);
     // f32 -> f16 -> f32 is exact on f16 values, ties go to even, overflow -> inf
     const vals = new Float32Array([1, 1 + 2 ** -11, 1 + 3 * 2 ** -11, 65520, -(2 ** -25), 2 ** -25 * 3, 2 ** -14]);
-    assert.deepEqual(f16BitsToF32(f32ToF16Bits(vals)), new Float32Array([1, 1, 1 + 2 ** -9, Infinity, -0, 2 ** -23, 2 ** -14]));
+    assert.deepEqual(f16ToF32(toF16(vals)), new Float32Array([1, 1, 1 + 2 ** -9, Infinity, -0, 2 ** -23, 2 ** -14]));
   });
 });
 
@@ -461,10 +462,10 @@ describe('safetensors', () => {
 describe('synthetic checkpoints', () => {
   test('deterministic, N(0, 0.02), unit norms; bf16 is the rounded f32 with the same fingerprint', () => {
     const shape = { dim: 64, hiddenDim: 96, nLayers: 2, nHeads: 4, nKvHeads: 1, vocabSize: 100 };
-    const a = syntheticCheckpoint(shape, 1);
-    const b = syntheticCheckpoint(shape, 1);
-    const c = syntheticCheckpoint(shape, 2);
-    const h = syntheticCheckpoint(shape, 1, 'bf16');
+    const a = syntheticModelFile(shape, 1);
+    const b = syntheticModelFile(shape, 1);
+    const c = syntheticModelFile(shape, 2);
+    const h = syntheticModelFile(shape, 1, 'bf16');
     assertSameWeights(a.weights, b.weights, 0);
     assert.equal(a.fingerprint, b.fingerprint);
     assert.notEqual(a.fingerprint, c.fingerprint);
@@ -479,9 +480,9 @@ describe('synthetic checkpoints', () => {
     const std = Math.sqrt(e.reduce((s, v) => s + (v - mean) ** 2, 0) / e.length);
     assert.ok(Math.abs(mean) < 0.002 && Math.abs(std - 0.02) < 0.001, `mean ${mean} std ${std}`);
     // a tensor depends only on (seed, name): more layers keep the first ones
-    const deeper = syntheticCheckpoint({ ...shape, nLayers: 3 }, 1);
+    const deeper = syntheticModelFile({ ...shape, nLayers: 3 }, 1);
     assert.deepEqual(deeper.weights.layers[1].wq.data, a.weights.layers[1].wq.data);
-    assertUserError(() => syntheticCheckpoint({ ...shape, nHeads: 5 }, 1), /dim 64 is not divisible by nHeads 5/);
+    assertUserError(() => syntheticModelFile({ ...shape, nHeads: 5 }, 1), /dim 64 is not divisible by nHeads 5/);
   });
 });
 
@@ -490,12 +491,12 @@ describe('synthetic checkpoints', () => {
 describe('errors name the file and the problem', () => {
   test('missing path', () => {
     const p = path.join(tmp, 'no-such-model.bin');
-    assertUserError(() => loadCheckpoint(p), new RegExp(`^${esc(p)}: no such file or directory$`));
+    assertUserError(() => readModelFile(p), new RegExp(`^${esc(p)}: no such file or directory$`));
   });
 
   test('a bare .safetensors file asks for its directory', () => {
     const p = path.join(tinystories656k, 'model.safetensors');
-    assertUserError(() => loadCheckpoint(p), /model\.safetensors: .*pass the directory/);
+    assertUserError(() => readModelFile(p), /model\.safetensors: .*pass the directory/);
     assert.equal(detectFormat(tinystories656k), 'hf-safetensors');
   });
 
@@ -561,18 +562,18 @@ describe('errors name the file and the problem', () => {
       h[name].shape = [48, 32 * 4];
     });
     assertUserError(() => readSafetensors(st).tensorF32(name), /F8_E4M3, which cannot be read as floating point/);
-    assertUserError(() => loadCheckpoint(dir), new RegExp(`model\\.safetensors: tensor "${esc(name)}" has dtype F8_E4M3, which is not supported`));
+    assertUserError(() => readModelFile(dir), new RegExp(`model\\.safetensors: tensor "${esc(name)}" has dtype F8_E4M3, which is not supported`));
   });
 
   test('missing tensor and mis-shaped tensor in an HF directory', () => {
-    const ck = syntheticCheckpoint(tinyShape, 3);
+    const ck = syntheticModelFile(tinyShape, 3);
     const dir = tmpPath('hf-missing');
-    saveHfCheckpoint(dir, ck.config, ck.weights);
+    writeHfModel(dir, ck.config, ck.weights);
     const all = hfTensors(ck.config, ck.weights);
     const missing = 'model.layers.1.mlp.up_proj.weight';
     writeSafetensors(path.join(dir, 'model.safetensors'), all.filter((t) => t.name !== missing), {});
     assertUserError(
-      () => loadCheckpoint(dir),
+      () => readModelFile(dir),
       new RegExp(`model\\.safetensors: missing tensor "${esc(missing)}" \\(expected shape \\[48, 32\\] = \\(intermediate_size, hidden_size\\)\\)`),
     );
 
@@ -580,13 +581,13 @@ describe('errors name the file and the problem', () => {
     const reshaped = all.map((t): WritableTensor => (t.name === wrong && t.dtype === 'F32' ? { ...t, shape: [32, 16] } : t));
     writeSafetensors(path.join(dir, 'model.safetensors'), reshaped, {});
     assertUserError(
-      () => loadCheckpoint(dir),
+      () => readModelFile(dir),
       new RegExp(`model\\.safetensors: tensor "${esc(wrong)}" has shape \\[32, 16\\], expected \\[16, 32\\]`),
     );
 
     // untied config without lm_head
     writeSafetensors(path.join(dir, 'model.safetensors'), all.filter((t) => t.name !== 'lm_head.weight'), {});
-    assertUserError(() => loadCheckpoint(dir), /missing tensor "lm_head\.weight".*tie_word_embeddings is false/);
+    assertUserError(() => readModelFile(dir), /missing tensor "lm_head\.weight".*tie_word_embeddings is false/);
 
     // sharded: a tensor the index does not list, and an index pointing at a missing shard
     const sh = tinyHfDir({ shards: 2 });
@@ -594,10 +595,10 @@ describe('errors name the file and the problem', () => {
     const idx = JSON.parse(fs.readFileSync(idxFile, 'utf8')) as { weight_map: Record<string, string> };
     delete idx.weight_map['model.norm.weight'];
     fs.writeFileSync(idxFile, JSON.stringify(idx));
-    assertUserError(() => loadCheckpoint(sh.dir), /model\.safetensors\.index\.json: weight_map: missing tensor "model\.norm\.weight"/);
+    assertUserError(() => readModelFile(sh.dir), /model\.safetensors\.index\.json: weight_map: missing tensor "model\.norm\.weight"/);
     idx.weight_map['model.norm.weight'] = 'model-00003-of-00002.safetensors';
     fs.writeFileSync(idxFile, JSON.stringify(idx));
-    assertUserError(() => loadCheckpoint(sh.dir), /index\.json: maps tensor "model\.norm\.weight" to model-00003-of-00002\.safetensors, which does not exist/);
+    assertUserError(() => readModelFile(sh.dir), /index\.json: maps tensor "model\.norm\.weight" to model-00003-of-00002\.safetensors, which does not exist/);
   });
 
   test('config.json problems: architecture, rope scaling, missing fields, no weights', () => {
@@ -612,27 +613,27 @@ describe('errors name the file and the problem', () => {
       c.architectures = ['GPT2LMHeadModel'];
       c.model_type = 'gpt2';
     });
-    assertUserError(() => loadCheckpoint(dir), /config\.json: unsupported architecture GPT2LMHeadModel \(expected LlamaForCausalLM\)/);
+    assertUserError(() => readModelFile(dir), /config\.json: unsupported architecture GPT2LMHeadModel \(expected LlamaForCausalLM\)/);
     write((c) => {
       c.rope_scaling = { type: 'linear', factor: 2 };
     });
-    assertUserError(() => loadCheckpoint(dir), /config\.json: rope_scaling type "linear" is not supported/);
+    assertUserError(() => readModelFile(dir), /config\.json: rope_scaling type "linear" is not supported/);
     write((c) => {
       delete c.hidden_size;
     });
-    assertUserError(() => loadCheckpoint(dir), /config\.json: missing "hidden_size"/);
+    assertUserError(() => readModelFile(dir), /config\.json: missing "hidden_size"/);
     write((c) => {
       c.num_key_value_heads = 3;
     });
-    assertUserError(() => loadCheckpoint(dir), /config\.json: num_attention_heads 4 is not a multiple of num_key_value_heads 3/);
+    assertUserError(() => readModelFile(dir), /config\.json: num_attention_heads 4 is not a multiple of num_key_value_heads 3/);
     fs.writeFileSync(cfgFile, '{ nope');
-    assertUserError(() => loadCheckpoint(dir), /config\.json: not valid JSON/);
+    assertUserError(() => readModelFile(dir), /config\.json: not valid JSON/);
     write(() => undefined);
     fs.rmSync(path.join(dir, 'model.safetensors'));
-    assertUserError(() => loadCheckpoint(dir), /: no model\.safetensors or model\.safetensors\.index\.json/);
+    assertUserError(() => readModelFile(dir), /: no model\.safetensors or model\.safetensors\.index\.json/);
     const empty = tmpPath('empty-dir');
     fs.mkdirSync(empty);
-    assertUserError(() => loadCheckpoint(empty), /empty-dir: not a Hugging Face model directory \(no config\.json\)/);
+    assertUserError(() => readModelFile(empty), /empty-dir: not a Hugging Face model directory \(no config\.json\)/);
   });
 
   test('truncated, padded or nonsensical llama2.c files', () => {
@@ -640,29 +641,29 @@ describe('errors name the file and the problem', () => {
     const t = tmpPath('stories-truncated.bin');
     fs.writeFileSync(t, bin.subarray(0, 500000));
     assertUserError(
-      () => loadCheckpoint(t),
+      () => readModelFile(t),
       /stories-truncated\.bin: file is 500000 bytes but its llama2\.c legacy fp32 header \(dim 64, .*\) implies 1056540 bytes \(truncated\)/,
     );
     const g = tmpPath('stories-garbage.bin');
     fs.writeFileSync(g, Buffer.concat([bin, Buffer.alloc(12)]));
-    assertUserError(() => loadCheckpoint(g), /stories-garbage\.bin: file is 1056552 bytes .* implies 1056540 bytes \(12 bytes of trailing data\)/);
+    assertUserError(() => readModelFile(g), /stories-garbage\.bin: file is 1056552 bytes .* implies 1056540 bytes \(12 bytes of trailing data\)/);
     const q = tmpPath('q80-truncated.bin');
     fs.writeFileSync(q, fs.readFileSync(stories260Kq80).subarray(0, 1000));
-    assertUserError(() => loadCheckpoint(q), /q80-truncated\.bin: file is 1000 bytes but its llama2\.c version-2 header .*group_size 32\) implies 294816 bytes \(truncated\)/);
+    assertUserError(() => readModelFile(q), /q80-truncated\.bin: file is 1000 bytes but its llama2\.c version-2 header .*group_size 32\) implies 294816 bytes \(truncated\)/);
     const n = tmpPath('nonsense.bin');
     const odd = Buffer.from(bin.subarray(0, 1000));
     odd.writeInt32LE(65, 0); // dim 65 with 8 heads
     fs.writeFileSync(n, odd);
-    assertUserError(() => loadCheckpoint(n), /nonsense\.bin: not a valid llama2\.c checkpoint: dim 65 is not divisible by n_heads 8/);
+    assertUserError(() => readModelFile(n), /nonsense\.bin: not a valid llama2\.c checkpoint: dim 65 is not divisible by n_heads 8/);
     const txt = tmpPath('notes.txt');
     fs.writeFileSync(txt, 'hello, this is not a model at all');
-    assertUserError(() => loadCheckpoint(txt), /notes\.txt: not a valid llama2\.c checkpoint/);
+    assertUserError(() => readModelFile(txt), /notes\.txt: not a valid llama2\.c checkpoint/);
     const v3 = tmpPath('v3.bin');
     const h = Buffer.alloc(300);
     h.writeUInt32LE(0x616b3432, 0);
     h.writeInt32LE(3, 4);
     fs.writeFileSync(v3, h);
-    assertUserError(() => loadCheckpoint(v3), /v3\.bin: llama2\.c export version 3 is not supported/);
-    assertUserError(() => loadCheckpoint(stories260K, { dtype: 'f16' as 'f32' }), /dtype "f16" is not supported/);
+    assertUserError(() => readModelFile(v3), /v3\.bin: llama2\.c export version 3 is not supported/);
+    assertUserError(() => readModelFile(stories260K, { dtype: 'f16' as 'f32' }), /dtype "f16" is not supported/);
   });
 });

@@ -1,11 +1,11 @@
-// `llama-adapter inspect PATH`: what a checkpoint or an adapter file holds.
+// `llama-adapter inspect PATH`: what a model or an adapter file holds.
 
 import * as fs from 'node:fs';
 import { Command } from 'commander';
 import { readAdapterInfo, ADAPTER_FORMAT } from '../methods/v1/file.js';
 import { GATE_RULES, isGateMode } from '../methods/v1/gate.js';
 import { parameterCount } from '../core/config.js';
-import { loadCheckpoint } from '../formats/checkpoint.js';
+import { readModelFile } from '../formats/registry.js';
 import { readSafetensors } from '../core/safetensors.js';
 import { loadTokenizer } from '../tokenizer/load.js';
 
@@ -29,22 +29,22 @@ export async function inspectReport(path: string, tokenizer?: string): Promise<R
       tensors: tensors.filter((t) => !t.name.startsWith('optimizer.')).map((t) => `${t.name} [${t.shape.join(', ')}]`),
     };
   }
-  const ck = loadCheckpoint(path);
-  const c = ck.config;
-  const tokPath = tokenizer ?? ck.tokenizerPath;
+  const mf = readModelFile(path);
+  const c = mf.config;
+  const tokPath = tokenizer ?? mf.tokenizerPath;
   let tok: Record<string, unknown> | null = null;
   if (tokPath) {
     const t = await loadTokenizer(tokPath);
     tok = { path: tokPath, kind: t.kind, vocab_size: t.vocabSize, bos_id: t.bosId, eos_id: t.eosId };
   }
   return {
-    kind: 'model', format: ck.format, dtypes: ck.sourceDtypes,
+    kind: 'model', format: mf.format, dtypes: mf.sourceDtypes,
     architecture: {
       dim: c.dim, layers: c.nLayers, heads: c.nHeads, kv_heads: c.nKvHeads, head_dim: c.headDim, hidden_dim: c.hiddenDim,
       vocab_size: c.vocabSize, max_seq_len: c.maxSeqLen, norm_eps: c.normEps, rope_theta: c.ropeTheta,
       rope_scaling: c.ropeScaling, tied_embeddings: c.tiedEmbeddings, bos_id: c.bosId, eos_id: c.eosId,
     },
-    parameters: parameterCount(c), fingerprint: ck.fingerprint, tokenizer: tok,
+    parameters: parameterCount(c), fingerprint: mf.fingerprint, tokenizer: tok,
   };
 }
 
@@ -52,7 +52,7 @@ export function inspectCommand(): Command {
   return new Command('inspect')
     .description('show format, architecture, parameter count, dtypes and tokenizer of a model, or the config and base of an adapter')
     .argument('<path>', 'model directory / .bin, or adapter .safetensors')
-    .option('--tokenizer <path>', 'tokenizer to report for a single-file checkpoint')
+    .option('--tokenizer <path>', 'tokenizer to report for a single-file model')
     .option('--json', 'print JSON')
     .action(async (p: string, f: { tokenizer?: string; json?: boolean }) => {
       const r = await inspectReport(p, f.tokenizer);

@@ -1,5 +1,7 @@
 // The architecture of a LLaMA-family model, independent of the file format it came from.
-// Every loader (HF directory, llama2.c .bin, later GGUF) produces one of these.
+// Every loader (HF directory, llama2.c .bin, synthetic, later GGUF) builds one with
+// llamaConfig(), which fills the LLaMA defaults and checks that the shape is consistent.
+import { LlamaAdapterError } from './errors.js';
 
 /** Llama 3.1-style RoPE frequency scaling (`rope_scaling.rope_type == "llama3"` in HF configs). */
 export interface Llama3RopeScaling {
@@ -24,6 +26,61 @@ export interface LlamaConfig {
   tiedEmbeddings: boolean; // output head shares the embedding matrix
   bosId: number; // beginning-of-sequence token id
   eosId: number; // end-of-sequence token id
+}
+
+/** What a format must give; every other field has a LLaMA default (see llamaConfig). */
+export type LlamaConfigFields = Pick<LlamaConfig, 'dim' | 'nLayers' | 'nHeads' | 'hiddenDim' | 'vocabSize' | 'maxSeqLen'> &
+  Partial<LlamaConfig>;
+
+/** A format's own names for config fields, for its messages (HF: dim -> "hidden_size"). */
+export type ConfigFieldNames = Partial<Record<keyof LlamaConfig, string>>;
+
+/** Where a config comes from, for error messages: `${where}: ${problem}` [+ ` (${context})`]. */
+export interface ConfigSource {
+  where: string;
+  names?: ConfigFieldNames;
+  context?: string;
+}
+
+/**
+ * A LlamaConfig from `fields`, with the defaults nKvHeads = nHeads, headDim = dim / nHeads,
+ * normEps 1e-5, ropeTheta 10000, no RoPE scaling, separate output head, bos 1, eos 2. Throws a
+ * LlamaAdapterError (in the source's field names) unless the sizes are positive integers,
+ * nHeads is a multiple of nKvHeads and the head size is even (RoPE rotates pairs).
+ */
+export function llamaConfig(fields: LlamaConfigFields, source: ConfigSource): LlamaConfig {
+  const f = fields;
+  const c: LlamaConfig = {
+    dim: f.dim,
+    nLayers: f.nLayers,
+    nHeads: f.nHeads,
+    nKvHeads: f.nKvHeads ?? f.nHeads,
+    headDim: f.headDim ?? f.dim / f.nHeads,
+    hiddenDim: f.hiddenDim,
+    vocabSize: f.vocabSize,
+    maxSeqLen: f.maxSeqLen,
+    normEps: f.normEps ?? 1e-5,
+    ropeTheta: f.ropeTheta ?? 10000,
+    ropeScaling: f.ropeScaling ?? null,
+    tiedEmbeddings: f.tiedEmbeddings ?? false,
+    bosId: f.bosId ?? 1,
+    eosId: f.eosId ?? 2,
+  };
+  const name = (k: keyof LlamaConfig): string => source.names?.[k] ?? k;
+  const fail = (why: string): never => {
+    throw new LlamaAdapterError(`${source.where}: ${why}${source.context ? ` (${source.context})` : ''}`);
+  };
+  for (const k of ['dim', 'hiddenDim', 'nLayers', 'nHeads', 'nKvHeads', 'vocabSize', 'maxSeqLen'] as const) {
+    if (!(Number.isSafeInteger(c[k]) && c[k] > 0)) fail(`${name(k)} is ${c[k]}, expected a positive integer`);
+  }
+  if (f.headDim === undefined && c.dim % c.nHeads !== 0) {
+    const given = source.names?.headDim ? ` (and no ${source.names.headDim} is given)` : '';
+    fail(`${name('dim')} ${c.dim} is not divisible by ${name('nHeads')} ${c.nHeads}${given}`);
+  }
+  if (!(Number.isSafeInteger(c.headDim) && c.headDim > 0)) fail(`${name('headDim')} is ${c.headDim}, expected a positive integer`);
+  if (c.nHeads % c.nKvHeads !== 0) fail(`${name('nHeads')} ${c.nHeads} is not a multiple of ${name('nKvHeads')} ${c.nKvHeads}`);
+  if (c.headDim % 2 !== 0) fail(`head size ${c.headDim} is odd; RoPE needs an even head size`);
+  return c;
 }
 
 /** Parameter count of the frozen base model (tied head counted once). */

@@ -5,7 +5,7 @@ import * as fs from 'node:fs';
 import { LlamaAdapterError } from './errors.js';
 
 /** Files up to this size are read into memory in one go (readFileSync's own limit is 2 GiB). */
-export const EAGER_LIMIT = 2 ** 31 - 1;
+const EAGER_LIMIT = 2 ** 31 - 1;
 const CHUNK = 1 << 30; // readSync/writeSync move at most this many bytes per call
 
 export interface ByteSourceOptions {

@@ -2,10 +2,10 @@
 // ({name: {dtype, shape, data_offsets}} plus an optional "__metadata__" string map), then the
 // raw little-endian tensor bytes. The reader validates the header thoroughly and converts tensors
 // to f32 / bf16 / int32 on request; files >= 2 GB are read lazily, tensor by tensor.
-import * as fs from 'node:fs';
 import { LlamaAdapterError, check } from './errors.js';
-import { toBf16 } from './weights.js';
-import { ByteSource, type ByteSourceOptions, asBytes, ioError, writeAll } from './fileio.js';
+import { bf16ToF32, f16ToF32, toBf16 } from './weights.js';
+import { ByteSource, type ByteSourceOptions, asBytes } from './fileio.js';
+import { writeFileAtomic } from './fs.js';
 
 /** Bytes per element of every dtype the safetensors format defines. */
 const DTYPE_BYTES = {
@@ -28,7 +28,7 @@ const DTYPE_BYTES = {
 
 export type SafetensorsDtype = keyof typeof DTYPE_BYTES;
 
-export function isSafetensorsDtype(s: string): s is SafetensorsDtype {
+function isSafetensorsDtype(s: string): s is SafetensorsDtype {
   return Object.prototype.hasOwnProperty.call(DTYPE_BYTES, s);
 }
 
@@ -154,9 +154,9 @@ class SafetensorsReader implements SafetensorsFile {
       case 'F32':
         return this.src.f32(off, count);
       case 'BF16':
-        return bf16BitsToF32(this.src.u16(off, count));
+        return bf16ToF32(this.src.u16(off, count));
       case 'F16':
-        return f16BitsToF32(this.src.u16(off, count));
+        return f16ToF32(this.src.u16(off, count));
       case 'F64': {
         const b = this.src.bytes(off, count * 8);
         const dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
@@ -257,78 +257,6 @@ function parseEntry(p: string, name: string, raw: unknown, dataSize: number): En
   return { dtype, shape: dims, begin, end };
 }
 
-// ---------------------------------------------------------------- conversions
-
-export function bf16BitsToF32(src: Uint16Array): Float32Array {
-  const out = new Float32Array(src.length);
-  const u = new Uint32Array(out.buffer);
-  for (let i = 0; i < src.length; i++) u[i] = src[i] << 16;
-  return out;
-}
-
-let f16Table: Float32Array | null = null;
-
-/** IEEE half -> float32 (exact), via a 65536-entry table. */
-export function f16BitsToF32(src: Uint16Array): Float32Array {
-  if (!f16Table) {
-    f16Table = new Float32Array(65536);
-    for (let h = 0; h < 65536; h++) {
-      const s = h & 0x8000 ? -1 : 1;
-      const e = (h >>> 10) & 0x1f;
-      const m = h & 0x3ff;
-      if (e === 0) f16Table[h] = s * m * 2 ** -24;
-      else if (e === 31) f16Table[h] = m ? NaN : s * Infinity;
-      else f16Table[h] = s * (1 + m / 1024) * 2 ** (e - 15);
-    }
-  }
-  const t = f16Table;
-  const out = new Float32Array(src.length);
-  for (let i = 0; i < src.length; i++) out[i] = t[src[i]];
-  return out;
-}
-
-/** float32 -> IEEE half, round to nearest even (overflow -> inf, NaN kept). */
-export function f32ToF16Bits(src: Float32Array): Uint16Array {
-  const bits = new Uint32Array(1);
-  const f = new Float32Array(bits.buffer);
-  const out = new Uint16Array(src.length);
-  for (let i = 0; i < src.length; i++) {
-    f[0] = src[i];
-    const x = bits[0];
-    const sign = (x >>> 16) & 0x8000;
-    const e32 = (x >>> 23) & 0xff;
-    let m = x & 0x7fffff;
-    if (e32 === 0xff) {
-      out[i] = sign | 0x7c00 | (m ? 0x200 | (m >>> 13) : 0);
-      continue;
-    }
-    const e = e32 - 112; // rebias 127 -> 15
-    if (e >= 31) {
-      out[i] = sign | 0x7c00;
-      continue;
-    }
-    if (e <= 0) {
-      if (e < -10) {
-        out[i] = sign;
-        continue;
-      }
-      m |= 0x800000;
-      const shift = 14 - e;
-      let h = m >>> shift;
-      const rem = m & ((1 << shift) - 1);
-      const half = 1 << (shift - 1);
-      if (rem > half || (rem === half && h & 1)) h++;
-      out[i] = sign | h;
-      continue;
-    }
-    let h = (e << 10) | (m >>> 13);
-    const rem = m & 0x1fff;
-    if (rem > 0x1000 || (rem === 0x1000 && h & 1)) h++; // a carry may round up to inf: correct
-    out[i] = sign | h;
-  }
-  return out;
-}
-
 // ---------------------------------------------------------------- writer
 
 export type WritableTensor =
@@ -337,7 +265,7 @@ export type WritableTensor =
   | { name: string; dtype: 'BF16' | 'F16'; shape: readonly number[]; data: Uint16Array };
 
 /**
- * Write a safetensors file atomically (to `path.tmp-<pid>`, then rename). Tensors are stored
+ * Write a safetensors file atomically (writeFileAtomic). Tensors are stored
  * back to back in the given order; the header is padded with spaces to 8-byte alignment.
  */
 export function writeSafetensors(
@@ -379,31 +307,5 @@ export function writeSafetensors(
   const len = Buffer.alloc(8);
   len.writeBigUInt64LE(BigInt(hbytes.length));
 
-  const tmp = `${path}.tmp-${process.pid}`;
-  let fd: number;
-  try {
-    fd = fs.openSync(tmp, 'w');
-  } catch (e) {
-    throw ioError(tmp, e);
-  }
-  try {
-    writeAll(fd, len);
-    writeAll(fd, hbytes);
-    for (const t of tensors) writeAll(fd, asBytes(t.data));
-    fs.fsyncSync(fd);
-    fs.closeSync(fd);
-    fs.renameSync(tmp, path);
-  } catch (e) {
-    try {
-      fs.closeSync(fd);
-    } catch {
-      // already closed
-    }
-    try {
-      fs.unlinkSync(tmp);
-    } catch {
-      // nothing to clean up
-    }
-    throw e instanceof LlamaAdapterError ? e : ioError(path, e);
-  }
+  writeFileAtomic(path, [len, hbytes, ...tensors.map((t) => asBytes(t.data))]);
 }

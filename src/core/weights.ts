@@ -1,14 +1,7 @@
-// Frozen weights in canonical form. Every checkpoint format maps onto these names (GGUF's
-// naming), so model code never knows where a tensor came from:
-//   tok_embd (vocab, dim)           output (vocab, dim)  [same object as tok_embd when tied]
-//   output_norm (dim)
-//   blk.{i}.attn_norm (dim)         blk.{i}.ffn_norm (dim)
-//   blk.{i}.attn_q (nHeads*hs, dim) blk.{i}.attn_k / attn_v (nKvHeads*hs, dim)
-//   blk.{i}.attn_output (dim, nHeads*hs)
-//   blk.{i}.ffn_gate (hidden, dim)  [w1]   blk.{i}.ffn_up (hidden, dim) [w3]
-//   blk.{i}.ffn_down (dim, hidden)  [w2]
-// RoPE convention: q/k rows are in the interleaved (Meta / llama2.c) order; HF checkpoints are
-// permuted back at load (see formats/hf.ts), so one RoPE kernel serves every source.
+// Frozen weights in canonical form, and the dtype conversions (bf16 / f16 <-> f32) the library
+// uses. Every model format maps its tensors onto these fields through one role table
+// (formats/roles.ts: GGUF's names, shapes, RoPE row order), so model code never knows where a
+// tensor came from.
 
 /** A matrix (rows, cols), row-major. bf16 is stored as the upper 16 bits of the fp32 pattern. */
 export type Matrix =
@@ -34,10 +27,6 @@ export interface ModelWeights {
   layers: LayerWeights[];
   outputNorm: Float32Array; // (dim)
   output: Matrix; // (vocab, dim); === tokEmbd when tied
-}
-
-export function f32Matrix(rows: number, cols: number, data: Float32Array): Matrix {
-  return { dtype: 'f32', rows, cols, data };
 }
 
 /** Round-to-nearest-even fp32 -> bf16 (NaN kept quiet). */
@@ -68,17 +57,88 @@ export function roundBf16(dst: Float32Array, src: Float32Array, n = src.length):
   for (let i = 0; i < n; i++) d[i] = bf16RoundBits(s[i]) & 0xffff0000;
 }
 
+/** bf16 bit patterns -> float32 (exact). */
 export function bf16ToF32(src: Uint16Array): Float32Array {
   const out = new Float32Array(src.length);
-  const u = new Uint32Array(out.buffer);
-  for (let i = 0; i < src.length; i++) u[i] = src[i] << 16;
+  bf16ToF32Into(out, src, src.length);
   return out;
 }
 
-export function matrixToBf16(m: Matrix): Matrix {
-  return m.dtype === 'bf16' ? m : { dtype: 'bf16', rows: m.rows, cols: m.cols, data: toBf16(m.data) };
+/** out[i] = the first n bf16 bit patterns of src widened to float32 (exact: the upper 16 bits). */
+export function bf16ToF32Into(out: Float32Array, src: Uint16Array, n: number): void {
+  const u = new Uint32Array(out.buffer, out.byteOffset, n);
+  for (let i = 0; i < n; i++) u[i] = src[i] << 16;
 }
 
+let f16Table: Float32Array | null = null;
+
+/** IEEE half bit patterns -> float32 (exact). */
+export function f16ToF32(src: Uint16Array): Float32Array {
+  const out = new Float32Array(src.length);
+  f16ToF32Into(out, src, src.length);
+  return out;
+}
+
+/** out[i] = the first n IEEE half bit patterns of src as float32 (exact), via a 65536-entry table. */
+export function f16ToF32Into(out: Float32Array, src: Uint16Array, n: number): void {
+  if (!f16Table) {
+    f16Table = new Float32Array(65536);
+    for (let h = 0; h < 65536; h++) {
+      const s = h & 0x8000 ? -1 : 1;
+      const e = (h >>> 10) & 0x1f;
+      const m = h & 0x3ff;
+      if (e === 0) f16Table[h] = s * m * 2 ** -24;
+      else if (e === 31) f16Table[h] = m ? NaN : s * Infinity;
+      else f16Table[h] = s * (1 + m / 1024) * 2 ** (e - 15);
+    }
+  }
+  const t = f16Table;
+  for (let i = 0; i < n; i++) out[i] = t[src[i]];
+}
+
+/** float32 -> IEEE half bit patterns, round to nearest even (overflow -> inf, NaN kept). */
+export function toF16(src: Float32Array): Uint16Array {
+  const bits = new Uint32Array(1);
+  const f = new Float32Array(bits.buffer);
+  const out = new Uint16Array(src.length);
+  for (let i = 0; i < src.length; i++) {
+    f[0] = src[i];
+    const x = bits[0];
+    const sign = (x >>> 16) & 0x8000;
+    const e32 = (x >>> 23) & 0xff;
+    let m = x & 0x7fffff;
+    if (e32 === 0xff) {
+      out[i] = sign | 0x7c00 | (m ? 0x200 | (m >>> 13) : 0);
+      continue;
+    }
+    const e = e32 - 112; // rebias 127 -> 15
+    if (e >= 31) {
+      out[i] = sign | 0x7c00;
+      continue;
+    }
+    if (e <= 0) {
+      if (e < -10) {
+        out[i] = sign;
+        continue;
+      }
+      m |= 0x800000;
+      const shift = 14 - e;
+      let h = m >>> shift;
+      const rem = m & ((1 << shift) - 1);
+      const half = 1 << (shift - 1);
+      if (rem > half || (rem === half && h & 1)) h++;
+      out[i] = sign | h;
+      continue;
+    }
+    let h = (e << 10) | (m >>> 13);
+    const rem = m & 0x1fff;
+    if (rem > 0x1000 || (rem === 0x1000 && h & 1)) h++; // a carry may round up to inf: correct
+    out[i] = sign | h;
+  }
+  return out;
+}
+
+/** The matrix's values as float32 (its own array when f32, a widened copy when bf16). */
 export function matrixToF32(m: Matrix): Float32Array {
   return m.dtype === 'f32' ? m.data : bf16ToF32(m.data);
 }

@@ -10,23 +10,21 @@
 // Values are the weights as loaded in float32, before any bf16 conversion. A BF16 source hashes
 // its exact float32 widening, so a BF16 file hashes the same whether loaded as f32 or bf16.
 import { createHash } from 'node:crypto';
-import type { Matrix, ModelWeights } from '../core/weights.js';
+import { bf16ToF32Into, type Matrix, type ModelWeights } from '../core/weights.js';
 
-export const FINGERPRINT_SAMPLES = 1 << 20;
+const FINGERPRINT_SAMPLES = 1 << 20;
 
 /** Collects strided samples of one tensor, fed in chunks of float32 or bf16 values. */
 export class TensorSample {
   readonly shape: number[];
   readonly stride: number;
   readonly values: Float32Array;
-  private readonly bits: Uint32Array;
 
   constructor(shape: readonly number[]) {
     this.shape = [...shape];
     const n = shape.reduce((a, b) => a * b, 1);
     this.stride = Math.max(1, Math.ceil(n / FINGERPRINT_SAMPLES));
     this.values = new Float32Array(Math.ceil(n / this.stride));
-    this.bits = new Uint32Array(this.values.buffer);
   }
 
   /** Values at flat indices [offset, offset + chunk.length) as float32. */
@@ -38,7 +36,10 @@ export class TensorSample {
   /** Values at flat indices [offset, offset + chunk.length) as bf16 bit patterns. */
   feedBf16(chunk: Uint16Array, offset = 0): void {
     const s = this.stride;
-    for (let i = firstMultiple(offset, s); i < offset + chunk.length; i += s) this.bits[i / s] = chunk[i - offset] << 16;
+    const first = firstMultiple(offset, s);
+    const picked: number[] = [];
+    for (let i = first; i < offset + chunk.length; i += s) picked.push(chunk[i - offset]);
+    bf16ToF32Into(this.values.subarray(first / s), Uint16Array.from(picked), picked.length);
   }
 }
 
@@ -47,7 +48,7 @@ function firstMultiple(offset: number, s: number): number {
 }
 
 /** The roles a fingerprint covers, in hashing order. */
-export function fingerprintRoles(nLayers: number): string[] {
+function fingerprintRoles(nLayers: number): string[] {
   return ['tok_embd', 'blk.0.attn_q', `blk.${nLayers - 1}.attn_q`, 'output_norm'];
 }
 
@@ -63,10 +64,6 @@ export class FingerprintCollector {
   constructor(nLayers: number) {
     this.nLayers = nLayers;
     this.wanted = new Set(fingerprintRoles(nLayers));
-  }
-
-  wants(role: string): boolean {
-    return this.wanted.has(role);
   }
 
   /** A sample to fill for `role`, or null when the role is not part of the fingerprint. */
@@ -98,9 +95,9 @@ export class FingerprintCollector {
 }
 
 /**
- * Fingerprint of loaded weights (see the header comment). Equals Checkpoint.fingerprint for
+ * Fingerprint of loaded weights (see the header comment). Equals ModelFile.fingerprint for
  * weights loaded in f32 and for bf16 loads of BF16 sources; for an F32 source loaded as bf16 it
- * hashes the rounded values and so differs (Checkpoint.fingerprint is taken before rounding).
+ * hashes the rounded values and so differs (ModelFile.fingerprint is taken before rounding).
  */
 export function fingerprint(weights: ModelWeights): string {
   const L = weights.layers.length;

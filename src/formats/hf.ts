@@ -5,18 +5,29 @@
 // (used for tests and for exporting).
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { Llama3RopeScaling, LlamaConfig } from '../core/config.js';
+import { llamaConfig, type ConfigFieldNames, type Llama3RopeScaling, type LlamaConfig } from '../core/config.js';
 import { LlamaAdapterError, check } from '../core/errors.js';
-import { bf16ToF32, toBf16, type LayerWeights, type Matrix, type ModelWeights } from '../core/weights.js';
-import { MatrixBuilder, resolveDtype, type LoadOptions, type LoadedModel } from './build.js';
+import { bf16ToF32, toBf16, toF16, type Matrix, type ModelWeights } from '../core/weights.js';
+import { WeightAssembler, type TensorRequest, type TensorValues } from './assemble.js';
+import { resolveDtype, type ModelFile, type ReadModelOptions } from './model-file.js';
+import {
+  canonicalTensors,
+  explainShape,
+  ropeHeads,
+  shapeStr,
+  tensorOf,
+  type CanonicalTensor,
+  type LayerRole,
+  type ModelRole,
+} from './roles.js';
 import { ioError } from '../core/fileio.js';
-import { f32ToF16Bits, readSafetensors, writeSafetensors, type SafetensorsFile, type WritableTensor } from '../core/safetensors.js';
-import { mkdirs } from '../core/fs.js';
+import { readSafetensors, writeSafetensors, type SafetensorsFile, type WritableTensor } from '../core/safetensors.js';
+import { firstFileIn, mkdirs, writeFileAtomic } from '../core/fs.js';
 
-export const HF_CONFIG = 'config.json';
-export const HF_GENERATION_CONFIG = 'generation_config.json';
-export const HF_SINGLE = 'model.safetensors';
-export const HF_INDEX = 'model.safetensors.index.json';
+const HF_CONFIG = 'config.json';
+const HF_GENERATION_CONFIG = 'generation_config.json';
+const HF_SINGLE = 'model.safetensors';
+const HF_INDEX = 'model.safetensors.index.json';
 
 // ---------------------------------------------------------------- RoPE row order
 
@@ -64,6 +75,18 @@ function permuteRows(
 
 type Json = Record<string, unknown>;
 
+/** config.json's names for the LlamaConfig fields (in messages). */
+const HF_CONFIG_NAMES: ConfigFieldNames = {
+  dim: 'hidden_size',
+  nLayers: 'num_hidden_layers',
+  nHeads: 'num_attention_heads',
+  nKvHeads: 'num_key_value_heads',
+  headDim: 'head_dim',
+  hiddenDim: 'intermediate_size',
+  vocabSize: 'vocab_size',
+  maxSeqLen: 'max_position_embeddings',
+};
+
 function readJson(file: string): unknown {
   let text: string;
   try {
@@ -86,7 +109,7 @@ function isObject(v: unknown): v is Json {
  * LlamaConfig from a parsed config.json (`file` names it in errors) and, optionally, a parsed
  * generation_config.json (a fallback for bos/eos ids).
  */
-export function hfConfigFromJson(json: unknown, file: string, generation: unknown = null): LlamaConfig {
+function hfConfigFromJson(json: unknown, file: string, generation: unknown = null): LlamaConfig {
   check(isObject(json), `${file}: expected a JSON object`);
   const c = json;
 
@@ -117,21 +140,9 @@ export function hfConfigFromJson(json: unknown, file: string, generation: unknow
     return v;
   };
 
-  const dim = int('hidden_size');
-  const nLayers = int('num_hidden_layers');
   const nHeads = int('num_attention_heads');
-  const nKvHeads = int('num_key_value_heads', nHeads);
-  if (c.head_dim === undefined || c.head_dim === null) {
-    check(dim % nHeads === 0, `${file}: hidden_size ${dim} is not divisible by num_attention_heads ${nHeads} (and no head_dim is given)`);
-  }
-  const headDim = int('head_dim', dim / nHeads);
-  check(nHeads % nKvHeads === 0, `${file}: num_attention_heads ${nHeads} is not a multiple of num_key_value_heads ${nKvHeads}`);
-  check(headDim % 2 === 0, `${file}: head size ${headDim} is odd; RoPE needs an even head size`);
-  const hiddenDim = int('intermediate_size');
   const vocabSize = int('vocab_size');
   const maxSeqLen = int('max_position_embeddings', 2048);
-  const normEps = num('rms_norm_eps', 1e-6);
-  const ropeTheta = num('rope_theta', 10000);
 
   // features we do not implement: refuse rather than silently compute something else
   if (c.hidden_act !== undefined && c.hidden_act !== null) {
@@ -145,11 +156,9 @@ export function hfConfigFromJson(json: unknown, file: string, generation: unknow
     );
   }
 
-  const ropeScaling = parseRopeScaling(c.rope_scaling, file);
-
-  // bos / eos: config.json, then generation_config.json, then the llama defaults 1 / 2
+  // bos / eos: config.json, then generation_config.json, then llamaConfig's defaults
   const gen = isObject(generation) ? generation : {};
-  const tokenId = (key: string, dflt: number): number => {
+  const tokenId = (key: string): number | undefined => {
     for (const [src, where] of [
       [c[key], file],
       [gen[key], HF_GENERATION_CONFIG],
@@ -163,25 +172,28 @@ export function hfConfigFromJson(json: unknown, file: string, generation: unknow
       );
       return v as number;
     }
-    return dflt;
+    return undefined;
   };
 
-  return {
-    dim,
-    nLayers,
-    nHeads,
-    nKvHeads,
-    headDim,
-    hiddenDim,
-    vocabSize,
-    maxSeqLen,
-    normEps,
-    ropeTheta,
-    ropeScaling,
-    tiedEmbeddings: c.tie_word_embeddings === true,
-    bosId: tokenId('bos_token_id', 1),
-    eosId: tokenId('eos_token_id', 2),
-  };
+  return llamaConfig(
+    {
+      dim: int('hidden_size'),
+      nLayers: int('num_hidden_layers'),
+      nHeads,
+      nKvHeads: int('num_key_value_heads', nHeads),
+      headDim: c.head_dim === undefined || c.head_dim === null ? undefined : int('head_dim'),
+      hiddenDim: int('intermediate_size'),
+      vocabSize,
+      maxSeqLen,
+      normEps: num('rms_norm_eps', 1e-6),
+      ropeTheta: num('rope_theta', 10000),
+      ropeScaling: parseRopeScaling(c.rope_scaling, file),
+      tiedEmbeddings: c.tie_word_embeddings === true,
+      bosId: tokenId('bos_token_id'),
+      eosId: tokenId('eos_token_id'),
+    },
+    { where: file, names: HF_CONFIG_NAMES },
+  );
 }
 
 function parseRopeScaling(rs: unknown, file: string): Llama3RopeScaling | null {
@@ -212,7 +224,7 @@ function parseRopeScaling(rs: unknown, file: string): Llama3RopeScaling | null {
 }
 
 /** Read config.json (and generation_config.json when present) of an HF directory. */
-export function readHfConfig(dir: string): LlamaConfig {
+function readHfConfig(dir: string): LlamaConfig {
   const file = path.join(dir, HF_CONFIG);
   check(fs.existsSync(file), `${dir}: not a Hugging Face model directory (no ${HF_CONFIG})`);
   const genFile = path.join(dir, HF_GENERATION_CONFIG);
@@ -220,50 +232,38 @@ export function readHfConfig(dir: string): LlamaConfig {
   return hfConfigFromJson(readJson(file), file, gen);
 }
 
+// ---------------------------------------------------------------- tensor names
+
+/** HF tensor names of the canonical roles (roles.ts); block tensors are under model.layers.{i}. */
+const HF_MODEL_KEYS: Readonly<Record<ModelRole, string>> = {
+  tok_embd: 'model.embed_tokens.weight',
+  output_norm: 'model.norm.weight',
+  output: 'lm_head.weight',
+};
+const HF_LAYER_KEYS: Readonly<Record<LayerRole, string>> = {
+  attn_norm: 'input_layernorm.weight',
+  attn_q: 'self_attn.q_proj.weight',
+  attn_k: 'self_attn.k_proj.weight',
+  attn_v: 'self_attn.v_proj.weight',
+  attn_output: 'self_attn.o_proj.weight',
+  ffn_norm: 'post_attention_layernorm.weight',
+  ffn_gate: 'mlp.gate_proj.weight',
+  ffn_up: 'mlp.up_proj.weight',
+  ffn_down: 'mlp.down_proj.weight',
+};
+
+function hfName(t: CanonicalTensor): string {
+  return t.layer === null ? HF_MODEL_KEYS[t.role as ModelRole] : `model.layers.${t.layer}.${HF_LAYER_KEYS[t.role as LayerRole]}`;
+}
+
 // ---------------------------------------------------------------- loading
-
-interface Want {
-  name: string; // HF tensor name
-  role: string; // canonical name (for the fingerprint and for messages)
-  shape: number[];
-  why: string; // where the expected shape comes from
-  permuteHeads: number; // > 0: un-permute rows for RoPE with this many heads
-}
-
-/** The HF tensor names, in canonical roles, with their expected shapes. */
-function wantedTensors(c: LlamaConfig, embedName: string, withHead: boolean): Want[] {
-  const q = c.nHeads * c.headDim;
-  const kv = c.nKvHeads * c.headDim;
-  const w = (name: string, role: string, shape: number[], why: string, permuteHeads = 0): Want => ({ name, role, shape, why, permuteHeads });
-  const out: Want[] = [w(embedName, 'tok_embd', [c.vocabSize, c.dim], '(vocab_size, hidden_size)')];
-  for (let i = 0; i < c.nLayers; i++) {
-    const p = `model.layers.${i}.`;
-    const b = `blk.${i}.`;
-    out.push(
-      w(`${p}input_layernorm.weight`, `${b}attn_norm`, [c.dim], '(hidden_size)'),
-      w(`${p}self_attn.q_proj.weight`, `${b}attn_q`, [q, c.dim], '(num_attention_heads*head_dim, hidden_size)', c.nHeads),
-      w(`${p}self_attn.k_proj.weight`, `${b}attn_k`, [kv, c.dim], '(num_key_value_heads*head_dim, hidden_size)', c.nKvHeads),
-      w(`${p}self_attn.v_proj.weight`, `${b}attn_v`, [kv, c.dim], '(num_key_value_heads*head_dim, hidden_size)'),
-      w(`${p}self_attn.o_proj.weight`, `${b}attn_output`, [c.dim, q], '(hidden_size, num_attention_heads*head_dim)'),
-      w(`${p}post_attention_layernorm.weight`, `${b}ffn_norm`, [c.dim], '(hidden_size)'),
-      w(`${p}mlp.gate_proj.weight`, `${b}ffn_gate`, [c.hiddenDim, c.dim], '(intermediate_size, hidden_size)'),
-      w(`${p}mlp.up_proj.weight`, `${b}ffn_up`, [c.hiddenDim, c.dim], '(intermediate_size, hidden_size)'),
-      w(`${p}mlp.down_proj.weight`, `${b}ffn_down`, [c.dim, c.hiddenDim], '(hidden_size, intermediate_size)'),
-    );
-  }
-  out.push(w('model.norm.weight', 'output_norm', [c.dim], '(hidden_size)'));
-  if (withHead) out.push(w('lm_head.weight', 'output', [c.vocabSize, c.dim], '(vocab_size, hidden_size)'));
-  return out;
-}
 
 const FLOAT_DTYPES: readonly string[] = ['F32', 'BF16', 'F16', 'F64'];
 
-const shapeStr = (s: readonly number[]): string => `[${s.join(', ')}]`;
-
-/** Load an HF Llama directory into canonical weights. */
-export function loadHfCheckpoint(dir: string, options: LoadOptions = {}): LoadedModel {
+/** Read an HF Llama directory into canonical weights. */
+export function readHfModel(dir: string, options: ReadModelOptions = {}): ModelFile {
   const dtype = resolveDtype(options.dtype);
-  const config = readHfConfig(dir);
+  const hfConfig = readHfConfig(dir);
 
   // where each tensor lives
   const single = path.join(dir, HF_SINGLE);
@@ -296,13 +296,13 @@ export function loadHfCheckpoint(dir: string, options: LoadOptions = {}): Loaded
 
   // tied embeddings: the embedding may be stored only as lm_head.weight (e.g. tinystories-656k,
   // whose __metadata__ maps model.embed_tokens.weight to lm_head.weight)
-  const hasEmbed = location.has('model.embed_tokens.weight');
-  const hasHead = location.has('lm_head.weight');
-  const embedName = hasEmbed || !hasHead ? 'model.embed_tokens.weight' : 'lm_head.weight';
-  const tied = config.tiedEmbeddings || !hasEmbed;
-  if (!tied && !hasHead) {
+  const hasEmbed = location.has(HF_MODEL_KEYS.tok_embd);
+  const hasHead = location.has(HF_MODEL_KEYS.output);
+  const embedName = hasEmbed || !hasHead ? HF_MODEL_KEYS.tok_embd : HF_MODEL_KEYS.output;
+  const config = { ...hfConfig, tiedEmbeddings: hfConfig.tiedEmbeddings || !hasEmbed };
+  if (!config.tiedEmbeddings && !hasHead) {
     throw new LlamaAdapterError(
-      `${missingWhere}: missing tensor "lm_head.weight" (expected shape ${shapeStr([config.vocabSize, config.dim])}; ${HF_CONFIG} says tie_word_embeddings is false)`,
+      `${missingWhere}: missing tensor "${HF_MODEL_KEYS.output}" (expected shape ${shapeStr([config.vocabSize, config.dim])}; ${HF_CONFIG} says tie_word_embeddings is false)`,
     );
   }
   for (const n of location.keys()) {
@@ -311,82 +311,66 @@ export function loadHfCheckpoint(dir: string, options: LoadOptions = {}): Loaded
       () => `${location.get(n)}: tensor "${n}": projection biases are not supported by the Llama architecture`,
     );
   }
-  const wants = wantedTensors(config, embedName, !tied);
-  for (const w of wants) {
+  const asm = new WeightAssembler(config, dtype, { names: HF_CONFIG_NAMES, configFile: HF_CONFIG });
+  const wanted = (req: TensorRequest): string => (req.role === 'tok_embd' ? embedName : hfName(req));
+  for (const req of asm.requests) {
     check(
-      location.has(w.name),
-      () => `${missingWhere}: missing tensor "${w.name}" (expected shape ${shapeStr(w.shape)} = ${w.why})`,
+      location.has(wanted(req)),
+      () => `${missingWhere}: missing tensor "${wanted(req)}" (expected shape ${shapeStr(req.shape)} = ${explainShape(req, HF_CONFIG_NAMES)})`,
     );
   }
 
   // read shard by shard, so only one file's bytes are held at a time
-  const builder = new MatrixBuilder(dtype, config.nLayers);
-  const loaded = new Map<string, Matrix | Float32Array>(); // by role
   const dtypes: string[] = [];
-  const byFile = new Map<string, Want[]>();
-  for (const w of wants) {
-    const f = location.get(w.name) as string;
-    byFile.set(f, [...(byFile.get(f) ?? []), w]);
+  const byFile = new Map<string, TensorRequest[]>();
+  for (const req of asm.requests) {
+    const f = location.get(wanted(req)) as string;
+    byFile.set(f, [...(byFile.get(f) ?? []), req]);
   }
-  for (const [file, ws] of byFile) {
+  for (const [file, reqs] of byFile) {
     let st: SafetensorsFile;
     if (singleFile) st = singleFile;
     else {
-      check(fs.existsSync(file), () => `${indexFile}: maps tensor "${ws[0].name}" to ${path.basename(file)}, which does not exist`);
+      check(fs.existsSync(file), () => `${indexFile}: maps tensor "${wanted(reqs[0])}" to ${path.basename(file)}, which does not exist`);
       st = readSafetensors(file, { lazy: options.lazy });
     }
-    for (const w of ws) {
+    for (const req of reqs) {
+      const name = wanted(req);
       check(
-        st.has(w.name),
-        () => `${file}: missing tensor "${w.name}" (expected shape ${shapeStr(w.shape)}${singleFile ? '' : `; ${HF_INDEX} maps it to this file`})`,
+        st.has(name),
+        () => `${file}: missing tensor "${name}" (expected shape ${shapeStr(req.shape)}${singleFile ? '' : `; ${HF_INDEX} maps it to this file`})`,
       );
-      const info = st.info(w.name);
+      const info = st.info(name);
       check(
         FLOAT_DTYPES.includes(info.dtype),
-        () => `${file}: tensor "${w.name}" has dtype ${info.dtype}, which is not supported for weights (supported: ${FLOAT_DTYPES.join(', ')})`,
-      );
-      check(
-        info.shape.length === w.shape.length && info.shape.every((d, i) => d === w.shape[i]),
-        () => `${file}: tensor "${w.name}" has shape ${shapeStr(info.shape)}, expected ${shapeStr(w.shape)} = ${w.why} from ${HF_CONFIG}`,
+        () => `${file}: tensor "${name}" has dtype ${info.dtype}, which is not supported for weights (supported: ${FLOAT_DTYPES.join(', ')})`,
       );
       if (!dtypes.includes(info.dtype)) dtypes.push(info.dtype);
-      if (w.shape.length === 1) {
-        loaded.set(w.role, builder.norm(w.role, st.tensorF32(w.name)));
-        continue;
-      }
-      const [rows, cols] = w.shape;
-      if (dtype === 'bf16' && info.dtype === 'BF16') {
-        const d = st.tensorBf16(w.name); // as stored, no f32 round trip
-        if (w.permuteHeads) unpermuteHfRows(d, w.permuteHeads, config.headDim, cols);
-        loaded.set(w.role, builder.fromBf16(w.role, rows, cols, d));
-      } else {
-        const d = st.tensorF32(w.name);
-        if (w.permuteHeads) unpermuteHfRows(d, w.permuteHeads, config.headDim, cols);
-        loaded.set(w.role, builder.fromF32(w.role, rows, cols, d));
-      }
+      const heads = ropeHeads(req, config);
+      asm.put(req, {
+        file,
+        name,
+        shape: info.shape,
+        read: (): TensorValues => {
+          // BF16 kept as stored for bf16 loads (no f32 round trip)
+          const v: TensorValues =
+            req.dtype === 'bf16' && info.dtype === 'BF16' ? { dtype: 'bf16', data: st.tensorBf16(name) } : { dtype: 'f32', data: st.tensorF32(name) };
+          if (heads) unpermuteHfRows(v.data, heads, config.headDim, req.shape[1]);
+          return v;
+        },
+      });
     }
   }
-
-  const m = (role: string): Matrix => loaded.get(role) as Matrix;
-  const v = (role: string): Float32Array => loaded.get(role) as Float32Array;
-  const layers: LayerWeights[] = [];
-  for (let i = 0; i < config.nLayers; i++) {
-    const b = `blk.${i}.`;
-    layers.push({
-      attnNorm: v(`${b}attn_norm`),
-      wq: m(`${b}attn_q`),
-      wk: m(`${b}attn_k`),
-      wv: m(`${b}attn_v`),
-      wo: m(`${b}attn_output`),
-      ffnNorm: v(`${b}ffn_norm`),
-      w1: m(`${b}ffn_gate`),
-      w3: m(`${b}ffn_up`),
-      w2: m(`${b}ffn_down`),
-    });
-  }
-  const tokEmbd = m('tok_embd');
-  const weights: ModelWeights = { tokEmbd, layers, outputNorm: v('output_norm'), output: tied ? tokEmbd : m('output') };
-  return { config: { ...config, tiedEmbeddings: tied }, weights, sourceDtypes: dtypes, fingerprint: builder.fp.digest() };
+  const { weights, fingerprint } = asm.finish();
+  return {
+    path: dir,
+    format: 'hf-safetensors',
+    config,
+    weights,
+    sourceDtypes: dtypes,
+    tokenizerPath: firstFileIn(dir, ['tokenizer.json', 'tokenizer.model']),
+    fingerprint,
+  };
 }
 
 function safeList(dir: string): string[] {
@@ -442,7 +426,7 @@ function matrixAs(m: Matrix, dtype: HfSaveDtype, permuteHeads: number, headDim: 
   }
   const f32 = m.dtype === 'f32' ? m.data.slice() : bf16ToF32(m.data);
   if (permuteHeads) permuteToHfRows(f32, permuteHeads, headDim, m.cols);
-  return dtype === 'F16' ? f32ToF16Bits(f32) : f32;
+  return dtype === 'F16' ? toF16(f32) : f32;
 }
 
 /**
@@ -451,38 +435,22 @@ function matrixAs(m: Matrix, dtype: HfSaveDtype, permuteHeads: number, headDim: 
  * model.embed_tokens.weight.
  */
 export function hfTensors(c: LlamaConfig, w: ModelWeights, dtype: HfSaveDtype = 'F32'): WritableTensor[] {
-  const mat = (name: string, m: Matrix, permuteHeads = 0): WritableTensor => {
-    const data = matrixAs(m, dtype, permuteHeads, c.headDim);
-    const shape = [m.rows, m.cols];
+  return canonicalTensors({ ...c, tiedEmbeddings: w.output === w.tokEmbd }).map((t): WritableTensor => {
+    const name = hfName(t);
+    const v = tensorOf(w, t);
+    if (v instanceof Float32Array) return { name, dtype: 'F32', shape: [v.length], data: v };
+    const data = matrixAs(v, dtype, ropeHeads(t, c), c.headDim);
+    const shape = [v.rows, v.cols];
     if (data instanceof Float32Array) return { name, dtype: 'F32', shape, data };
     return { name, dtype: dtype === 'F16' ? 'F16' : 'BF16', shape, data };
-  };
-  const norm = (name: string, d: Float32Array): WritableTensor => ({ name, dtype: 'F32', shape: [d.length], data: d });
-  const out: WritableTensor[] = [mat('model.embed_tokens.weight', w.tokEmbd)];
-  w.layers.forEach((l, i) => {
-    const p = `model.layers.${i}.`;
-    out.push(
-      norm(`${p}input_layernorm.weight`, l.attnNorm),
-      mat(`${p}self_attn.q_proj.weight`, l.wq, c.nHeads),
-      mat(`${p}self_attn.k_proj.weight`, l.wk, c.nKvHeads),
-      mat(`${p}self_attn.v_proj.weight`, l.wv),
-      mat(`${p}self_attn.o_proj.weight`, l.wo),
-      norm(`${p}post_attention_layernorm.weight`, l.ffnNorm),
-      mat(`${p}mlp.gate_proj.weight`, l.w1),
-      mat(`${p}mlp.up_proj.weight`, l.w3),
-      mat(`${p}mlp.down_proj.weight`, l.w2),
-    );
   });
-  out.push(norm('model.norm.weight', w.outputNorm));
-  if (w.output !== w.tokEmbd) out.push(mat('lm_head.weight', w.output));
-  return out;
 }
 
 /**
  * Write canonical weights as an HF Llama directory: config.json plus model.safetensors, or
  * `shards` files model-0000i-of-0000n.safetensors with model.safetensors.index.json.
  */
-export function saveHfCheckpoint(
+export function writeHfModel(
   dir: string,
   config: LlamaConfig,
   weights: ModelWeights,
@@ -525,9 +493,5 @@ export function saveHfCheckpoint(
 }
 
 function writeJson(file: string, value: unknown): void {
-  try {
-    fs.writeFileSync(file, JSON.stringify(value, null, 2) + '\n');
-  } catch (e) {
-    throw ioError(file, e);
-  }
+  writeFileAtomic(file, JSON.stringify(value, null, 2) + '\n');
 }

@@ -1,15 +1,18 @@
 // llama2.c checkpoints: the legacy fp32 `.bin` (7 x int32 header, weights, RoPE tables), the
 // version-1 fp32 export and the version-2 int8 export (magic "ak42", 256-byte header, Q8_0
 // groups), dequantised to f32 at load. The file size must be exactly what the header implies.
-import type { LlamaConfig } from '../core/config.js';
+import { llamaConfig, type ConfigFieldNames, type LlamaConfig } from '../core/config.js';
 import { LlamaAdapterError, check } from '../core/errors.js';
-import type { LayerWeights, Matrix, ModelWeights } from '../core/weights.js';
-import { MatrixBuilder, resolveDtype, type LoadOptions, type LoadedModel } from './build.js';
+import { assembleWeights } from './assemble.js';
+import { resolveDtype, type ModelFile, type ReadModelOptions } from './model-file.js';
+import { canonicalTensors, type CanonicalTensor, type Role } from './roles.js';
+import { dirname } from 'node:path';
 import { ByteSource } from '../core/fileio.js';
+import { firstFileIn } from '../core/fs.js';
 
 export const LLAMA2C_MAGIC = 0x616b3432; // "ak42" as a little-endian uint32
 
-export interface Llama2cHeader {
+interface Llama2cHeader {
   version: 0 | 1 | 2; // 0 = legacy fp32 (no magic), 1 = fp32 export, 2 = int8 Q8_0 export
   dim: number;
   hiddenDim: number;
@@ -21,31 +24,67 @@ export interface Llama2cHeader {
   sharedClassifier: boolean;
   groupSize: number; // Q8_0 group size (version 2), else 0
   headerBytes: number; // 28 for legacy, 256 for versions 1 and 2
+  config: LlamaConfig; // the architecture the header describes
 }
+
+type RawHeader = Omit<Llama2cHeader, 'config'>;
+
+/** The header's names for the LlamaConfig fields (in messages). */
+const LLAMA2C_NAMES: ConfigFieldNames = {
+  dim: 'dim',
+  hiddenDim: 'hidden_dim',
+  nLayers: 'n_layers',
+  nHeads: 'n_heads',
+  nKvHeads: 'n_kv_heads',
+  vocabSize: 'vocab_size',
+  maxSeqLen: 'seq_len',
+};
+
+/** llama2.c's array names for the canonical roles (roles.ts), and its RoPE tables. */
+const ARRAYS = {
+  token_embedding: 'tok_embd',
+  rms_att: 'attn_norm',
+  wq: 'attn_q',
+  wk: 'attn_k',
+  wv: 'attn_v',
+  wo: 'attn_output',
+  rms_ffn: 'ffn_norm',
+  w1: 'ffn_gate',
+  w2: 'ffn_down',
+  w3: 'ffn_up',
+  rms_final: 'output_norm',
+  wcls: 'output',
+  freq_cis_real: null,
+  freq_cis_imag: null,
+} as const satisfies Record<string, Role | null>;
+
+type ArrayName = keyof typeof ARRAYS;
+
+/** Storage order: the legacy file, and the version 1/2 exports (wcls follows when not shared). */
+const LEGACY_ORDER: readonly ArrayName[] = [
+  'token_embedding', 'rms_att', 'wq', 'wk', 'wv', 'wo', 'rms_ffn', 'w1', 'w2', 'w3', 'rms_final', 'freq_cis_real', 'freq_cis_imag',
+];
+const EXPORT_ORDER: readonly ArrayName[] = ['rms_att', 'rms_ffn', 'rms_final', 'token_embedding', 'wq', 'wk', 'wv', 'wo', 'w1', 'w2', 'w3'];
 
 /** One stored array: `count` stacked (rows, cols) matrices, fp32 or Q8_0 (int8 + fp32 scales). */
 interface Segment {
-  name: string;
+  name: ArrayName;
+  role: Role | null; // null: the legacy RoPE tables (skipped)
+  shape: number[]; // of one stored tensor, canonical
   count: number;
   rows: number;
   cols: number;
   q80: boolean;
-  offset: number; // filled in by layout()
+  offset: number;
 }
 
-/** 0 for a legacy file, 1 or 2 for the exports (from the first 8 bytes). */
-export function llama2cVersionOf(first8: Uint8Array): number {
-  if (first8.length < 8) return 0;
-  const dv = new DataView(first8.buffer, first8.byteOffset, 8);
-  return dv.getUint32(0, true) === LLAMA2C_MAGIC ? dv.getInt32(4, true) : 0;
-}
-
-function readHeader(src: ByteSource): Llama2cHeader {
+/** Parse and validate the header and lay out the arrays it implies. */
+function readHeader(src: ByteSource): { header: Llama2cHeader; segments: Segment[]; total: number } {
   const p = src.path;
   check(src.size >= 28, `${p}: file is ${src.size} bytes, too short for a llama2.c header (28 bytes)`);
   const head = src.bytes(0, Math.min(src.size, 256));
   const dv = new DataView(head.buffer, head.byteOffset, head.byteLength);
-  let h: Llama2cHeader;
+  let h: RawHeader;
   if (dv.getUint32(0, true) === LLAMA2C_MAGIC) {
     const version = dv.getInt32(4, true);
     check(
@@ -86,41 +125,16 @@ function readHeader(src: ByteSource): Llama2cHeader {
     };
   }
 
-  const desc = describe(h);
+  const config = llama2cConfig(h, `${p}: not a valid llama2.c checkpoint`);
   const bad = (why: string): never => {
-    throw new LlamaAdapterError(`${p}: not a valid llama2.c checkpoint: ${why} (header: ${desc})`);
+    throw new LlamaAdapterError(`${p}: not a valid llama2.c checkpoint: ${why} (header: ${describe(h)})`);
   };
-  for (const [k, v] of Object.entries({
-    dim: h.dim,
-    hidden_dim: h.hiddenDim,
-    n_layers: h.nLayers,
-    n_heads: h.nHeads,
-    n_kv_heads: h.nKvHeads,
-    vocab_size: h.vocabSize,
-    seq_len: h.seqLen,
-  })) {
-    if (!(v > 0)) bad(`${k} is ${v}`);
-  }
-  if (h.dim % h.nHeads !== 0) bad(`dim ${h.dim} is not divisible by n_heads ${h.nHeads}`);
-  if (h.nHeads % h.nKvHeads !== 0) bad(`n_heads ${h.nHeads} is not a multiple of n_kv_heads ${h.nKvHeads}`);
-  if ((h.dim / h.nHeads) % 2 !== 0) bad(`head size ${h.dim / h.nHeads} is odd`);
-  if (h.version === 2) {
-    if (!(h.groupSize > 0)) bad(`group_size is ${h.groupSize}`);
-    const kv = (h.dim / h.nHeads) * h.nKvHeads;
-    // every quantised matrix is split into whole groups (export.py asserts the same)
-    for (const [what, rows] of [
-      ['wq/wo', h.dim],
-      ['wk/wv', kv],
-      ['w1/w2/w3', h.hiddenDim],
-      ['token_embedding', h.vocabSize],
-    ] as const) {
-      if ((rows * h.dim) % h.groupSize !== 0) bad(`${what} (${rows * h.dim} values) is not a whole number of ${h.groupSize}-value groups`);
-    }
-  }
-  return h;
+  if (h.version === 2 && !(h.groupSize > 0)) bad(`group_size is ${h.groupSize}`);
+  const header = { ...h, config };
+  return { header, ...layout(header, bad) };
 }
 
-function describe(h: Llama2cHeader): string {
+function describe(h: RawHeader): string {
   return (
     `dim ${h.dim}, hidden_dim ${h.hiddenDim}, n_layers ${h.nLayers}, n_heads ${h.nHeads}, n_kv_heads ${h.nKvHeads}, ` +
     `vocab_size ${h.vocabSize}, seq_len ${h.seqLen}, ${h.sharedClassifier ? 'shared' : 'separate'} classifier` +
@@ -129,64 +143,31 @@ function describe(h: Llama2cHeader): string {
 }
 
 /** The arrays of the file in order, with their offsets, and the total size they imply. */
-function layout(h: Llama2cHeader): { segments: Segment[]; total: number } {
-  const { dim, hiddenDim: hid, nLayers: L, vocabSize: V } = h;
-  const hs = dim / h.nHeads;
-  const kv = h.nKvHeads * hs;
-  const q = h.version === 2;
-  const s = (name: string, count: number, rows: number, cols: number, q80 = false): Segment => ({
-    name,
-    count,
-    rows,
-    cols,
-    q80,
-    offset: 0,
-  });
-  const mats = [
-    s('wq', L, dim, dim, q),
-    s('wk', L, kv, dim, q),
-    s('wv', L, kv, dim, q),
-    s('wo', L, dim, dim, q),
-    s('w1', L, hid, dim, q),
-    s('w2', L, dim, hid, q),
-    s('w3', L, hid, dim, q),
-  ];
-  let segs: Segment[];
-  if (h.version === 0) {
-    segs = [
-      s('token_embedding', 1, V, dim),
-      s('rms_att', L, 1, dim),
-      ...mats.slice(0, 4),
-      s('rms_ffn', L, 1, dim),
-      ...mats.slice(4),
-      s('rms_final', 1, 1, dim),
-      s('freq_cis_real', 1, h.seqLen, hs / 2),
-      s('freq_cis_imag', 1, h.seqLen, hs / 2),
-    ];
-  } else {
-    segs = [s('rms_att', L, 1, dim), s('rms_ffn', L, 1, dim), s('rms_final', 1, 1, dim), s('token_embedding', 1, V, dim, q), ...mats];
-  }
-  if (!h.sharedClassifier) segs.push(s('wcls', 1, V, dim, q));
+function layout(h: Llama2cHeader, bad: (why: string) => never): { segments: Segment[]; total: number } {
+  const c = h.config;
+  const shapes = new Map(canonicalTensors({ ...c, tiedEmbeddings: false }).filter((t) => (t.layer ?? 0) === 0).map((t) => [t.role, t]));
+  const order = h.version === 0 ? LEGACY_ORDER : EXPORT_ORDER;
+  const segments: Segment[] = [];
   let off = h.headerBytes;
-  for (const seg of segs) {
-    seg.offset = off;
+  for (const name of h.sharedClassifier ? order : [...order, 'wcls' as const]) {
+    const role = ARRAYS[name];
+    const t = role === null ? null : (shapes.get(role) as CanonicalTensor);
+    const shape = t === null ? [c.maxSeqLen, c.headDim / 2] : t.shape; // RoPE tables: (seq_len, head_dim/2)
+    const q80 = h.version === 2 && t?.spec.kind === 'matrix';
+    const n = shape[0] * (shape[1] ?? 1);
+    // every quantised matrix is split into whole groups (export.py asserts the same)
+    if (q80 && n % h.groupSize !== 0) bad(`${name} (${n} values) is not a whole number of ${h.groupSize}-value groups`);
+    const seg = { name, role, shape, count: t?.layer === 0 ? c.nLayers : 1, rows: shape.length === 1 ? 1 : shape[0], cols: shape[shape.length - 1], q80, offset: off };
+    segments.push(seg);
     off += seg.count * segmentBytes(seg, h.groupSize);
   }
-  return { segments: segs, total: off };
+  return { segments, total: off };
 }
 
 /** Bytes of one matrix of a segment. */
 function segmentBytes(seg: Segment, gs: number): number {
   const n = seg.rows * seg.cols;
   return seg.q80 ? n + 4 * (n / gs) : 4 * n;
-}
-
-/** Parse and validate a llama2.c header (also checks the file size). */
-export function readLlama2cHeader(path: string): Llama2cHeader {
-  const src = new ByteSource(path, { lazy: true });
-  const h = readHeader(src);
-  checkSize(src, h, layout(h).total);
-  return h;
 }
 
 function checkSize(src: ByteSource, h: Llama2cHeader, expected: number): void {
@@ -198,34 +179,30 @@ function checkSize(src: ByteSource, h: Llama2cHeader, expected: number): void {
   );
 }
 
-export function llama2cConfig(h: Llama2cHeader): LlamaConfig {
-  return {
-    dim: h.dim,
-    nLayers: h.nLayers,
-    nHeads: h.nHeads,
-    nKvHeads: h.nKvHeads,
-    headDim: h.dim / h.nHeads,
-    hiddenDim: h.hiddenDim,
-    vocabSize: h.vocabSize,
-    maxSeqLen: h.seqLen,
-    normEps: 1e-5,
-    ropeTheta: 10000,
-    ropeScaling: null,
-    tiedEmbeddings: h.sharedClassifier,
-    bosId: 1,
-    eosId: 2,
-  };
+/** The header's architecture (llama2.c models: norm eps 1e-5, RoPE theta 10000, bos 1, eos 2). */
+function llama2cConfig(h: RawHeader, where: string): LlamaConfig {
+  return llamaConfig(
+    {
+      dim: h.dim,
+      nLayers: h.nLayers,
+      nHeads: h.nHeads,
+      nKvHeads: h.nKvHeads,
+      hiddenDim: h.hiddenDim,
+      vocabSize: h.vocabSize,
+      maxSeqLen: h.seqLen,
+      tiedEmbeddings: h.sharedClassifier,
+    },
+    { where, names: LLAMA2C_NAMES, context: `header: ${describe(h)}` },
+  );
 }
 
-/** Load a llama2.c checkpoint (legacy fp32, version 1 fp32 or version 2 Q8_0). */
-export function loadLlama2c(path: string, options: LoadOptions = {}): LoadedModel & { header: Llama2cHeader } {
+/** Read a llama2.c model file (legacy fp32, version 1 fp32 or version 2 Q8_0). */
+export function readLlama2c(path: string, options: ReadModelOptions = {}): ModelFile {
   const dtype = resolveDtype(options.dtype);
   const src = new ByteSource(path, { lazy: options.lazy });
-  const h = readHeader(src);
-  const { segments, total } = layout(h);
+  const { header: h, segments, total } = readHeader(src);
   checkSize(src, h, total);
-  const seg = new Map(segments.map((s) => [s.name, s]));
-  const get = (name: string): Segment => seg.get(name) as Segment;
+  const byRole = new Map(segments.map((s) => [s.role, s]));
 
   /** Matrix `i` of a segment as float32 (a view on the file where possible; dequantised for Q8_0). */
   const f32 = (s: Segment, i: number): Float32Array => {
@@ -235,44 +212,30 @@ export function loadLlama2c(path: string, options: LoadOptions = {}): LoadedMode
     return dequantizeQ80(src.bytes(off, n), src.f32(off + n, n / h.groupSize), h.groupSize);
   };
 
-  const config = llama2cConfig(h);
-  const b = new MatrixBuilder(dtype, h.nLayers);
-  const mat = (name: string, role: string, i = 0): Matrix => {
-    const s = get(name);
-    return b.fromF32(role, s.rows, s.cols, f32(s, i));
-  };
-  const norm = (name: string, role: string, i = 0): Float32Array => b.norm(role, f32(get(name), i));
-
-  const tokEmbd = mat('token_embedding', 'tok_embd');
-  const layers: LayerWeights[] = [];
-  for (let i = 0; i < h.nLayers; i++) {
-    const p = `blk.${i}.`;
-    layers.push({
-      attnNorm: norm('rms_att', `${p}attn_norm`, i),
-      wq: mat('wq', `${p}attn_q`, i),
-      wk: mat('wk', `${p}attn_k`, i),
-      wv: mat('wv', `${p}attn_v`, i),
-      wo: mat('wo', `${p}attn_output`, i),
-      ffnNorm: norm('rms_ffn', `${p}ffn_norm`, i),
-      w1: mat('w1', `${p}ffn_gate`, i),
-      w3: mat('w3', `${p}ffn_up`, i),
-      w2: mat('w2', `${p}ffn_down`, i),
-    });
-  }
-  const outputNorm = norm('rms_final', 'output_norm');
-  const output = h.sharedClassifier ? tokEmbd : mat('wcls', 'output');
-  const weights: ModelWeights = { tokEmbd, layers, outputNorm, output };
+  const { weights, fingerprint } = assembleWeights(h.config, dtype, (req) => {
+    const s = byRole.get(req.role) as Segment;
+    const i = req.layer ?? 0;
+    return {
+      file: path,
+      name: s.count > 1 ? `${s.name}[${i}]` : s.name,
+      shape: s.shape,
+      read: () => ({ dtype: 'f32', data: f32(s, i) }),
+    };
+  });
+  const q80 = h.version === 2;
   return {
-    config,
+    path,
+    format: q80 ? 'llama2c-q80' : 'llama2c-fp32',
+    config: h.config,
     weights,
-    sourceDtypes: h.version === 2 ? ['Q8_0', 'F32'] : ['F32'],
-    fingerprint: b.fp.digest(),
-    header: h,
+    sourceDtypes: q80 ? ['Q8_0', 'F32'] : ['F32'],
+    tokenizerPath: firstFileIn(dirname(path), ['tokenizer.bin', `tok${h.config.vocabSize}.bin`, 'tokenizer.model', 'tokenizer.json']),
+    fingerprint,
   };
 }
 
 /** Q8_0: value = int8 * scale of its group of `gs` consecutive values. */
-export function dequantizeQ80(q: Uint8Array, scales: Float32Array, gs: number): Float32Array {
+function dequantizeQ80(q: Uint8Array, scales: Float32Array, gs: number): Float32Array {
   const qi = new Int8Array(q.buffer, q.byteOffset, q.length);
   const out = new Float32Array(q.length);
   for (let g = 0; g < scales.length; g++) {

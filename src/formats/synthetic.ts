@@ -1,11 +1,11 @@
-// Synthetic checkpoints: deterministic random LLaMA weights (N(0, 0.02) matrices, unit norms) of
+// Synthetic models: deterministic random LLaMA weights (N(0, 0.02) matrices, unit norms) of
 // any shape, for benchmarks and for tests of shapes no real asset has. bf16 weights are generated
 // straight into bf16, chunk by chunk, so a 7B-shaped model never exists in f32.
-import type { LlamaConfig } from '../core/config.js';
+import { llamaConfig } from '../core/config.js';
 import { check } from '../core/errors.js';
-import type { LayerWeights, Matrix, ModelWeights, WeightDtype } from '../core/weights.js';
-import type { Checkpoint } from './checkpoint.js';
-import { FingerprintCollector } from './fingerprint.js';
+import type { WeightDtype } from '../core/weights.js';
+import { assembleWeights, type TensorValues } from './assemble.js';
+import type { ModelFile } from './model-file.js';
 
 export interface SyntheticShape {
   dim: number;
@@ -19,7 +19,6 @@ export interface SyntheticShape {
 }
 
 const STD = 0.02;
-const CHUNK = 1 << 16;
 
 /** State of Marsaglia's xorshift128, seeded through splitmix32 (never all zero). */
 function rngState(seed: number): Uint32Array {
@@ -81,86 +80,27 @@ function tensorSeed(seed: number, name: string): number {
  * Random weights for `shape` from `seed` (same seed and shape -> same weights, bit for bit; in
  * bf16 they are the f32 values rounded to nearest even). Norms are 1.
  */
-export function syntheticCheckpoint(shape: SyntheticShape, seed: number, dtype: WeightDtype = 'f32'): Checkpoint {
-  const { dim, hiddenDim, nLayers, nHeads, nKvHeads, vocabSize } = shape;
-  const maxSeqLen = shape.maxSeqLen ?? 2048;
-  for (const [k, v] of Object.entries({ dim, hiddenDim, nLayers, nHeads, nKvHeads, vocabSize, maxSeqLen })) {
-    check(Number.isSafeInteger(v) && v > 0, `synthetic checkpoint: ${k} must be a positive integer, got ${v}`);
-  }
-  check(Number.isFinite(seed), `synthetic checkpoint: seed must be a number, got ${seed}`);
-  check(dtype === 'f32' || dtype === 'bf16', `synthetic checkpoint: dtype must be "f32" or "bf16", got ${String(dtype)}`);
-  check(dim % nHeads === 0, `synthetic checkpoint: dim ${dim} is not divisible by nHeads ${nHeads}`);
-  check(nHeads % nKvHeads === 0, `synthetic checkpoint: nHeads ${nHeads} is not a multiple of nKvHeads ${nKvHeads}`);
-  const headDim = dim / nHeads;
-  check(headDim % 2 === 0, `synthetic checkpoint: head size ${headDim} must be even for RoPE`);
-  const tied = shape.tiedEmbeddings ?? false;
-  const config: LlamaConfig = {
-    dim,
-    nLayers,
-    nHeads,
-    nKvHeads,
-    headDim,
-    hiddenDim,
-    vocabSize,
-    maxSeqLen,
-    normEps: 1e-5,
-    ropeTheta: 10000,
-    ropeScaling: null,
-    tiedEmbeddings: tied,
-    bosId: 1,
-    eosId: vocabSize > 2 ? 2 : 0,
-  };
-
-  const fp = new FingerprintCollector(nLayers);
-  const scratch = new Float32Array(CHUNK);
-  const scratchBits = new Uint32Array(scratch.buffer);
-
-  const mat = (role: string, rows: number, cols: number): Matrix => {
-    const n = rows * cols;
-    const rng = rngState(tensorSeed(seed, role));
-    const sample = fp.sampleFor(role, [rows, cols]);
-    const f32 = dtype === 'f32' ? new Float32Array(n) : null;
-    const bf16 = dtype === 'bf16' ? new Uint16Array(n) : null;
-    for (let off = 0; off < n; off += CHUNK) {
-      const len = Math.min(CHUNK, n - off);
-      const chunk = f32 ? f32.subarray(off, off + len) : scratch.subarray(0, len);
-      fillNormal(rng, chunk, STD); // CHUNK is even, so only a tensor's last chunk can be odd
-      sample?.feedF32(chunk, off);
-      if (bf16) {
-        for (let i = 0; i < len; i++) {
-          const x = scratchBits[i]; // finite by construction: plain round to nearest even
-          bf16[off + i] = (x + 0x7fff + ((x >>> 16) & 1)) >>> 16;
-        }
-      }
-    }
-    return f32 ? { dtype: 'f32', rows, cols, data: f32 } : { dtype: 'bf16', rows, cols, data: bf16 as Uint16Array };
-  };
-  const ones = (role: string): Float32Array => {
-    const v = new Float32Array(dim).fill(1);
-    fp.offerF32(role, [dim], v);
-    return v;
-  };
-
-  const kv = nKvHeads * headDim;
-  const tokEmbd = mat('tok_embd', vocabSize, dim);
-  const layers: LayerWeights[] = [];
-  for (let i = 0; i < nLayers; i++) {
-    const p = `blk.${i}.`;
-    layers.push({
-      attnNorm: ones(`${p}attn_norm`),
-      wq: mat(`${p}attn_q`, dim, dim),
-      wk: mat(`${p}attn_k`, kv, dim),
-      wv: mat(`${p}attn_v`, kv, dim),
-      wo: mat(`${p}attn_output`, dim, dim),
-      ffnNorm: ones(`${p}ffn_norm`),
-      w1: mat(`${p}ffn_gate`, hiddenDim, dim),
-      w3: mat(`${p}ffn_up`, hiddenDim, dim),
-      w2: mat(`${p}ffn_down`, dim, hiddenDim),
-    });
-  }
-  const outputNorm = ones('output_norm');
-  const output = tied ? tokEmbd : mat('output', vocabSize, dim);
-  const weights: ModelWeights = { tokEmbd, layers, outputNorm, output };
+export function syntheticModelFile(shape: SyntheticShape, seed: number, dtype: WeightDtype = 'f32'): ModelFile {
+  check(Number.isFinite(seed), `synthetic model: seed must be a number, got ${seed}`);
+  check(dtype === 'f32' || dtype === 'bf16', `synthetic model: dtype must be "f32" or "bf16", got ${String(dtype)}`);
+  const config = llamaConfig(
+    {
+      ...shape,
+      maxSeqLen: shape.maxSeqLen ?? 2048,
+      eosId: shape.vocabSize > 2 ? 2 : 0,
+    },
+    { where: 'synthetic model' },
+  );
+  const { weights, fingerprint } = assembleWeights(config, dtype, (req) => ({
+    file: `synthetic:seed=${seed}`,
+    name: req.name,
+    shape: req.shape,
+    read: (): TensorValues => {
+      if (req.spec.kind === 'norm') return { dtype: 'f32', data: new Float32Array(req.shape[0]).fill(1) };
+      const rng = rngState(tensorSeed(seed, req.name));
+      return { dtype: 'f32-chunks', fill: (chunk) => fillNormal(rng, chunk, STD) }; // CHUNK is even: only the last chunk can be odd
+    },
+  }));
   return {
     path: `synthetic:seed=${seed}`,
     format: 'synthetic',
@@ -168,6 +108,6 @@ export function syntheticCheckpoint(shape: SyntheticShape, seed: number, dtype: 
     weights,
     sourceDtypes: [dtype === 'f32' ? 'F32' : 'BF16'],
     tokenizerPath: null,
-    fingerprint: fp.digest(),
+    fingerprint,
   };
 }

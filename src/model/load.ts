@@ -1,13 +1,13 @@
-// loadModel(): checkpoint + tokenizer + backend -> LlamaModel.
+// loadModel(): model file + tokenizer + backend -> LlamaModel.
 
 import { getBackend, type BackendName } from '../backend/index.js';
 import { LlamaAdapterError } from '../core/errors.js';
-import { loadCheckpoint } from '../formats/checkpoint.js';
+import { readModelFile } from '../formats/registry.js';
 import { LlamaModel } from './model.js';
 import { loadTokenizer } from '../tokenizer/load.js';
 
 export interface LoadModelOptions {
-  tokenizer?: string; // tokenizer path (default: the one found beside the checkpoint)
+  tokenizer?: string; // tokenizer path (default: the one found beside the model)
   backend?: BackendName; // 'auto' (default), 'native' or 'ts'
   threads?: number; // native backend threads (default: all cores)
   dtype?: 'f32' | 'bf16'; // in-memory dtype of the frozen matrices (default f32)
@@ -16,18 +16,18 @@ export interface LoadModelOptions {
 }
 
 export async function loadModel(path: string, o: LoadModelOptions = {}): Promise<LlamaModel> {
-  const ck = loadCheckpoint(path, { dtype: o.dtype ?? 'f32' });
-  const tokPath = o.tokenizer ?? ck.tokenizerPath;
+  const mf = readModelFile(path, { dtype: o.dtype ?? 'f32' });
+  const tokPath = o.tokenizer ?? mf.tokenizerPath;
   if (!tokPath) {
-    throw new LlamaAdapterError(`${path}: no tokenizer found beside the checkpoint (pass --tokenizer PATH: tokenizer.json, tokenizer.model or tokenizer.bin)`);
+    throw new LlamaAdapterError(`${path}: no tokenizer found beside the model (pass --tokenizer PATH: tokenizer.json, tokenizer.model or tokenizer.bin)`);
   }
   const tokenizer = await loadTokenizer(tokPath);
-  if (tokenizer.vocabSize !== ck.config.vocabSize) {
-    throw new LlamaAdapterError(`${tokPath}: tokenizer has ${tokenizer.vocabSize} tokens but the model ${path} has a vocabulary of ${ck.config.vocabSize}`);
+  if (tokenizer.vocabSize !== mf.config.vocabSize) {
+    throw new LlamaAdapterError(`${tokPath}: tokenizer has ${tokenizer.vocabSize} tokens but the model ${path} has a vocabulary of ${mf.config.vocabSize}`);
   }
-  const config = o.maxSeqLen ? { ...ck.config, maxSeqLen: o.maxSeqLen } : ck.config;
+  const config = o.maxSeqLen ? { ...mf.config, maxSeqLen: o.maxSeqLen } : mf.config;
   const backend = getBackend(o.backend, o.threads);
-  return new LlamaModel(config, ck.weights, tokenizer, backend, ck.fingerprint, {
-    path, format: ck.format, sourceDtypes: ck.sourceDtypes, dtype: o.dtype ?? 'f32',
+  return new LlamaModel(config, mf.weights, tokenizer, backend, mf.fingerprint, {
+    path, format: mf.format, sourceDtypes: mf.sourceDtypes, dtype: o.dtype ?? 'f32',
   });
 }

@@ -1,0 +1,159 @@
+// The one weight assembler every format loader feeds: it asks for the tensor of each canonical
+// role (roles.ts), checks its shape against the config (errors name the file and the tensor),
+// converts it to the requested in-memory dtype and feeds the fingerprint its float32 values
+// before any bf16 rounding. Loaders only say where a role's tensor is and how to read it.
+import type { ConfigFieldNames, LlamaConfig } from '../core/config.js';
+import { LlamaAdapterError } from '../core/errors.js';
+import { bf16ToF32, toBf16, toBf16Into, type LayerWeights, type Matrix, type ModelWeights, type WeightDtype } from '../core/weights.js';
+import { FingerprintCollector, type TensorSample } from './fingerprint.js';
+import { canonicalTensors, explainShape, LAYER_ROLES, shapeStr, type CanonicalTensor } from './roles.js';
+
+/** A tensor the assembler wants: canonical, plus the dtype it will have in memory. */
+export interface TensorRequest extends CanonicalTensor {
+  dtype: WeightDtype; // matrices: the load dtype; norms: always 'f32'
+}
+
+/** The values of one tensor as a loader hands them over. */
+export type TensorValues =
+  | { dtype: 'f32'; data: Float32Array } // becomes (or is rounded into) the weight
+  | { dtype: 'bf16'; data: Uint16Array } // bf16 bit patterns: kept for bf16, widened exactly for f32
+  /** Generated in order, CHUNK values at a time (the last chunk may be shorter): never whole in f32 for bf16. */
+  | { dtype: 'f32-chunks'; fill: (chunk: Float32Array, offset: number) => void };
+
+/** Where a loader found a requested tensor. `read` is called only after the shape check. */
+export interface SourceTensor {
+  file: string; // for messages
+  name: string; // the tensor's name in that file
+  shape: readonly number[]; // as stored
+  read(): TensorValues;
+}
+
+export interface AssembleOptions {
+  names?: ConfigFieldNames; // the format's names for config fields, for shape messages
+  configFile?: string; // where the config came from, for shape messages
+}
+
+/** Chunk size of 'f32-chunks' values (even, so paired generators never split a pair but at the end). */
+export const CHUNK = 1 << 16;
+
+export class WeightAssembler {
+  /** Every tensor the config needs, in storage order; put() each one, then finish(). */
+  readonly requests: TensorRequest[];
+  private readonly config: LlamaConfig;
+  private readonly dtype: WeightDtype;
+  private readonly options: AssembleOptions;
+  private readonly fp: FingerprintCollector;
+  private readonly done = new Map<string, Matrix | Float32Array>(); // by canonical name
+
+  constructor(config: LlamaConfig, dtype: WeightDtype, options: AssembleOptions = {}) {
+    this.config = config;
+    this.dtype = dtype;
+    this.options = options;
+    this.fp = new FingerprintCollector(config.nLayers);
+    this.requests = canonicalTensors(config).map((t) => ({ ...t, dtype: t.spec.kind === 'norm' ? 'f32' : dtype }));
+  }
+
+  /** Check `src` against `req`, read it and convert it. */
+  put(req: TensorRequest, src: SourceTensor): void {
+    const want = req.shape;
+    if (!(src.shape.length === want.length && src.shape.every((d, i) => d === want[i]))) {
+      const from = this.options.configFile ? ` from ${this.options.configFile}` : '';
+      throw new LlamaAdapterError(
+        `${src.file}: tensor "${src.name}" has shape ${shapeStr(src.shape)}, expected ${shapeStr(want)} = ${explainShape(req, this.options.names)}${from}`,
+      );
+    }
+    const v = src.read();
+    this.done.set(req.name, req.spec.kind === 'norm' ? this.norm(req.name, want[0], v) : this.matrix(req.name, want[0], want[1], v));
+  }
+
+  /** The weights and their fingerprint (every request must have been put). */
+  finish(): { weights: ModelWeights; fingerprint: string } {
+    const get = (name: string): Matrix | Float32Array => {
+      const t = this.done.get(name);
+      if (!t) throw new Error(`assembler: tensor ${name} was never put (loader bug)`);
+      return t;
+    };
+    const layers: LayerWeights[] = [];
+    for (let i = 0; i < this.config.nLayers; i++) {
+      const l: Partial<Record<keyof LayerWeights, Matrix | Float32Array>> = {};
+      for (const [role, spec] of Object.entries(LAYER_ROLES)) l[spec.field] = get(`blk.${i}.${role}`);
+      layers.push(l as LayerWeights); // every field is filled: roleTable checks that at compile time
+    }
+    const tokEmbd = get('tok_embd') as Matrix;
+    const weights: ModelWeights = {
+      tokEmbd,
+      layers,
+      outputNorm: get('output_norm') as Float32Array,
+      output: this.config.tiedEmbeddings ? tokEmbd : (get('output') as Matrix),
+    };
+    return { weights, fingerprint: this.fp.digest() };
+  }
+
+  /**
+   * A norm vector (always float32). For bf16 loads it is copied, so that a view on an in-memory
+   * file does not keep the whole (f32) file alive next to its bf16 conversion.
+   */
+  private norm(name: string, n: number, v: TensorValues): Float32Array {
+    const data = v.dtype === 'f32' ? v.data : v.dtype === 'bf16' ? bf16ToF32(v.data) : chunksF32(n, v.fill, null);
+    this.fp.offerF32(name, [n], data);
+    return this.dtype === 'bf16' && v.dtype === 'f32' ? data.slice() : data;
+  }
+
+  private matrix(name: string, rows: number, cols: number, v: TensorValues): Matrix {
+    if (v.dtype === 'bf16') {
+      if (this.dtype === 'bf16') {
+        this.fp.offerBf16(name, [rows, cols], v.data);
+        return { dtype: 'bf16', rows, cols, data: v.data };
+      }
+      const data = bf16ToF32(v.data); // exact, so the sample is the same
+      this.fp.offerF32(name, [rows, cols], data);
+      return { dtype: 'f32', rows, cols, data };
+    }
+    if (v.dtype === 'f32-chunks') {
+      if (this.dtype === 'f32') return { dtype: 'f32', rows, cols, data: chunksF32(rows * cols, v.fill, this.fp.sampleFor(name, [rows, cols])) };
+      return { dtype: 'bf16', rows, cols, data: this.chunksBf16(name, rows, cols, v.fill) };
+    }
+    this.fp.offerF32(name, [rows, cols], v.data);
+    if (this.dtype === 'f32') return { dtype: 'f32', rows, cols, data: v.data };
+    return { dtype: 'bf16', rows, cols, data: toBf16(v.data) };
+  }
+
+  /** Chunked values rounded to bf16 chunk by chunk (the fingerprint samples them before rounding). */
+  private chunksBf16(name: string, rows: number, cols: number, fill: (chunk: Float32Array, offset: number) => void): Uint16Array {
+    const n = rows * cols;
+    const out = new Uint16Array(n);
+    const scratch = new Float32Array(Math.min(n, CHUNK));
+    const sample = this.fp.sampleFor(name, [rows, cols]);
+    for (let off = 0; off < n; off += CHUNK) {
+      const len = Math.min(CHUNK, n - off);
+      const chunk = scratch.subarray(0, len);
+      fill(chunk, off);
+      sample?.feedF32(chunk, off);
+      toBf16Into(out.subarray(off, off + len), chunk, len);
+    }
+    return out;
+  }
+}
+
+/** Chunked values into one float32 array of n (each chunk fed to `sample`, if any). */
+function chunksF32(n: number, fill: (chunk: Float32Array, offset: number) => void, sample: TensorSample | null): Float32Array {
+  const out = new Float32Array(n);
+  for (let off = 0; off < n; off += CHUNK) {
+    const chunk = out.subarray(off, Math.min(n, off + CHUNK));
+    fill(chunk, off);
+    sample?.feedF32(chunk, off);
+  }
+  return out;
+}
+
+/** Assemble weights asking `find` for each requested tensor in storage order. */
+export function assembleWeights(
+  config: LlamaConfig,
+  dtype: WeightDtype,
+  find: (req: TensorRequest) => SourceTensor,
+  options: AssembleOptions = {},
+): { weights: ModelWeights; fingerprint: string } {
+  const a = new WeightAssembler(config, dtype, options);
+  for (const req of a.requests) a.put(req, find(req));
+  return a.finish();
+}
