@@ -21,7 +21,7 @@ import { augmentSwaps, extractInstruction, SWAP_NAMES, SWAP_OBJECTS, instruction
 import { aggregate, generateVariants, scoreOne, type ScoredGeneration, type Scores } from './score.js';
 import { sampleStories, trimStory, type SampledStory } from './stories.js';
 import { runJob, type TrainJobOptions, type TrainJobResult } from './worker.js';
-import { mkdirs } from '../../src/core/fs.js';
+import { mkdirs, writeFileAtomic } from '../../src/core/fs.js';
 import { packageRoot } from '../../src/core/package-root.js';
 
 /** Everything the demo does, with the defaults of the full run. */
@@ -357,9 +357,7 @@ function writeLossChart(file: string, title: string, zero: RunSummary, rand: Run
     fs.rmSync(p);
     return svg.replace('<svg ', `<svg x="${i * 720}" y="0" `);
   });
-  const tmp = `${file}.tmp-${process.pid}`;
-  fs.writeFileSync(tmp, `<svg xmlns="http://www.w3.org/2000/svg" width="1440" height="400" viewBox="0 0 1440 400">\n${inner.join('\n')}</svg>\n`);
-  fs.renameSync(tmp, file);
+  writeFileAtomic(file, `<svg xmlns="http://www.w3.org/2000/svg" width="1440" height="400" viewBox="0 0 1440 400">\n${inner.join('\n')}</svg>\n`);
 }
 
 /** The base model's validation loss on the same records, tokenized as finetune does. */

@@ -6,6 +6,7 @@
 import type { Backend } from '../backend/backend.js';
 import type { LlamaConfig } from '../core/config.js';
 import { check, LlamaAdapterError } from '../core/errors.js';
+import type { ModelFormat } from '../formats/model-file.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
 import type { ModelWeights } from '../core/weights.js';
 import { Activations } from './activations.js';
@@ -16,7 +17,7 @@ import { ropeTables, type RopeTables } from './rope.js';
 
 export interface ModelInfo {
   path: string; // what was loaded
-  format: string; // checkpoint format
+  format: ModelFormat; // the model file's format
   sourceDtypes: string[]; // dtypes in the file
   dtype: 'f32' | 'bf16'; // dtype of the frozen matrices in memory
 }

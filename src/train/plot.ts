@@ -1,7 +1,7 @@
 // A loss-curve picture as a small self-contained SVG (train loss per step, validation loss per
 // epoch). Hand-written: an SVG polyline needs no plotting library.
 
-import * as fs from 'node:fs';
+import { writeFileAtomic } from '../core/fs.js';
 
 export interface Point {
   step: number;
@@ -50,9 +50,7 @@ export function writeSvgChart(path: string, title: string, series: readonly Seri
     parts.push(`<text x="${W - R - 152}" y="${T + 10 + i * 18}">${esc(s.name)}</text>`);
   });
   parts.push('</svg>\n');
-  const tmp = `${path}.tmp-${process.pid}`;
-  fs.writeFileSync(tmp, parts.join('\n'));
-  fs.renameSync(tmp, path);
+  writeFileAtomic(path, parts.join('\n'));
 }
 
 export function writeLossPlot(path: string, train: readonly Point[], val: readonly Point[]): void {
