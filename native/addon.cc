@@ -1,8 +1,14 @@
-// N-API glue of the native backend, generated from one kernel list (LA_KERNELS below): each line
+// N-API glue of the native backend, generated from one kernel list (LA_KERNELS below): each entry
 // names a kernel and describes its arguments in order (typed-array buffers with the length they
 // must have, numbers, integers, flags, and the named objects of src/backend/backend.ts: AttnShape,
-// PromptShape, Matrix, AdamwStep, read by field name), plus value checks. From that line come the
-// wrapper (read, check, call la::, convert the result) and its entry in every backend object.
+// PromptShape, Matrix, AdamwStep, whose fields are listed once here, in LA_*_FIELDS), plus value
+// checks. From that entry come the wrapper (read, check, call la::, convert the result), its
+// function in every backend object, and its argument layout in `signatures`, from which
+// src/backend/native.ts generates the JS side: a function with the Backend method's parameters
+// that passes an object argument's fields in list order. Reading the fields in JS (inline caches)
+// instead of through napi_get_property keeps the per-call cost of the old positional interface;
+// read from C++, each field cost about 50-100 ns, which tripled the cost of a decode-sized
+// attention call.
 // Every buffer length is checked before any kernel runs, so a wrong call throws a RangeError
 // instead of touching memory outside the arrays; typed arrays are used in place (zero-copy,
 // napi_get_typedarray_info gives the view's own data pointer). Plain C node_api.h.
@@ -24,35 +30,24 @@
 
 namespace {
 
-// ------------------------------------------------------------------ property keys
-// Field names of the argument objects, created once per environment and kept in one referenced
-// array (Node-API 8 references cannot hold strings), so reading a field costs an element get and
-// a property get (no string creation per call).
-#define LA_FIELDS(F) \
-  F(B) F(T) F(S) F(K) F(H) F(Hkv) F(hs) F(rows) F(cols) F(data) F(lr) F(beta1) F(beta2) F(eps) F(weightDecay) F(step)
+// ------------------------------------------------------------------ object fields
+// The fields of each object kind, in the order the JS side passes them (F(name, min) for integer
+// fields, F(name) for numbers); the same names as the TS interfaces and the la:: structs.
+#define LA_ATTN_FIELDS(F) F(B, 0) F(T, 0) F(S, 0) F(H, 1) F(Hkv, 1) F(hs, 1)
+#define LA_PROMPT_FIELDS(F) F(B, 0) F(T, 0) F(K, 1) F(H, 1) F(Hkv, 1) F(hs, 1)
+#define LA_ADAMW_FIELDS(F) F(lr) F(beta1) F(beta2) F(eps) F(weightDecay) F(step)
+#define LA_MAT_FIELDS(F) F(data) F(rows, 0) F(cols, 0)
 
-enum Field : int {
-#define LA_FIELD_ENUM(f) f_##f,
-  LA_FIELDS(LA_FIELD_ENUM)
-#undef LA_FIELD_ENUM
-  kFields
-};
+#define LA_FIELD_STR_(f, ...) #f,
+const char* const kAttnFields[] = {LA_ATTN_FIELDS(LA_FIELD_STR_) nullptr};
+const char* const kPromptFields[] = {LA_PROMPT_FIELDS(LA_FIELD_STR_) nullptr};
+const char* const kAdamwFields[] = {LA_ADAMW_FIELDS(LA_FIELD_STR_) nullptr};
+const char* const kMatFields[] = {LA_MAT_FIELDS(LA_FIELD_STR_) nullptr};
 
-const char* const kFieldNames[] = {
-#define LA_FIELD_NAME(f) #f,
-    LA_FIELDS(LA_FIELD_NAME)
-#undef LA_FIELD_NAME
-};
-
-struct Keys {
-  napi_ref names;  // [kFieldNames...] as JS strings
-};
-
-/** What a backend's kernel functions carry: its thread count and the environment's keys. Shared by
- * the backend's functions (which JavaScript may copy anywhere): freed when the last is collected. */
+/** What a backend's kernel functions carry: its thread count. Shared by the backend's functions
+ * (which JavaScript may copy anywhere): freed when the last of them is collected. */
 struct BackendCtx {
   int threads;
-  const Keys* keys;
   int refs;
 };
 
@@ -80,8 +75,10 @@ class Call {
     return t != napi_undefined && t != napi_null;
   }
 
-  double num(size_t i, const char* what) { return i < argc_ ? to_num(argv_[i], what) : (fail(std::string(what) + " must be a number"), 0.0); }
-  long integer(size_t i, const char* what, long min) { return to_integer(num(i, what), what, min); }
+  double num(size_t i, const char* what, const char* sub = "") {
+    return i < argc_ ? to_num(argv_[i], what, sub) : (fail(std::string(what) + sub + " must be a number"), 0.0);
+  }
+  long integer(size_t i, const char* what, long min, const char* sub = "") { return to_integer(num(i, what, sub), what, min, sub); }
 
   bool flag(size_t i) {
     if (!ok_ || !present(i)) return false;
@@ -94,8 +91,7 @@ class Call {
   // A typed array of the given element type with at least `need` elements.
   void* array(size_t i, const char* what, napi_typedarray_type want, double need) {
     if (!ok_) return nullptr;
-    if (i >= argc_) return fail(std::string(what) + " must be a " + type_name(want)), nullptr;
-    return typed(argv_[i], what, want, want, need, nullptr);
+    return typed(i, what, want, want, need, nullptr);
   }
   float* f32(size_t i, const char* what, double need) { return static_cast<float*>(array(i, what, napi_float32_array, need)); }
   int32_t* i32(size_t i, const char* what, double need) { return static_cast<int32_t*>(array(i, what, napi_int32_array, need)); }
@@ -103,53 +99,39 @@ class Call {
   float* f32_opt(size_t i, const char* what, double need) { return present(i) ? f32(i, what, need) : nullptr; }
   int32_t* i32_opt(size_t i, const char* what, double need) { return present(i) ? i32(i, what, need) : nullptr; }
 
-  // Matrix {rows, cols, data}: data a Float32Array (f32) or Uint16Array (bf16) of >= rows * cols elements.
+  // Matrix at i (data, rows, cols): data a Float32Array (f32) or Uint16Array (bf16) of >= rows * cols elements.
   la::Mat mat(size_t i, const char* what) {
     la::Mat m{nullptr, false, 0, 0};
-    napi_value o = object(i, what, "{rows, cols, data}");
-    if (!o) return m;
-    m.rows = to_integer(to_num(field(o, f_rows), what, ".rows"), what, 0, ".rows");
-    m.cols = to_integer(to_num(field(o, f_cols), what, ".cols"), what, 0, ".cols");
+    m.rows = integer(i + 1, what, 0, ".rows");
+    m.cols = integer(i + 2, what, 0, ".cols");
     if (!ok_) return m;
     napi_typedarray_type type = napi_float32_array;
-    m.data = typed(field(o, f_data), what, napi_float32_array, napi_uint16_array, 1.0 * m.rows * m.cols, &type, ".data");
+    m.data = typed(i, what, napi_float32_array, napi_uint16_array, 1.0 * m.rows * m.cols, &type, ".data");
     m.bf16 = type == napi_uint16_array;
     return m;
   }
 
-  la::AttnShape attn(size_t i, const char* what) {
+  // Shapes and AdamwStep at i: their fields, one argument each, in LA_*_FIELDS order.
+#define LA_INT_FIELD_(f, min) s.f = integer(k++, what, min, "." #f);
+  la::AttnShape attn(size_t k, const char* what) {
     la::AttnShape s{0, 0, 0, 0, 0, 0};
-    napi_value o = object(i, what, "{B, T, S, H, Hkv, hs}");
-    if (!o) return s;
-    s.B = int_field(o, f_B, what, 0);
-    s.T = int_field(o, f_T, what, 0);
-    s.S = int_field(o, f_S, what, 0);
-    heads(o, what, &s.H, &s.Hkv, &s.hs);
+    LA_ATTN_FIELDS(LA_INT_FIELD_)
+    heads_divide(s.H, s.Hkv, what);
     return s;
   }
-
-  la::PromptShape prompt(size_t i, const char* what) {
+  la::PromptShape prompt(size_t k, const char* what) {
     la::PromptShape s{0, 0, 0, 0, 0, 0};
-    napi_value o = object(i, what, "{B, T, K, H, Hkv, hs}");
-    if (!o) return s;
-    s.B = int_field(o, f_B, what, 0);
-    s.T = int_field(o, f_T, what, 0);
-    s.K = int_field(o, f_K, what, 1);
-    heads(o, what, &s.H, &s.Hkv, &s.hs);
+    LA_PROMPT_FIELDS(LA_INT_FIELD_)
+    heads_divide(s.H, s.Hkv, what);
     return s;
   }
-
-  la::AdamwStep adamw(size_t i, const char* what) {
-    la::AdamwStep a{0, 0, 0, 0, 0, 0};
-    napi_value o = object(i, what, "{lr, beta1, beta2, eps, weightDecay, step}");
-    if (!o) return a;
-    a.lr = to_num(field(o, f_lr), what, ".lr");
-    a.beta1 = to_num(field(o, f_beta1), what, ".beta1");
-    a.beta2 = to_num(field(o, f_beta2), what, ".beta2");
-    a.eps = to_num(field(o, f_eps), what, ".eps");
-    a.weightDecay = to_num(field(o, f_weightDecay), what, ".weightDecay");
-    a.step = to_num(field(o, f_step), what, ".step");
-    return a;
+#undef LA_INT_FIELD_
+  la::AdamwStep adamw(size_t k, const char* what) {
+    la::AdamwStep s{0, 0, 0, 0, 0, 0};
+#define LA_NUM_FIELD_(f) s.f = num(k++, what, "." #f);
+    LA_ADAMW_FIELDS(LA_NUM_FIELD_)
+#undef LA_NUM_FIELD_
+    return s;
   }
 
   void fail(const std::string& msg, bool range = false) {
@@ -198,41 +180,12 @@ class Call {
     return static_cast<long>(v);
   }
 
-  napi_value object(size_t i, const char* what, const char* fields) {
-    napi_valuetype t = napi_undefined;
-    if (!ok_) return nullptr;
-    if (i >= argc_ || napi_typeof(env_, argv_[i], &t) != napi_ok || t != napi_object) {
-      fail(std::string(what) + " must be an object " + fields);
-      return nullptr;
-    }
-    return argv_[i];
+  void heads_divide(long H, long Hkv, const char* what) {
+    if (ok_ && H % Hkv != 0) fail(std::string(what) + ".H must be a multiple of " + what + ".Hkv", true);
   }
 
-  napi_value field(napi_value o, Field f) {
-    napi_value key = nullptr, v = nullptr;
-    if (!ok_) return nullptr;
-    if (!names_ && napi_get_reference_value(env_, ctx_->keys->names, &names_) != napi_ok) names_ = nullptr;
-    if (!names_ || napi_get_element(env_, names_, static_cast<uint32_t>(f), &key) != napi_ok || napi_get_property(env_, o, key, &v) != napi_ok) {
-      fail(std::string("cannot read field ") + kFieldNames[f]);
-      return nullptr;
-    }
-    return v;
-  }
-
-  long int_field(napi_value o, Field f, const char* what, long min) {
-    const std::string sub = std::string(".") + kFieldNames[f];
-    return to_integer(to_num(field(o, f), what, sub.c_str()), what, min, sub.c_str());
-  }
-
-  void heads(napi_value o, const char* what, long* H, long* Hkv, long* hs) {
-    *H = int_field(o, f_H, what, 1);
-    *Hkv = int_field(o, f_Hkv, what, 1);
-    *hs = int_field(o, f_hs, what, 1);
-    if (ok_ && *H % *Hkv != 0) fail(std::string(what) + ".H must be a multiple of " + what + ".Hkv", true);
-  }
-
-  // v must be a typed array of type a or b with at least `need` elements; its type goes to *type.
-  void* typed(napi_value v, const char* what, napi_typedarray_type a, napi_typedarray_type b, double need, napi_typedarray_type* type,
+  // Argument i must be a typed array of type a or b with at least `need` elements; its type goes to *type.
+  void* typed(size_t i, const char* what, napi_typedarray_type a, napi_typedarray_type b, double need, napi_typedarray_type* type,
               const char* sub = "") {
     bool is = false;
     napi_typedarray_type t;
@@ -240,7 +193,8 @@ class Call {
     void* data = nullptr;
     napi_value ab;
     if (!ok_) return nullptr;
-    if (napi_is_typedarray(env_, v, &is) != napi_ok || !is || napi_get_typedarray_info(env_, v, &t, &len, &data, &ab, &off) != napi_ok ||
+    if (i >= argc_ || napi_is_typedarray(env_, argv_[i], &is) != napi_ok || !is ||
+        napi_get_typedarray_info(env_, argv_[i], &t, &len, &data, &ab, &off) != napi_ok ||
         (t != a && t != b)) {
       fail(std::string(what) + sub + " must be a " + type_name(a) + (a != b ? std::string(" or ") + type_name(b) : std::string()));
       return nullptr;
@@ -253,11 +207,10 @@ class Call {
     return data;
   }
 
-  static constexpr size_t kMax = 20;
+  static constexpr size_t kMax = 32;
   napi_env env_;
   const char* name_;
   const BackendCtx* ctx_ = nullptr;
-  napi_value names_ = nullptr;  // the field-name array, fetched on the first field read
   size_t argc_ = 0;
   napi_value argv_[kMax];
   bool ok_ = true;
@@ -279,11 +232,15 @@ double max_plus_one(const int32_t* v, long n) {
 /** Cache rows an attention call reads: max(cacheRows) + 1, or B without cacheRows. */
 double cache_rows(const int32_t* cacheRows, long B) { return cacheRows ? max_plus_one(cacheRows, B) : static_cast<double>(B); }
 
-/** The index of the first of v[0..n) outside [lo, hi), or -1. */
-long first_outside(const int32_t* v, long n, long lo, long hi) {
+/** Elements of a RoPE table (maxPos, hs/2) that positions pos[b] + t, t < T, read. */
+double rope_table(const int32_t* pos, long B, long T, long hs) { return B > 0 && T > 0 ? (max_plus_one(pos, B) - 1 + T) * (hs / 2) : 0; }
+
+/** Empty when every one of v[0..n) lies in [lo, hi), else the message about the first that does not. */
+std::string all_in(const char* what, const int32_t* v, long n, long lo, long hi) {
   for (long i = 0; i < n; i++)
-    if (v[i] < lo || v[i] >= hi) return i;
-  return -1;
+    if (v[i] < lo || v[i] >= hi)
+      return std::string(what) + " " + std::to_string(v[i]) + " is outside [" + std::to_string(lo) + ", " + std::to_string(hi) + ")";
+  return std::string();
 }
 
 /** Empty when pos[b] >= 0 and pos[b] + T <= S for every row, else the message. */
@@ -294,11 +251,6 @@ std::string positions_fit(const int32_t* pos, long B, long T, long S) {
   return std::string();
 }
 
-std::string ids_in(const char* what, const int32_t* v, long n, long lo, long hi, const char* range) {
-  const long i = first_outside(v, n, lo, hi);
-  return i < 0 ? std::string() : std::string(what) + " " + std::to_string(v[i]) + " is outside " + range + " (" + std::to_string(hi) + ")";
-}
-
 // ------------------------------------------------------------------ the argument-list machinery
 // A kernel's arguments are (KIND, name, param) triples; param is the required element count of a
 // buffer, the minimum of an integer, unused (0) otherwise. (CHECK, message, 0) items come last:
@@ -306,6 +258,8 @@ std::string ids_in(const char* what, const int32_t* v, long n, long lo, long hi,
 // passes so that any length expression can use the scalars and shapes, and f32 lengths can use
 // the contents of the int32 buffers (positions, cache rows).
 
+#define LA_STR_(x) #x
+#define LA_STR(x) LA_STR_(x)  // expands x first (an item's name arrives as LA_NAME (...))
 #define LA_CAT_(a, b) a##b
 #define LA_CAT(a, b) LA_CAT_(a, b)
 #define LA_KIND(k, n, p) k
@@ -353,18 +307,18 @@ std::string ids_in(const char* what, const int32_t* v, long n, long lo, long hi,
 #define LA_DECL_ADAMW(n) la::AdamwStep n{0, 0, 0, 0, 0, 0};
 #define LA_DECL_CHECK(n)
 
-#define LA_READ1_MAT(i, n, p) n = c.mat(i, #n);
-#define LA_READ1_NUM(i, n, p) n = c.num(i, #n);
-#define LA_READ1_INT(i, n, p) n = c.integer(i, #n, p);
-#define LA_READ1_FLAG(i, n, p) n = c.flag(i);
-#define LA_READ1_ATTN(i, n, p) n = c.attn(i, #n);
-#define LA_READ1_PROMPT(i, n, p) n = c.prompt(i, #n);
-#define LA_READ1_ADAMW(i, n, p) n = c.adamw(i, #n);
-#define LA_READ2_I32(i, n, p) n = c.i32(i, #n, (p));
-#define LA_READ2_I32_OPT(i, n, p) n = c.i32_opt(i, #n, (p));
-#define LA_READ3_F32(i, n, p) n = c.f32(i, #n, (p));
-#define LA_READ3_F32_OPT(i, n, p) n = c.f32_opt(i, #n, (p));
-#define LA_READ3_U16(i, n, p) n = c.u16(i, #n, (p));
+#define LA_READ1_MAT(i, n, p) n = c.mat(LA_AT(i), LA_STR(n));
+#define LA_READ1_NUM(i, n, p) n = c.num(LA_AT(i), LA_STR(n));
+#define LA_READ1_INT(i, n, p) n = c.integer(LA_AT(i), LA_STR(n), p);
+#define LA_READ1_FLAG(i, n, p) n = c.flag(LA_AT(i));
+#define LA_READ1_ATTN(i, n, p) n = c.attn(LA_AT(i), LA_STR(n));
+#define LA_READ1_PROMPT(i, n, p) n = c.prompt(LA_AT(i), LA_STR(n));
+#define LA_READ1_ADAMW(i, n, p) n = c.adamw(LA_AT(i), LA_STR(n));
+#define LA_READ2_I32(i, n, p) n = c.i32(LA_AT(i), LA_STR(n), (p));
+#define LA_READ2_I32_OPT(i, n, p) n = c.i32_opt(LA_AT(i), LA_STR(n), (p));
+#define LA_READ3_F32(i, n, p) n = c.f32(LA_AT(i), LA_STR(n), (p));
+#define LA_READ3_F32_OPT(i, n, p) n = c.f32_opt(LA_AT(i), LA_STR(n), (p));
+#define LA_READ3_U16(i, n, p) n = c.u16(LA_AT(i), LA_STR(n), (p));
 #define LA_READ4_CHECK(i, n, p) \
   if (c.ok()) {                 \
     const std::string msg = n;  \
@@ -436,6 +390,49 @@ std::string ids_in(const char* what, const int32_t* v, long n, long lo, long hi,
 #define LA_PASS3(i, a) LA_PASS_OF(3, LA_KIND a)(i, LA_NAME a, LA_PARAM a)
 #define LA_PASS4(i, a) LA_PASS_OF(4, LA_KIND a)(i, LA_NAME a, LA_PARAM a)
 
+// Positions: an object argument arrives as its fields (LA_*_FIELDS), one JS argument each, so
+// list item i starts at the sum of the widths before it (kW, defined in each wrapper).
+#define LA_WIDTH(i, a) LA_CAT(LA_WIDTH_, LA_KIND a),
+#define LA_WIDTH_F32 1
+#define LA_WIDTH_F32_OPT 1
+#define LA_WIDTH_I32 1
+#define LA_WIDTH_I32_OPT 1
+#define LA_WIDTH_U16 1
+#define LA_WIDTH_NUM 1
+#define LA_WIDTH_INT 1
+#define LA_WIDTH_FLAG 1
+#define LA_WIDTH_MAT 3
+#define LA_WIDTH_ATTN 6
+#define LA_WIDTH_PROMPT 6
+#define LA_WIDTH_ADAMW 6
+#define LA_WIDTH_CHECK 0
+constexpr size_t position(const int* widths, int i) {
+  size_t p = 0;
+  for (int k = 0; k < i; k++) p += static_cast<size_t>(widths[k]);
+  return p;
+}
+#define LA_AT(i) position(kW, (i))
+
+// The argument layout JS sees: {name, fields} per argument (fields null for a plain value).
+struct ArgDesc {
+  const char* name;
+  const char* const* fields;
+};
+#define LA_DESC(i, a) LA_CAT(LA_DESC_, LA_KIND a)(LA_NAME a)
+#define LA_DESC_F32(n) {LA_STR(n), nullptr},
+#define LA_DESC_F32_OPT(n) {LA_STR(n), nullptr},
+#define LA_DESC_I32(n) {LA_STR(n), nullptr},
+#define LA_DESC_I32_OPT(n) {LA_STR(n), nullptr},
+#define LA_DESC_U16(n) {LA_STR(n), nullptr},
+#define LA_DESC_NUM(n) {LA_STR(n), nullptr},
+#define LA_DESC_INT(n) {LA_STR(n), nullptr},
+#define LA_DESC_FLAG(n) {LA_STR(n), nullptr},
+#define LA_DESC_MAT(n) {LA_STR(n), kMatFields},
+#define LA_DESC_ATTN(n) {LA_STR(n), kAttnFields},
+#define LA_DESC_PROMPT(n) {LA_STR(n), kPromptFields},
+#define LA_DESC_ADAMW(n) {LA_STR(n), kAdamwFields},
+#define LA_DESC_CHECK(n)
+
 // The kernel's argument list: ", name" for every argument but the checks, leading comma dropped.
 #define LA_COMMA_NAME(i, a) LA_CAT(LA_COMMA_, LA_KIND a)(LA_NAME a)
 #define LA_COMMA_CHECK(n)
@@ -473,20 +470,19 @@ std::string ids_in(const char* what, const int32_t* v, long n, long lo, long hi,
   X_(rmsnormBack, la::rmsnorm_back, (F32, dx, 1.0 * rows * dim), (F32, dy, 1.0 * rows * dim), (F32, x, 1.0 * rows * dim),                 \
     (F32, w, dim), (F32, rstd, rows), (INT, rows, 0), (INT, dim, 0), (FLAG, accumulate, 0))                                            \
   X_(rope, la::rope, (F32, x, 1.0 * B * T * H * hs), (INT, B, 0), (INT, T, 0), (INT, H, 0), (INT, hs, 0), (I32, pos, B),                \
-    (F32, cos, T > 0 ? (max_plus_one(pos, B) - 1 + T) * (hs / 2) : 0), (F32, sin, T > 0 ? (max_plus_one(pos, B) - 1 + T) * (hs / 2) : 0), \
-    (FLAG, inverse, 0), (CHECK, hs % 2 == 0 ? "" : "hs must be even", 0),                                                              \
-    (CHECK, ids_in("pos", pos, B, 0, 2147483647L, "[0, 2^31)"), 0))                                                                    \
+    (F32, cos, rope_table(pos, B, T, hs)), (F32, sin, rope_table(pos, B, T, hs)), (FLAG, inverse, 0),                                \
+    (CHECK, hs % 2 == 0 ? "" : "hs must be even", 0), (CHECK, all_in("pos", pos, B, 0, 2147483647L), 0))                              \
   X_(siluGate, la::silu_gate, (F32, out, n), (F32, a, n), (F32, b, n), (INT, n, 0))                                                       \
   X_(siluGateBack, la::silu_gate_back, (F32, da, n), (F32, db, n), (F32, dy, n), (F32, a, n), (F32, b, n), (INT, n, 0))                   \
   X_(add, la::add, (F32, x, n), (F32, y, n), (INT, n, 0))                                                                                \
   X_(toBf16, la::to_bf16_array, (U16, out, n), (F32, x, n), (INT, n, 0))                                                                 \
   X_(fromBf16, la::from_bf16_array, (F32, out, n), (U16, x, n), (INT, n, 0))                                                             \
   X_(embed, la::embed, (F32, out, 1.0 * n * table.cols), (MAT, table, 0), (I32, ids, n), (INT, n, 0),                                    \
-    (CHECK, ids_in("token id", ids, n, 0, table.rows, "the table's vocabulary"), 0))                                                   \
+    (CHECK, all_in("token id", ids, n, 0, table.rows), 0))                                                   \
   X_(attention, la::attention, (F32, out, 1.0 * s.B * s.T * s.H * s.hs), (F32, q, 1.0 * s.B * s.T * s.H * s.hs),                         \
     (F32, kCache, cache_rows(cacheRows, s.B) * s.S * s.Hkv * s.hs), (F32, vCache, cache_rows(cacheRows, s.B) * s.S * s.Hkv * s.hs),     \
     (I32, pos, s.B), (ATTN, s, 0), (I32_OPT, cacheRows, s.B), (CHECK, positions_fit(pos, s.B, s.T, s.S), 0),                          \
-    (CHECK, cacheRows ? ids_in("cacheRows entry", cacheRows, s.B, 0, 2147483647L, "[0, 2^31)") : "", 0))                              \
+    (CHECK, cacheRows ? all_in("cacheRows entry", cacheRows, s.B, 0, 2147483647L) : "", 0))                              \
   X_(attentionBack, la::attention_back, (F32, dq, 1.0 * s.B * s.T * s.H * s.hs), (F32, dk, 1.0 * s.B * s.T * s.Hkv * s.hs),               \
     (F32, dv, 1.0 * s.B * s.T * s.Hkv * s.hs), (F32, dout, 1.0 * s.B * s.T * s.H * s.hs), (F32, q, 1.0 * s.B * s.T * s.H * s.hs),       \
     (F32, k, 1.0 * s.B * s.T * s.Hkv * s.hs), (F32, v, 1.0 * s.B * s.T * s.Hkv * s.hs), (ATTN, s, 0))                                   \
@@ -498,13 +494,15 @@ std::string ids_in(const char* what, const int32_t* v, long n, long lo, long hi,
     (F32, q, 1.0 * s.B * s.T * s.H * s.hs), (F32, pk, 1.0 * s.K * s.Hkv * s.hs), (F32, pv, 1.0 * s.K * s.Hkv * s.hs),                  \
     (F32, gate, s.H), (F32, probs, 1.0 * s.B * s.H * s.T * s.K), (PROMPT, s, 0))                                                       \
   X_(crossEntropy, la::cross_entropy, (F32, logits, 1.0 * rows * V), (I32, targets, rows), (INT, rows, 0), (INT, V, 1),                 \
-    (F32_OPT, dlogits, 1.0 * rows * V), (NUM, scale, 0), (CHECK, ids_in("target", targets, rows, -2147483647L - 1, V, "the vocabulary"), 0)) \
+    (F32_OPT, dlogits, 1.0 * rows * V), (NUM, scale, 0), (CHECK, all_in("target", targets, rows, -2147483647L - 1, V), 0)) \
   X_(adamw, la::adamw, (F32, p, n), (F32, g, n), (F32, m, n), (F32, v, n), (INT, n, 0), (ADAMW, o, 0))
 
 // One wrapper per list line: read and check every argument, then run the kernel on the backend's
 // thread count under la::NoDenormals (FTZ/DAZ; the JS thread's MXCSR is restored on return).
 #define LA_WRAPPER(js, fn, ...)                                                     \
+  const ArgDesc js##_args[] = {LA_FE(LA_DESC, __VA_ARGS__)};                        \
   napi_value js##_napi(napi_env env, napi_callback_info info) {                     \
+    static constexpr int kW[] = {LA_FE(LA_WIDTH, __VA_ARGS__) 0};                   \
     Call c(env, info, #js);                                                         \
     LA_FE(LA_DECL, __VA_ARGS__)                                                     \
     LA_FE(LA_PASS1, __VA_ARGS__)                                                    \
@@ -521,19 +519,47 @@ LA_KERNELS(LA_WRAPPER)
 struct KernelEntry {
   const char* name;
   napi_callback fn;
+  const ArgDesc* args;
+  size_t nArgs;
 };
-#define LA_ENTRY(js, fn, ...) {#js, js##_napi},
+#define LA_ENTRY(js, fn, ...) {#js, js##_napi, js##_args, sizeof(js##_args) / sizeof(ArgDesc)},
 const KernelEntry kKernels[] = {LA_KERNELS(LA_ENTRY)};
 
 // ------------------------------------------------------------------ setup
 
-Keys* env_keys(napi_env env) {
-  void* d = nullptr;
-  napi_get_instance_data(env, &d);
-  return static_cast<Keys*>(d);
+// signatures -> { kernel: [[name, fields | null], ...] }: each kernel's JS parameters, and for an
+// object parameter the fields it passes (in order) in its place.
+napi_value Signatures(napi_env env) {
+  napi_value all;
+  napi_create_object(env, &all);
+  for (const KernelEntry& k : kKernels) {
+    napi_value list;
+    napi_create_array_with_length(env, k.nArgs, &list);
+    for (size_t i = 0; i < k.nArgs; i++) {
+      napi_value pair, name, fields;
+      napi_create_array_with_length(env, 2, &pair);
+      napi_create_string_utf8(env, k.args[i].name, NAPI_AUTO_LENGTH, &name);
+      if (k.args[i].fields) {
+        napi_create_array(env, &fields);
+        for (uint32_t f = 0; k.args[i].fields[f]; f++) {
+          napi_value fs;
+          napi_create_string_utf8(env, k.args[i].fields[f], NAPI_AUTO_LENGTH, &fs);
+          napi_set_element(env, fields, f, fs);
+        }
+      } else {
+        napi_get_null(env, &fields);
+      }
+      napi_set_element(env, pair, 0, name);
+      napi_set_element(env, pair, 1, fields);
+      napi_set_element(env, list, static_cast<uint32_t>(i), pair);
+    }
+    napi_set_named_property(env, all, k.name, list);
+  }
+  return all;
 }
 
-// backend(threads) -> an object with every kernel of LA_KERNELS, run on `threads` threads.
+// backend(threads) -> an object with every kernel of LA_KERNELS, run on `threads` threads; each
+// takes its arguments flattened as `signatures` says (src/backend/native.ts binds them).
 napi_value Backend(napi_env env, napi_callback_info info) {
   napi_value argv[1];
   size_t argc = 1;
@@ -543,7 +569,7 @@ napi_value Backend(napi_env env, napi_callback_info info) {
     napi_throw_range_error(env, nullptr, "native backend: threads must be an integer in [1, 256]");
     return nullptr;
   }
-  auto* ctx = new BackendCtx{static_cast<int>(t), env_keys(env), 0};
+  auto* ctx = new BackendCtx{static_cast<int>(t), 0};
   napi_value o, f;
   napi_create_object(env, &o);
   for (const KernelEntry& k : kKernels) {
@@ -617,24 +643,11 @@ NAPI_MODULE_INIT() {
     openblas_set_num_threads(1);  // parallelism comes from our pool (see pool.cc)
     la::detect_features();
   }
-  auto* keys = new Keys();
-  napi_value names;
-  napi_create_array_with_length(env, kFields, &names);
-  for (int f = 0; f < kFields; f++) {
-    napi_value s;
-    napi_create_string_utf8(env, kFieldNames[f], NAPI_AUTO_LENGTH, &s);
-    napi_set_element(env, names, static_cast<uint32_t>(f), s);
-  }
-  napi_create_reference(env, names, 1, &keys->names);
-  napi_set_instance_data(env, keys, [](napi_env env, void* d, void*) {
-    auto* k = static_cast<Keys*>(d);
-    napi_delete_reference(env, k->names);
-    delete k;
-  }, nullptr);
   napi_property_descriptor props[] = {
       {"backend", nullptr, Backend, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"setFeature", nullptr, SetFeature, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"info", nullptr, Info, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"signatures", nullptr, nullptr, nullptr, nullptr, Signatures(env), napi_enumerable, nullptr},
   };
   napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);
   return exports;

@@ -1,7 +1,8 @@
 // Loader of the native N-API addon (native/*.cc, built by scripts/build-native.mjs into
-// build/Release/llama_adapter_native.node). The addon's kernel functions have the Backend
-// methods' signatures, so the native backend is those functions as they are (no forwarding
-// layer). They read and write the caller's typed arrays in place (zero-copy, subarray views
+// build/Release/llama_adapter_native.node). The native backend is the addon's kernel functions,
+// one per entry of its kernel list; for a kernel with object parameters (shapes, Matrix,
+// AdamwStep) the Backend method is generated from the signature the addon exports, passing the
+// fields in the object's place (no hand-written forwarder). The kernels read and write the caller's typed arrays in place (zero-copy, subarray views
 // included) and check every buffer length against the shape, throwing a RangeError rather than
 // touching foreign memory.
 //
@@ -27,15 +28,39 @@ export type Gemm = (
   A: Float32Array, lda: number, B: Float32Array, ldb: number, beta: number, C: Float32Array, ldc: number,
 ) => void;
 
+/** A kernel's parameters as the addon's list declares them: [name, fields of an object parameter or null]. */
+type Signature = [name: string, fields: string[] | null][];
+type AddonKernel = (...args: unknown[]) => unknown;
+
 /**
- * The addon's exports (native/addon.cc). backend(threads) returns one function per line of the
- * addon's kernel list, each with the signature of the Backend method of its name (shape objects
- * included), running on `threads` threads; gemm is native-only (bench's GEMM peak).
+ * The addon's exports (native/addon.cc). backend(threads) returns one function per entry of the
+ * addon's kernel list, running on `threads` threads and taking an object parameter as its fields
+ * (in `signatures` order) in its place; gemm is native-only (bench's GEMM peak).
  */
 interface Addon {
-  backend(threads: number): Kernels & { gemm: Gemm };
+  backend(threads: number): Record<string, AddonKernel>;
+  signatures: Record<string, Signature>;
   setFeature(name: NativeFeature, enabled: boolean): boolean;
   info(): NativeInfo;
+}
+
+const IDENT = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+/**
+ * The Backend method for an addon kernel, generated from its signature: the method's own
+ * parameters, passing each object parameter's fields in its place, so the fields are read by
+ * JIT-compiled property loads (with inline caches) rather than by N-API calls. A kernel without
+ * object parameters is used as it is.
+ */
+function bindKernel(name: string, sig: Signature, kernel: AddonKernel): AddonKernel {
+  if (sig.every(([, fields]) => !fields)) return kernel;
+  const names = [name, ...sig.flatMap(([p, fields]) => [p, ...(fields ?? [])])];
+  const bad = names.find((n) => !IDENT.test(n));
+  if (bad !== undefined) throw new Error(`the native addon's signature of ${name} has a bad name "${bad}"`);
+  const params = sig.map(([p]) => p).join(', ');
+  const passed = sig.flatMap(([p, fields]) => (fields ? fields.map((f) => `${p}.${f}`) : [p])).join(', ');
+  const make = new Function('kernel$', `return function ${name}(${params}) { return kernel$(${passed}); };`) as (k: AddonKernel) => AddonKernel;
+  return make(kernel);
 }
 
 /** CPU features the addon found at load (and uses), its matmul mode and current thread count. */
@@ -79,7 +104,7 @@ function loadAddon(): { addon: Addon | null; error: string } {
   try {
     const req = createRequire(import.meta.url);
     const addon = req(file) as Addon;
-    if (typeof addon.backend !== 'function' || typeof addon.info !== 'function') {
+    if (typeof addon.backend !== 'function' || typeof addon.info !== 'function' || typeof addon.signatures !== 'object') {
       return (addonCache = { addon: null, error: `${file} is not the llama-adapter addon` });
     }
     return (addonCache = { addon, error: '' });
@@ -112,10 +137,14 @@ export function loadNativeBackend(threads?: number): { backend: NativeBackend | 
     let n = threads ?? os.availableParallelism();
     if (!Number.isFinite(n) || n < 1) n = 1;
     n = Math.min(256, Math.floor(n));
-    const kernels = addon.backend(n);
+    const fns = addon.backend(n);
+    const kernels: Record<string, AddonKernel> = {};
+    for (const [k, f] of Object.entries(fns)) kernels[k] = bindKernel(k, addon.signatures[k] ?? [], f);
     const missing = missingKernels(kernels);
     if (missing.length) return { backend: null, error: `the native addon lacks kernels ${missing.join(', ')} (rebuild it: node scripts/build-native.mjs)` };
-    return { backend: { name: 'native', threads: n, info: () => addon.info(), ...kernels }, error: '' };
+    // the functions have the Backend methods' signatures (checked per kernel by the conformance suite)
+    const typed = kernels as unknown as Kernels & { gemm: Gemm };
+    return { backend: { name: 'native', threads: n, info: () => addon.info(), ...typed }, error: '' };
   } catch (e) {
     return { backend: null, error: `the native backend failed to start: ${e instanceof Error ? e.message : String(e)}` };
   }
