@@ -4,7 +4,7 @@
 
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { BENCH_DEFAULTS, BENCH_KINDS, runBench, type BenchKind, type BenchOptions } from './run.js';
-import type { BackendName } from '../src/backend/index.js';
+import { backendNames, type BackendName } from '../src/backend/index.js';
 import { int } from '../src/cli/common.js';
 
 interface BenchFlags {
@@ -41,7 +41,7 @@ export function benchCommand(): Command {
     .description('measure adapter training, prefill and decode speed (one JSON line per measurement); --compare-pytorch runs the PyTorch peer too')
     .requiredOption('--config <name|path>', 'stories260K, tinystories-656k, medium, large, 7b-layer, 7b, or a checkpoint path')
     .addOption(new Option('--dtype <dtype>', 'dtype of the frozen weights').choices(['fp32', 'bf16']).default(d.dtype))
-    .addOption(new Option('--backend <name>', 'compute backend').choices(['auto', 'native', 'ts']).default(d.backend))
+    .addOption(new Option('--backend <name>', 'compute backend').choices([...backendNames]).default(d.backend))
     .option('--threads <n>', 'native backend threads (default: all cores); the PyTorch peer gets the backend\'s thread count', int('--threads', 1))
     .option('--compare-runc', 'also decode with a run.c-equivalent C peer (bench/runc, gcc -Ofast -march=native -fopenmp) on the same model, fp32')
     .option('--compare-pytorch', 'also run ../shared/reference/bench_torch.py with the same settings and print ratios')

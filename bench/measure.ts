@@ -4,6 +4,7 @@
 
 import { createAdapter } from '../src/methods/v1/adapter.js';
 import type { Backend } from '../src/backend/backend.js';
+import { loadNativeBackend } from '../src/backend/native.js';
 import { check } from '../src/core/errors.js';
 import type { LlamaModel } from '../src/model/model.js';
 import { zerosLike } from '../src/model/method.js';
@@ -65,24 +66,20 @@ function randomF32(n: number, rng: Rng): Float32Array {
 export interface PeakResult {
   gflops: number; // best median GFLOP/s among the kernels tried for this dtype
   kernel: string; // which kernel and shape gave it
-  fp32Gemm: number; // backend.gemm fp32 1024x1024x1024, GFLOP/s (always measured)
+  fp32Gemm: number; // fp32 1024x1024x1024 GFLOP/s (always measured): native gemm, else backend matmul
 }
 
 /**
- * The machine's matrix-multiply peak through the backend: gemm (fp32, 1024^3, B transposed as in
- * the model's x·W^T) and matmul with a weight of the run's dtype (M=1024, 1024x1024); on a native
- * backend also 512x4096x4096. The best median is the peak the run's GFLOP/s is compared with.
+ * The machine's matrix-multiply peak: fp32 GEMM 1024^3 with B transposed as in the model's x·W^T
+ * (the native gemm on a native backend, which is not a Backend kernel; else matmul with an f32
+ * weight), and matmul with a weight of the run's dtype (M=1024, 1024x1024); on a native backend
+ * also 512x4096x4096. The best median is the peak the run's GFLOP/s is compared with.
  */
 export function measurePeak(be: Backend, dtype: 'f32' | 'bf16'): PeakResult {
   const rng = new Rng(1);
   const budget = be.name === 'ts' ? 6 : 3;
   const reps = be.name === 'ts' ? 3 : 7;
-  const gemm = (M: number, N: number, K: number): number => {
-    const A = randomF32(M * K, rng), B = randomF32(N * K, rng), C = new Float32Array(M * N);
-    be.gemm(false, true, Math.min(M, 64), Math.min(N, 64), K, 1, A, K, B, K, 0, C, N); // warm-up
-    const t = timeReps(() => be.gemm(false, true, M, N, K, 1, A, K, B, K, 0, C, N), reps, budget);
-    return (2 * M * N * K) / t.seconds / 1e9;
-  };
+  const native = be.name === 'native' ? loadNativeBackend(be.threads).backend : null;
   const matmul = (M: number, N: number, K: number, dt: 'f32' | 'bf16'): number => {
     const x = randomF32(M * K, rng), wf = randomF32(N * K, rng), out = new Float32Array(M * N);
     const w: Matrix = dt === 'f32' ? { dtype: 'f32', rows: N, cols: K, data: wf } : { dtype: 'bf16', rows: N, cols: K, data: toBf16(wf) };
@@ -90,10 +87,17 @@ export function measurePeak(be: Backend, dtype: 'f32' | 'bf16'): PeakResult {
     const t = timeReps(() => be.matmul(out, x, w, M), reps, budget);
     return (2 * M * N * K) / t.seconds / 1e9;
   };
+  const gemm = (M: number, N: number, K: number): number => {
+    if (!native) return matmul(M, N, K, 'f32');
+    const A = randomF32(M * K, rng), B = randomF32(N * K, rng), C = new Float32Array(M * N);
+    native.gemm(false, true, Math.min(M, 64), Math.min(N, 64), K, 1, A, K, B, K, 0, C, N); // warm-up
+    const t = timeReps(() => native.gemm(false, true, M, N, K, 1, A, K, B, K, 0, C, N), reps, budget);
+    return (2 * M * N * K) / t.seconds / 1e9;
+  };
   const fp32Gemm = gemm(1024, 1024, 1024);
-  const tried: [string, number][] = [['gemm fp32 1024x1024x1024', fp32Gemm]];
+  const tried: [string, number][] = [[`${native ? 'gemm' : 'matmul'} fp32 1024x1024x1024`, fp32Gemm]];
   tried.push([`matmul ${dtype} 1024x1024x1024`, matmul(1024, 1024, 1024, dtype)]);
-  if (be.name !== 'ts') {
+  if (native) {
     if (dtype === 'f32') tried.push(['gemm fp32 512x4096x4096', gemm(512, 4096, 4096)]);
     tried.push([`matmul ${dtype} 512x4096x4096`, matmul(512, 4096, 4096, dtype)]);
   }

@@ -1,30 +1,72 @@
-// N-API glue of the native backend: argument checking and zero-copy access to the caller's
-// typed arrays (napi_get_typedarray_info gives the view's own data pointer, byteOffset already
-// applied), then a call into the kernels in la::. Every buffer length is checked against the
-// shape before any kernel runs, so a wrong call throws a RangeError instead of touching memory
-// outside the arrays. Uses the plain C node_api.h (no node-addon-api dependency).
+// N-API glue of the native backend, generated from one kernel list (LA_KERNELS below): each entry
+// names a kernel and describes its arguments in order (typed-array buffers with the length they
+// must have, numbers, integers, flags, and the named objects of src/backend/backend.ts: AttnShape,
+// PromptShape, Matrix, AdamwStep, whose fields are listed once here, in LA_*_FIELDS), plus value
+// checks. From that entry come the wrapper (read, check, call la::, convert the result), its
+// function in every backend object, and its argument layout in `signatures`, from which
+// src/backend/native.ts generates the JS side: a function with the Backend method's parameters
+// that passes an object argument's fields in list order. Reading the fields in JS (inline caches)
+// instead of through napi_get_property keeps the per-call cost of the old positional interface;
+// read from C++, each field cost about 50-100 ns, which tripled the cost of a decode-sized
+// attention call.
+// Every buffer length is checked before any kernel runs, so a wrong call throws a RangeError
+// instead of touching memory outside the arrays; typed arrays are used in place (zero-copy,
+// napi_get_typedarray_info gives the view's own data pointer). Plain C node_api.h.
 //
 // The numeric core is hand-written C++ because no TypeScript or wasm tensor library comes within
 // 5x of PyTorch on CPU (BRIEF section 3); this addon over OpenBLAS + AVX-512/AMX does.
+//
+// Adding a kernel: its la:: function (arguments in the order of the Backend method) and one
+// line in LA_KERNELS.
 
 #include <node_api.h>
 
 #include <cmath>
 #include <cstdio>
 #include <string>
+#include <type_traits>
 
 #include "common.h"
 
 namespace {
 
+// ------------------------------------------------------------------ object fields
+// The fields of each object kind, in the order the JS side passes them (F(name, min) for integer
+// fields, F(name) for numbers); the same names as the TS interfaces and the la:: structs.
+#define LA_ATTN_FIELDS(F) F(B, 0) F(T, 0) F(S, 0) F(H, 1) F(Hkv, 1) F(hs, 1)
+#define LA_PROMPT_FIELDS(F) F(B, 0) F(T, 0) F(K, 1) F(H, 1) F(Hkv, 1) F(hs, 1)
+#define LA_ADAMW_FIELDS(F) F(lr) F(beta1) F(beta2) F(eps) F(weightDecay) F(step)
+#define LA_MAT_FIELDS(F) F(data) F(rows, 0) F(cols, 0)
+
+#define LA_FIELD_STR_(f, ...) #f,
+const char* const kAttnFields[] = {LA_ATTN_FIELDS(LA_FIELD_STR_) nullptr};
+const char* const kPromptFields[] = {LA_PROMPT_FIELDS(LA_FIELD_STR_) nullptr};
+const char* const kAdamwFields[] = {LA_ADAMW_FIELDS(LA_FIELD_STR_) nullptr};
+const char* const kMatFields[] = {LA_MAT_FIELDS(LA_FIELD_STR_) nullptr};
+
+/** What a backend's kernel functions carry: its thread count. Shared by the backend's functions
+ * (which JavaScript may copy anywhere): freed when the last of them is collected. */
+struct BackendCtx {
+  int threads;
+  int refs;
+};
+
+// ------------------------------------------------------------------ argument reading
+
 class Call {
  public:
   Call(napi_env env, napi_callback_info info, const char* name) : env_(env), name_(name) {
     argc_ = kMax;
-    if (napi_get_cb_info(env, info, &argc_, argv_, nullptr, nullptr) != napi_ok) fail("bad call");
+    void* data = nullptr;
+    if (napi_get_cb_info(env, info, &argc_, argv_, nullptr, &data) != napi_ok || !data) {
+      fail("bad call");
+      return;
+    }
+    ctx_ = static_cast<const BackendCtx*>(data);
   }
   bool ok() const { return ok_; }
   napi_env env() const { return env_; }
+  const BackendCtx* ctx() const { return ctx_; }
 
   bool present(size_t i) {
     if (!ok_ || i >= argc_) return false;
@@ -33,25 +75,10 @@ class Call {
     return t != napi_undefined && t != napi_null;
   }
 
-  double num(size_t i, const char* what) {
-    if (!ok_) return 0;
-    double v = 0;
-    if (i >= argc_ || napi_get_value_double(env_, argv_[i], &v) != napi_ok) {
-      fail(std::string(what) + " must be a number");
-      return 0;
-    }
-    return v;
+  double num(size_t i, const char* what, const char* sub = "") {
+    return i < argc_ ? to_num(argv_[i], what, sub) : (fail(std::string(what) + sub + " must be a number"), 0.0);
   }
-
-  long integer(size_t i, const char* what, long min = 0) {
-    double v = num(i, what);
-    if (!ok_) return 0;
-    if (!(v == std::floor(v)) || v < static_cast<double>(min) || v > 9.0e15) {
-      fail(std::string(what) + " must be an integer >= " + std::to_string(min) + " (got " + std::to_string(v) + ")", true);
-      return 0;
-    }
-    return static_cast<long>(v);
-  }
+  long integer(size_t i, const char* what, long min, const char* sub = "") { return to_integer(num(i, what, sub), what, min, sub); }
 
   bool flag(size_t i) {
     if (!ok_ || !present(i)) return false;
@@ -61,60 +88,50 @@ class Call {
     return b;
   }
 
-  // A typed array of the given element type with at least `need` elements (need < 0: any).
-  void* array(size_t i, const char* what, napi_typedarray_type want, double need, size_t* lenOut = nullptr) {
+  // A typed array of the given element type with at least `need` elements.
+  void* array(size_t i, const char* what, napi_typedarray_type want, double need) {
     if (!ok_) return nullptr;
-    bool is = false;
-    if (i >= argc_ || napi_is_typedarray(env_, argv_[i], &is) != napi_ok || !is) {
-      fail(std::string(what) + " must be a " + type_name(want));
-      return nullptr;
-    }
-    napi_typedarray_type type;
-    size_t len = 0, off = 0;
-    void* data = nullptr;
-    napi_value ab;
-    if (napi_get_typedarray_info(env_, argv_[i], &type, &len, &data, &ab, &off) != napi_ok || type != want) {
-      fail(std::string(what) + " must be a " + type_name(want));
-      return nullptr;
-    }
-    if (need >= 0 && static_cast<double>(len) < need) {
-      fail(std::string(what) + " is too small: " + std::to_string(len) + " elements, need " + std::to_string(static_cast<long long>(need)), true);
-      return nullptr;
-    }
-    if (lenOut) *lenOut = len;
-    return data;
+    return typed(i, what, want, want, need, nullptr);
   }
   float* f32(size_t i, const char* what, double need) { return static_cast<float*>(array(i, what, napi_float32_array, need)); }
   int32_t* i32(size_t i, const char* what, double need) { return static_cast<int32_t*>(array(i, what, napi_int32_array, need)); }
   uint16_t* u16(size_t i, const char* what, double need) { return static_cast<uint16_t*>(array(i, what, napi_uint16_array, need)); }
+  float* f32_opt(size_t i, const char* what, double need) { return present(i) ? f32(i, what, need) : nullptr; }
+  int32_t* i32_opt(size_t i, const char* what, double need) { return present(i) ? i32(i, what, need) : nullptr; }
 
-  // Weight data: Float32Array (f32) or Uint16Array (bf16), at least `need` elements.
-  const void* weights(size_t i, const char* what, double need, bool* bf16, size_t* lenOut = nullptr) {
-    if (!ok_) return nullptr;
-    bool is = false;
-    napi_typedarray_type type;
-    size_t len = 0, off = 0;
-    void* data = nullptr;
-    napi_value ab;
-    if (i >= argc_ || napi_is_typedarray(env_, argv_[i], &is) != napi_ok || !is ||
-        napi_get_typedarray_info(env_, argv_[i], &type, &len, &data, &ab, &off) != napi_ok ||
-        (type != napi_float32_array && type != napi_uint16_array)) {
-      fail(std::string(what) + " must be a Float32Array (f32) or Uint16Array (bf16)");
-      return nullptr;
-    }
-    if (static_cast<double>(len) < need) {
-      fail(std::string(what) + " is too small: " + std::to_string(len) + " elements, need " + std::to_string(static_cast<long long>(need)), true);
-      return nullptr;
-    }
-    *bf16 = type == napi_uint16_array;
-    if (lenOut) *lenOut = len;
-    return data;
+  // Matrix at i (data, rows, cols): data a Float32Array (f32) or Uint16Array (bf16) of >= rows * cols elements.
+  la::Mat mat(size_t i, const char* what) {
+    la::Mat m{nullptr, false, 0, 0};
+    m.rows = integer(i + 1, what, 0, ".rows");
+    m.cols = integer(i + 2, what, 0, ".cols");
+    if (!ok_) return m;
+    napi_typedarray_type type = napi_float32_array;
+    m.data = typed(i, what, napi_float32_array, napi_uint16_array, 1.0 * m.rows * m.cols, &type, ".data");
+    m.bf16 = type == napi_uint16_array;
+    return m;
   }
 
-  // Throws a RangeError built by msg() unless cond holds (the message is only built on failure).
-  template <class F>
-  void require(bool cond, F&& msg) {
-    if (ok_ && !cond) fail(msg(), true);
+  // Shapes and AdamwStep at i: their fields, one argument each, in LA_*_FIELDS order.
+#define LA_INT_FIELD_(f, min) s.f = integer(k++, what, min, "." #f);
+  la::AttnShape attn(size_t k, const char* what) {
+    la::AttnShape s{0, 0, 0, 0, 0, 0};
+    LA_ATTN_FIELDS(LA_INT_FIELD_)
+    heads_divide(s.H, s.Hkv, what);
+    return s;
+  }
+  la::PromptShape prompt(size_t k, const char* what) {
+    la::PromptShape s{0, 0, 0, 0, 0, 0};
+    LA_PROMPT_FIELDS(LA_INT_FIELD_)
+    heads_divide(s.H, s.Hkv, what);
+    return s;
+  }
+#undef LA_INT_FIELD_
+  la::AdamwStep adamw(size_t k, const char* what) {
+    la::AdamwStep s{0, 0, 0, 0, 0, 0};
+#define LA_NUM_FIELD_(f) s.f = num(k++, what, "." #f);
+    LA_ADAMW_FIELDS(LA_NUM_FIELD_)
+#undef LA_NUM_FIELD_
+    return s;
   }
 
   void fail(const std::string& msg, bool range = false) {
@@ -125,10 +142,17 @@ class Call {
     else napi_throw_type_error(env_, nullptr, m.c_str());
   }
 
-  napi_value undefined() {
-    napi_value u;
-    napi_get_undefined(env_, &u);
-    return u;
+  // The kernel's result for JavaScript: undefined for void kernels, a number otherwise.
+  template <class F>
+  napi_value result(F&& f) {
+    napi_value r;
+    if constexpr (std::is_void_v<std::invoke_result_t<F>>) {
+      f();
+      napi_get_undefined(env_, &r);
+    } else {
+      napi_create_double(env_, static_cast<double>(f()), &r);
+    }
+    return r;
   }
 
  private:
@@ -140,348 +164,424 @@ class Call {
       default: return "typed array";
     }
   }
-  static constexpr size_t kMax = 20;
+
+  double to_num(napi_value v, const char* what, const char* sub = "") {
+    double d = 0;
+    if (ok_ && napi_get_value_double(env_, v, &d) != napi_ok) fail(std::string(what) + sub + " must be a number");
+    return ok_ ? d : 0;
+  }
+
+  long to_integer(double v, const char* what, long min, const char* sub = "") {
+    if (!ok_) return 0;
+    if (!(v == std::floor(v)) || v < static_cast<double>(min) || v > 9.0e15) {
+      fail(std::string(what) + sub + " must be an integer >= " + std::to_string(min) + " (got " + std::to_string(v) + ")", true);
+      return 0;
+    }
+    return static_cast<long>(v);
+  }
+
+  void heads_divide(long H, long Hkv, const char* what) {
+    if (ok_ && H % Hkv != 0) fail(std::string(what) + ".H must be a multiple of " + what + ".Hkv", true);
+  }
+
+  // Argument i must be a typed array of type a or b with at least `need` elements; its type goes to *type.
+  void* typed(size_t i, const char* what, napi_typedarray_type a, napi_typedarray_type b, double need, napi_typedarray_type* type,
+              const char* sub = "") {
+    bool is = false;
+    napi_typedarray_type t;
+    size_t len = 0, off = 0;
+    void* data = nullptr;
+    napi_value ab;
+    if (!ok_) return nullptr;
+    if (i >= argc_ || napi_is_typedarray(env_, argv_[i], &is) != napi_ok || !is ||
+        napi_get_typedarray_info(env_, argv_[i], &t, &len, &data, &ab, &off) != napi_ok ||
+        (t != a && t != b)) {
+      fail(std::string(what) + sub + " must be a " + type_name(a) + (a != b ? std::string(" or ") + type_name(b) : std::string()));
+      return nullptr;
+    }
+    if (static_cast<double>(len) < need) {
+      fail(std::string(what) + sub + " is too small: " + std::to_string(len) + " elements, need " + std::to_string(static_cast<long long>(need)), true);
+      return nullptr;
+    }
+    if (type) *type = t;
+    return data;
+  }
+
+  static constexpr size_t kMax = 32;
   napi_env env_;
   const char* name_;
-  size_t argc_;
+  const BackendCtx* ctx_ = nullptr;
+  size_t argc_ = 0;
   napi_value argv_[kMax];
   bool ok_ = true;
 };
 
-using la::Shape;
+// ------------------------------------------------------------------ helpers of the length expressions and checks
 
-// ------------------------------------------------------------------ linear algebra
+/** Elements of a row-major (rows, cols) matrix with leading dimension ld. */
+double strided(long rows, long cols, long ld) { return rows == 0 || cols == 0 ? 0.0 : (rows - 1.0) * ld + cols; }
 
-// matmul(out, x, wData, N, K, M, accumulate): out (M, N) (+)= x (M, K) · W^T, W (N, K).
-napi_value Matmul(napi_env env, napi_callback_info info) {
-  Call c(env, info, "matmul");
-  long N = c.integer(3, "N"), K = c.integer(4, "K"), M = c.integer(5, "M");
-  bool acc = c.flag(6);
-  bool bf16 = false;
-  float* out = c.f32(0, "out", 1.0 * M * N);
-  float* x = c.f32(1, "x", 1.0 * M * K);
-  const void* w = c.weights(2, "w", 1.0 * N * K, &bf16);
-  if (!c.ok()) return nullptr;
-  la::matmul(out, x, w, bf16, N, K, M, acc);
-  return c.undefined();
+/** 1 + the largest of the first n values (0 when n == 0 or v is null: the checks then fail elsewhere). */
+double max_plus_one(const int32_t* v, long n) {
+  if (!v) return 0;
+  double m = 0;
+  for (long i = 0; i < n; i++) m = v[i] + 1.0 > m ? v[i] + 1.0 : m;
+  return m;
 }
 
-// matmulBack(out, dy, wData, N, K, M, accumulate): out (M, K) (+)= dy (M, N) · W.
-napi_value MatmulBack(napi_env env, napi_callback_info info) {
-  Call c(env, info, "matmulBack");
-  long N = c.integer(3, "N"), K = c.integer(4, "K"), M = c.integer(5, "M");
-  bool acc = c.flag(6);
-  bool bf16 = false;
-  float* out = c.f32(0, "out", 1.0 * M * K);
-  float* dy = c.f32(1, "dy", 1.0 * M * N);
-  const void* w = c.weights(2, "w", 1.0 * N * K, &bf16);
-  if (!c.ok()) return nullptr;
-  la::matmul_back(out, dy, w, bf16, N, K, M, acc);
-  return c.undefined();
-}
+/** Cache rows an attention call reads: max(cacheRows) + 1, or B without cacheRows. */
+double cache_rows(const int32_t* cacheRows, long B) { return cacheRows ? max_plus_one(cacheRows, B) : static_cast<double>(B); }
 
-// gemm(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc)
-napi_value Gemm(napi_env env, napi_callback_info info) {
-  Call c(env, info, "gemm");
-  bool tA = c.flag(0), tB = c.flag(1);
-  long M = c.integer(2, "M"), N = c.integer(3, "N"), K = c.integer(4, "K");
-  double alpha = c.num(5, "alpha");
-  long lda = c.integer(7, "lda", 1), ldb = c.integer(9, "ldb", 1);
-  double beta = c.num(10, "beta");
-  long ldc = c.integer(12, "ldc", 1);
-  // Stored shapes (rows x cols) of A, B, C.
-  long aRows = tA ? K : M, aCols = tA ? M : K, bRows = tB ? N : K, bCols = tB ? K : N;
-  c.require(lda >= aCols, [&] { return "lda must be >= " + std::to_string(aCols); });
-  c.require(ldb >= bCols, [&] { return "ldb must be >= " + std::to_string(bCols); });
-  c.require(ldc >= N, [&] { return "ldc must be >= " + std::to_string(N); });
-  c.require(M < 2147483647L && N < 2147483647L && K < 2147483647L, [] { return std::string("dimensions exceed 32-bit BLAS"); });
-  auto need = [](long rows, long cols, long ld) { return rows == 0 || cols == 0 ? 0.0 : (rows - 1.0) * ld + cols; };
-  float* A = c.f32(6, "A", need(aRows, aCols, lda));
-  float* B = c.f32(8, "B", need(bRows, bCols, ldb));
-  float* C = c.f32(11, "C", need(M, N, ldc));
-  if (!c.ok()) return nullptr;
-  la::gemm(tA, tB, static_cast<int>(M), static_cast<int>(N), static_cast<int>(K), static_cast<float>(alpha), A, static_cast<int>(lda), B,
-           static_cast<int>(ldb), static_cast<float>(beta), C, static_cast<int>(ldc));
-  return c.undefined();
-}
+/** Elements of a RoPE table (maxPos, hs/2) that positions pos[b] + t, t < T, read. */
+double rope_table(const int32_t* pos, long B, long T, long hs) { return B > 0 && T > 0 ? (max_plus_one(pos, B) - 1 + T) * (hs / 2) : 0; }
 
-// ------------------------------------------------------------------ rows / elementwise
-
-// rmsnorm(out, x, w, rows, dim, eps, rstd?)
-napi_value Rmsnorm(napi_env env, napi_callback_info info) {
-  Call c(env, info, "rmsnorm");
-  long rows = c.integer(3, "rows"), dim = c.integer(4, "dim");
-  double eps = c.num(5, "eps");
-  float* out = c.f32(0, "out", 1.0 * rows * dim);
-  float* x = c.f32(1, "x", 1.0 * rows * dim);
-  float* w = c.f32(2, "w", dim);
-  float* rstd = c.present(6) ? c.f32(6, "rstd", rows) : nullptr;
-  if (!c.ok()) return nullptr;
-  la::rmsnorm(out, x, w, rows, dim, static_cast<float>(eps), rstd);
-  return c.undefined();
-}
-
-// rmsnormBack(dx, dy, x, w, rstd, rows, dim, accumulate)
-napi_value RmsnormBack(napi_env env, napi_callback_info info) {
-  Call c(env, info, "rmsnormBack");
-  long rows = c.integer(5, "rows"), dim = c.integer(6, "dim");
-  bool acc = c.flag(7);
-  float* dx = c.f32(0, "dx", 1.0 * rows * dim);
-  float* dy = c.f32(1, "dy", 1.0 * rows * dim);
-  float* x = c.f32(2, "x", 1.0 * rows * dim);
-  float* w = c.f32(3, "w", dim);
-  float* rstd = c.f32(4, "rstd", rows);
-  if (!c.ok()) return nullptr;
-  la::rmsnorm_back(dx, dy, x, w, rstd, rows, dim, acc);
-  return c.undefined();
-}
-
-// rope(x, B, T, nHeads, headDim, pos, cos, sin, inverse)
-napi_value Rope(napi_env env, napi_callback_info info) {
-  Call c(env, info, "rope");
-  long B = c.integer(1, "B"), T = c.integer(2, "T"), H = c.integer(3, "nHeads"), hs = c.integer(4, "headDim");
-  bool inv = c.flag(8);
-  c.require(hs % 2 == 0, [] { return std::string("headDim must be even"); });
-  float* x = c.f32(0, "x", 1.0 * B * T * H * hs);
-  int32_t* pos = c.i32(5, "pos", B);
-  size_t cosLen = 0, sinLen = 0;
-  float* cs = static_cast<float*>(c.array(6, "cos", napi_float32_array, -1, &cosLen));
-  float* sn = static_cast<float*>(c.array(7, "sin", napi_float32_array, -1, &sinLen));
-  if (!c.ok()) return nullptr;
-  if (T > 0 && hs > 0) {
-    for (long b = 0; b < B; b++) {
-      double end = (static_cast<double>(pos[b]) + T) * (hs / 2);
-      c.require(pos[b] >= 0, [] { return std::string("pos must be >= 0"); });
-      c.require(end <= static_cast<double>(cosLen) && end <= static_cast<double>(sinLen),
-                [&] { return "position " + std::to_string(pos[b] + T - 1) + " is beyond the cos/sin tables"; });
-      if (!c.ok()) return nullptr;
-    }
-  }
-  la::rope(x, B, T, H, hs, pos, cs, sn, inv);
-  return c.undefined();
-}
-
-// siluGate(out, a, b, n)
-napi_value SiluGate(napi_env env, napi_callback_info info) {
-  Call c(env, info, "siluGate");
-  long n = c.integer(3, "n");
-  float* out = c.f32(0, "out", n);
-  float* a = c.f32(1, "a", n);
-  float* b = c.f32(2, "b", n);
-  if (!c.ok()) return nullptr;
-  la::silu_gate(out, a, b, n);
-  return c.undefined();
-}
-
-// siluGateBack(da, db, dy, a, b, n)
-napi_value SiluGateBack(napi_env env, napi_callback_info info) {
-  Call c(env, info, "siluGateBack");
-  long n = c.integer(5, "n");
-  float* da = c.f32(0, "da", n);
-  float* db = c.f32(1, "db", n);
-  float* dy = c.f32(2, "dy", n);
-  float* a = c.f32(3, "a", n);
-  float* b = c.f32(4, "b", n);
-  if (!c.ok()) return nullptr;
-  la::silu_gate_back(da, db, dy, a, b, n);
-  return c.undefined();
-}
-
-// add(x, y, n)
-napi_value Add(napi_env env, napi_callback_info info) {
-  Call c(env, info, "add");
-  long n = c.integer(2, "n");
-  float* x = c.f32(0, "x", n);
-  float* y = c.f32(1, "y", n);
-  if (!c.ok()) return nullptr;
-  la::add(x, y, n);
-  return c.undefined();
-}
-
-// toBf16(out u16, x f32, n) / fromBf16(out f32, x u16, n)
-napi_value ToBf16(napi_env env, napi_callback_info info) {
-  Call c(env, info, "toBf16");
-  long n = c.integer(2, "n");
-  uint16_t* out = c.u16(0, "out", n);
-  float* x = c.f32(1, "x", n);
-  if (!c.ok()) return nullptr;
-  la::to_bf16_array(out, x, n);
-  return c.undefined();
-}
-
-napi_value FromBf16(napi_env env, napi_callback_info info) {
-  Call c(env, info, "fromBf16");
-  long n = c.integer(2, "n");
-  float* out = c.f32(0, "out", n);
-  uint16_t* x = c.u16(1, "x", n);
-  if (!c.ok()) return nullptr;
-  la::from_bf16_array(out, x, n);
-  return c.undefined();
-}
-
-// embed(out, tableData, dim, ids, n)
-napi_value Embed(napi_env env, napi_callback_info info) {
-  Call c(env, info, "embed");
-  long dim = c.integer(2, "dim"), n = c.integer(4, "n");
-  bool bf16 = false;
-  float* out = c.f32(0, "out", 1.0 * n * dim);
-  size_t tlen = 0;
-  const void* table = c.weights(1, "table", 0, &bf16, &tlen);
-  int32_t* ids = c.i32(3, "ids", n);
-  if (!c.ok()) return nullptr;
-  const long vocab = dim > 0 ? static_cast<long>(tlen) / dim : 0;
+/** Empty when every one of v[0..n) lies in [lo, hi), else the message about the first that does not. */
+std::string all_in(const char* what, const int32_t* v, long n, long lo, long hi) {
   for (long i = 0; i < n; i++)
-    if (ids[i] < 0 || ids[i] >= vocab) {
-      c.fail("token id " + std::to_string(ids[i]) + " is outside the table (vocab " + std::to_string(vocab) + ")", true);
-      return nullptr;
-    }
-  la::embed(out, table, bf16, dim, ids, n);
-  return c.undefined();
+    if (v[i] < lo || v[i] >= hi)
+      return std::string(what) + " " + std::to_string(v[i]) + " is outside [" + std::to_string(lo) + ", " + std::to_string(hi) + ")";
+  return std::string();
 }
 
-// ------------------------------------------------------------------ attention
+/** Empty when pos[b] >= 0 and pos[b] + T <= S for every row, else the message. */
+std::string positions_fit(const int32_t* pos, long B, long T, long S) {
+  for (long b = 0; b < B; b++)
+    if (pos[b] < 0 || static_cast<long>(pos[b]) + T > S)
+      return "pos[" + std::to_string(b) + "] = " + std::to_string(pos[b]) + " with T = " + std::to_string(T) + " does not fit S = " + std::to_string(S);
+  return std::string();
+}
 
-bool attn_shape(Call& c, size_t i, Shape* s, bool prompt) {
-  s->B = c.integer(i, "B");
-  s->T = c.integer(i + 1, "T");
-  if (prompt) {
-    s->K = c.integer(i + 2, "K", 1);
-    s->S = 0;
-  } else {
-    s->S = c.integer(i + 2, "S");
-    s->K = 0;
+// ------------------------------------------------------------------ the argument-list machinery
+// A kernel's arguments are (KIND, name, param) triples; param is the required element count of a
+// buffer, the minimum of an integer, unused (0) otherwise. (CHECK, message, 0) items come last:
+// message is a std::string expression, empty when the arguments are acceptable. Reading runs in
+// passes so that any length expression can use the scalars and shapes, and f32 lengths can use
+// the contents of the int32 buffers (positions, cache rows).
+
+#define LA_STR_(x) #x
+#define LA_STR(x) LA_STR_(x)  // expands x first (an item's name arrives as LA_NAME (...))
+#define LA_CAT_(a, b) a##b
+#define LA_CAT(a, b) LA_CAT_(a, b)
+#define LA_KIND(k, n, p) k
+#define LA_NAME(k, n, p) n
+#define LA_PARAM(k, n, p) p
+
+// LA_FE(m, a0, a1, ...) = m(0, a0) m(1, a1) ... (up to 20 items)
+#define LA_FE_N(_1, _2, _3, _4, _5, _6, _7, _8, _9, _10, _11, _12, _13, _14, _15, _16, _17, _18, _19, _20, N, ...) N
+#define LA_FE(m, ...) \
+  LA_CAT(LA_FE_, LA_FE_N(__VA_ARGS__, 20, 19, 18, 17, 16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1))(m, 0, __VA_ARGS__)
+#define LA_FE_1(m, i, a) m(i, a)
+#define LA_FE_2(m, i, a, ...) m(i, a) LA_FE_1(m, (i + 1), __VA_ARGS__)
+#define LA_FE_3(m, i, a, ...) m(i, a) LA_FE_2(m, (i + 1), __VA_ARGS__)
+#define LA_FE_4(m, i, a, ...) m(i, a) LA_FE_3(m, (i + 1), __VA_ARGS__)
+#define LA_FE_5(m, i, a, ...) m(i, a) LA_FE_4(m, (i + 1), __VA_ARGS__)
+#define LA_FE_6(m, i, a, ...) m(i, a) LA_FE_5(m, (i + 1), __VA_ARGS__)
+#define LA_FE_7(m, i, a, ...) m(i, a) LA_FE_6(m, (i + 1), __VA_ARGS__)
+#define LA_FE_8(m, i, a, ...) m(i, a) LA_FE_7(m, (i + 1), __VA_ARGS__)
+#define LA_FE_9(m, i, a, ...) m(i, a) LA_FE_8(m, (i + 1), __VA_ARGS__)
+#define LA_FE_10(m, i, a, ...) m(i, a) LA_FE_9(m, (i + 1), __VA_ARGS__)
+#define LA_FE_11(m, i, a, ...) m(i, a) LA_FE_10(m, (i + 1), __VA_ARGS__)
+#define LA_FE_12(m, i, a, ...) m(i, a) LA_FE_11(m, (i + 1), __VA_ARGS__)
+#define LA_FE_13(m, i, a, ...) m(i, a) LA_FE_12(m, (i + 1), __VA_ARGS__)
+#define LA_FE_14(m, i, a, ...) m(i, a) LA_FE_13(m, (i + 1), __VA_ARGS__)
+#define LA_FE_15(m, i, a, ...) m(i, a) LA_FE_14(m, (i + 1), __VA_ARGS__)
+#define LA_FE_16(m, i, a, ...) m(i, a) LA_FE_15(m, (i + 1), __VA_ARGS__)
+#define LA_FE_17(m, i, a, ...) m(i, a) LA_FE_16(m, (i + 1), __VA_ARGS__)
+#define LA_FE_18(m, i, a, ...) m(i, a) LA_FE_17(m, (i + 1), __VA_ARGS__)
+#define LA_FE_19(m, i, a, ...) m(i, a) LA_FE_18(m, (i + 1), __VA_ARGS__)
+#define LA_FE_20(m, i, a, ...) m(i, a) LA_FE_19(m, (i + 1), __VA_ARGS__)
+
+// Per kind: the variable, the pass that reads it (1 scalars/objects, 2 int32 buffers, 3 other
+// buffers, 4 checks) and whether it is passed to the kernel.
+#define LA_DECL_F32(n) float* n = nullptr;
+#define LA_DECL_F32_OPT(n) float* n = nullptr;
+#define LA_DECL_I32(n) int32_t* n = nullptr;
+#define LA_DECL_I32_OPT(n) int32_t* n = nullptr;
+#define LA_DECL_U16(n) uint16_t* n = nullptr;
+#define LA_DECL_MAT(n) la::Mat n{nullptr, false, 0, 0};
+#define LA_DECL_NUM(n) double n = 0;
+#define LA_DECL_INT(n) long n = 0;
+#define LA_DECL_FLAG(n) bool n = false;
+#define LA_DECL_ATTN(n) la::AttnShape n{0, 0, 0, 0, 0, 0};
+#define LA_DECL_PROMPT(n) la::PromptShape n{0, 0, 0, 0, 0, 0};
+#define LA_DECL_ADAMW(n) la::AdamwStep n{0, 0, 0, 0, 0, 0};
+#define LA_DECL_CHECK(n)
+
+#define LA_READ1_MAT(i, n, p) n = c.mat(LA_AT(i), LA_STR(n));
+#define LA_READ1_NUM(i, n, p) n = c.num(LA_AT(i), LA_STR(n));
+#define LA_READ1_INT(i, n, p) n = c.integer(LA_AT(i), LA_STR(n), p);
+#define LA_READ1_FLAG(i, n, p) n = c.flag(LA_AT(i));
+#define LA_READ1_ATTN(i, n, p) n = c.attn(LA_AT(i), LA_STR(n));
+#define LA_READ1_PROMPT(i, n, p) n = c.prompt(LA_AT(i), LA_STR(n));
+#define LA_READ1_ADAMW(i, n, p) n = c.adamw(LA_AT(i), LA_STR(n));
+#define LA_READ2_I32(i, n, p) n = c.i32(LA_AT(i), LA_STR(n), (p));
+#define LA_READ2_I32_OPT(i, n, p) n = c.i32_opt(LA_AT(i), LA_STR(n), (p));
+#define LA_READ3_F32(i, n, p) n = c.f32(LA_AT(i), LA_STR(n), (p));
+#define LA_READ3_F32_OPT(i, n, p) n = c.f32_opt(LA_AT(i), LA_STR(n), (p));
+#define LA_READ3_U16(i, n, p) n = c.u16(LA_AT(i), LA_STR(n), (p));
+#define LA_READ4_CHECK(i, n, p) \
+  if (c.ok()) {                 \
+    const std::string msg = n;  \
+    if (!msg.empty()) c.fail(msg, true); \
   }
-  s->H = c.integer(i + 3, "nHeads", 1);
-  s->Hkv = c.integer(i + 4, "nKvHeads", 1);
-  s->hs = c.integer(i + 5, "headDim", 1);
-  c.require(s->H % s->Hkv == 0, [] { return std::string("nHeads must be a multiple of nKvHeads"); });
-  return c.ok();
-}
+#define LA_NOP(i, n, p)
 
-// attention(out, q, kCache, vCache, pos, B, T, S, H, Hkv, hs, probs?)
-napi_value Attention(napi_env env, napi_callback_info info) {
-  Call c(env, info, "attention");
-  Shape s;
-  if (!attn_shape(c, 5, &s, false)) return nullptr;
-  const double qn = 1.0 * s.B * s.T * s.H * s.hs, kvn = 1.0 * s.B * s.S * s.Hkv * s.hs;
-  float* out = c.f32(0, "out", qn);
-  float* q = c.f32(1, "q", qn);
-  float* kc = c.f32(2, "kCache", kvn);
-  float* vc = c.f32(3, "vCache", kvn);
-  int32_t* pos = c.i32(4, "pos", s.B);
-  float* probs = c.present(11) ? c.f32(11, "probs", 1.0 * s.B * s.H * s.T * s.S) : nullptr;
-  if (!c.ok()) return nullptr;
-  for (long b = 0; b < s.B; b++)
-    if (pos[b] < 0 || static_cast<long>(pos[b]) + s.T > s.S) {
-      c.fail("pos[" + std::to_string(b) + "] = " + std::to_string(pos[b]) + " with T = " + std::to_string(s.T) + " does not fit S = " + std::to_string(s.S), true);
-      return nullptr;
-    }
-  la::attention(out, q, kc, vc, pos, s, probs);
-  return c.undefined();
-}
+#define LA_PASS_OF(pass, kind) LA_CAT(LA_PASS_OF_, LA_CAT(pass, LA_CAT(_, kind)))
+// pass 1
+#define LA_PASS_OF_1_MAT LA_READ1_MAT
+#define LA_PASS_OF_1_NUM LA_READ1_NUM
+#define LA_PASS_OF_1_INT LA_READ1_INT
+#define LA_PASS_OF_1_FLAG LA_READ1_FLAG
+#define LA_PASS_OF_1_ATTN LA_READ1_ATTN
+#define LA_PASS_OF_1_PROMPT LA_READ1_PROMPT
+#define LA_PASS_OF_1_ADAMW LA_READ1_ADAMW
+#define LA_PASS_OF_1_F32 LA_NOP
+#define LA_PASS_OF_1_F32_OPT LA_NOP
+#define LA_PASS_OF_1_I32 LA_NOP
+#define LA_PASS_OF_1_I32_OPT LA_NOP
+#define LA_PASS_OF_1_U16 LA_NOP
+#define LA_PASS_OF_1_CHECK LA_NOP
+// pass 2
+#define LA_PASS_OF_2_I32 LA_READ2_I32
+#define LA_PASS_OF_2_I32_OPT LA_READ2_I32_OPT
+#define LA_PASS_OF_2_MAT LA_NOP
+#define LA_PASS_OF_2_NUM LA_NOP
+#define LA_PASS_OF_2_INT LA_NOP
+#define LA_PASS_OF_2_FLAG LA_NOP
+#define LA_PASS_OF_2_ATTN LA_NOP
+#define LA_PASS_OF_2_PROMPT LA_NOP
+#define LA_PASS_OF_2_ADAMW LA_NOP
+#define LA_PASS_OF_2_F32 LA_NOP
+#define LA_PASS_OF_2_F32_OPT LA_NOP
+#define LA_PASS_OF_2_U16 LA_NOP
+#define LA_PASS_OF_2_CHECK LA_NOP
+// pass 3
+#define LA_PASS_OF_3_F32 LA_READ3_F32
+#define LA_PASS_OF_3_F32_OPT LA_READ3_F32_OPT
+#define LA_PASS_OF_3_U16 LA_READ3_U16
+#define LA_PASS_OF_3_MAT LA_NOP
+#define LA_PASS_OF_3_NUM LA_NOP
+#define LA_PASS_OF_3_INT LA_NOP
+#define LA_PASS_OF_3_FLAG LA_NOP
+#define LA_PASS_OF_3_ATTN LA_NOP
+#define LA_PASS_OF_3_PROMPT LA_NOP
+#define LA_PASS_OF_3_ADAMW LA_NOP
+#define LA_PASS_OF_3_I32 LA_NOP
+#define LA_PASS_OF_3_I32_OPT LA_NOP
+#define LA_PASS_OF_3_CHECK LA_NOP
+// pass 4
+#define LA_PASS_OF_4_CHECK LA_READ4_CHECK
+#define LA_PASS_OF_4_F32 LA_NOP
+#define LA_PASS_OF_4_F32_OPT LA_NOP
+#define LA_PASS_OF_4_I32 LA_NOP
+#define LA_PASS_OF_4_I32_OPT LA_NOP
+#define LA_PASS_OF_4_U16 LA_NOP
+#define LA_PASS_OF_4_MAT LA_NOP
+#define LA_PASS_OF_4_NUM LA_NOP
+#define LA_PASS_OF_4_INT LA_NOP
+#define LA_PASS_OF_4_FLAG LA_NOP
+#define LA_PASS_OF_4_ATTN LA_NOP
+#define LA_PASS_OF_4_PROMPT LA_NOP
+#define LA_PASS_OF_4_ADAMW LA_NOP
 
-// attentionBack(dq, dk, dv, dout, q, k, v, B, T, S, H, Hkv, hs)
-napi_value AttentionBack(napi_env env, napi_callback_info info) {
-  Call c(env, info, "attentionBack");
-  Shape s;
-  if (!attn_shape(c, 7, &s, false)) return nullptr;
-  const double qn = 1.0 * s.B * s.T * s.H * s.hs, kvn = 1.0 * s.B * s.T * s.Hkv * s.hs;
-  float* dq = c.f32(0, "dq", qn);
-  float* dk = c.f32(1, "dk", kvn);
-  float* dv = c.f32(2, "dv", kvn);
-  float* dout = c.f32(3, "dout", qn);
-  float* q = c.f32(4, "q", qn);
-  float* k = c.f32(5, "k", kvn);
-  float* v = c.f32(6, "v", kvn);
-  if (!c.ok()) return nullptr;
-  la::attention_back(dq, dk, dv, dout, q, k, v, s);
-  return c.undefined();
-}
+#define LA_DECL(i, a) LA_CAT(LA_DECL_, LA_KIND a)(LA_NAME a)
+#define LA_PASS1(i, a) LA_PASS_OF(1, LA_KIND a)(i, LA_NAME a, LA_PARAM a)
+#define LA_PASS2(i, a) LA_PASS_OF(2, LA_KIND a)(i, LA_NAME a, LA_PARAM a)
+#define LA_PASS3(i, a) LA_PASS_OF(3, LA_KIND a)(i, LA_NAME a, LA_PARAM a)
+#define LA_PASS4(i, a) LA_PASS_OF(4, LA_KIND a)(i, LA_NAME a, LA_PARAM a)
 
-// promptAttention(out, q, pk, pv, gate, B, T, K, H, Hkv, hs, probs?)
-napi_value PromptAttention(napi_env env, napi_callback_info info) {
-  Call c(env, info, "promptAttention");
-  Shape s;
-  if (!attn_shape(c, 5, &s, true)) return nullptr;
-  const double qn = 1.0 * s.B * s.T * s.H * s.hs, pn = 1.0 * s.K * s.Hkv * s.hs;
-  float* out = c.f32(0, "out", qn);
-  float* q = c.f32(1, "q", qn);
-  float* pk = c.f32(2, "pk", pn);
-  float* pv = c.f32(3, "pv", pn);
-  float* gate = c.f32(4, "gate", s.H);
-  float* probs = c.present(11) ? c.f32(11, "probs", 1.0 * s.B * s.H * s.T * s.K) : nullptr;
-  if (!c.ok()) return nullptr;
-  la::prompt_attention(out, q, pk, pv, gate, s, probs);
-  return c.undefined();
+// Positions: an object argument arrives as its fields (LA_*_FIELDS), one JS argument each, so
+// list item i starts at the sum of the widths before it (kW, defined in each wrapper).
+#define LA_WIDTH(i, a) LA_CAT(LA_WIDTH_, LA_KIND a),
+#define LA_WIDTH_F32 1
+#define LA_WIDTH_F32_OPT 1
+#define LA_WIDTH_I32 1
+#define LA_WIDTH_I32_OPT 1
+#define LA_WIDTH_U16 1
+#define LA_WIDTH_NUM 1
+#define LA_WIDTH_INT 1
+#define LA_WIDTH_FLAG 1
+#define LA_WIDTH_MAT 3
+#define LA_WIDTH_ATTN 6
+#define LA_WIDTH_PROMPT 6
+#define LA_WIDTH_ADAMW 6
+#define LA_WIDTH_CHECK 0
+constexpr size_t position(const int* widths, int i) {
+  size_t p = 0;
+  for (int k = 0; k < i; k++) p += static_cast<size_t>(widths[k]);
+  return p;
 }
+#define LA_AT(i) position(kW, (i))
 
-// promptAttentionBack(dq?, dpk, dpv, dgate, dout, q, pk, pv, gate, probs, B, T, K, H, Hkv, hs)
-napi_value PromptAttentionBack(napi_env env, napi_callback_info info) {
-  Call c(env, info, "promptAttentionBack");
-  Shape s;
-  if (!attn_shape(c, 10, &s, true)) return nullptr;
-  const double qn = 1.0 * s.B * s.T * s.H * s.hs, pn = 1.0 * s.K * s.Hkv * s.hs;
-  float* dq = c.present(0) ? c.f32(0, "dq", qn) : nullptr;
-  float* dpk = c.f32(1, "dpk", pn);
-  float* dpv = c.f32(2, "dpv", pn);
-  float* dgate = c.f32(3, "dgate", s.H);
-  float* dout = c.f32(4, "dout", qn);
-  float* q = c.f32(5, "q", qn);
-  float* pk = c.f32(6, "pk", pn);
-  float* pv = c.f32(7, "pv", pn);
-  float* gate = c.f32(8, "gate", s.H);
-  float* probs = c.f32(9, "probs", 1.0 * s.B * s.H * s.T * s.K);
-  if (!c.ok()) return nullptr;
-  la::prompt_attention_back(dq, dpk, dpv, dgate, dout, q, pk, pv, gate, probs, s);
-  return c.undefined();
-}
+// The argument layout JS sees: {name, fields} per argument (fields null for a plain value).
+struct ArgDesc {
+  const char* name;
+  const char* const* fields;
+};
+#define LA_DESC(i, a) LA_CAT(LA_DESC_, LA_KIND a)(LA_NAME a)
+#define LA_DESC_F32(n) {LA_STR(n), nullptr},
+#define LA_DESC_F32_OPT(n) {LA_STR(n), nullptr},
+#define LA_DESC_I32(n) {LA_STR(n), nullptr},
+#define LA_DESC_I32_OPT(n) {LA_STR(n), nullptr},
+#define LA_DESC_U16(n) {LA_STR(n), nullptr},
+#define LA_DESC_NUM(n) {LA_STR(n), nullptr},
+#define LA_DESC_INT(n) {LA_STR(n), nullptr},
+#define LA_DESC_FLAG(n) {LA_STR(n), nullptr},
+#define LA_DESC_MAT(n) {LA_STR(n), kMatFields},
+#define LA_DESC_ATTN(n) {LA_STR(n), kAttnFields},
+#define LA_DESC_PROMPT(n) {LA_STR(n), kPromptFields},
+#define LA_DESC_ADAMW(n) {LA_STR(n), kAdamwFields},
+#define LA_DESC_CHECK(n)
 
-// ------------------------------------------------------------------ loss / optimiser
+// The kernel's argument list: ", name" for every argument but the checks, leading comma dropped.
+#define LA_COMMA_NAME(i, a) LA_CAT(LA_COMMA_, LA_KIND a)(LA_NAME a)
+#define LA_COMMA_CHECK(n)
+#define LA_COMMA_F32(n) , n
+#define LA_COMMA_F32_OPT(n) , n
+#define LA_COMMA_I32(n) , n
+#define LA_COMMA_I32_OPT(n) , n
+#define LA_COMMA_U16(n) , n
+#define LA_COMMA_MAT(n) , n
+#define LA_COMMA_NUM(n) , n
+#define LA_COMMA_INT(n) , n
+#define LA_COMMA_FLAG(n) , n
+#define LA_COMMA_ATTN(n) , n
+#define LA_COMMA_PROMPT(n) , n
+#define LA_COMMA_ADAMW(n) , n
+#define LA_TAIL(x, ...) __VA_ARGS__
+#define LA_TAIL_OF(t) LA_TAIL t
+#define LA_CALL_ARGS(...) LA_TAIL_OF((0 LA_FE(LA_COMMA_NAME, __VA_ARGS__)))
 
-// crossEntropy(logits, targets, rows, V, dlogits?, scale) -> summed loss
-napi_value CrossEntropy(napi_env env, napi_callback_info info) {
-  Call c(env, info, "crossEntropy");
-  long rows = c.integer(2, "rows"), V = c.integer(3, "V", 1);
-  double scale = c.num(5, "scale");
-  float* logits = c.f32(0, "logits", 1.0 * rows * V);
-  int32_t* targets = c.i32(1, "targets", rows);
-  float* dl = c.present(4) ? c.f32(4, "dlogits", 1.0 * rows * V) : nullptr;
-  if (!c.ok()) return nullptr;
-  for (long r = 0; r < rows; r++)
-    if (targets[r] >= V) {
-      c.fail("target " + std::to_string(targets[r]) + " is outside the vocabulary (" + std::to_string(V) + ")", true);
-      return nullptr;
-    }
-  double total = la::cross_entropy(logits, targets, rows, V, dl, static_cast<float>(scale));
-  napi_value r;
-  napi_create_double(env, total, &r);
-  return r;
-}
+// ------------------------------------------------------------------ the kernel list
+// X_(js name, la:: function, arguments...). Shapes of buffers: see src/backend/backend.ts.
+#define LA_KERNELS(X_)                                                                                                                  \
+  X_(matmul, la::matmul, (F32, out, 1.0 * M * w.rows), (F32, x, 1.0 * M * w.cols), (MAT, w, 0), (INT, M, 0), (FLAG, accumulate, 0))     \
+  X_(matmulBack, la::matmul_back, (F32, out, 1.0 * M * w.cols), (F32, dy, 1.0 * M * w.rows), (MAT, w, 0), (INT, M, 0),                   \
+    (FLAG, accumulate, 0))                                                                                                             \
+  X_(gemm, la::gemm, (FLAG, transA, 0), (FLAG, transB, 0), (INT, M, 0), (INT, N, 0), (INT, K, 0), (NUM, alpha, 0),                        \
+    (F32, A, strided(transA ? K : M, transA ? M : K, lda)), (INT, lda, 1), (F32, B, strided(transB ? N : K, transB ? K : N, ldb)),       \
+    (INT, ldb, 1), (NUM, beta, 0), (F32, C, strided(M, N, ldc)), (INT, ldc, 1),                                                        \
+    (CHECK, lda >= (transA ? M : K) ? "" : "lda must be >= " + std::to_string(transA ? M : K), 0),                                      \
+    (CHECK, ldb >= (transB ? K : N) ? "" : "ldb must be >= " + std::to_string(transB ? K : N), 0),                                      \
+    (CHECK, ldc >= N ? "" : "ldc must be >= " + std::to_string(N), 0),                                                                 \
+    (CHECK, M < 2147483647L && N < 2147483647L && K < 2147483647L ? "" : "dimensions exceed 32-bit BLAS", 0))                          \
+  X_(rmsnorm, la::rmsnorm, (F32, out, 1.0 * rows * dim), (F32, x, 1.0 * rows * dim), (F32, w, dim), (INT, rows, 0), (INT, dim, 0),        \
+    (NUM, eps, 0), (F32_OPT, rstd, rows))                                                                                              \
+  X_(rmsnormBack, la::rmsnorm_back, (F32, dx, 1.0 * rows * dim), (F32, dy, 1.0 * rows * dim), (F32, x, 1.0 * rows * dim),                 \
+    (F32, w, dim), (F32, rstd, rows), (INT, rows, 0), (INT, dim, 0), (FLAG, accumulate, 0))                                            \
+  X_(rope, la::rope, (F32, x, 1.0 * B * T * H * hs), (INT, B, 0), (INT, T, 0), (INT, H, 0), (INT, hs, 0), (I32, pos, B),                \
+    (F32, cos, rope_table(pos, B, T, hs)), (F32, sin, rope_table(pos, B, T, hs)), (FLAG, inverse, 0),                                \
+    (CHECK, hs % 2 == 0 ? "" : "hs must be even", 0), (CHECK, all_in("pos", pos, B, 0, 2147483647L), 0))                              \
+  X_(siluGate, la::silu_gate, (F32, out, n), (F32, a, n), (F32, b, n), (INT, n, 0))                                                       \
+  X_(siluGateBack, la::silu_gate_back, (F32, da, n), (F32, db, n), (F32, dy, n), (F32, a, n), (F32, b, n), (INT, n, 0))                   \
+  X_(add, la::add, (F32, x, n), (F32, y, n), (INT, n, 0))                                                                                \
+  X_(toBf16, la::to_bf16_array, (U16, out, n), (F32, x, n), (INT, n, 0))                                                                 \
+  X_(fromBf16, la::from_bf16_array, (F32, out, n), (U16, x, n), (INT, n, 0))                                                             \
+  X_(embed, la::embed, (F32, out, 1.0 * n * table.cols), (MAT, table, 0), (I32, ids, n), (INT, n, 0),                                    \
+    (CHECK, all_in("token id", ids, n, 0, table.rows), 0))                                                   \
+  X_(attention, la::attention, (F32, out, 1.0 * s.B * s.T * s.H * s.hs), (F32, q, 1.0 * s.B * s.T * s.H * s.hs),                         \
+    (F32, kCache, cache_rows(cacheRows, s.B) * s.S * s.Hkv * s.hs), (F32, vCache, cache_rows(cacheRows, s.B) * s.S * s.Hkv * s.hs),     \
+    (I32, pos, s.B), (ATTN, s, 0), (I32_OPT, cacheRows, s.B), (CHECK, positions_fit(pos, s.B, s.T, s.S), 0),                          \
+    (CHECK, cacheRows ? all_in("cacheRows entry", cacheRows, s.B, 0, 2147483647L) : "", 0))                              \
+  X_(attentionBack, la::attention_back, (F32, dq, 1.0 * s.B * s.T * s.H * s.hs), (F32, dk, 1.0 * s.B * s.T * s.Hkv * s.hs),               \
+    (F32, dv, 1.0 * s.B * s.T * s.Hkv * s.hs), (F32, dout, 1.0 * s.B * s.T * s.H * s.hs), (F32, q, 1.0 * s.B * s.T * s.H * s.hs),       \
+    (F32, k, 1.0 * s.B * s.T * s.Hkv * s.hs), (F32, v, 1.0 * s.B * s.T * s.Hkv * s.hs), (ATTN, s, 0))                                   \
+  X_(promptAttention, la::prompt_attention, (F32, out, 1.0 * s.B * s.T * s.H * s.hs), (F32, q, 1.0 * s.B * s.T * s.H * s.hs),            \
+    (F32, pk, 1.0 * s.K * s.Hkv * s.hs), (F32, pv, 1.0 * s.K * s.Hkv * s.hs), (F32, gate, s.H), (PROMPT, s, 0),                        \
+    (F32_OPT, probs, 1.0 * s.B * s.H * s.T * s.K))                                                                                     \
+  X_(promptAttentionBack, la::prompt_attention_back, (F32_OPT, dq, 1.0 * s.B * s.T * s.H * s.hs), (F32, dpk, 1.0 * s.K * s.Hkv * s.hs),  \
+    (F32, dpv, 1.0 * s.K * s.Hkv * s.hs), (F32, dgate, s.H), (F32, dout, 1.0 * s.B * s.T * s.H * s.hs),                               \
+    (F32, q, 1.0 * s.B * s.T * s.H * s.hs), (F32, pk, 1.0 * s.K * s.Hkv * s.hs), (F32, pv, 1.0 * s.K * s.Hkv * s.hs),                  \
+    (F32, gate, s.H), (F32, probs, 1.0 * s.B * s.H * s.T * s.K), (PROMPT, s, 0))                                                       \
+  X_(crossEntropy, la::cross_entropy, (F32, logits, 1.0 * rows * V), (I32, targets, rows), (INT, rows, 0), (INT, V, 1),                 \
+    (F32_OPT, dlogits, 1.0 * rows * V), (NUM, scale, 0), (CHECK, all_in("target", targets, rows, -2147483647L - 1, V), 0)) \
+  X_(adamw, la::adamw, (F32, p, n), (F32, g, n), (F32, m, n), (F32, v, n), (INT, n, 0), (ADAMW, o, 0))
 
-// adamw(p, g, m, v, n, lr, beta1, beta2, eps, weightDecay, step)
-napi_value Adamw(napi_env env, napi_callback_info info) {
-  Call c(env, info, "adamw");
-  long n = c.integer(4, "n");
-  double lr = c.num(5, "lr"), b1 = c.num(6, "beta1"), b2 = c.num(7, "beta2"), eps = c.num(8, "eps"), wd = c.num(9, "weightDecay"),
-         step = c.num(10, "step");
-  float* p = c.f32(0, "p", n);
-  float* g = c.f32(1, "g", n);
-  float* m = c.f32(2, "m", n);
-  float* v = c.f32(3, "v", n);
-  if (!c.ok()) return nullptr;
-  la::adamw(p, g, m, v, n, lr, b1, b2, eps, wd, step);
-  return c.undefined();
-}
+// One wrapper per list line: read and check every argument, then run the kernel on the backend's
+// thread count under la::NoDenormals (FTZ/DAZ; the JS thread's MXCSR is restored on return).
+#define LA_WRAPPER(js, fn, ...)                                                     \
+  const ArgDesc js##_args[] = {LA_FE(LA_DESC, __VA_ARGS__)};                        \
+  napi_value js##_napi(napi_env env, napi_callback_info info) {                     \
+    static constexpr int kW[] = {LA_FE(LA_WIDTH, __VA_ARGS__) 0};                   \
+    Call c(env, info, #js);                                                         \
+    LA_FE(LA_DECL, __VA_ARGS__)                                                     \
+    LA_FE(LA_PASS1, __VA_ARGS__)                                                    \
+    LA_FE(LA_PASS2, __VA_ARGS__)                                                    \
+    LA_FE(LA_PASS3, __VA_ARGS__)                                                    \
+    LA_FE(LA_PASS4, __VA_ARGS__)                                                    \
+    if (!c.ok()) return nullptr;                                                    \
+    if (la::pool_threads() != c.ctx()->threads) la::pool_set_threads(c.ctx()->threads); \
+    la::NoDenormals nd;                                                             \
+    return c.result([&] { return fn(LA_CALL_ARGS(__VA_ARGS__)); });                 \
+  }
+LA_KERNELS(LA_WRAPPER)
+
+struct KernelEntry {
+  const char* name;
+  napi_callback fn;
+  const ArgDesc* args;
+  size_t nArgs;
+};
+#define LA_ENTRY(js, fn, ...) {#js, js##_napi, js##_args, sizeof(js##_args) / sizeof(ArgDesc)},
+const KernelEntry kKernels[] = {LA_KERNELS(LA_ENTRY)};
 
 // ------------------------------------------------------------------ setup
 
-// setThreads(n): threads used by the kernels (the pool grows as needed).
-napi_value SetThreads(napi_env env, napi_callback_info info) {
-  Call c(env, info, "setThreads");
-  long n = c.integer(0, "n", 1);
-  if (!c.ok()) return nullptr;
-  la::pool_set_threads(static_cast<int>(n));
-  return c.undefined();
+// signatures -> { kernel: [[name, fields | null], ...] }: each kernel's JS parameters, and for an
+// object parameter the fields it passes (in order) in its place.
+napi_value Signatures(napi_env env) {
+  napi_value all;
+  napi_create_object(env, &all);
+  for (const KernelEntry& k : kKernels) {
+    napi_value list;
+    napi_create_array_with_length(env, k.nArgs, &list);
+    for (size_t i = 0; i < k.nArgs; i++) {
+      napi_value pair, name, fields;
+      napi_create_array_with_length(env, 2, &pair);
+      napi_create_string_utf8(env, k.args[i].name, NAPI_AUTO_LENGTH, &name);
+      if (k.args[i].fields) {
+        napi_create_array(env, &fields);
+        for (uint32_t f = 0; k.args[i].fields[f]; f++) {
+          napi_value fs;
+          napi_create_string_utf8(env, k.args[i].fields[f], NAPI_AUTO_LENGTH, &fs);
+          napi_set_element(env, fields, f, fs);
+        }
+      } else {
+        napi_get_null(env, &fields);
+      }
+      napi_set_element(env, pair, 0, name);
+      napi_set_element(env, pair, 1, fields);
+      napi_set_element(env, list, static_cast<uint32_t>(i), pair);
+    }
+    napi_set_named_property(env, all, k.name, list);
+  }
+  return all;
+}
+
+// backend(threads) -> an object with every kernel of LA_KERNELS, run on `threads` threads; each
+// takes its arguments flattened as `signatures` says (src/backend/native.ts binds them).
+napi_value Backend(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  size_t argc = 1;
+  double t = 0;
+  if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok || argc < 1 || napi_get_value_double(env, argv[0], &t) != napi_ok ||
+      !(t >= 1 && t <= 256 && t == std::floor(t))) {
+    napi_throw_range_error(env, nullptr, "native backend: threads must be an integer in [1, 256]");
+    return nullptr;
+  }
+  auto* ctx = new BackendCtx{static_cast<int>(t), 0};
+  napi_value o, f;
+  napi_create_object(env, &o);
+  for (const KernelEntry& k : kKernels) {
+    napi_create_function(env, k.name, NAPI_AUTO_LENGTH, k.fn, ctx, &f);
+    ctx->refs++;
+    napi_add_finalizer(env, f, ctx, [](napi_env, void* d, void*) {
+      auto* c = static_cast<BackendCtx*>(d);
+      if (--c->refs == 0) delete c;
+    }, nullptr, nullptr);
+    napi_set_named_property(env, o, k.name, f);
+  }
+  return o;
 }
 
 // info() -> { avx512, avx512bf16, cpuAvx512bf16, amx, batchInvariant, threads }
@@ -505,21 +605,19 @@ napi_value Info(napi_env env, napi_callback_info) {
 
 // setFeature(name, enabled) -> boolean now in effect. 'amx' / 'avx512bf16': turn the AMX or the
 // AVX512_BF16 GEMM off (or back on, when the CPU has it), for tests and benchmarks of the fallbacks;
-// 'batchInvariant': matmul results of a row independent of the rest of its batch.
+// 'batchInvariant': matmul results of a row independent of the rest of its batch; 'bf16Split'.
 napi_value SetFeature(napi_env env, napi_callback_info info) {
-  Call c(env, info, "setFeature");
-  bool on = c.flag(1);
-  if (!c.ok()) return nullptr;
+  napi_value argv[2];
+  size_t argc = 2;
   char name[32] = {0};
   size_t len = 0;
-  {
-    napi_value argv[2];
-    size_t argc = 2;
-    napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
-    if (argc < 1 || napi_get_value_string_utf8(env, argv[0], name, sizeof name, &len) != napi_ok) {
-      napi_throw_type_error(env, nullptr, "native setFeature: name must be a string");
-      return nullptr;
-    }
+  bool on = false;
+  napi_value b;
+  if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok || argc < 2 ||
+      napi_get_value_string_utf8(env, argv[0], name, sizeof name, &len) != napi_ok || napi_coerce_to_bool(env, argv[1], &b) != napi_ok ||
+      napi_get_value_bool(env, b, &on) != napi_ok) {
+    napi_throw_type_error(env, nullptr, "native setFeature: expected (name: string, enabled: boolean)");
+    return nullptr;
   }
   bool now = false;
   if (std::string(name) == "amx") now = la::g_features.amx = on && la::amx_available();
@@ -527,20 +625,12 @@ napi_value SetFeature(napi_env env, napi_callback_info info) {
   else if (std::string(name) == "bf16Split") now = la::g_features.bf16Split = on;
   else if (std::string(name) == "avx512bf16") now = la::g_features.avx512bf16 = on && la::g_features.cpuAvx512bf16;
   else {
-    napi_throw_type_error(env, nullptr, "native setFeature: unknown feature (amx, batchInvariant)");
+    napi_throw_type_error(env, nullptr, "native setFeature: unknown feature (amx, avx512bf16, batchInvariant, bf16Split)");
     return nullptr;
   }
   napi_value r;
   napi_get_boolean(env, now, &r);
   return r;
-}
-
-// Every kernel entry point runs under la::NoDenormals (FTZ/DAZ) for the whole call and restores
-// the JS thread's MXCSR on return; the argument checks inside do no float arithmetic.
-template <napi_value (*F)(napi_env, napi_callback_info)>
-napi_value kernel(napi_env env, napi_callback_info info) {
-  la::NoDenormals nd;
-  return F(env, info);
 }
 
 bool g_initialised = false;
@@ -554,27 +644,10 @@ NAPI_MODULE_INIT() {
     la::detect_features();
   }
   napi_property_descriptor props[] = {
-      {"matmul", nullptr, kernel<Matmul>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
-      {"matmulBack", nullptr, kernel<MatmulBack>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
-      {"gemm", nullptr, kernel<Gemm>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
-      {"rmsnorm", nullptr, kernel<Rmsnorm>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
-      {"rmsnormBack", nullptr, kernel<RmsnormBack>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
-      {"rope", nullptr, kernel<Rope>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
-      {"siluGate", nullptr, kernel<SiluGate>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
-      {"siluGateBack", nullptr, kernel<SiluGateBack>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
-      {"add", nullptr, kernel<Add>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
-      {"toBf16", nullptr, kernel<ToBf16>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
-      {"fromBf16", nullptr, kernel<FromBf16>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
-      {"embed", nullptr, kernel<Embed>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
-      {"attention", nullptr, kernel<Attention>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
-      {"attentionBack", nullptr, kernel<AttentionBack>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
-      {"promptAttention", nullptr, kernel<PromptAttention>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
-      {"promptAttentionBack", nullptr, kernel<PromptAttentionBack>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
-      {"crossEntropy", nullptr, kernel<CrossEntropy>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
-      {"adamw", nullptr, kernel<Adamw>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
-      {"setThreads", nullptr, SetThreads, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"backend", nullptr, Backend, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"setFeature", nullptr, SetFeature, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"info", nullptr, Info, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"signatures", nullptr, nullptr, nullptr, nullptr, Signatures(env), napi_enumerable, nullptr},
   };
   napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);
   return exports;

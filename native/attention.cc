@@ -102,14 +102,17 @@ void causal_softmax_block(float* P, long ld, const float* q, long qStride, const
 
 }  // namespace
 
-// out (B, T, H*hs), q (B, T, H*hs), kc/vc (B, S, Hkv*hs), pos (B), probs (B, H, T, S) or null.
+// out (B, T, H*hs), q (B, T, H*hs), kc/vc (nCacheRows, S, Hkv*hs), pos (B); query row b reads cache
+// row cacheRows[b] (b when cacheRows is null).
 // Few query rows (decode): one row per work item, dot products and axpys over the visible keys.
 // Many rows (prefill, training): blocks of kQB query rows per (b, h), scores and outputs by
 // single-threaded sgemm calls inside each work item (OpenBLAS runs one thread per caller).
-void attention(float* out, const float* q, const float* kc, const float* vc, const int32_t* pos, const Shape& s, float* probs) {
+void attention(float* out, const float* q, const float* kc, const float* vc, const int32_t* pos, const AttnShape& s,
+               const int32_t* cacheRows) {
   const long B = s.B, T = s.T, S = s.S, H = s.H, Hkv = s.Hkv, hs = s.hs;
   const long rep = H / Hkv, qStride = H * hs, kvStride = Hkv * hs;
   const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(hs)));
+  auto cacheRow = [&](long b) { return (cacheRows ? static_cast<long>(cacheRows[b]) : b) * S * kvStride; };
   double work = 0;
   for (long b = 0; b < B; b++) work += static_cast<double>(H) * T * (pos[b] + (T + 1) / 2.0) * hs * 4;
   const int nt = threads_for(work, 1 << 15);
@@ -119,15 +122,12 @@ void attention(float* out, const float* q, const float* kc, const float* vc, con
       const long qb = item % nQb, bh = item / nQb, h = bh % H, b = bh / H, kvh = h / rep;
       const long t0 = qb * kQB, t1 = t0 + kQB < T ? t0 + kQB : T, nq = t1 - t0;
       const long nmax = static_cast<long>(pos[b]) + t1;  // keys visible to the block's last row
-      // Scores (nq, nmax) go straight into probs (rows S apart) when the pass keeps them, else scratch.
-      const long ld = probs ? S : nmax;
-      float* sc = probs ? probs + ((b * H + h) * T + t0) * S : row_scratch(static_cast<size_t>(nq * nmax));
-      const float* kb = kc + b * S * kvStride + kvh * hs;
-      const float* vb = vc + b * S * kvStride + kvh * hs;
-      // beyond the causal limit the rows are zero (to S: probs carries zeros there)
-      causal_softmax_block(sc, ld, q + (b * T + t0) * qStride + h * hs, qStride, kb, kvStride, nq, nmax, hs, scale, pos[b] + t0);
+      float* sc = row_scratch(static_cast<size_t>(nq * nmax));  // scores (nq, nmax)
+      const float* kb = kc + cacheRow(b) + kvh * hs;
+      const float* vb = vc + cacheRow(b) + kvh * hs;
+      causal_softmax_block(sc, nmax, q + (b * T + t0) * qStride + h * hs, qStride, kb, kvStride, nq, nmax, hs, scale, pos[b] + t0);
       cblas_sgemm(kCblasRowMajor, kCblasNoTrans, kCblasNoTrans, static_cast<int>(nq), static_cast<int>(hs), static_cast<int>(nmax), 1.0f, sc,
-                  static_cast<int>(ld), vb, static_cast<int>(kvStride), 0.0f, out + (b * T + t0) * qStride + h * hs,
+                  static_cast<int>(nmax), vb, static_cast<int>(kvStride), 0.0f, out + (b * T + t0) * qStride + h * hs,
                   static_cast<int>(qStride));
     });
     return;
@@ -137,18 +137,13 @@ void attention(float* out, const float* q, const float* kc, const float* vc, con
     const long kvh = h / rep;
     const long n = static_cast<long>(pos[b]) + t + 1;
     const float* qv = q + (b * T + t) * qStride + h * hs;
-    const float* kb = kc + b * S * kvStride + kvh * hs;
-    const float* vb = vc + b * S * kvStride + kvh * hs;
+    const float* kb = kc + cacheRow(b) + kvh * hs;
+    const float* vb = vc + cacheRow(b) + kvh * hs;
     float* sc = row_scratch(static_cast<size_t>(n));
     attend_scores(sc, qv, kb, kvStride, n, static_cast<int>(hs), scale);
     const float mx = vmax(sc, static_cast<int>(n));
     const float inv = 1.0f / exp_sub_sum(sc, mx, static_cast<int>(n));
     attend_values(out + (b * T + t) * qStride + h * hs, sc, inv, vb, kvStride, n, static_cast<int>(hs));
-    if (probs) {
-      float* pr = probs + ((b * H + h) * T + t) * S;
-      std::memcpy(pr, sc, n * sizeof(float));
-      zero(pr + n, S - n);
-    }
   });
 }
 
@@ -161,7 +156,7 @@ void attention(float* out, const float* q, const float* kc, const float* vc, con
 // (64, T) block. With GQA the per-head dK_h / dV_h go to a scratch buffer and a second pass sums
 // each group's heads in order (no racing accumulation).
 void attention_back(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k, const float* v,
-                    const Shape& s) {
+                    const AttnShape& s) {
   const long B = s.B, T = s.T, H = s.H, Hkv = s.Hkv, hs = s.hs;
   const long rep = H / Hkv, qStride = H * hs, kvStride = Hkv * hs;
   const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(hs)));
@@ -228,7 +223,7 @@ void attention_back(float* dq, float* dk, float* dv, const float* dout, const fl
 
 // out (B, T, H*hs) += gate[h] softmax(q pk^T / sqrt(hs)) pv; pk/pv (K, Hkv*hs); probs (B, H, T, K).
 // A head with gate exactly 0 leaves out untouched (bit for bit).
-void prompt_attention(float* out, const float* q, const float* pk, const float* pv, const float* gate, const Shape& s, float* probs) {
+void prompt_attention(float* out, const float* q, const float* pk, const float* pv, const float* gate, const PromptShape& s, float* probs) {
   const long B = s.B, T = s.T, K = s.K, H = s.H, Hkv = s.Hkv, hs = s.hs;
   const long rep = H / Hkv, qStride = H * hs, kvStride = Hkv * hs;
   const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(hs)));
@@ -254,7 +249,7 @@ void prompt_attention(float* out, const float* q, const float* pk, const float* 
 
 // dq (accumulate, may be null), dpk/dpv (K, Hkv*hs) (accumulate), dgate (H) (accumulate).
 void prompt_attention_back(float* dq, float* dpk, float* dpv, float* dgate, const float* dout, const float* q, const float* pk,
-                           const float* pv, const float* gate, const float* probs, const Shape& s) {
+                           const float* pv, const float* gate, const float* probs, const PromptShape& s) {
   const long B = s.B, T = s.T, K = s.K, H = s.H, Hkv = s.Hkv, hs = s.hs;
   const long rep = H / Hkv, qStride = H * hs, kvStride = Hkv * hs;
   const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(hs)));

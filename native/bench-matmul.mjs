@@ -3,7 +3,7 @@
 // Prints median and best GFLOP/s of matmul / matmulBack for f32 and bf16 weights on the BRIEF's shapes.
 // Needs the compiled TypeScript (npx tsc) and the built addon.
 import { loadNativeBackend, nativeInfo } from '../dist/src/backend/native.js';
-import { toBf16 } from '../dist/src/weights.js';
+import { toBf16 } from '../dist/src/core/weights.js';
 
 const threads = process.argv[2] ? Number(process.argv[2]) : undefined;
 const { backend: be, error } = loadNativeBackend(threads);

@@ -342,10 +342,33 @@ inline void round_bf16(float* dst, const float* src, long n) {
   for (; i < n; i++) d[i] = bf16_round_bits(s[i]) & 0xffff0000u;
 }
 
+// ------------------------------------------------------------------ kernel arguments
+// The structs the N-API layer (addon.cc) reads, by field name, from the TypeScript objects of the
+// same names (src/backend/backend.ts): one glossary on both sides.
+
+/** A frozen weight matrix (rows, cols), row-major: TS Matrix {rows, cols, data}; bf16 when data is a Uint16Array. */
+struct Mat {
+  const void* data;
+  bool bf16;
+  long rows, cols;
+};
+/** B rows, T query positions, S cache positions per row, H query heads, Hkv kv heads, hs head size. */
+struct AttnShape {
+  long B, T, S, H, Hkv, hs;
+};
+/** B rows, T query positions, K prompt length, H query heads, Hkv kv heads, hs head size. */
+struct PromptShape {
+  long B, T, K, H, Hkv, hs;
+};
+/** One AdamW step's hyper-parameters (step is 1-based). */
+struct AdamwStep {
+  double lr, beta1, beta2, eps, weightDecay, step;
+};
+
 // ------------------------------------------------------------------ kernels (one file each group)
 // linear.cc
-void matmul(float* out, const float* x, const void* w, bool bf16, long N, long K, long M, bool accumulate);
-void matmul_back(float* out, const float* dy, const void* w, bool bf16, long N, long K, long M, bool accumulate);
+void matmul(float* out, const float* x, const Mat& w, long M, bool accumulate);
+void matmul_back(float* out, const float* dy, const Mat& w, long M, bool accumulate);
 void gemm(bool tA, bool tB, int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb,
           float beta, float* C, int ldc);
 // amx.cc: C (M, N) (+)= X (M, Kd) · op(W) with bf16 W; wTrans=false: W is (N, Kd) (matmul),
@@ -359,25 +382,23 @@ void bf16_gemm(float* out, const float* x, const uint16_t* w, bool wTrans, long 
 // rows.cc
 void rmsnorm(float* out, const float* x, const float* w, long rows, long dim, float eps, float* rstd);
 void rmsnorm_back(float* dx, const float* dy, const float* x, const float* w, const float* rstd, long rows, long dim, bool accumulate);
-void rope(float* x, long B, long T, long nHeads, long headDim, const int32_t* pos, const float* cos, const float* sin, bool inverse);
+void rope(float* x, long B, long T, long H, long hs, const int32_t* pos, const float* cos, const float* sin, bool inverse);
 void silu_gate(float* out, const float* a, const float* b, long n);
 void silu_gate_back(float* da, float* db, const float* dy, const float* a, const float* b, long n);
 void add(float* x, const float* y, long n);
 void to_bf16_array(uint16_t* out, const float* x, long n);   // rounded, ties to even (storage of saved activations)
 void from_bf16_array(float* out, const uint16_t* x, long n);
-void embed(float* out, const void* table, bool bf16, long dim, const int32_t* ids, long n);
+void embed(float* out, const Mat& table, const int32_t* ids, long n);
 double cross_entropy(float* logits, const int32_t* targets, long rows, long V, float* dlogits, float scale);
-void adamw(float* p, const float* g, float* m, float* v, long n, double lr, double b1, double b2, double eps, double wd, double step);
+void adamw(float* p, const float* g, float* m, float* v, long n, const AdamwStep& o);
 
 // attention.cc
-struct Shape {
-  long B, T, S, K, H, Hkv, hs;  // S for attention, K for the prompt branch
-};
-void attention(float* out, const float* q, const float* kc, const float* vc, const int32_t* pos, const Shape& s, float* probs);
+void attention(float* out, const float* q, const float* kc, const float* vc, const int32_t* pos, const AttnShape& s,
+               const int32_t* cacheRows);
 void attention_back(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k, const float* v,
-                    const Shape& s);
-void prompt_attention(float* out, const float* q, const float* pk, const float* pv, const float* gate, const Shape& s, float* probs);
+                    const AttnShape& s);
+void prompt_attention(float* out, const float* q, const float* pk, const float* pv, const float* gate, const PromptShape& s, float* probs);
 void prompt_attention_back(float* dq, float* dpk, float* dpv, float* dgate, const float* dout, const float* q, const float* pk,
-                           const float* pv, const float* gate, const float* probs, const Shape& s);
+                           const float* pv, const float* gate, const float* probs, const PromptShape& s);
 
 }  // namespace la

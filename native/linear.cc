@@ -283,7 +283,10 @@ static void sgemm_by_rows(bool bT, long M, long N, long K, const float* A, const
 }
 
 // out (M, N) (+)= x (M, K) · W^T, W (N, K).
-void matmul(float* out, const float* x, const void* w, bool bf16, long N, long K, long M, bool acc) {
+void matmul(float* out, const float* x, const Mat& wm, long M, bool acc) {
+  const void* w = wm.data;
+  const bool bf16 = wm.bf16;
+  const long N = wm.rows, K = wm.cols;
   if (M <= 0 || N <= 0) return;
   const int nt = threads_for(static_cast<double>(M) * N * K, 1 << 17);
   if (M <= ((bf16 && bf16_gemm_ready()) ? kDotMaxMAmx : kDotMaxM) || K == 0 || g_features.batchInvariant) {
@@ -341,7 +344,10 @@ void matmul(float* out, const float* x, const void* w, bool bf16, long N, long K
 }
 
 // out (M, K) (+)= dy (M, N) · W, W (N, K).
-void matmul_back(float* out, const float* dy, const void* w, bool bf16, long N, long K, long M, bool acc) {
+void matmul_back(float* out, const float* dy, const Mat& wm, long M, bool acc) {
+  const void* w = wm.data;
+  const bool bf16 = wm.bf16;
+  const long N = wm.rows, K = wm.cols;
   if (M <= 0 || K <= 0) return;
   const int nt = threads_for(static_cast<double>(M) * N * K, 1 << 17);
   if (M <= (bf16 ? kSmallMBf16 : kSmallM) || N == 0) {

@@ -97,19 +97,19 @@ void rmsnorm_back(float* dx, const float* dy, const float* x, const float* w, co
   });
 }
 
-// x (B, T, nHeads, hs) rotated in interleaved pairs at positions pos[b] + t; cos/sin (maxPos, hs/2).
-void rope(float* x, long B, long T, long nHeads, long hs, const int32_t* pos, const float* cos, const float* sin, bool inverse) {
+// x (B, T, H, hs) rotated in interleaved pairs at positions pos[b] + t; cos/sin (maxPos, hs/2).
+void rope(float* x, long B, long T, long H, long hs, const int32_t* pos, const float* cos, const float* sin, bool inverse) {
   const long half = hs / 2;
   const float sign = inverse ? -1.0f : 1.0f;
-  const int nt = threads_for(static_cast<double>(B) * T * nHeads * hs, kStreamGrain);
+  const int nt = threads_for(static_cast<double>(B) * T * H * hs, kStreamGrain);
   parallel_for(B * T, nt, [&](long r0, long r1) {
     for (long r = r0; r < r1; r++) {
       const long b = r / T, t = r % T;
       const long p = (static_cast<long>(pos[b]) + t) * half;
       const float* c = cos + p;
       const float* sn = sin + p;
-      for (long h = 0; h < nHeads; h++) {
-        float* o = x + (r * nHeads + h) * hs;
+      for (long h = 0; h < H; h++) {
+        float* o = x + (r * H + h) * hs;
 #pragma omp simd
         for (long i = 0; i < half; i++) {
           const float cc = c[i], ss = sign * sn[i];
@@ -198,11 +198,12 @@ void add(float* x, const float* y, long n) {
 }
 
 // out (n, dim) = rows ids[i] of table (vocab, dim); ids are validated by the caller.
-void embed(float* out, const void* table, bool bf16, long dim, const int32_t* ids, long n) {
+void embed(float* out, const Mat& table, const int32_t* ids, long n) {
+  const long dim = table.cols;
   for (long i = 0; i < n; i++) {
     const long id = ids[i];
-    if (bf16) bf16_to_f32(out + i * dim, static_cast<const uint16_t*>(table) + id * dim, dim);
-    else std::memcpy(out + i * dim, static_cast<const float*>(table) + id * dim, dim * sizeof(float));
+    if (table.bf16) bf16_to_f32(out + i * dim, static_cast<const uint16_t*>(table.data) + id * dim, dim);
+    else std::memcpy(out + i * dim, static_cast<const float*>(table.data) + id * dim, dim * sizeof(float));
   }
 }
 
@@ -259,7 +260,8 @@ double cross_entropy(float* logits, const int32_t* targets, long rows, long V, f
   return total;
 }
 
-void adamw(float* p, const float* g, float* m, float* v, long n, double lr, double b1, double b2, double eps, double wd, double step) {
+void adamw(float* p, const float* g, float* m, float* v, long n, const AdamwStep& o) {
+  const double lr = o.lr, b1 = o.beta1, b2 = o.beta2, eps = o.eps, wd = o.weightDecay, step = o.step;
   const float bc1 = static_cast<float>(1.0 - std::pow(b1, step));
   const float bc2 = static_cast<float>(1.0 - std::pow(b2, step));
   const float fb1 = static_cast<float>(b1), fb2 = static_cast<float>(b2);

@@ -1,15 +1,13 @@
 // Which backends the backend-parametrised suites run on: LLAMA_ADAPTER_TEST_BACKENDS="ts,native"
-// or, by default, ts plus native when the addon loads (the TS backend is the oracle).
+// or, by default, every registered backend that loads (src/backend/index.ts), the oracle first.
 
-import { getBackend, type BackendName } from '../src/backend/index.js';
-import { loadNativeBackend } from '../src/backend/native.js';
+import { backends, getBackend, oracleId, type BackendId } from '../src/backend/index.js';
 
-export function backendsUnderTest(): Exclude<BackendName, 'auto'>[] {
+export function backendsUnderTest(): BackendId[] {
   const env = process.env.LLAMA_ADAPTER_TEST_BACKENDS;
-  if (env) return env.split(',').map((s) => s.trim()) as Exclude<BackendName, 'auto'>[];
-  const out: Exclude<BackendName, 'auto'>[] = ['ts'];
-  if (loadNativeBackend().backend) out.push('native');
-  return out;
+  if (env) return env.split(',').map((s) => s.trim()) as BackendId[];
+  const others = (Object.keys(backends) as BackendId[]).filter((id) => id !== oracleId && backends[id].load().backend);
+  return [oracleId, ...others];
 }
 
 export { getBackend };

@@ -12,7 +12,7 @@ import { finetune } from '../src/train/finetune.js';
 import { IGNORE, padBatch, readInstructionData, tokenizeExample } from '../src/train/data.js';
 import { PROMPT_STYLES } from '../src/train/prompt-styles.js';
 import { learningRate, peakLearningRate } from '../src/train/schedule.js';
-import { TsBackend } from '../src/backend/ts/index.js';
+import { createTsBackend } from '../src/backend/ts/index.js';
 import { AdamW } from '../src/train/optimizer.js';
 import { assets, stories260K, tinystories656k } from './helpers.js';
 import { backendsUnderTest } from './backends.js';
@@ -84,7 +84,7 @@ describe('optimizer and schedule', () => {
     const shapes = new Map([['layers.0.adaption_prompt', [1, 2]], ['layers.0.adaption_gate', [1]]]);
     const opt = new AdamW(p, shapes, { beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1 });
     const g = new Map([['layers.0.adaption_prompt', Float32Array.from([0.1, 0.2])], ['layers.0.adaption_gate', Float32Array.from([-0.3])]]);
-    opt.update(new TsBackend(), g, 0.01);
+    opt.update(createTsBackend(), g, 0.01);
     // step 1: m_hat = g, v_hat = g^2 -> update = sign(g) (up to eps); decay lr*wd*p on matrices
     assert.ok(Math.abs(p.get('layers.0.adaption_prompt')![0] - (1 - 0.01 * (1 + 0.1 * 1))) < 1e-6);
     assert.ok(Math.abs(p.get('layers.0.adaption_prompt')![1] - (-2 - 0.01 * (1 + 0.1 * -2))) < 1e-6);

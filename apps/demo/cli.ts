@@ -3,7 +3,7 @@
 // three models are scored on held-out instructions. Progress on stderr, the scores on stdout.
 
 import { Command, Option } from 'commander';
-import type { BackendName } from '../../src/backend/index.js';
+import { backendNames, type BackendName } from '../../src/backend/index.js';
 import { runDemo, scoresTable } from './demo.js';
 import { int } from '../../src/cli/common.js';
 
@@ -23,7 +23,7 @@ export function demoCommand(): Command {
     .option('--out-dir <dir>', 'where adapters, data, metrics, loss chart and report go', 'demo-out')
     .option('--stories <n>', 'stories to sample from the base model (default 2048; 64 with --quick)', int('--stories', 8))
     .option('--seed <n>', 'seed for sampling, the split, the swaps, initialisation and data order (default 0)', int('--seed', 0))
-    .addOption(new Option('--backend <name>', 'compute backend').choices(['auto', 'native', 'ts']).default('auto'))
+    .addOption(new Option('--backend <name>', 'compute backend').choices([...backendNames]).default('auto'))
     .option('--quick', 'a tiny configuration (seconds; too small to show anything, used by the tests)')
     .action(async (f: DemoFlags) => {
       const t0 = Date.now();

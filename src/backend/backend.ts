@@ -1,7 +1,13 @@
 // The kernel interface. All tensor math of the model, the adapter and training goes through
 // these few functions; model code never loops over numbers itself. The TypeScript backend
-// (backend/ts/) is the oracle; the native backend (backend/native.ts) implements the same
-// interface and one conformance suite (test/backend-conformance.test.ts) runs against both.
+// (backend/ts/) is the oracle; every other backend in the registry (backend/index.ts; today the
+// native one, backend/native.ts) implements the same interface, and one conformance suite
+// (test/backend-conformance.test.ts) runs each of them against the oracle. A kernel is a method
+// here, its oracle in backend/ts/, its C++ in native/ and one line of native/addon.cc's kernel
+// list; the native backend takes the same arguments (shape objects included) as these methods.
+//
+// Shape glossary (TS and C++ alike): B batch rows, T query positions per row, S cache positions
+// per row, K prompt length, H query heads, Hkv key/value heads (GQA), hs head size.
 //
 // Memory model: buffers are plain Float32Arrays owned by the caller (activation workspaces,
 // KV caches and adapter state preallocate them once; kernels never allocate). Shapes are passed
@@ -9,15 +15,16 @@
 // argument says `accumulate`.
 
 import type { Matrix } from '../core/weights.js';
+import type { BackendId } from './index.js';
 
 /** Shape of a multi-head attention call. */
 export interface AttnShape {
   B: number; // batch rows
   T: number; // query positions per row
-  S: number; // key/value row stride of the caches, in positions (>= pos[b] + T)
-  nHeads: number; // query heads
-  nKvHeads: number; // key/value heads (GQA)
-  headDim: number; // head size hs
+  S: number; // cache positions per row (>= pos[b] + T)
+  H: number; // query heads
+  Hkv: number; // key/value heads (GQA), divides H
+  hs: number; // head size
 }
 
 /** Shape of the adaption-prompt branch. */
@@ -25,13 +32,14 @@ export interface PromptShape {
   B: number; // batch rows (all sharing one adapter)
   T: number; // query positions per row
   K: number; // prompt length
-  nHeads: number;
-  nKvHeads: number;
-  headDim: number;
+  H: number; // query heads
+  Hkv: number; // key/value heads
+  hs: number; // head size
 }
 
 export interface Backend {
-  readonly name: 'ts' | 'native';
+  /** The backend's registry name (backend/index.ts). */
+  readonly name: BackendId;
   /** Threads used by the multi-threaded kernels (1 for the TS backend). */
   readonly threads: number;
 
@@ -45,11 +53,6 @@ export interface Backend {
   matmul(out: Float32Array, x: Float32Array, w: Matrix, M: number, accumulate?: boolean): void;
   /** out (M, K) = dy (M, N) · W, W (N, K): the input gradient of a frozen linear layer. */
   matmulBack(out: Float32Array, dy: Float32Array, w: Matrix, M: number, accumulate?: boolean): void;
-  /** C (M, N) = alpha · op(A) · op(B) + beta · C, fp32, BLAS semantics (row-major, leading dims). */
-  gemm(
-    transA: boolean, transB: boolean, M: number, N: number, K: number, alpha: number,
-    A: Float32Array, lda: number, B: Float32Array, ldb: number, beta: number, C: Float32Array, ldc: number,
-  ): void;
 
   // ---------------------------------------------------------------- elementwise / rows
   /** out (rows, dim) = x / rms(x) * w; rstd (rows) receives 1/rms when given (for backward). */
@@ -57,10 +60,10 @@ export interface Backend {
   /** dx (rows, dim) (+)= d rmsnorm / dx · dy; weight gradient not computed (frozen). */
   rmsnormBack(dx: Float32Array, dy: Float32Array, x: Float32Array, w: Float32Array, rstd: Float32Array, rows: number, dim: number, accumulate: boolean): void;
   /**
-   * In-place interleaved RoPE of x (B, T, nHeads, headDim) at positions pos[b] + t, with
-   * tables cos/sin (maxPos, headDim/2). inverse = rotate by -angle (the backward pass).
+   * In-place interleaved RoPE of x (B, T, H, hs) at positions pos[b] + t, with tables cos/sin
+   * (maxPos, hs/2). inverse = rotate by -angle (the backward pass).
    */
-  rope(x: Float32Array, B: number, T: number, nHeads: number, headDim: number, pos: Int32Array, cos: Float32Array, sin: Float32Array, inverse: boolean): void;
+  rope(x: Float32Array, B: number, T: number, H: number, hs: number, pos: Int32Array, cos: Float32Array, sin: Float32Array, inverse: boolean): void;
   /** out (n) = silu(a) * b. */
   siluGate(out: Float32Array, a: Float32Array, b: Float32Array, n: number): void;
   /** da (n) = dy * b * silu'(a), db (n) = dy * silu(a). */
@@ -77,29 +80,33 @@ export interface Backend {
   // ---------------------------------------------------------------- attention
   /**
    * Causal attention: query t of row b sits at absolute position pos[b] + t and attends to
-   * cache positions 0 .. pos[b] + t. q (B, T, nHeads*hs); kCache/vCache (B, S, nKvHeads*hs) with
-   * the current chunk already written; out (B, T, nHeads*hs). probs (B, nHeads, T, S), when
-   * given, receives the softmax (zeros beyond the causal limit) for the backward pass.
+   * cache positions 0 .. pos[b] + t of cache row cacheRows[b] (b when cacheRows is null or
+   * absent: a step-wise engine keeps one cache row per slot and passes which slot each query row
+   * uses). q (B, T, H*hs); kCache/vCache (nCacheRows, S, Hkv*hs), nCacheRows = max(cacheRows) + 1
+   * (or B), with the current chunk already written; out (B, T, H*hs).
    */
-  attention(out: Float32Array, q: Float32Array, kCache: Float32Array, vCache: Float32Array, pos: Int32Array, s: AttnShape, probs?: Float32Array): void;
+  attention(
+    out: Float32Array, q: Float32Array, kCache: Float32Array, vCache: Float32Array, pos: Int32Array, s: AttnShape,
+    cacheRows?: Int32Array | null,
+  ): void;
   /**
-   * Backward of attention() for a full causal pass (pos = 0, S = T): dq, dk, dv (overwritten)
-   * from dout. The softmax probabilities are recomputed from q and k (as flash attention does),
-   * so training keeps no (B, nHeads, T, T) buffer per layer: that buffer was the largest
+   * Backward of attention() for a full causal pass (pos = 0, S = T; s.S is not read): dq, dk, dv
+   * (overwritten) from dout, k/v (B, T, Hkv*hs). The softmax probabilities are recomputed from q
+   * and k (as flash attention does), so training keeps no (B, H, T, T) buffer per layer: that buffer was the largest
    * activation, and writing it in forward and reading it back in backward cost more than the
    * recomputation.
    */
   attentionBack(dq: Float32Array, dk: Float32Array, dv: Float32Array, dout: Float32Array, q: Float32Array, k: Float32Array, v: Float32Array, s: AttnShape): void;
   /**
-   * The zero-init gated prompt branch: out (B, T, nHeads*hs) += gate[h] · softmax(q_h pk_h^T / sqrt(hs)) pv_h
-   * with pk, pv (K, nKvHeads*hs) the prompt's keys/values (no RoPE), gate (nHeads) the effective
-   * gate values (tanh already applied where the convention says so). probs (B, nHeads, T, K)
+   * The zero-init gated prompt branch: out (B, T, H*hs) += gate[h] · softmax(q_h pk_h^T / sqrt(hs)) pv_h
+   * with pk, pv (K, Hkv*hs) the prompt's keys/values (no RoPE), gate (H) the effective
+   * gate values (tanh already applied where the convention says so). probs (B, H, T, K)
    * receives the prompt softmax when given.
    */
   promptAttention(out: Float32Array, q: Float32Array, pk: Float32Array, pv: Float32Array, gate: Float32Array, s: PromptShape, probs?: Float32Array): void;
   /**
-   * Backward of promptAttention(): dq (accumulate), dpk, dpv (K, nKvHeads*hs) (accumulate),
-   * dgate (nHeads) (accumulate) from dout.
+   * Backward of promptAttention(): dq (B, T, H*hs) (accumulate; null: not wanted), dpk, dpv
+   * (K, Hkv*hs) (accumulate), dgate (H) (accumulate) from dout; probs as promptAttention wrote it.
    */
   promptAttentionBack(dq: Float32Array | null, dpk: Float32Array, dpv: Float32Array, dgate: Float32Array, dout: Float32Array, q: Float32Array, pk: Float32Array, pv: Float32Array, gate: Float32Array, probs: Float32Array, s: PromptShape): void;
 
@@ -125,3 +132,6 @@ export interface AdamwStep {
   weightDecay: number; // decoupled; 0 for gates
   step: number; // 1-based step count for bias correction
 }
+
+/** The kernel methods of a Backend (everything but its name and thread count). */
+export type Kernels = Omit<Backend, 'name' | 'threads'>;

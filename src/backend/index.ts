@@ -1,37 +1,72 @@
-// Backend selection: 'native' (the N-API addon, fast), 'ts' (the plain-TypeScript oracle), or
-// 'auto' (native when the addon loads, else ts with one line on stderr saying so).
-// LLAMA_ADAPTER_BACKEND and LLAMA_ADAPTER_THREADS set the defaults.
+// Backend registry and selection. Each registered backend has a loader that never throws (it
+// returns the backend or why it is unavailable); the TypeScript backend is the oracle every other
+// backend is conformance-tested against (test/backend-conformance.test.ts runs them all). A new
+// backend is one line in `backends`. 'auto' takes the first non-oracle backend that loads, else
+// the oracle with one line on stderr saying so. LLAMA_ADAPTER_BACKEND and LLAMA_ADAPTER_THREADS
+// set the defaults.
 
 import type { Backend } from './backend.js';
-import { TsBackend } from './ts/index.js';
+import { createTsBackend } from './ts/index.js';
 import { LlamaAdapterError } from '../core/errors.js';
 import { loadNativeBackend } from './native.js';
 
-export type BackendName = 'ts' | 'native' | 'auto';
 export type { Backend } from './backend.js';
+
+export interface BackendEntry {
+  /** A backend with `threads` threads (ignored where it has none), or null and the reason. Never throws. */
+  load(threads?: number): { backend: Backend | null; error: string };
+  /** The reference implementation the others are tested against (exactly one entry). */
+  oracle?: boolean;
+}
+
+/** The registered backends, in the order 'auto' tries them. */
+export const backends = {
+  native: { load: loadNativeBackend },
+  ts: { load: () => ({ backend: createTsBackend(), error: '' }), oracle: true },
+} satisfies Record<string, BackendEntry>;
+
+export type BackendId = keyof typeof backends;
+export type BackendName = BackendId | 'auto';
+/** Every name getBackend accepts (the registry's, then 'auto'): the CLI's --backend choices. */
+export const backendNames = [...(Object.keys(backends) as BackendId[]), 'auto'] as const satisfies readonly BackendName[];
+
+const ids = Object.keys(backends) as BackendId[];
+const entry = (id: BackendId): BackendEntry => backends[id];
+/** The oracle's registry name. */
+export const oracleId: BackendId = ids.find((id) => entry(id).oracle) ?? 'ts';
 
 const cache = new Map<string, Backend>();
 let warned = false;
 
 export function getBackend(name: BackendName = (process.env.LLAMA_ADAPTER_BACKEND as BackendName) || 'auto', threads?: number): Backend {
-  if (name !== 'ts' && name !== 'native' && name !== 'auto') {
-    throw new LlamaAdapterError(`unknown backend "${String(name)}" (expected ts, native or auto)`);
+  if (name !== 'auto' && !ids.includes(name)) {
+    throw new LlamaAdapterError(`unknown backend "${String(name)}" (expected ${[...ids, 'auto'].join(', ')})`);
   }
   const envThreads = Number(process.env.LLAMA_ADAPTER_THREADS) || undefined;
   const nThreads = threads ?? envThreads;
   const key = `${name}:${nThreads ?? ''}`;
   const hit = cache.get(key);
   if (hit) return hit;
-  let b: Backend;
-  if (name === 'ts') b = new TsBackend();
-  else {
-    const r = loadNativeBackend(nThreads);
-    if (r.backend) b = r.backend;
-    else if (name === 'native') throw new LlamaAdapterError(`native backend unavailable: ${r.error}`);
-    else {
-      if (!warned) process.stderr.write(`llama-adapter: native backend unavailable (${r.error}); using the TypeScript backend\n`);
+  let b: Backend | null = null;
+  if (name !== 'auto') {
+    const r = entry(name).load(nThreads);
+    if (!r.backend) throw new LlamaAdapterError(`${name} backend unavailable: ${r.error}`);
+    b = r.backend;
+  } else {
+    const errors: string[] = [];
+    for (const id of ids) {
+      if (entry(id).oracle) continue;
+      const r = entry(id).load(nThreads);
+      if (r.backend) {
+        b = r.backend;
+        break;
+      }
+      errors.push(`${id} backend unavailable (${r.error})`);
+    }
+    if (!b) {
+      if (!warned) process.stderr.write(`llama-adapter: ${errors.join('; ')}; using the TypeScript backend\n`);
       warned = true;
-      b = new TsBackend();
+      b = entry(oracleId).load(nThreads).backend as Backend;
     }
   }
   cache.set(key, b);

@@ -1,7 +1,10 @@
-// Loader and Backend adapter for the native N-API addon (native/*.cc, built by
-// scripts/build-native.mjs into build/Release/llama_adapter_native.node). The kernels read and
-// write the caller's typed arrays in place (zero-copy, subarray views included) and check every
-// buffer length against the shape, throwing a RangeError rather than touching foreign memory.
+// Loader of the native N-API addon (native/*.cc, built by scripts/build-native.mjs into
+// build/Release/llama_adapter_native.node). The native backend is the addon's kernel functions,
+// one per entry of its kernel list; for a kernel with object parameters (shapes, Matrix,
+// AdamwStep) the Backend method is generated from the signature the addon exports, passing the
+// fields in the object's place (no hand-written forwarder). The kernels read and write the caller's typed arrays in place (zero-copy, subarray views
+// included) and check every buffer length against the shape, throwing a RangeError rather than
+// touching foreign memory.
 //
 // Why native code: no TypeScript or wasm tensor library gets within 5x of PyTorch on CPU (BRIEF
 // section 3), so the numeric core is C++ over OpenBLAS with AVX-512 / AMX kernels of its own.
@@ -15,33 +18,49 @@ import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import type { AdamwStep, AttnShape, Backend, PromptShape } from './backend.js';
-import type { Matrix } from '../core/weights.js';
+import type { Backend, Kernels } from './backend.js';
+import { createTsBackend } from './ts/index.js';
 import { packageRoot } from '../core/package-root.js';
 
-/** The addon's exports (native/addon.cc); shapes are passed as plain numbers. */
+/** C (M, N) = alpha · op(A) · op(B) + beta · C, fp32, BLAS semantics (row-major, leading dims). */
+export type Gemm = (
+  transA: boolean, transB: boolean, M: number, N: number, K: number, alpha: number,
+  A: Float32Array, lda: number, B: Float32Array, ldb: number, beta: number, C: Float32Array, ldc: number,
+) => void;
+
+/** A kernel's parameters as the addon's list declares them: [name, fields of an object parameter or null]. */
+type Signature = [name: string, fields: string[] | null][];
+type AddonKernel = (...args: unknown[]) => unknown;
+
+/**
+ * The addon's exports (native/addon.cc). backend(threads) returns one function per entry of the
+ * addon's kernel list, running on `threads` threads and taking an object parameter as its fields
+ * (in `signatures` order) in its place; gemm is native-only (bench's GEMM peak).
+ */
 interface Addon {
-  matmul(out: Float32Array, x: Float32Array, w: Float32Array | Uint16Array, N: number, K: number, M: number, acc: boolean): void;
-  matmulBack(out: Float32Array, dy: Float32Array, w: Float32Array | Uint16Array, N: number, K: number, M: number, acc: boolean): void;
-  gemm(tA: boolean, tB: boolean, M: number, N: number, K: number, alpha: number, A: Float32Array, lda: number, B: Float32Array, ldb: number, beta: number, C: Float32Array, ldc: number): void;
-  rmsnorm(out: Float32Array, x: Float32Array, w: Float32Array, rows: number, dim: number, eps: number, rstd: Float32Array | undefined): void;
-  rmsnormBack(dx: Float32Array, dy: Float32Array, x: Float32Array, w: Float32Array, rstd: Float32Array, rows: number, dim: number, acc: boolean): void;
-  rope(x: Float32Array, B: number, T: number, nHeads: number, headDim: number, pos: Int32Array, cos: Float32Array, sin: Float32Array, inverse: boolean): void;
-  siluGate(out: Float32Array, a: Float32Array, b: Float32Array, n: number): void;
-  siluGateBack(da: Float32Array, db: Float32Array, dy: Float32Array, a: Float32Array, b: Float32Array, n: number): void;
-  add(x: Float32Array, y: Float32Array, n: number): void;
-  toBf16(out: Uint16Array, x: Float32Array, n: number): void;
-  fromBf16(out: Float32Array, x: Uint16Array, n: number): void;
-  embed(out: Float32Array, table: Float32Array | Uint16Array, dim: number, ids: Int32Array, n: number): void;
-  attention(out: Float32Array, q: Float32Array, kc: Float32Array, vc: Float32Array, pos: Int32Array, B: number, T: number, S: number, H: number, Hkv: number, hs: number, probs: Float32Array | undefined): void;
-  attentionBack(dq: Float32Array, dk: Float32Array, dv: Float32Array, dout: Float32Array, q: Float32Array, k: Float32Array, v: Float32Array, B: number, T: number, S: number, H: number, Hkv: number, hs: number): void;
-  promptAttention(out: Float32Array, q: Float32Array, pk: Float32Array, pv: Float32Array, gate: Float32Array, B: number, T: number, K: number, H: number, Hkv: number, hs: number, probs: Float32Array | undefined): void;
-  promptAttentionBack(dq: Float32Array | null, dpk: Float32Array, dpv: Float32Array, dgate: Float32Array, dout: Float32Array, q: Float32Array, pk: Float32Array, pv: Float32Array, gate: Float32Array, probs: Float32Array, B: number, T: number, K: number, H: number, Hkv: number, hs: number): void;
-  crossEntropy(logits: Float32Array, targets: Int32Array, rows: number, V: number, dlogits: Float32Array | null, scale: number): number;
-  adamw(p: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, n: number, lr: number, b1: number, b2: number, eps: number, wd: number, step: number): void;
-  setThreads(n: number): void;
+  backend(threads: number): Record<string, AddonKernel>;
+  signatures: Record<string, Signature>;
   setFeature(name: NativeFeature, enabled: boolean): boolean;
   info(): NativeInfo;
+}
+
+const IDENT = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+/**
+ * The Backend method for an addon kernel, generated from its signature: the method's own
+ * parameters, passing each object parameter's fields in its place, so the fields are read by
+ * JIT-compiled property loads (with inline caches) rather than by N-API calls. A kernel without
+ * object parameters is used as it is.
+ */
+function bindKernel(name: string, sig: Signature, kernel: AddonKernel): AddonKernel {
+  if (sig.every(([, fields]) => !fields)) return kernel;
+  const names = [name, ...sig.flatMap(([p, fields]) => [p, ...(fields ?? [])])];
+  const bad = names.find((n) => !IDENT.test(n));
+  if (bad !== undefined) throw new Error(`the native addon's signature of ${name} has a bad name "${bad}"`);
+  const params = sig.map(([p]) => p).join(', ');
+  const passed = sig.flatMap(([p, fields]) => (fields ? fields.map((f) => `${p}.${f}`) : [p])).join(', ');
+  const make = new Function('kernel$', `return function ${name}(${params}) { return kernel$(${passed}); };`) as (k: AddonKernel) => AddonKernel;
+  return make(kernel);
 }
 
 /** CPU features the addon found at load (and uses), its matmul mode and current thread count. */
@@ -85,7 +104,7 @@ function loadAddon(): { addon: Addon | null; error: string } {
   try {
     const req = createRequire(import.meta.url);
     const addon = req(file) as Addon;
-    if (typeof addon.matmul !== 'function' || typeof addon.info !== 'function') {
+    if (typeof addon.backend !== 'function' || typeof addon.info !== 'function' || typeof addon.signatures !== 'object') {
       return (addonCache = { addon: null, error: `${file} is not the llama-adapter addon` });
     }
     return (addonCache = { addon, error: '' });
@@ -95,103 +114,37 @@ function loadAddon(): { addon: Addon | null; error: string } {
   }
 }
 
-let poolThreads = 0; // the addon's current thread count (it has one pool for the process)
-
-class NativeBackend implements Backend {
-  readonly name = 'native' as const;
-  readonly threads: number;
-  private a: Addon;
-
-  constructor(addon: Addon, threads: number) {
-    this.a = addon;
-    this.threads = threads;
-    this.sync();
-  }
-
-  /** Backends with different thread counts share the addon's pool: set ours before each kernel. */
-  private sync(): Addon {
-    if (poolThreads !== this.threads) {
-      this.a.setThreads(this.threads);
-      poolThreads = this.threads;
-    }
-    return this.a;
-  }
-
+/** The native backend: the addon's kernel functions as they are, plus its features. */
+export interface NativeBackend extends Backend {
   /** CPU features the addon uses (AVX-512, AVX512_BF16, AMX) and its thread count. */
-  info(): NativeInfo {
-    return this.a.info();
-  }
+  info(): NativeInfo;
+  gemm: Gemm;
+}
 
-  matmul(out: Float32Array, x: Float32Array, w: Matrix, M: number, accumulate = false): void {
-    this.sync().matmul(out, x, w.data, w.rows, w.cols, M, accumulate);
-  }
-  matmulBack(out: Float32Array, dy: Float32Array, w: Matrix, M: number, accumulate = false): void {
-    this.sync().matmulBack(out, dy, w.data, w.rows, w.cols, M, accumulate);
-  }
-  gemm(tA: boolean, tB: boolean, M: number, N: number, K: number, alpha: number, A: Float32Array, lda: number, B: Float32Array, ldb: number, beta: number, C: Float32Array, ldc: number): void {
-    this.sync().gemm(tA, tB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-  }
-  rmsnorm(out: Float32Array, x: Float32Array, w: Float32Array, rows: number, dim: number, eps: number, rstd?: Float32Array): void {
-    this.sync().rmsnorm(out, x, w, rows, dim, eps, rstd);
-  }
-  rmsnormBack(dx: Float32Array, dy: Float32Array, x: Float32Array, w: Float32Array, rstd: Float32Array, rows: number, dim: number, accumulate: boolean): void {
-    this.sync().rmsnormBack(dx, dy, x, w, rstd, rows, dim, accumulate);
-  }
-  rope(x: Float32Array, B: number, T: number, nHeads: number, headDim: number, pos: Int32Array, cos: Float32Array, sin: Float32Array, inverse: boolean): void {
-    this.sync().rope(x, B, T, nHeads, headDim, pos, cos, sin, inverse);
-  }
-  siluGate(out: Float32Array, a: Float32Array, b: Float32Array, n: number): void {
-    this.sync().siluGate(out, a, b, n);
-  }
-  siluGateBack(da: Float32Array, db: Float32Array, dy: Float32Array, a: Float32Array, b: Float32Array, n: number): void {
-    this.sync().siluGateBack(da, db, dy, a, b, n);
-  }
-  add(x: Float32Array, y: Float32Array, n: number): void {
-    this.sync().add(x, y, n);
-  }
-
-  toBf16(out: Uint16Array, x: Float32Array, n: number): void {
-    this.sync().toBf16(out, x, n);
-  }
-
-  fromBf16(out: Float32Array, x: Uint16Array, n: number): void {
-    this.sync().fromBf16(out, x, n);
-  }
-  embed(out: Float32Array, table: Matrix, ids: Int32Array, n: number): void {
-    this.sync().embed(out, table.data, table.cols, ids, n);
-  }
-  attention(out: Float32Array, q: Float32Array, kc: Float32Array, vc: Float32Array, pos: Int32Array, s: AttnShape, probs?: Float32Array): void {
-    this.sync().attention(out, q, kc, vc, pos, s.B, s.T, s.S, s.nHeads, s.nKvHeads, s.headDim, probs);
-  }
-  attentionBack(dq: Float32Array, dk: Float32Array, dv: Float32Array, dout: Float32Array, q: Float32Array, k: Float32Array, v: Float32Array, s: AttnShape): void {
-    this.sync().attentionBack(dq, dk, dv, dout, q, k, v, s.B, s.T, s.T, s.nHeads, s.nKvHeads, s.headDim);
-  }
-  promptAttention(out: Float32Array, q: Float32Array, pk: Float32Array, pv: Float32Array, gate: Float32Array, s: PromptShape, probs?: Float32Array): void {
-    this.sync().promptAttention(out, q, pk, pv, gate, s.B, s.T, s.K, s.nHeads, s.nKvHeads, s.headDim, probs);
-  }
-  promptAttentionBack(dq: Float32Array | null, dpk: Float32Array, dpv: Float32Array, dgate: Float32Array, dout: Float32Array, q: Float32Array, pk: Float32Array, pv: Float32Array, gate: Float32Array, probs: Float32Array, s: PromptShape): void {
-    this.sync().promptAttentionBack(dq, dpk, dpv, dgate, dout, q, pk, pv, gate, probs, s.B, s.T, s.K, s.nHeads, s.nKvHeads, s.headDim);
-  }
-  crossEntropy(logits: Float32Array, targets: Int32Array, rows: number, V: number, dlogits: Float32Array | null, scale: number): number {
-    return this.sync().crossEntropy(logits, targets, rows, V, dlogits, scale);
-  }
-  adamw(p: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, n: number, o: AdamwStep): void {
-    this.sync().adamw(p, g, m, v, n, o.lr, o.beta1, o.beta2, o.eps, o.weightDecay, o.step);
-  }
+/** Kernel names of the oracle the addon lacks (an addon built from older sources). */
+function missingKernels(k: object): string[] {
+  return Object.keys(createTsBackend()).filter((n) => n !== 'name' && n !== 'threads' && typeof (k as Record<string, unknown>)[n] !== 'function');
 }
 
 /**
  * The native backend with `threads` threads (default: os.availableParallelism()), or null and
  * the reason it is unavailable. Never throws.
  */
-export function loadNativeBackend(threads?: number): { backend: Backend | null; error: string } {
+export function loadNativeBackend(threads?: number): { backend: NativeBackend | null; error: string } {
   try {
     const { addon, error } = loadAddon();
     if (!addon) return { backend: null, error };
     let n = threads ?? os.availableParallelism();
     if (!Number.isFinite(n) || n < 1) n = 1;
     n = Math.min(256, Math.floor(n));
-    return { backend: new NativeBackend(addon, n), error: '' };
+    const fns = addon.backend(n);
+    const kernels: Record<string, AddonKernel> = {};
+    for (const [k, f] of Object.entries(fns)) kernels[k] = bindKernel(k, addon.signatures[k] ?? [], f);
+    const missing = missingKernels(kernels);
+    if (missing.length) return { backend: null, error: `the native addon lacks kernels ${missing.join(', ')} (rebuild it: node scripts/build-native.mjs)` };
+    // the functions have the Backend methods' signatures (checked per kernel by the conformance suite)
+    const typed = kernels as unknown as Kernels & { gemm: Gemm };
+    return { backend: { name: 'native', threads: n, info: () => addon.info(), ...typed }, error: '' };
   } catch (e) {
     return { backend: null, error: `the native backend failed to start: ${e instanceof Error ? e.message : String(e)}` };
   }

@@ -4,7 +4,7 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { LlamaAdapterError } from '../core/errors.js';
 import { loadModel } from '../model/load.js';
 import type { LlamaModel } from '../model/model.js';
-import type { BackendName } from '../backend/index.js';
+import { backendNames, type BackendName } from '../backend/index.js';
 
 export function int(name: string, min = 0): (v: string) => number {
   return (v) => {
@@ -36,7 +36,7 @@ export function modelOptions(cmd: Command, required = true): Command {
   else cmd.option('-m, --model <path>', 'checkpoint: HF directory, llama2.c .bin (fp32 or int8)');
   return cmd
     .option('--tokenizer <path>', 'tokenizer.json, tokenizer.model or tokenizer.bin (default: found beside the model)')
-    .addOption(new Option('--backend <name>', 'compute backend (default: env LLAMA_ADAPTER_BACKEND, else auto = native if built)').choices(['auto', 'native', 'ts']))
+    .addOption(new Option('--backend <name>', 'compute backend (default: env LLAMA_ADAPTER_BACKEND, else auto = native if built)').choices([...backendNames]))
     .option('--threads <n>', 'native backend threads (default: all cores; env LLAMA_ADAPTER_THREADS)', int('--threads', 1))
     .addOption(new Option('--dtype <dtype>', 'in-memory dtype of the frozen weights').choices(['f32', 'bf16']).default('f32'));
 }

@@ -85,7 +85,7 @@ export function backwardPass(
     // ---- attention: x_mid = x_in + Wo (attn(q,k,v) + prompt branch)
     be.matmulBack(bufs.datt, dx, L.wo, M); // (M, qDim)
     const base = l > lo; // the base attention's backward is only needed to reach lower adapted layers
-    const shape = { B, T, S: T, nHeads: H, nKvHeads: Hkv, headDim: hs };
+    const shape = { B, T, S: T, H, Hkv, hs };
     if (base) be.attentionBack(bufs.dq, bufs.dk, bufs.dv, bufs.datt, A.q, A.k, A.v, shape);
     const p = source.promptLayer(l);
     const g = bufs.layers[l];
@@ -94,7 +94,7 @@ export function backwardPass(
       g.dpv.fill(0);
       g.dgate.fill(0);
       be.promptAttentionBack(base ? bufs.dq : null, g.dpk, g.dpv, g.dgate, bufs.datt, A.q, p.pk, p.pv, p.gate, A.pprobs,
-        { B, T, K: p.K, nHeads: H, nKvHeads: Hkv, headDim: hs });
+        { B, T, K: p.K, H, Hkv, hs });
     }
     if (!base) break;
     be.rope(bufs.dq, B, T, H, hs, acts.pos, ctx.rope.cos, ctx.rope.sin, true);

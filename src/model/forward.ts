@@ -44,7 +44,7 @@ export function forwardPass(ctx: ForwardContext, acts: Activations, args: Forwar
   const qDim = H * hs, kvDim = Hkv * hs;
   const x = acts.x; // (M, dim)
   be.embed(x, W.tokEmbd, acts.ids, M);
-  const shape = { B, T, S: T, nHeads: H, nKvHeads: Hkv, headDim: hs };
+  const shape = { B, T, S: T, H, Hkv, hs };
 
   for (let l = 0; l < c.nLayers; l++) {
     const L = W.layers[l];
@@ -133,7 +133,7 @@ function promptBranch(
     const p = src ? src.promptLayer(l) : null;
     if (p) {
       const rows = b1 - b0;
-      const s = { B: rows, T, K: p.K, nHeads: c.nHeads, nKvHeads: c.nKvHeads, headDim: c.headDim };
+      const s = { B: rows, T, K: p.K, H: c.nHeads, Hkv: c.nKvHeads, hs: c.headDim };
       if (rows === B) be.promptAttention(att, A.q, p.pk, p.pv, p.gate, s, A.pprobs); // one adapter for all rows: no views
       else {
         const o = b0 * T * qDim;

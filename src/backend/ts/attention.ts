@@ -2,7 +2,7 @@
 // the zero-init gated adaption-prompt branch with its backward. One softmax per branch (the two
 // branches are normalised separately, as in LLaMA-Adapter).
 
-import type { AttnShape, PromptShape } from '../backend.js';
+import type { AttnShape, Kernels, PromptShape } from '../backend.js';
 
 /**
  * sc[j] = exp(q·k_j * scale - max) for keys j < n (k_j at k[kBase + j*kvStride]); returns the sum.
@@ -28,154 +28,154 @@ function expScores(sc: Float32Array, q: Float32Array, qo: number, k: Float32Arra
   return sum;
 }
 
-export class AttentionKernels {
-  private scores = new Float32Array(0); // (S) or (K) row of scores for one query
-  private dscores = new Float32Array(0);
+/** The attention kernels with their own grow-only score rows (one set per TS backend). */
+export function attentionKernels(): Pick<Kernels, 'attention' | 'attentionBack' | 'promptAttention' | 'promptAttentionBack'> {
+  let scores = new Float32Array(0); // (S) or (K) row of scores for one query
+  let dscores = new Float32Array(0);
 
-  private ensure(n: number): void {
-    if (this.scores.length < n) {
-      this.scores = new Float32Array(n);
-      this.dscores = new Float32Array(n);
+  const ensure = (n: number): void => {
+    if (scores.length < n) {
+      scores = new Float32Array(n);
+      dscores = new Float32Array(n);
     }
-  }
+  };
 
-  attention(out: Float32Array, q: Float32Array, kc: Float32Array, vc: Float32Array, pos: Int32Array, s: AttnShape, probs?: Float32Array): void {
-    const { B, T, S, nHeads: H, nKvHeads: Hkv, headDim: hs } = s;
-    const rep = H / Hkv, qStride = H * hs, kvStride = Hkv * hs;
-    const scale = 1 / Math.sqrt(hs);
-    this.ensure(S);
-    const sc = this.scores;
-    for (let b = 0; b < B; b++) {
-      for (let h = 0; h < H; h++) {
-        const kvh = Math.floor(h / rep);
-        for (let t = 0; t < T; t++) {
-          const n = pos[b] + t + 1; // keys 0..n-1 visible
-          const qo = (b * T + t) * qStride + h * hs;
-          const inv = 1 / expScores(sc, q, qo, kc, b * S * kvStride + kvh * hs, kvStride, n, hs, scale);
-          for (let i = 0; i < hs; i++) out[qo + i] = 0;
-          for (let j = 0; j < n; j++) {
-            const p = sc[j] * inv;
-            sc[j] = p;
-            const vo = (b * S + j) * kvStride + kvh * hs;
-            for (let i = 0; i < hs; i++) out[qo + i] += p * vc[vo + i];
-          }
-          if (probs) {
-            const po = ((b * H + h) * T + t) * S;
-            for (let j = 0; j < S; j++) probs[po + j] = j < n ? sc[j] : 0;
-          }
-        }
-      }
-    }
-  }
-
-  attentionBack(dq: Float32Array, dk: Float32Array, dv: Float32Array, dout: Float32Array, q: Float32Array, k: Float32Array, v: Float32Array, s: AttnShape): void {
-    const { B, T, nHeads: H, nKvHeads: Hkv, headDim: hs } = s;
-    const S = T;
-    const rep = H / Hkv, qStride = H * hs, kvStride = Hkv * hs;
-    const scale = 1 / Math.sqrt(hs);
-    this.ensure(S);
-    const dp = this.dscores, pr = this.scores;
-    dq.fill(0, 0, B * T * qStride);
-    dk.fill(0, 0, B * T * kvStride);
-    dv.fill(0, 0, B * T * kvStride);
-    for (let b = 0; b < B; b++) {
-      for (let h = 0; h < H; h++) {
-        const kvh = Math.floor(h / rep);
-        for (let t = 0; t < T; t++) {
-          const n = t + 1;
-          const qo = (b * T + t) * qStride + h * hs;
-          // the row's probabilities, recomputed as attention() computes them
-          const inv = 1 / expScores(pr, q, qo, k, b * S * kvStride + kvh * hs, kvStride, n, hs, scale);
-          for (let j = 0; j < n; j++) pr[j] *= inv;
-          let dot = 0;
-          for (let j = 0; j < n; j++) {
-            const vo = (b * S + j) * kvStride + kvh * hs;
-            let d = 0;
-            for (let i = 0; i < hs; i++) d += dout[qo + i] * v[vo + i];
-            dp[j] = d;
-            dot += d * pr[j];
-          }
-          for (let j = 0; j < n; j++) {
-            const p = pr[j];
-            const ds = p * (dp[j] - dot) * scale;
-            const ko = (b * S + j) * kvStride + kvh * hs;
-            for (let i = 0; i < hs; i++) {
-              dq[qo + i] += ds * k[ko + i];
-              dk[ko + i] += ds * q[qo + i];
-              dv[ko + i] += p * dout[qo + i];
+  return {
+    // kc/vc (nCacheRows, S, Hkv*hs): query row b reads cache row cacheRows[b] (b without cacheRows)
+    attention(out: Float32Array, q: Float32Array, kc: Float32Array, vc: Float32Array, pos: Int32Array, s: AttnShape, cacheRows?: Int32Array | null): void {
+      const { B, T, S, H, Hkv, hs } = s;
+      const rep = H / Hkv, qStride = H * hs, kvStride = Hkv * hs;
+      const scale = 1 / Math.sqrt(hs);
+      ensure(S);
+      const sc = scores;
+      for (let b = 0; b < B; b++) {
+        const cr = cacheRows ? cacheRows[b] : b;
+        for (let h = 0; h < H; h++) {
+          const kvh = Math.floor(h / rep);
+          for (let t = 0; t < T; t++) {
+            const n = pos[b] + t + 1; // keys 0..n-1 visible
+            const qo = (b * T + t) * qStride + h * hs;
+            const inv = 1 / expScores(sc, q, qo, kc, cr * S * kvStride + kvh * hs, kvStride, n, hs, scale);
+            for (let i = 0; i < hs; i++) out[qo + i] = 0;
+            for (let j = 0; j < n; j++) {
+              const vo = (cr * S + j) * kvStride + kvh * hs;
+              const p = sc[j] * inv;
+              for (let i = 0; i < hs; i++) out[qo + i] += p * vc[vo + i];
             }
           }
         }
       }
-    }
-  }
+    },
 
-  promptAttention(out: Float32Array, q: Float32Array, pk: Float32Array, pv: Float32Array, gate: Float32Array, s: PromptShape, probs?: Float32Array): void {
-    const { B, T, K, nHeads: H, nKvHeads: Hkv, headDim: hs } = s;
-    const rep = H / Hkv, qStride = H * hs, kvStride = Hkv * hs;
-    const scale = 1 / Math.sqrt(hs);
-    this.ensure(K);
-    const sc = this.scores;
-    for (let b = 0; b < B; b++) {
-      for (let h = 0; h < H; h++) {
-        const kvh = Math.floor(h / rep);
-        const g = gate[h];
-        for (let t = 0; t < T; t++) {
-          const qo = (b * T + t) * qStride + h * hs;
-          const inv = 1 / expScores(sc, q, qo, pk, kvh * hs, kvStride, K, hs, scale);
-          const po = ((b * H + h) * T + t) * K;
-          for (let j = 0; j < K; j++) {
-            const p = sc[j] * inv;
-            if (probs) probs[po + j] = p;
-            if (g === 0) continue; // zero gate: the branch contributes exactly nothing
-            const vo = j * kvStride + kvh * hs;
-            const gp = g * p;
-            for (let i = 0; i < hs; i++) out[qo + i] += gp * pv[vo + i];
-          }
-        }
-      }
-    }
-  }
-
-  promptAttentionBack(dq: Float32Array | null, dpk: Float32Array, dpv: Float32Array, dgate: Float32Array, dout: Float32Array, q: Float32Array, pk: Float32Array, pv: Float32Array, gate: Float32Array, probs: Float32Array, s: PromptShape): void {
-    const { B, T, K, nHeads: H, nKvHeads: Hkv, headDim: hs } = s;
-    const rep = H / Hkv, qStride = H * hs, kvStride = Hkv * hs;
-    const scale = 1 / Math.sqrt(hs);
-    this.ensure(K);
-    const dp = this.dscores;
-    for (let b = 0; b < B; b++) {
-      for (let h = 0; h < H; h++) {
-        const kvh = Math.floor(h / rep);
-        const g = gate[h];
-        let dg = 0;
-        for (let t = 0; t < T; t++) {
-          const qo = (b * T + t) * qStride + h * hs;
-          const po = ((b * H + h) * T + t) * K;
-          // dP_j = g * dout · pv_j ; d gate = dout · sum_j P_j pv_j = sum_j P_j (dout · pv_j)
-          let dot = 0;
-          for (let j = 0; j < K; j++) {
-            const vo = j * kvStride + kvh * hs;
-            let d = 0;
-            for (let i = 0; i < hs; i++) d += dout[qo + i] * pv[vo + i];
-            const p = probs[po + j];
-            dg += p * d;
-            dp[j] = g * d;
-            dot += p * g * d;
-          }
-          for (let j = 0; j < K; j++) {
-            const p = probs[po + j];
-            const ds = p * (dp[j] - dot) * scale;
-            const ko = j * kvStride + kvh * hs;
-            const gp = g * p;
-            for (let i = 0; i < hs; i++) {
-              if (dq) dq[qo + i] += ds * pk[ko + i];
-              dpk[ko + i] += ds * q[qo + i];
-              dpv[ko + i] += gp * dout[qo + i];
+    attentionBack(dq: Float32Array, dk: Float32Array, dv: Float32Array, dout: Float32Array, q: Float32Array, k: Float32Array, v: Float32Array, s: AttnShape): void {
+      const { B, T, H, Hkv, hs } = s;
+      const S = T;
+      const rep = H / Hkv, qStride = H * hs, kvStride = Hkv * hs;
+      const scale = 1 / Math.sqrt(hs);
+      ensure(S);
+      const dp = dscores, pr = scores;
+      dq.fill(0, 0, B * T * qStride);
+      dk.fill(0, 0, B * T * kvStride);
+      dv.fill(0, 0, B * T * kvStride);
+      for (let b = 0; b < B; b++) {
+        for (let h = 0; h < H; h++) {
+          const kvh = Math.floor(h / rep);
+          for (let t = 0; t < T; t++) {
+            const n = t + 1;
+            const qo = (b * T + t) * qStride + h * hs;
+            // the row's probabilities, recomputed as attention() computes them
+            const inv = 1 / expScores(pr, q, qo, k, b * S * kvStride + kvh * hs, kvStride, n, hs, scale);
+            for (let j = 0; j < n; j++) pr[j] *= inv;
+            let dot = 0;
+            for (let j = 0; j < n; j++) {
+              const vo = (b * S + j) * kvStride + kvh * hs;
+              let d = 0;
+              for (let i = 0; i < hs; i++) d += dout[qo + i] * v[vo + i];
+              dp[j] = d;
+              dot += d * pr[j];
+            }
+            for (let j = 0; j < n; j++) {
+              const p = pr[j];
+              const ds = p * (dp[j] - dot) * scale;
+              const ko = (b * S + j) * kvStride + kvh * hs;
+              for (let i = 0; i < hs; i++) {
+                dq[qo + i] += ds * k[ko + i];
+                dk[ko + i] += ds * q[qo + i];
+                dv[ko + i] += p * dout[qo + i];
+              }
             }
           }
         }
-        dgate[h] += dg;
       }
-    }
-  }
+    },
+
+    promptAttention(out: Float32Array, q: Float32Array, pk: Float32Array, pv: Float32Array, gate: Float32Array, s: PromptShape, probs?: Float32Array): void {
+      const { B, T, K, H, Hkv, hs } = s;
+      const rep = H / Hkv, qStride = H * hs, kvStride = Hkv * hs;
+      const scale = 1 / Math.sqrt(hs);
+      ensure(K);
+      const sc = scores;
+      for (let b = 0; b < B; b++) {
+        for (let h = 0; h < H; h++) {
+          const kvh = Math.floor(h / rep);
+          const g = gate[h];
+          for (let t = 0; t < T; t++) {
+            const qo = (b * T + t) * qStride + h * hs;
+            const inv = 1 / expScores(sc, q, qo, pk, kvh * hs, kvStride, K, hs, scale);
+            const po = ((b * H + h) * T + t) * K;
+            for (let j = 0; j < K; j++) {
+              const p = sc[j] * inv;
+              if (probs) probs[po + j] = p;
+              if (g === 0) continue; // zero gate: the branch contributes exactly nothing
+              const vo = j * kvStride + kvh * hs;
+              const gp = g * p;
+              for (let i = 0; i < hs; i++) out[qo + i] += gp * pv[vo + i];
+            }
+          }
+        }
+      }
+    },
+
+    promptAttentionBack(dq: Float32Array | null, dpk: Float32Array, dpv: Float32Array, dgate: Float32Array, dout: Float32Array, q: Float32Array, pk: Float32Array, pv: Float32Array, gate: Float32Array, probs: Float32Array, s: PromptShape): void {
+      const { B, T, K, H, Hkv, hs } = s;
+      const rep = H / Hkv, qStride = H * hs, kvStride = Hkv * hs;
+      const scale = 1 / Math.sqrt(hs);
+      ensure(K);
+      const dp = dscores;
+      for (let b = 0; b < B; b++) {
+        for (let h = 0; h < H; h++) {
+          const kvh = Math.floor(h / rep);
+          const g = gate[h];
+          let dg = 0;
+          for (let t = 0; t < T; t++) {
+            const qo = (b * T + t) * qStride + h * hs;
+            const po = ((b * H + h) * T + t) * K;
+            // dP_j = g * dout · pv_j ; d gate = dout · sum_j P_j pv_j = sum_j P_j (dout · pv_j)
+            let dot = 0;
+            for (let j = 0; j < K; j++) {
+              const vo = j * kvStride + kvh * hs;
+              let d = 0;
+              for (let i = 0; i < hs; i++) d += dout[qo + i] * pv[vo + i];
+              const p = probs[po + j];
+              dg += p * d;
+              dp[j] = g * d;
+              dot += p * g * d;
+            }
+            for (let j = 0; j < K; j++) {
+              const p = probs[po + j];
+              const ds = p * (dp[j] - dot) * scale;
+              const ko = j * kvStride + kvh * hs;
+              const gp = g * p;
+              for (let i = 0; i < hs; i++) {
+                if (dq) dq[qo + i] += ds * pk[ko + i];
+                dpk[ko + i] += ds * q[qo + i];
+                dpv[ko + i] += gp * dout[qo + i];
+              }
+            }
+          }
+          dgate[h] += dg;
+        }
+      }
+    },
+  };
 }

@@ -2,6 +2,7 @@
 // to be usable on the small real models; the native backend is the fast path.
 
 import { roundBf16, type Matrix } from '../../core/weights.js';
+import type { Kernels } from '../backend.js';
 
 /** Row `n` of a weight matrix as fp32 (a view for f32; decoded into `scratch` for bf16). */
 function weightRow(w: Matrix, n: number, scratch: Float32Array): Float32Array {
@@ -27,66 +28,51 @@ function dot(a: Float32Array, ao: number, b: Float32Array, K: number): number {
   return s0 + s1 + (s2 + s3);
 }
 
-export class LinearKernels {
-  private scratch = new Float32Array(0);
-  private rounded = new Float32Array(0);
+/** matmul / matmulBack with their own grow-only scratch (one set per TS backend). */
+export function linearKernels(): Pick<Kernels, 'matmul' | 'matmulBack'> {
+  let scratch = new Float32Array(0); // one decoded bf16 weight row
+  let rounded = new Float32Array(0); // activations rounded to bf16
 
   /** bf16 weights multiply bf16 activations: the first n values of x rounded to bf16 (a copy). */
-  private bf16Input(x: Float32Array, n: number): Float32Array {
-    if (this.rounded.length < n) this.rounded = new Float32Array(n);
-    roundBf16(this.rounded, x, n);
-    return this.rounded;
-  }
+  const bf16Input = (x: Float32Array, n: number): Float32Array => {
+    if (rounded.length < n) rounded = new Float32Array(n);
+    roundBf16(rounded, x, n);
+    return rounded;
+  };
 
-  private row(w: Matrix, n: number): Float32Array {
-    if (w.dtype === 'bf16' && this.scratch.length < w.cols) this.scratch = new Float32Array(w.cols);
-    return weightRow(w, n, this.scratch);
-  }
+  const row = (w: Matrix, n: number): Float32Array => {
+    if (w.dtype === 'bf16' && scratch.length < w.cols) scratch = new Float32Array(w.cols);
+    return weightRow(w, n, scratch);
+  };
 
-  /** out (M, N) = x (M, K) · W^T. */
-  matmul(out: Float32Array, x: Float32Array, w: Matrix, M: number, accumulate = false): void {
-    const N = w.rows, K = w.cols;
-    if (w.dtype === 'bf16') x = this.bf16Input(x, M * K);
-    for (let n = 0; n < N; n++) {
-      const wr = this.row(w, n);
-      for (let m = 0; m < M; m++) {
-        const s = dot(x, m * K, wr, K);
-        out[m * N + n] = accumulate ? out[m * N + n] + s : s;
-      }
-    }
-  }
-
-  /** out (M, K) = dy (M, N) · W. */
-  matmulBack(out: Float32Array, dy: Float32Array, w: Matrix, M: number, accumulate = false): void {
-    const N = w.rows, K = w.cols;
-    if (w.dtype === 'bf16') dy = this.bf16Input(dy, M * N);
-    if (!accumulate) out.fill(0, 0, M * K);
-    for (let n = 0; n < N; n++) {
-      const wr = this.row(w, n);
-      for (let m = 0; m < M; m++) {
-        const g = dy[m * N + n];
-        if (g === 0) continue;
-        const o = m * K;
-        for (let k = 0; k < K; k++) out[o + k] += g * wr[k];
-      }
-    }
-  }
-
-  gemm(
-    transA: boolean, transB: boolean, M: number, N: number, K: number, alpha: number,
-    A: Float32Array, lda: number, B: Float32Array, ldb: number, beta: number, C: Float32Array, ldc: number,
-  ): void {
-    for (let i = 0; i < M; i++) {
-      for (let j = 0; j < N; j++) {
-        let s = 0;
-        for (let k = 0; k < K; k++) {
-          const a = transA ? A[k * lda + i] : A[i * lda + k];
-          const b = transB ? B[j * ldb + k] : B[k * ldb + j];
-          s += a * b;
+  return {
+    /** out (M, N) = x (M, K) · W^T. */
+    matmul(out: Float32Array, x: Float32Array, w: Matrix, M: number, accumulate = false): void {
+      const N = w.rows, K = w.cols;
+      if (w.dtype === 'bf16') x = bf16Input(x, M * K);
+      for (let n = 0; n < N; n++) {
+        const wr = row(w, n);
+        for (let m = 0; m < M; m++) {
+          const s = dot(x, m * K, wr, K);
+          out[m * N + n] = accumulate ? out[m * N + n] + s : s;
         }
-        const c = i * ldc + j;
-        C[c] = beta === 0 ? alpha * s : alpha * s + beta * C[c];
       }
-    }
-  }
+    },
+
+    /** out (M, K) = dy (M, N) · W. */
+    matmulBack(out: Float32Array, dy: Float32Array, w: Matrix, M: number, accumulate = false): void {
+      const N = w.rows, K = w.cols;
+      if (w.dtype === 'bf16') dy = bf16Input(dy, M * N);
+      if (!accumulate) out.fill(0, 0, M * K);
+      for (let n = 0; n < N; n++) {
+        const wr = row(w, n);
+        for (let m = 0; m < M; m++) {
+          const g = dy[m * N + n];
+          if (g === 0) continue;
+          const o = m * K;
+          for (let k = 0; k < K; k++) out[o + k] += g * wr[k];
+        }
+      }
+    },
+  };
 }
