@@ -3,7 +3,7 @@
 // final RMSNorm, output head. Used by plain forward(), generation (with a KV cache) and
 // training (keeping the activations backward.ts needs).
 
-import type { AttnShape, Backend } from '../backend/backend.js';
+import type { Backend } from '../backend/backend.js';
 import type { LlamaConfig } from '../core/config.js';
 import type { ModelWeights } from '../core/weights.js';
 import type { Activations, LayerActs } from './activations.js';
@@ -41,7 +41,7 @@ export function forwardPass(ctx: ForwardContext, acts: Activations, args: Forwar
   const { B, T, cache } = args;
   const M = B * T;
   const dim = c.dim, hs = c.headDim, H = c.nHeads, Hkv = c.nKvHeads;
-  const qDim = H * hs, kvDim = Hkv * hs;
+  const kvDim = Hkv * hs;
   const x = acts.x; // (M, dim)
   be.embed(x, W.tokEmbd, acts.ids, M);
   const shape = { B, T, S: T, H, Hkv, hs };
@@ -68,7 +68,7 @@ export function forwardPass(ctx: ForwardContext, acts: Activations, args: Forwar
         vc.set(A.v.subarray(src, src + n), dst);
       }
       shape.S = S;
-      cachedAttention(be, att, A.q, kc, vc, acts.pos, shape, cache.rows, qDim, kvDim);
+      be.attention(att, A.q, kc, vc, acts.pos, shape, cache.rows);
     } else {
       shape.S = T;
       be.attention(att, A.q, A.k, A.v, acts.pos, shape);
@@ -99,25 +99,6 @@ export function forwardPass(ctx: ForwardContext, acts: Activations, args: Forwar
   }
   be.rmsnorm(acts.h, src, W.outputNorm, n, dim, c.normEps, args.finalRstd);
   be.matmul(args.logits, acts.h, W.output, n);
-}
-
-/** Attention over the slot cache: one call when batch row b is cache row b, else one call per row on its cache row. */
-function cachedAttention(
-  be: Backend, att: Float32Array, q: Float32Array, kc: Float32Array, vc: Float32Array, pos: Int32Array, shape: AttnShape,
-  rows: Int32Array, qDim: number, kvDim: number,
-): void {
-  const { B, T, S } = shape;
-  let identity = true;
-  for (let b = 0; b < B; b++) if (rows[b] !== b) identity = false;
-  if (identity) {
-    be.attention(att, q, kc, vc, pos, shape);
-    return;
-  }
-  const one = { ...shape, B: 1 };
-  for (let b = 0; b < B; b++) {
-    const o = b * T * qDim, c = rows[b] * S * kvDim;
-    be.attention(att.subarray(o, o + T * qDim), q.subarray(o, o + T * qDim), kc.subarray(c, c + S * kvDim), vc.subarray(c, c + S * kvDim), pos.subarray(b, b + 1), one);
-  }
 }
 
 /** The adapter hook: add each row-group's gated prompt branch to the attention output. */
