@@ -27,7 +27,10 @@ interface BenchFlags {
 }
 
 function kinds(v: string): BenchKind[] {
-  const ks = v.split(',').map((s) => s.trim()).filter(Boolean);
+  const ks = v
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
   for (const k of ks) {
     if (!(BENCH_KINDS as readonly string[]).includes(k)) throw new InvalidArgumentError(`unknown kind "${k}" (expected ${BENCH_KINDS.join(', ')})`);
   }
@@ -42,7 +45,7 @@ export function benchCommand(): Command {
     .requiredOption('--config <name|path>', 'stories260K, tinystories-656k, medium, large, 7b-layer, 7b, or a checkpoint path')
     .addOption(new Option('--dtype <dtype>', 'dtype of the frozen weights').choices(['fp32', 'bf16']).default(d.dtype))
     .addOption(new Option('--backend <name>', 'compute backend').choices([...backendNames]).default(d.backend))
-    .option('--threads <n>', 'native backend threads (default: all cores); the PyTorch peer gets the backend\'s thread count', int('--threads', 1))
+    .option('--threads <n>', "native backend threads (default: all cores); the PyTorch peer gets the backend's thread count", int('--threads', 1))
     .option('--compare-runc', 'also decode with a run.c-equivalent C peer (bench/runc, gcc -Ofast -march=native -fopenmp) on the same model, fp32')
     .option('--compare-pytorch', 'also run ../shared/reference/bench_torch.py with the same settings and print ratios')
     .addOption(new Option('--kinds <list>', 'comma-separated: train, prefill, decode').argParser(kinds).default([...d.kinds], d.kinds.join(',')))
@@ -54,13 +57,31 @@ export function benchCommand(): Command {
     .option('--decode-tokens <n>', 'tokens to decode', int('--decode-tokens', 1), d.decodeTokens)
     .option('--python <path>', 'python with torch for --compare-pytorch', d.python)
     .option('--profile', 'time every kernel call and print a table per kind to stderr (adds a little overhead)')
-    .option('--wait-idle <seconds>', 'before each phase, wait up to this long for other processes to leave the CPU (0 = don\'t)', int('--wait-idle', 0), d.waitIdle)
+    .option(
+      '--wait-idle <seconds>',
+      "before each phase, wait up to this long for other processes to leave the CPU (0 = don't)",
+      int('--wait-idle', 0),
+      d.waitIdle,
+    )
     .action(async (f: BenchFlags) => {
       const o: BenchOptions = {
-        config: f.config, dtype: f.dtype, backend: f.backend, threads: f.threads, comparePytorch: f.comparePytorch ?? false, compareRunc: f.compareRunc ?? false,
-        kinds: f.kinds, steps: f.steps, batch: f.batch, seq: f.seq, promptLength: f.promptLength, adapterLayers: f.adapterLayers,
-        decodeTokens: f.decodeTokens, python: f.python, profile: f.profile ?? false, waitIdle: f.waitIdle,
+        config: f.config,
+        dtype: f.dtype,
+        backend: f.backend,
+        threads: f.threads,
+        comparePytorch: f.comparePytorch ?? false,
+        compareRunc: f.compareRunc ?? false,
+        kinds: f.kinds,
+        steps: f.steps,
+        batch: f.batch,
+        seq: f.seq,
+        promptLength: f.promptLength,
+        adapterLayers: f.adapterLayers,
+        decodeTokens: f.decodeTokens,
+        python: f.python,
+        profile: f.profile ?? false,
+        waitIdle: f.waitIdle,
       };
-      await runBench(o, (line) => process.stdout.write(JSON.stringify(line) + '\n'));
+      await runBench(o, (line) => process.stdout.write(`${JSON.stringify(line)}\n`));
     });
 }

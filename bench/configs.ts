@@ -73,7 +73,10 @@ export function buildModel(cfg: ResolvedConfig, dtype: 'f32' | 'bf16', backend: 
   const c = mf.config;
   const tok = new IdTokenizer(c.vocabSize, c.bosId, c.eosId);
   const model = new LlamaModel(c, mf.weights, tok, be, mf.fingerprint, {
-    path: mf.path, format: mf.format, sourceDtypes: mf.sourceDtypes, dtype,
+    path: mf.path,
+    format: mf.format,
+    sourceDtypes: mf.sourceDtypes,
+    dtype,
   });
   return { model, loadSeconds, weightsMb: weightBytes(mf) / 2 ** 20 };
 }

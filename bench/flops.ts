@@ -21,7 +21,8 @@
 import type { LlamaConfig } from '../src/core/config.js';
 
 function parts(c: LlamaConfig): { q: number; kv: number; lin: number; head: number } {
-  const q = c.nHeads * c.headDim, kv = c.nKvHeads * c.headDim;
+  const q = c.nHeads * c.headDim,
+    kv = c.nKvHeads * c.headDim;
   const lin = 2 * (c.dim * q + 2 * c.dim * kv + q * c.dim + 3 * c.dim * c.hiddenDim);
   return { q, kv, lin, head: 2 * c.dim * c.vocabSize };
 }

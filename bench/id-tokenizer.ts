@@ -8,7 +8,11 @@ export class IdTokenizer implements Tokenizer {
   readonly kind = 'llama2c-bin' as const;
   readonly path = '(bench: ids only)';
 
-  constructor(readonly vocabSize: number, readonly bosId: number, readonly eosId: number) {}
+  constructor(
+    readonly vocabSize: number,
+    readonly bosId: number,
+    readonly eosId: number,
+  ) {}
 
   encode(_text: string, o: EncodeOptions = {}): number[] {
     const ids: number[] = [];

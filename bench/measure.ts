@@ -40,7 +40,10 @@ function timeReps(fn: () => void, maxReps: number, budgetS: number): { seconds: 
  * passed): up to maxReps runs within budgetS seconds, and more until minS seconds (at most 200).
  */
 async function timeRepsAsync(
-  fn: () => Promise<void>, maxReps: number, budgetS: number, o: { warmRuns: number; warmS?: number; minS?: number },
+  fn: () => Promise<void>,
+  maxReps: number,
+  budgetS: number,
+  o: { warmRuns: number; warmS?: number; minS?: number },
 ): Promise<{ seconds: number; reps: number }> {
   const w0 = now();
   for (let i = 0; i < o.warmRuns || now() - w0 < (o.warmS ?? 0); i++) await fn();
@@ -81,7 +84,9 @@ export function measurePeak(be: Backend, dtype: 'f32' | 'bf16'): PeakResult {
   const reps = be.name === 'ts' ? 3 : 7;
   const native = be.name === 'native' ? loadNativeBackend(be.threads).backend : null;
   const matmul = (M: number, N: number, K: number, dt: 'f32' | 'bf16'): number => {
-    const x = randomF32(M * K, rng), wf = randomF32(N * K, rng), out = new Float32Array(M * N);
+    const x = randomF32(M * K, rng),
+      wf = randomF32(N * K, rng),
+      out = new Float32Array(M * N);
     const w: Matrix = dt === 'f32' ? { dtype: 'f32', rows: N, cols: K, data: wf } : { dtype: 'bf16', rows: N, cols: K, data: toBf16(wf) };
     be.matmul(out, x, w, Math.min(M, 16)); // warm-up
     const t = timeReps(() => be.matmul(out, x, w, M), reps, budget);
@@ -89,7 +94,9 @@ export function measurePeak(be: Backend, dtype: 'f32' | 'bf16'): PeakResult {
   };
   const gemm = (M: number, N: number, K: number): number => {
     if (!native) return matmul(M, N, K, 'f32');
-    const A = randomF32(M * K, rng), B = randomF32(N * K, rng), C = new Float32Array(M * N);
+    const A = randomF32(M * K, rng),
+      B = randomF32(N * K, rng),
+      C = new Float32Array(M * N);
     native.gemm(false, true, Math.min(M, 64), Math.min(N, 64), K, 1, A, K, B, K, 0, C, N); // warm-up
     const t = timeReps(() => native.gemm(false, true, M, N, K, 1, A, K, B, K, 0, C, N), reps, budget);
     return (2 * M * N * K) / t.seconds / 1e9;
@@ -130,13 +137,15 @@ export function trainBatch(vocab: number, B: number, T: number, seed = 0): { tok
   const lo = Math.min(3, vocab - 1);
   const tokens = Array.from({ length: B }, () => Array.from({ length: T }, () => lo + Math.floor(rng.uniform() * (vocab - lo))));
   let lossRows = 0;
-  const targets = tokens.map((row) => row.map((_, t) => {
-    if (t >= T >> 1 && t < T - 1) {
-      lossRows++;
-      return row[t + 1];
-    }
-    return -100;
-  }));
+  const targets = tokens.map((row) =>
+    row.map((_, t) => {
+      if (t >= T >> 1 && t < T - 1) {
+        lossRows++;
+        return row[t + 1];
+      }
+      return -100;
+    }),
+  );
   return { tokens, targets, lossRows };
 }
 
@@ -177,7 +186,11 @@ export function measureTrain(model: LlamaModel, o: TrainBenchOptions): TrainResu
 
 /** Median seconds of greedy generateBatch([prompt]) runs producing exactly maxTokens tokens (timing rules: timeRepsAsync). */
 function timeGreedy(
-  model: LlamaModel, prompt: readonly number[], maxTokens: number, maxReps: number, warm: { warmRuns: number; warmS?: number; minS?: number },
+  model: LlamaModel,
+  prompt: readonly number[],
+  maxTokens: number,
+  maxReps: number,
+  warm: { warmRuns: number; warmS?: number; minS?: number },
 ): Promise<{ seconds: number; reps: number }> {
   const run = async (): Promise<void> => {
     const [r] = await generateBatch(model, [prompt], { temperature: 0, maxTokens, stopTokens: [] });

@@ -53,7 +53,8 @@ export function writeLegacyLlama2c(file: string, c: LlamaConfig, W: ModelWeights
   try {
     const head = Buffer.alloc(28);
     [c.dim, c.hiddenDim, c.nLayers, c.nHeads, c.nKvHeads, c.tiedEmbeddings ? c.vocabSize : -c.vocabSize, c.maxSeqLen].forEach((v, i) =>
-      head.writeInt32LE(v, 4 * i));
+      head.writeInt32LE(v, 4 * i),
+    );
     fs.writeSync(fd, head);
     const put = (a: Float32Array): void => {
       fs.writeSync(fd, new Uint8Array(a.buffer, a.byteOffset, a.byteLength));

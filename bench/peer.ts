@@ -50,9 +50,24 @@ export function torchStatus(python: string, script: string): { ok: true; version
 /** Run bench_torch.py once; resolves with its lines, or rejects with its exit status and stderr tail. */
 export function runPeer(s: PeerSettings): Promise<PeerRun> {
   const args = [
-    s.script, s.config, '--threads', String(s.threads), '--dtype', s.dtype === 'bf16' ? 'bfloat16' : 'float32',
-    '--steps', String(s.steps), '--batch', String(s.B), '--seq', String(s.T), '--prompt-length', String(s.K),
-    '--layers', String(s.L), '--decode', String(s.decode),
+    s.script,
+    s.config,
+    '--threads',
+    String(s.threads),
+    '--dtype',
+    s.dtype === 'bf16' ? 'bfloat16' : 'float32',
+    '--steps',
+    String(s.steps),
+    '--batch',
+    String(s.B),
+    '--seq',
+    String(s.T),
+    '--prompt-length',
+    String(s.K),
+    '--layers',
+    String(s.L),
+    '--decode',
+    String(s.decode),
   ];
   const command = [s.python, ...args].join(' ');
   const useTime = fs.existsSync(GNU_TIME);
@@ -62,8 +77,11 @@ export function runPeer(s: PeerSettings): Promise<PeerRun> {
   const dir = path.dirname(s.script);
   const n = String(s.threads);
   const env = {
-    ...process.env, PYTHONPATH: [dir, process.env.PYTHONPATH].filter(Boolean).join(path.delimiter),
-    OMP_NUM_THREADS: n, OPENBLAS_NUM_THREADS: n, MKL_NUM_THREADS: n,
+    ...process.env,
+    PYTHONPATH: [dir, process.env.PYTHONPATH].filter(Boolean).join(path.delimiter),
+    OMP_NUM_THREADS: n,
+    OPENBLAS_NUM_THREADS: n,
+    MKL_NUM_THREADS: n,
   };
   const t0 = performance.now();
   return new Promise((resolve, reject) => {

@@ -38,7 +38,9 @@ export class KernelProfile {
     const total = rows.reduce((s, [, e]) => s + e.seconds, 0);
     const lines = [`profile ${title}: ${total.toFixed(3)} s in kernels`];
     for (const [k, e] of rows) {
-      lines.push(`  ${k.padEnd(20)} ${e.seconds.toFixed(3).padStart(9)} s ${(total ? (100 * e.seconds) / total : 0).toFixed(1).padStart(5)}% ${String(e.calls).padStart(8)} calls`);
+      lines.push(
+        `  ${k.padEnd(20)} ${e.seconds.toFixed(3).padStart(9)} s ${(total ? (100 * e.seconds) / total : 0).toFixed(1).padStart(5)}% ${String(e.calls).padStart(8)} calls`,
+      );
     }
     return lines.join('\n');
   }

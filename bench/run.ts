@@ -39,8 +39,20 @@ export interface BenchOptions {
 }
 
 export const BENCH_DEFAULTS: Omit<BenchOptions, 'config'> = {
-  dtype: 'fp32', backend: 'auto', comparePytorch: false, compareRunc: false, kinds: BENCH_KINDS, steps: 5, batch: 4, seq: 256,
-  promptLength: 10, adapterLayers: 0, decodeTokens: 128, python: SYSTEM_PYTHON, profile: false, waitIdle: 0,
+  dtype: 'fp32',
+  backend: 'auto',
+  comparePytorch: false,
+  compareRunc: false,
+  kinds: BENCH_KINDS,
+  steps: 5,
+  batch: 4,
+  seq: 256,
+  promptLength: 10,
+  adapterLayers: 0,
+  decodeTokens: 128,
+  python: SYSTEM_PYTHON,
+  profile: false,
+  waitIdle: 0,
 };
 
 export type BenchLine = Record<string, string | number | boolean | null>;
@@ -59,7 +71,8 @@ export async function runBench(o: BenchOptions, emit: (line: BenchLine) => void)
   log(cfg.kind === 'synthetic' ? `generating synthetic "${cfg.name}" weights (${o.dtype})` : `loading ${cfg.path} (${o.dtype})`);
   const prof = o.profile ? new KernelProfile() : undefined;
   const { model, loadSeconds, weightsMb } = buildModel(cfg, dtype, o.backend, o.threads, prof);
-  const c = model.config, be = model.backend;
+  const c = model.config,
+    be = model.backend;
   const L = o.adapterLayers || Math.max(1, c.nLayers - 2);
   check(L <= c.nLayers, `bench: --layers ${L} is more than the model's ${c.nLayers} layers`);
   const base: BenchLine = { config: o.config, backend: be.name, dtype: o.dtype, threads: be.threads };
@@ -69,7 +82,15 @@ export async function runBench(o: BenchOptions, emit: (line: BenchLine) => void)
 
   // Each kind's line is completed (peak fields) after the peak measurement, which runs last so
   // its large buffers never count in a kind's peak RSS.
-  interface Measured { kind: BenchKind; tps: number; flops: number; seconds: number; rss: number; other: number | null; extra: BenchLine }
+  interface Measured {
+    kind: BenchKind;
+    tps: number;
+    flops: number;
+    seconds: number;
+    rss: number;
+    other: number | null;
+    extra: BenchLine;
+  }
   const measured: Measured[] = [];
   const ours = new Map<BenchKind, number>();
   let trainSteps = o.steps; // timed training steps we ran; the PyTorch peer runs as many
@@ -94,21 +115,48 @@ export async function runBench(o: BenchOptions, emit: (line: BenchLine) => void)
   if (run.has('decode')) {
     const { r, other } = await timed('decode', `${o.decodeTokens} tokens`, () => measureDecode(model, o.decodeTokens, o.steps));
     decodeReps = r.reps;
-    done({ kind: 'decode', tps: r.n / r.seconds, flops: decodeFlops(c, r.n), seconds: r.seconds, other, extra: { tokens: r.n, seconds: round(r.seconds), reps: r.reps, adapter: false } });
+    done({
+      kind: 'decode',
+      tps: r.n / r.seconds,
+      flops: decodeFlops(c, r.n),
+      seconds: r.seconds,
+      other,
+      extra: { tokens: r.n, seconds: round(r.seconds), reps: r.reps, adapter: false },
+    });
   }
   if (run.has('prefill')) {
     const { r, other } = await timed('prefill', `${o.seq} tokens`, () => measurePrefill(model, o.seq, o.steps));
-    done({ kind: 'prefill', tps: r.T / r.seconds, flops: prefillFlops(c, r.T), seconds: r.seconds, other, extra: { T: r.T, seconds: round(r.seconds), reps: r.reps, adapter: false } });
+    done({
+      kind: 'prefill',
+      tps: r.T / r.seconds,
+      flops: prefillFlops(c, r.T),
+      seconds: r.seconds,
+      other,
+      extra: { T: r.T, seconds: round(r.seconds), reps: r.reps, adapter: false },
+    });
   }
   if (run.has('train')) {
     const what = `B=${o.batch} T=${o.seq} K=${o.promptLength} L=${L}, at least ${o.steps} steps and 0.5 s after a warm-up`;
-    const { r, other } = await timed('train', what, () => measureTrain(model, { B: o.batch, T: o.seq, K: o.promptLength, L, steps: o.steps, afterWarmup: () => prof?.reset() }));
+    const { r, other } = await timed('train', what, () =>
+      measureTrain(model, { B: o.batch, T: o.seq, K: o.promptLength, L, steps: o.steps, afterWarmup: () => prof?.reset() }),
+    );
     trainSteps = r.steps;
     done({
-      kind: 'train', tps: (o.batch * o.seq) / r.stepSeconds, flops: trainFlops(c, trainShape), seconds: r.stepSeconds, other,
+      kind: 'train',
+      tps: (o.batch * o.seq) / r.stepSeconds,
+      flops: trainFlops(c, trainShape),
+      seconds: r.stepSeconds,
+      other,
       extra: {
-        step_s: round(r.stepSeconds), B: o.batch, T: o.seq, K: o.promptLength, L, steps: r.steps, loss_rows: r.lossRows,
-        adapter_params: r.adapterParams, loss: round(r.loss, 5),
+        step_s: round(r.stepSeconds),
+        B: o.batch,
+        T: o.seq,
+        K: o.promptLength,
+        L,
+        steps: r.steps,
+        loss_rows: r.lossRows,
+        adapter_params: r.adapterParams,
+        loss: round(r.loss, 5),
       },
     });
   }
@@ -118,15 +166,25 @@ export async function runBench(o: BenchOptions, emit: (line: BenchLine) => void)
   const p0 = cpuSnapshot();
   const peak = measurePeak(be, dtype);
   const peakFields: BenchLine = {
-    peak_gflops: round(peak.gflops), peak_kernel: peak.kernel, peak_gflops_fp32_gemm: round(peak.fp32Gemm),
+    peak_gflops: round(peak.gflops),
+    peak_kernel: peak.kernel,
+    peak_gflops_fp32_gemm: round(peak.fp32Gemm),
     peak_other_load_pct: otherLoadPercent(p0, cpuSnapshot()),
   };
   for (const m of measured) {
     const gflops = m.flops / m.seconds / 1e9;
     emit({
-      ...base, kind: m.kind, tokens_per_s: round(m.tps), peak_rss_mb: m.rss, gflops: round(gflops),
-      gflops_ratio: round(gflops / peak.gflops), other_load_pct: m.other, ...m.extra, ...peakFields,
-      weights_mb: round(weightsMb), load_s: round(loadSeconds),
+      ...base,
+      kind: m.kind,
+      tokens_per_s: round(m.tps),
+      peak_rss_mb: m.rss,
+      gflops: round(gflops),
+      gflops_ratio: round(gflops / peak.gflops),
+      other_load_pct: m.other,
+      ...m.extra,
+      ...peakFields,
+      weights_mb: round(weightsMb),
+      load_s: round(loadSeconds),
     });
   }
   if (o.compareRunc && run.has('decode')) {
@@ -150,8 +208,17 @@ export async function runBench(o: BenchOptions, emit: (line: BenchLine) => void)
   const q0 = cpuSnapshot();
   try {
     peer = await runPeer({
-      python: o.python, script, config: peerConfig, threads: be.threads, dtype, steps: trainSteps,
-      B: o.batch, T: o.seq, K: o.promptLength, L, decode,
+      python: o.python,
+      script,
+      config: peerConfig,
+      threads: be.threads,
+      dtype,
+      steps: trainSteps,
+      B: o.batch,
+      T: o.seq,
+      K: o.promptLength,
+      L,
+      decode,
     });
   } catch (e) {
     emit({ ...base, kind: 'compare', peer: 'pytorch', skipped: true, reason: e instanceof Error ? e.message : String(e) });
@@ -169,14 +236,26 @@ export async function runBench(o: BenchOptions, emit: (line: BenchLine) => void)
     const flops = kind === 'train' ? trainFlops(c, trainShape) : decodeFlops(c, decode);
     const gflops = flops / seconds / 1e9;
     emit({
-      ...base, backend: 'pytorch', threads: Number(p.threads), kind, tokens_per_s: round(tps),
-      peak_rss_mb: peer.peakRssMb === null ? null : round(peer.peakRssMb), gflops: round(gflops), gflops_ratio: round(gflops / peak.gflops),
-      other_load_pct: peerOther, ...peerExtra(p), peer: String(p.peer), peer_command: peer.command, peer_wall_s: round(peer.seconds), ...peakFields,
+      ...base,
+      backend: 'pytorch',
+      threads: Number(p.threads),
+      kind,
+      tokens_per_s: round(tps),
+      peak_rss_mb: peer.peakRssMb === null ? null : round(peer.peakRssMb),
+      gflops: round(gflops),
+      gflops_ratio: round(gflops / peak.gflops),
+      other_load_pct: peerOther,
+      ...peerExtra(p),
+      peer: String(p.peer),
+      peer_command: peer.command,
+      peer_wall_s: round(peer.seconds),
+      ...peakFields,
     });
   }
   for (const kind of BENCH_KINDS) {
     if (!run.has(kind)) continue;
-    const a = ours.get(kind), b = theirs.get(kind);
+    const a = ours.get(kind),
+      b = theirs.get(kind);
     if (a === undefined) continue;
     if (b === undefined) {
       emit({ ...base, kind, ratio_vs_pytorch: null, reason: `bench_torch.py has no ${kind} measurement` });
@@ -199,7 +278,13 @@ function peerExtra(p: PeerLine): BenchLine {
 
 /** Decode with the run.c peer on the same model (written as a legacy llama2.c file when needed); one ratio line. */
 function runcComparison(
-  o: BenchOptions, cfg: ResolvedConfig, model: LlamaModel, oursTps: number, oursReps: number, base: BenchLine, log: (msg: string) => void,
+  o: BenchOptions,
+  cfg: ResolvedConfig,
+  model: LlamaModel,
+  oursTps: number,
+  oursReps: number,
+  base: BenchLine,
+  log: (msg: string) => void,
 ): BenchLine {
   const skip = (reason: string): BenchLine => ({ ...base, kind: 'compare', peer: 'run.c', skipped: true, reason });
   if (o.dtype !== 'fp32') return skip('run.c computes in fp32 only');
@@ -231,8 +316,14 @@ function runcComparison(
     }
     const theirs = median(tps);
     return {
-      ...base, kind: 'decode', ratio_vs_runc: round(oursTps / theirs), tokens_per_s: round(oursTps), runc_tokens_per_s: round(theirs),
-      runc_runs: runs, peer: 'run.c', peer_command: command,
+      ...base,
+      kind: 'decode',
+      ratio_vs_runc: round(oursTps / theirs),
+      tokens_per_s: round(oursTps),
+      runc_tokens_per_s: round(theirs),
+      runc_runs: runs,
+      peer: 'run.c',
+      peer_command: command,
     };
   } catch (e) {
     return skip(e instanceof Error ? e.message : String(e));

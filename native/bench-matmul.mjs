@@ -34,16 +34,29 @@ function timeIt(fn, minTime = 0.5) {
 
 const shapes = process.env.SHAPES
   ? JSON.parse(process.env.SHAPES)
-  : [[1024, 1024, 1024], [512, 4096, 4096], [1, 4096, 4096], [4, 4096, 4096], [16, 4096, 4096], [64, 4096, 4096], [1, 32000, 4096]];
+  : [
+      [1024, 1024, 1024],
+      [512, 4096, 4096],
+      [1, 4096, 4096],
+      [4, 4096, 4096],
+      [16, 4096, 4096],
+      [64, 4096, 4096],
+      [1, 32000, 4096],
+    ];
 for (const [M, N, K] of shapes) {
-  const x = rnd(M * K), wf = rnd(N * K), dy = rnd(M * N);
-  const out = new Float32Array(M * N), outb = new Float32Array(M * K);
+  const x = rnd(M * K),
+    wf = rnd(N * K),
+    dy = rnd(M * N);
+  const out = new Float32Array(M * N),
+    outb = new Float32Array(M * K);
   for (const dtype of ['f32', 'bf16']) {
     const w = dtype === 'f32' ? { dtype, rows: N, cols: K, data: wf } : { dtype, rows: N, cols: K, data: toBf16(wf) };
     const f = 2 * M * N * K;
     const [tf, bf] = timeIt(() => be.matmul(out, x, w, M));
     const [tb, bb] = timeIt(() => be.matmulBack(outb, dy, w, M));
     const g = (t) => (f / t / 1e9).toFixed(1);
-    console.log(`${dtype.padEnd(4)} M=${M} N=${N} K=${K}: matmul ${g(tf)} GFLOP/s median, ${g(bf)} best (${(tf * 1e3).toFixed(3)} ms); matmulBack ${g(tb)} median, ${g(bb)} best`);
+    console.log(
+      `${dtype.padEnd(4)} M=${M} N=${N} K=${K}: matmul ${g(tf)} GFLOP/s median, ${g(bf)} best (${(tf * 1e3).toFixed(3)} ms); matmulBack ${g(tb)} median, ${g(bb)} best`,
+    );
   }
 }

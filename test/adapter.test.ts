@@ -23,7 +23,10 @@ function randomize(a: Adapter, seed: number, scale: number): void {
   a.invalidate();
 }
 
-const TOKENS = [[1, 403, 407, 261, 378, 432, 383, 286, 261, 376, 298, 315], [1, 400, 301, 290, 266, 420, 331, 262, 404, 299, 300, 270]];
+const TOKENS = [
+  [1, 403, 407, 261, 378, 432, 383, 286, 261, 376, 298, 315],
+  [1, 400, 301, 290, 266, 420, 331, 262, 404, 299, 300, 270],
+];
 const TARGETS = TOKENS.map((r) => r.map((_, t) => (t >= 4 && t + 1 < r.length ? r[t + 1] : -100)));
 
 for (const backend of backendsUnderTest()) {
@@ -67,7 +70,10 @@ for (const backend of backendsUnderTest()) {
 
     it('gradients cover only the adapted layers and the shapes of the file', () => {
       const a = createAdapter(m, { promptLength: 4, adapterLayers: 2, gate: 'raw-per-layer' });
-      assert.deepEqual([...a.parameters().keys()], ['layers.3.adaption_prompt', 'layers.3.adaption_gate', 'layers.4.adaption_prompt', 'layers.4.adaption_gate']);
+      assert.deepEqual(
+        [...a.parameters().keys()],
+        ['layers.3.adaption_prompt', 'layers.3.adaption_gate', 'layers.4.adaption_prompt', 'layers.4.adaption_gate'],
+      );
       assert.deepEqual(a.shapeOf('layers.3.adaption_prompt'), [4, 64]);
       assert.deepEqual(a.shapeOf('layers.3.adaption_gate'), [1]);
       assert.equal(a.parameterCount, 2 * (4 * 64 + 1));
@@ -108,8 +114,11 @@ for (const backend of backendsUnderTest()) {
       saveAdapter(a, file);
       const f = readSafetensors(file);
       const bad = path.join(tmp, 'fp-bad.safetensors');
-      writeSafetensors(bad, f.names().map((n) => ({ name: n, dtype: 'F32' as const, shape: f.info(n).shape, data: f.tensorF32(n) })),
-        { ...f.metadata, base_fingerprint: '0123456789abcdef' });
+      writeSafetensors(
+        bad,
+        f.names().map((n) => ({ name: n, dtype: 'F32' as const, shape: f.info(n).shape, data: f.tensorF32(n) })),
+        { ...f.metadata, base_fingerprint: '0123456789abcdef' },
+      );
       assert.throws(() => loadAdapter(bad, m), /fp-bad\.safetensors: .*fingerprint 0123456789abcdef.*--force/);
       assert.ok(loadAdapter(bad, m, { force: true }));
     });
@@ -118,10 +127,14 @@ for (const backend of backendsUnderTest()) {
       const a = createAdapter(m, { promptLength: 2, adapterLayers: 1 });
       const meta = { ...readAdapterMeta(a) };
       const shaped = path.join(tmp, 'shape.safetensors');
-      writeSafetensors(shaped, [
-        { name: 'layers.4.adaption_prompt', dtype: 'F32', shape: [3, 64], data: new Float32Array(192) },
-        { name: 'layers.4.adaption_gate', dtype: 'F32', shape: [8], data: new Float32Array(8) },
-      ], meta);
+      writeSafetensors(
+        shaped,
+        [
+          { name: 'layers.4.adaption_prompt', dtype: 'F32', shape: [3, 64], data: new Float32Array(192) },
+          { name: 'layers.4.adaption_gate', dtype: 'F32', shape: [8], data: new Float32Array(8) },
+        ],
+        meta,
+      );
       assert.throws(() => loadAdapter(shaped, m), /shape\.safetensors: tensor "layers\.4\.adaption_prompt" has shape \[3,64\], expected \[2,64\]/);
       const foreign = path.join(tmp, 'foreign.safetensors');
       writeSafetensors(foreign, [{ name: 'lm_head.weight', dtype: 'F32', shape: [1], data: new Float32Array(1) }], meta);
@@ -216,13 +229,30 @@ function readAdapterMeta(a: Adapter): Record<string, string> {
 }
 
 describe('adapter file size', () => {
-  it('the paper\'s 7B setting (K=10, L=30, 32 heads) gives a ~4.9 MB file of 1,229,760 parameters', () => {
+  it("the paper's 7B setting (K=10, L=30, 32 heads) gives a ~4.9 MB file of 1,229,760 parameters", () => {
     const config = {
-      dim: 4096, nLayers: 32, nHeads: 32, nKvHeads: 32, headDim: 128, hiddenDim: 11008, vocabSize: 32000, maxSeqLen: 2048,
-      normEps: 1e-5, ropeTheta: 10000, ropeScaling: null, tiedEmbeddings: false, bosId: 1, eosId: 2,
+      dim: 4096,
+      nLayers: 32,
+      nHeads: 32,
+      nKvHeads: 32,
+      headDim: 128,
+      hiddenDim: 11008,
+      vocabSize: 32000,
+      maxSeqLen: 2048,
+      normEps: 1e-5,
+      ropeTheta: 10000,
+      ropeScaling: null,
+      tiedEmbeddings: false,
+      bosId: 1,
+      eosId: 2,
     };
     // the file needs only the base's shape and fingerprint; the weights are never touched
-    const host = { config, weights: { tokEmbd: null, layers: [], outputNorm: null, output: null }, backend: null, fingerprint: 'llama-7b-shape' } as unknown as Parameters<typeof createAdapter>[0];
+    const host = {
+      config,
+      weights: { tokEmbd: null, layers: [], outputNorm: null, output: null },
+      backend: null,
+      fingerprint: 'llama-7b-shape',
+    } as unknown as Parameters<typeof createAdapter>[0];
     const a = createAdapter(host, { promptLength: 10, adapterLayers: 30 });
     assert.equal(a.parameterCount, 1_229_760);
     const file = path.join(tmp, '7b.safetensors');

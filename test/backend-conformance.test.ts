@@ -56,7 +56,8 @@ function inView<T extends Arr>(src: T): { v: T; intact: () => boolean } {
 /** Normwise closeness: max |a - b| <= rtol * max |b| + atol (inputs are O(1)), NaN exactly where b is NaN. */
 function close(a: ArrayLike<number>, b: ArrayLike<number>, rtol: number, what: string, atol = 1e-6): void {
   assert.equal(a.length, b.length, `${what}: length`);
-  let err = 0, mag = 0;
+  let err = 0,
+    mag = 0;
   for (let i = 0; i < a.length; i++) {
     if (Number.isNaN(b[i]) || Number.isNaN(a[i])) {
       assert.ok(Number.isNaN(a[i]) && Number.isNaN(b[i]), `${what}: NaN mismatch at ${i} (${a[i]} vs ${b[i]})`);
@@ -69,7 +70,8 @@ function close(a: ArrayLike<number>, b: ArrayLike<number>, rtol: number, what: s
 }
 
 function sameBits(a: Float32Array, b: Float32Array, what: string): void {
-  const ua = new Uint32Array(a.buffer, a.byteOffset, a.length), ub = new Uint32Array(b.buffer, b.byteOffset, b.length);
+  const ua = new Uint32Array(a.buffer, a.byteOffset, a.length),
+    ub = new Uint32Array(b.buffer, b.byteOffset, b.length);
   for (let i = 0; i < ua.length; i++) assert.equal(ua[i], ub[i], `${what}: bits differ at ${i}`);
 }
 
@@ -90,10 +92,11 @@ function weightView(w: Matrix): { w: Matrix; intact: () => boolean } {
 
 function ropeTables(maxPos: number, hs: number): { cos: Float32Array; sin: Float32Array } {
   const half = hs / 2;
-  const cos = new Float32Array(maxPos * half), sin = new Float32Array(maxPos * half);
+  const cos = new Float32Array(maxPos * half),
+    sin = new Float32Array(maxPos * half);
   for (let p = 0; p < maxPos; p++)
     for (let i = 0; i < half; i++) {
-      const a = p * Math.pow(10000, (-2 * i) / hs);
+      const a = p * 10000 ** ((-2 * i) / hs);
       cos[p * half + i] = Math.cos(a);
       sin[p * half + i] = Math.sin(a);
     }
@@ -104,7 +107,6 @@ function ropeTables(maxPos: number, hs: number): { cos: Float32Array; sin: Float
 // from the oracle (which accumulates in double) by a few ulps per term.
 const RTOL = 1e-5;
 const RTOL_BF16 = 2e-5; // bf16 weights: activations rounded to bf16 on both sides, exact products, fp32 accumulation
-
 
 // ------------------------------------------------------------------ every backend vs the oracle
 
@@ -117,11 +119,26 @@ for (const id of (Object.keys(backends) as BackendId[]).filter((b) => b !== orac
 
     it('matmul and matmulBack: f32/bf16, decode and prefill shapes, accumulate, views', () => {
       const shapes: [number, number, number][] = [
-        [1, 1, 1], [6, 5, 0], [3, 0, 4], [1, 37, 70], [2, 64, 64], [3, 33, 17], [4, 100, 96], [5, 48, 33], [8, 100, 64], [9, 70, 100],
-        [17, 130, 257], [20, 30, 1100], [31, 13, 40], [32, 40, 48], [64, 256, 512], [100, 96, 200],
+        [1, 1, 1],
+        [6, 5, 0],
+        [3, 0, 4],
+        [1, 37, 70],
+        [2, 64, 64],
+        [3, 33, 17],
+        [4, 100, 96],
+        [5, 48, 33],
+        [8, 100, 64],
+        [9, 70, 100],
+        [17, 130, 257],
+        [20, 30, 1100],
+        [31, 13, 40],
+        [32, 40, 48],
+        [64, 256, 512],
+        [100, 96, 200],
         // AMX edges: depth beyond one packed block (2048) in each direction, a second column block
         // (256), 32x32 output blocks both inside out and straddling its edges
-        [33, 290, 2090], [48, 2090, 70],
+        [33, 290, 2090],
+        [48, 2090, 70],
         // fp32 sgemm split by rows (more rows than weight rows / output columns), ragged last block
         [100, 200, 60],
       ];
@@ -134,7 +151,9 @@ for (const id of (Object.keys(backends) as BackendId[]).filter((b) => b !== orac
             const init = randn(rng, M * N);
             const want = init.slice();
             ts.matmul(want, x, w, M, acc);
-            const wv = weightView(w), xv = inView(x), ov = inView(init);
+            const wv = weightView(w),
+              xv = inView(x),
+              ov = inView(init);
             be.matmul(ov.v, xv.v, wv.w, M, acc);
             close(ov.v, want, dtype === 'f32' ? RTOL : RTOL_BF16, `matmul ${tag}`);
             assert.ok(ov.intact() && xv.intact() && wv.intact(), `matmul ${tag}: wrote outside its views`);
@@ -143,20 +162,29 @@ for (const id of (Object.keys(backends) as BackendId[]).filter((b) => b !== orac
             const initB = randn(rng, M * K);
             const wantB = initB.slice();
             ts.matmulBack(wantB, dy, w, M, acc);
-            const bv = inView(initB), dyv = inView(dy);
+            const bv = inView(initB),
+              dyv = inView(dy);
             be.matmulBack(bv.v, dyv.v, wv.w, M, acc);
             close(bv.v, wantB, dtype === 'f32' ? RTOL : RTOL_BF16, `matmulBack ${tag}`);
             assert.ok(bv.intact() && dyv.intact(), `matmulBack ${tag}: wrote outside its views`);
           }
     });
 
-
     it('rmsnorm (with and without rstd) and rmsnormBack (accumulate on/off)', () => {
-      for (const [rows, dim] of [[1, 8], [3, 64], [7, 100], [64, 1024]]) {
-        const x = randn(rng, rows * dim, 2), w = randn(rng, dim);
-        const want = new Float32Array(rows * dim), rstdW = new Float32Array(rows);
+      for (const [rows, dim] of [
+        [1, 8],
+        [3, 64],
+        [7, 100],
+        [64, 1024],
+      ]) {
+        const x = randn(rng, rows * dim, 2),
+          w = randn(rng, dim);
+        const want = new Float32Array(rows * dim),
+          rstdW = new Float32Array(rows);
         ts.rmsnorm(want, x, w, rows, dim, 1e-5, rstdW);
-        const ov = inView(new Float32Array(rows * dim)), rv = inView(new Float32Array(rows)), xv = inView(x);
+        const ov = inView(new Float32Array(rows * dim)),
+          rv = inView(new Float32Array(rows)),
+          xv = inView(x);
         be.rmsnorm(ov.v, xv.v, w, rows, dim, 1e-5, rv.v);
         close(ov.v, want, RTOL, `rmsnorm ${rows}x${dim}`);
         close(rv.v, rstdW, RTOL, `rmsnorm rstd ${rows}x${dim}`);
@@ -165,7 +193,8 @@ for (const id of (Object.keys(backends) as BackendId[]).filter((b) => b !== orac
         close(o2, want, RTOL, `rmsnorm no rstd ${rows}x${dim}`);
         assert.ok(ov.intact() && rv.intact(), 'rmsnorm wrote outside its views');
         for (const acc of [false, true]) {
-          const dy = randn(rng, rows * dim), init = randn(rng, rows * dim);
+          const dy = randn(rng, rows * dim),
+            init = randn(rng, rows * dim);
           const wantB = init.slice();
           ts.rmsnormBack(wantB, dy, x, w, rstdW, rows, dim, acc);
           const dv = inView(init);
@@ -177,14 +206,20 @@ for (const id of (Object.keys(backends) as BackendId[]).filter((b) => b !== orac
     });
 
     it('rope: forward and inverse, per-row positions, views', () => {
-      for (const [B, T, H, hs] of [[1, 1, 1, 2], [2, 3, 4, 8], [3, 5, 2, 64], [2, 16, 8, 34]]) {
+      for (const [B, T, H, hs] of [
+        [1, 1, 1, 2],
+        [2, 3, 4, 8],
+        [3, 5, 2, 64],
+        [2, 16, 8, 34],
+      ]) {
         const { cos, sin } = ropeTables(64, hs);
         const pos = Int32Array.from({ length: B }, (_, b) => (b * 7) % (64 - T));
         const x = randn(rng, B * T * H * hs);
         for (const inverse of [false, true]) {
           const want = x.slice();
           ts.rope(want, B, T, H, hs, pos, cos, sin, inverse);
-          const xv = inView(x), pv = inView(pos);
+          const xv = inView(x),
+            pv = inView(pos);
           be.rope(xv.v, B, T, H, hs, pv.v, cos, sin, inverse);
           close(xv.v, want, RTOL, `rope B=${B} T=${T} H=${H} hs=${hs} inverse=${inverse}`);
           assert.ok(xv.intact(), 'rope wrote outside x');
@@ -194,24 +229,33 @@ for (const id of (Object.keys(backends) as BackendId[]).filter((b) => b !== orac
 
     it('siluGate, siluGateBack, add (small and threaded sizes, extreme inputs)', () => {
       for (const n of [1, 17, 1000, 70001]) {
-        const a = randn(rng, n, 3), b = randn(rng, n), dy = randn(rng, n);
+        const a = randn(rng, n, 3),
+          b = randn(rng, n),
+          dy = randn(rng, n);
         if (n > 4) {
-          a[0] = 60; a[1] = -60; a[2] = 100; a[3] = -100;
+          a[0] = 60;
+          a[1] = -60;
+          a[2] = 100;
+          a[3] = -100;
         }
         const want = new Float32Array(n);
         ts.siluGate(want, a, b, n);
-        const ov = inView(new Float32Array(n)), av = inView(a);
+        const ov = inView(new Float32Array(n)),
+          av = inView(a);
         be.siluGate(ov.v, av.v, b, n);
         close(ov.v, want, RTOL, `siluGate n=${n}`, 1e-30);
         assert.ok(ov.intact(), 'siluGate wrote outside out');
-        const da = new Float32Array(n), db = new Float32Array(n);
+        const da = new Float32Array(n),
+          db = new Float32Array(n);
         ts.siluGateBack(da, db, dy, a, b, n);
-        const dav = inView(new Float32Array(n)), dbv = inView(new Float32Array(n));
+        const dav = inView(new Float32Array(n)),
+          dbv = inView(new Float32Array(n));
         be.siluGateBack(dav.v, dbv.v, dy, av.v, b, n);
         close(dav.v, da, RTOL, `siluGateBack da n=${n}`);
         close(dbv.v, db, RTOL, `siluGateBack db n=${n}`);
         assert.ok(dav.intact() && dbv.intact(), 'siluGateBack wrote outside its views');
-        const x = randn(rng, n), wantAdd = x.slice();
+        const x = randn(rng, n),
+          wantAdd = x.slice();
         ts.add(wantAdd, b, n);
         const xv = inView(x);
         be.add(xv.v, b, n);
@@ -233,7 +277,8 @@ for (const id of (Object.keys(backends) as BackendId[]).filter((b) => b !== orac
         const got2 = new Uint16Array(n);
         ts.toBf16(got2, x, n);
         assert.deepEqual(got2, want, `ts toBf16 n=${n}`);
-        const back = new Float32Array(n), backTs = new Float32Array(n);
+        const back = new Float32Array(n),
+          backTs = new Float32Array(n);
         be.fromBf16(back, got, n);
         ts.fromBf16(backTs, got, n);
         assert.deepEqual(new Uint32Array(back.buffer), new Uint32Array(backTs.buffer));
@@ -243,12 +288,15 @@ for (const id of (Object.keys(backends) as BackendId[]).filter((b) => b !== orac
 
     it('embed: f32 and bf16 tables, first/last ids, views; bad ids throw', () => {
       for (const dtype of ['f32', 'bf16'] as const) {
-        const vocab = 50, dim = 24;
+        const vocab = 50,
+          dim = 24;
         const table = weight(rng, vocab, dim, dtype);
         const ids = Int32Array.from([0, 49, 3, 3, 17]);
         const want = new Float32Array(ids.length * dim);
         ts.embed(want, table, ids, ids.length);
-        const tv = weightView(table), ov = inView(new Float32Array(ids.length * dim)), iv = inView(ids);
+        const tv = weightView(table),
+          ov = inView(new Float32Array(ids.length * dim)),
+          iv = inView(ids);
         be.embed(ov.v, tv.w, iv.v, ids.length);
         sameBits(ov.v, want, `embed ${dtype}`);
         assert.ok(ov.intact(), 'embed wrote outside out');
@@ -268,11 +316,16 @@ for (const id of (Object.keys(backends) as BackendId[]).filter((b) => b !== orac
       for (const s of attnShapes) {
         const { B, T, S, H, Hkv, hs } = s;
         const pos = Int32Array.from(s.pos);
-        const q = randn(rng, B * T * H * hs), kc = randn(rng, B * S * Hkv * hs), vc = randn(rng, B * S * Hkv * hs);
+        const q = randn(rng, B * T * H * hs),
+          kc = randn(rng, B * S * Hkv * hs),
+          vc = randn(rng, B * S * Hkv * hs);
         const want = new Float32Array(B * T * H * hs);
         ts.attention(want, q, kc, vc, pos, s);
         const ov = inView(new Float32Array(want.length).fill(NaN));
-        const qv = inView(q), kv = inView(kc), vv = inView(vc), posv = inView(pos);
+        const qv = inView(q),
+          kv = inView(kc),
+          vv = inView(vc),
+          posv = inView(pos);
         be.attention(ov.v, qv.v, kv.v, vv.v, posv.v, s);
         const tag = JSON.stringify(s);
         close(ov.v, want, RTOL, `attention out ${tag}`);
@@ -288,22 +341,34 @@ for (const id of (Object.keys(backends) as BackendId[]).filter((b) => b !== orac
         const { B, T, S, H, Hkv, hs } = s;
         const row = S * Hkv * hs;
         const pos = Int32Array.from(s.pos);
-        const q = randn(rng, B * T * H * hs), kc = randn(rng, B * row), vc = randn(rng, B * row);
+        const q = randn(rng, B * T * H * hs),
+          kc = randn(rng, B * row),
+          vc = randn(rng, B * row);
         const want = new Float32Array(B * T * H * hs);
         ts.attention(want, q, kc, vc, pos, s); // identity layout: query row b reads cache row b
         const permuted = Int32Array.from({ length: B }, (_, b) => B - 1 - b); // reversed
         const sparse = Int32Array.from({ length: B }, (_, b) => 3 * b + 2); // rows 2, 5, 8, ... of 3B slots
-        for (const [kind, rows] of [['permuted', permuted], ['sparse', sparse]] as const) {
+        for (const [kind, rows] of [
+          ['permuted', permuted],
+          ['sparse', sparse],
+        ] as const) {
           const nRows = Math.max(...rows) + 1;
           // the same rows moved to slots rows[b]; every other slot holds NaN (must not be read)
-          const kSlots = new Float32Array(nRows * row).fill(NaN), vSlots = new Float32Array(nRows * row).fill(NaN);
+          const kSlots = new Float32Array(nRows * row).fill(NaN),
+            vSlots = new Float32Array(nRows * row).fill(NaN);
           for (let b = 0; b < B; b++) {
             kSlots.set(kc.subarray(b * row, (b + 1) * row), rows[b] * row);
             vSlots.set(vc.subarray(b * row, (b + 1) * row), rows[b] * row);
           }
           const tag = `${kind} ${JSON.stringify(s)}`;
-          for (const [who, k] of [['oracle', ts], [id, be]] as const) {
-            const ov = inView(new Float32Array(want.length).fill(NaN)), kv = inView(kSlots), vv = inView(vSlots), rv = inView(rows);
+          for (const [who, k] of [
+            ['oracle', ts],
+            [id, be],
+          ] as const) {
+            const ov = inView(new Float32Array(want.length).fill(NaN)),
+              kv = inView(kSlots),
+              vv = inView(vSlots),
+              rv = inView(rows);
             k.attention(ov.v, q, kv.v, vv.v, pos, s, rv.v);
             if (who === 'oracle') sameBits(ov.v, want, `${who} attention cacheRows ${tag}`);
             else close(ov.v, want, RTOL, `${who} attention cacheRows ${tag}`);
@@ -316,13 +381,26 @@ for (const id of (Object.keys(backends) as BackendId[]).filter((b) => b !== orac
     it('attentionBack: full causal pass, MHA / GQA 2 / GQA 4 / MQA, B > 1', () => {
       // T 65 and 130: the native backward's causal query blocks (64 rows): one full block plus a
       // row, and a partial last block
-      for (const [B, T, H, Hkv, hs] of [[1, 1, 2, 2, 8], [2, 7, 4, 2, 16], [2, 9, 8, 2, 12], [1, 20, 4, 1, 32], [3, 5, 4, 4, 64], [1, 65, 2, 1, 8], [2, 130, 4, 2, 16]]) {
+      for (const [B, T, H, Hkv, hs] of [
+        [1, 1, 2, 2, 8],
+        [2, 7, 4, 2, 16],
+        [2, 9, 8, 2, 12],
+        [1, 20, 4, 1, 32],
+        [3, 5, 4, 4, 64],
+        [1, 65, 2, 1, 8],
+        [2, 130, 4, 2, 16],
+      ]) {
         const s: AttnShape = { B, T, S: T, H, Hkv, hs };
-        const q = randn(rng, B * T * H * hs), k = randn(rng, B * T * Hkv * hs), v = randn(rng, B * T * Hkv * hs);
+        const q = randn(rng, B * T * H * hs),
+          k = randn(rng, B * T * Hkv * hs),
+          v = randn(rng, B * T * Hkv * hs);
         const dout = randn(rng, q.length);
-        const dqW = new Float32Array(q.length), dkW = new Float32Array(k.length), dvW = new Float32Array(v.length);
+        const dqW = new Float32Array(q.length),
+          dkW = new Float32Array(k.length),
+          dvW = new Float32Array(v.length);
         ts.attentionBack(dqW, dkW, dvW, dout, q, k, v, s);
-        const dq = inView(new Float32Array(q.length).fill(NaN)), dk = inView(new Float32Array(k.length).fill(NaN));
+        const dq = inView(new Float32Array(q.length).fill(NaN)),
+          dk = inView(new Float32Array(k.length).fill(NaN));
         const dv = inView(new Float32Array(v.length).fill(NaN));
         be.attentionBack(dq.v, dk.v, dv.v, inView(dout).v, inView(q).v, inView(k).v, inView(v).v, s);
         const tag = JSON.stringify(s);
@@ -343,16 +421,20 @@ for (const id of (Object.keys(backends) as BackendId[]).filter((b) => b !== orac
     it('promptAttention: K = 1 and 10, GQA, probs; zero-gate heads untouched bit for bit', () => {
       for (const s of promptShapes) {
         const { B, T, K, H, Hkv, hs } = s;
-        const q = randn(rng, B * T * H * hs), pk = randn(rng, K * Hkv * hs), pv = randn(rng, K * Hkv * hs);
+        const q = randn(rng, B * T * H * hs),
+          pk = randn(rng, K * Hkv * hs),
+          pv = randn(rng, K * Hkv * hs);
         const gate = randn(rng, H, 0.5);
         gate[H - 1] = 0; // a zero-init head
         if (H > 2) gate[0] = -0;
         const init = randn(rng, B * T * H * hs);
         init[(H - 1) * hs] = -0; // signed zero and NaN in a zero-gate head survive untouched
         init[(H - 1) * hs + 1] = NaN;
-        const want = init.slice(), probsW = new Float32Array(B * H * T * K);
+        const want = init.slice(),
+          probsW = new Float32Array(B * H * T * K);
         ts.promptAttention(want, q, pk, pv, gate, s, probsW);
-        const ov = inView(init), pr = inView(new Float32Array(probsW.length));
+        const ov = inView(init),
+          pr = inView(new Float32Array(probsW.length));
         be.promptAttention(ov.v, inView(q).v, inView(pk).v, inView(pv).v, inView(gate).v, s, pr.v);
         const tag = JSON.stringify(s);
         close(ov.v, want, RTOL, `promptAttention out ${tag}`);
@@ -375,18 +457,41 @@ for (const id of (Object.keys(backends) as BackendId[]).filter((b) => b !== orac
       for (const s of promptShapes)
         for (const withDq of [true, false]) {
           const { B, T, K, H, Hkv, hs } = s;
-          const q = randn(rng, B * T * H * hs), pk = randn(rng, K * Hkv * hs), pv = randn(rng, K * Hkv * hs);
+          const q = randn(rng, B * T * H * hs),
+            pk = randn(rng, K * Hkv * hs),
+            pv = randn(rng, K * Hkv * hs);
           const gate = randn(rng, H, 0.5);
           gate[0] = 0;
-          const out = new Float32Array(q.length), probs = new Float32Array(B * H * T * K);
+          const out = new Float32Array(q.length),
+            probs = new Float32Array(B * H * T * K);
           ts.promptAttention(out, q, pk, pv, gate, s, probs);
           const dout = randn(rng, q.length);
-          const dq0 = randn(rng, q.length), dpk0 = randn(rng, pk.length), dpv0 = randn(rng, pv.length), dg0 = randn(rng, H);
-          const dqW = withDq ? dq0.slice() : null, dpkW = dpk0.slice(), dpvW = dpv0.slice(), dgW = dg0.slice();
+          const dq0 = randn(rng, q.length),
+            dpk0 = randn(rng, pk.length),
+            dpv0 = randn(rng, pv.length),
+            dg0 = randn(rng, H);
+          const dqW = withDq ? dq0.slice() : null,
+            dpkW = dpk0.slice(),
+            dpvW = dpv0.slice(),
+            dgW = dg0.slice();
           ts.promptAttentionBack(dqW, dpkW, dpvW, dgW, dout, q, pk, pv, gate, probs, s);
-          const dq = inView(dq0), dpk = inView(dpk0), dpv = inView(dpv0), dg = inView(dg0);
-          be.promptAttentionBack(withDq ? dq.v : null, dpk.v, dpv.v, dg.v, inView(dout).v, inView(q).v, inView(pk).v, inView(pv).v,
-            inView(gate).v, inView(probs).v, s);
+          const dq = inView(dq0),
+            dpk = inView(dpk0),
+            dpv = inView(dpv0),
+            dg = inView(dg0);
+          be.promptAttentionBack(
+            withDq ? dq.v : null,
+            dpk.v,
+            dpv.v,
+            dg.v,
+            inView(dout).v,
+            inView(q).v,
+            inView(pk).v,
+            inView(pv).v,
+            inView(gate).v,
+            inView(probs).v,
+            s,
+          );
           const tag = `${JSON.stringify(s)} dq=${withDq}`;
           if (dqW) close(dq.v, dqW, RTOL, `promptAttentionBack dq ${tag}`);
           else sameBits(dq.v, dq0, 'dq untouched when null is passed');
@@ -398,13 +503,19 @@ for (const id of (Object.keys(backends) as BackendId[]).filter((b) => b !== orac
     });
 
     it('crossEntropy: ignored rows, separate and aliased dlogits, scale, threaded sizes', () => {
-      for (const [rows, V] of [[1, 2], [5, 37], [64, 1000], [3, 32000]]) {
+      for (const [rows, V] of [
+        [1, 2],
+        [5, 37],
+        [64, 1000],
+        [3, 32000],
+      ]) {
         const logits = randn(rng, rows * V, 3);
         const targets = Int32Array.from({ length: rows }, (_, r) => (r === 1 ? -1 : (r * 7919) % V));
         const scale = 0.5;
         const dW = new Float32Array(rows * V);
         const lossW = ts.crossEntropy(logits, targets, rows, V, dW, scale);
-        const lv = inView(logits), dv = inView(new Float32Array(rows * V).fill(NaN));
+        const lv = inView(logits),
+          dv = inView(new Float32Array(rows * V).fill(NaN));
         const loss = be.crossEntropy(lv.v, inView(targets).v, rows, V, dv.v, scale);
         assert.ok(Math.abs(loss - lossW) <= 1e-5 * Math.max(1, Math.abs(lossW)), `crossEntropy loss ${rows}x${V}: ${loss} vs ${lossW}`);
         close(dv.v, dW, RTOL, `crossEntropy dlogits ${rows}x${V}`);
@@ -420,30 +531,45 @@ for (const id of (Object.keys(backends) as BackendId[]).filter((b) => b !== orac
 
     it('adamw: steps 1 and 10, weight decay on/off, threaded sizes', () => {
       for (const n of [1, 1000, 70001])
-        for (const [step, wd] of [[1, 0], [10, 0.1]]) {
-          const p = randn(rng, n), g = randn(rng, n, 0.1), m = randn(rng, n, 0.01), v = new Float32Array(n);
+        for (const [step, wd] of [
+          [1, 0],
+          [10, 0.1],
+        ]) {
+          const p = randn(rng, n),
+            g = randn(rng, n, 0.1),
+            m = randn(rng, n, 0.01),
+            v = new Float32Array(n);
           for (let i = 0; i < n; i++) v[i] = Math.abs(rng.normal()) * 1e-3;
           const o = { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: wd, step };
           const [pW, mW, vW] = [p.slice(), m.slice(), v.slice()];
           ts.adamw(pW, g, mW, vW, n, o);
-          const pv = inView(p), mv = inView(m), vv = inView(v);
+          const pv = inView(p),
+            mv = inView(m),
+            vv = inView(v);
           be.adamw(pv.v, inView(g).v, mv.v, vv.v, n, o);
           close(pv.v, pW, RTOL, `adamw p n=${n} step=${step}`);
           close(mv.v, mW, RTOL, `adamw m n=${n} step=${step}`);
           close(vv.v, vW, RTOL, `adamw v n=${n} step=${step}`);
           // The update itself (p - p0) must match too, not just p.
-          const dN = pv.v.map((x, i) => x - p[i]), dW = pW.map((x, i) => x - p[i]);
+          const dN = pv.v.map((x, i) => x - p[i]),
+            dW = pW.map((x, i) => x - p[i]);
           close(dN, dW, 1e-4, `adamw update n=${n} step=${step}`);
           assert.ok(pv.intact() && mv.intact() && vv.intact(), 'adamw wrote outside its views');
         }
     });
 
     it('is deterministic for a fixed thread count and agrees across thread counts', () => {
-      const one = load(1), three = load(3);
-      const M = 96, N = 200, K = 320;
+      const one = load(1),
+        three = load(3);
+      const M = 96,
+        N = 200,
+        K = 320;
       for (const dtype of ['f32', 'bf16'] as const) {
-        const w = weight(rng, N, K, dtype), x = randn(rng, M * K);
-        const a = new Float32Array(M * N), b = new Float32Array(M * N), c = new Float32Array(M * N);
+        const w = weight(rng, N, K, dtype),
+          x = randn(rng, M * K);
+        const a = new Float32Array(M * N),
+          b = new Float32Array(M * N),
+          c = new Float32Array(M * N);
         be.matmul(a, x, w, M);
         be.matmul(b, x, w, M);
         sameBits(a, b, `matmul ${dtype} repeat`);
@@ -451,20 +577,28 @@ for (const id of (Object.keys(backends) as BackendId[]).filter((b) => b !== orac
         close(c, a, dtype === 'f32' ? RTOL : RTOL_BF16, `matmul ${dtype} 1 vs 2 threads`);
       }
       const s: AttnShape = { B: 2, T: 24, S: 24, H: 8, Hkv: 2, hs: 32 };
-      const q = randn(rng, 2 * 24 * 8 * 32), k = randn(rng, 2 * 24 * 2 * 32), v = randn(rng, k.length);
+      const q = randn(rng, 2 * 24 * 8 * 32),
+        k = randn(rng, 2 * 24 * 2 * 32),
+        v = randn(rng, k.length);
       const dout = randn(rng, q.length);
       const run = (b: Backend) => {
-        const dq = new Float32Array(q.length), dk = new Float32Array(k.length), dv = new Float32Array(v.length);
+        const dq = new Float32Array(q.length),
+          dk = new Float32Array(k.length),
+          dv = new Float32Array(v.length);
         b.attentionBack(dq, dk, dv, dout, q, k, v, s);
         return [dq, dk, dv];
       };
-      const r2a = run(be), r2b = run(be), r1 = run(one), r3 = run(three);
+      const r2a = run(be),
+        r2b = run(be),
+        r1 = run(one),
+        r3 = run(three);
       for (let i = 0; i < 3; i++) {
         sameBits(r2a[i], r2b[i], `attentionBack repeat ${i}`);
         sameBits(r1[i], r2a[i], `attentionBack 1 vs 2 threads ${i}`); // partitioned by output rows: same bits
         sameBits(r3[i], r2a[i], `attentionBack 3 vs 2 threads ${i}`);
       }
-      const logits = randn(rng, 64 * 500), targets = Int32Array.from({ length: 64 }, (_, i) => i * 7);
+      const logits = randn(rng, 64 * 500),
+        targets = Int32Array.from({ length: 64 }, (_, i) => i * 7);
       assert.equal(be.crossEntropy(logits, targets, 64, 500, null, 1), one.crossEntropy(logits, targets, 64, 500, null, 1), 'crossEntropy 1 vs 2 threads');
     });
 
@@ -474,7 +608,9 @@ for (const id of (Object.keys(backends) as BackendId[]).filter((b) => b !== orac
       assert.throws(() => be.matmul(new Float32Array(8), new Float32Array(7), w, 1), RangeError);
       assert.throws(() => be.matmul(new Float32Array(8), new Float32Array(8), { ...w, data: new Float32Array(63) }, 1), RangeError);
       const s: AttnShape = { B: 1, T: 2, S: 4, H: 2, Hkv: 1, hs: 4 };
-      const q = new Float32Array(16), kv = new Float32Array(16), out = new Float32Array(16);
+      const q = new Float32Array(16),
+        kv = new Float32Array(16),
+        out = new Float32Array(16);
       assert.throws(() => be.attention(out, q, kv, kv, Int32Array.from([3]), s), RangeError); // pos + T > S
       assert.throws(() => be.attention(out, q, kv, kv, Int32Array.from([0]), { ...s, Hkv: 3 }), RangeError);
       // cacheRows: a row beyond the caches (2 rows of S * Hkv * hs = 16 needed, 16 given for 1), a negative row
@@ -515,19 +651,28 @@ describe('native feature paths match the TypeScript oracle', { skip: skipNative 
 
   it('bf16 matmul on every GEMM engine the CPU has (AMX, AVX512_BF16, widening) matches, accumulate on/off', () => {
     // M not a multiple of 8 or 16, N not a multiple of 32, depth beyond one packed block (2048)
-    const shapes: [number, number, number][] = [[9, 70, 100], [20, 30, 1100], [64, 300, 256], [33, 40, 1000], [21, 45, 2090]];
+    const shapes: [number, number, number][] = [
+      [9, 70, 100],
+      [20, 30, 1100],
+      [64, 300, 256],
+      [33, 40, 1000],
+      [21, 45, 2090],
+    ];
     for (const e of engines())
       withEngine(e, () => {
         for (const [M, N, K] of shapes)
           for (const acc of [false, true]) {
             const tag = `${e.name} ${M}x${N}x${K} acc=${acc}`;
             const w = weight(rng, N, K, 'bf16');
-            const x = randn(rng, M * K), dy = randn(rng, M * N);
-            const want = randn(rng, M * N), got = want.slice();
+            const x = randn(rng, M * K),
+              dy = randn(rng, M * N);
+            const want = randn(rng, M * N),
+              got = want.slice();
             ts.matmul(want, x, w, M, acc);
             native.matmul(got, x, w, M, acc);
             close(got, want, RTOL_BF16, `matmul bf16 ${tag}`);
-            const wantB = randn(rng, M * K), gotB = wantB.slice();
+            const wantB = randn(rng, M * K),
+              gotB = wantB.slice();
             ts.matmulBack(wantB, dy, w, M, acc);
             native.matmulBack(gotB, dy, w, M, acc);
             close(gotB, wantB, RTOL_BF16, `matmulBack bf16 ${tag}`);
@@ -540,14 +685,23 @@ describe('native feature paths match the TypeScript oracle', { skip: skipNative 
     try {
       for (const e of engines())
         withEngine(e, () => {
-          for (const [M, N, K] of [[1, 37, 70], [9, 70, 100], [20, 30, 1100], [64, 300, 256]] as [number, number, number][]) {
-            const w = weight(rng, N, K, 'bf16'), wf: Matrix = { dtype: 'f32', rows: N, cols: K, data: matrixToF32(w) };
-            const x = randn(rng, M * K), dy = randn(rng, M * N);
-            const want = new Float32Array(M * N), got = new Float32Array(M * N);
+          for (const [M, N, K] of [
+            [1, 37, 70],
+            [9, 70, 100],
+            [20, 30, 1100],
+            [64, 300, 256],
+          ] as [number, number, number][]) {
+            const w = weight(rng, N, K, 'bf16'),
+              wf: Matrix = { dtype: 'f32', rows: N, cols: K, data: matrixToF32(w) };
+            const x = randn(rng, M * K),
+              dy = randn(rng, M * N);
+            const want = new Float32Array(M * N),
+              got = new Float32Array(M * N);
             ts.matmul(want, x, wf, M);
             native.matmul(got, x, w, M);
             close(got, want, RTOL_BF16, `bf16Split matmul ${e.name} ${M}x${N}x${K}`);
-            const wantB = new Float32Array(M * K), gotB = new Float32Array(M * K);
+            const wantB = new Float32Array(M * K),
+              gotB = new Float32Array(M * K);
             ts.matmulBack(wantB, dy, wf, M);
             native.matmulBack(gotB, dy, w, M);
             close(gotB, wantB, RTOL_BF16, `bf16Split matmulBack ${e.name} ${M}x${N}x${K}`);
@@ -561,8 +715,11 @@ describe('native feature paths match the TypeScript oracle', { skip: skipNative 
   const dotKernel = nativeInfo()?.avx512 ? false : 'the AVX-512 dot-product kernel is not built (OpenBLAS serves every M)';
   it('matmul of a few rows (decode batches) does not depend on how many rows are in the batch', { skip: dotKernel }, () => {
     for (const dtype of ['f32', 'bf16'] as const) {
-      const N = 70, K = 600, M = 15; // the dot-product kernel's range (AMX takes over at 16 rows)
-      const w = weight(rng, N, K, dtype), x = randn(rng, M * K);
+      const N = 70,
+        K = 600,
+        M = 15; // the dot-product kernel's range (AMX takes over at 16 rows)
+      const w = weight(rng, N, K, dtype),
+        x = randn(rng, M * K);
       const all = new Float32Array(M * N);
       native.matmul(all, x, w, M);
       for (const m of [1, 2, 3, 5, 8, 15]) {
@@ -581,9 +738,13 @@ describe('native feature paths match the TypeScript oracle', { skip: skipNative 
     setNativeFeature('batchInvariant', true);
     try {
       for (const dtype of ['f32', 'bf16'] as const) {
-        const N = 40, K = 1100, M = 50; // several KC pieces and a ragged tail, M beyond the dot range
-        const w = weight(rng, N, K, dtype), x = randn(rng, M * K);
-        const all = new Float32Array(M * N), want = new Float32Array(M * N);
+        const N = 40,
+          K = 1100,
+          M = 50; // several KC pieces and a ragged tail, M beyond the dot range
+        const w = weight(rng, N, K, dtype),
+          x = randn(rng, M * K);
+        const all = new Float32Array(M * N),
+          want = new Float32Array(M * N);
         native.matmul(all, x, w, M);
         ts.matmul(want, x, w, M);
         close(all, want, RTOL, `batchInvariant matmul ${dtype}`);
@@ -599,8 +760,21 @@ describe('native feature paths match the TypeScript oracle', { skip: skipNative 
   });
 
   // gemm is native-only (bench's GEMM peak), so its reference is the textbook triple loop here.
-  const refGemm = (tA: boolean, tB: boolean, M: number, N: number, K: number, alpha: number, A: Float32Array, lda: number, B: Float32Array, ldb: number,
-    beta: number, C: Float32Array, ldc: number): void => {
+  const refGemm = (
+    tA: boolean,
+    tB: boolean,
+    M: number,
+    N: number,
+    K: number,
+    alpha: number,
+    A: Float32Array,
+    lda: number,
+    B: Float32Array,
+    ldb: number,
+    beta: number,
+    C: Float32Array,
+    ldc: number,
+  ): void => {
     for (let i = 0; i < M; i++)
       for (let j = 0; j < N; j++) {
         let s = 0;
@@ -610,17 +784,32 @@ describe('native feature paths match the TypeScript oracle', { skip: skipNative 
   };
 
   it('gemm: all transposes, alpha/beta, leading dims, beta = 0 ignores NaN in C', () => {
-    for (const [M, N, K] of [[1, 1, 1], [4, 3, 0], [3, 5, 7], [17, 33, 20], [64, 80, 96]] as [number, number, number][])
+    for (const [M, N, K] of [
+      [1, 1, 1],
+      [4, 3, 0],
+      [3, 5, 7],
+      [17, 33, 20],
+      [64, 80, 96],
+    ] as [number, number, number][])
       for (const tA of [false, true])
         for (const tB of [false, true])
-          for (const [alpha, beta] of [[1, 0], [0.5, 1], [-1.5, 0.25]]) {
-            const lda = (tA ? M : K) + 2, ldb = (tB ? K : N) + 1, ldc = N + 3;
-            const A = randn(rng, (tA ? K : M) * lda), B = randn(rng, (tB ? N : K) * ldb);
+          for (const [alpha, beta] of [
+            [1, 0],
+            [0.5, 1],
+            [-1.5, 0.25],
+          ]) {
+            const lda = (tA ? M : K) + 2,
+              ldb = (tB ? K : N) + 1,
+              ldc = N + 3;
+            const A = randn(rng, (tA ? K : M) * lda),
+              B = randn(rng, (tB ? N : K) * ldb);
             const C0 = randn(rng, M * ldc);
             if (beta === 0) C0.fill(NaN);
             const want = C0.slice();
             refGemm(tA, tB, M, N, K, alpha, A, lda, B, ldb, beta, want, ldc);
-            const av = inView(A), bv = inView(B), cv = inView(C0);
+            const av = inView(A),
+              bv = inView(B),
+              cv = inView(C0);
             native.gemm(tA, tB, M, N, K, alpha, av.v, lda, bv.v, ldb, beta, cv.v, ldc);
             // Padding columns of C (j >= N) are not part of C: both leave them as they were.
             close(cv.v, want, RTOL, `gemm ${M}x${N}x${K} tA=${tA} tB=${tB} alpha=${alpha} beta=${beta}`);
@@ -634,14 +823,17 @@ describe('native feature paths match the TypeScript oracle', { skip: skipNative 
 /** Central differences of f at the float32 entries of `x` (all, or `sample` random ones). */
 function fdCheck(what: string, x: Float32Array, f: () => number, analytic: Float32Array, rng: Rng, sample = 0, eps = 1e-3): void {
   const idx = sample > 0 && sample < x.length ? Array.from({ length: sample }, () => rng.int(x.length)) : Array.from(x.keys());
-  let err = 0, mag = 0;
+  let err = 0,
+    mag = 0;
   for (let i = 0; i < analytic.length; i++) mag = Math.max(mag, Math.abs(analytic[i]));
   for (const i of idx) {
     const x0 = x[i];
     x[i] = x0 + eps;
-    const hiX = x[i], fp = f();
+    const hiX = x[i],
+      fp = f();
     x[i] = x0 - eps;
-    const loX = x[i], fm = f();
+    const loX = x[i],
+      fm = f();
     x[i] = x0;
     const fd = (fp - fm) / (hiX - loX);
     err = Math.max(err, Math.abs(fd - analytic[i]));
@@ -661,8 +853,12 @@ describe('TypeScript backward kernels match finite differences', () => {
   const be = ts;
 
   it('matmulBack is the gradient of matmul (f32 weights)', () => {
-    const M = 3, N = 5, K = 7;
-    const w = weight(rng, N, K, 'f32'), x = randn(rng, M * K), r = randn(rng, M * N);
+    const M = 3,
+      N = 5,
+      K = 7;
+    const w = weight(rng, N, K, 'f32'),
+      x = randn(rng, M * K),
+      r = randn(rng, M * N);
     const out = new Float32Array(M * N);
     const f = () => (be.matmul(out, x, w, M), dotD(out, r));
     const dx = new Float32Array(M * K);
@@ -673,17 +869,24 @@ describe('TypeScript backward kernels match finite differences', () => {
   it('bf16 weights: matmulBack is the adjoint of matmul on bf16 inputs, and inputs are rounded to bf16', () => {
     // Products with bf16 weights round the activations to bf16, a step function (no finite
     // differences); on bf16-representable x and dy both are exact products, so <x W^T, r> = <x, r W>.
-    const M = 3, N = 5, K = 7;
-    const w = weight(rng, N, K, 'bf16'), x = randn(rng, M * K), r = randn(rng, M * N);
+    const M = 3,
+      N = 5,
+      K = 7;
+    const w = weight(rng, N, K, 'bf16'),
+      x = randn(rng, M * K),
+      r = randn(rng, M * N);
     roundBf16(x, x);
     roundBf16(r, r);
-    const out = new Float32Array(M * N), dx = new Float32Array(M * K);
+    const out = new Float32Array(M * N),
+      dx = new Float32Array(M * K);
     be.matmul(out, x, w, M);
     be.matmulBack(dx, r, w, M);
-    const lhs = dotD(out, r), rhs = dotD(x, dx);
+    const lhs = dotD(out, r),
+      rhs = dotD(x, dx);
     assert.ok(Math.abs(lhs - rhs) <= 1e-5 * Math.abs(lhs), `adjoint: ${lhs} vs ${rhs}`);
     // an input off the bf16 grid gives the same result as its rounding
-    const xOff = x.map((v) => v * (1 + 2 ** -12)), out2 = new Float32Array(M * N);
+    const xOff = x.map((v) => v * (1 + 2 ** -12)),
+      out2 = new Float32Array(M * N);
     be.matmul(out2, xOff, w, M);
     const xr = xOff.slice();
     roundBf16(xr, xOff);
@@ -693,9 +896,13 @@ describe('TypeScript backward kernels match finite differences', () => {
   });
 
   it('rmsnormBack is the gradient of rmsnorm', () => {
-    const rows = 3, dim = 8;
-    const x = randn(rng, rows * dim), w = randn(rng, dim), r = randn(rng, rows * dim);
-    const out = new Float32Array(rows * dim), rstd = new Float32Array(rows);
+    const rows = 3,
+      dim = 8;
+    const x = randn(rng, rows * dim),
+      w = randn(rng, dim),
+      r = randn(rng, rows * dim);
+    const out = new Float32Array(rows * dim),
+      rstd = new Float32Array(rows);
     const f = () => (be.rmsnorm(out, x, w, rows, dim, 1e-5, rstd), dotD(out, r));
     f();
     const dx = new Float32Array(rows * dim);
@@ -704,10 +911,14 @@ describe('TypeScript backward kernels match finite differences', () => {
   });
 
   it('rope inverse is the gradient of rope', () => {
-    const B = 2, T = 3, H = 2, hs = 8;
+    const B = 2,
+      T = 3,
+      H = 2,
+      hs = 8;
     const { cos, sin } = ropeTables(16, hs);
     const pos = Int32Array.from([0, 5]);
-    const x = randn(rng, B * T * H * hs), r = randn(rng, x.length);
+    const x = randn(rng, B * T * H * hs),
+      r = randn(rng, x.length);
     const f = () => {
       const y = x.slice();
       be.rope(y, B, T, H, hs, pos, cos, sin, false);
@@ -720,22 +931,35 @@ describe('TypeScript backward kernels match finite differences', () => {
 
   it('siluGateBack is the gradient of siluGate', () => {
     const n = 20;
-    const a = randn(rng, n, 2), b = randn(rng, n), r = randn(rng, n), out = new Float32Array(n);
+    const a = randn(rng, n, 2),
+      b = randn(rng, n),
+      r = randn(rng, n),
+      out = new Float32Array(n);
     const f = () => (be.siluGate(out, a, b, n), dotD(out, r));
-    const da = new Float32Array(n), db = new Float32Array(n);
+    const da = new Float32Array(n),
+      db = new Float32Array(n);
     be.siluGateBack(da, db, r, a, b, n);
     fdCheck('siluGateBack da', a, f, da, rng);
     fdCheck('siluGateBack db', b, f, db, rng);
   });
 
   it('attentionBack is the gradient of attention (MHA and GQA)', () => {
-    for (const [B, T, H, Hkv, hs] of [[1, 4, 2, 2, 4], [2, 3, 4, 2, 4], [1, 5, 4, 1, 6]]) {
+    for (const [B, T, H, Hkv, hs] of [
+      [1, 4, 2, 2, 4],
+      [2, 3, 4, 2, 4],
+      [1, 5, 4, 1, 6],
+    ]) {
       const s: AttnShape = { B, T, S: T, H, Hkv, hs };
       const pos = new Int32Array(B);
-      const q = randn(rng, B * T * H * hs), k = randn(rng, B * T * Hkv * hs), v = randn(rng, k.length), r = randn(rng, q.length);
+      const q = randn(rng, B * T * H * hs),
+        k = randn(rng, B * T * Hkv * hs),
+        v = randn(rng, k.length),
+        r = randn(rng, q.length);
       const out = new Float32Array(q.length);
       const f = () => (be.attention(out, q, k, v, pos, s), dotD(out, r));
-      const dq = new Float32Array(q.length), dk = new Float32Array(k.length), dv = new Float32Array(v.length);
+      const dq = new Float32Array(q.length),
+        dk = new Float32Array(k.length),
+        dv = new Float32Array(v.length);
       be.attentionBack(dq, dk, dv, r, q, k, v, s);
       const tag = JSON.stringify(s);
       fdCheck(`attentionBack dq ${tag}`, q, f, dq, rng);
@@ -751,13 +975,20 @@ describe('TypeScript backward kernels match finite differences', () => {
       { B: 1, T: 2, K: 10, H: 2, Hkv: 1, hs: 4 },
     ] as PromptShape[]) {
       const { B, T, K, H, Hkv, hs } = s;
-      const q = randn(rng, B * T * H * hs), pk = randn(rng, K * Hkv * hs), pv = randn(rng, pk.length), r = randn(rng, q.length);
+      const q = randn(rng, B * T * H * hs),
+        pk = randn(rng, K * Hkv * hs),
+        pv = randn(rng, pk.length),
+        r = randn(rng, q.length);
       const gate = randn(rng, H, 0.7);
-      const out = new Float32Array(q.length), probs = new Float32Array(B * H * T * K);
+      const out = new Float32Array(q.length),
+        probs = new Float32Array(B * H * T * K);
       const f = () => (out.fill(0), be.promptAttention(out, q, pk, pv, gate, s), dotD(out, r));
       out.fill(0);
       be.promptAttention(out, q, pk, pv, gate, s, probs);
-      const dq = new Float32Array(q.length), dpk = new Float32Array(pk.length), dpv = new Float32Array(pv.length), dg = new Float32Array(H);
+      const dq = new Float32Array(q.length),
+        dpk = new Float32Array(pk.length),
+        dpv = new Float32Array(pv.length),
+        dg = new Float32Array(H);
       be.promptAttentionBack(dq, dpk, dpv, dg, r, q, pk, pv, gate, probs, s);
       const tag = JSON.stringify(s);
       fdCheck(`promptAttentionBack dq ${tag}`, q, f, dq, rng);
@@ -768,8 +999,11 @@ describe('TypeScript backward kernels match finite differences', () => {
   });
 
   it('crossEntropy dlogits is scale x the gradient of the summed loss', () => {
-    const rows = 4, V = 9, scale = 0.25;
-    const logits = randn(rng, rows * V, 2), targets = Int32Array.from([3, -1, 0, 8]);
+    const rows = 4,
+      V = 9,
+      scale = 0.25;
+    const logits = randn(rng, rows * V, 2),
+      targets = Int32Array.from([3, -1, 0, 8]);
     const d = new Float32Array(rows * V);
     be.crossEntropy(logits, targets, rows, V, d, scale);
     for (let i = 0; i < V; i++) assert.equal(d[V + i], 0, 'ignored row gets zero gradient');
@@ -778,12 +1012,17 @@ describe('TypeScript backward kernels match finite differences', () => {
   });
 
   it('adamw matches the textbook update (bias-corrected, decoupled weight decay)', () => {
-    const n = 5, o = { lr: 0.01, beta1: 0.9, beta2: 0.99, eps: 1e-8, weightDecay: 0.1, step: 3 };
-    const p = randn(rng, n), g = randn(rng, n), m = randn(rng, n, 0.1), v = randn(rng, n, 0.1).map(Math.abs);
+    const n = 5,
+      o = { lr: 0.01, beta1: 0.9, beta2: 0.99, eps: 1e-8, weightDecay: 0.1, step: 3 };
+    const p = randn(rng, n),
+      g = randn(rng, n),
+      m = randn(rng, n, 0.1),
+      v = randn(rng, n, 0.1).map(Math.abs);
     const [p1, m1, v1] = [p.slice(), m.slice(), v.slice()];
     be.adamw(p1, g, m1, v1, n, o);
     for (let i = 0; i < n; i++) {
-      const mi = 0.9 * m[i] + 0.1 * g[i], vi = 0.99 * v[i] + 0.01 * g[i] * g[i];
+      const mi = 0.9 * m[i] + 0.1 * g[i],
+        vi = 0.99 * v[i] + 0.01 * g[i] * g[i];
       const upd = mi / (1 - 0.9 ** 3) / (Math.sqrt(vi / (1 - 0.99 ** 3)) + 1e-8);
       const pi = p[i] - 0.01 * (upd + 0.1 * p[i]);
       assert.ok(Math.abs(p1[i] - pi) <= 1e-6 * Math.max(1, Math.abs(pi)), `adamw p[${i}] ${p1[i]} vs ${pi}`);

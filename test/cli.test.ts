@@ -57,8 +57,10 @@ describe('cli generate', () => {
   });
 
   it('tokenizer that does not match the vocabulary', () => {
-    assertUserError(run('generate', '--model', stories260K, '--tokenizer', path.join(assets, 'tokenizers/llama2/tokenizer.model')),
-      /tokenizer\.model: tokenizer has 32000 tokens but the model .* has a vocabulary of 512/);
+    assertUserError(
+      run('generate', '--model', stories260K, '--tokenizer', path.join(assets, 'tokenizers/llama2/tokenizer.model')),
+      /tokenizer\.model: tokenizer has 32000 tokens but the model .* has a vocabulary of 512/,
+    );
   });
 
   it('prompt longer than the context', () => {
@@ -83,7 +85,13 @@ describe('cli inspect and finetune', () => {
   it('inspect a model: format, architecture, parameters, dtypes, tokenizer', () => {
     const r = run('inspect', stories260K, '--json');
     assert.equal(r.code, 0, r.err);
-    const j = JSON.parse(r.out) as { format: string; architecture: { dim: number; kv_heads: number }; parameters: number; dtypes: string[]; tokenizer: { vocab_size: number } };
+    const j = JSON.parse(r.out) as {
+      format: string;
+      architecture: { dim: number; kv_heads: number };
+      parameters: number;
+      dtypes: string[];
+      tokenizer: { vocab_size: number };
+    };
     assert.equal(j.format, 'llama2c-fp32');
     assert.equal(j.architecture.dim, 64);
     assert.equal(j.architecture.kv_heads, 4);
@@ -94,12 +102,45 @@ describe('cli inspect and finetune', () => {
   it('finetune writes adapter, metrics, loss curve; inspect and generate use the adapter', () => {
     const out = path.join(tmp, 'ad.safetensors');
     const data = path.join(assets, 'data/instruct/litgpt_fixtures/alpaca.json');
-    const r = run('finetune', '-m', stories260K, '-d', data, '-o', out, '--prompt-length', '3', '--adapter-layers', '2', '--epochs', '1',
-      '--batch-size', '5', '--val-size', '3', '--max-seq-len', '64', '--lr', '0.01', '--no-progress');
+    const r = run(
+      'finetune',
+      '-m',
+      stories260K,
+      '-d',
+      data,
+      '-o',
+      out,
+      '--prompt-length',
+      '3',
+      '--adapter-layers',
+      '2',
+      '--epochs',
+      '1',
+      '--batch-size',
+      '5',
+      '--val-size',
+      '3',
+      '--max-seq-len',
+      '64',
+      '--lr',
+      '0.01',
+      '--no-progress',
+    );
     assert.equal(r.code, 0, r.err);
     assert.match(r.err, /epoch 1: validation loss \d/);
-    for (const f of [out, out.replace('.safetensors', '.metrics.jsonl'), out.replace('.safetensors', '.loss.svg'), out.replace('.safetensors', '.ckpt.safetensors')]) assert.ok(fs.existsSync(f), f);
-    const i = JSON.parse(run('inspect', out, '--json').out) as { gate: string; prompt_length: number; base: { dim: number }; training_args: { prompt_style: string } };
+    for (const f of [
+      out,
+      out.replace('.safetensors', '.metrics.jsonl'),
+      out.replace('.safetensors', '.loss.svg'),
+      out.replace('.safetensors', '.ckpt.safetensors'),
+    ])
+      assert.ok(fs.existsSync(f), f);
+    const i = JSON.parse(run('inspect', out, '--json').out) as {
+      gate: string;
+      prompt_length: number;
+      base: { dim: number };
+      training_args: { prompt_style: string };
+    };
     assert.equal(i.gate, 'tanh-per-head');
     assert.equal(i.prompt_length, 3);
     assert.equal(i.base.dim, 64);
@@ -120,8 +161,26 @@ describe('cli inspect and finetune', () => {
   it('an adapter for another base is refused by generate', () => {
     const out = path.join(tmp, 'other-base.safetensors');
     const data = path.join(assets, 'data/instruct/litgpt_fixtures/alpaca.json');
-    const t = run('finetune', '-m', stories260K, '-d', data, '-o', out, '--prompt-length', '2', '--adapter-layers', '1', '--max-steps', '1',
-      '--val-size', '3', '--max-seq-len', '32', '--no-progress');
+    const t = run(
+      'finetune',
+      '-m',
+      stories260K,
+      '-d',
+      data,
+      '-o',
+      out,
+      '--prompt-length',
+      '2',
+      '--adapter-layers',
+      '1',
+      '--max-steps',
+      '1',
+      '--val-size',
+      '3',
+      '--max-seq-len',
+      '32',
+      '--no-progress',
+    );
     assert.equal(t.code, 0, t.err);
     assertUserError(run('generate', '-m', tinystories656k, '-a', out), /other-base\.safetensors: adapter was trained for a base model with dim=64/);
   });

@@ -9,7 +9,14 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { runDemo, type DemoReport } from '../apps/demo/demo.js';
 import {
-  augmentSwaps, extractInstruction, instructionFor, mentionsName, mentionsObject, satisfies, splitHeldout, type StoryInstruction,
+  augmentSwaps,
+  extractInstruction,
+  instructionFor,
+  mentionsName,
+  mentionsObject,
+  satisfies,
+  splitHeldout,
+  type StoryInstruction,
 } from '../apps/demo/instructions.js';
 import { aggregate, scoreOne } from '../apps/demo/score.js';
 import { sentenceEnds, trimStory } from '../apps/demo/stories.js';
@@ -38,7 +45,10 @@ test('extractInstruction: the most frequent known name and object, and the instr
 
 test('trimStory keeps whole sentences within the limit', () => {
   const text = 'One day, Tim went out. He said, "Hi." Then he saw a dog. The dog ran after the';
-  assert.deepEqual(sentenceEnds(text).map((e) => text.slice(0, e).slice(-4)), ['out.', 'Hi."', 'dog.']);
+  assert.deepEqual(
+    sentenceEnds(text).map((e) => text.slice(0, e).slice(-4)),
+    ['out.', 'Hi."', 'dog.'],
+  );
   assert.equal(trimStory({ text, finished: false }, 40), 'One day, Tim went out. He said, "Hi."');
   assert.equal(trimStory({ text, finished: false }, 10), null);
   assert.equal(trimStory({ text: 'Tim ran. Tim sat.', finished: true }, 100), 'Tim ran. Tim sat.');
@@ -60,8 +70,14 @@ test('augmentSwaps renames the character and the object everywhere, and the inst
 function checkSplit(train: readonly StoryInstruction[], heldout: readonly { name: string; object: string }[]): void {
   for (const c of heldout) {
     for (const it of train) assert.ok(!satisfies(it.story, c), `training story mentions held-out ${c.name}+${c.object}: ${it.story}`);
-    assert.ok(train.some((it) => it.name === c.name), `held-out name ${c.name} never leads a training story`);
-    assert.ok(train.some((it) => it.object === c.object), `held-out object ${c.object} never leads a training story`);
+    assert.ok(
+      train.some((it) => it.name === c.name),
+      `held-out name ${c.name} never leads a training story`,
+    );
+    assert.ok(
+      train.some((it) => it.object === c.object),
+      `held-out object ${c.object} never leads a training story`,
+    );
   }
 }
 
@@ -69,10 +85,12 @@ test('splitHeldout: no training story mentions a held-out pair; each held-out na
   const names = ['Tim', 'Lily', 'Tom', 'Sue'];
   const objects = ['ball', 'cat', 'dog', 'car'];
   const items: StoryInstruction[] = [];
-  for (const name of names) for (const object of objects) for (let k = 0; k < 3; k++) {
-    const story = `One day, ${name} found a ${object}. ${name} was happy.`;
-    items.push({ name, object, instruction: instructionFor({ name, object }), story });
-  }
+  for (const name of names)
+    for (const object of objects)
+      for (let k = 0; k < 3; k++) {
+        const story = `One day, ${name} found a ${object}. ${name} was happy.`;
+        items.push({ name, object, instruction: instructionFor({ name, object }), story });
+      }
   const split = splitHeldout(items, { heldoutCombos: 4, seed: 1, maxDropFraction: 0.3 });
   assert.equal(split.heldout.length, 4);
   checkSplit(split.train, split.heldout);
@@ -90,12 +108,17 @@ test('score: name AND object, name-only and object-only rates', () => {
   ];
   assert.deepEqual({ ...aggregate(s), bothCi95: 0 }, { n: 4, both: 0.25, bothCi95: 0, name: 0.5, object: 0.5, meanTokens: 2, finished: 0.75 });
   // 4 independent generations: 1.96 * sd([1, 0, 0, 0]) / 2
-  assert.ok(Math.abs(aggregate(s).bothCi95 - 1.96 * 0.5 / 2) < 1e-12);
+  assert.ok(Math.abs(aggregate(s).bothCi95 - (1.96 * 0.5) / 2) < 1e-12);
   // clustered by instruction: rates 0.5 and 0 over two clusters
   assert.ok(Math.abs(aggregate(s, ['a', 'b', 'a', 'b']).bothCi95 - (1.96 * Math.SQRT1_2 * 0.5) / Math.SQRT2) < 1e-12);
 });
 
-const readJsonl = <T>(file: string): T[] => fs.readFileSync(file, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as T);
+const readJsonl = <T>(file: string): T[] =>
+  fs
+    .readFileSync(file, 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as T);
 
 test('runDemo --quick on tinystories-656k (TypeScript backend): honest data, trained adapters, a complete report', { timeout: 120_000 }, async () => {
   const outDir = fs.mkdtempSync(path.join(os.tmpdir(), 'llama-adapter-demo-'));
@@ -118,7 +141,10 @@ test('runDemo --quick on tinystories-656k (TypeScript backend): honest data, tra
       assert.equal(it.instruction, instructionFor(it));
     }
     const heldout = readJsonl<{ name: string; object: string; instruction: string }>(r.files.heldout);
-    assert.deepEqual(heldout.map((c) => [c.name, c.object]), r.data.heldoutCombos.map((c) => [c.name, c.object]));
+    assert.deepEqual(
+      heldout.map((c) => [c.name, c.object]),
+      r.data.heldoutCombos.map((c) => [c.name, c.object]),
+    );
     assert.ok(heldout.length >= 1);
     checkSplit(train, heldout);
     for (const v of readJsonl<Row>(r.files.val)) assert.ok(heldout.some((c) => c.name === v.name && c.object === v.object));
@@ -139,7 +165,18 @@ test('runDemo --quick on tinystories-656k (TypeScript backend): honest data, tra
     }
     assert.ok(r.training.randomInit.firstLoss > r.training.zeroInit.firstLoss);
 
-    for (const f of ['adapter_zero-init', 'adapter_random-init', 'metrics_zero-init', 'metrics_random-init', 'chart', 'train', 'heldout', 'generations', 'report_json', 'report_md']) {
+    for (const f of [
+      'adapter_zero-init',
+      'adapter_random-init',
+      'metrics_zero-init',
+      'metrics_random-init',
+      'chart',
+      'train',
+      'heldout',
+      'generations',
+      'report_json',
+      'report_md',
+    ]) {
       assert.ok(fs.existsSync(r.files[f]) && fs.statSync(r.files[f]).size > 0, `${f} missing`);
     }
     assert.ok(fs.existsSync(r.files.val)); // may be empty: few held-out stories in the quick run
@@ -154,13 +191,17 @@ test('runDemo --quick on tinystories-656k (TypeScript backend): honest data, tra
 test('runDemo: user errors are LlamaAdapterErrors with clear messages', async () => {
   const outDir = fs.mkdtempSync(path.join(os.tmpdir(), 'llama-adapter-demo-'));
   try {
-    await assert.rejects(runDemo({ modelPath: '/nonexistent/model', outDir }), (e: unknown) =>
-      e instanceof LlamaAdapterError && /model not found/.test(e.message));
+    await assert.rejects(
+      runDemo({ modelPath: '/nonexistent/model', outDir }),
+      (e: unknown) => e instanceof LlamaAdapterError && /model not found/.test(e.message),
+    );
   } finally {
     fs.rmSync(outDir, { recursive: true, force: true });
   }
   await assert.rejects(runDemo({ quick: true, stories: 3 }), (e: unknown) => e instanceof LlamaAdapterError && /stories/.test(e.message));
   // procfs refuses mkdir with ENOENT under an existing parent: Node's recursive mkdir looped forever there
-  await assert.rejects(runDemo({ quick: true, outDir: '/proc/llama-adapter-demo/x' }), (e: unknown) =>
-    e instanceof LlamaAdapterError && /\/proc\/llama-adapter-demo\/x: cannot create the output directory \(ENOENT\)/.test(e.message));
+  await assert.rejects(
+    runDemo({ quick: true, outDir: '/proc/llama-adapter-demo/x' }),
+    (e: unknown) => e instanceof LlamaAdapterError && /\/proc\/llama-adapter-demo\/x: cannot create the output directory \(ENOENT\)/.test(e.message),
+  );
 });

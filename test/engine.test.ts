@@ -40,16 +40,31 @@ for (const backend of backendsUnderTest()) {
       // the adapters matter: a row's ids differ from the base model's for the same prompt and seed
       const base = (await generateBatch(m, [PROMPTS[0]], { ...OPTS, seeds: [seeds[0]] }))[0].ids;
       assert.notDeepEqual(alone[0], base);
-      for (const order of [[0, 1, 2, 3, 4, 5, 6, 7], [7, 6, 5, 4, 3, 2, 1, 0], [3, 0, 6, 1, 4, 7, 2, 5]]) {
-        const got = await generateBatch(m, order.map((i) => PROMPTS[i]), { ...OPTS, seeds: order.map((i) => seeds[i]) }, order.map((i) => rowAdapter[i]));
+      for (const order of [
+        [0, 1, 2, 3, 4, 5, 6, 7],
+        [7, 6, 5, 4, 3, 2, 1, 0],
+        [3, 0, 6, 1, 4, 7, 2, 5],
+      ]) {
+        const got = await generateBatch(
+          m,
+          order.map((i) => PROMPTS[i]),
+          { ...OPTS, seeds: order.map((i) => seeds[i]) },
+          order.map((i) => rowAdapter[i]),
+        );
         order.forEach((i, b) => assert.deepEqual(got[b].ids, alone[i], `order ${order}: row ${b} (prompt ${i})`));
       }
     });
 
     it('admitting a request while 4 decode and evicting one mid-stream leaves the others unchanged', () => {
       const enc = (s: string): number[] => m.tokenizer.encode(s, { bos: true });
-      const req = (i: number) => ({ ...OPTS, maxTokens: 20, prompt: enc(PROMPTS[i]), source: [adapters[0], null, adapters[1], adapters[2], adapters[1]][i], seed: 7 + i });
-      const drain = (e: Engine, out: Map<number, number[]>, events: EngineEvent[]): void => {
+      const req = (i: number) => ({
+        ...OPTS,
+        maxTokens: 20,
+        prompt: enc(PROMPTS[i]),
+        source: [adapters[0], null, adapters[1], adapters[2], adapters[1]][i],
+        seed: 7 + i,
+      });
+      const drain = (_e: Engine, out: Map<number, number[]>, events: EngineEvent[]): void => {
         for (const ev of events) if (ev.piece) out.get(ev.slot)!.push(ev.piece.id);
       };
       /** Run requests alone, one engine each: the reference tokens. */

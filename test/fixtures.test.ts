@@ -31,8 +31,14 @@ function readFixture(name: string): Fixture {
   };
   const [L, K] = f.info('prompts').shape;
   return {
-    tokens: rows('tokens'), targets: rows('targets'), prompts: f.tensorF32('prompts'), gates: f.tensorF32('gates'),
-    L, K, t: (n) => f.tensorF32(n), greedy: Array.from(f.tensorInt32('adapter_greedy')),
+    tokens: rows('tokens'),
+    targets: rows('targets'),
+    prompts: f.tensorF32('prompts'),
+    gates: f.tensorF32('gates'),
+    L,
+    K,
+    t: (n) => f.tensorF32(n),
+    greedy: Array.from(f.tensorInt32('adapter_greedy')),
   };
 }
 
@@ -97,7 +103,8 @@ for (const backend of backendsUnderTest()) {
           gp.set(grads.get(`layers.${l}.adaption_prompt`)!, i * fx.K * c.dim);
           gg.set(grads.get(`layers.${l}.adaption_gate`)!, i * c.nHeads);
         }
-        const wantP = fx.t('grad_prompts'), wantG = fx.t('grad_gates');
+        const wantP = fx.t('grad_prompts'),
+          wantG = fx.t('grad_gates');
         assert.ok(maxAbsDiff(gp, wantP) <= 1e-4 * maxAbs(wantP), `prompt grads rel diff ${maxAbsDiff(gp, wantP) / maxAbs(wantP)}`);
         assert.ok(maxAbsDiff(gg, wantG) <= 1e-4 * maxAbs(wantG), `gate grads rel diff ${maxAbsDiff(gg, wantG) / maxAbs(wantG)}`);
       });
@@ -126,12 +133,15 @@ for (const backend of backendsUnderTest()) {
         ['adapter', fixtureAdapter(model, fx, 'fixture'), fx.t('adapter_logits')],
       ] as const) {
         const got = model.forward(fx.tokens, { adapter });
-        const d = maxAbsDiff(got, want), scale = maxAbs(want);
+        const d = maxAbsDiff(got, want),
+          scale = maxAbs(want);
         assert.ok(d <= BF16_LOGIT_RTOL * scale, `${what}: max |diff| ${d} vs max |logit| ${scale}`);
-        const V = model.config.vocabSize, rows = want.length / V;
+        const V = model.config.vocabSize,
+          rows = want.length / V;
         let agree = 0;
         for (let r = 0; r < rows; r++) {
-          let a = 0, b = 0;
+          let a = 0,
+            b = 0;
           for (let v = 1; v < V; v++) {
             if (want[r * V + v] > want[r * V + a]) a = v;
             if (got[r * V + v] > got[r * V + b]) b = v;

@@ -90,10 +90,7 @@ describe('llama2.c checkpoints', () => {
     const c = ck.config;
     assert.equal(ck.format, 'llama2c-fp32');
     assert.deepEqual(ck.sourceDtypes, ['F32']);
-    assert.deepEqual(
-      [c.dim, c.hiddenDim, c.nLayers, c.nHeads, c.nKvHeads, c.headDim, c.vocabSize, c.maxSeqLen],
-      [64, 172, 5, 8, 4, 8, 512, 512],
-    );
+    assert.deepEqual([c.dim, c.hiddenDim, c.nLayers, c.nHeads, c.nKvHeads, c.headDim, c.vocabSize, c.maxSeqLen], [64, 172, 5, 8, 4, 8, 512, 512]);
     assert.equal(c.tiedEmbeddings, true);
     assert.equal(ck.weights.output, ck.weights.tokEmbd);
     assert.deepEqual([c.normEps, c.ropeTheta, c.bosId, c.eosId, c.ropeScaling], [1e-5, 10000, 1, 2, null]);
@@ -159,12 +156,7 @@ describe('llama2.c checkpoints', () => {
     head.writeInt32LE(1, 4);
     [c.dim, c.hiddenDim, c.nLayers, c.nHeads, c.nKvHeads, c.vocabSize, c.maxSeqLen].forEach((v, i) => head.writeInt32LE(v, 8 + 4 * i));
     head.writeUInt8(1, 36);
-    const parts: Float32Array[] = [
-      ...ref.layers.map((l) => l.attnNorm),
-      ...ref.layers.map((l) => l.ffnNorm),
-      ref.outputNorm,
-      matrixToF32(ref.tokEmbd),
-    ];
+    const parts: Float32Array[] = [...ref.layers.map((l) => l.attnNorm), ...ref.layers.map((l) => l.ffnNorm), ref.outputNorm, matrixToF32(ref.tokEmbd)];
     for (const k of ['wq', 'wk', 'wv', 'wo', 'w1', 'w2', 'w3'] as const) parts.push(...ref.layers.map((l) => matrixToF32(l[k])));
     const p2 = tmpPath('v1.bin');
     fs.writeFileSync(p2, Buffer.concat([head, ...parts.map((a) => Buffer.from(a.buffer, a.byteOffset, a.byteLength))]));
@@ -180,10 +172,7 @@ describe('Hugging Face directories', () => {
     const c = ck.config;
     assert.equal(ck.format, 'hf-safetensors');
     assert.deepEqual(ck.sourceDtypes, ['F32']);
-    assert.deepEqual(
-      [c.dim, c.nLayers, c.nHeads, c.nKvHeads, c.headDim, c.hiddenDim, c.vocabSize, c.maxSeqLen],
-      [128, 2, 8, 4, 16, 384, 2048, 512],
-    );
+    assert.deepEqual([c.dim, c.nLayers, c.nHeads, c.nKvHeads, c.headDim, c.hiddenDim, c.vocabSize, c.maxSeqLen], [128, 2, 8, 4, 16, 384, 2048, 512]);
     assert.deepEqual([c.normEps, c.ropeTheta, c.bosId, c.eosId, c.ropeScaling], [1e-6, 10000, 1, 2, null]);
     assert.equal(c.tiedEmbeddings, true);
     assert.equal(ck.weights.output, ck.weights.tokEmbd);
@@ -213,7 +202,10 @@ describe('Hugging Face directories', () => {
     const rows = Array.from({ length: 16 }, (_, r) => meta[2 * r] / 10);
     // Meta row 2j <- HF row j, Meta row 2j+1 <- HF row hs/2 + j, per head
     assert.deepEqual(rows, [0, 4, 1, 5, 2, 6, 3, 7, 8, 12, 9, 13, 10, 14, 11, 15]);
-    assert.deepEqual(Array.from({ length: 16 }, (_, r) => meta[2 * r + 1] % 10), new Array(16).fill(1));
+    assert.deepEqual(
+      Array.from({ length: 16 }, (_, r) => meta[2 * r + 1] % 10),
+      new Array(16).fill(1),
+    );
     const back = meta.slice();
     permuteToHfRows(back, 2, 8, 2);
     assert.deepEqual(back, hf);
@@ -244,7 +236,7 @@ describe('Hugging Face directories', () => {
       const out = new Float64Array(v.length);
       for (let h = 0; h < v.length / hs; h++) {
         for (let i = 0; i < hs / 2; i++) {
-          const a = pos * Math.pow(10000, (-2 * i) / hs);
+          const a = pos * 10000 ** ((-2 * i) / hs);
           const [i0, i1] = style === 'half' ? [h * hs + i, h * hs + i + hs / 2] : [h * hs + 2 * i, h * hs + 2 * i + 1];
           out[i0] = v[i0] * Math.cos(a) - v[i1] * Math.sin(a);
           out[i1] = v[i0] * Math.sin(a) + v[i1] * Math.cos(a);
@@ -299,7 +291,10 @@ describe('Hugging Face directories', () => {
   test('sharded checkpoint (index.json + 2 files) equals the unsharded one', () => {
     const one = tinyHfDir();
     const two = tinyHfDir({ shards: 2 });
-    const files = fs.readdirSync(two.dir).filter((f) => f.endsWith('.safetensors')).sort();
+    const files = fs
+      .readdirSync(two.dir)
+      .filter((f) => f.endsWith('.safetensors'))
+      .sort();
     assert.deepEqual(files, ['model-00001-of-00002.safetensors', 'model-00002-of-00002.safetensors']);
     const index = JSON.parse(fs.readFileSync(path.join(two.dir, 'model.safetensors.index.json'), 'utf8')) as {
       weight_map: Record<string, string>;
@@ -394,14 +389,20 @@ describe('safetensors', () => {
     const meta = { format: 'pt', note: 'ünïcode ✓', empty: '' };
     const file = tmpPath('rt.safetensors');
     writeSafetensors(file, list, meta);
-    assert.deepEqual(fs.readdirSync(tmp).filter((f) => f.includes('.tmp-')), []);
+    assert.deepEqual(
+      fs.readdirSync(tmp).filter((f) => f.includes('.tmp-')),
+      [],
+    );
     const bytes = fs.readFileSync(file);
     assert.equal((8 + Number(bytes.readBigUInt64LE(0))) % 8, 0, 'header padded to 8-byte alignment');
 
     for (const lazy of [false, true]) {
       const r = readSafetensors(file, { lazy });
       assert.deepEqual(r.metadata, meta);
-      assert.deepEqual(r.names(), list.map((t) => t.name));
+      assert.deepEqual(
+        r.names(),
+        list.map((t) => t.name),
+      );
       assert.deepEqual(r.info('b.i32'), { dtype: 'I32', shape: [3, 2] });
       for (const t of list) assert.deepEqual(Buffer.from(r.tensorBytes(t.name)), Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength));
       assert.deepEqual(r.tensorF32('a.f32'), f32);
@@ -441,11 +442,15 @@ describe('safetensors', () => {
     dv.setFloat32(14, 1e-3, true);
     dv.setBigInt64(18, -5n, true);
     dv.setBigInt64(26, 123456789n, true);
-    rawSafetensors(file, {
-      one: { dtype: 'BF16', shape: [1], data_offsets: [0, 2] },
-      x: { dtype: 'F32', shape: [4], data_offsets: [2, 18] },
-      ids: { dtype: 'I64', shape: [2], data_offsets: [18, 34] },
-    }, data);
+    rawSafetensors(
+      file,
+      {
+        one: { dtype: 'BF16', shape: [1], data_offsets: [0, 2] },
+        x: { dtype: 'F32', shape: [4], data_offsets: [2, 18] },
+        ids: { dtype: 'I64', shape: [2], data_offsets: [18, 34] },
+      },
+      data,
+    );
     const r = readSafetensors(file);
     assert.deepEqual(r.tensorF32('x'), new Float32Array([0.5, -3, 7.25, 1e-3]));
     assert.deepEqual(r.tensorInt32('ids'), new Int32Array([-5, 123456789]));
@@ -539,13 +544,12 @@ describe('errors name the file and the problem', () => {
     );
     const f2 = tmpPath('size.safetensors');
     rawSafetensors(f2, { w: { dtype: 'F32', shape: [2, 2], data_offsets: [0, 12] } }, new Uint8Array(16));
-    assertUserError(() => readSafetensors(f2), /size\.safetensors: tensor "w": data_offsets \[0, 12\] hold 12 bytes but dtype F32 shape \[2, 2\] needs 16 bytes/);
-    const f3 = tmpPath('overlap.safetensors');
-    rawSafetensors(
-      f3,
-      { a: { dtype: 'F32', shape: [2], data_offsets: [0, 8] }, b: { dtype: 'F32', shape: [2], data_offsets: [4, 12] } },
-      new Uint8Array(12),
+    assertUserError(
+      () => readSafetensors(f2),
+      /size\.safetensors: tensor "w": data_offsets \[0, 12\] hold 12 bytes but dtype F32 shape \[2, 2\] needs 16 bytes/,
     );
+    const f3 = tmpPath('overlap.safetensors');
+    rawSafetensors(f3, { a: { dtype: 'F32', shape: [2], data_offsets: [0, 8] }, b: { dtype: 'F32', shape: [2], data_offsets: [4, 12] } }, new Uint8Array(12));
     assertUserError(() => readSafetensors(f3), /overlap\.safetensors: tensors "a" .* and "b" .* overlap/);
   });
 
@@ -571,7 +575,11 @@ describe('errors name the file and the problem', () => {
     writeHfModel(dir, ck.config, ck.weights);
     const all = hfTensors(ck.config, ck.weights);
     const missing = 'model.layers.1.mlp.up_proj.weight';
-    writeSafetensors(path.join(dir, 'model.safetensors'), all.filter((t) => t.name !== missing), {});
+    writeSafetensors(
+      path.join(dir, 'model.safetensors'),
+      all.filter((t) => t.name !== missing),
+      {},
+    );
     assertUserError(
       () => readModelFile(dir),
       new RegExp(`model\\.safetensors: missing tensor "${esc(missing)}" \\(expected shape \\[48, 32\\] = \\(intermediate_size, hidden_size\\)\\)`),
@@ -580,13 +588,14 @@ describe('errors name the file and the problem', () => {
     const wrong = 'model.layers.2.self_attn.k_proj.weight';
     const reshaped = all.map((t): WritableTensor => (t.name === wrong && t.dtype === 'F32' ? { ...t, shape: [32, 16] } : t));
     writeSafetensors(path.join(dir, 'model.safetensors'), reshaped, {});
-    assertUserError(
-      () => readModelFile(dir),
-      new RegExp(`model\\.safetensors: tensor "${esc(wrong)}" has shape \\[32, 16\\], expected \\[16, 32\\]`),
-    );
+    assertUserError(() => readModelFile(dir), new RegExp(`model\\.safetensors: tensor "${esc(wrong)}" has shape \\[32, 16\\], expected \\[16, 32\\]`));
 
     // untied config without lm_head
-    writeSafetensors(path.join(dir, 'model.safetensors'), all.filter((t) => t.name !== 'lm_head.weight'), {});
+    writeSafetensors(
+      path.join(dir, 'model.safetensors'),
+      all.filter((t) => t.name !== 'lm_head.weight'),
+      {},
+    );
     assertUserError(() => readModelFile(dir), /missing tensor "lm_head\.weight".*tie_word_embeddings is false/);
 
     // sharded: a tensor the index does not list, and an index pointing at a missing shard
@@ -649,7 +658,10 @@ describe('errors name the file and the problem', () => {
     assertUserError(() => readModelFile(g), /stories-garbage\.bin: file is 1056552 bytes .* implies 1056540 bytes \(12 bytes of trailing data\)/);
     const q = tmpPath('q80-truncated.bin');
     fs.writeFileSync(q, fs.readFileSync(stories260Kq80).subarray(0, 1000));
-    assertUserError(() => readModelFile(q), /q80-truncated\.bin: file is 1000 bytes but its llama2\.c version-2 header .*group_size 32\) implies 294816 bytes \(truncated\)/);
+    assertUserError(
+      () => readModelFile(q),
+      /q80-truncated\.bin: file is 1000 bytes but its llama2\.c version-2 header .*group_size 32\) implies 294816 bytes \(truncated\)/,
+    );
     const n = tmpPath('nonsense.bin');
     const odd = Buffer.from(bin.subarray(0, 1000));
     odd.writeInt32LE(65, 0); // dim 65 with 8 heads

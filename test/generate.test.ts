@@ -3,14 +3,17 @@
 
 import { describe, it, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { loadModel, type LlamaModel } from '../src/index.js';
+import { loadModel, type GenerationResult, type LlamaModel } from '../src/index.js';
 import { argmax } from '../src/generate/sampler.js';
 import { backendsUnderTest } from './backends.js';
 import { maxAbsDiff, stories260K, stories260Kq80, tinystories656k } from './helpers.js';
 import { generate, generateBatch } from '../src/generate/generate.js';
 
 // ../shared/assets/MANIFEST.md: greedy decoding of stories260K.bin from BOS, 40 steps
-const MANIFEST_IDS = [1, 403, 407, 261, 378, 432, 383, 286, 261, 376, 298, 315, 421, 395, 317, 426, 338, 401, 396, 267, 337, 410, 408, 419, 292, 411, 322, 265, 282, 295, 433, 426, 385, 328, 432, 358, 394, 261, 370, 432, 352];
+const MANIFEST_IDS = [
+  1, 403, 407, 261, 378, 432, 383, 286, 261, 376, 298, 315, 421, 395, 317, 426, 338, 401, 396, 267, 337, 410, 408, 419, 292, 411, 322, 265, 282, 295, 433, 426,
+  385, 328, 432, 358, 394, 261, 370, 432, 352,
+];
 const MANIFEST_TEXT = 'Once upon a time, there was a little girl named Lily. She loved to play outside in the park. One day, she saw a big, r';
 
 /** Greedy decoding without a KV cache: the whole sequence through forward() every step. */
@@ -50,7 +53,10 @@ for (const backend of backendsUnderTest()) {
     });
 
     it('cached and uncached greedy decoding give identical ids', async () => {
-      for (const [model, prompt] of [[m, [1, 403, 407]], [tiny, tiny.tokenizer.encode('Tom had a red', { bos: true })]] as const) {
+      for (const [model, prompt] of [
+        [m, [1, 403, 407]],
+        [tiny, tiny.tokenizer.encode('Tom had a red', { bos: true })],
+      ] as const) {
         const [r] = await generateBatch(model, [prompt], { temperature: 0, maxTokens: 24, stopTokens: [] });
         assert.deepEqual([...r.promptIds, ...r.ids], uncachedGreedy(model, [...prompt], 24));
       }
@@ -90,10 +96,13 @@ for (const backend of backendsUnderTest()) {
     it('streamed pieces concatenate to the final text; stop strings cut the text', async () => {
       const it = generate(tiny, 'Once upon a time', { temperature: 0, maxTokens: 60, stopTokens: [] });
       let streamed = '';
-      let final;
+      let final: GenerationResult | undefined;
       for (;;) {
         const r = await it.next();
-        if (r.done) { final = r.value; break; }
+        if (r.done) {
+          final = r.value;
+          break;
+        }
         streamed += r.value.text;
       }
       assert.equal(streamed, final.text);

@@ -54,7 +54,11 @@ describe('Llama 2 fixture', () => {
     assert.equal(tok.bosId, 1);
     assert.equal(tok.eosId, 2);
     checkFixture(tok);
-    for (const c of cases) assert.deepEqual(c.ids.map((id) => tok.piece(id)), c.pieces);
+    for (const c of cases)
+      assert.deepEqual(
+        c.ids.map((id) => tok.piece(id)),
+        c.pieces,
+      );
   });
 
   test('llama2.c tokenizer.bin (same vocabulary): every case encodes, decodes and streams exactly', async () => {
@@ -65,7 +69,11 @@ describe('Llama 2 fixture', () => {
     assert.equal(tok.eosId, 2);
     checkFixture(tok);
     // llama2.c stores pieces with ' ' where SentencePiece has '▁'.
-    for (const c of cases) assert.deepEqual(c.ids.map((id) => tok.piece(id)), c.pieces.map((p) => p.replaceAll('\u2581', ' ')));
+    for (const c of cases)
+      assert.deepEqual(
+        c.ids.map((id) => tok.piece(id)),
+        c.pieces.map((p) => p.replaceAll('\u2581', ' ')),
+      );
     // The vocabulary size may be given (llama2.c takes it from the model); fewer pieces are read.
     const small = await loadTokenizer(path.join(llamaDir, 'tokenizer.bin'), { vocabSize: 1000 });
     assert.equal(small.vocabSize, 1000);
@@ -73,7 +81,10 @@ describe('Llama 2 fixture', () => {
 
   test('encoding a few KB is fast', async () => {
     const tok = await loadTokenizer(path.join(llamaDir, 'tokenizer.model'));
-    const text = cases.map((c) => c.text).join(' ').repeat(10); // ~4.6 KB, mixed scripts
+    const text = cases
+      .map((c) => c.text)
+      .join(' ')
+      .repeat(10); // ~4.6 KB, mixed scripts
     tok.encode(text); // warm up the JIT
     const t0 = performance.now();
     const ids = tok.encode(text);
@@ -86,15 +97,32 @@ describe('Llama 2 fixture', () => {
 test('SentencePiece details: user-defined pieces, unused pieces, unk fusing, extra whitespace', () => {
   const { NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED } = PieceType;
   const table: [string, number, number][] = [
-    ['<unk>', 0, UNKNOWN], ['<s>', 0, CONTROL], ['</s>', 0, CONTROL], ['\u2581', -10, NORMAL], ['a', -10, NORMAL],
-    ['b', -10, NORMAL], ['c', -10, NORMAL], ['\u2581a', -1, NORMAL], ['ab', -2, NORMAL], ['bc', -3, NORMAL],
-    ['abc', -4, UNUSED], ['<sep>', 0, USER_DEFINED],
+    ['<unk>', 0, UNKNOWN],
+    ['<s>', 0, CONTROL],
+    ['</s>', 0, CONTROL],
+    ['\u2581', -10, NORMAL],
+    ['a', -10, NORMAL],
+    ['b', -10, NORMAL],
+    ['c', -10, NORMAL],
+    ['\u2581a', -1, NORMAL],
+    ['ab', -2, NORMAL],
+    ['bc', -3, NORMAL],
+    ['abc', -4, UNUSED],
+    ['<sep>', 0, USER_DEFINED],
   ];
   const sp = new SentencePieceBpe(
     { pieces: table.map((t) => t[0]), scores: Float32Array.from(table, (t) => t[1]), types: Uint8Array.from(table, (t) => t[2]) },
     {
-      kind: 'sentencepiece-model', path: 'inline', bosId: 1, eosId: 2, unkId: 0, addDummyPrefix: true,
-      removeExtraWhitespaces: true, escapeWhitespaces: true, spaceSymbol: '\u2581', byteFallback: false,
+      kind: 'sentencepiece-model',
+      path: 'inline',
+      bosId: 1,
+      eosId: 2,
+      unkId: 0,
+      addDummyPrefix: true,
+      removeExtraWhitespaces: true,
+      escapeWhitespaces: true,
+      spaceSymbol: '\u2581',
+      byteFallback: false,
     },
   );
   const pieces = (text: string): string[] => sp.encode(text).map((id) => sp.piece(id));
@@ -139,7 +167,13 @@ function llama2TokenizerJson(sp: SentencePieceBpe, style: 'legacy' | 'metaspace'
     added_tokens: [0, 1, 2].map((id) => ({ id, content: pieces[id], single_word: false, lstrip: false, rstrip: false, normalized: false, special: true })),
     normalizer:
       style === 'legacy'
-        ? { type: 'Sequence', normalizers: [{ type: 'Prepend', prepend: '\u2581' }, { type: 'Replace', pattern: { String: ' ' }, content: '\u2581' }] }
+        ? {
+            type: 'Sequence',
+            normalizers: [
+              { type: 'Prepend', prepend: '\u2581' },
+              { type: 'Replace', pattern: { String: ' ' }, content: '\u2581' },
+            ],
+          }
         : null,
     pre_tokenizer: style === 'legacy' ? null : meta,
     post_processor: null,
@@ -229,7 +263,10 @@ describe('tinystories-656k tokenizer.json', () => {
   test('common words are single tokens of the vocabulary', () => {
     for (const w of ['the', 'and', 'was', 'she', 'park', 'happy', 'ball', 'Lily', 'mom']) {
       const pieces = tok.encode(`x ${w} y`).map((id) => tok.piece(id));
-      assert.ok(pieces.some((p) => p.replaceAll('\u2581', '') === w), `${w}: ${JSON.stringify(pieces)}`);
+      assert.ok(
+        pieces.some((p) => p.replaceAll('\u2581', '') === w),
+        `${w}: ${JSON.stringify(pieces)}`,
+      );
     }
   });
 
@@ -256,11 +293,10 @@ describe('stories260K tok512.bin', () => {
   const story = 'Once upon a time, there was a little girl named Lily.';
   // Greedy decoding of stories260K.bin from BOS (assets MANIFEST).
   const greedy = [
-    1, 403, 407, 261, 378, 432, 383, 286, 261, 376, 298, 315, 421, 395, 317, 426, 338, 401, 396, 267, 337, 410, 408, 419, 292,
-    411, 322, 265, 282, 295, 433, 426, 385, 328, 432, 358, 394, 261, 370, 432, 352,
+    1, 403, 407, 261, 378, 432, 383, 286, 261, 376, 298, 315, 421, 395, 317, 426, 338, 401, 396, 267, 337, 410, 408, 419, 292, 411, 322, 265, 282, 295, 433,
+    426, 385, 328, 432, 358, 394, 261, 370, 432, 352,
   ];
-  const greedyText =
-    'Once upon a time, there was a little girl named Lily. She loved to play outside in the park. One day, she saw a big, r';
+  const greedyText = 'Once upon a time, there was a little girl named Lily. She loved to play outside in the park. One day, she saw a big, r';
 
   test('loads 512 pieces; a sentence round-trips and encodes as the model generated it', async () => {
     const tok = await loadTokenizer(tok512);
@@ -302,7 +338,17 @@ function byteLevelJson(style: 'gpt2' | 'llama3'): object {
   const vocab: Record<string, number> = {};
   byteToChar.forEach((c, b) => (vocab[c] = b));
   const merges: [string, string][] = [
-    ['Ġ', 't'], ['h', 'e'], ['Ġt', 'he'], ['i', 'n'], ['Ġ', 'a'], ['in', 'g'], ["'", 's'], ['Ġ', 'Ġ'], ['Ċ', 'Ċ'], ['ð', 'Ł'], ["'", 'S'],
+    ['Ġ', 't'],
+    ['h', 'e'],
+    ['Ġt', 'he'],
+    ['i', 'n'],
+    ['Ġ', 'a'],
+    ['in', 'g'],
+    ["'", 's'],
+    ['Ġ', 'Ġ'],
+    ['Ċ', 'Ċ'],
+    ['ð', 'Ł'],
+    ["'", 'S'],
   ];
   let next = 256;
   for (const [a, b] of merges) if (!(a + b in vocab)) vocab[a + b] = next++;
@@ -311,8 +357,7 @@ function byteLevelJson(style: 'gpt2' | 'llama3'): object {
     { id: next + 1, content: '<|user|>', special: false },
   ];
   for (const a of added) vocab[a.content] = a.id;
-  const llama3Pattern =
-    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+  const llama3Pattern = "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
   return {
     version: '1.0',
     added_tokens: added.map((a) => ({ ...a, single_word: false, lstrip: false, rstrip: false, normalized: false })),

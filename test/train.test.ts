@@ -51,11 +51,15 @@ describe('instruction data', () => {
     assert.throws(() => readInstructionData(l), /bad\.jsonl: line 2: invalid JSON/);
   });
 
-  it('alpaca templates are the paper\'s, byte for byte', () => {
-    assert.equal(PROMPT_STYLES.alpaca.prompt({ instruction: 'I', input: '' }),
-      'Below is an instruction that describes a task. Write a response that appropriately completes the request.\n\n### Instruction:\nI\n\n### Response:');
-    assert.equal(PROMPT_STYLES.alpaca.prompt({ instruction: 'I $1', input: 'X' }),
-      'Below is an instruction that describes a task, paired with an input that provides further context. Write a response that appropriately completes the request.\n\n### Instruction:\nI $1\n\n### Input:\nX\n\n### Response:');
+  it("alpaca templates are the paper's, byte for byte", () => {
+    assert.equal(
+      PROMPT_STYLES.alpaca.prompt({ instruction: 'I', input: '' }),
+      'Below is an instruction that describes a task. Write a response that appropriately completes the request.\n\n### Instruction:\nI\n\n### Response:',
+    );
+    assert.equal(
+      PROMPT_STYLES.alpaca.prompt({ instruction: 'I $1', input: 'X' }),
+      'Below is an instruction that describes a task, paired with an input that provides further context. Write a response that appropriately completes the request.\n\n### Instruction:\nI $1\n\n### Input:\nX\n\n### Response:',
+    );
   });
 
   it('BOS + prompt + output + EOS with loss on output and EOS only; truncation; padding', async () => {
@@ -80,10 +84,19 @@ describe('instruction data', () => {
 
 describe('optimizer and schedule', () => {
   it('AdamW matches a hand computation; no weight decay on gates', () => {
-    const p = new Map([['layers.0.adaption_prompt', Float32Array.from([1, -2])], ['layers.0.adaption_gate', Float32Array.from([0.5])]]);
-    const shapes = new Map([['layers.0.adaption_prompt', [1, 2]], ['layers.0.adaption_gate', [1]]]);
+    const p = new Map([
+      ['layers.0.adaption_prompt', Float32Array.from([1, -2])],
+      ['layers.0.adaption_gate', Float32Array.from([0.5])],
+    ]);
+    const shapes = new Map([
+      ['layers.0.adaption_prompt', [1, 2]],
+      ['layers.0.adaption_gate', [1]],
+    ]);
     const opt = new AdamW(p, shapes, { beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1 });
-    const g = new Map([['layers.0.adaption_prompt', Float32Array.from([0.1, 0.2])], ['layers.0.adaption_gate', Float32Array.from([-0.3])]]);
+    const g = new Map([
+      ['layers.0.adaption_prompt', Float32Array.from([0.1, 0.2])],
+      ['layers.0.adaption_gate', Float32Array.from([-0.3])],
+    ]);
     opt.update(createTsBackend(), g, 0.01);
     // step 1: m_hat = g, v_hat = g^2 -> update = sign(g) (up to eps); decay lr*wd*p on matrices
     assert.ok(Math.abs(p.get('layers.0.adaption_prompt')![0] - (1 - 0.01 * (1 + 0.1 * 1))) < 1e-6);
@@ -102,73 +115,125 @@ describe('optimizer and schedule', () => {
   });
 });
 
-for (const backend of backendsUnderTest()) describe(`finetune [${backend}]`, () => {
-  let m: LlamaModel;
-  before(async () => {
-    m = await loadModel(stories260K, { backend });
-  });
-
-  const common = (out: string) => ({
-    data: alpaca, out, promptLength: 4, adapterLayers: 3, epochs: 2, batchSize: 4, lr: 2e-2, warmupSteps: 2,
-    maxSeqLen: 96, valSize: 3, seed: 5, gradAccum: 2, clipGrad: 5, metrics: null, plot: null,
-  });
-
-  it('train N steps == train N/2, interrupt, resume, train N/2: identical losses and adapter bytes', async () => {
-    const full = await finetune({ model: m, ...common(path.join(tmp, 'full.safetensors')) });
-    const N = full.steps;
-    assert.equal(N, 6); // 20 records / 4 per batch = 5 micro-batches -> 3 steps per epoch with accumulation 2
-    const ac = new AbortController();
-    const half = await finetune({
-      model: m, ...common(path.join(tmp, 'half.safetensors')), signal: ac.signal,
-      onProgress: (p) => { if (p.step === N / 2) ac.abort(); },
+for (const backend of backendsUnderTest())
+  describe(`finetune [${backend}]`, () => {
+    let m: LlamaModel;
+    before(async () => {
+      m = await loadModel(stories260K, { backend });
     });
-    assert.equal(half.aborted, true);
-    assert.equal(half.steps, N / 2);
-    const rest = await finetune({ model: m, ...common(path.join(tmp, 'half.safetensors')), resume: half.checkpoint });
-    assert.deepEqual([...half.losses, ...rest.losses], full.losses);
-    assert.deepEqual(fs.readFileSync(path.join(tmp, 'half.safetensors')), fs.readFileSync(path.join(tmp, 'full.safetensors')));
-  });
 
-  it('resuming with different settings is refused, naming the setting', async () => {
-    const r = await finetune({ model: m, ...common(path.join(tmp, 'r.safetensors')), maxSteps: 1 });
-    await assert.rejects(finetune({ model: m, ...common(path.join(tmp, 'r.safetensors')), resume: r.checkpoint, batchSize: 2 }),
-      /cannot resume: batch_size was 4 in the checkpoint, now 2/);
-  });
+    const common = (out: string) => ({
+      data: alpaca,
+      out,
+      promptLength: 4,
+      adapterLayers: 3,
+      epochs: 2,
+      batchSize: 4,
+      lr: 2e-2,
+      warmupSteps: 2,
+      maxSeqLen: 96,
+      valSize: 3,
+      seed: 5,
+      gradAccum: 2,
+      clipGrad: 5,
+      metrics: null,
+      plot: null,
+    });
 
-  it('loss goes down on the real Alpaca file (tinystories-656k), with metrics and a loss curve', async () => {
-    const tiny = await loadModel(tinystories656k, { backend });
-    const out = path.join(tmp, 'alpaca.safetensors');
-    const r = await finetune({ model: tiny, data: alpaca, out, promptLength: 10, adapterLayers: 2, epochs: 6, batchSize: 4, lr: 3e-2, warmupSteps: 2, maxSeqLen: 128, valSize: 3, seed: 0 });
-    const first = r.losses[0], last = r.losses.slice(-3).reduce((a, b) => a + b, 0) / 3;
-    assert.ok(last < first - 0.3, `loss ${first} -> ${last}`);
-    assert.ok(r.valLosses[r.valLosses.length - 1].valLoss! < r.valLosses[0].valLoss!);
-    const lines = fs.readFileSync(out.replace('.safetensors', '.metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { step: number; loss?: number });
-    assert.equal(lines.filter((l) => l.loss !== undefined).length, r.steps);
-    assert.match(fs.readFileSync(out.replace('.safetensors', '.loss.svg'), 'utf8'), /<svg[\s\S]*<polyline/);
-  });
+    it('train N steps == train N/2, interrupt, resume, train N/2: identical losses and adapter bytes', async () => {
+      const full = await finetune({ model: m, ...common(path.join(tmp, 'full.safetensors')) });
+      const N = full.steps;
+      assert.equal(N, 6); // 20 records / 4 per batch = 5 micro-batches -> 3 steps per epoch with accumulation 2
+      const ac = new AbortController();
+      const half = await finetune({
+        model: m,
+        ...common(path.join(tmp, 'half.safetensors')),
+        signal: ac.signal,
+        onProgress: (p) => {
+          if (p.step === N / 2) ac.abort();
+        },
+      });
+      assert.equal(half.aborted, true);
+      assert.equal(half.steps, N / 2);
+      const rest = await finetune({ model: m, ...common(path.join(tmp, 'half.safetensors')), resume: half.checkpoint });
+      assert.deepEqual([...half.losses, ...rest.losses], full.losses);
+      assert.deepEqual(fs.readFileSync(path.join(tmp, 'half.safetensors')), fs.readFileSync(path.join(tmp, 'full.safetensors')));
+    });
 
-  it('refuses a validation split that leaves nothing to train on', async () => {
-    await assert.rejects(finetune({ model: m, data: alpaca, out: path.join(tmp, 'x.safetensors') }), /alpaca\.json: 23 records, but --val-size 200/);
-  });
+    it('resuming with different settings is refused, naming the setting', async () => {
+      const r = await finetune({ model: m, ...common(path.join(tmp, 'r.safetensors')), maxSteps: 1 });
+      await assert.rejects(
+        finetune({ model: m, ...common(path.join(tmp, 'r.safetensors')), resume: r.checkpoint, batchSize: 2 }),
+        /cannot resume: batch_size was 4 in the checkpoint, now 2/,
+      );
+    });
 
-  it('the one filter decides both what trains and what is saved (a prompts-only adapter)', async () => {
-    class PromptsOnly extends Adapter {
-      override isParam(name: string): boolean {
-        return name.endsWith('.adaption_prompt');
+    it('loss goes down on the real Alpaca file (tinystories-656k), with metrics and a loss curve', async () => {
+      const tiny = await loadModel(tinystories656k, { backend });
+      const out = path.join(tmp, 'alpaca.safetensors');
+      const r = await finetune({
+        model: tiny,
+        data: alpaca,
+        out,
+        promptLength: 10,
+        adapterLayers: 2,
+        epochs: 6,
+        batchSize: 4,
+        lr: 3e-2,
+        warmupSteps: 2,
+        maxSeqLen: 128,
+        valSize: 3,
+        seed: 0,
+      });
+      const first = r.losses[0],
+        last = r.losses.slice(-3).reduce((a, b) => a + b, 0) / 3;
+      assert.ok(last < first - 0.3, `loss ${first} -> ${last}`);
+      assert.ok(r.valLosses[r.valLosses.length - 1].valLoss! < r.valLosses[0].valLoss!);
+      const lines = fs
+        .readFileSync(out.replace('.safetensors', '.metrics.jsonl'), 'utf8')
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l) as { step: number; loss?: number });
+      assert.equal(lines.filter((l) => l.loss !== undefined).length, r.steps);
+      assert.match(fs.readFileSync(out.replace('.safetensors', '.loss.svg'), 'utf8'), /<svg[\s\S]*<polyline/);
+    });
+
+    it('refuses a validation split that leaves nothing to train on', async () => {
+      await assert.rejects(finetune({ model: m, data: alpaca, out: path.join(tmp, 'x.safetensors') }), /alpaca\.json: 23 records, but --val-size 200/);
+    });
+
+    it('the one filter decides both what trains and what is saved (a prompts-only adapter)', async () => {
+      class PromptsOnly extends Adapter {
+        override isParam(name: string): boolean {
+          return name.endsWith('.adaption_prompt');
+        }
       }
-    }
-    const a = new PromptsOnly(m, { promptLength: 4, adapterLayers: 2, gate: 'tanh-per-head' });
-    for (const [name, t] of a.tensors()) if (name.endsWith('.adaption_prompt')) t.fill(0.5);
-    a.invalidate();
-    const out = path.join(tmp, `prompts-only-${backend}.safetensors`);
-    const r = await finetune({ model: m, ...common(out), adapter: a, maxSteps: 3 });
-    assert.equal(r.adapter, a);
-    const t = a.tensors();
-    for (const l of [3, 4]) {
-      assert.ok(t.get(`layers.${l}.adaption_prompt`)!.some((x) => x !== 0.5), `layer ${l} prompt trained`);
-      assert.ok(t.get(`layers.${l}.adaption_gate`)!.every((x) => x === 0), `layer ${l} gate untouched`);
-    }
-    assert.deepEqual(readAdapterInfo(out).tensors.map((x) => x.name), ['layers.3.adaption_prompt', 'layers.4.adaption_prompt']);
-    assert.deepEqual(readSafetensors(r.checkpoint).names().filter((n) => !n.startsWith('optimizer.')), ['layers.3.adaption_prompt', 'layers.4.adaption_prompt']);
+      const a = new PromptsOnly(m, { promptLength: 4, adapterLayers: 2, gate: 'tanh-per-head' });
+      for (const [name, t] of a.tensors()) if (name.endsWith('.adaption_prompt')) t.fill(0.5);
+      a.invalidate();
+      const out = path.join(tmp, `prompts-only-${backend}.safetensors`);
+      const r = await finetune({ model: m, ...common(out), adapter: a, maxSteps: 3 });
+      assert.equal(r.adapter, a);
+      const t = a.tensors();
+      for (const l of [3, 4]) {
+        assert.ok(
+          t.get(`layers.${l}.adaption_prompt`)!.some((x) => x !== 0.5),
+          `layer ${l} prompt trained`,
+        );
+        assert.ok(
+          t.get(`layers.${l}.adaption_gate`)!.every((x) => x === 0),
+          `layer ${l} gate untouched`,
+        );
+      }
+      assert.deepEqual(
+        readAdapterInfo(out).tensors.map((x) => x.name),
+        ['layers.3.adaption_prompt', 'layers.4.adaption_prompt'],
+      );
+      assert.deepEqual(
+        readSafetensors(r.checkpoint)
+          .names()
+          .filter((n) => !n.startsWith('optimizer.')),
+        ['layers.3.adaption_prompt', 'layers.4.adaption_prompt'],
+      );
+    });
   });
-});

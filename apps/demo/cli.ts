@@ -18,7 +18,9 @@ interface DemoFlags {
 
 export function demoCommand(): Command {
   return new Command('demo')
-    .description('fine-tune an adapter on stories the base model wrote, then score instruction following on held-out name/object combinations (base vs zero-init vs random-init gates)')
+    .description(
+      'fine-tune an adapter on stories the base model wrote, then score instruction following on held-out name/object combinations (base vs zero-init vs random-init gates)',
+    )
     .option('-m, --model <path>', 'base model (default: ../shared/assets/models/tinystories-656k next to the repository)')
     .option('--out-dir <dir>', 'where adapters, data, metrics, loss chart and report go', 'demo-out')
     .option('--stories <n>', 'stories to sample from the base model (default 2048; 64 with --quick)', int('--stories', 8))
@@ -28,12 +30,19 @@ export function demoCommand(): Command {
     .action(async (f: DemoFlags) => {
       const t0 = Date.now();
       const report = await runDemo({
-        modelPath: f.model, outDir: f.outDir, stories: f.stories, seed: f.seed, backend: f.backend, quick: f.quick,
+        modelPath: f.model,
+        outDir: f.outDir,
+        stories: f.stories,
+        seed: f.seed,
+        backend: f.backend,
+        quick: f.quick,
         onLog: (line) => process.stderr.write(`[${((Date.now() - t0) / 1000).toFixed(0).padStart(4)}s] ${line}\n`),
       });
       process.stdout.write(`${scoresTable(report)}\n\n`);
       const t = report.timings;
-      process.stdout.write(`wall time ${t.totalS.toFixed(1)} s (stories ${t.storiesS.toFixed(1)} s, training ${t.trainS.toFixed(1)} s, evaluation ${t.evalS.toFixed(1)} s) on the ${report.backend} backend${report.parallel ? " (2 worker threads)" : ""}\n`);
+      process.stdout.write(
+        `wall time ${t.totalS.toFixed(1)} s (stories ${t.storiesS.toFixed(1)} s, training ${t.trainS.toFixed(1)} s, evaluation ${t.evalS.toFixed(1)} s) on the ${report.backend} backend${report.parallel ? ' (2 worker threads)' : ''}\n`,
+      );
       process.stdout.write(`report: ${report.files.report_md}\n`);
     });
 }

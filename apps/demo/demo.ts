@@ -17,7 +17,17 @@ import { finetune } from '../../src/train/finetune.js';
 import { writeSvgChart } from '../../src/train/plot.js';
 import { tokenizeExample } from '../../src/train/data.js';
 import { PROMPT_STYLES, type InstructionRecord } from '../../src/train/prompt-styles.js';
-import { augmentSwaps, extractInstruction, SWAP_NAMES, SWAP_OBJECTS, instructionFor, splitHeldout, titleFor, type Combo, type StoryInstruction } from './instructions.js';
+import {
+  augmentSwaps,
+  extractInstruction,
+  SWAP_NAMES,
+  SWAP_OBJECTS,
+  instructionFor,
+  splitHeldout,
+  titleFor,
+  type Combo,
+  type StoryInstruction,
+} from './instructions.js';
 import { aggregate, generateVariants, scoreOne, type ScoredGeneration, type Scores } from './score.js';
 import { sampleStories, trimStory, type SampledStory } from './stories.js';
 import { runJob, type TrainJobOptions, type TrainJobResult } from './worker.js';
@@ -49,17 +59,40 @@ export interface DemoConfig {
 }
 
 export const FULL_CONFIG: DemoConfig = {
-  stories: 2048, storyMaxTokens: 48, storyMaxChars: 110, storyTemperature: 1.0, storyTopP: 0.95, swaps: 8,
-  heldoutCombos: 64, minCount: 3, samplesPerCombo: 4,
-  promptLength: 20, layers: 2, lr: 3e-2, epochs: 10, batchSize: 4, warmupSteps: 10, maxValRecords: 48,
-  evalTemperature: 0.3, evalTopP: 0.75, evalMaxTokens: 100, seed: 0,
+  stories: 2048,
+  storyMaxTokens: 48,
+  storyMaxChars: 110,
+  storyTemperature: 1.0,
+  storyTopP: 0.95,
+  swaps: 8,
+  heldoutCombos: 64,
+  minCount: 3,
+  samplesPerCombo: 4,
+  promptLength: 20,
+  layers: 2,
+  lr: 3e-2,
+  epochs: 10,
+  batchSize: 4,
+  warmupSteps: 10,
+  maxValRecords: 48,
+  evalTemperature: 0.3,
+  evalTopP: 0.75,
+  evalMaxTokens: 100,
+  seed: 0,
 };
 
 /** A tiny configuration for tests: seconds on the TypeScript backend, too small to prove anything. */
 export const QUICK_CONFIG: DemoConfig = {
   ...FULL_CONFIG,
-  stories: 64, swaps: 2, heldoutCombos: 4, minCount: 1, samplesPerCombo: 1,
-  epochs: 2, warmupSteps: 2, maxValRecords: 4, evalMaxTokens: 32,
+  stories: 64,
+  swaps: 2,
+  heldoutCombos: 4,
+  minCount: 1,
+  samplesPerCombo: 1,
+  epochs: 2,
+  warmupSteps: 2,
+  maxValRecords: 4,
+  evalMaxTokens: 32,
 };
 
 export interface DemoOptions extends Partial<DemoConfig> {
@@ -152,7 +185,7 @@ export async function runDemo(o: DemoOptions = {}): Promise<DemoReport> {
   const t0 = Date.now();
   const log = o.onLog ?? ((): void => undefined);
   const cfg = demoConfig(o);
-  const modelPath = o.model ? o.model.info.path : o.modelPath ?? defaultModelPath();
+  const modelPath = o.model ? o.model.info.path : (o.modelPath ?? defaultModelPath());
   if (!o.model && !fs.existsSync(modelPath)) throw new LlamaAdapterError(`${modelPath}: model not found (pass --model PATH)`);
   const outDir = path.resolve(o.outDir ?? 'demo-out');
   try {
@@ -182,20 +215,37 @@ export async function runDemo(o: DemoOptions = {}): Promise<DemoReport> {
   if (parallel) {
     const half = Math.ceil(cfg.stories / 2);
     const done = [0, 0];
-    const onBatch = (i: number) => (d: number): void => {
-      done[i] = d;
-      log(`stories: ${done[0] + done[1]}/${cfg.stories} sampled`);
-    };
+    const onBatch =
+      (i: number) =>
+      (d: number): void => {
+        done[i] = d;
+        log(`stories: ${done[0] + done[1]}/${cfg.stories} sampled`);
+      };
     const parts = await Promise.all([
-      runJob({ kind: 'sample', modelPath, backend: workerBackend, threads: workerThreads, options: { ...sampleOpts, count: half, seed: storySeed } }, { onBatch: onBatch(0) }),
-      runJob({ kind: 'sample', modelPath, backend: workerBackend, threads: workerThreads, options: { ...sampleOpts, count: cfg.stories - half, seed: storySeed + half } }, { onBatch: onBatch(1) }),
+      runJob(
+        { kind: 'sample', modelPath, backend: workerBackend, threads: workerThreads, options: { ...sampleOpts, count: half, seed: storySeed } },
+        { onBatch: onBatch(0) },
+      ),
+      runJob(
+        {
+          kind: 'sample',
+          modelPath,
+          backend: workerBackend,
+          threads: workerThreads,
+          options: { ...sampleOpts, count: cfg.stories - half, seed: storySeed + half },
+        },
+        { onBatch: onBatch(1) },
+      ),
     ]);
     sampled = parts.flat();
   } else {
     sampled = await sampleStories(model, { ...sampleOpts, count: cfg.stories, seed: storySeed, onBatch: (d, n) => log(`stories: ${d}/${n} sampled`) });
   }
   const tStories = Date.now();
-  writeJsonl(file('stories', 'data/stories.jsonl'), sampled.map((s) => ({ text: s.text, finished: s.finished })));
+  writeJsonl(
+    file('stories', 'data/stories.jsonl'),
+    sampled.map((s) => ({ text: s.text, finished: s.finished })),
+  );
 
   // ---- 2. instructions the stories satisfy; swaps; held-out combinations
   const usable: StoryInstruction[] = [];
@@ -209,38 +259,66 @@ export async function runDemo(o: DemoOptions = {}): Promise<DemoReport> {
   const items = augmentSwaps(usable, cfg.swaps, cfg.seed);
   // with swaps, held-out combinations come from the swap lists (the names and objects training covers well)
   const split = splitHeldout(items, {
-    heldoutCombos: cfg.heldoutCombos, seed: cfg.seed, minCount: cfg.minCount, minTrain: cfg.minCount > 1 ? 2 : 1,
-    names: cfg.swaps ? Object.keys(SWAP_NAMES) : undefined, objects: cfg.swaps ? Object.keys(SWAP_OBJECTS) : undefined,
+    heldoutCombos: cfg.heldoutCombos,
+    seed: cfg.seed,
+    minCount: cfg.minCount,
+    minTrain: cfg.minCount > 1 ? 2 : 1,
+    names: cfg.swaps ? Object.keys(SWAP_NAMES) : undefined,
+    objects: cfg.swaps ? Object.keys(SWAP_OBJECTS) : undefined,
   });
   const val = split.heldoutStories.slice(0, cfg.maxValRecords);
   check(split.train.length >= cfg.batchSize, `only ${split.train.length} training records: sample more stories (--stories)`);
   const withCombo = (it: StoryInstruction): object => ({ ...toRecord(it), name: it.name, object: it.object });
   writeJsonl(file('train', 'data/train.jsonl'), split.train.map(withCombo));
   writeJsonl(file('val', 'data/val.jsonl'), val.map(withCombo));
-  writeJsonl(file('heldout', 'data/heldout.jsonl'), split.heldout.map((c) => ({ instruction: instructionFor(c), name: c.name, object: c.object })));
-  log(`split: ${split.train.length} training records (${usable.length} stories x ${cfg.swaps || 1}${cfg.swaps ? ' name/object swaps' : ''}), ${val.length} validation records, ${split.heldout.length} held-out combinations`);
+  writeJsonl(
+    file('heldout', 'data/heldout.jsonl'),
+    split.heldout.map((c) => ({ instruction: instructionFor(c), name: c.name, object: c.object })),
+  );
+  log(
+    `split: ${split.train.length} training records (${usable.length} stories x ${cfg.swaps || 1}${cfg.swaps ? ' name/object swaps' : ''}), ${val.length} validation records, ${split.heldout.length} held-out combinations`,
+  );
 
   // ---- 3. training: zero-init gates and random-init gates, everything else identical
   const records = [...val, ...split.train].map(toRecord);
   const trainTokens = cfg.epochs * split.train.reduce((n, it) => n + model.tokenizer.encode(`${it.instruction}\n${it.story}`).length + 2, 0);
   log(`training: ${cfg.epochs} epochs, ${(trainTokens / 1e6).toFixed(2)}M tokens per run, two runs${parallel ? ' in parallel' : ''}`);
   if (model.backend.name === 'ts' && trainTokens > 2e5) {
-    log(`note: the TypeScript backend trains at roughly 500 tokens/s per core: expect about ${Math.ceil(trainTokens / 500 / 60 / (parallel ? 1 : 0.5))} minutes ` +
-      '(the native backend takes about a minute; --quick takes seconds)');
+    log(
+      `note: the TypeScript backend trains at roughly 500 tokens/s per core: expect about ${Math.ceil(trainTokens / 500 / 60 / (parallel ? 1 : 0.5))} minutes ` +
+        '(the native backend takes about a minute; --quick takes seconds)',
+    );
   }
   const baseVal = val.length ? baseLoss(model, val.map(toRecord)) : null;
   const jobOptions = (gateInit: 'zero' | 'random'): TrainJobOptions => {
     const tag = gateInit === 'zero' ? 'zero-init' : 'random-init';
     return {
-      data: records, out: file(`adapter_${tag}`, `adapters/${tag}.safetensors`), promptLength: cfg.promptLength, adapterLayers: layers, gateInit,
-      epochs: cfg.epochs, batchSize: cfg.batchSize, lr: cfg.lr, warmupSteps: cfg.warmupSteps, valSize: val.length, promptStyle: 'plain',
-      seed: cfg.seed, metrics: file(`metrics_${tag}`, `adapters/${tag}.metrics.jsonl`), plot: null,
+      data: records,
+      out: file(`adapter_${tag}`, `adapters/${tag}.safetensors`),
+      promptLength: cfg.promptLength,
+      adapterLayers: layers,
+      gateInit,
+      epochs: cfg.epochs,
+      batchSize: cfg.batchSize,
+      lr: cfg.lr,
+      warmupSteps: cfg.warmupSteps,
+      valSize: val.length,
+      promptStyle: 'plain',
+      seed: cfg.seed,
+      metrics: file(`metrics_${tag}`, `adapters/${tag}.metrics.jsonl`),
+      plot: null,
       checkpoint: file(`checkpoint_${tag}`, `adapters/${tag}.ckpt.safetensors`),
     };
   };
-  const callbacks = (label: string): { onProgress: (p: { step: number; totalSteps: number; loss: number; tokensPerS: number }) => void; onEpoch: (e: { epoch: number; valLoss: number | null }) => void } => ({
+  const callbacks = (
+    label: string,
+  ): {
+    onProgress: (p: { step: number; totalSteps: number; loss: number; tokensPerS: number }) => void;
+    onEpoch: (e: { epoch: number; valLoss: number | null }) => void;
+  } => ({
     onProgress: (p) => {
-      if (p.step % 25 === 0 || p.step === p.totalSteps) log(`train ${label}: step ${p.step}/${p.totalSteps} loss ${p.loss.toFixed(3)} (${Math.round(p.tokensPerS)} tok/s)`);
+      if (p.step % 25 === 0 || p.step === p.totalSteps)
+        log(`train ${label}: step ${p.step}/${p.totalSteps} loss ${p.loss.toFixed(3)} (${Math.round(p.tokensPerS)} tok/s)`);
     },
     onEpoch: (e) => log(`train ${label}: epoch ${e.epoch} validation loss ${e.valLoss === null ? 'n/a' : e.valLoss.toFixed(3)}`),
   });
@@ -253,8 +331,15 @@ export async function runDemo(o: DemoOptions = {}): Promise<DemoReport> {
     else r = await finetune({ ...opts, model, ...callbacks(label) });
     const tail = r.losses.slice(-Math.max(1, Math.round(r.losses.length / 10)));
     return {
-      label, gateInit, adapter: opts.out, steps: r.steps, firstLoss: r.losses[0], finalLoss: r.losses[r.losses.length - 1],
-      finalLossMean: tail.reduce((a, b) => a + b, 0) / tail.length, losses: r.losses, valLosses: r.valLosses.map((v) => v.valLoss),
+      label,
+      gateInit,
+      adapter: opts.out,
+      steps: r.steps,
+      firstLoss: r.losses[0],
+      finalLoss: r.losses[r.losses.length - 1],
+      finalLossMean: tail.reduce((a, b) => a + b, 0) / tail.length,
+      losses: r.losses,
+      valLosses: r.valLosses.map((v) => v.valLoss),
       seconds: seconds(ts),
     };
   };
@@ -277,11 +362,16 @@ export async function runDemo(o: DemoOptions = {}): Promise<DemoReport> {
   const titles = combos.map((c) => PROMPT_STYLES.plain.prompt({ instruction: titleFor(c), input: '' }));
   const evalSeed = cfg.seed * 100003 + 7777;
   const evalOpts = {
-    seed: evalSeed, temperature: cfg.evalTemperature, topP: cfg.evalTopP, maxTokens: cfg.evalMaxTokens,
+    seed: evalSeed,
+    temperature: cfg.evalTemperature,
+    topP: cfg.evalTopP,
+    maxTokens: cfg.evalMaxTokens,
     onBatch: (v: string, d: number, n: number): void => log(`evaluate ${v}: ${d}/${n} generated`),
   };
   const variants: { label: string; adapter: Adapter | null }[] = [
-    { label: 'base model', adapter: null }, { label: 'zero-init gates', adapter: zeroAdapter }, { label: 'random-init gates', adapter: randAdapter },
+    { label: 'base model', adapter: null },
+    { label: 'zero-init gates', adapter: zeroAdapter },
+    { label: 'random-init gates', adapter: randAdapter },
   ];
   const gens = await generateVariants(model, prompts, variants, evalOpts);
   const [titleGens] = await generateVariants(model, titles, [{ label: 'base model (story-title prompt)', adapter: null }], evalOpts);
@@ -290,22 +380,47 @@ export async function runDemo(o: DemoOptions = {}): Promise<DemoReport> {
   const titleScored = titleGens.map((x, i) => scoreOne(x, combos[i]));
   const keys = combos.map((c) => `${c.name}/${c.object}`);
   const [sBase, sZero, sRand] = scored.map((x) => aggregate(x, keys));
-  writeJsonl(file('generations', 'generations.jsonl'), combos.map((c, i) => ({
-    instruction: instructionFor(c), name: c.name, object: c.object, seed: evalSeed + i,
-    base: scored[0][i], zero_init: scored[1][i], random_init: scored[2][i], base_title_prompt: titleScored[i],
-  })));
+  writeJsonl(
+    file('generations', 'generations.jsonl'),
+    combos.map((c, i) => ({
+      instruction: instructionFor(c),
+      name: c.name,
+      object: c.object,
+      seed: evalSeed + i,
+      base: scored[0][i],
+      zero_init: scored[1][i],
+      random_init: scored[2][i],
+      base_title_prompt: titleScored[i],
+    })),
+  );
 
   const report: DemoReport = {
-    model: modelPath, backend: model.backend.name, parallel, config: cfg, layers,
+    model: modelPath,
+    backend: model.backend.name,
+    parallel,
+    config: cfg,
+    layers,
     data: {
-      sampled: sampled.length, usable: usable.length, augmented: items.length, train: split.train.length, val: val.length,
-      droppedForHeldout: split.dropped, heldoutCombos: split.heldout,
-      names: new Set(split.train.map((x) => x.name)).size, objects: new Set(split.train.map((x) => x.object)).size,
+      sampled: sampled.length,
+      usable: usable.length,
+      augmented: items.length,
+      train: split.train.length,
+      val: val.length,
+      droppedForHeldout: split.dropped,
+      heldoutCombos: split.heldout,
+      names: new Set(split.train.map((x) => x.name)).size,
+      objects: new Set(split.train.map((x) => x.object)).size,
     },
     baseValLoss: baseVal,
     training: { zeroInit: zero, randomInit: rand },
     scores: { base: sBase, baseTitle: aggregate(titleScored, keys), zeroInit: sZero, randomInit: sRand },
-    evaluation: { prompts: prompts.length, temperature: cfg.evalTemperature, topP: cfg.evalTopP, maxTokens: cfg.evalMaxTokens, seeds: `row i samples with seed ${evalSeed} + i in every variant` },
+    evaluation: {
+      prompts: prompts.length,
+      temperature: cfg.evalTemperature,
+      topP: cfg.evalTopP,
+      maxTokens: cfg.evalMaxTokens,
+      seeds: `row i samples with seed ${evalSeed} + i in every variant`,
+    },
     examples: pickExamples(combos, scored, 4),
     timings: { loadS: seconds(t0, tLoad), storiesS: seconds(tLoad, tStories), trainS: seconds(tStories, tTrain), evalS: seconds(tTrain, tEval), totalS: 0 },
     files,
@@ -313,7 +428,7 @@ export async function runDemo(o: DemoOptions = {}): Promise<DemoReport> {
   file('report_json', 'report.json');
   file('report_md', 'report.md');
   report.timings.totalS = seconds(t0);
-  fs.writeFileSync(files.report_json, JSON.stringify(report, null, 2) + '\n');
+  fs.writeFileSync(files.report_json, `${JSON.stringify(report, null, 2)}\n`);
   fs.writeFileSync(files.report_md, reportMarkdown(report));
   return report;
 }
@@ -362,7 +477,8 @@ function writeLossChart(file: string, title: string, zero: RunSummary, rand: Run
 
 /** The base model's validation loss on the same records, tokenized as finetune does. */
 function baseLoss(model: LlamaModel, recs: readonly InstructionRecord[]): number {
-  let sum = 0, n = 0;
+  let sum = 0,
+    n = 0;
   for (const r of recs) {
     const ex = tokenizeExample(model.tokenizer, r, 'plain', model.config.maxSeqLen);
     const l = model.loss([ex.tokens], [ex.targets], null);
@@ -376,12 +492,14 @@ function baseLoss(model: LlamaModel, recs: readonly InstructionRecord[]): number
 function pickExamples(combos: readonly Combo[], s: readonly ScoredGeneration[][], n: number): ExampleGeneration[] {
   const ok = (x: ScoredGeneration): boolean => x.name && x.object;
   const seen = new Set<string>();
-  const idx = combos.map((_, i) => i).filter((i) => {
-    const k = `${combos[i].name}/${combos[i].object}`;
-    if (seen.has(k)) return false;
-    seen.add(k);
-    return true;
-  });
+  const idx = combos
+    .map((_, i) => i)
+    .filter((i) => {
+      const k = `${combos[i].name}/${combos[i].object}`;
+      if (seen.has(k)) return false;
+      seen.add(k);
+      return true;
+    });
   const good = idx.filter((i) => ok(s[1][i]) && !ok(s[0][i]));
   const rest = idx.filter((i) => !good.includes(i));
   const take = [...good.slice(0, n - 1), ...rest].slice(0, n);
@@ -399,7 +517,8 @@ export function scoresTable(r: DemoReport): string {
   const lastVal = (t: RunSummary): number | null => t.valLosses[t.valLosses.length - 1] ?? null;
   const row = (label: string, s: Scores, train: string, val: string): string =>
     `| ${label} | ${pct(s.both)} ± ${(100 * s.bothCi95).toFixed(1)} | ${pct(s.name)} | ${pct(s.object)} | ${s.meanTokens.toFixed(0)} | ${train} | ${val} |`;
-  const z = r.training.zeroInit, q = r.training.randomInit;
+  const z = r.training.zeroInit,
+    q = r.training.randomInit;
   return [
     `Held-out instructions: ${r.evaluation.prompts} = ${r.data.heldoutCombos.length} unseen name/object combinations x ${r.config.samplesPerCombo} seeds ` +
       `(temperature ${r.evaluation.temperature}, top-p ${r.evaluation.topP}, at most ${r.evaluation.maxTokens} tokens)`,
@@ -450,8 +569,12 @@ function reportMarkdown(r: DemoReport): string {
     '## Examples (same instruction, same seed)',
     '',
     ...r.examples.flatMap((e) => [
-      `**${e.instruction}**`, '',
-      `- base: ${q(e.base)}`, `- zero-init adapter: ${q(e.zeroInit)}`, `- random-init adapter: ${q(e.randomInit)}`, '',
+      `**${e.instruction}**`,
+      '',
+      `- base: ${q(e.base)}`,
+      `- zero-init adapter: ${q(e.zeroInit)}`,
+      `- random-init adapter: ${q(e.randomInit)}`,
+      '',
     ]),
     '## Timings',
     '',

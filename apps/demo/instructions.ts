@@ -14,9 +14,41 @@ import { Rng } from '../../src/core/rng.js';
  * in 2-35% of stories). Matched case-sensitively as whole words, so "Max" is not "max".
  */
 export const NAMES: readonly string[] = [
-  'Tim', 'Lily', 'Tom', 'Sue', 'Max', 'Spot', 'Mia', 'Sam', 'Amy', 'Lucy', 'Bob', 'Ben', 'Sally',
-  'Anna', 'Jack', 'Mimi', 'Sara', 'Timmy', 'Emma', 'Jane', 'John', 'Leo', 'Billy', 'Sarah', 'Jill',
-  'Kitty', 'Bobo', 'Zoe', 'Joe', 'Molly', 'Lila', 'Mark', 'Fred', 'Daisy', 'Buddy',
+  'Tim',
+  'Lily',
+  'Tom',
+  'Sue',
+  'Max',
+  'Spot',
+  'Mia',
+  'Sam',
+  'Amy',
+  'Lucy',
+  'Bob',
+  'Ben',
+  'Sally',
+  'Anna',
+  'Jack',
+  'Mimi',
+  'Sara',
+  'Timmy',
+  'Emma',
+  'Jane',
+  'John',
+  'Leo',
+  'Billy',
+  'Sarah',
+  'Jill',
+  'Kitty',
+  'Bobo',
+  'Zoe',
+  'Joe',
+  'Molly',
+  'Lila',
+  'Mark',
+  'Fred',
+  'Daisy',
+  'Buddy',
 ];
 
 /**
@@ -24,10 +56,47 @@ export const NAMES: readonly string[] = [
  * allowed). Not "toy": the model mostly uses it as a modifier ("a toy car").
  */
 export const OBJECTS: readonly string[] = [
-  'ball', 'dog', 'cat', 'bird', 'tree', 'box', 'car', 'fish', 'mouse', 'rock', 'bear', 'hat',
-  'cake', 'flower', 'kite', 'boat', 'apple', 'book', 'bike', 'doll', 'bug', 'frog', 'duck', 'bunny',
-  'truck', 'balloon', 'cookie', 'ant', 'owl', 'monkey', 'lion', 'fox', 'pig', 'cow', 'horse', 'bee',
-  'train', 'shoe', 'cup', 'drum', 'bag',
+  'ball',
+  'dog',
+  'cat',
+  'bird',
+  'tree',
+  'box',
+  'car',
+  'fish',
+  'mouse',
+  'rock',
+  'bear',
+  'hat',
+  'cake',
+  'flower',
+  'kite',
+  'boat',
+  'apple',
+  'book',
+  'bike',
+  'doll',
+  'bug',
+  'frog',
+  'duck',
+  'bunny',
+  'truck',
+  'balloon',
+  'cookie',
+  'ant',
+  'owl',
+  'monkey',
+  'lion',
+  'fox',
+  'pig',
+  'cow',
+  'horse',
+  'bee',
+  'train',
+  'shoe',
+  'cup',
+  'drum',
+  'bag',
 ];
 
 /**
@@ -36,13 +105,38 @@ export const OBJECTS: readonly string[] = [
  * common objects that take "a" (so "a ball" stays grammatical after a swap).
  */
 export const SWAP_NAMES: Readonly<Record<string, 'f' | 'm'>> = {
-  Lily: 'f', Sue: 'f', Mia: 'f', Amy: 'f', Lucy: 'f', Anna: 'f',
-  Tim: 'm', Tom: 'm', Max: 'm', Sam: 'm', Ben: 'm', Jack: 'm',
+  Lily: 'f',
+  Sue: 'f',
+  Mia: 'f',
+  Amy: 'f',
+  Lucy: 'f',
+  Anna: 'f',
+  Tim: 'm',
+  Tom: 'm',
+  Max: 'm',
+  Sam: 'm',
+  Ben: 'm',
+  Jack: 'm',
 };
 export const SWAP_OBJECTS: Readonly<Record<string, 'animal' | 'thing'>> = {
-  dog: 'animal', cat: 'animal', bird: 'animal', fish: 'animal', bug: 'animal', frog: 'animal', duck: 'animal', bear: 'animal',
-  ball: 'thing', box: 'thing', car: 'thing', kite: 'thing', boat: 'thing', book: 'thing', doll: 'thing',
-  cake: 'thing', hat: 'thing', tree: 'thing',
+  dog: 'animal',
+  cat: 'animal',
+  bird: 'animal',
+  fish: 'animal',
+  bug: 'animal',
+  frog: 'animal',
+  duck: 'animal',
+  bear: 'animal',
+  ball: 'thing',
+  box: 'thing',
+  car: 'thing',
+  kite: 'thing',
+  boat: 'thing',
+  book: 'thing',
+  doll: 'thing',
+  cake: 'thing',
+  hat: 'thing',
+  tree: 'thing',
 };
 
 /** A (name, object) combination. */
@@ -221,15 +315,16 @@ export function splitHeldout(items: readonly StoryInstruction[], o: SplitOptions
   }
   const names = (o.names ?? NAMES).filter((n) => (nameN.get(n) ?? 0) >= minCount);
   const objects = (o.objects ?? OBJECTS).filter((x) => (objN.get(x) ?? 0) >= minCount);
-  check(names.length >= 2 && objects.length >= 2,
-    `only ${names.length} names and ${objects.length} objects lead at least ${minCount} stories each: sample more stories (--stories)`);
+  check(
+    names.length >= 2 && objects.length >= 2,
+    `only ${names.length} names and ${objects.length} objects lead at least ${minCount} stories each: sample more stories (--stories)`,
+  );
   const grid: Combo[] = [];
   for (const name of names) for (const object of objects) grid.push({ name, object });
   new Rng((o.seed * 2654435761 + 17) >>> 0).shuffle(grid);
 
   const removed = new Set<number>(); // indices of stories out of training
-  const lead = (pick: (it: StoryInstruction) => string, w: string): number =>
-    items.reduce((n, it, i) => n + (!removed.has(i) && pick(it) === w ? 1 : 0), 0);
+  const lead = (pick: (it: StoryInstruction) => string, w: string): number => items.reduce((n, it, i) => n + (!removed.has(i) && pick(it) === w ? 1 : 0), 0);
   const heldout: Combo[] = [];
   // spread the held-out combinations over names and objects (no name or object dominates)
   const perName = Math.max(2, Math.ceil((2 * o.heldoutCombos) / names.length));

@@ -30,7 +30,13 @@ export interface ScoredGeneration {
 
 /** Score one generation against the combination it was asked for. */
 export function scoreOne(g: Pick<GenerationResult, 'text' | 'ids' | 'finishReason'>, c: Combo): ScoredGeneration {
-  return { text: g.text, tokens: g.ids.length, finished: g.finishReason === 'stop', name: mentionsName(g.text, c.name), object: mentionsObject(g.text, c.object) };
+  return {
+    text: g.text,
+    tokens: g.ids.length,
+    finished: g.finishReason === 'stop',
+    name: mentionsName(g.text, c.name),
+    object: mentionsObject(g.text, c.object),
+  };
 }
 
 /**
@@ -82,15 +88,24 @@ export interface EvalOptions {
  * Generate for every prompt with every variant. Rows are decoded in batches; row i always gets
  * seed + i, whichever variant and batch it is in.
  */
-export async function generateVariants(model: LlamaModel, prompts: readonly string[], variants: readonly EvalVariant[], o: EvalOptions): Promise<GenerationResult[][]> {
+export async function generateVariants(
+  model: LlamaModel,
+  prompts: readonly string[],
+  variants: readonly EvalVariant[],
+  o: EvalOptions,
+): Promise<GenerationResult[][]> {
   const batch = o.batchSize ?? 32;
   const out: GenerationResult[][] = [];
   for (const v of variants) {
     const rows: GenerationResult[] = [];
     for (let start = 0; start < prompts.length; start += batch) {
       const chunk = prompts.slice(start, start + batch);
-      const r = await generateBatch(model, chunk, { temperature: o.temperature, topP: o.topP, maxTokens: o.maxTokens, seed: o.seed + start },
-        new Array<Adapter | null>(chunk.length).fill(v.adapter));
+      const r = await generateBatch(
+        model,
+        chunk,
+        { temperature: o.temperature, topP: o.topP, maxTokens: o.maxTokens, seed: o.seed + start },
+        new Array<Adapter | null>(chunk.length).fill(v.adapter),
+      );
       rows.push(...r);
       o.onBatch?.(v.label, rows.length, prompts.length);
     }

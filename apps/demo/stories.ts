@@ -29,7 +29,10 @@ export async function sampleStories(model: LlamaModel, o: SampleStoriesOptions):
   for (let start = 0; start < o.count; start += batch) {
     const n = Math.min(batch, o.count - start);
     const r = await generateBatch(model, new Array<string>(n).fill(''), {
-      temperature: o.temperature ?? 1.0, topP: o.topP ?? 0.95, seed: o.seed + start, maxTokens: o.maxTokens ?? 100,
+      temperature: o.temperature ?? 1.0,
+      topP: o.topP ?? 0.95,
+      seed: o.seed + start,
+      maxTokens: o.maxTokens ?? 100,
     });
     for (const g of r) out.push({ text: g.text, finished: g.finishReason === 'stop' });
     o.onBatch?.(out.length, o.count);

@@ -73,7 +73,8 @@ async function work(job: Job, post: (m: Message) => void): Promise<void> {
     post({ type: 'result', value });
   } else {
     const r = await finetune({
-      ...job.options, model,
+      ...job.options,
+      model,
       onProgress: (p) => post({ type: 'progress', p }),
       onEpoch: (e) => post({ type: 'epoch', e }),
     });

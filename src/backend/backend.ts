@@ -15,7 +15,6 @@
 // argument says `accumulate`.
 
 import type { Matrix } from '../core/weights.js';
-import type { BackendId } from './index.js';
 
 /** Shape of a multi-head attention call. */
 export interface AttnShape {
@@ -36,6 +35,9 @@ export interface PromptShape {
   Hkv: number; // key/value heads
   hs: number; // head size
 }
+
+/** Names of the registered backends (backend/index.ts registers one entry for each: a missing one is a compile error). */
+export type BackendId = 'native' | 'ts';
 
 export interface Backend {
   /** The backend's registry name (backend/index.ts). */
@@ -85,10 +87,7 @@ export interface Backend {
    * uses). q (B, T, H*hs); kCache/vCache (nCacheRows, S, Hkv*hs), nCacheRows = max(cacheRows) + 1
    * (or B), with the current chunk already written; out (B, T, H*hs).
    */
-  attention(
-    out: Float32Array, q: Float32Array, kCache: Float32Array, vCache: Float32Array, pos: Int32Array, s: AttnShape,
-    cacheRows?: Int32Array | null,
-  ): void;
+  attention(out: Float32Array, q: Float32Array, kCache: Float32Array, vCache: Float32Array, pos: Int32Array, s: AttnShape, cacheRows?: Int32Array | null): void;
   /**
    * Backward of attention() for a full causal pass (pos = 0, S = T; s.S is not read): dq, dk, dv
    * (overwritten) from dout, k/v (B, T, Hkv*hs). The softmax probabilities are recomputed from q
@@ -96,7 +95,16 @@ export interface Backend {
    * activation, and writing it in forward and reading it back in backward cost more than the
    * recomputation.
    */
-  attentionBack(dq: Float32Array, dk: Float32Array, dv: Float32Array, dout: Float32Array, q: Float32Array, k: Float32Array, v: Float32Array, s: AttnShape): void;
+  attentionBack(
+    dq: Float32Array,
+    dk: Float32Array,
+    dv: Float32Array,
+    dout: Float32Array,
+    q: Float32Array,
+    k: Float32Array,
+    v: Float32Array,
+    s: AttnShape,
+  ): void;
   /**
    * The zero-init gated prompt branch: out (B, T, H*hs) += gate[h] · softmax(q_h pk_h^T / sqrt(hs)) pv_h
    * with pk, pv (K, Hkv*hs) the prompt's keys/values (no RoPE), gate (H) the effective
@@ -108,7 +116,19 @@ export interface Backend {
    * Backward of promptAttention(): dq (B, T, H*hs) (accumulate; null: not wanted), dpk, dpv
    * (K, Hkv*hs) (accumulate), dgate (H) (accumulate) from dout; probs as promptAttention wrote it.
    */
-  promptAttentionBack(dq: Float32Array | null, dpk: Float32Array, dpv: Float32Array, dgate: Float32Array, dout: Float32Array, q: Float32Array, pk: Float32Array, pv: Float32Array, gate: Float32Array, probs: Float32Array, s: PromptShape): void;
+  promptAttentionBack(
+    dq: Float32Array | null,
+    dpk: Float32Array,
+    dpv: Float32Array,
+    dgate: Float32Array,
+    dout: Float32Array,
+    q: Float32Array,
+    pk: Float32Array,
+    pv: Float32Array,
+    gate: Float32Array,
+    probs: Float32Array,
+    s: PromptShape,
+  ): void;
 
   // ---------------------------------------------------------------- loss / optimiser
   /**

@@ -5,7 +5,7 @@
 // the oracle with one line on stderr saying so. LLAMA_ADAPTER_BACKEND and LLAMA_ADAPTER_THREADS
 // set the defaults.
 
-import type { Backend } from './backend.js';
+import type { Backend, BackendId } from './backend.js';
 import { createTsBackend } from './ts/index.js';
 import { LlamaAdapterError } from '../core/errors.js';
 import { loadNativeBackend } from './native.js';
@@ -23,9 +23,9 @@ export interface BackendEntry {
 export const backends = {
   native: { load: loadNativeBackend },
   ts: { load: () => ({ backend: createTsBackend(), error: '' }), oracle: true },
-} satisfies Record<string, BackendEntry>;
+} satisfies Record<BackendId, BackendEntry>;
 
-export type BackendId = keyof typeof backends;
+export type { BackendId } from './backend.js';
 export type BackendName = BackendId | 'auto';
 /** Every name getBackend accepts (the registry's, then 'auto'): the CLI's --backend choices. */
 export const backendNames = [...(Object.keys(backends) as BackendId[]), 'auto'] as const satisfies readonly BackendName[];

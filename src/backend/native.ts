@@ -24,8 +24,19 @@ import { packageRoot } from '../core/package-root.js';
 
 /** C (M, N) = alpha · op(A) · op(B) + beta · C, fp32, BLAS semantics (row-major, leading dims). */
 export type Gemm = (
-  transA: boolean, transB: boolean, M: number, N: number, K: number, alpha: number,
-  A: Float32Array, lda: number, B: Float32Array, ldb: number, beta: number, C: Float32Array, ldc: number,
+  transA: boolean,
+  transB: boolean,
+  M: number,
+  N: number,
+  K: number,
+  alpha: number,
+  A: Float32Array,
+  lda: number,
+  B: Float32Array,
+  ldb: number,
+  beta: number,
+  C: Float32Array,
+  ldc: number,
 ) => void;
 
 /** A kernel's parameters as the addon's list declares them: [name, fields of an object parameter or null]. */

@@ -1,6 +1,6 @@
 // Shared CLI plumbing: model-loading flags, number parsing with clear errors, error reporting.
 
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { type Command, InvalidArgumentError, Option } from 'commander';
 import { LlamaAdapterError } from '../core/errors.js';
 import { loadModel } from '../model/load.js';
 import type { LlamaModel } from '../model/model.js';

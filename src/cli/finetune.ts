@@ -47,9 +47,9 @@ export function finetuneCommand(): Command {
     .requiredOption('-d, --data <file>', 'instruction data: JSON array or JSONL (instruction/input/output or Dolly fields)')
     .requiredOption('-o, --out <adapter.safetensors>', 'adapter file to write')
     .option('--prompt-length <K>', 'adaption prompt length', int('--prompt-length', 1), 10)
-    .option('--adapter-layers <L>', 'adapt the top L layers (clamped to the model\'s layer count)', int('--adapter-layers', 1), 30)
+    .option('--adapter-layers <L>', "adapt the top L layers (clamped to the model's layer count)", int('--adapter-layers', 1), 30)
     .addOption(new Option('--gate <convention>', 'gate convention').choices(Object.keys(GATE_RULES)).default('tanh-per-head'))
-    .addOption(new Option('--gate-init <init>', 'zero (the method) or random (the paper\'s ablation)').choices(['zero', 'random']).default('zero'))
+    .addOption(new Option('--gate-init <init>', "zero (the method) or random (the paper's ablation)").choices(['zero', 'random']).default('zero'))
     .option('--epochs <n>', 'epochs', int('--epochs', 1), 5)
     .option('--max-steps <n>', 'stop after n optimizer steps (also shortens the schedule)', int('--max-steps', 1))
     .option('--batch-size <n>', 'micro-batch size', int('--batch-size', 1), 4)
@@ -77,26 +77,55 @@ export function finetuneCommand(): Command {
       };
       process.on('SIGINT', onSig);
       const tty = f.progress && process.stderr.isTTY;
-      const bar = new cliProgress.SingleBar({
-        format: 'train |{bar}| {value}/{total} steps | epoch {epoch} | loss {loss} | lr {lr} | {tps} tok/s | ETA {eta_h}',
-        hideCursor: true,
-      }, cliProgress.Presets.shades_classic);
+      const bar = new cliProgress.SingleBar(
+        {
+          format: 'train |{bar}| {value}/{total} steps | epoch {epoch} | loss {loss} | lr {lr} | {tps} tok/s | ETA {eta_h}',
+          hideCursor: true,
+        },
+        cliProgress.Presets.shades_classic,
+      );
       let started = false;
       const r = await finetune({
-        model, data: f.data, out: f.out, promptLength: f.promptLength,
-        adapterLayers: Math.min(f.adapterLayers, model.config.nLayers), gate: f.gate, gateInit: f.gateInit,
-        epochs: f.epochs, maxSteps: f.maxSteps, batchSize: f.batchSize, gradAccum: f.gradAccum, lr: f.lr, blr: f.blr,
-        weightDecay: f.weightDecay, warmupEpochs: f.warmupEpochs, warmupSteps: f.warmupSteps, clipGrad: f.clipGrad,
-        maxSeqLen: f.maxSeqLen, valSize: f.valSize, promptStyle: f.promptStyle, seed: f.seed, resume: f.resume,
-        checkpointEvery: f.checkpointEvery, signal: ac.signal,
+        model,
+        data: f.data,
+        out: f.out,
+        promptLength: f.promptLength,
+        adapterLayers: Math.min(f.adapterLayers, model.config.nLayers),
+        gate: f.gate,
+        gateInit: f.gateInit,
+        epochs: f.epochs,
+        maxSteps: f.maxSteps,
+        batchSize: f.batchSize,
+        gradAccum: f.gradAccum,
+        lr: f.lr,
+        blr: f.blr,
+        weightDecay: f.weightDecay,
+        warmupEpochs: f.warmupEpochs,
+        warmupSteps: f.warmupSteps,
+        clipGrad: f.clipGrad,
+        maxSeqLen: f.maxSeqLen,
+        valSize: f.valSize,
+        promptStyle: f.promptStyle,
+        seed: f.seed,
+        resume: f.resume,
+        checkpointEvery: f.checkpointEvery,
+        signal: ac.signal,
         onProgress: (p) => {
-          const payload = { epoch: p.epoch.toFixed(2), loss: p.loss.toFixed(4), lr: p.lr.toExponential(2), tps: Math.round(p.tokensPerS), eta_h: fmtTime(p.etaS) };
+          const payload = {
+            epoch: p.epoch.toFixed(2),
+            loss: p.loss.toFixed(4),
+            lr: p.lr.toExponential(2),
+            tps: Math.round(p.tokensPerS),
+            eta_h: fmtTime(p.etaS),
+          };
           if (tty) {
             if (!started) bar.start(p.totalSteps, 0, payload);
             started = true;
             bar.update(p.step, payload);
           } else if (p.step % 10 === 0 || p.step === p.totalSteps) {
-            process.stderr.write(`step ${p.step}/${p.totalSteps} epoch ${payload.epoch} loss ${payload.loss} lr ${payload.lr} ${payload.tps} tok/s ETA ${payload.eta_h}\n`);
+            process.stderr.write(
+              `step ${p.step}/${p.totalSteps} epoch ${payload.epoch} loss ${payload.loss} lr ${payload.lr} ${payload.tps} tok/s ETA ${payload.eta_h}\n`,
+            );
           }
         },
         onEpoch: (e) => {

@@ -37,7 +37,9 @@ export function generateCommand(): Command {
     .option('--stop <text>', 'stop string (repeatable)', (v: string, acc: string[]) => [...acc, v], [] as string[])
     .option('-a, --adapter <file>', 'adapter .safetensors to apply')
     .option('--force', 'load the adapter even if the base weights fingerprint differs')
-    .addOption(new Option('--template <style>', 'wrap the prompt in a prompt style: auto = the adapter\'s training style (none without adapter)').default('auto'))
+    .addOption(
+      new Option('--template <style>', "wrap the prompt in a prompt style: auto = the adapter's training style (none without adapter)").default('auto'),
+    )
     .option('--json', 'print one JSON object {prompt_ids, ids, text} instead of streaming')
     .action(async (f: GenerateFlags) => {
       const model = await openModel(f);
@@ -47,16 +49,25 @@ export function generateCommand(): Command {
         const args = adapter?.meta.training_args ? (JSON.parse(adapter.meta.training_args) as { prompt_style?: string }) : {};
         style = args.prompt_style ?? 'none';
       }
-      check(style === 'none' || isPromptStyle(style), `--template: unknown prompt style "${style}" (expected auto, none, ${Object.keys(PROMPT_STYLES).join(', ')})`);
+      check(
+        style === 'none' || isPromptStyle(style),
+        `--template: unknown prompt style "${style}" (expected auto, none, ${Object.keys(PROMPT_STYLES).join(', ')})`,
+      );
       const text = style === 'none' || !isPromptStyle(style) ? f.prompt : PROMPT_STYLES[style].prompt({ instruction: f.prompt, input: f.input ?? '' });
       const it = generate(model, text, {
-        maxTokens: f.maxTokens, temperature: f.temperature, topP: f.topP, topK: f.topK,
-        repetitionPenalty: f.repetitionPenalty, seed: f.seed, stop: f.stop, adapter,
+        maxTokens: f.maxTokens,
+        temperature: f.temperature,
+        topP: f.topP,
+        topK: f.topK,
+        repetitionPenalty: f.repetitionPenalty,
+        seed: f.seed,
+        stop: f.stop,
+        adapter,
       });
       for (;;) {
         const r = await it.next();
         if (r.done) {
-          if (f.json) process.stdout.write(JSON.stringify({ prompt_ids: r.value.promptIds, ids: r.value.ids, text: r.value.text }) + '\n');
+          if (f.json) process.stdout.write(`${JSON.stringify({ prompt_ids: r.value.promptIds, ids: r.value.ids, text: r.value.text })}\n`);
           else process.stdout.write('\n');
           break;
         }

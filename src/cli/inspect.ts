@@ -21,9 +21,19 @@ export async function inspectReport(path: string, tokenizer?: string): Promise<R
     const { checkpoint, training_args, ...rest } = m;
     return {
       kind: checkpoint ? 'llama-adapter training checkpoint' : 'llama-adapter adapter',
-      gate: m.gate, gate_meaning: isGateMode(m.gate ?? '') ? GATE_RULES[m.gate as keyof typeof GATE_RULES].describe : 'unknown',
-      prompt_length: Number(m.prompt_length), adapter_layers: Number(m.adapter_layers), parameters: n,
-      base: { dim: Number(m.base_dim), layers: Number(m.base_layers), heads: Number(m.base_heads), kv_heads: Number(m.base_kv_heads), vocab: Number(m.base_vocab), fingerprint: m.base_fingerprint },
+      gate: m.gate,
+      gate_meaning: isGateMode(m.gate ?? '') ? GATE_RULES[m.gate as keyof typeof GATE_RULES].describe : 'unknown',
+      prompt_length: Number(m.prompt_length),
+      adapter_layers: Number(m.adapter_layers),
+      parameters: n,
+      base: {
+        dim: Number(m.base_dim),
+        layers: Number(m.base_layers),
+        heads: Number(m.base_heads),
+        kv_heads: Number(m.base_kv_heads),
+        vocab: Number(m.base_vocab),
+        fingerprint: m.base_fingerprint,
+      },
       training_args: training_args ? JSON.parse(training_args) : null,
       metadata: rest,
       tensors: tensors.filter((t) => !t.name.startsWith('optimizer.')).map((t) => `${t.name} [${t.shape.join(', ')}]`),
@@ -38,13 +48,28 @@ export async function inspectReport(path: string, tokenizer?: string): Promise<R
     tok = { path: tokPath, kind: t.kind, vocab_size: t.vocabSize, bos_id: t.bosId, eos_id: t.eosId };
   }
   return {
-    kind: 'model', format: mf.format, dtypes: mf.sourceDtypes,
+    kind: 'model',
+    format: mf.format,
+    dtypes: mf.sourceDtypes,
     architecture: {
-      dim: c.dim, layers: c.nLayers, heads: c.nHeads, kv_heads: c.nKvHeads, head_dim: c.headDim, hidden_dim: c.hiddenDim,
-      vocab_size: c.vocabSize, max_seq_len: c.maxSeqLen, norm_eps: c.normEps, rope_theta: c.ropeTheta,
-      rope_scaling: c.ropeScaling, tied_embeddings: c.tiedEmbeddings, bos_id: c.bosId, eos_id: c.eosId,
+      dim: c.dim,
+      layers: c.nLayers,
+      heads: c.nHeads,
+      kv_heads: c.nKvHeads,
+      head_dim: c.headDim,
+      hidden_dim: c.hiddenDim,
+      vocab_size: c.vocabSize,
+      max_seq_len: c.maxSeqLen,
+      norm_eps: c.normEps,
+      rope_theta: c.ropeTheta,
+      rope_scaling: c.ropeScaling,
+      tied_embeddings: c.tiedEmbeddings,
+      bos_id: c.bosId,
+      eos_id: c.eosId,
     },
-    parameters: parameterCount(c), fingerprint: mf.fingerprint, tokenizer: tok,
+    parameters: parameterCount(c),
+    fingerprint: mf.fingerprint,
+    tokenizer: tok,
   };
 }
 
@@ -56,16 +81,18 @@ export function inspectCommand(): Command {
     .option('--json', 'print JSON')
     .action(async (p: string, f: { tokenizer?: string; json?: boolean }) => {
       const r = await inspectReport(p, f.tokenizer);
-      if (f.json) process.stdout.write(JSON.stringify(r, null, 1) + '\n');
-      else process.stdout.write(formatReport(r, '') + '\n');
+      if (f.json) process.stdout.write(`${JSON.stringify(r, null, 1)}\n`);
+      else process.stdout.write(`${formatReport(r, '')}\n`);
     });
 }
 
 function formatReport(o: unknown, indent: string): string {
   if (o === null || typeof o !== 'object') return String(o);
   if (Array.isArray(o)) return o.map((v) => `\n${indent}  - ${typeof v === 'object' ? JSON.stringify(v) : String(v)}`).join('');
-  return Object.entries(o as Record<string, unknown>).map(([k, v]) => {
-    const s = v !== null && typeof v === 'object' && !Array.isArray(v) ? `\n${formatReport(v, indent + '  ')}` : ` ${formatReport(v, indent)}`;
-    return `${indent}${k}:${s}`;
-  }).join('\n');
+  return Object.entries(o as Record<string, unknown>)
+    .map(([k, v]) => {
+      const s = v !== null && typeof v === 'object' && !Array.isArray(v) ? `\n${formatReport(v, `${indent}  `)}` : ` ${formatReport(v, indent)}`;
+      return `${indent}${k}:${s}`;
+    })
+    .join('\n');
 }

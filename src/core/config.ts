@@ -29,8 +29,7 @@ export interface LlamaConfig {
 }
 
 /** What a format must give; every other field has a LLaMA default (see llamaConfig). */
-export type LlamaConfigFields = Pick<LlamaConfig, 'dim' | 'nLayers' | 'nHeads' | 'hiddenDim' | 'vocabSize' | 'maxSeqLen'> &
-  Partial<LlamaConfig>;
+export type LlamaConfigFields = Pick<LlamaConfig, 'dim' | 'nLayers' | 'nHeads' | 'hiddenDim' | 'vocabSize' | 'maxSeqLen'> & Partial<LlamaConfig>;
 
 /** A format's own names for config fields, for its messages (HF: dim -> "hidden_size"). */
 export type ConfigFieldNames = Partial<Record<keyof LlamaConfig, string>>;

@@ -126,9 +126,7 @@ export class ByteSource {
 
   private checkRange(offset: number, length: number): void {
     if (!(offset >= 0 && length >= 0 && offset + length <= this.size)) {
-      throw new LlamaAdapterError(
-        `${this.path}: read of ${length} bytes at offset ${offset} goes past the end of the file (${this.size} bytes)`,
-      );
+      throw new LlamaAdapterError(`${this.path}: read of ${length} bytes at offset ${offset} goes past the end of the file (${this.size} bytes)`);
     }
   }
 }

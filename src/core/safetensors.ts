@@ -29,7 +29,7 @@ const DTYPE_BYTES = {
 export type SafetensorsDtype = keyof typeof DTYPE_BYTES;
 
 function isSafetensorsDtype(s: string): s is SafetensorsDtype {
-  return Object.prototype.hasOwnProperty.call(DTYPE_BYTES, s);
+  return Object.hasOwn(DTYPE_BYTES, s);
 }
 
 export interface TensorInfo {
@@ -81,10 +81,7 @@ class SafetensorsReader implements SafetensorsFile {
     check(src.size >= 8, `${p}: file is ${src.size} bytes, too short for a safetensors header`);
     const lenBytes = src.bytes(0, 8);
     const n = Number(new DataView(lenBytes.buffer, lenBytes.byteOffset, 8).getBigUint64(0, true));
-    check(
-      n <= src.size - 8,
-      `${p}: header length ${n} is larger than the file (${src.size} bytes): truncated, or not a safetensors file`,
-    );
+    check(n <= src.size - 8, `${p}: header length ${n} is larger than the file (${src.size} bytes): truncated, or not a safetensors file`);
     check(n <= MAX_HEADER, `${p}: header length ${n} exceeds the ${MAX_HEADER}-byte limit`);
     check(n >= 2, `${p}: header length ${n} is too small to hold a JSON object`);
     this.dataStart = 8 + n;
@@ -95,10 +92,7 @@ class SafetensorsReader implements SafetensorsFile {
     try {
       header = JSON.parse(text);
     } catch (e) {
-      throw new LlamaAdapterError(
-        `${p}: header is not valid JSON (${e instanceof Error ? e.message : String(e)})`,
-        { cause: e },
-      );
+      throw new LlamaAdapterError(`${p}: header is not valid JSON (${e instanceof Error ? e.message : String(e)})`, { cause: e });
     }
     check(
       typeof header === 'object' && header !== null && !Array.isArray(header),
@@ -122,8 +116,7 @@ class SafetensorsReader implements SafetensorsFile {
       const [cn, ce] = sorted[i];
       check(
         ce.begin >= pe.end,
-        () =>
-          `${p}: tensors "${pn}" (data_offsets [${pe.begin}, ${pe.end}]) and "${cn}" (data_offsets [${ce.begin}, ${ce.end}]) overlap`,
+        () => `${p}: tensors "${pn}" (data_offsets [${pe.begin}, ${pe.end}]) and "${cn}" (data_offsets [${ce.begin}, ${ce.end}]) overlap`,
       );
     }
   }
@@ -188,17 +181,12 @@ class SafetensorsReader implements SafetensorsFile {
       const out = new Int32Array(count);
       for (let i = 0; i < count; i++) {
         const v = dv.getBigInt64(8 * i, true);
-        check(
-          v >= -2147483648n && v <= 2147483647n,
-          () => `${this.path}: tensor "${name}" element ${i} (${v}) does not fit in int32`,
-        );
+        check(v >= -2147483648n && v <= 2147483647n, () => `${this.path}: tensor "${name}" element ${i} (${v}) does not fit in int32`);
         out[i] = Number(v);
       }
       return out;
     }
-    throw new LlamaAdapterError(
-      `${this.path}: tensor "${name}" has dtype ${e.dtype}, which cannot be read as integers (supported: I32, I64)`,
-    );
+    throw new LlamaAdapterError(`${this.path}: tensor "${name}" has dtype ${e.dtype}, which cannot be read as integers (supported: I32, I64)`);
   }
 
   private entry(name: string): Entry {
@@ -209,10 +197,7 @@ class SafetensorsReader implements SafetensorsFile {
 }
 
 function parseMetadata(p: string, raw: unknown): Record<string, string> {
-  check(
-    typeof raw === 'object' && raw !== null && !Array.isArray(raw),
-    `${p}: "__metadata__" must be an object mapping strings to strings`,
-  );
+  check(typeof raw === 'object' && raw !== null && !Array.isArray(raw), `${p}: "__metadata__" must be an object mapping strings to strings`);
   const out: Record<string, string> = {};
   for (const [k, v] of Object.entries(raw as Record<string, unknown>)) {
     check(typeof v === 'string', () => `${p}: "__metadata__" field "${k}" is ${JSON.stringify(v)}, expected a string`);
@@ -230,10 +215,7 @@ function parseEntry(p: string, name: string, raw: unknown, dataSize: number): En
   check('data_offsets' in o, `${t}: missing "data_offsets"`);
   const { dtype, shape, data_offsets: offs } = o;
   check(typeof dtype === 'string', () => `${t}: "dtype" is ${JSON.stringify(dtype)}, expected a string`);
-  check(
-    isSafetensorsDtype(dtype),
-    () => `${t}: unknown dtype "${dtype}" (known: ${Object.keys(DTYPE_BYTES).join(', ')})`,
-  );
+  check(isSafetensorsDtype(dtype), () => `${t}: unknown dtype "${dtype}" (known: ${Object.keys(DTYPE_BYTES).join(', ')})`);
   check(
     Array.isArray(shape) && shape.every((d) => Number.isSafeInteger(d) && d >= 0),
     () => `${t}: "shape" is ${JSON.stringify(shape)}, expected a list of non-negative integers`,
@@ -244,10 +226,7 @@ function parseEntry(p: string, name: string, raw: unknown, dataSize: number): En
   );
   const [begin, end] = offs as number[];
   check(end >= begin, `${t}: data_offsets [${begin}, ${end}] end before they begin`);
-  check(
-    end <= dataSize,
-    `${t}: data_offsets [${begin}, ${end}] point outside the file (data section is ${dataSize} bytes)`,
-  );
+  check(end <= dataSize, `${t}: data_offsets [${begin}, ${end}] point outside the file (data section is ${dataSize} bytes)`);
   const dims = shape as number[];
   const need = dims.reduce((a, b) => a * b, 1) * DTYPE_BYTES[dtype];
   check(
@@ -268,11 +247,7 @@ export type WritableTensor =
  * Write a safetensors file atomically (writeFileAtomic). Tensors are stored
  * back to back in the given order; the header is padded with spaces to 8-byte alignment.
  */
-export function writeSafetensors(
-  path: string,
-  tensors: readonly WritableTensor[],
-  metadata: Record<string, string> = {},
-): void {
+export function writeSafetensors(path: string, tensors: readonly WritableTensor[], metadata: Record<string, string> = {}): void {
   const header: Record<string, unknown> = {};
   if (Object.keys(metadata).length > 0) {
     for (const [k, v] of Object.entries(metadata)) {
@@ -290,10 +265,7 @@ export function writeSafetensors(
       `${path}: tensor "${t.name}": bad shape [${t.shape.join(', ')}]`,
     );
     const numel = t.shape.reduce((a, b) => a * b, 1);
-    check(
-      numel === t.data.length,
-      `${path}: tensor "${t.name}": shape [${t.shape.join(', ')}] has ${numel} elements but the data has ${t.data.length}`,
-    );
+    check(numel === t.data.length, `${path}: tensor "${t.name}": shape [${t.shape.join(', ')}] has ${numel} elements but the data has ${t.data.length}`);
     header[t.name] = { dtype: t.dtype, shape: [...t.shape], data_offsets: [off, off + t.data.byteLength] };
     off += t.data.byteLength;
   }

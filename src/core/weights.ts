@@ -4,9 +4,7 @@
 // tensor came from.
 
 /** A matrix (rows, cols), row-major. bf16 is stored as the upper 16 bits of the fp32 pattern. */
-export type Matrix =
-  | { dtype: 'f32'; rows: number; cols: number; data: Float32Array }
-  | { dtype: 'bf16'; rows: number; cols: number; data: Uint16Array };
+export type Matrix = { dtype: 'f32'; rows: number; cols: number; data: Float32Array } | { dtype: 'bf16'; rows: number; cols: number; data: Uint16Array };
 
 export type WeightDtype = Matrix['dtype'];
 

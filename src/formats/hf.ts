@@ -10,16 +10,7 @@ import { LlamaAdapterError, check } from '../core/errors.js';
 import { bf16ToF32, toBf16, toF16, type Matrix, type ModelWeights } from '../core/weights.js';
 import { WeightAssembler, type TensorRequest, type TensorValues } from './assemble.js';
 import { resolveDtype, type ModelFile, type ReadModelOptions } from './model-file.js';
-import {
-  canonicalTensors,
-  explainShape,
-  ropeHeads,
-  shapeStr,
-  tensorOf,
-  type CanonicalTensor,
-  type LayerRole,
-  type ModelRole,
-} from './roles.js';
+import { canonicalTensors, explainShape, ropeHeads, shapeStr, tensorOf, type CanonicalTensor, type LayerRole, type ModelRole } from './roles.js';
 import { ioError } from '../core/fileio.js';
 import { readSafetensors, writeSafetensors, type SafetensorsFile, type WritableTensor } from '../core/safetensors.js';
 import { firstFileIn, mkdirs, writeFileAtomic } from '../core/fs.js';
@@ -45,13 +36,7 @@ export function permuteToHfRows(data: Float32Array | Uint16Array, nHeads: number
   permuteRows(data, nHeads, headDim, cols, false);
 }
 
-function permuteRows(
-  data: Float32Array | Uint16Array,
-  nHeads: number,
-  headDim: number,
-  cols: number,
-  toMeta: boolean,
-): void {
+function permuteRows(data: Float32Array | Uint16Array, nHeads: number, headDim: number, cols: number, toMeta: boolean): void {
   if (data.length !== nHeads * headDim * cols || headDim % 2 !== 0) {
     throw new Error(`permuteRows: ${data.length} values do not form (${nHeads} x ${headDim}, ${cols}) with even head size`);
   }
@@ -118,11 +103,7 @@ function hfConfigFromJson(json: unknown, file: string, generation: unknown = nul
   const modelType = typeof c.model_type === 'string' ? c.model_type : undefined;
   const supported = ['LlamaForCausalLM', 'MistralForCausalLM'];
   const ok = archs.length > 0 ? archs.some((a) => supported.includes(a)) : modelType === 'llama' || modelType === 'mistral';
-  check(
-    ok,
-    () =>
-      `${file}: unsupported architecture ${archs.length ? archs.join(', ') : (modelType ?? '(none given)')} (expected LlamaForCausalLM)`,
-  );
+  check(ok, () => `${file}: unsupported architecture ${archs.length ? archs.join(', ') : (modelType ?? '(none given)')} (expected LlamaForCausalLM)`);
 
   const int = (key: string, dflt?: number): number => {
     const v = c[key];
@@ -201,10 +182,7 @@ function parseRopeScaling(rs: unknown, file: string): Llama3RopeScaling | null {
   check(isObject(rs), `${file}: "rope_scaling" must be an object or null`);
   const type = rs.rope_type ?? rs.type;
   if (type === 'default') return null;
-  check(
-    type === 'llama3',
-    () => `${file}: rope_scaling type ${JSON.stringify(type)} is not supported (only "llama3" is)`,
-  );
+  check(type === 'llama3', () => `${file}: rope_scaling type ${JSON.stringify(type)} is not supported (only "llama3" is)`);
   const pos = (key: string): number => {
     const v = rs[key];
     check(typeof v === 'number' && Number.isFinite(v) && v > 0, () => `${file}: rope_scaling.${key} is ${JSON.stringify(v)}, expected a positive number`);
@@ -216,10 +194,7 @@ function parseRopeScaling(rs: unknown, file: string): Llama3RopeScaling | null {
     highFreqFactor: pos('high_freq_factor'),
     originalMaxPos: pos('original_max_position_embeddings'),
   };
-  check(
-    r.highFreqFactor > r.lowFreqFactor,
-    `${file}: rope_scaling.high_freq_factor (${r.highFreqFactor}) must exceed low_freq_factor (${r.lowFreqFactor})`,
-  );
+  check(r.highFreqFactor > r.lowFreqFactor, `${file}: rope_scaling.high_freq_factor (${r.highFreqFactor}) must exceed low_freq_factor (${r.lowFreqFactor})`);
   return r;
 }
 
@@ -289,8 +264,7 @@ export function readHfModel(dir: string, options: ReadModelOptions = {}): ModelF
   } else {
     const others = safeList(dir).filter((f) => /\.(bin|pth|pt|gguf)$/.test(f));
     throw new LlamaAdapterError(
-      `${dir}: no ${HF_SINGLE} or ${HF_INDEX}` +
-        (others.length ? ` (found ${others.join(', ')}: only safetensors weights are supported)` : ''),
+      `${dir}: no ${HF_SINGLE} or ${HF_INDEX}` + (others.length ? ` (found ${others.join(', ')}: only safetensors weights are supported)` : ''),
     );
   }
 
@@ -450,12 +424,7 @@ export function hfTensors(c: LlamaConfig, w: ModelWeights, dtype: HfSaveDtype = 
  * Write canonical weights as an HF Llama directory: config.json plus model.safetensors, or
  * `shards` files model-0000i-of-0000n.safetensors with model.safetensors.index.json.
  */
-export function writeHfModel(
-  dir: string,
-  config: LlamaConfig,
-  weights: ModelWeights,
-  options: { dtype?: HfSaveDtype; shards?: number } = {},
-): void {
+export function writeHfModel(dir: string, config: LlamaConfig, weights: ModelWeights, options: { dtype?: HfSaveDtype; shards?: number } = {}): void {
   const shards = options.shards ?? 1;
   check(Number.isInteger(shards) && shards >= 1, `shards must be a positive integer, got ${shards}`);
   try {
@@ -493,5 +462,5 @@ export function writeHfModel(
 }
 
 function writeJson(file: string, value: unknown): void {
-  writeFileAtomic(file, JSON.stringify(value, null, 2) + '\n');
+  writeFileAtomic(file, `${JSON.stringify(value, null, 2)}\n`);
 }

@@ -62,7 +62,19 @@ type ArrayName = keyof typeof ARRAYS;
 
 /** Storage order: the legacy file, and the version 1/2 exports (wcls follows when not shared). */
 const LEGACY_ORDER: readonly ArrayName[] = [
-  'token_embedding', 'rms_att', 'wq', 'wk', 'wv', 'wo', 'rms_ffn', 'w1', 'w2', 'w3', 'rms_final', 'freq_cis_real', 'freq_cis_imag',
+  'token_embedding',
+  'rms_att',
+  'wq',
+  'wk',
+  'wv',
+  'wo',
+  'rms_ffn',
+  'w1',
+  'w2',
+  'w3',
+  'rms_final',
+  'freq_cis_real',
+  'freq_cis_imag',
 ];
 const EXPORT_ORDER: readonly ArrayName[] = ['rms_att', 'rms_ffn', 'rms_final', 'token_embedding', 'wq', 'wk', 'wv', 'wo', 'w1', 'w2', 'w3'];
 
@@ -87,10 +99,7 @@ function readHeader(src: ByteSource): { header: Llama2cHeader; segments: Segment
   let h: RawHeader;
   if (dv.getUint32(0, true) === LLAMA2C_MAGIC) {
     const version = dv.getInt32(4, true);
-    check(
-      version === 1 || version === 2,
-      `${p}: llama2.c export version ${version} is not supported (supported: 1 = fp32, 2 = int8 Q8_0)`,
-    );
+    check(version === 1 || version === 2, `${p}: llama2.c export version ${version} is not supported (supported: 1 = fp32, 2 = int8 Q8_0)`);
     check(src.size >= 256, `${p}: file is ${src.size} bytes, too short for a llama2.c version-${version} header (256 bytes)`);
     const ints = Array.from({ length: 7 }, (_, i) => dv.getInt32(8 + 4 * i, true));
     const shared = dv.getUint8(36);
@@ -145,7 +154,11 @@ function describe(h: RawHeader): string {
 /** The arrays of the file in order, with their offsets, and the total size they imply. */
 function layout(h: Llama2cHeader, bad: (why: string) => never): { segments: Segment[]; total: number } {
   const c = h.config;
-  const shapes = new Map(canonicalTensors({ ...c, tiedEmbeddings: false }).filter((t) => (t.layer ?? 0) === 0).map((t) => [t.role, t]));
+  const shapes = new Map(
+    canonicalTensors({ ...c, tiedEmbeddings: false })
+      .filter((t) => (t.layer ?? 0) === 0)
+      .map((t) => [t.role, t]),
+  );
   const order = h.version === 0 ? LEGACY_ORDER : EXPORT_ORDER;
   const segments: Segment[] = [];
   let off = h.headerBytes;
@@ -157,7 +170,16 @@ function layout(h: Llama2cHeader, bad: (why: string) => never): { segments: Segm
     const n = shape[0] * (shape[1] ?? 1);
     // every quantised matrix is split into whole groups (export.py asserts the same)
     if (q80 && n % h.groupSize !== 0) bad(`${name} (${n} values) is not a whole number of ${h.groupSize}-value groups`);
-    const seg = { name, role, shape, count: t?.layer === 0 ? c.nLayers : 1, rows: shape.length === 1 ? 1 : shape[0], cols: shape[shape.length - 1], q80, offset: off };
+    const seg = {
+      name,
+      role,
+      shape,
+      count: t?.layer === 0 ? c.nLayers : 1,
+      rows: shape.length === 1 ? 1 : shape[0],
+      cols: shape[shape.length - 1],
+      q80,
+      offset: off,
+    };
     segments.push(seg);
     off += seg.count * segmentBytes(seg, h.groupSize);
   }

@@ -35,16 +35,7 @@ export type RoleSpec<W> =
       readonly ropeHeads?: 'nHeads' | 'nKvHeads';
     };
 
-export type LayerRole =
-  | 'attn_norm'
-  | 'attn_q'
-  | 'attn_k'
-  | 'attn_v'
-  | 'attn_output'
-  | 'ffn_norm'
-  | 'ffn_gate'
-  | 'ffn_up'
-  | 'ffn_down';
+export type LayerRole = 'attn_norm' | 'attn_q' | 'attn_k' | 'attn_v' | 'attn_output' | 'ffn_norm' | 'ffn_gate' | 'ffn_up' | 'ffn_down';
 export type ModelRole = 'tok_embd' | 'output_norm' | 'output';
 export type Role = LayerRole | ModelRole;
 

@@ -67,7 +67,13 @@ class Row {
   finish: FinishReason = 'length';
   seen: Set<number>;
 
-  constructor(readonly promptIds: number[], readonly sampler: Sampler, readonly decoder: StreamDecoder, private readonly stop: readonly string[], private readonly stopTokens: ReadonlySet<number>) {
+  constructor(
+    readonly promptIds: number[],
+    readonly sampler: Sampler,
+    readonly decoder: StreamDecoder,
+    private readonly stop: readonly string[],
+    private readonly stopTokens: ReadonlySet<number>,
+  ) {
     this.seen = new Set(promptIds);
   }
 
@@ -143,11 +149,17 @@ export class Engine {
   private readonly state: (Slot | null)[];
   private admitted = 0;
 
-  constructor(readonly model: LlamaModel, o: EngineOptions) {
+  constructor(
+    readonly model: LlamaModel,
+    o: EngineOptions,
+  ) {
     const c = model.config;
     check(Number.isInteger(o.slots) && o.slots >= 1, `engine: slots must be a positive integer (got ${o.slots})`);
     const S = o.contextLength ?? c.maxSeqLen;
-    check(Number.isInteger(S) && S >= 1 && S <= c.maxSeqLen, `engine: contextLength must be an integer between 1 and the model's context of ${c.maxSeqLen} (got ${S})`);
+    check(
+      Number.isInteger(S) && S >= 1 && S <= c.maxSeqLen,
+      `engine: contextLength must be an integer between 1 and the model's context of ${c.maxSeqLen} (got ${S})`,
+    );
     const chunk = o.prefillChunk ?? 512;
     check(Number.isInteger(chunk) && chunk >= 1, `engine: prefillChunk must be a positive integer (got ${chunk})`);
     this.slots = o.slots;
@@ -182,8 +194,12 @@ export class Engine {
     const c = this.model.config;
     const n = r.prompt.length;
     check(n > 0, 'generate: a prompt encodes to no tokens (use bos: true)');
-    for (const id of r.prompt) check(Number.isInteger(id) && id >= 0 && id < c.vocabSize, `generate: prompt token id ${id} is outside the vocabulary (0..${c.vocabSize - 1})`);
-    check(n <= this.contextLength, `prompt of ${n} tokens is longer than the ${this.contextLength === c.maxSeqLen ? "model's" : "engine's"} context of ${this.contextLength} tokens`);
+    for (const id of r.prompt)
+      check(Number.isInteger(id) && id >= 0 && id < c.vocabSize, `generate: prompt token id ${id} is outside the vocabulary (0..${c.vocabSize - 1})`);
+    check(
+      n <= this.contextLength,
+      `prompt of ${n} tokens is longer than the ${this.contextLength === c.maxSeqLen ? "model's" : "engine's"} context of ${this.contextLength} tokens`,
+    );
     const maxTokens = r.maxTokens ?? 256;
     check(Number.isInteger(maxTokens) && maxTokens >= 0, `generate: maxTokens must be an integer >= 0 (got ${maxTokens})`);
     if (r.seed !== undefined) check(Number.isInteger(r.seed), `generate: seed ${r.seed} is not an integer`);
@@ -191,8 +207,13 @@ export class Engine {
     const slot = this.state.indexOf(null);
     check(slot >= 0, `engine: all ${this.slots} slots are busy`);
     const promptIds = [...r.prompt];
-    const row = new Row(promptIds, new Sampler(c.vocabSize, r), this.model.tokenizer.decoder({ atStart: n === 1 && promptIds[0] === c.bosId }),
-      r.stop ?? [], new Set(r.stopTokens ?? [c.eosId]));
+    const row = new Row(
+      promptIds,
+      new Sampler(c.vocabSize, r),
+      this.model.tokenizer.decoder({ atStart: n === 1 && promptIds[0] === c.bosId }),
+      r.stop ?? [],
+      new Set(r.stopTokens ?? [c.eosId]),
+    );
     const maxNew = Math.min(maxTokens, this.contextLength - n);
     // nothing to generate (maxTokens 0 or a full context): no prefill, the next step finishes it
     const prefilled = maxNew > 0 ? 0 : n;
@@ -268,8 +289,13 @@ export class Engine {
       this.acts.pos[0] = s.prefilled;
       this.cache.rows[0] = i;
       forwardPass(this.model, this.acts, {
-        B: 1, T, cache: this.cache.view(1), sources: s.source ? [s.source] : null, train: false,
-        logitRows: last ? Int32Array.of(T - 1) : new Int32Array(0), logits: this.logits.subarray(i * V, (i + 1) * V),
+        B: 1,
+        T,
+        cache: this.cache.view(1),
+        sources: s.source ? [s.source] : null,
+        train: false,
+        logitRows: last ? Int32Array.of(T - 1) : new Int32Array(0),
+        logits: this.logits.subarray(i * V, (i + 1) * V),
       });
       s.prefilled += T;
       s.pos = s.prefilled;
@@ -302,8 +328,13 @@ export class Engine {
       this.cache.rows[b] = slots[b];
     }
     forwardPass(this.model, this.acts, {
-      B, T: 1, cache: this.cache.view(B), sources: sources.some((s) => s) ? sources : null, train: false,
-      logitRows: null, logits: this.batchLogits,
+      B,
+      T: 1,
+      cache: this.cache.view(B),
+      sources: sources.some((s) => s) ? sources : null,
+      train: false,
+      logitRows: null,
+      logits: this.batchLogits,
     });
     for (let b = 0; b < B; b++) {
       const i = slots[b];

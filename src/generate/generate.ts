@@ -70,7 +70,12 @@ export async function* generate(model: LlamaModel, prompt: Prompt, o: GenerateOp
 }
 
 /** Generate for several prompts at once (optionally one adapter per prompt); resolves to all results, in prompt order. */
-export async function generateBatch(model: LlamaModel, prompts: readonly Prompt[], o: GenerateOptions = {}, adapters?: readonly (PromptSource | null)[]): Promise<GenerationResult[]> {
+export async function generateBatch(
+  model: LlamaModel,
+  prompts: readonly Prompt[],
+  o: GenerateOptions = {},
+  adapters?: readonly (PromptSource | null)[],
+): Promise<GenerationResult[]> {
   const engine = batchEngine(model, prompts, o, adapters);
   const results: GenerationResult[] = new Array(prompts.length);
   let left = prompts.length;

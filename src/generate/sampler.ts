@@ -20,7 +20,10 @@ export class Sampler {
   private probs: Float32Array; // (V)
   private idx: Int32Array; // (V) candidate indices
 
-  constructor(readonly vocabSize: number, o: SamplingOptions = {}) {
+  constructor(
+    readonly vocabSize: number,
+    o: SamplingOptions = {},
+  ) {
     this.temperature = o.temperature ?? 0.8;
     this.topK = o.topK ?? 0;
     this.topP = o.topP ?? 1;

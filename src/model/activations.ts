@@ -30,19 +30,34 @@ type Packed = Record<BigField, Uint16Array>;
 
 /** Element counts of the large fields for a (B, T) pass. */
 function bigLengths(c: LlamaConfig, B: number, T: number): Record<BigField, number> {
-  const M = B * T, q = c.nHeads * c.headDim, kv = c.nKvHeads * c.headDim;
+  const M = B * T,
+    q = c.nHeads * c.headDim,
+    kv = c.nKvHeads * c.headDim;
   return {
-    xIn: M * c.dim, q: M * q, k: M * kv, v: M * kv, xMid: M * c.dim,
-    a: M * c.hiddenDim, b: M * c.hiddenDim,
+    xIn: M * c.dim,
+    q: M * q,
+    k: M * kv,
+    v: M * kv,
+    xMid: M * c.dim,
+    a: M * c.hiddenDim,
+    b: M * c.hiddenDim,
   };
 }
 
 function layerActs(c: LlamaConfig, B: number, T: number, K: number): LayerActs {
-  const M = B * T, n = bigLengths(c, B, T);
+  const M = B * T,
+    n = bigLengths(c, B, T);
   return {
-    xIn: new Float32Array(n.xIn), rstd1: new Float32Array(M), q: new Float32Array(n.q), k: new Float32Array(n.k),
-    v: new Float32Array(n.v), pprobs: new Float32Array(B * c.nHeads * T * K),
-    xMid: new Float32Array(n.xMid), rstd2: new Float32Array(M), a: new Float32Array(n.a), b: new Float32Array(n.b),
+    xIn: new Float32Array(n.xIn),
+    rstd1: new Float32Array(M),
+    q: new Float32Array(n.q),
+    k: new Float32Array(n.k),
+    v: new Float32Array(n.v),
+    pprobs: new Float32Array(B * c.nHeads * T * K),
+    xMid: new Float32Array(n.xMid),
+    rstd2: new Float32Array(M),
+    a: new Float32Array(n.a),
+    b: new Float32Array(n.b),
   };
 }
 
@@ -65,7 +80,10 @@ export class Activations {
   pos = new Int32Array(0); // (B) start positions
 
   /** bf16Storage: keep the saved layers' large buffers in bf16 (see the header). */
-  constructor(private readonly c: LlamaConfig, readonly bf16Storage = false) {}
+  constructor(
+    private readonly c: LlamaConfig,
+    readonly bf16Storage = false,
+  ) {}
 
   /** Make room for (B, T) tokens, prompt length K; trainFrom >= 0 keeps layers >= trainFrom for backward (-1: any layout). */
   ensure(B: number, T: number, K: number, trainFrom: number): void {
@@ -76,7 +94,8 @@ export class Activations {
     B = Math.max(B, this.B);
     T = Math.max(T, this.T);
     K = Math.max(K, this.K, 1);
-    const c = this.c, M = B * T;
+    const c = this.c,
+      M = B * T;
     this.B = B;
     this.T = T;
     this.K = K;
@@ -90,7 +109,9 @@ export class Activations {
       const s = this.shared;
       return {
         ...s,
-        rstd1: new Float32Array(M), rstd2: new Float32Array(M), pprobs: new Float32Array(B * c.nHeads * T * K),
+        rstd1: new Float32Array(M),
+        rstd2: new Float32Array(M),
+        pprobs: new Float32Array(B * c.nHeads * T * K),
       };
     });
     this.packed = Array.from({ length: c.nLayers }, (_, l) => {
@@ -124,13 +145,15 @@ export class Activations {
   store(l: number, be: Backend, B: number, T: number): void {
     const p = this.packed[l];
     if (!p) return;
-    const A = this.saved[l]!, n = bigLengths(this.c, B, T);
+    const A = this.saved[l]!,
+      n = bigLengths(this.c, B, T);
     for (const f of BIG) if (n[f] > 0) be.toBf16(p[f], A[f], n[f]);
   }
 
   /** Before layer l's backward: its LayerActs, widened back from bf16 storage when stored there. */
   restore(l: number, be: Backend, B: number, T: number): LayerActs {
-    const A = this.layer(l), p = this.packed[l];
+    const A = this.layer(l),
+      p = this.packed[l];
     if (!p) return A;
     const n = bigLengths(this.c, B, T);
     for (const f of BIG) if (n[f] > 0) be.fromBf16(A[f], p[f], n[f]);

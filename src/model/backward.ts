@@ -26,7 +26,9 @@ export class BackwardBuffers {
   constructor(private readonly c: LlamaConfig) {}
 
   ensure(M: number, K: number): void {
-    const c = this.c, q = c.nHeads * c.headDim, kv = c.nKvHeads * c.headDim;
+    const c = this.c,
+      q = c.nHeads * c.headDim,
+      kv = c.nKvHeads * c.headDim;
     if (M > this.M) {
       this.M = M;
       this.dx = new Float32Array(M * c.dim);
@@ -41,7 +43,9 @@ export class BackwardBuffers {
     }
     if (this.layers.length === 0 || this.layers[0].dpk.length < K * kv) {
       this.layers = Array.from({ length: c.nLayers }, () => ({
-        dpk: new Float32Array(K * kv), dpv: new Float32Array(K * kv), dgate: new Float32Array(c.nHeads),
+        dpk: new Float32Array(K * kv),
+        dpv: new Float32Array(K * kv),
+        dgate: new Float32Array(c.nHeads),
       }));
     }
   }
@@ -53,11 +57,22 @@ export class BackwardBuffers {
  * from the forward pass. Returns per-layer hook gradients in bufs.layers[l] for l >= firstLayer.
  */
 export function backwardPass(
-  ctx: ForwardContext, acts: Activations, bufs: BackwardBuffers, source: PromptSource,
-  B: number, T: number, logitRows: Int32Array, dlogits: Float32Array, finalRstd: Float32Array,
+  ctx: ForwardContext,
+  acts: Activations,
+  bufs: BackwardBuffers,
+  source: PromptSource,
+  B: number,
+  T: number,
+  logitRows: Int32Array,
+  dlogits: Float32Array,
+  finalRstd: Float32Array,
 ): void {
   const { config: c, weights: W, backend: be } = ctx;
-  const M = B * T, dim = c.dim, H = c.nHeads, Hkv = c.nKvHeads, hs = c.headDim;
+  const M = B * T,
+    dim = c.dim,
+    H = c.nHeads,
+    Hkv = c.nKvHeads,
+    hs = c.headDim;
   const n = logitRows.length;
   const lo = source.firstLayer;
   const dx = bufs.dx;
@@ -93,8 +108,7 @@ export function backwardPass(
       g.dpk.fill(0);
       g.dpv.fill(0);
       g.dgate.fill(0);
-      be.promptAttentionBack(base ? bufs.dq : null, g.dpk, g.dpv, g.dgate, bufs.datt, A.q, p.pk, p.pv, p.gate, A.pprobs,
-        { B, T, K: p.K, H, Hkv, hs });
+      be.promptAttentionBack(base ? bufs.dq : null, g.dpk, g.dpv, g.dgate, bufs.datt, A.q, p.pk, p.pv, p.gate, A.pprobs, { B, T, K: p.K, H, Hkv, hs });
     }
     if (!base) break;
     be.rope(bufs.dq, B, T, H, hs, acts.pos, ctx.rope.cos, ctx.rope.sin, true);

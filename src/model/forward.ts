@@ -40,7 +40,10 @@ export function forwardPass(ctx: ForwardContext, acts: Activations, args: Forwar
   const { config: c, weights: W, backend: be, rope } = ctx;
   const { B, T, cache } = args;
   const M = B * T;
-  const dim = c.dim, hs = c.headDim, H = c.nHeads, Hkv = c.nKvHeads;
+  const dim = c.dim,
+    hs = c.headDim,
+    H = c.nHeads,
+    Hkv = c.nKvHeads;
   const kvDim = Hkv * hs;
   const x = acts.x; // (M, dim)
   be.embed(x, W.tokEmbd, acts.ids, M);
@@ -52,7 +55,8 @@ export function forwardPass(ctx: ForwardContext, acts: Activations, args: Forwar
     if (args.train && acts.saved[l]) A.xIn.set(x.subarray(0, M * dim));
 
     // ---- attention
-    const h = acts.h, att = acts.att;
+    const h = acts.h,
+      att = acts.att;
     be.rmsnorm(h, x, L.attnNorm, M, dim, c.normEps, A.rstd1);
     be.matmul(A.q, h, L.wq, M); // (M, qDim)
     be.matmul(A.k, h, L.wk, M); // (M, kvDim)
@@ -61,9 +65,13 @@ export function forwardPass(ctx: ForwardContext, acts: Activations, args: Forwar
     be.rope(A.k, B, T, Hkv, hs, acts.pos, rope.cos, rope.sin, false);
     if (cache) {
       // write this chunk's keys/values at positions pos[b] .. pos[b]+T-1 of its cache row
-      const kc = cache.k[l], vc = cache.v[l], S = cache.S;
+      const kc = cache.k[l],
+        vc = cache.v[l],
+        S = cache.S;
       for (let b = 0; b < B; b++) {
-        const dst = (cache.rows[b] * S + acts.pos[b]) * kvDim, src = b * T * kvDim, n = T * kvDim;
+        const dst = (cache.rows[b] * S + acts.pos[b]) * kvDim,
+          src = b * T * kvDim,
+          n = T * kvDim;
         kc.set(A.k.subarray(src, src + n), dst);
         vc.set(A.v.subarray(src, src + n), dst);
       }
@@ -103,7 +111,14 @@ export function forwardPass(ctx: ForwardContext, acts: Activations, args: Forwar
 
 /** The adapter hook: add each row-group's gated prompt branch to the attention output. */
 function promptBranch(
-  be: Backend, c: LlamaConfig, A: LayerActs, att: Float32Array, sources: readonly (PromptSource | null)[], l: number, B: number, T: number,
+  be: Backend,
+  c: LlamaConfig,
+  A: LayerActs,
+  att: Float32Array,
+  sources: readonly (PromptSource | null)[],
+  l: number,
+  B: number,
+  T: number,
 ): void {
   const qDim = c.nHeads * c.headDim;
   let b0 = 0;
@@ -115,11 +130,17 @@ function promptBranch(
     if (p) {
       const rows = b1 - b0;
       const s = { B: rows, T, K: p.K, H: c.nHeads, Hkv: c.nKvHeads, hs: c.headDim };
-      if (rows === B) be.promptAttention(att, A.q, p.pk, p.pv, p.gate, s, A.pprobs); // one adapter for all rows: no views
+      if (rows === B)
+        be.promptAttention(att, A.q, p.pk, p.pv, p.gate, s, A.pprobs); // one adapter for all rows: no views
       else {
         const o = b0 * T * qDim;
         be.promptAttention(
-          att.subarray(o, o + rows * T * qDim), A.q.subarray(o, o + rows * T * qDim), p.pk, p.pv, p.gate, s,
+          att.subarray(o, o + rows * T * qDim),
+          A.q.subarray(o, o + rows * T * qDim),
+          p.pk,
+          p.pv,
+          p.gate,
+          s,
           A.pprobs.subarray(b0 * c.nHeads * T * p.K, b1 * c.nHeads * T * p.K),
         );
       }

@@ -18,7 +18,11 @@ export class KVCache {
   /** (slots) the batch-row -> slot map of the next forward; the caller fills rows[0..B-1]. */
   readonly rows: Int32Array;
 
-  constructor(c: LlamaConfig, readonly slots: number, readonly S: number) {
+  constructor(
+    c: LlamaConfig,
+    readonly slots: number,
+    readonly S: number,
+  ) {
     const n = slots * S * c.nKvHeads * c.headDim;
     this.k = Array.from({ length: c.nLayers }, () => new Float32Array(n));
     this.v = Array.from({ length: c.nLayers }, () => new Float32Array(n));

@@ -28,6 +28,9 @@ export async function loadModel(path: string, o: LoadModelOptions = {}): Promise
   const config = o.maxSeqLen ? { ...mf.config, maxSeqLen: o.maxSeqLen } : mf.config;
   const backend = getBackend(o.backend, o.threads);
   return new LlamaModel(config, mf.weights, tokenizer, backend, mf.fingerprint, {
-    path, format: mf.format, sourceDtypes: mf.sourceDtypes, dtype: o.dtype ?? 'f32',
+    path,
+    format: mf.format,
+    sourceDtypes: mf.sourceDtypes,
+    dtype: o.dtype ?? 'f32',
   });
 }

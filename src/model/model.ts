@@ -109,7 +109,12 @@ export class LlamaModel implements ForwardContext, MethodHost {
    * Mean next-token cross-entropy of the adapter's model and its gradient with respect to the
    * adapter's parameters. targets[b][t] is the id position t must predict; -100 = no loss.
    */
-  lossAndGrads(tokens: readonly (readonly number[])[], targets: readonly (readonly number[])[], adapter: AdapterMethod, into?: Map<string, Float32Array>): LossAndGrads {
+  lossAndGrads(
+    tokens: readonly (readonly number[])[],
+    targets: readonly (readonly number[])[],
+    adapter: AdapterMethod,
+    into?: Map<string, Float32Array>,
+  ): LossAndGrads {
     const { B, T } = this.checkTokens(tokens);
     this.checkOwn(adapter);
     const { rows, tg } = this.lossRows(targets, B, T);
@@ -136,7 +141,11 @@ export class LlamaModel implements ForwardContext, MethodHost {
   }
 
   /** Mean cross-entropy (no gradients) with an optional adapter; returns { loss, tokens }. */
-  loss(tokens: readonly (readonly number[])[], targets: readonly (readonly number[])[], adapter: AdapterMethod | null = null): { loss: number; tokens: number } {
+  loss(
+    tokens: readonly (readonly number[])[],
+    targets: readonly (readonly number[])[],
+    adapter: AdapterMethod | null = null,
+  ): { loss: number; tokens: number } {
     const { B, T } = this.checkTokens(tokens);
     const { rows, tg } = this.lossRows(targets, B, T);
     if (rows.length === 0) return { loss: 0, tokens: 0 };
@@ -151,7 +160,15 @@ export class LlamaModel implements ForwardContext, MethodHost {
   }
 
   /** Forward + backward on prepared rows; writes grads, returns the mean loss (0 if no targets). */
-  trainStep(tokens: readonly (readonly number[])[], B: number, T: number, logitRows: Int32Array, targets: Int32Array, adapter: AdapterMethod, grads: Map<string, Float32Array>): number {
+  trainStep(
+    tokens: readonly (readonly number[])[],
+    B: number,
+    T: number,
+    logitRows: Int32Array,
+    targets: Int32Array,
+    adapter: AdapterMethod,
+    grads: Map<string, Float32Array>,
+  ): number {
     const n = logitRows.length;
     if (n === 0) {
       for (const g of grads.values()) g.fill(0);

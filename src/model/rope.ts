@@ -12,7 +12,7 @@ export interface RopeTables {
 export function ropeFrequencies(c: LlamaConfig): Float64Array {
   const half = c.headDim / 2;
   const f = new Float64Array(half);
-  for (let i = 0; i < half; i++) f[i] = 1 / Math.pow(c.ropeTheta, (2 * i) / c.headDim);
+  for (let i = 0; i < half; i++) f[i] = 1 / c.ropeTheta ** ((2 * i) / c.headDim);
   const s = c.ropeScaling;
   if (s) {
     // Llama 3.1: keep high frequencies, divide low ones by factor, interpolate in between.

@@ -8,8 +8,7 @@ let charToByte: Map<string, number> | undefined;
 export function byteLevelAlphabet(): { byteToChar: readonly string[]; charToByte: ReadonlyMap<string, number> } {
   if (!byteToChar || !charToByte) {
     const table: string[] = new Array(256);
-    const printable = (b: number): boolean =>
-      (b >= 0x21 && b <= 0x7e) || (b >= 0xa1 && b <= 0xac) || (b >= 0xae && b <= 0xff);
+    const printable = (b: number): boolean => (b >= 0x21 && b <= 0x7e) || (b >= 0xa1 && b <= 0xac) || (b >= 0xae && b <= 0xff);
     let n = 0;
     for (let b = 0; b < 256; b++) table[b] = String.fromCharCode(printable(b) ? b : 256 + n++);
     byteToChar = table;

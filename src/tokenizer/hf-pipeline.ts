@@ -101,7 +101,7 @@ export function splitWords(word: Word, re: RegExp, behavior: Behavior, invert = 
   else if (behavior === 'Contiguous') {
     for (const g of segs) {
       const prev = parts[parts.length - 1];
-      if (prev && prev.match && g.match) prev.text += g.text;
+      if (prev?.match && g.match) prev.text += g.text;
       else parts.push({ ...g });
     }
   } else if (behavior === 'MergedWithPrevious') {
@@ -139,12 +139,13 @@ export function metaspaceScheme(o: JsonObject): 'always' | 'first' | 'never' {
 export function buildPreTokenizer(spec: Json | undefined, fail: Fail): PreTokenizer | null {
   const p = asObject(spec);
   if (!p) return null;
-  const each = (f: (w: Word) => Word[]): PreTokenizer => (words) => words.flatMap(f);
+  const each =
+    (f: (w: Word) => Word[]): PreTokenizer =>
+    (words) =>
+      words.flatMap(f);
   switch (p.type) {
     case 'Sequence': {
-      const fs = (Array.isArray(p.pretokenizers) ? p.pretokenizers : [])
-        .map((x) => buildPreTokenizer(x, fail))
-        .filter((f): f is PreTokenizer => f !== null);
+      const fs = (Array.isArray(p.pretokenizers) ? p.pretokenizers : []).map((x) => buildPreTokenizer(x, fail)).filter((f): f is PreTokenizer => f !== null);
       return (words) => fs.reduce((acc, f) => f(acc), words);
     }
     case 'Metaspace': {
@@ -163,7 +164,7 @@ export function buildPreTokenizer(spec: Json | undefined, fail: Fail): PreTokeni
       const addPrefix = p.add_prefix_space !== false;
       const re = p.use_regex === false ? null : onigurumaToRegExp(GPT2_PATTERN);
       return each((w) => {
-        const t = addPrefix && !w.text.startsWith(' ') ? ' ' + w.text : w.text;
+        const t = addPrefix && !w.text.startsWith(' ') ? ` ${w.text}` : w.text;
         const words = re ? splitWords({ text: t, first: w.first }, re, 'Isolated') : [{ text: t, first: w.first }];
         return words.map((x) => ({ text: toByteLevel(utf8Encode(x.text)), first: x.first }));
       });

@@ -74,7 +74,7 @@ async function specialNames(file: string): Promise<HfSpecialNames> {
 
 /** Loads a tokenizer.json, tokenizer.model or llama2.c tokenizer.bin (or a directory holding one). */
 export async function loadTokenizer(path: string, options: LoadTokenizerOptions = {}): Promise<Tokenizer> {
-  let stat;
+  let stat: Awaited<ReturnType<typeof fs.stat>>;
   try {
     stat = await fs.stat(path);
   } catch (e) {

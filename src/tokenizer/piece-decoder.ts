@@ -26,9 +26,7 @@ export class PieceDecoder {
   private bytesOf(id: number): Uint8Array | null {
     const b = this.table.bytes[id];
     if (b === undefined || !Number.isInteger(id)) {
-      throw new LlamaAdapterError(
-        `${this.path}: token id ${id} is out of range (vocabulary has ${this.table.bytes.length} ids)`,
-      );
+      throw new LlamaAdapterError(`${this.path}: token id ${id} is out of range (vocabulary has ${this.table.bytes.length} ids)`);
     }
     return b;
   }

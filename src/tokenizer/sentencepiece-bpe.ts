@@ -97,10 +97,7 @@ export class SentencePieceBpe implements Tokenizer {
       }
     }
     for (const list of this.userDefined.values()) list.sort((a, b) => b.length - a.length);
-    this.pieceDecoder = new PieceDecoder(
-      { bytes, strippable, stripLeadingSpace: options.stripLeadingSpace ?? options.addDummyPrefix },
-      options.path,
-    );
+    this.pieceDecoder = new PieceDecoder({ bytes, strippable, stripLeadingSpace: options.stripLeadingSpace ?? options.addDummyPrefix }, options.path);
   }
 
   piece(id: number): string {
@@ -117,7 +114,7 @@ export class SentencePieceBpe implements Tokenizer {
     let s = o.unicodeNormalization ? text.normalize(o.unicodeNormalization) : text;
     if (o.removeExtraWhitespaces) s = s.replace(/ {2,}/g, ' ').replace(/^ | $/g, '');
     if (s.length === 0) return '';
-    if (o.addDummyPrefix) s = ' ' + s;
+    if (o.addDummyPrefix) s = ` ${s}`;
     return o.escapeWhitespaces ? s.replaceAll(' ', o.spaceSymbol) : s;
   }
 

@@ -22,7 +22,14 @@ export interface Position {
 }
 
 /** Write the training state atomically: the adapter's trainable tensors, their AdamW moments, the data position and the loss history. */
-export function writeTrainingCheckpoint(path: string, a: Adapter, opt: AdamW, pos: Position, args: Record<string, unknown>, history: { step: number; loss: number }[]): void {
+export function writeTrainingCheckpoint(
+  path: string,
+  a: Adapter,
+  opt: AdamW,
+  pos: Position,
+  args: Record<string, unknown>,
+  history: { step: number; loss: number }[],
+): void {
   const tensors: { name: string; dtype: 'F32'; shape: number[]; data: Float32Array }[] = [];
   for (const [k, p] of trainableTensors(a)) {
     const shape = a.shapeOf(k);
@@ -37,8 +44,16 @@ export function writeTrainingCheckpoint(path: string, a: Adapter, opt: AdamW, po
 }
 
 /** Read a training checkpoint for resuming; refuses one written with other training arguments or for another base. */
-export function readTrainingCheckpoint(path: string, model: LlamaModel, args: Record<string, unknown>): {
-  adapter: Adapter; pos: Position; m: Map<string, Float32Array>; v: Map<string, Float32Array>; history: { step: number; loss: number }[];
+export function readTrainingCheckpoint(
+  path: string,
+  model: LlamaModel,
+  args: Record<string, unknown>,
+): {
+  adapter: Adapter;
+  pos: Position;
+  m: Map<string, Float32Array>;
+  v: Map<string, Float32Array>;
+  history: { step: number; loss: number }[];
 } {
   const f = readSafetensors(path);
   const meta = f.metadata;
@@ -49,7 +64,10 @@ export function readTrainingCheckpoint(path: string, model: LlamaModel, args: Re
       throw new LlamaAdapterError(`${path}: cannot resume: ${k} was ${JSON.stringify(ck.args[k])} in the checkpoint, now ${JSON.stringify(args[k])}`);
     }
   }
-  check(meta.base_fingerprint === model.fingerprint, `${path}: checkpoint belongs to another base model (fingerprint ${meta.base_fingerprint}, this model ${model.fingerprint})`);
+  check(
+    meta.base_fingerprint === model.fingerprint,
+    `${path}: checkpoint belongs to another base model (fingerprint ${meta.base_fingerprint}, this model ${model.fingerprint})`,
+  );
   const a = new Adapter(model, { promptLength: Number(meta.prompt_length), adapterLayers: Number(meta.adapter_layers), gate: meta.gate as GateMode });
   const m = new Map<string, Float32Array>();
   const v = new Map<string, Float32Array>();

@@ -6,7 +6,7 @@
 // the resumed run's losses and final bytes equal the uninterrupted run's.
 
 import * as fs from 'node:fs';
-import { Adapter, createAdapter } from '../methods/v1/adapter.js';
+import { type Adapter, createAdapter } from '../methods/v1/adapter.js';
 import { saveAdapter } from '../methods/v1/file.js';
 import type { GateMode } from '../methods/v1/gate.js';
 import { check, LlamaAdapterError } from '../core/errors.js';
@@ -90,7 +90,10 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneResult> {
   const style = o.promptStyle ?? 'alpaca';
   check(isPromptStyle(style), `unknown prompt style "${style}"`);
   const valSize = o.valSize ?? 200;
-  check(valSize >= 0 && records.length > valSize, `${dataName}: ${records.length} records, but --val-size ${valSize} would leave none for training (use a smaller --val-size)`);
+  check(
+    valSize >= 0 && records.length > valSize,
+    `${dataName}: ${records.length} records, but --val-size ${valSize} would leave none for training (use a smaller --val-size)`,
+  );
   const maxSeqLen = Math.min(o.maxSeqLen ?? 512, model.config.maxSeqLen);
   const tok = model.tokenizer;
   const toEx = (r: InstructionRecord): Example => tokenizeExample(tok, r, style, maxSeqLen);
@@ -113,10 +116,22 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneResult> {
   const plotPath = o.plot === undefined ? `${stem(o.out)}.loss.svg` : o.plot;
 
   const args: Record<string, unknown> = {
-    data: dataName, records: records.length, prompt_style: style, val_size: valSize, max_seq_len: maxSeqLen,
-    batch_size: batchSize, grad_accum: accum, epochs, max_steps: o.maxSteps ?? null, peak_lr: peakLr,
-    min_lr: sched.minLr, weight_decay: o.weightDecay ?? 0.02, warmup_steps: warmupSteps, clip_grad: o.clipGrad ?? null,
-    seed, gate_init: o.gateInit ?? 'zero',
+    data: dataName,
+    records: records.length,
+    prompt_style: style,
+    val_size: valSize,
+    max_seq_len: maxSeqLen,
+    batch_size: batchSize,
+    grad_accum: accum,
+    epochs,
+    max_steps: o.maxSteps ?? null,
+    peak_lr: peakLr,
+    min_lr: sched.minLr,
+    weight_decay: o.weightDecay ?? 0.02,
+    warmup_steps: warmupSteps,
+    clip_grad: o.clipGrad ?? null,
+    seed,
+    gate_init: o.gateInit ?? 'zero',
   };
 
   let adapter: Adapter;
@@ -149,7 +164,7 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneResult> {
   let aborted = false;
   const startStep = pos.step;
   const log = (obj: Record<string, unknown>): void => {
-    if (metricsPath) fs.appendFileSync(metricsPath, JSON.stringify(obj) + '\n');
+    if (metricsPath) fs.appendFileSync(metricsPath, `${JSON.stringify(obj)}\n`);
   };
   const save = (): void => {
     writeTrainingCheckpoint(ckptPath, adapter, opt, pos, args, history);
@@ -164,7 +179,10 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneResult> {
       let lossSum = 0;
       for (let i = 0; i < nMicro; i++) {
         const idx = order.slice((pos.micro + i) * batchSize, (pos.micro + i + 1) * batchSize);
-        const batch = padBatch(idx.map((j) => train[j]), tok.eosId);
+        const batch = padBatch(
+          idx.map((j) => train[j]),
+          tok.eosId,
+        );
         const r = model.lossAndGrads(batch.tokens, batch.targets, adapter, micro);
         lossSum += r.loss;
         tokensSeen += idx.reduce((s, j) => s + train[j].tokens.length, 0);
@@ -214,13 +232,19 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneResult> {
   }
   save();
   saveAdapter(adapter, o.out);
-  if (plotPath) writeLossPlot(plotPath, history, valLosses.filter((v) => v.valLoss !== null).map((v) => ({ step: v.epoch * stepsPerEpoch, loss: v.valLoss! })));
+  if (plotPath)
+    writeLossPlot(
+      plotPath,
+      history,
+      valLosses.filter((v) => v.valLoss !== null).map((v) => ({ step: v.epoch * stepsPerEpoch, loss: v.valLoss! })),
+    );
   return { adapter, steps: pos.step, losses, valLosses, aborted, checkpoint: ckptPath };
 }
 
 /** Token-weighted mean validation loss. */
 export function evaluate(model: LlamaModel, adapter: Adapter | null, ex: readonly Example[], batchSize: number, padId: number): number {
-  let sum = 0, n = 0;
+  let sum = 0,
+    n = 0;
   for (let i = 0; i < ex.length; i += batchSize) {
     const b = padBatch(ex.slice(i, i + batchSize), padId);
     const r = model.loss(b.tokens, b.targets, adapter);

@@ -36,8 +36,12 @@ export class AdamW {
     this.step++;
     for (const [k, p] of this.params) {
       be.adamw(p, grads.get(k)!, this.m.get(k)!, this.v.get(k)!, p.length, {
-        lr, beta1: this.o.beta1, beta2: this.o.beta2, eps: this.o.eps,
-        weightDecay: this.decays(k) ? this.o.weightDecay : 0, step: this.step,
+        lr,
+        beta1: this.o.beta1,
+        beta2: this.o.beta2,
+        eps: this.o.eps,
+        weightDecay: this.decays(k) ? this.o.weightDecay : 0,
+        step: this.step,
       });
     }
   }

@@ -16,13 +16,21 @@ export interface Series {
 
 /** Write an SVG line chart of one or more loss series (atomic write). */
 export function writeSvgChart(path: string, title: string, series: readonly Series[]): void {
-  const W = 720, H = 400, L = 60, R = 20, T = 40, B = 50;
+  const W = 720,
+    H = 400,
+    L = 60,
+    R = 20,
+    T = 40,
+    B = 50;
   const all = series.flatMap((s) => s.points).filter((p) => Number.isFinite(p.loss));
   const xMax = Math.max(1, ...all.map((p) => p.step));
   let yMin = Math.min(...all.map((p) => p.loss));
   let yMax = Math.max(...all.map((p) => p.loss));
   if (!all.length) yMin = yMax = 0;
-  if (yMax - yMin < 1e-6) { yMax += 0.5; yMin -= 0.5; }
+  if (yMax - yMin < 1e-6) {
+    yMax += 0.5;
+    yMin -= 0.5;
+  }
   const x = (s: number): number => L + ((W - L - R) * s) / xMax;
   const y = (v: number): number => T + ((H - T - B) * (yMax - v)) / (yMax - yMin);
   const esc = (s: string): string => s.replace(/&/g, '&amp;').replace(/</g, '&lt;');
@@ -43,9 +51,13 @@ export function writeSvgChart(path: string, title: string, series: readonly Seri
     parts.push(`<text x="${x(s).toFixed(1)}" y="${H - B + 16}" text-anchor="middle">${s}</text>`);
   }
   series.forEach((s, i) => {
-    const pts = s.points.filter((p) => Number.isFinite(p.loss)).map((p) => `${x(p.step).toFixed(1)},${y(p.loss).toFixed(1)}`).join(' ');
+    const pts = s.points
+      .filter((p) => Number.isFinite(p.loss))
+      .map((p) => `${x(p.step).toFixed(1)},${y(p.loss).toFixed(1)}`)
+      .join(' ');
     if (pts) parts.push(`<polyline fill="none" stroke="${s.color}" stroke-width="1.5" points="${pts}"/>`);
-    if (s.points.length <= 50) for (const p of s.points) parts.push(`<circle cx="${x(p.step).toFixed(1)}" cy="${y(p.loss).toFixed(1)}" r="2.5" fill="${s.color}"/>`);
+    if (s.points.length <= 50)
+      for (const p of s.points) parts.push(`<circle cx="${x(p.step).toFixed(1)}" cy="${y(p.loss).toFixed(1)}" r="2.5" fill="${s.color}"/>`);
     parts.push(`<rect x="${W - R - 170}" y="${T + 4 + i * 18}" width="12" height="3" fill="${s.color}"/>`);
     parts.push(`<text x="${W - R - 152}" y="${T + 10 + i * 18}">${esc(s.name)}</text>`);
   });

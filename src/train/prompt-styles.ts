@@ -41,5 +41,5 @@ export const PROMPT_STYLES = {
 export type PromptStyleName = keyof typeof PROMPT_STYLES;
 
 export function isPromptStyle(s: string): s is PromptStyleName {
-  return Object.prototype.hasOwnProperty.call(PROMPT_STYLES, s);
+  return Object.hasOwn(PROMPT_STYLES, s);
 }

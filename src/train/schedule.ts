@@ -20,5 +20,5 @@ export function learningRate(o: ScheduleOptions, step: number): number {
 /** Peak lr from an absolute lr or from the paper's base lr: blr x effective batch / 256. */
 export function peakLearningRate(o: { lr?: number; blr?: number; effectiveBatch: number }): number {
   if (o.lr !== undefined) return o.lr;
-  return (o.blr ?? 9e-3) * o.effectiveBatch / 256;
+  return ((o.blr ?? 9e-3) * o.effectiveBatch) / 256;
 }

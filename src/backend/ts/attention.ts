@@ -9,7 +9,17 @@ import type { AttnShape, Kernels, PromptShape } from '../backend.js';
  * Shared by attention(), its recomputation in attentionBack() (so both see the same values) and
  * promptAttention().
  */
-function expScores(sc: Float32Array, q: Float32Array, qo: number, k: Float32Array, kBase: number, kvStride: number, n: number, hs: number, scale: number): number {
+function expScores(
+  sc: Float32Array,
+  q: Float32Array,
+  qo: number,
+  k: Float32Array,
+  kBase: number,
+  kvStride: number,
+  n: number,
+  hs: number,
+  scale: number,
+): number {
   let max = -Infinity;
   for (let j = 0; j < n; j++) {
     const ko = kBase + j * kvStride;
@@ -44,7 +54,9 @@ export function attentionKernels(): Pick<Kernels, 'attention' | 'attentionBack' 
     // kc/vc (nCacheRows, S, Hkv*hs): query row b reads cache row cacheRows[b] (b without cacheRows)
     attention(out: Float32Array, q: Float32Array, kc: Float32Array, vc: Float32Array, pos: Int32Array, s: AttnShape, cacheRows?: Int32Array | null): void {
       const { B, T, S, H, Hkv, hs } = s;
-      const rep = H / Hkv, qStride = H * hs, kvStride = Hkv * hs;
+      const rep = H / Hkv,
+        qStride = H * hs,
+        kvStride = Hkv * hs;
       const scale = 1 / Math.sqrt(hs);
       ensure(S);
       const sc = scores;
@@ -67,13 +79,25 @@ export function attentionKernels(): Pick<Kernels, 'attention' | 'attentionBack' 
       }
     },
 
-    attentionBack(dq: Float32Array, dk: Float32Array, dv: Float32Array, dout: Float32Array, q: Float32Array, k: Float32Array, v: Float32Array, s: AttnShape): void {
+    attentionBack(
+      dq: Float32Array,
+      dk: Float32Array,
+      dv: Float32Array,
+      dout: Float32Array,
+      q: Float32Array,
+      k: Float32Array,
+      v: Float32Array,
+      s: AttnShape,
+    ): void {
       const { B, T, H, Hkv, hs } = s;
       const S = T;
-      const rep = H / Hkv, qStride = H * hs, kvStride = Hkv * hs;
+      const rep = H / Hkv,
+        qStride = H * hs,
+        kvStride = Hkv * hs;
       const scale = 1 / Math.sqrt(hs);
       ensure(S);
-      const dp = dscores, pr = scores;
+      const dp = dscores,
+        pr = scores;
       dq.fill(0, 0, B * T * qStride);
       dk.fill(0, 0, B * T * kvStride);
       dv.fill(0, 0, B * T * kvStride);
@@ -111,7 +135,9 @@ export function attentionKernels(): Pick<Kernels, 'attention' | 'attentionBack' 
 
     promptAttention(out: Float32Array, q: Float32Array, pk: Float32Array, pv: Float32Array, gate: Float32Array, s: PromptShape, probs?: Float32Array): void {
       const { B, T, K, H, Hkv, hs } = s;
-      const rep = H / Hkv, qStride = H * hs, kvStride = Hkv * hs;
+      const rep = H / Hkv,
+        qStride = H * hs,
+        kvStride = Hkv * hs;
       const scale = 1 / Math.sqrt(hs);
       ensure(K);
       const sc = scores;
@@ -136,9 +162,23 @@ export function attentionKernels(): Pick<Kernels, 'attention' | 'attentionBack' 
       }
     },
 
-    promptAttentionBack(dq: Float32Array | null, dpk: Float32Array, dpv: Float32Array, dgate: Float32Array, dout: Float32Array, q: Float32Array, pk: Float32Array, pv: Float32Array, gate: Float32Array, probs: Float32Array, s: PromptShape): void {
+    promptAttentionBack(
+      dq: Float32Array | null,
+      dpk: Float32Array,
+      dpv: Float32Array,
+      dgate: Float32Array,
+      dout: Float32Array,
+      q: Float32Array,
+      pk: Float32Array,
+      pv: Float32Array,
+      gate: Float32Array,
+      probs: Float32Array,
+      s: PromptShape,
+    ): void {
       const { B, T, K, H, Hkv, hs } = s;
-      const rep = H / Hkv, qStride = H * hs, kvStride = Hkv * hs;
+      const rep = H / Hkv,
+        qStride = H * hs,
+        kvStride = Hkv * hs;
       const scale = 1 / Math.sqrt(hs);
       ensure(K);
       const dp = dscores;

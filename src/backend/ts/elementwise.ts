@@ -41,8 +41,10 @@ export const rowKernels = {
         for (let h = 0; h < H; h++) {
           const o = rowOff + h * hs;
           for (let i = 0; i < half; i++) {
-            const c = cos[p + i], s = sign * sin[p + i];
-            const x0 = x[o + 2 * i], x1 = x[o + 2 * i + 1];
+            const c = cos[p + i],
+              s = sign * sin[p + i];
+            const x0 = x[o + 2 * i],
+              x1 = x[o + 2 * i + 1];
             x[o + 2 * i] = x0 * c - x1 * s;
             x[o + 2 * i + 1] = x0 * s + x1 * c;
           }

@@ -16,7 +16,10 @@ function weightRow(w: Matrix, n: number, scratch: Float32Array): Float32Array {
 }
 
 function dot(a: Float32Array, ao: number, b: Float32Array, K: number): number {
-  let s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+  let s0 = 0,
+    s1 = 0,
+    s2 = 0,
+    s3 = 0;
   let k = 0;
   for (; k + 3 < K; k += 4) {
     s0 += a[ao + k] * b[k];
@@ -48,7 +51,8 @@ export function linearKernels(): Pick<Kernels, 'matmul' | 'matmulBack'> {
   return {
     /** out (M, N) = x (M, K) · W^T. */
     matmul(out: Float32Array, x: Float32Array, w: Matrix, M: number, accumulate = false): void {
-      const N = w.rows, K = w.cols;
+      const N = w.rows,
+        K = w.cols;
       if (w.dtype === 'bf16') x = bf16Input(x, M * K);
       for (let n = 0; n < N; n++) {
         const wr = row(w, n);
@@ -61,7 +65,8 @@ export function linearKernels(): Pick<Kernels, 'matmul' | 'matmulBack'> {
 
     /** out (M, K) = dy (M, N) · W. */
     matmulBack(out: Float32Array, dy: Float32Array, w: Matrix, M: number, accumulate = false): void {
-      const N = w.rows, K = w.cols;
+      const N = w.rows,
+        K = w.cols;
       if (w.dtype === 'bf16') dy = bf16Input(dy, M * N);
       if (!accumulate) out.fill(0, 0, M * K);
       for (let n = 0; n < N; n++) {

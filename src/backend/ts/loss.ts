@@ -27,8 +27,8 @@ export const lossKernels = {
   },
 
   adamw(p: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, n: number, o: AdamwStep): void {
-    const bc1 = 1 - Math.pow(o.beta1, o.step);
-    const bc2 = 1 - Math.pow(o.beta2, o.step);
+    const bc1 = 1 - o.beta1 ** o.step;
+    const bc2 = 1 - o.beta2 ** o.step;
     for (let i = 0; i < n; i++) {
       const gi = g[i];
       m[i] = o.beta1 * m[i] + (1 - o.beta1) * gi;

@@ -42,18 +42,28 @@ export class Adapter implements AdapterMethod {
   private ver = 0;
   private readonly cache: (PromptLayer & { version: number })[]; // per adapted layer
 
-  constructor(readonly host: MethodHost, readonly config: AdapterConfig) {
+  constructor(
+    readonly host: MethodHost,
+    readonly config: AdapterConfig,
+  ) {
     const c = host.config;
     check(Number.isInteger(config.promptLength) && config.promptLength >= 1, `adapter prompt length must be a positive integer (got ${config.promptLength})`);
-    check(Number.isInteger(config.adapterLayers) && config.adapterLayers >= 1 && config.adapterLayers <= c.nLayers,
-      `adapter layers must be between 1 and the model's ${c.nLayers} layers (got ${config.adapterLayers})`);
+    check(
+      Number.isInteger(config.adapterLayers) && config.adapterLayers >= 1 && config.adapterLayers <= c.nLayers,
+      `adapter layers must be between 1 and the model's ${c.nLayers} layers (got ${config.adapterLayers})`,
+    );
     check(isGateMode(config.gate), `unknown gate convention "${config.gate}" (expected ${Object.keys(GATE_RULES).join(', ')})`);
     this.firstLayer = c.nLayers - config.adapterLayers;
-    const K = config.promptLength, kv = c.nKvHeads * c.headDim;
+    const K = config.promptLength,
+      kv = c.nKvHeads * c.headDim;
     this.prompts = Array.from({ length: config.adapterLayers }, () => new Float32Array(K * c.dim));
     this.gates = Array.from({ length: config.adapterLayers }, () => new Float32Array(gateSize(config.gate, c.nHeads)));
     this.cache = Array.from({ length: config.adapterLayers }, () => ({
-      K, pk: new Float32Array(K * kv), pv: new Float32Array(K * kv), gate: new Float32Array(c.nHeads), version: -1,
+      K,
+      pk: new Float32Array(K * kv),
+      pv: new Float32Array(K * kv),
+      gate: new Float32Array(c.nHeads),
+      version: -1,
     }));
   }
 
@@ -167,13 +177,22 @@ class OffsetPrompts implements PromptSource {
   private readonly cache: (PromptLayer & { version: number })[]; // per adapted layer
   private readonly row: Float32Array; // (Hkv*hs) offset Wk^T or Wv^T, scratch
 
-  constructor(private readonly adapter: Adapter, private readonly offset: Float32Array) {
-    const c = adapter.host.config, K = adapter.promptLength, kv = c.nKvHeads * c.headDim;
+  constructor(
+    private readonly adapter: Adapter,
+    private readonly offset: Float32Array,
+  ) {
+    const c = adapter.host.config,
+      K = adapter.promptLength,
+      kv = c.nKvHeads * c.headDim;
     this.host = adapter.host;
     this.firstLayer = adapter.firstLayer;
     this.promptLength = K;
     this.cache = Array.from({ length: adapter.config.adapterLayers }, () => ({
-      K, pk: new Float32Array(K * kv), pv: new Float32Array(K * kv), gate: new Float32Array(c.nHeads), version: -1,
+      K,
+      pk: new Float32Array(K * kv),
+      pv: new Float32Array(K * kv),
+      gate: new Float32Array(c.nHeads),
+      version: -1,
     }));
     this.row = new Float32Array(kv);
   }
@@ -185,7 +204,10 @@ class OffsetPrompts implements PromptSource {
     if (e.version !== this.adapter.version) {
       const { backend: be, weights: W } = this.host;
       const kv = this.row.length;
-      for (const [dst, src, w] of [[e.pk, base.pk, W.layers[l].wk], [e.pv, base.pv, W.layers[l].wv]] as const) {
+      for (const [dst, src, w] of [
+        [e.pk, base.pk, W.layers[l].wk],
+        [e.pv, base.pv, W.layers[l].wv],
+      ] as const) {
         be.matmul(this.row, this.offset, w, 1); // (1, kvDim)
         for (let k = 0; k < base.K; k++) for (let j = 0; j < kv; j++) dst[k * kv + j] = src[k * kv + j] + this.row[j];
       }

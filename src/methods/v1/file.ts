@@ -45,7 +45,10 @@ export function adapterMetadata(a: Adapter): Record<string, string> {
 /** Write the adapter atomically (temp file + rename): the tensors its one filter selects (trainableTensors). */
 export function saveAdapter(a: Adapter, path: string): void {
   const tensors = [...trainableTensors(a)].map(([name, data]) => ({
-    name, dtype: 'F32' as const, shape: a.shapeOf(name), data,
+    name,
+    dtype: 'F32' as const,
+    shape: a.shapeOf(name),
+    data,
   }));
   writeSafetensors(path, tensors, adapterMetadata(a));
 }
@@ -63,16 +66,23 @@ export interface LoadAdapterOptions {
 export function loadAdapter(path: string, host: MethodHost, o: LoadAdapterOptions = {}): Adapter {
   const f = readSafetensors(path);
   const m = f.metadata;
-  check(m.format === ADAPTER_FORMAT, `${path}: not a llama-adapter file (__metadata__.format is ${JSON.stringify(m.format ?? null)}, expected "${ADAPTER_FORMAT}")`);
+  check(
+    m.format === ADAPTER_FORMAT,
+    `${path}: not a llama-adapter file (__metadata__.format is ${JSON.stringify(m.format ?? null)}, expected "${ADAPTER_FORMAT}")`,
+  );
   check(m.version === ADAPTER_VERSION, `${path}: adapter file version ${m.version} is not supported (expected ${ADAPTER_VERSION})`);
   const c = host.config;
   for (const [key, field] of ARCH_FIELDS) {
     if (Number(m[key]) !== c[field]) {
-      throw new LlamaAdapterError(`${path}: adapter was trained for a base model with ${key.slice(5)}=${m[key]}, but this model has ${c[field]} (the adapter belongs to another base model)`);
+      throw new LlamaAdapterError(
+        `${path}: adapter was trained for a base model with ${key.slice(5)}=${m[key]}, but this model has ${c[field]} (the adapter belongs to another base model)`,
+      );
     }
   }
   if (m.base_fingerprint !== host.fingerprint && !o.force) {
-    throw new LlamaAdapterError(`${path}: adapter was trained on base weights with fingerprint ${m.base_fingerprint}, this model's is ${host.fingerprint} (same architecture, different weights; pass --force to load anyway)`);
+    throw new LlamaAdapterError(
+      `${path}: adapter was trained on base weights with fingerprint ${m.base_fingerprint}, this model's is ${host.fingerprint} (same architecture, different weights; pass --force to load anyway)`,
+    );
   }
   const gate = m.gate ?? '';
   check(isGateMode(gate), `${path}: unknown gate convention "${gate}" (expected ${Object.keys(GATE_RULES).join(', ')})`);

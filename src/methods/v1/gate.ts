@@ -34,7 +34,7 @@ export const GATE_RULES: Record<GateMode, GateRule> = {
 };
 
 export function isGateMode(s: string): s is GateMode {
-  return Object.prototype.hasOwnProperty.call(GATE_RULES, s);
+  return Object.hasOwn(GATE_RULES, s);
 }
 
 /** Number of gate parameters per adapted layer. */
