@@ -28,6 +28,11 @@ function expScores(sc: Float32Array, q: Float32Array, qo: number, k: Float32Arra
   return sum;
 }
 
+/** Heads per kv head, row strides of q (H*hs) and k/v (Hkv*hs), and the score scale 1/sqrt(hs). */
+function heads(s: { H: number; Hkv: number; hs: number }): { rep: number; qStride: number; kvStride: number; scale: number } {
+  return { rep: s.H / s.Hkv, qStride: s.H * s.hs, kvStride: s.Hkv * s.hs, scale: 1 / Math.sqrt(s.hs) };
+}
+
 /** The attention kernels with their own grow-only score rows (one set per TS backend). */
 export function attentionKernels(): Pick<Kernels, 'attention' | 'attentionBack' | 'promptAttention' | 'promptAttentionBack'> {
   let scores = new Float32Array(0); // (S) or (K) row of scores for one query
@@ -44,8 +49,7 @@ export function attentionKernels(): Pick<Kernels, 'attention' | 'attentionBack' 
     // kc/vc (nCacheRows, S, Hkv*hs): query row b reads cache row cacheRows[b] (b without cacheRows)
     attention(out: Float32Array, q: Float32Array, kc: Float32Array, vc: Float32Array, pos: Int32Array, s: AttnShape, cacheRows?: Int32Array | null): void {
       const { B, T, S, H, Hkv, hs } = s;
-      const rep = H / Hkv, qStride = H * hs, kvStride = Hkv * hs;
-      const scale = 1 / Math.sqrt(hs);
+      const { rep, qStride, kvStride, scale } = heads(s);
       ensure(S);
       const sc = scores;
       for (let b = 0; b < B; b++) {
@@ -70,8 +74,7 @@ export function attentionKernels(): Pick<Kernels, 'attention' | 'attentionBack' 
     attentionBack(dq: Float32Array, dk: Float32Array, dv: Float32Array, dout: Float32Array, q: Float32Array, k: Float32Array, v: Float32Array, s: AttnShape): void {
       const { B, T, H, Hkv, hs } = s;
       const S = T;
-      const rep = H / Hkv, qStride = H * hs, kvStride = Hkv * hs;
-      const scale = 1 / Math.sqrt(hs);
+      const { rep, qStride, kvStride, scale } = heads(s);
       ensure(S);
       const dp = dscores, pr = scores;
       dq.fill(0, 0, B * T * qStride);
@@ -111,8 +114,7 @@ export function attentionKernels(): Pick<Kernels, 'attention' | 'attentionBack' 
 
     promptAttention(out: Float32Array, q: Float32Array, pk: Float32Array, pv: Float32Array, gate: Float32Array, s: PromptShape, probs?: Float32Array): void {
       const { B, T, K, H, Hkv, hs } = s;
-      const rep = H / Hkv, qStride = H * hs, kvStride = Hkv * hs;
-      const scale = 1 / Math.sqrt(hs);
+      const { rep, qStride, kvStride, scale } = heads(s);
       ensure(K);
       const sc = scores;
       for (let b = 0; b < B; b++) {
@@ -138,8 +140,7 @@ export function attentionKernels(): Pick<Kernels, 'attention' | 'attentionBack' 
 
     promptAttentionBack(dq: Float32Array | null, dpk: Float32Array, dpv: Float32Array, dgate: Float32Array, dout: Float32Array, q: Float32Array, pk: Float32Array, pv: Float32Array, gate: Float32Array, probs: Float32Array, s: PromptShape): void {
       const { B, T, K, H, Hkv, hs } = s;
-      const rep = H / Hkv, qStride = H * hs, kvStride = Hkv * hs;
-      const scale = 1 / Math.sqrt(hs);
+      const { rep, qStride, kvStride, scale } = heads(s);
       ensure(K);
       const dp = dscores;
       for (let b = 0; b < B; b++) {
