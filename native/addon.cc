@@ -5,10 +5,9 @@
 // checks. From that entry come the wrapper (read, check, call la::, convert the result), its
 // function in every backend object, and its argument layout in `signatures`, from which
 // src/backend/native.ts generates the JS side: a function with the Backend method's parameters
-// that passes an object argument's fields in list order. Reading the fields in JS (inline caches)
-// instead of through napi_get_property keeps the per-call cost of the old positional interface;
-// read from C++, each field cost about 50-100 ns, which tripled the cost of a decode-sized
-// attention call.
+// that passes an object argument's fields in list order. The fields are read in JS (inline
+// caches) because napi_get_property per field made small decode-time kernel calls several times
+// dearer than positional arguments.
 // Every buffer length is checked before any kernel runs, so a wrong call throws a RangeError
 // instead of touching memory outside the arrays; typed arrays are used in place (zero-copy,
 // napi_get_typedarray_info gives the view's own data pointer). Plain C node_api.h.

@@ -38,6 +38,11 @@ function expScores(
   return sum;
 }
 
+/** Heads per kv head, row strides of q (H*hs) and k/v (Hkv*hs), and the score scale 1/sqrt(hs). */
+function heads(s: { H: number; Hkv: number; hs: number }): { rep: number; qStride: number; kvStride: number; scale: number } {
+  return { rep: s.H / s.Hkv, qStride: s.H * s.hs, kvStride: s.Hkv * s.hs, scale: 1 / Math.sqrt(s.hs) };
+}
+
 /** The attention kernels with their own grow-only score rows (one set per TS backend). */
 export function attentionKernels(): Pick<Kernels, 'attention' | 'attentionBack' | 'promptAttention' | 'promptAttentionBack'> {
   let scores = new Float32Array(0); // (S) or (K) row of scores for one query
@@ -53,11 +58,8 @@ export function attentionKernels(): Pick<Kernels, 'attention' | 'attentionBack' 
   return {
     // kc/vc (nCacheRows, S, Hkv*hs): query row b reads cache row cacheRows[b] (b without cacheRows)
     attention(out: Float32Array, q: Float32Array, kc: Float32Array, vc: Float32Array, pos: Int32Array, s: AttnShape, cacheRows?: Int32Array | null): void {
-      const { B, T, S, H, Hkv, hs } = s;
-      const rep = H / Hkv,
-        qStride = H * hs,
-        kvStride = Hkv * hs;
-      const scale = 1 / Math.sqrt(hs);
+      const { B, T, S, H, hs } = s;
+      const { rep, qStride, kvStride, scale } = heads(s);
       ensure(S);
       const sc = scores;
       for (let b = 0; b < B; b++) {
@@ -89,12 +91,9 @@ export function attentionKernels(): Pick<Kernels, 'attention' | 'attentionBack' 
       v: Float32Array,
       s: AttnShape,
     ): void {
-      const { B, T, H, Hkv, hs } = s;
+      const { B, T, H, hs } = s;
       const S = T;
-      const rep = H / Hkv,
-        qStride = H * hs,
-        kvStride = Hkv * hs;
-      const scale = 1 / Math.sqrt(hs);
+      const { rep, qStride, kvStride, scale } = heads(s);
       ensure(S);
       const dp = dscores,
         pr = scores;
@@ -134,11 +133,8 @@ export function attentionKernels(): Pick<Kernels, 'attention' | 'attentionBack' 
     },
 
     promptAttention(out: Float32Array, q: Float32Array, pk: Float32Array, pv: Float32Array, gate: Float32Array, s: PromptShape, probs?: Float32Array): void {
-      const { B, T, K, H, Hkv, hs } = s;
-      const rep = H / Hkv,
-        qStride = H * hs,
-        kvStride = Hkv * hs;
-      const scale = 1 / Math.sqrt(hs);
+      const { B, T, K, H, hs } = s;
+      const { rep, qStride, kvStride, scale } = heads(s);
       ensure(K);
       const sc = scores;
       for (let b = 0; b < B; b++) {
@@ -175,11 +171,8 @@ export function attentionKernels(): Pick<Kernels, 'attention' | 'attentionBack' 
       probs: Float32Array,
       s: PromptShape,
     ): void {
-      const { B, T, K, H, Hkv, hs } = s;
-      const rep = H / Hkv,
-        qStride = H * hs,
-        kvStride = Hkv * hs;
-      const scale = 1 / Math.sqrt(hs);
+      const { B, T, K, H, hs } = s;
+      const { rep, qStride, kvStride, scale } = heads(s);
       ensure(K);
       const dp = dscores;
       for (let b = 0; b < B; b++) {
