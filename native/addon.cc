@@ -13,7 +13,7 @@
 // napi_get_typedarray_info gives the view's own data pointer). Plain C node_api.h.
 //
 // The numeric core is hand-written C++ because no TypeScript or wasm tensor library comes within
-// 5x of PyTorch on CPU (BRIEF section 3); this addon over OpenBLAS + AVX-512/AMX does.
+// 5x of PyTorch on CPU (bench/README.md, "Kernel decisions"); this addon over OpenBLAS + AVX-512/AMX does.
 //
 // Adding a kernel: its la:: function (arguments in the order of the Backend method) and one
 // line in LA_KERNELS.

@@ -8,7 +8,7 @@
 // weights (every other bf16 kernel path rounds the same way). With the bf16Split feature each
 // activation is instead split into hi = bf16(x) and lo = bf16(x - hi) and C accumulates W·hi +
 // W·lo, so every product carries ~16 mantissa bits of x (matches fp32 sgemm to ~1e-5 relative) at
-// twice the tile work (measured, 2 threads, 512x4096x4096: 2160 GFLOP/s single, 1220 split).
+// twice the tile work (bench/README.md, "Kernel decisions": about half the speed).
 
 // Layout: C (M, N) (+)= X (M, Kd) · B where B[kd, n] = W[n, kd] (matmul, W (N, Kd)) or
 // W[kd, n] (matmulBack, W (Kd, N)). X is converted once to bf16 tiles (Mp, Kp), zero-padded (hi
@@ -16,9 +16,8 @@
 // each thread owns a range of N and, per (NC columns x KC depth) block, packs B into VNNI tiles
 // (16 depth pairs x 16 columns x 2), then runs 32x32 output blocks (2x2 tiles of 16x16 fp32)
 // that accumulate in place in out (tile rows N floats apart; a bounce block at the edges).
-// Tile loads are interleaved with the products and the next step's tiles prefetched into L1:
-// together with the in-place output this took 1024x5632x2048 from 1,354 to 1,795 GFLOP/s
-// (oneDNN 2.6's brgemm, bf16 in, measured in the same session: 2,164).
+// Tile loads are interleaved with the products and the next step's tiles prefetched into L1
+// (with the in-place output, the largest single gain of this kernel: bench/README.md).
 
 #include "common.h"
 
@@ -262,8 +261,7 @@ __attribute__((target("amx-tile,amx-bf16,avx512f,avx512bw"))) void amx_thread(co
             _tile_loadd(4, a0 + kb * ts, 64);
             _tile_loadd(6, b0 + kb * 512, 64);
             if (kb + 1 < kbs) {
-              // The next step's tiles into L1 (1 KB each = 16 lines), hidden behind the products
-              // (measured: +10% on 1024x5632x2048).
+              // The next step's tiles into L1 (1 KB each = 16 lines), hidden behind the products.
               const char* pa0 = reinterpret_cast<const char*>(a0 + (kb + 1) * ts);
               const char* pa1 = reinterpret_cast<const char*>(a1 + (kb + 1) * ts);
               const char* pb0 = reinterpret_cast<const char*>(b0 + (kb + 1) * 512);

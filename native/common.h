@@ -3,7 +3,7 @@
 // widening) every kernel file builds on.
 //
 // Why hand-written C++ at all: no TypeScript/wasm tensor library gets within 5x of PyTorch on
-// CPU (BRIEF section 3: tfjs-wasm ~20 GFLOP/s, jax-js ~30, PyTorch ~180 fp32 / ~345 bf16), so
+// CPU (the README's speed section), so
 // the numeric core is a small N-API addon over OpenBLAS plus AVX-512 / AMX kernels of our own.
 //
 // Every kernel is deterministic for a fixed thread count: work is split by output rows or

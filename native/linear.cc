@@ -20,9 +20,9 @@ namespace la {
 
 namespace {
 
-// matmul: up to these many rows the dot-product kernel below beats OpenBLAS sgemm (measured per
-// thread, N = K = 4096: M=8 58 vs 36 GFLOP/s, M=16 72 vs 58, M=32 90 vs 96), and AMX for bf16
-// weights (2 x 16-row tiles, zero-padded) beats it from M=16 (117 vs 114; M=9: 68 vs 97).
+// matmul: up to these many rows the dot-product kernel below beats OpenBLAS sgemm, and AMX for
+// bf16 weights (2 x 16-row tiles, zero-padded) beats it from M=16 (the crossover measurements
+// are in bench/README.md, "Kernel decisions").
 // Without AVX-512 the portable fallback of that kernel is scalar: leave matmul to OpenBLAS.
 constexpr long kDotMaxM = LA_AVX512 ? 31 : 0;
 constexpr long kDotMaxMAmx = 15;
@@ -292,9 +292,7 @@ void matmul(float* out, const float* x, const Mat& wm, long M, bool acc) {
   if (M <= ((bf16 && bf16_gemm_ready()) ? kDotMaxMAmx : kDotMaxM) || K == 0 || g_features.batchInvariant) {
     if (bf16) x = bf16_activations(x, M * K);
     // Decode rows: two threads from 16K multiply-adds (~1.5 us of work against ~0.6 us to hand
-    // a job to a spinning worker). On tinystories-656k (its matmuls 8K-260K MACs) this took
-    // 2-thread decode from 9-11k to ~21k tok/s in a steady loop; with only the head matmul
-    // parallel the worker also fell asleep between tokens.
+    // a job to a spinning worker), so on small models the worker stays awake between tokens.
     const int ntDot = M <= kMB ? threads_for(static_cast<double>(M) * N * K, 1 << 14) : nt;
     // Split N into groups of kNB rows (the kernel's register block).
     // Many rows: fewer chunks, since each chunk packs its own copy of x.
@@ -304,8 +302,8 @@ void matmul(float* out, const float* x, const Mat& wm, long M, bool acc) {
       if (bf16) mm_range<true>(out, x, w, N, K, M, n0, n1, acc);
       else mm_range<false>(out, x, w, N, K, M, n0, n1, acc);
     };
-    // Decode rows: each thread keeps to its own weight rows from step to step (common.h),
-    // measured +7% on tinystories-656k decode (21.4-22.0k vs 20.0-20.7k tok/s, 3 A/B pairs).
+    // Decode rows: each thread keeps to its own weight rows from step to step (common.h), so
+    // they stay in that core's L2.
     if (M <= kMB) parallel_for_affine(groups, ntDot, body);
     else parallel_for(groups, ntDot, body, M > kMB ? 2 : 4);
     return;

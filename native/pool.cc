@@ -1,7 +1,7 @@
 // The persistent worker pool behind every multi-threaded kernel, and CPU feature detection.
 // OpenBLAS itself runs single-threaded (openblas_set_num_threads(1)); large GEMMs are split over
 // this pool by output columns instead, so one set of threads serves every kernel and nothing
-// oversubscribes the cores (measured: same GFLOP/s as OpenBLAS's own threading on 2 cores).
+// oversubscribes the cores (as fast as OpenBLAS's own threading: bench/README.md).
 
 #include "common.h"
 
@@ -30,8 +30,8 @@ void detect_features() {
 #endif
 #if defined(__x86_64__) && defined(__GNUC__) && (__GNUC__ >= 11)
   g_features.cpuAvx512bf16 = g_features.avx512 && __builtin_cpu_supports("avx512bf16");
-  // The AVX512_BF16 GEMM engine is opt-in: on the Intel dev VM it is slower than widening (see
-  // NativeFeature in src/backend/native.ts); meant for CPUs without AMX, e.g. Zen 4, unmeasured.
+  // The AVX512_BF16 GEMM engine is opt-in: slower than widening on the AMX machines it was
+  // measured on (bench/README.md); meant for CPUs without AMX, e.g. Zen 4.
   const char* dp = std::getenv("LLAMA_ADAPTER_AVX512BF16");
   g_features.avx512bf16 = g_features.cpuAvx512bf16 && dp && *dp && *dp != '0';
 #endif

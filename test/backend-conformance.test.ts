@@ -13,7 +13,7 @@ import assert from 'node:assert/strict';
 import type { AttnShape, Backend, PromptShape } from '../src/backend/backend.js';
 import { createTsBackend } from '../src/backend/ts/index.js';
 import { backends, oracleId, type BackendId } from '../src/backend/index.js';
-import { loadNativeBackend, nativeInfo, setNativeFeature } from '../src/backend/native.js';
+import { loadNativeBackend, nativeInfo, setNativeFeature, type Gemm } from '../src/backend/native.js';
 import { matrixToF32, roundBf16, toBf16, type Matrix } from '../src/core/weights.js';
 import { Rng } from '../src/core/rng.js';
 
@@ -760,21 +760,7 @@ describe('native feature paths match the TypeScript oracle', { skip: skipNative 
   });
 
   // gemm is native-only (bench's GEMM peak), so its reference is the textbook triple loop here.
-  const refGemm = (
-    tA: boolean,
-    tB: boolean,
-    M: number,
-    N: number,
-    K: number,
-    alpha: number,
-    A: Float32Array,
-    lda: number,
-    B: Float32Array,
-    ldb: number,
-    beta: number,
-    C: Float32Array,
-    ldc: number,
-  ): void => {
+  const refGemm: Gemm = (tA, tB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc) => {
     for (let i = 0; i < M; i++)
       for (let j = 0; j < N; j++) {
         let s = 0;

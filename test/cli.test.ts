@@ -28,6 +28,12 @@ function assertUserError(r: { code: number; err: string }, re: RegExp): void {
   assert.doesNotMatch(r.err, /\n\s+at /);
 }
 
+/** `finetune` on stories260K with the Alpaca fixture, 3 validation records and no progress bar, plus `flags` (space-separated). */
+function finetuneCli(out: string, flags: string): ReturnType<typeof run> {
+  const data = path.join(assets, 'data/instruct/litgpt_fixtures/alpaca.json');
+  return run('finetune', '-m', stories260K, '-d', data, '-o', out, '--val-size', '3', '--no-progress', ...flags.split(' '));
+}
+
 describe('cli generate', () => {
   it('--json greedy from BOS gives the MANIFEST ids', () => {
     const r = run('generate', '--model', stories260K, '--prompt', '', '--temperature', '0', '--max-tokens', '40', '--json');
@@ -101,31 +107,7 @@ describe('cli inspect and finetune', () => {
 
   it('finetune writes adapter, metrics, loss curve; inspect and generate use the adapter', () => {
     const out = path.join(tmp, 'ad.safetensors');
-    const data = path.join(assets, 'data/instruct/litgpt_fixtures/alpaca.json');
-    const r = run(
-      'finetune',
-      '-m',
-      stories260K,
-      '-d',
-      data,
-      '-o',
-      out,
-      '--prompt-length',
-      '3',
-      '--adapter-layers',
-      '2',
-      '--epochs',
-      '1',
-      '--batch-size',
-      '5',
-      '--val-size',
-      '3',
-      '--max-seq-len',
-      '64',
-      '--lr',
-      '0.01',
-      '--no-progress',
-    );
+    const r = finetuneCli(out, '--prompt-length 3 --adapter-layers 2 --epochs 1 --batch-size 5 --max-seq-len 64 --lr 0.01');
     assert.equal(r.code, 0, r.err);
     assert.match(r.err, /epoch 1: validation loss \d/);
     for (const f of [
@@ -160,27 +142,7 @@ describe('cli inspect and finetune', () => {
 
   it('an adapter for another base is refused by generate', () => {
     const out = path.join(tmp, 'other-base.safetensors');
-    const data = path.join(assets, 'data/instruct/litgpt_fixtures/alpaca.json');
-    const t = run(
-      'finetune',
-      '-m',
-      stories260K,
-      '-d',
-      data,
-      '-o',
-      out,
-      '--prompt-length',
-      '2',
-      '--adapter-layers',
-      '1',
-      '--max-steps',
-      '1',
-      '--val-size',
-      '3',
-      '--max-seq-len',
-      '32',
-      '--no-progress',
-    );
+    const t = finetuneCli(out, '--prompt-length 2 --adapter-layers 1 --max-steps 1 --max-seq-len 32');
     assert.equal(t.code, 0, t.err);
     assertUserError(run('generate', '-m', tinystories656k, '-a', out), /other-base\.safetensors: adapter was trained for a base model with dim=64/);
   });

@@ -6,8 +6,9 @@
 // included) and check every buffer length against the shape, throwing a RangeError rather than
 // touching foreign memory.
 //
-// Why native code: no TypeScript or wasm tensor library gets within 5x of PyTorch on CPU (BRIEF
-// section 3), so the numeric core is C++ over OpenBLAS with AVX-512 / AMX kernels of its own.
+// Why native code: no TypeScript or wasm tensor library gets within 5x of PyTorch on CPU
+// (bench/README.md, "Kernel decisions"), so the numeric core is C++ over OpenBLAS with AVX-512 /
+// AMX kernels of its own.
 // loadNativeBackend() never throws: when the addon is missing or fails to load it returns
 // { backend: null, error } and getBackend('auto') falls back to the TypeScript backend.
 // Environment: LLAMA_ADAPTER_ADDON=/path/to/addon.node overrides where the addon is looked for;
@@ -87,9 +88,8 @@ export interface NativeInfo {
 /**
  * Switchable kernel paths: 'amx' (bf16-weight GEMMs on AMX tiles, on by default where the CPU has
  * it); 'avx512bf16' (the same GEMMs on vdpbf16ps where AMX is off or missing; off by default,
- * LLAMA_ADAPTER_AVX512BF16=1 turns it on: on the Intel dev VM it ran 234 GFLOP/s against 328 for
- * widening bf16 weights to fp32 panels for sgemm, the default without AMX; written for Zen 4,
- * not measured there);
+ * LLAMA_ADAPTER_AVX512BF16=1 turns it on: slower than widening bf16 weights to fp32 panels, the
+ * default without AMX, where it was measured (bench/README.md); written for Zen 4);
  * 'bf16Split' (AMX / AVX512_BF16 keep ~16 bits of each activation, twice the work); 'batchInvariant' (off by default): every matmul uses the dot-product kernel so a row's
  * result does not depend on the other rows of its batch (prefill/training get slower).
  */

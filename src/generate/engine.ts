@@ -19,7 +19,7 @@ import { Activations } from '../model/activations.js';
 import { forwardPass } from '../model/forward.js';
 import { KVCache } from '../model/kvcache.js';
 import type { PromptSource } from '../model/method.js';
-import type { LlamaModel } from '../model/model.js';
+import { maxPromptLength, type LlamaModel } from '../model/model.js';
 import type { StreamDecoder } from '../tokenizer/tokenizer.js';
 import { Sampler, type SamplingOptions } from './sampler.js';
 
@@ -136,6 +136,7 @@ interface Slot {
   maxNew: number; // tokens this request may still be given in all
   hasLogits: boolean; // logits of the last cached position are in the slot's logits row
   order: number; // admission counter (prefill is first come, first served)
+  sourceKey: number; // decode rows are ordered by it, so rows sharing a source are adjacent (0 = none)
 }
 
 export class Engine {
@@ -193,6 +194,8 @@ export class Engine {
   admit(r: EngineRequest): number {
     const c = this.model.config;
     const n = r.prompt.length;
+    const maxTokens = r.maxTokens ?? 256;
+    check(Number.isInteger(maxTokens) && maxTokens >= 0, `generate: maxTokens must be an integer >= 0 (got ${maxTokens})`);
     check(n > 0, 'generate: a prompt encodes to no tokens (use bos: true)');
     for (const id of r.prompt)
       check(Number.isInteger(id) && id >= 0 && id < c.vocabSize, `generate: prompt token id ${id} is outside the vocabulary (0..${c.vocabSize - 1})`);
@@ -200,8 +203,6 @@ export class Engine {
       n <= this.contextLength,
       `prompt of ${n} tokens is longer than the ${this.contextLength === c.maxSeqLen ? "model's" : "engine's"} context of ${this.contextLength} tokens`,
     );
-    const maxTokens = r.maxTokens ?? 256;
-    check(Number.isInteger(maxTokens) && maxTokens >= 0, `generate: maxTokens must be an integer >= 0 (got ${maxTokens})`);
     if (r.seed !== undefined) check(Number.isInteger(r.seed), `generate: seed ${r.seed} is not an integer`);
     if (r.source) this.model.checkOwn(r.source);
     const slot = this.state.indexOf(null);
@@ -217,7 +218,16 @@ export class Engine {
     const maxNew = Math.min(maxTokens, this.contextLength - n);
     // nothing to generate (maxTokens 0 or a full context): no prefill, the next step finishes it
     const prefilled = maxNew > 0 ? 0 : n;
-    this.state[slot] = { row, source: r.source ?? null, prefilled, pos: prefilled, maxNew, hasLogits: false, order: this.admitted++ };
+    this.state[slot] = {
+      row,
+      source: r.source ?? null,
+      prefilled,
+      pos: prefilled,
+      maxNew,
+      hasLogits: false,
+      order: this.admitted++,
+      sourceKey: r.source ? sourceKey(r.source) : 0,
+    };
     return slot;
   }
 
@@ -291,7 +301,7 @@ export class Engine {
       forwardPass(this.model, this.acts, {
         B: 1,
         T,
-        cache: this.cache.view(1),
+        cache: this.cache,
         sources: s.source ? [s.source] : null,
         train: false,
         logitRows: last ? Int32Array.of(T - 1) : new Int32Array(0),
@@ -307,20 +317,10 @@ export class Engine {
   /** One decode forward for the given slots (each has just sampled a token): rows grouped by prompt source. */
   private decode(slots: number[]): void {
     const V = this.model.config.vocabSize;
-    const key = (i: number): number => {
-      const src = this.state[i]!.source;
-      return src ? sourceKey(src) : 0;
-    };
-    slots.sort((a, b) => key(a) - key(b) || a - b);
+    slots.sort((a, b) => this.state[a]!.sourceKey - this.state[b]!.sourceKey || a - b);
     const B = slots.length;
-    let K = 1;
-    const sources: (PromptSource | null)[] = [];
-    for (const i of slots) {
-      const src = this.state[i]!.source;
-      sources.push(src);
-      if (src) K = Math.max(K, src.promptLength);
-    }
-    this.acts.ensure(B, 1, K, -1);
+    const sources = slots.map((i) => this.state[i]!.source);
+    this.acts.ensure(B, 1, maxPromptLength(sources), -1);
     for (let b = 0; b < B; b++) {
       const s = this.state[slots[b]]!;
       this.acts.ids[b] = s.row.ids[s.row.ids.length - 1];
@@ -330,7 +330,7 @@ export class Engine {
     forwardPass(this.model, this.acts, {
       B,
       T: 1,
-      cache: this.cache.view(B),
+      cache: this.cache,
       sources: sources.some((s) => s) ? sources : null,
       train: false,
       logitRows: null,
@@ -349,7 +349,7 @@ export class Engine {
 const sourceKeys = new WeakMap<PromptSource, number>();
 let nextSourceKey = 1;
 
-/** A number per prompt source object (decode rows are ordered by it, so rows sharing a source are adjacent). */
+/** A number per prompt source object (see Slot.sourceKey). */
 function sourceKey(src: PromptSource): number {
   let k = sourceKeys.get(src);
   if (k === undefined) sourceKeys.set(src, (k = nextSourceKey++));

@@ -39,18 +39,13 @@ function batchEngine(model: LlamaModel, prompts: readonly Prompt[], o: GenerateO
   const B = prompts.length;
   check(B > 0, 'generate: no prompts');
   const ids = prompts.map((p) => encodePrompt(model, p, o.bos ?? true));
-  for (const p of ids) check(p.length > 0, 'generate: a prompt encodes to no tokens (use bos: true)');
-  const longest = Math.max(...ids.map((p) => p.length));
-  check(longest <= c.maxSeqLen, `prompt of ${longest} tokens is longer than the model's context of ${c.maxSeqLen} tokens`);
   const perRow = adapters ? [...adapters] : new Array<PromptSource | null>(B).fill(o.adapter ?? null);
   check(perRow.length === B, `generate: ${perRow.length} adapters for ${B} prompts`);
-  for (const a of perRow) if (a) check(a.host === model, 'generate: adapter belongs to another model instance');
-  if (o.seeds) {
-    check(o.seeds.length === B, `generate: ${o.seeds.length} seeds for ${B} prompts`);
-    for (const s of o.seeds) check(Number.isInteger(s), `generate: seed ${s} is not an integer`);
-  }
+  if (o.seeds) check(o.seeds.length === B, `generate: ${o.seeds.length} seeds for ${B} prompts`);
   const maxTokens = o.maxTokens ?? 256;
-  const S = Math.max(...ids.map((p) => Math.min(c.maxSeqLen, p.length + maxTokens)));
+  // each request is checked by admit(); a bad maxTokens must not size the slots
+  const room = Number.isInteger(maxTokens) && maxTokens > 0 ? maxTokens : 0;
+  const S = Math.max(...ids.map((p) => Math.min(c.maxSeqLen, p.length + room)));
   const engine = new Engine(model, { slots: B, contextLength: S, prefillChunk: o.prefillChunk });
   for (let b = 0; b < B; b++) {
     engine.admit({ ...o, prompt: ids[b], source: perRow[b], maxTokens, seed: o.seeds ? o.seeds[b] : (o.seed ?? 0) + b });

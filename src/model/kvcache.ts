@@ -1,6 +1,6 @@
 // Slot key/value cache for incremental decoding: one (slots, S, Hkv*hs) buffer pair per layer,
-// allocated once per engine; slot i's keys for absolute position p live at [i, p]. A forward
-// pass reads it through a KVView whose `rows` maps each batch row to its slot.
+// allocated once per engine; slot i's keys for absolute position p live at [i, p]. `rows` maps
+// each batch row of the next forward to its slot.
 
 import type { LlamaConfig } from '../core/config.js';
 
@@ -9,10 +9,10 @@ export interface KVView {
   readonly k: readonly Float32Array[]; // per layer (slots, S, Hkv*hs)
   readonly v: readonly Float32Array[]; // per layer (slots, S, Hkv*hs)
   readonly S: number; // positions per slot
-  readonly rows: Int32Array; // (B) slot of batch row b
+  readonly rows: Int32Array; // (>= B) slot of batch row b
 }
 
-export class KVCache {
+export class KVCache implements KVView {
   readonly k: Float32Array[]; // per layer (slots, S, Hkv*hs)
   readonly v: Float32Array[]; // per layer (slots, S, Hkv*hs)
   /** (slots) the batch-row -> slot map of the next forward; the caller fills rows[0..B-1]. */
@@ -27,10 +27,5 @@ export class KVCache {
     this.k = Array.from({ length: c.nLayers }, () => new Float32Array(n));
     this.v = Array.from({ length: c.nLayers }, () => new Float32Array(n));
     this.rows = new Int32Array(slots);
-  }
-
-  /** The view for a forward of B rows, mapped by rows[0..B-1]. */
-  view(B: number): KVView {
-    return { k: this.k, v: this.v, S: this.S, rows: this.rows.subarray(0, B) };
   }
 }

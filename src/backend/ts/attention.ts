@@ -2,7 +2,7 @@
 // the zero-init gated adaption-prompt branch with its backward. One softmax per branch (the two
 // branches are normalised separately, as in LLaMA-Adapter).
 
-import type { AttnShape, Kernels, PromptShape } from '../backend.js';
+import type { Kernels } from '../backend.js';
 
 /**
  * sc[j] = exp(q·k_j * scale - max) for keys j < n (k_j at k[kBase + j*kvStride]); returns the sum.
@@ -57,7 +57,7 @@ export function attentionKernels(): Pick<Kernels, 'attention' | 'attentionBack' 
 
   return {
     // kc/vc (nCacheRows, S, Hkv*hs): query row b reads cache row cacheRows[b] (b without cacheRows)
-    attention(out: Float32Array, q: Float32Array, kc: Float32Array, vc: Float32Array, pos: Int32Array, s: AttnShape, cacheRows?: Int32Array | null): void {
+    attention(out, q, kc, vc, pos, s, cacheRows) {
       const { B, T, S, H, hs } = s;
       const { rep, qStride, kvStride, scale } = heads(s);
       ensure(S);
@@ -81,16 +81,7 @@ export function attentionKernels(): Pick<Kernels, 'attention' | 'attentionBack' 
       }
     },
 
-    attentionBack(
-      dq: Float32Array,
-      dk: Float32Array,
-      dv: Float32Array,
-      dout: Float32Array,
-      q: Float32Array,
-      k: Float32Array,
-      v: Float32Array,
-      s: AttnShape,
-    ): void {
+    attentionBack(dq, dk, dv, dout, q, k, v, s) {
       const { B, T, H, hs } = s;
       const S = T;
       const { rep, qStride, kvStride, scale } = heads(s);
@@ -132,7 +123,7 @@ export function attentionKernels(): Pick<Kernels, 'attention' | 'attentionBack' 
       }
     },
 
-    promptAttention(out: Float32Array, q: Float32Array, pk: Float32Array, pv: Float32Array, gate: Float32Array, s: PromptShape, probs?: Float32Array): void {
+    promptAttention(out, q, pk, pv, gate, s, probs) {
       const { B, T, K, H, hs } = s;
       const { rep, qStride, kvStride, scale } = heads(s);
       ensure(K);
@@ -158,19 +149,7 @@ export function attentionKernels(): Pick<Kernels, 'attention' | 'attentionBack' 
       }
     },
 
-    promptAttentionBack(
-      dq: Float32Array | null,
-      dpk: Float32Array,
-      dpv: Float32Array,
-      dgate: Float32Array,
-      dout: Float32Array,
-      q: Float32Array,
-      pk: Float32Array,
-      pv: Float32Array,
-      gate: Float32Array,
-      probs: Float32Array,
-      s: PromptShape,
-    ): void {
+    promptAttentionBack(dq, dpk, dpv, dgate, dout, q, pk, pv, gate, probs, s) {
       const { B, T, K, H, hs } = s;
       const { rep, qStride, kvStride, scale } = heads(s);
       ensure(K);
