@@ -1,5 +1,5 @@
 // The one-way layer rule, checked in CI (`npm run lint:deps`):
-//   core -> backend -> formats, tokenizer -> model -> methods -> generate, train -> cli
+//   core -> backend -> formats, tokenizer -> model -> methods -> generate, train -> serve -> cli
 // A layer may import its own and lower layers only. src/ is the library and never imports the
 // applications around it (apps/, bench/, test/). No import cycles anywhere.
 const layer = (name, from, forbidden, why) => ({
@@ -14,12 +14,13 @@ module.exports = {
   forbidden: [
     { name: 'no-circular', comment: 'import cycles make layers meaningless', severity: 'error', from: {}, to: { circular: true } },
     layer('core-is-the-bottom', '^src/core/', '^src/(?!core/)', 'core (config, weights, dtypes, errors, io) imports nothing of the library'),
-    layer('backend-over-core', '^src/backend/', '^src/(formats|tokenizer|model|methods|generate|train|cli|index)', 'kernels know only core types'),
-    layer('formats-over-core', '^src/(formats|tokenizer)/', '^src/(backend|model|methods|generate|train|cli|index)', 'file formats and tokenizers read files into core types'),
-    layer('model-knows-no-method', '^src/model/', '^src/(methods|generate|train|cli|index)', 'the model knows adapters only through model/method.ts'),
-    layer('methods-under-loops', '^src/methods/', '^src/(generate|train|cli|index)', 'methods extend the model; generation and training use them'),
-    layer('generate-uses-interfaces', '^src/generate/', '^src/(methods|train|cli|index)', 'generation runs any PromptSource, never a concrete method'),
-    layer('train-under-cli', '^src/train/', '^src/(generate|cli|index)', 'training is a library layer'),
+    layer('backend-over-core', '^src/backend/', '^src/(formats|tokenizer|model|methods|generate|train|serve|cli|index)', 'kernels know only core types'),
+    layer('formats-over-core', '^src/(formats|tokenizer)/', '^src/(backend|model|methods|generate|train|serve|cli|index)', 'file formats and tokenizers read files into core types'),
+    layer('model-knows-no-method', '^src/model/', '^src/(methods|generate|train|serve|cli|index)', 'the model knows adapters only through model/method.ts'),
+    layer('methods-under-loops', '^src/methods/', '^src/(generate|train|serve|cli|index)', 'methods extend the model; generation and training use them'),
+    layer('generate-uses-interfaces', '^src/generate/', '^src/(methods|train|serve|cli|index)', 'generation runs any PromptSource, never a concrete method'),
+    layer('train-under-cli', '^src/train/', '^src/(generate|serve|cli|index)', 'training is a library layer'),
+    layer('serve-under-cli', '^src/serve/', '^src/(cli|index)', 'the server is a library layer the CLI starts'),
     layer('library-not-apps', '^src/', '^(apps|bench|test)/', 'the library never imports the demo, the benchmarks or the tests'),
     layer('apps-not-bench', '^apps/', '^(bench|test)/', 'applications stand on the library alone'),
     layer('bench-not-apps', '^bench/', '^(apps|test)/', 'benchmarks stand on the library alone'),

@@ -14,7 +14,7 @@
         "native/rows.cc",
         "native/attention.cc"
       ],
-      "cflags": ["-O3", "-march=native", "-fopenmp-simd", "-pthread", "-Wno-maybe-uninitialized"],
+      "cflags": ["-O3", "-march=native", "-falign-functions=64", "-falign-loops=32", "-fopenmp-simd", "-pthread", "-Wno-maybe-uninitialized"],
       "ldflags": ["-pthread"],
       "libraries": ["-lopenblas"],
       "defines": ["NAPI_VERSION=8"]

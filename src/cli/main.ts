@@ -1,10 +1,11 @@
-// The `llama-adapter` command line: generate, finetune, inspect. (The demo is an application of
+// The `llama-adapter` command line: generate, finetune, inspect, serve. (The demo is an application of
 // its own, apps/demo; benchmarks are bench/.)
 
 import { Command } from 'commander';
 import { finetuneCommand } from './finetune.js';
 import { generateCommand } from './generate.js';
 import { inspectCommand } from './inspect.js';
+import { serveCommand } from './serve.js';
 import { reportError } from './common.js';
 
 const program = new Command('llama-adapter')
@@ -14,6 +15,7 @@ const program = new Command('llama-adapter')
 program.addCommand(generateCommand());
 program.addCommand(finetuneCommand());
 program.addCommand(inspectCommand());
+program.addCommand(serveCommand());
 
 const verbose = process.argv.includes('--verbose');
 program.parseAsync(process.argv).catch((e: unknown) => reportError(e, verbose));

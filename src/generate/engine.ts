@@ -35,11 +35,19 @@ export interface EngineRequest extends SamplingOptions {
   maxTokens?: number; // new tokens at most (default 256; also bounded by the slot's context)
   stop?: readonly string[]; // stop strings: generation ends before the first occurrence
   stopTokens?: readonly number[]; // ids that end generation (default: the tokenizer's EOS)
+  logprobs?: number; // when set: every piece carries its log-probability and this many top alternatives (0..20)
+}
+
+/** A token and its log-probability under the model (log-softmax of the raw logits, before penalties and temperature). */
+export interface TokenLogprob {
+  id: number;
+  logprob: number;
 }
 
 export interface GenerationPiece {
   id: number; // the new token id
   text: string; // newly complete text (may be '' while a UTF-8 character or a possible stop string is pending)
+  logprob?: TokenLogprob & { top: TokenLogprob[] }; // with EngineRequest.logprobs: the token's and the most likely ones'
 }
 
 export type FinishReason = 'stop' | 'length';
@@ -66,6 +74,7 @@ class Row {
   done = false;
   finish: FinishReason = 'length';
   seen: Set<number>;
+  counts = new Map<number, number>(); // generated id -> occurrences (presence / frequency penalties)
 
   constructor(
     readonly promptIds: number[],
@@ -87,6 +96,7 @@ class Row {
     }
     this.ids.push(id);
     this.seen.add(id);
+    this.counts.set(id, (this.counts.get(id) ?? 0) + 1);
     this.text += this.decoder.push(id);
     for (const s of this.stop) {
       const at = this.text.indexOf(s, Math.max(0, this.emitted - s.length));
@@ -137,6 +147,7 @@ interface Slot {
   hasLogits: boolean; // logits of the last cached position are in the slot's logits row
   order: number; // admission counter (prefill is first come, first served)
   sourceKey: number; // decode rows are ordered by it, so rows sharing a source are adjacent (0 = none)
+  logprobs: number; // top alternatives per piece; -1 = no log-probabilities
 }
 
 export class Engine {
@@ -204,6 +215,8 @@ export class Engine {
       `prompt of ${n} tokens is longer than the ${this.contextLength === c.maxSeqLen ? "model's" : "engine's"} context of ${this.contextLength} tokens`,
     );
     if (r.seed !== undefined) check(Number.isInteger(r.seed), `generate: seed ${r.seed} is not an integer`);
+    const logprobs = r.logprobs ?? -1;
+    check(Number.isInteger(logprobs) && logprobs >= -1 && logprobs <= 20, `generate: logprobs must be an integer between 0 and 20 (got ${r.logprobs})`);
     if (r.source) this.model.checkOwn(r.source);
     const slot = this.state.indexOf(null);
     check(slot >= 0, `engine: all ${this.slots} slots are busy`);
@@ -227,6 +240,7 @@ export class Engine {
       hasLogits: false,
       order: this.admitted++,
       sourceKey: r.source ? sourceKey(r.source) : 0,
+      logprobs,
     };
     return slot;
   }
@@ -257,8 +271,11 @@ export class Engine {
       }
       if (!s.hasLogits) continue;
       const r = s.row;
-      const id = r.sampler.sample(this.logits.subarray(i * V, (i + 1) * V), r.seen);
-      const piece = { id, text: r.accept(id) };
+      const logits = this.logits.subarray(i * V, (i + 1) * V);
+      const lp = s.logprobs >= 0 ? logSoftmaxView(logits, s.logprobs) : null; // before the sampler edits the row
+      const id = r.sampler.sample(logits, r.seen, r.counts);
+      const piece: GenerationPiece = { id, text: r.accept(id) };
+      if (lp) piece.logprob = { id, logprob: lp.logprob(id), top: lp.top };
       s.hasLogits = false;
       if (r.done || r.ids.length >= s.maxNew) events.push(this.finish(i, piece));
       else {
@@ -344,6 +361,28 @@ export class Engine {
       s.hasLogits = true;
     }
   }
+}
+
+/** Log-probabilities of one logits row: the k most likely ids now, and any id's value later (from a copy). */
+function logSoftmaxView(logits: Float32Array, k: number): { top: TokenLogprob[]; logprob: (id: number) => number } {
+  const V = logits.length;
+  let max = -Infinity;
+  for (let i = 0; i < V; i++) if (logits[i] > max) max = logits[i];
+  let sum = 0;
+  for (let i = 0; i < V; i++) sum += Math.exp(logits[i] - max);
+  const lse = max + Math.log(sum);
+  const top: TokenLogprob[] = [];
+  for (let i = 0; i < V && k > 0; i++) {
+    const l = logits[i] - lse;
+    if (top.length < k || l > top[top.length - 1].logprob) {
+      let j = Math.min(top.length, k - 1);
+      while (j > 0 && top[j - 1].logprob < l) j--;
+      top.splice(j, 0, { id: i, logprob: l });
+      if (top.length > k) top.pop();
+    }
+  }
+  const copy = Float32Array.from(logits);
+  return { top, logprob: (id) => copy[id] - lse };
 }
 
 const sourceKeys = new WeakMap<PromptSource, number>();

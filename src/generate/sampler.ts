@@ -1,5 +1,5 @@
-// Token sampling from one row of logits: repetition penalty, greedy (temperature 0), temperature,
-// top-k, top-p (nucleus). Scratch buffers are allocated once per sampler, not per token.
+// Token sampling from one row of logits: repetition penalty, OpenAI's presence and frequency
+// penalties, greedy (temperature 0), temperature, top-k, top-p (nucleus). Scratch buffers are allocated once per sampler, not per token.
 
 import { Rng } from '../core/rng.js';
 
@@ -8,6 +8,8 @@ export interface SamplingOptions {
   topK?: number; // keep the k most likely tokens (0 = off)
   topP?: number; // keep the smallest set with cumulative probability >= p (1 = off)
   repetitionPenalty?: number; // > 1 discourages tokens already in the context (CTRL-style; 1 = off)
+  presencePenalty?: number; // subtracted from the logit of every token generated so far (OpenAI; 0 = off)
+  frequencyPenalty?: number; // subtracted once per earlier occurrence in the generated text (OpenAI; 0 = off)
   seed?: number; // RNG seed (same seed, same text)
 }
 
@@ -16,6 +18,8 @@ export class Sampler {
   readonly topK: number;
   readonly topP: number;
   readonly repetitionPenalty: number;
+  readonly presencePenalty: number;
+  readonly frequencyPenalty: number;
   private rng: Rng;
   private probs: Float32Array; // (V)
   private idx: Int32Array; // (V) candidate indices
@@ -28,17 +32,25 @@ export class Sampler {
     this.topK = o.topK ?? 0;
     this.topP = o.topP ?? 1;
     this.repetitionPenalty = o.repetitionPenalty ?? 1;
+    this.presencePenalty = o.presencePenalty ?? 0;
+    this.frequencyPenalty = o.frequencyPenalty ?? 0;
     this.rng = new Rng(o.seed ?? 0);
     this.probs = new Float32Array(vocabSize);
     this.idx = new Int32Array(vocabSize);
   }
 
-  /** Pick the next id from logits (V) (modified in place); `seen` = ids of the context so far. */
-  sample(logits: Float32Array, seen: Iterable<number>): number {
+  /**
+   * Pick the next id from logits (V) (modified in place); `seen` = ids of the context so far,
+   * `counts` = how often each id occurs in the generated text (for the OpenAI penalties).
+   */
+  sample(logits: Float32Array, seen: Iterable<number>, counts?: ReadonlyMap<number, number>): number {
     const V = this.vocabSize;
     if (this.repetitionPenalty !== 1) {
       const p = this.repetitionPenalty;
       for (const id of seen) logits[id] = logits[id] > 0 ? logits[id] / p : logits[id] * p;
+    }
+    if (counts && (this.presencePenalty !== 0 || this.frequencyPenalty !== 0)) {
+      for (const [id, n] of counts) logits[id] -= this.presencePenalty + n * this.frequencyPenalty;
     }
     if (this.temperature <= 0) return argmax(logits, V);
     const probs = this.probs;

@@ -1,0 +1,78 @@
+// The adapters a server holds, by name: loaded at start (--adapter NAME=FILE) or while serving
+// from a file under --adapter-dir (paths that resolve outside it are refused). Unloading removes
+// the name at once; requests already running keep their reference and finish.
+
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { LlamaAdapterError } from '../core/errors.js';
+import { loadAdapter } from '../methods/v1/file.js';
+import type { Adapter } from '../methods/v1/adapter.js';
+import type { LlamaModel } from '../model/model.js';
+import { ApiError, badParam } from './errors.js';
+
+export interface ServedAdapter {
+  name: string;
+  adapter: Adapter;
+  file: string;
+  promptStyle: string | undefined; // the training template (training_args.prompt_style), if the file says
+  created: number; // unix seconds it was loaded
+}
+
+export class AdapterRegistry {
+  private readonly byName = new Map<string, ServedAdapter>();
+
+  constructor(
+    private readonly model: LlamaModel,
+    readonly dir: string | null, // --adapter-dir (realpath), or null: no loading while serving
+  ) {}
+
+  get(name: string): ServedAdapter | undefined {
+    return this.byName.get(name);
+  }
+
+  list(): ServedAdapter[] {
+    return [...this.byName.values()];
+  }
+
+  /** Load a file under a name (a name in use is replaced only by the caller's unload first). */
+  add(name: string, file: string): ServedAdapter {
+    if (this.byName.has(name)) throw new ApiError(400, `adapter "${name}" is already loaded`, 'invalid_request_error', 'name', 'adapter_exists');
+    let adapter: Adapter;
+    try {
+      adapter = loadAdapter(file, this.model);
+    } catch (e) {
+      if (e instanceof LlamaAdapterError) throw badParam('path', e.message, 'invalid_adapter');
+      throw e;
+    }
+    let promptStyle: string | undefined;
+    try {
+      const args = adapter.meta.training_args ? (JSON.parse(adapter.meta.training_args) as { prompt_style?: unknown }) : {};
+      promptStyle = typeof args.prompt_style === 'string' ? args.prompt_style : undefined;
+    } catch {
+      promptStyle = undefined; // a corrupt training_args only loses the template choice
+    }
+    const s: ServedAdapter = { name, adapter, file, promptStyle, created: Math.floor(Date.now() / 1000) };
+    this.byName.set(name, s);
+    return s;
+  }
+
+  /** Load `rel` (relative to, or absolute inside, the adapter directory). */
+  addFromDir(name: string, rel: string): ServedAdapter {
+    if (!this.dir) throw new ApiError(400, 'loading adapters while serving needs --adapter-dir', 'invalid_request_error', 'path', 'no_adapter_dir');
+    const p = path.resolve(this.dir, rel);
+    let real: string;
+    try {
+      real = fs.realpathSync(p);
+    } catch {
+      throw new ApiError(404, `adapter file "${rel}" does not exist in the adapter directory`, 'not_found_error', 'path', 'adapter_file_not_found');
+    }
+    if (path.relative(this.dir, real).startsWith('..') || path.isAbsolute(path.relative(this.dir, real)))
+      throw badParam('path', `path "${rel}" is outside the adapter directory`, 'path_outside_adapter_dir');
+    if (!fs.statSync(real).isFile()) throw badParam('path', `path "${rel}" is not a file`);
+    return this.add(name, real);
+  }
+
+  remove(name: string): boolean {
+    return this.byName.delete(name);
+  }
+}

@@ -1,0 +1,174 @@
+// Continuous batching over the step-wise engine: sequences wait in a FIFO queue (bounded: a full
+// queue is the caller's 429), join the running batch at the next engine step when a slot is free,
+// are prefilled in chunks under the engine's per-step token budget while the others keep decoding,
+// and leave the moment they finish or their client goes away. Rows with different adapters (and
+// none) share each forward. The loop runs one engine step per macrotask, so sockets are served
+// between steps.
+
+import { Engine, type EngineRequest, type GenerationPiece, type GenerationResult } from '../generate/engine.js';
+import type { LlamaModel } from '../model/model.js';
+import type { ServeMetrics } from './metrics.js';
+
+export interface SchedulerOptions {
+  maxBatch: number; // engine slots: sequences decoded together
+  maxQueue: number; // sequences that may wait for a slot
+  prefillChunk: number; // prompt tokens prefilled per step (the step's token budget)
+  contextLength?: number; // positions per slot (default: the model's context)
+}
+
+/** Where a sequence's output goes. */
+export interface SequenceSink {
+  piece(p: GenerationPiece): void;
+  done(r: GenerationResult): void;
+  fail(e: unknown): void; // the engine refused the request (the caller's checks should make this rare)
+}
+
+/** One queued or running sequence (one choice of one request). */
+export class Sequence {
+  slot = -1; // engine slot while running
+  state: 'queued' | 'running' | 'done' | 'cancelled' = 'queued';
+  firstTokenAt = 0; // ms
+  lastTokenAt = 0;
+
+  constructor(
+    readonly request: EngineRequest,
+    readonly model: string, // the request's model name (metrics label)
+    readonly sink: SequenceSink,
+    readonly arrivedAt: number, // performance.now() of the HTTP request
+  ) {}
+}
+
+export class QueueFullError extends Error {}
+
+export class Scheduler {
+  readonly engine: Engine;
+  private readonly queue: Sequence[] = [];
+  private readonly bySlot: (Sequence | null)[];
+  private scheduled = false;
+  private accepting = true;
+  private idleWaiters: (() => void)[] = [];
+
+  constructor(
+    model: LlamaModel,
+    readonly o: SchedulerOptions,
+    private readonly metrics: ServeMetrics,
+  ) {
+    this.engine = new Engine(model, { slots: o.maxBatch, contextLength: o.contextLength, prefillChunk: o.prefillChunk });
+    this.bySlot = new Array<Sequence | null>(o.maxBatch).fill(null);
+  }
+
+  get queued(): number {
+    return this.queue.length;
+  }
+
+  get active(): number {
+    return this.engine.active;
+  }
+
+  get isAccepting(): boolean {
+    return this.accepting;
+  }
+
+  /** Queue all sequences of one request, or none of them (QueueFullError). Requests are checked by the caller. */
+  submit(seqs: readonly Sequence[]): void {
+    if (!this.accepting) throw new QueueFullError('the server is shutting down');
+    const room = this.o.maxQueue - this.queue.length + this.engine.free;
+    if (seqs.length > room) throw new QueueFullError(`the queue is full (${this.o.maxQueue} waiting sequences)`);
+    this.queue.push(...seqs);
+    this.metrics.queueLength.set(this.queue.length);
+    this.kick();
+  }
+
+  /** Drop a sequence (its client went away): out of the queue, or out of its slot at once. */
+  cancel(s: Sequence): void {
+    if (s.state === 'queued') {
+      const i = this.queue.indexOf(s);
+      if (i >= 0) this.queue.splice(i, 1);
+      this.metrics.queueLength.set(this.queue.length);
+    } else if (s.state === 'running') {
+      this.engine.evict(s.slot);
+      this.bySlot[s.slot] = null;
+      this.metrics.activeSlots.set(this.engine.active);
+    }
+    if (s.state !== 'done') s.state = 'cancelled';
+  }
+
+  /** Stop accepting; resolves when every queued and running sequence has finished. */
+  drain(): Promise<void> {
+    this.accepting = false;
+    if (this.engine.active === 0 && this.queue.length === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  /** Cancel everything still queued or running (after a shutdown deadline). */
+  cancelAll(): Sequence[] {
+    const all = [...this.queue, ...this.bySlot.filter((s): s is Sequence => s !== null)];
+    for (const s of all) this.cancel(s);
+    this.wakeIdle();
+    return all;
+  }
+
+  private kick(): void {
+    if (this.scheduled) return;
+    this.scheduled = true;
+    setImmediate(() => this.loop());
+  }
+
+  private admit(): void {
+    while (this.queue.length > 0 && this.engine.free > 0) {
+      const s = this.queue.shift() as Sequence;
+      try {
+        s.slot = this.engine.admit(s.request);
+      } catch (e) {
+        s.state = 'done';
+        s.sink.fail(e);
+        continue;
+      }
+      s.state = 'running';
+      this.bySlot[s.slot] = s;
+      this.metrics.promptTokens.inc({ model: s.model }, s.request.prompt.length);
+    }
+    this.metrics.queueLength.set(this.queue.length);
+  }
+
+  private loop(): void {
+    this.scheduled = false;
+    this.admit();
+    if (this.engine.active === 0) {
+      this.metrics.activeSlots.set(0);
+      this.wakeIdle();
+      return;
+    }
+    this.metrics.activeSlots.set(this.engine.active);
+    this.metrics.batchRows.observe(this.engine.active / this.engine.slots);
+    const events = this.engine.step();
+    const now = performance.now();
+    for (const e of events) {
+      const s = this.bySlot[e.slot];
+      if (!s) continue;
+      if (e.piece && e.piece.id >= 0 && (!e.result || e.result.ids.length > 0 || e.piece.text)) {
+        if (s.firstTokenAt === 0) {
+          s.firstTokenAt = now;
+          this.metrics.ttft.observe({ model: s.model }, (now - s.arrivedAt) / 1000);
+        } else this.metrics.itl.observe({ model: s.model }, (now - s.lastTokenAt) / 1000);
+        s.lastTokenAt = now;
+      }
+      if (e.piece) s.sink.piece(e.piece);
+      if (e.result) {
+        this.metrics.generatedTokens.inc({ model: s.model }, e.result.ids.length);
+        s.state = 'done';
+        this.bySlot[e.slot] = null;
+        s.sink.done(e.result);
+      }
+    }
+    this.metrics.activeSlots.set(this.engine.active);
+    this.kick();
+  }
+
+  private wakeIdle(): void {
+    if (this.engine.active > 0 || this.queue.length > 0) return;
+    const w = this.idleWaiters;
+    this.idleWaiters = [];
+    for (const f of w) f();
+  }
+}

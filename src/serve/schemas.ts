@@ -1,0 +1,136 @@
+// JSON Schemas of the request bodies (fastify validates every body with them, type coercion off,
+// so "0.5" is a 400, not 0.5). Fields and ranges follow OpenAI's API reference; fields we do not
+// implement are refused by name (additionalProperties: false) rather than silently ignored.
+
+const nullable = (s: Record<string, unknown>): Record<string, unknown> => ({ anyOf: [s, { type: 'null' }] });
+
+const sampling = {
+  model: { type: 'string', minLength: 1, maxLength: 256 },
+  max_tokens: nullable({ type: 'integer', minimum: 0, maximum: 1_000_000 }),
+  temperature: nullable({ type: 'number', minimum: 0, maximum: 2 }),
+  top_p: nullable({ type: 'number', exclusiveMinimum: 0, maximum: 1 }),
+  n: nullable({ type: 'integer', minimum: 1, maximum: 128 }),
+  stop: nullable({ anyOf: [{ type: 'string', maxLength: 1000 }, { type: 'array', maxItems: 4, items: { type: 'string', minLength: 1, maxLength: 1000 } }] }),
+  seed: nullable({ type: 'integer', minimum: -9007199254740991, maximum: 9007199254740991 }),
+  presence_penalty: nullable({ type: 'number', minimum: -2, maximum: 2 }),
+  frequency_penalty: nullable({ type: 'number', minimum: -2, maximum: 2 }),
+  user: { type: 'string', maxLength: 512 },
+  stream: nullable({ type: 'boolean' }),
+  stream_options: nullable({ type: 'object', additionalProperties: false, properties: { include_usage: { type: 'boolean' } } }),
+} as const;
+
+const textPart = {
+  type: 'object',
+  required: ['type', 'text'],
+  additionalProperties: false,
+  properties: { type: { const: 'text' }, text: { type: 'string' } },
+};
+
+export const chatBodySchema = {
+  type: 'object',
+  required: ['model', 'messages'],
+  additionalProperties: false,
+  properties: {
+    ...sampling,
+    max_completion_tokens: nullable({ type: 'integer', minimum: 0, maximum: 1_000_000 }),
+    logprobs: nullable({ type: 'boolean' }),
+    top_logprobs: nullable({ type: 'integer', minimum: 0, maximum: 20 }),
+    messages: {
+      type: 'array',
+      minItems: 1,
+      maxItems: 1024,
+      items: {
+        type: 'object',
+        required: ['role', 'content'],
+        additionalProperties: false,
+        properties: {
+          role: { enum: ['system', 'developer', 'user', 'assistant'] },
+          content: { anyOf: [{ type: 'string' }, { type: 'array', maxItems: 256, items: textPart }] },
+          name: { type: 'string', maxLength: 256 },
+        },
+      },
+    },
+  },
+} as const;
+
+export const completionBodySchema = {
+  type: 'object',
+  required: ['model', 'prompt'],
+  additionalProperties: false,
+  properties: {
+    ...sampling,
+    logprobs: nullable({ type: 'integer', minimum: 0, maximum: 5 }),
+    echo: nullable({ type: 'boolean' }),
+    prompt: {
+      anyOf: [
+        { type: 'string' },
+        { type: 'array', minItems: 1, maxItems: 128, items: { type: 'string' } },
+        { type: 'array', minItems: 1, items: { type: 'integer', minimum: 0, maximum: 2147483647 } },
+        { type: 'array', minItems: 1, maxItems: 128, items: { type: 'array', minItems: 1, items: { type: 'integer', minimum: 0, maximum: 2147483647 } } },
+      ],
+    },
+  },
+} as const;
+
+export const loadAdapterBodySchema = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    name: { type: 'string', minLength: 1, maxLength: 128, pattern: '^[A-Za-z0-9][A-Za-z0-9._:-]*$' },
+    path: { type: 'string', minLength: 1, maxLength: 4096 },
+    lora_name: { type: 'string', minLength: 1, maxLength: 128, pattern: '^[A-Za-z0-9][A-Za-z0-9._:-]*$' },
+    lora_path: { type: 'string', minLength: 1, maxLength: 4096 },
+  },
+} as const;
+
+export const unloadAdapterBodySchema = {
+  type: 'object',
+  required: ['lora_name'],
+  additionalProperties: false,
+  properties: { lora_name: { type: 'string', minLength: 1, maxLength: 128 } },
+} as const;
+
+// ---- request body types (what the schemas admit)
+
+export type Nullable<T> = T | null | undefined;
+
+export interface SamplingBody {
+  model: string;
+  max_tokens?: Nullable<number>;
+  temperature?: Nullable<number>;
+  top_p?: Nullable<number>;
+  n?: Nullable<number>;
+  stop?: Nullable<string | string[]>;
+  seed?: Nullable<number>;
+  presence_penalty?: Nullable<number>;
+  frequency_penalty?: Nullable<number>;
+  user?: string;
+  stream?: Nullable<boolean>;
+  stream_options?: Nullable<{ include_usage?: boolean }>;
+}
+
+export interface ChatMessage {
+  role: 'system' | 'developer' | 'user' | 'assistant';
+  content: string | { type: 'text'; text: string }[];
+  name?: string;
+}
+
+export interface ChatBody extends SamplingBody {
+  messages: ChatMessage[];
+  max_completion_tokens?: Nullable<number>;
+  logprobs?: Nullable<boolean>;
+  top_logprobs?: Nullable<number>;
+}
+
+export interface CompletionBody extends SamplingBody {
+  prompt: string | string[] | number[] | number[][];
+  logprobs?: Nullable<number>;
+  echo?: Nullable<boolean>;
+}
+
+export interface LoadAdapterBody {
+  name?: string;
+  path?: string;
+  lora_name?: string;
+  lora_path?: string;
+}
