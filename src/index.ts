@@ -20,3 +20,4 @@ export { LlamaAdapterError } from './core/errors.js';
 export { finetune, evaluate, type FinetuneOptions, type FinetuneProgress, type FinetuneResult } from './train/finetune.js';
 export { readInstructionData, tokenizeExample } from './train/data.js';
 export { PROMPT_STYLES, type InstructionRecord, type PromptStyleName } from './train/prompt-styles.js';
+export { createServer, Server, type ServeOptions } from './serve/server.js';
