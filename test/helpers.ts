@@ -25,3 +25,14 @@ export function maxAbs(a: ArrayLike<number>): number {
   for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]));
   return m;
 }
+
+/** Poll the metrics endpoint until a gauge reaches a value (or 5 s pass). */
+export async function gauge(url: string, name: string, want?: number): Promise<number> {
+  const t0 = Date.now();
+  for (;;) {
+    const text = await (await fetch(`${url}/metrics`)).text();
+    const v = Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1]);
+    if (want === undefined || v === want || Date.now() - t0 > 5000) return v;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}

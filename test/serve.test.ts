@@ -4,6 +4,8 @@
 // the same request served alone (native batch-invariant mode, else the TypeScript backend);
 // adapter loading under --adapter-dir; the 429 of a full queue.
 
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
@@ -13,21 +15,10 @@ import OpenAI from 'openai';
 import { createAdapter, createServer, loadModel, saveAdapter, type LlamaModel, type Server } from '../src/index.js';
 import { setNativeFeature } from '../src/backend/native.js';
 import { backendsUnderTest } from './backends.js';
-import { tinystories656k } from './helpers.js';
+import { gauge, repoRoot, tinystories656k } from './helpers.js';
 
 const backend = backendsUnderTest().includes('native') ? 'native' : 'ts';
 const KEY = 'sk-test-key';
-
-/** Poll the metrics endpoint until a gauge reaches a value (or 5 s pass). */
-export async function gauge(url: string, name: string, want?: number): Promise<number> {
-  const t0 = Date.now();
-  for (;;) {
-    const text = await (await fetch(`${url}/metrics`)).text();
-    const v = Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1]);
-    if (want === undefined || v === want || Date.now() - t0 > 5000) return v;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 describe(`serve [${backend}]`, () => {
   let m: LlamaModel;
@@ -41,7 +32,9 @@ describe(`serve [${backend}]`, () => {
     if (backend === 'native') assert.equal(setNativeFeature('batchInvariant', true), true);
     m = await loadModel(tinystories656k, { backend });
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'la-serve-'));
-    names.forEach((n, i) => saveAdapter(createAdapter(m, { promptLength: 4 + i, adapterLayers: 2, gateInit: 'random', seed: 10 + i }), path.join(dir, `${n}.safetensors`)));
+    names.forEach((n, i) =>
+      saveAdapter(createAdapter(m, { promptLength: 4 + i, adapterLayers: 2, gateInit: 'random', seed: 10 + i }), path.join(dir, `${n}.safetensors`)),
+    );
     server = createServer(m, {
       modelPath: tinystories656k,
       adapters: names.map((n) => ({ name: n, file: path.join(dir, `${n}.safetensors`) })),
@@ -123,15 +116,25 @@ describe(`serve [${backend}]`, () => {
       client.completions.create({ model: 'a0', prompt: 'x', temperature: '0.5' as unknown as number }),
       (e: unknown) => e instanceof OpenAI.BadRequestError && e.param === 'temperature',
     );
-    await assert.rejects(client.completions.create({ model: 'a0', prompt: 'x', max_tokens: 65 }), (e: unknown) => e instanceof OpenAI.BadRequestError && e.param === 'max_tokens');
-    await assert.rejects(client.completions.create({ model: 'a0', prompt: 'x', n: 17 }), (e: unknown) => e instanceof OpenAI.BadRequestError && e.param === 'n');
+    await assert.rejects(
+      client.completions.create({ model: 'a0', prompt: 'x', max_tokens: 65 }),
+      (e: unknown) => e instanceof OpenAI.BadRequestError && e.param === 'max_tokens',
+    );
+    await assert.rejects(
+      client.completions.create({ model: 'a0', prompt: 'x', n: 17 }),
+      (e: unknown) => e instanceof OpenAI.BadRequestError && e.param === 'n',
+    );
     await assert.rejects(
       client.completions.create({ model: 'a0', prompt: 'word '.repeat(600), max_tokens: 1 }),
       (e: unknown) => e instanceof OpenAI.BadRequestError && e.code === 'context_length_exceeded',
     );
     const wrong = new OpenAI({ baseURL: `${url}/v1`, apiKey: 'sk-wrong', maxRetries: 0 });
     await assert.rejects(wrong.models.list(), (e: unknown) => e instanceof OpenAI.AuthenticationError);
-    const res = await fetch(`${url}/v1/completions`, { method: 'POST', headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/json' }, body: '{"model":' });
+    const res = await fetch(`${url}/v1/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/json' },
+      body: '{"model":',
+    });
     assert.equal(res.status, 400);
     const body = (await res.json()) as { error: { message: string; type: string } };
     assert.equal(body.error.type, 'invalid_request_error');
@@ -177,7 +180,9 @@ describe(`serve [${backend}]`, () => {
     assert.ok(out.status === 400 || out.status === 404);
     assert.equal(((await out.json()) as { error: { param: string } }).error.param, 'path');
     // unload while a request on it runs: the request finishes, later ones get 404
-    const running = (await client.completions.create({ model: 'fresh', prompt: 'The dog', max_tokens: 30, temperature: 0, stream: true }))[Symbol.asyncIterator]();
+    const running = (await client.completions.create({ model: 'fresh', prompt: 'The dog', max_tokens: 30, temperature: 0, stream: true }))[
+      Symbol.asyncIterator
+    ]();
     assert.equal((await running.next()).done, false); // it holds a slot now
     const del = await fetch(`${url}/v1/adapters/fresh`, { method: 'DELETE', headers: { authorization: `Bearer ${KEY}` } });
     assert.equal(del.status, 200);
@@ -191,10 +196,40 @@ describe(`serve [${backend}]`, () => {
     const small = createServer(m, { modelPath: tinystories656k, maxBatch: 1, maxQueue: 1 });
     const u = await small.listen('127.0.0.1', 0);
     const c = new OpenAI({ baseURL: `${u}/v1`, apiKey: 'none', maxRetries: 0 });
-    const rs = await Promise.allSettled(Array.from({ length: 4 }, () => c.completions.create({ model: 'tinystories-656k', prompt: 'Once', max_tokens: 20, temperature: 0 })));
+    const rs = await Promise.allSettled(
+      Array.from({ length: 4 }, () => c.completions.create({ model: 'tinystories-656k', prompt: 'Once', max_tokens: 20, temperature: 0 })),
+    );
     const limited = rs.filter((r) => r.status === 'rejected' && r.reason instanceof OpenAI.RateLimitError).length;
     assert.equal(limited, 2);
     assert.equal(rs.filter((r) => r.status === 'fulfilled').length, 2);
     await small.close(1000);
+  });
+});
+
+describe('llama-adapter serve (the command)', () => {
+  it('SIGTERM: running streams finish, new connections are refused, exit code 0', async () => {
+    const child = spawn(process.execPath, [path.join(repoRoot, 'bin/llama-adapter.js'), 'serve', '-m', tinystories656k, '--port', '0', '--backend', backend], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => {
+      stderr += d.toString();
+    });
+    const [line] = (await once(child.stdout, 'data')) as [Buffer];
+    const url = line.toString().trim();
+    assert.match(url, /^http:\/\/127\.0\.0\.1:\d+$/);
+    const c = new OpenAI({ baseURL: `${url}/v1`, apiKey: 'none', maxRetries: 0 });
+    const it = (await c.completions.create({ model: 'tinystories-656k', prompt: 'Once', max_tokens: 40, temperature: 0, stream: true }))[
+      Symbol.asyncIterator
+    ]();
+    assert.equal((await it.next()).done, false);
+    child.kill('SIGTERM');
+    let last = '';
+    for (let r = await it.next(); !r.done; r = await it.next()) last = r.value.choices[0]?.finish_reason ?? last;
+    assert.equal(last, 'length');
+    const [code] = (await once(child, 'exit')) as [number];
+    assert.equal(code, 0, stderr);
+    assert.match(stderr, /SIGTERM: finishing running requests/);
+    await assert.rejects(fetch(`${url}/health`));
   });
 });

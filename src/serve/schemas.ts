@@ -10,7 +10,12 @@ const sampling = {
   temperature: nullable({ type: 'number', minimum: 0, maximum: 2 }),
   top_p: nullable({ type: 'number', exclusiveMinimum: 0, maximum: 1 }),
   n: nullable({ type: 'integer', minimum: 1, maximum: 128 }),
-  stop: nullable({ anyOf: [{ type: 'string', maxLength: 1000 }, { type: 'array', maxItems: 4, items: { type: 'string', minLength: 1, maxLength: 1000 } }] }),
+  stop: nullable({
+    anyOf: [
+      { type: 'string', maxLength: 1000 },
+      { type: 'array', maxItems: 4, items: { type: 'string', minLength: 1, maxLength: 1000 } },
+    ],
+  }),
   seed: nullable({ type: 'integer', minimum: -9007199254740991, maximum: 9007199254740991 }),
   presence_penalty: nullable({ type: 'number', minimum: -2, maximum: 2 }),
   frequency_penalty: nullable({ type: 'number', minimum: -2, maximum: 2 }),

@@ -84,7 +84,11 @@ export class Server {
     this.apiKey = o.apiKey ? hash(o.apiKey) : null;
     this.fingerprint = `fp_${model.fingerprint.slice(0, 12)}`;
     this.templates = new ChatTemplates(o.modelPath);
-    this.scheduler = new Scheduler(model, { maxBatch: o.maxBatch ?? 16, maxQueue: o.maxQueue ?? 256, prefillChunk: o.prefillChunk ?? 256, contextLength: ctx }, this.metrics);
+    this.scheduler = new Scheduler(
+      model,
+      { maxBatch: o.maxBatch ?? 16, maxQueue: o.maxQueue ?? 256, prefillChunk: o.prefillChunk ?? 256, contextLength: ctx },
+      this.metrics,
+    );
     this.adapters = new AdapterRegistry(model, o.adapterDir ? fs.realpathSync(o.adapterDir) : null);
     for (const a of o.adapters ?? []) this.adapters.add(a.name, a.file);
     this.app = Fastify({
@@ -129,7 +133,13 @@ export class Server {
         const h = req.headers.authorization ?? '';
         const m = /^Bearer (.+)$/.exec(h);
         if (!m || !timingSafeEqual(hash(m[1]), this.apiKey))
-          throw new ApiError(401, m ? 'Incorrect API key provided' : 'Missing API key: send "Authorization: Bearer <key>"', 'authentication_error', null, 'invalid_api_key');
+          throw new ApiError(
+            401,
+            m ? 'Incorrect API key provided' : 'Missing API key: send "Authorization: Bearer <key>"',
+            'authentication_error',
+            null,
+            'invalid_api_key',
+          );
       }
     });
     app.setErrorHandler((err, req, reply) => {
@@ -139,10 +149,14 @@ export class Server {
       else if (fe.validation?.length) {
         const v = fe.validation[0];
         const param = paramOf(v);
-        const msg = v.params?.additionalProperty ? `Unrecognized request argument supplied: ${param}` : `Invalid value for '${param || 'body'}': ${v.message ?? 'invalid'}`;
+        const msg = v.params?.additionalProperty
+          ? `Unrecognized request argument supplied: ${param}`
+          : `Invalid value for '${param || 'body'}': ${v.message ?? 'invalid'}`;
         e = badParam(param || 'body', msg, 'invalid_value');
-      } else if (fe.statusCode === 413) e = new ApiError(413, `Request body is larger than ${this.app.initialConfig.bodyLimit} bytes`, 'invalid_request_error', null, 'body_too_large');
-      else if (fe.statusCode && fe.statusCode >= 400 && fe.statusCode < 500) e = new ApiError(fe.statusCode, (err as Error).message, 'invalid_request_error', null, fe.code ?? null);
+      } else if (fe.statusCode === 413)
+        e = new ApiError(413, `Request body is larger than ${this.app.initialConfig.bodyLimit} bytes`, 'invalid_request_error', null, 'body_too_large');
+      else if (fe.statusCode && fe.statusCode >= 400 && fe.statusCode < 500)
+        e = new ApiError(fe.statusCode, (err as Error).message, 'invalid_request_error', null, fe.code ?? null);
       else {
         req.log.error(err);
         e = new ApiError(500, 'The server had an error while processing your request', 'server_error');
@@ -154,7 +168,11 @@ export class Server {
       reply.code(404).send(e.body());
     });
 
-    app.get('/health', async () => ({ status: this.scheduler.isAccepting ? 'ok' : 'shutting_down', active: this.scheduler.active, queued: this.scheduler.queued }));
+    app.get('/health', async () => ({
+      status: this.scheduler.isAccepting ? 'ok' : 'shutting_down',
+      active: this.scheduler.active,
+      queued: this.scheduler.queued,
+    }));
     app.get('/metrics', async (_req, reply) => {
       reply.type(this.metrics.registry.contentType);
       return this.metrics.registry.metrics();
@@ -178,7 +196,9 @@ export class Server {
   private modelList(): { id: string; object: 'model'; created: number; owned_by: string; root: string; parent: string | null }[] {
     return [
       { id: this.baseName, object: 'model', created: this.created, owned_by: 'llama-adapter', root: this.baseName, parent: null },
-      ...this.adapters.list().map((a) => ({ id: a.name, object: 'model' as const, created: a.created, owned_by: 'llama-adapter', root: this.baseName, parent: this.baseName })),
+      ...this.adapters
+        .list()
+        .map((a) => ({ id: a.name, object: 'model' as const, created: a.created, owned_by: 'llama-adapter', root: this.baseName, parent: this.baseName })),
     ];
   }
 
@@ -220,11 +240,20 @@ export class Server {
     const stop = body.stop == null ? [] : typeof body.stop === 'string' ? (body.stop ? [body.stop] : []) : body.stop;
     const reqs: EngineRequest[] = [];
     for (const p of prompts) {
-      for (const id of p) if (id >= c.vocabSize) throw badParam(promptParam, `${promptParam}: token id ${id} is outside the vocabulary (0..${c.vocabSize - 1})`);
+      for (const id of p)
+        if (id >= c.vocabSize) throw badParam(promptParam, `${promptParam}: token id ${id} is outside the vocabulary (0..${c.vocabSize - 1})`);
       if (p.length >= ctx)
-        throw badParam(promptParam, `This model's maximum context length is ${ctx} tokens, and the prompt has ${p.length} tokens (at least one must be left to generate)`, 'context_length_exceeded');
+        throw badParam(
+          promptParam,
+          `This model's maximum context length is ${ctx} tokens, and the prompt has ${p.length} tokens (at least one must be left to generate)`,
+          'context_length_exceeded',
+        );
       if (maxTokensIn != null && p.length + maxTokensIn > ctx)
-        throw badParam('max_tokens', `This model's maximum context length is ${ctx} tokens; the prompt has ${p.length} tokens and max_tokens is ${maxTokensIn}`, 'context_length_exceeded');
+        throw badParam(
+          'max_tokens',
+          `This model's maximum context length is ${ctx} tokens; the prompt has ${p.length} tokens and max_tokens is ${maxTokensIn}`,
+          'context_length_exceeded',
+        );
       const maxTokens = maxTokensIn ?? Math.min(this.maxTokens, ctx - p.length);
       for (let i = 0; i < n; i++) {
         reqs.push({
@@ -287,19 +316,19 @@ export class Server {
   }
 
   /** Run the sequences of one request and answer it (SSE when streaming). */
-  private async run(
-    reply: FastifyReply,
-    kind: 'chat' | 'completion',
-    body: SamplingBody,
-    promptLens: number[],
-    reqs: EngineRequest[],
-  ): Promise<void> {
+  private async run(reply: FastifyReply, kind: 'chat' | 'completion', body: SamplingBody, promptLens: number[], reqs: EngineRequest[]): Promise<void> {
     const id = `${kind === 'chat' ? 'chatcmpl' : 'cmpl'}-${randomBytes(12).toString('hex')}`;
     const created = now();
     const stream = body.stream === true;
     const usageChunk = stream && body.stream_options?.include_usage === true;
     const choices: Choice[] = reqs.map((_, index) => ({ index, text: '', ids: [], logprobs: [], finish: null }));
-    const base = { id, object: kind === 'chat' ? 'chat.completion.chunk' : 'text_completion', created, model: body.model, system_fingerprint: this.fingerprint };
+    const base = {
+      id,
+      object: kind === 'chat' ? 'chat.completion.chunk' : 'text_completion',
+      created,
+      model: body.model,
+      system_fingerprint: this.fingerprint,
+    };
     const raw = reply.raw;
     let finished = false;
     let left = reqs.length;
@@ -315,34 +344,39 @@ export class Server {
 
     const seqs: Sequence[] = reqs.map(
       (r, i) =>
-        new Sequence(r, body.model, {
-          piece: (p: GenerationPiece) => {
-            const c = choices[i];
-            const nlp = c.logprobs.length;
-            if (p.logprob) c.logprobs.push(p.logprob);
-            c.text += p.text;
-            if (stream && (p.text || p.logprob)) {
-              const lp = p.logprob ? lpJson(c, nlp) : null;
-              if (kind === 'chat') write({ ...base, choices: [{ index: i, delta: { content: p.text }, logprobs: lp, finish_reason: null }] });
-              else write({ ...base, choices: [{ index: i, text: p.text, logprobs: lp, finish_reason: null }] });
-            }
+        new Sequence(
+          r,
+          body.model,
+          {
+            piece: (p: GenerationPiece) => {
+              const c = choices[i];
+              const nlp = c.logprobs.length;
+              if (p.logprob) c.logprobs.push(p.logprob);
+              c.text += p.text;
+              if (stream && (p.text || p.logprob)) {
+                const lp = p.logprob ? lpJson(c, nlp) : null;
+                if (kind === 'chat') write({ ...base, choices: [{ index: i, delta: { content: p.text }, logprobs: lp, finish_reason: null }] });
+                else write({ ...base, choices: [{ index: i, text: p.text, logprobs: lp, finish_reason: null }] });
+              }
+            },
+            done: (r: GenerationResult) => {
+              const c = choices[i];
+              c.ids = r.ids;
+              c.text = r.text;
+              c.finish = r.finishReason;
+              if (stream) {
+                if (kind === 'chat') write({ ...base, choices: [{ index: i, delta: {}, logprobs: null, finish_reason: c.finish }] });
+                else write({ ...base, choices: [{ index: i, text: '', logprobs: null, finish_reason: c.finish }] });
+              }
+              if (--left === 0) finish();
+            },
+            fail: (e: unknown) => {
+              cancelAll();
+              fail(e instanceof Error ? e.message : String(e));
+            },
           },
-          done: (r: GenerationResult) => {
-            const c = choices[i];
-            c.ids = r.ids;
-            c.text = r.text;
-            c.finish = r.finishReason;
-            if (stream) {
-              if (kind === 'chat') write({ ...base, choices: [{ index: i, delta: {}, logprobs: null, finish_reason: c.finish }] });
-              else write({ ...base, choices: [{ index: i, text: '', logprobs: null, finish_reason: c.finish }] });
-            }
-            if (--left === 0) finish();
-          },
-          fail: (e: unknown) => {
-            cancelAll();
-            fail(e instanceof Error ? e.message : String(e));
-          },
-        }, arrived),
+          arrived,
+        ),
     );
     const usage = () => {
       const completion = choices.reduce((a, c) => a + c.ids.length, 0);
@@ -415,7 +449,13 @@ export class Server {
       this.scheduler.submit(seqs);
     } catch (e) {
       if (e instanceof QueueFullError)
-        throw new ApiError(this.scheduler.isAccepting ? 429 : 503, e.message, this.scheduler.isAccepting ? 'rate_limit_error' : 'server_error', null, 'queue_full');
+        throw new ApiError(
+          this.scheduler.isAccepting ? 429 : 503,
+          e.message,
+          this.scheduler.isAccepting ? 'rate_limit_error' : 'server_error',
+          null,
+          'queue_full',
+        );
       throw e;
     }
     this.inFlight.add(cut);
@@ -428,7 +468,9 @@ export class Server {
     if (stream) {
       reply.hijack();
       raw.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive', 'x-request-id': id });
-      if (kind === 'chat') for (let i = 0; i < reqs.length; i++) write({ ...base, choices: [{ index: i, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }] });
+      if (kind === 'chat')
+        for (let i = 0; i < reqs.length; i++)
+          write({ ...base, choices: [{ index: i, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }] });
     }
     await done;
   }
