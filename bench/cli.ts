@@ -4,6 +4,7 @@
 
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { BENCH_DEFAULTS, BENCH_KINDS, runBench, type BenchKind, type BenchOptions } from './run.js';
+import { runServeBench } from './serve.js';
 import { backendNames, type BackendName } from '../src/backend/index.js';
 import { int } from '../src/cli/common.js';
 
@@ -24,6 +25,11 @@ interface BenchFlags {
   python: string;
   profile?: boolean;
   waitIdle: number;
+  serve?: boolean;
+  clients: number;
+  adapters: number;
+  requests: number;
+  serveTokens: number;
 }
 
 function kinds(v: string): BenchKind[] {
@@ -63,7 +69,17 @@ export function benchCommand(): Command {
       int('--wait-idle', 0),
       d.waitIdle,
     )
+    .option('--serve', 'benchmark the HTTP server instead: concurrent streams over adapters vs one stream vs a sequential server')
+    .option('--clients <n>', '--serve: concurrent streaming clients', int('--clients', 1), 16)
+    .option('--adapters <n>', '--serve: distinct adapters the clients are spread over', int('--adapters', 1), 8)
+    .option('--requests <n>', '--serve: requests per client, one after another', int('--requests', 1), 2)
+    .option('--serve-tokens <n>', '--serve: tokens generated per request', int('--serve-tokens', 1), 64)
     .action(async (f: BenchFlags) => {
+      const out = (line: Record<string, unknown>) => process.stdout.write(`${JSON.stringify(line)}\n`);
+      if (f.serve) {
+        const s = { clients: f.clients, adapters: f.adapters, requests: f.requests, tokens: f.serveTokens, promptTokens: 16 };
+        return runServeBench({ config: f.config, backend: f.backend, threads: f.threads, dtype: f.dtype, ...s }, out);
+      }
       const o: BenchOptions = {
         config: f.config,
         dtype: f.dtype,
@@ -82,6 +98,6 @@ export function benchCommand(): Command {
         profile: f.profile ?? false,
         waitIdle: f.waitIdle,
       };
-      await runBench(o, (line) => process.stdout.write(`${JSON.stringify(line)}\n`));
+      await runBench(o, out);
     });
 }

@@ -33,3 +33,14 @@ export class IdTokenizer implements Tokenizer {
     return `<${id}>`;
   }
 }
+
+/** For the serve benchmark: every id decodes to " <id>", so each streamed token is a visible SSE chunk. */
+export class IdTextTokenizer extends IdTokenizer {
+  override decode(ids: readonly number[]): string {
+    return ids.map((id) => ` ${id}`).join('');
+  }
+
+  override decoder(_o?: { atStart?: boolean }): StreamDecoder {
+    return { push: (id) => ` ${id}`, flush: () => '' };
+  }
+}

@@ -20,6 +20,7 @@ const sampling = {
   presence_penalty: nullable({ type: 'number', minimum: -2, maximum: 2 }),
   frequency_penalty: nullable({ type: 'number', minimum: -2, maximum: 2 }),
   user: { type: 'string', maxLength: 512 },
+  ignore_eos: nullable({ type: 'boolean' }), // vLLM's extension: generate max_tokens tokens even past EOS (benchmarks)
   stream: nullable({ type: 'boolean' }),
   stream_options: nullable({ type: 'object', additionalProperties: false, properties: { include_usage: { type: 'boolean' } } }),
 } as const;
@@ -110,6 +111,7 @@ export interface SamplingBody {
   presence_penalty?: Nullable<number>;
   frequency_penalty?: Nullable<number>;
   user?: string;
+  ignore_eos?: Nullable<boolean>;
   stream?: Nullable<boolean>;
   stream_options?: Nullable<{ include_usage?: boolean }>;
 }

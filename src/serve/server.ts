@@ -266,6 +266,7 @@ export class Server {
           frequencyPenalty: body.frequency_penalty ?? 0,
           seed: (seed + i) | 0,
           stop,
+          stopTokens: body.ignore_eos ? [] : undefined,
           logprobs: logprobs >= 0 ? logprobs : undefined,
         });
       }
@@ -340,6 +341,11 @@ export class Server {
     const write = (obj: unknown): void => {
       if (!raw.destroyed && !raw.writableEnded) raw.write(`data: ${JSON.stringify(obj)}\n\n`);
     };
+    // a streamed chunk: the request's fixed fields are serialised once, per token only the choice
+    const head = `data: ${JSON.stringify(base).slice(0, -1)},"choices":`;
+    const chunk = (choice: unknown): void => {
+      if (!raw.destroyed && !raw.writableEnded) raw.write(`${head}[${JSON.stringify(choice)}]}\n\n`);
+    };
     const lpJson = (c: Choice, from: number) => this.logprobsJson(kind, c.logprobs.slice(from));
 
     const seqs: Sequence[] = reqs.map(
@@ -355,8 +361,8 @@ export class Server {
               c.text += p.text;
               if (stream && (p.text || p.logprob)) {
                 const lp = p.logprob ? lpJson(c, nlp) : null;
-                if (kind === 'chat') write({ ...base, choices: [{ index: i, delta: { content: p.text }, logprobs: lp, finish_reason: null }] });
-                else write({ ...base, choices: [{ index: i, text: p.text, logprobs: lp, finish_reason: null }] });
+                if (kind === 'chat') chunk({ index: i, delta: { content: p.text }, logprobs: lp, finish_reason: null });
+                else chunk({ index: i, text: p.text, logprobs: lp, finish_reason: null });
               }
             },
             done: (r: GenerationResult) => {
@@ -365,8 +371,8 @@ export class Server {
               c.text = r.text;
               c.finish = r.finishReason;
               if (stream) {
-                if (kind === 'chat') write({ ...base, choices: [{ index: i, delta: {}, logprobs: null, finish_reason: c.finish }] });
-                else write({ ...base, choices: [{ index: i, text: '', logprobs: null, finish_reason: c.finish }] });
+                if (kind === 'chat') chunk({ index: i, delta: {}, logprobs: null, finish_reason: c.finish });
+                else chunk({ index: i, text: '', logprobs: null, finish_reason: c.finish });
               }
               if (--left === 0) finish();
             },
@@ -469,8 +475,7 @@ export class Server {
       reply.hijack();
       raw.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive', 'x-request-id': id });
       if (kind === 'chat')
-        for (let i = 0; i < reqs.length; i++)
-          write({ ...base, choices: [{ index: i, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }] });
+        for (let i = 0; i < reqs.length; i++) chunk({ index: i, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null });
     }
     await done;
   }
