@@ -22,6 +22,17 @@ export function num(name: string, min = -Infinity): (v: string) => number {
   };
 }
 
+/** A number in (lo, hi] (or [lo, hi] with `closedLo`): refused, not clamped, outside. */
+export function inRange(name: string, lo: number, hi: number, closedLo = false): (v: string) => number {
+  return (v) => {
+    const n = Number(v);
+    if (!(v.trim() !== '' && Number.isFinite(n) && (closedLo ? n >= lo : n > lo) && n <= hi)) {
+      throw new InvalidArgumentError(`${name} must be a number in ${closedLo ? '[' : '('}${lo}, ${hi}] (got "${v}")`);
+    }
+    return n;
+  };
+}
+
 export interface ModelFlags {
   model: string;
   tokenizer?: string;
