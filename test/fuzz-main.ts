@@ -97,7 +97,9 @@ async function main(): Promise<void> {
   process.stdout.write(`${fuzzTable(reports)}\n\n(seed ${seed}, ${count} mutants per format, watchdog ${watchdogMs} ms)\n`);
 }
 
-if (isMainThread) {
+if (process.env.NODE_TEST_CONTEXT) {
+  // `node --test dist/test/` loads every file: this one is a script, not a test (npm run fuzz)
+} else if (isMainThread) {
   main().catch((e: unknown) => {
     process.stderr.write(`${e instanceof Error ? e.stack : String(e)}\n`);
     process.exit(1);

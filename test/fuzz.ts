@@ -90,7 +90,7 @@ export async function setupTarget(format: FuzzFormat, dir: string): Promise<Targ
   const model = (file: string, named = file): Target => ({
     file,
     named,
-    original: fs.readFileSync(file),
+    original: new Uint8Array(fs.readFileSync(file)), // a copy, never a Buffer (Buffer#slice aliases)
     load: async () => digestOf(modelArrays(readModelFile(named, { checkTensors: true }).weights)),
     json: format === 'hf-safetensors' ? 'safetensors' : null,
   });
@@ -111,7 +111,7 @@ export async function setupTarget(format: FuzzFormat, dir: string): Promise<Targ
       return {
         file,
         named: file,
-        original: fs.readFileSync(file),
+        original: new Uint8Array(fs.readFileSync(file)), // a copy, never a Buffer (Buffer#slice aliases)
         json: format === 'tokenizer-json' ? 'whole' : null,
         load: async () => {
           const t = await loadTokenizer(file);
@@ -151,7 +151,7 @@ export async function setupTarget(format: FuzzFormat, dir: string): Promise<Targ
       return {
         file,
         named: file,
-        original: fs.readFileSync(file),
+        original: new Uint8Array(fs.readFileSync(file)), // a copy, never a Buffer (Buffer#slice aliases)
         json: 'safetensors',
         load: async () => {
           if (format === 'adapter') return digestOf(loadAdapter(file, m).parameters().values());
@@ -199,7 +199,7 @@ export function mutate(t: Target, seed: number, i: number): Uint8Array {
   // most fields live in the first bytes: aim half the point mutations there
   const pos = (): number => (rng.uniform() < 0.5 ? rng.int(Math.min(n, 1024)) : rng.int(n));
   const kind = rng.int(t.json ? 7 : 6);
-  const out = Uint8Array.from(src);
+  const out = new Uint8Array(src);
   switch (kind) {
     case 0: {
       const p = pos();
@@ -215,7 +215,11 @@ export function mutate(t: Target, seed: number, i: number): Uint8Array {
       return src.slice(0, rng.int(n));
     case 3: {
       const p = pos();
-      return Uint8Array.from([...src.subarray(0, p), rng.int(256), ...src.subarray(p)]);
+      const ins = new Uint8Array(n + 1);
+      ins.set(src.subarray(0, p));
+      ins[p] = rng.int(256);
+      ins.set(src.subarray(p), p + 1);
+      return ins;
     }
     case 4: {
       const p = 4 * rng.int(Math.min(64, n >> 2));
