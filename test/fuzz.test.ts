@@ -15,7 +15,7 @@ after(() => fs.rmSync(tmp, { recursive: true, force: true }));
 describe('fuzz: every format read fails cleanly or loads valid values', () => {
   for (const format of FORMATS) {
     it(format, { timeout: 60_000 }, async () => {
-      const r = await fuzzFormat(format, path.join(tmp, format), { seed: 18, count: 250, budgetMs: 1800 });
+      const r = await fuzzFormat(format, path.join(tmp, format), { seed: 18, count: 250, budgetMs: 1500 });
       assert.ok(r.mutants >= 10, `only ${r.mutants} mutants ran`);
       for (const bad of ['raw-error', 'unnamed-error', 'non-finite'] as const) {
         assert.equal(r.counts[bad], 0, `${format}: ${r.counts[bad]} x ${bad} of ${r.mutants}; ${r.examples[bad] ?? ''}`);

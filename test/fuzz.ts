@@ -19,9 +19,19 @@ import type { LlamaModel } from '../src/model/model.js';
 import { loadTokenizer } from '../src/tokenizer/load.js';
 import { readTrainingCheckpoint, writeTrainingCheckpoint, type RunShape } from '../src/train/checkpoint.js';
 import { AdamW } from '../src/train/optimizer.js';
-import { stories260K, stories260Kq80, tinystories656k, tok512 } from './helpers.js';
+import { assets, stories260K, stories260Kq80, tinystories656k, tok512 } from './helpers.js';
 
-export const FORMATS = ['hf-safetensors', 'llama2c-fp32', 'llama2c-q80', 'tokenizer-json', 'tokenizer-bin', 'adapter', 'checkpoint'] as const;
+export const FORMATS = [
+  'hf-safetensors',
+  'hf-config',
+  'llama2c-fp32',
+  'llama2c-q80',
+  'tokenizer-json',
+  'tokenizer-model',
+  'tokenizer-bin',
+  'adapter',
+  'checkpoint',
+] as const;
 export type FuzzFormat = (typeof FORMATS)[number];
 
 export type Outcome = 'clean-error' | 'unnamed-error' | 'raw-error' | 'loaded-identical' | 'loaded-changed' | 'non-finite' | 'hang';
@@ -91,23 +101,33 @@ export async function setupTarget(format: FuzzFormat, dir: string): Promise<Targ
     file,
     named,
     original: new Uint8Array(fs.readFileSync(file)), // a copy, never a Buffer (Buffer#slice aliases)
-    load: async () => digestOf(modelArrays(readModelFile(named, { checkTensors: true }).weights)),
-    json: format === 'hf-safetensors' ? 'safetensors' : null,
+    load: async () => {
+      const mf = readModelFile(named, { checkTensors: true });
+      return digestOf(modelArrays(mf.weights), JSON.stringify(mf.config));
+    },
+    json: format === 'hf-safetensors' ? 'safetensors' : format === 'hf-config' ? 'whole' : null,
   });
   switch (format) {
-    case 'hf-safetensors': {
+    case 'hf-safetensors':
+    case 'hf-config': {
       const d = path.join(dir, 'hf');
       fs.mkdirSync(d, { recursive: true });
       for (const n of fs.readdirSync(tinystories656k)) if (n.endsWith('.json') || n.endsWith('.safetensors')) copy(path.join(tinystories656k, n), `hf/${n}`);
-      return model(path.join(d, 'model.safetensors'), d);
+      return model(path.join(d, format === 'hf-config' ? 'config.json' : 'model.safetensors'), d);
     }
     case 'llama2c-fp32':
       return model(copy(stories260K, 'model.bin'));
     case 'llama2c-q80':
       return model(copy(stories260Kq80, 'model_q80.bin'));
     case 'tokenizer-json':
+    case 'tokenizer-model':
     case 'tokenizer-bin': {
-      const file = format === 'tokenizer-json' ? copy(path.join(tinystories656k, 'tokenizer.json'), 'tokenizer.json') : copy(tok512, 'tok512.bin');
+      const file =
+        format === 'tokenizer-json'
+          ? copy(path.join(tinystories656k, 'tokenizer.json'), 'tokenizer.json')
+          : format === 'tokenizer-model'
+            ? copy(path.join(assets, 'tokenizers/llama2/tokenizer.model'), 'tokenizer.model')
+            : copy(tok512, 'tok512.bin');
       return {
         file,
         named: file,

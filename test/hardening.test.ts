@@ -108,7 +108,7 @@ describe('corrupt files from the issue are refused at once, naming file and fiel
 
   it('training checkpoint with "micro" renamed; a fresh run over an existing checkpoint', async () => {
     const out = path.join(tmp, 'ck.safetensors');
-    const common = { model, data: alpaca, out, promptLength: 2, adapterLayers: 1, valSize: 3, maxSeqLen: 48, batchSize: 4, metrics: null, plot: null };
+    const common = { model, data: alpaca, out, promptLength: 2, adapterLayers: 1, valSize: 3, maxSeqLen: 160, batchSize: 4, metrics: null, plot: null };
     const r = await finetune({ ...common, maxSteps: 2 });
     const f = path.join(tmp, 'bad.ckpt.safetensors');
     editMetadata(r.checkpoint, f, (m) => {
@@ -125,7 +125,7 @@ describe('resume keeps the metrics file free of duplicated steps', () => {
     const model = await loadModel(stories260K, { backend: 'ts' });
     const out = path.join(tmp, 'm.safetensors');
     const metrics = path.join(tmp, 'm.metrics.jsonl');
-    const common = { model, data: alpaca, out, promptLength: 2, adapterLayers: 1, valSize: 3, maxSeqLen: 48, batchSize: 4, epochs: 2, plot: null };
+    const common = { model, data: alpaca, out, promptLength: 2, adapterLayers: 1, valSize: 3, maxSeqLen: 160, batchSize: 4, epochs: 2, plot: null };
     const ac = new AbortController();
     const half = await finetune({ ...common, checkpointEvery: 2, metrics, overwrite: true, signal: ac.signal, onProgress: (p) => p.step === 2 && ac.abort() });
     assert.equal(half.steps, 2);
@@ -142,6 +142,38 @@ describe('resume keeps the metrics file free of duplicated steps', () => {
       steps,
       Array.from({ length: steps.length }, (_, i) => i + 1),
     );
+  });
+});
+
+describe('training stops cleanly', () => {
+  const common = (model: LlamaModel, out: string) => ({
+    model,
+    data: alpaca,
+    out,
+    valSize: 3,
+    maxSeqLen: 160,
+    batchSize: 2,
+    metrics: null,
+    plot: null,
+    overwrite: true,
+  });
+
+  it('on a non-finite loss or gradient, naming the step, before applying it', async () => {
+    const model = await loadModel(stories260K, { backend: 'ts' });
+    const a = createAdapter(model, { promptLength: 2, adapterLayers: 1 });
+    for (const p of a.parameters().values()) p[0] = Number.NaN;
+    a.invalidate();
+    await refusedFast(() => finetune({ ...common(model, path.join(tmp, 'nan.safetensors')), adapter: a, maxSteps: 3 }), /training diverged at step 1 \(loss /);
+  });
+
+  it('an AbortSignal fired from a timer reaches the loop (it yields between steps)', async () => {
+    const model = await loadModel(stories260K, { backend: 'ts' });
+    const ac = new AbortController();
+    setTimeout(() => ac.abort(), 100);
+    const r = await finetune({ ...common(model, path.join(tmp, 'timer.safetensors')), promptLength: 2, adapterLayers: 1, epochs: 500, signal: ac.signal });
+    assert.equal(r.aborted, true);
+    assert.ok(r.steps >= 1 && r.steps < 5000, String(r.steps));
+    assert.ok(fs.existsSync(r.checkpoint) && fs.existsSync(path.join(tmp, 'timer.safetensors')));
   });
 });
 

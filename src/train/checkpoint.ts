@@ -10,7 +10,7 @@ import { readSafetensors, writeSafetensors } from '../core/safetensors.js';
 import { trainableTensors } from '../model/method.js';
 import type { LlamaModel } from '../model/model.js';
 import type { Adapter } from '../methods/v1/adapter.js';
-import { adapterFromMetadata, adapterMetadata, readParam } from '../methods/v1/file.js';
+import { adapterFromMetadata, adapterMetadata, metaJsonObject, readParam } from '../methods/v1/file.js';
 import type { AdamW } from './optimizer.js';
 
 /** Where a run stands in its data. */
@@ -69,14 +69,7 @@ export function readTrainingCheckpoint(path: string, model: LlamaModel, args: Re
     const f = readSafetensors(path);
     const meta = f.metadata;
     check(meta.checkpoint, `${path}: not a training checkpoint (no "checkpoint" metadata)`);
-    let raw: unknown;
-    try {
-      raw = JSON.parse(meta.checkpoint);
-    } catch (e) {
-      throw new LlamaAdapterError(`${path}: __metadata__ "checkpoint" is not valid JSON (${(e as Error).message})`, { cause: e });
-    }
-    check(typeof raw === 'object' && raw !== null && !Array.isArray(raw), `${path}: __metadata__ "checkpoint" is not a JSON object`);
-    const ck = raw as Record<string, unknown>;
+    const ck = metaJsonObject(path, meta, 'checkpoint');
     check(
       typeof ck.args === 'object' && ck.args !== null && !Array.isArray(ck.args),
       `${path}: __metadata__ "checkpoint" has no "args" object (the training arguments)`,

@@ -111,6 +111,20 @@ export function metaInt(path: string, m: Record<string, string>, key: string, mi
   return n;
 }
 
+/** A metadata field holding a JSON object, parsed (invalid JSON or another value is an error naming file and field). */
+export function metaJsonObject(path: string, m: Record<string, string>, key: string): Record<string, unknown> {
+  const v = m[key];
+  check(v !== undefined, `${path}: __metadata__ has no "${key}"`);
+  let j: unknown;
+  try {
+    j = JSON.parse(v);
+  } catch (e) {
+    throw new LlamaAdapterError(`${path}: __metadata__ "${key}" is not valid JSON (${(e as Error).message})`, { cause: e });
+  }
+  check(typeof j === 'object' && j !== null && !Array.isArray(j), `${path}: __metadata__ "${key}" is not a JSON object`);
+  return j as Record<string, unknown>;
+}
+
 /** The (still zero) adapter an adapter file's or checkpoint's metadata describes, checked against `host`. */
 export function adapterFromMetadata(path: string, m: Record<string, string>, host: MethodHost, o: LoadAdapterOptions = {}): Adapter {
   check(
@@ -138,14 +152,6 @@ export function adapterFromMetadata(path: string, m: Record<string, string>, hos
   if (m.first_layer !== undefined) {
     metaInt(path, m, 'first_layer', c.nLayers - adapterLayers, c.nLayers - adapterLayers, 'layers minus adapter_layers');
   }
-  if (m.training_args !== undefined) {
-    let args: unknown;
-    try {
-      args = JSON.parse(m.training_args);
-    } catch (e) {
-      throw new LlamaAdapterError(`${path}: __metadata__ "training_args" is not valid JSON (${(e as Error).message})`, { cause: e });
-    }
-    check(typeof args === 'object' && args !== null && !Array.isArray(args), `${path}: __metadata__ "training_args" is not a JSON object`);
-  }
+  if (m.training_args !== undefined) metaJsonObject(path, m, 'training_args');
   return new Adapter(host, { promptLength, adapterLayers, gate });
 }
