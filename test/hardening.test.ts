@@ -205,11 +205,26 @@ describe('Ctrl-C during a real finetune', () => {
       '--max-steps',
       '40',
       '--max-seq-len',
-      '48',
+      '160',
       '--lr',
       '0.01',
     ]);
   const env = { ...process.env, LLAMA_ADAPTER_BACKEND: 'ts' };
+  /** Run finetune into `out`, send `times` SIGINTs (20 ms apart) once it logs step `step`; its exit code and stderr. */
+  const interrupt = (out: string, step: number, times: number): Promise<{ code: number | null; err: string }> =>
+    new Promise((resolve) => {
+      const child = spawn(process.execPath, [bin, ...flags(out)], { env });
+      let err = '';
+      let sent = false;
+      child.stderr.on('data', (d: Buffer) => {
+        err += d.toString();
+        if (!sent && err.includes(`step ${step}/`)) {
+          sent = true;
+          for (let i = 0; i < times; i++) setTimeout(() => child.kill('SIGINT'), 20 * i);
+        }
+      });
+      child.on('exit', (code) => resolve({ code, err }));
+    });
 
   it('finishes the step, writes adapter + checkpoint, exits 130 with a resume hint; resuming gives the same adapter bytes', async () => {
     const full = path.join(tmp, 'sig-full.safetensors');
@@ -217,19 +232,7 @@ describe('Ctrl-C during a real finetune', () => {
     assert.equal(rf.status, 0, rf.stderr);
 
     const out = path.join(tmp, 'sig.safetensors');
-    const child = spawn(process.execPath, [bin, ...flags(out)], { env });
-    let err = '';
-    let sent = false;
-    const code = await new Promise<number | null>((resolve) => {
-      child.stderr.on('data', (d: Buffer) => {
-        err += d.toString();
-        if (!sent && /step 10\//.test(err)) {
-          sent = true;
-          child.kill('SIGINT');
-        }
-      });
-      child.on('exit', (c) => resolve(c));
-    });
+    const { code, err } = await interrupt(out, 10, 1);
     assert.equal(code, 130, err);
     assert.match(err, /interrupted: finishing this step/);
     assert.match(err, /--resume .*sig\.ckpt\.safetensors/);
@@ -237,5 +240,17 @@ describe('Ctrl-C during a real finetune', () => {
     const rr = spawnSync(process.execPath, [bin, ...flags(out), '--resume', out.replace('.safetensors', '.ckpt.safetensors')], { encoding: 'utf8', env });
     assert.equal(rr.status, 0, rr.stderr);
     assert.deepEqual(fs.readFileSync(out), fs.readFileSync(full));
+  });
+
+  it('a second Ctrl-C exits at once, leaving a checkpoint that resumes', async () => {
+    const out = path.join(tmp, 'sig2.safetensors');
+    const t0 = Date.now();
+    const { code, err } = await interrupt(out, 20, 2);
+    assert.equal(code, 130, err);
+    assert.ok(Date.now() - t0 < 20_000);
+    const ckpt = out.replace('.safetensors', '.ckpt.safetensors');
+    assert.ok(fs.existsSync(ckpt), 'the epoch checkpoint of step 10 (or the one of the interrupted step) is there');
+    const rr = spawnSync(process.execPath, [bin, ...flags(out), '--resume', ckpt], { encoding: 'utf8', env });
+    assert.equal(rr.status, 0, rr.stderr);
   });
 });
