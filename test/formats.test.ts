@@ -550,7 +550,14 @@ describe('errors name the file and the problem', () => {
     );
     const f3 = tmpPath('overlap.safetensors');
     rawSafetensors(f3, { a: { dtype: 'F32', shape: [2], data_offsets: [0, 8] }, b: { dtype: 'F32', shape: [2], data_offsets: [4, 12] } }, new Uint8Array(12));
-    assertUserError(() => readSafetensors(f3), /overlap\.safetensors: tensors "a" .* and "b" .* overlap/);
+    assertUserError(() => readSafetensors(f3), /overlap\.safetensors: tensor "b" .* overlaps the data after tensor "a"/);
+    // the tensors must tile the data section exactly: no gap, no trailing byte
+    const f4 = tmpPath('gap.safetensors');
+    rawSafetensors(f4, { a: { dtype: 'F32', shape: [1], data_offsets: [0, 4] }, b: { dtype: 'F32', shape: [1], data_offsets: [8, 12] } }, new Uint8Array(12));
+    assertUserError(() => readSafetensors(f4), /gap\.safetensors: tensor "b" .* leaves a gap of unused bytes after tensor "a"/);
+    const f5 = tmpPath('trailing.safetensors');
+    rawSafetensors(f5, { a: { dtype: 'F32', shape: [2], data_offsets: [0, 8] } }, new Uint8Array(9));
+    assertUserError(() => readSafetensors(f5), /trailing\.safetensors: the tensors cover 8 bytes of the 9-byte data section/);
   });
 
   test('unknown and unsupported dtypes', () => {

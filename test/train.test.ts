@@ -43,12 +43,30 @@ describe('instruction data', () => {
   it('a malformed record names the file and the record/line', () => {
     const j = path.join(tmp, 'bad.json');
     fs.writeFileSync(j, JSON.stringify([{ instruction: 'a', output: 'b' }, { instruction: 'c' }]));
-    assert.throws(() => readInstructionData(j), /bad\.json: record 1: missing field "output"/);
+    assert.throws(() => readInstructionData(j), /bad\.json: record 2: missing field "output"/); // 1-based, like JSONL lines
     const l = path.join(tmp, 'bad.jsonl');
     fs.writeFileSync(l, '{"instruction":"a","output":"b"}\n{"instruction": 3, "output": "x"}\n');
     assert.throws(() => readInstructionData(l), /bad\.jsonl: line 2: field "instruction" must be a string/);
     fs.writeFileSync(l, '{"instruction":"a","output":"b"}\n{oops\n');
     assert.throws(() => readInstructionData(l), /bad\.jsonl: line 2: invalid JSON/);
+  });
+
+  it('a UTF-8 BOM and CRLF line endings read as the same records', () => {
+    const recs = [
+      { instruction: 'a', output: 'b' },
+      { instruction: 'c', input: 'd', output: 'e' },
+    ];
+    const plainL = path.join(tmp, 'plain.jsonl');
+    fs.writeFileSync(plainL, recs.map((r) => JSON.stringify(r)).join('\n'));
+    const want = readInstructionData(plainL);
+    const bomL = path.join(tmp, 'bom.jsonl');
+    fs.writeFileSync(bomL, `\ufeff${recs.map((r) => JSON.stringify(r)).join('\r\n')}\r\n`);
+    assert.deepEqual(readInstructionData(bomL), want);
+    const bomJ = path.join(tmp, 'bom.json');
+    fs.writeFileSync(bomJ, `\ufeff${JSON.stringify(recs, null, 1).replaceAll('\n', '\r\n')}`);
+    assert.deepEqual(readInstructionData(bomJ), want);
+    fs.writeFileSync(bomL, '\ufeff{"instruction":"a","output":"b"}\r\n{oops\r\n');
+    assert.throws(() => readInstructionData(bomL), /bom\.jsonl: line 2: invalid JSON/);
   });
 
   it("alpaca templates are the paper's, byte for byte", () => {
@@ -138,6 +156,7 @@ for (const backend of backendsUnderTest())
       clipGrad: 5,
       metrics: null,
       plot: null,
+      overwrite: true, // both backends' suites write the same files
     });
 
     it('train N steps == train N/2, interrupt, resume, train N/2: identical losses and adapter bytes', async () => {
@@ -184,6 +203,7 @@ for (const backend of backendsUnderTest())
         maxSeqLen: 128,
         valSize: 3,
         seed: 0,
+        overwrite: true,
       });
       const first = r.losses[0],
         last = r.losses.slice(-3).reduce((a, b) => a + b, 0) / 3;

@@ -308,6 +308,7 @@ export async function runDemo(o: DemoOptions = {}): Promise<DemoReport> {
       metrics: file(`metrics_${tag}`, `adapters/${tag}.metrics.jsonl`),
       plot: null,
       checkpoint: file(`checkpoint_${tag}`, `adapters/${tag}.ckpt.safetensors`),
+      overwrite: true, // the demo's own output folder: a rerun replaces its runs
     };
   };
   const callbacks = (

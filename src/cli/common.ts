@@ -22,12 +22,24 @@ export function num(name: string, min = -Infinity): (v: string) => number {
   };
 }
 
+/** A number in (lo, hi] (or [lo, hi] with `closedLo`): refused, not clamped, outside. */
+export function inRange(name: string, lo: number, hi: number, closedLo = false): (v: string) => number {
+  return (v) => {
+    const n = Number(v);
+    if (!(v.trim() !== '' && Number.isFinite(n) && (closedLo ? n >= lo : n > lo) && n <= hi)) {
+      throw new InvalidArgumentError(`${name} must be a number in ${closedLo ? '[' : '('}${lo}, ${hi}] (got "${v}")`);
+    }
+    return n;
+  };
+}
+
 export interface ModelFlags {
   model: string;
   tokenizer?: string;
   backend?: BackendName;
   threads?: number;
   dtype: 'f32' | 'bf16';
+  checkTensors?: boolean;
 }
 
 /** Add --model/--tokenizer/--backend/--threads/--dtype to a command. */
@@ -38,11 +50,12 @@ export function modelOptions(cmd: Command, required = true): Command {
     .option('--tokenizer <path>', 'tokenizer.json, tokenizer.model or tokenizer.bin (default: found beside the model)')
     .addOption(new Option('--backend <name>', 'compute backend (default: env LLAMA_ADAPTER_BACKEND, else auto = native if built)').choices([...backendNames]))
     .option('--threads <n>', 'native backend threads (default: all cores; env LLAMA_ADAPTER_THREADS)', int('--threads', 1))
-    .addOption(new Option('--dtype <dtype>', 'in-memory dtype of the frozen weights').choices(['f32', 'bf16']).default('f32'));
+    .addOption(new Option('--dtype <dtype>', 'in-memory dtype of the frozen weights').choices(['f32', 'bf16']).default('f32'))
+    .option('--check-tensors', 'refuse base weights holding NaN/Inf, naming the tensor (one pass over the weights)');
 }
 
 export function openModel(f: ModelFlags): Promise<LlamaModel> {
-  return loadModel(f.model, { tokenizer: f.tokenizer, backend: f.backend, threads: f.threads, dtype: f.dtype });
+  return loadModel(f.model, { tokenizer: f.tokenizer, backend: f.backend, threads: f.threads, dtype: f.dtype, checkTensors: f.checkTensors });
 }
 
 /** Print a user error as one line (stack only with --verbose) and exit non-zero. */

@@ -1,13 +1,14 @@
 // `llama-adapter finetune`: train an adapter on instruction data, with a progress bar; writes
 // the adapter, a checkpoint, a metrics JSONL and a loss-curve SVG. Ctrl-C finishes the current
-// step and writes the checkpoint (resume with --resume).
+// step, writes adapter and checkpoint and exits 130 (resume with --resume); a second one quits now.
 
 import { Command, Option } from 'commander';
 import cliProgress from 'cli-progress';
 import { GATE_RULES, type GateMode } from '../methods/v1/gate.js';
 import { finetune } from '../train/finetune.js';
+import { check } from '../core/errors.js';
 import { PROMPT_STYLES, type PromptStyleName } from '../train/prompt-styles.js';
-import { int, modelOptions, num, openModel, type ModelFlags } from './common.js';
+import { inRange, int, modelOptions, num, openModel, type ModelFlags } from './common.js';
 
 interface FinetuneFlags extends ModelFlags {
   data: string;
@@ -32,6 +33,7 @@ interface FinetuneFlags extends ModelFlags {
   seed: number;
   resume?: string;
   checkpointEvery?: number;
+  overwrite?: boolean;
   progress: boolean;
 }
 
@@ -47,14 +49,14 @@ export function finetuneCommand(): Command {
     .requiredOption('-d, --data <file>', 'instruction data: JSON array or JSONL (instruction/input/output or Dolly fields)')
     .requiredOption('-o, --out <adapter.safetensors>', 'adapter file to write')
     .option('--prompt-length <K>', 'adaption prompt length', int('--prompt-length', 1), 10)
-    .option('--adapter-layers <L>', "adapt the top L layers (clamped to the model's layer count)", int('--adapter-layers', 1), 30)
+    .option('--adapter-layers <L>', 'adapt the top L layers (default: 30 or all the model has)', int('--adapter-layers', 1), 30)
     .addOption(new Option('--gate <convention>', 'gate convention').choices(Object.keys(GATE_RULES)).default('tanh-per-head'))
     .addOption(new Option('--gate-init <init>', "zero (the method) or random (the paper's ablation)").choices(['zero', 'random']).default('zero'))
     .option('--epochs <n>', 'epochs', int('--epochs', 1), 5)
     .option('--max-steps <n>', 'stop after n optimizer steps (also shortens the schedule)', int('--max-steps', 1))
     .option('--batch-size <n>', 'micro-batch size', int('--batch-size', 1), 4)
     .option('--grad-accum <n>', 'micro-batches per optimizer step', int('--grad-accum', 1), 1)
-    .option('--lr <lr>', 'absolute peak learning rate (overrides --blr)', num('--lr', 0))
+    .option('--lr <lr>', 'absolute peak learning rate (overrides --blr)', inRange('--lr', 0, 1))
     .option('--blr <blr>', 'base lr: peak = blr x batch x accum / 256', num('--blr', 0), 9e-3)
     .option('--weight-decay <wd>', 'decoupled weight decay on prompts (not gates)', num('--weight-decay', 0), 0.02)
     .option('--warmup-epochs <n>', 'linear warmup in epochs', num('--warmup-epochs', 0), 2)
@@ -66,13 +68,22 @@ export function finetuneCommand(): Command {
     .option('--seed <n>', 'seed for init and data order', int('--seed', 0), 0)
     .option('--resume <ckpt>', 'continue exactly from a training checkpoint')
     .option('--checkpoint-every <n>', 'also checkpoint every n optimizer steps', int('--checkpoint-every', 1))
+    .option('--overwrite', 'start afresh even where --out already has a training checkpoint (replacing it)')
     .option('--no-progress', 'no progress bar (log lines instead)')
-    .action(async (f: FinetuneFlags) => {
+    .action(async (f: FinetuneFlags, self: Command) => {
       const model = await openModel(f);
+      // the default (30, the paper's) is clamped to the model; an explicit value is not
+      check(
+        self.getOptionValueSource('adapterLayers') !== 'cli' || f.adapterLayers <= model.config.nLayers,
+        `--adapter-layers ${f.adapterLayers}: the model has only ${model.config.nLayers} layers`,
+      );
+      // The first Ctrl-C is seen between steps (the loop yields after each); it asks the loop to
+      // stop and removes this listener, so a second Ctrl-C gets Node's default action and ends the
+      // process at once, even inside a step (files are written temp + rename: nothing is corrupted).
       const ac = new AbortController();
       const onSig = (): void => {
-        if (ac.signal.aborted) process.exit(130);
-        process.stderr.write('\ninterrupted: finishing this step and writing the checkpoint (Ctrl-C again to quit now)\n');
+        process.off('SIGINT', onSig);
+        process.stderr.write('\ninterrupted: finishing this step and writing the adapter and checkpoint (Ctrl-C again to quit now)\n');
         ac.abort();
       };
       process.on('SIGINT', onSig);
@@ -109,6 +120,7 @@ export function finetuneCommand(): Command {
         seed: f.seed,
         resume: f.resume,
         checkpointEvery: f.checkpointEvery,
+        overwrite: f.overwrite,
         signal: ac.signal,
         onProgress: (p) => {
           const payload = {
@@ -137,6 +149,10 @@ export function finetuneCommand(): Command {
       if (started) bar.stop();
       process.off('SIGINT', onSig);
       process.stderr.write(`${r.aborted ? 'stopped' : 'done'} after ${r.steps} steps; adapter ${f.out}, checkpoint ${r.checkpoint}\n`);
+      if (r.aborted) {
+        process.stderr.write(`to continue: run the same finetune command with --resume ${r.checkpoint}\n`);
+        process.exitCode = 130;
+      }
     });
   return cmd;
 }

@@ -4,7 +4,7 @@ import { Command, Option } from 'commander';
 import { loadAdapter } from '../methods/v1/file.js';
 import { PROMPT_STYLES, isPromptStyle } from '../train/prompt-styles.js';
 import { check } from '../core/errors.js';
-import { int, modelOptions, num, openModel, type ModelFlags } from './common.js';
+import { inRange, int, modelOptions, num, openModel, type ModelFlags } from './common.js';
 import { generate } from '../generate/generate.js';
 
 interface GenerateFlags extends ModelFlags {
@@ -30,9 +30,9 @@ export function generateCommand(): Command {
     .option('--input <text>', 'task input for instruction templates (alpaca "### Input:")')
     .option('-n, --max-tokens <n>', 'new tokens at most', int('--max-tokens', 1), 256)
     .option('-t, --temperature <t>', 'sampling temperature; 0 = greedy', num('--temperature', 0), 0.8)
-    .option('--top-p <p>', 'nucleus sampling threshold (1 = off)', num('--top-p', 0), 0.95)
+    .option('--top-p <p>', 'nucleus sampling threshold (1 = off)', inRange('--top-p', 0, 1), 0.95)
     .option('--top-k <k>', 'keep the k most likely tokens (0 = off)', int('--top-k', 0), 0)
-    .option('--repetition-penalty <r>', 'penalise tokens already in the context (1 = off)', num('--repetition-penalty', 0), 1)
+    .option('--repetition-penalty <r>', 'penalise tokens already in the context (1 = off)', inRange('--repetition-penalty', 0, 100), 1)
     .option('--seed <n>', 'sampling seed (same seed, same text)', int('--seed', 0), 0)
     .option('--stop <text>', 'stop string (repeatable)', (v: string, acc: string[]) => [...acc, v], [] as string[])
     .option('-a, --adapter <file>', 'adapter .safetensors to apply')

@@ -28,6 +28,22 @@ export interface LlamaConfig {
   eosId: number; // end-of-sequence token id
 }
 
+/**
+ * The largest sizes a file may declare (documented in the README). A header field is only a
+ * number: without a ceiling, a corrupt seq_len of 657,929,687 makes the RoPE tables hang the
+ * loader and a huge vocab id allocates gigabytes. Each is well above every LLaMA-family model
+ * (Llama 3.1 405B: dim 16384, 126 layers, 128 heads, hidden 53248, vocab 128256, 131072 positions).
+ */
+export const CONFIG_LIMITS = {
+  dim: 1 << 16,
+  hiddenDim: 1 << 18,
+  nLayers: 1024,
+  nHeads: 1024,
+  nKvHeads: 1024,
+  vocabSize: 1 << 22,
+  maxSeqLen: 1 << 20,
+} as const;
+
 /** What a format must give; every other field has a LLaMA default (see llamaConfig). */
 export type LlamaConfigFields = Pick<LlamaConfig, 'dim' | 'nLayers' | 'nHeads' | 'hiddenDim' | 'vocabSize' | 'maxSeqLen'> & Partial<LlamaConfig>;
 
@@ -71,12 +87,15 @@ export function llamaConfig(fields: LlamaConfigFields, source: ConfigSource): Ll
   };
   for (const k of ['dim', 'hiddenDim', 'nLayers', 'nHeads', 'nKvHeads', 'vocabSize', 'maxSeqLen'] as const) {
     if (!(Number.isSafeInteger(c[k]) && c[k] > 0)) fail(`${name(k)} is ${c[k]}, expected a positive integer`);
+    if (c[k] > CONFIG_LIMITS[k]) fail(`${name(k)} is ${c[k]}, above the supported maximum ${CONFIG_LIMITS[k]}`);
   }
   if (f.headDim === undefined && c.dim % c.nHeads !== 0) {
     const given = source.names?.headDim ? ` (and no ${source.names.headDim} is given)` : '';
     fail(`${name('dim')} ${c.dim} is not divisible by ${name('nHeads')} ${c.nHeads}${given}`);
   }
-  if (!(Number.isSafeInteger(c.headDim) && c.headDim > 0)) fail(`${name('headDim')} is ${c.headDim}, expected a positive integer`);
+  if (!(Number.isSafeInteger(c.headDim) && c.headDim > 0 && c.headDim <= CONFIG_LIMITS.dim)) {
+    fail(`${name('headDim')} is ${c.headDim}, expected a positive integer up to ${CONFIG_LIMITS.dim}`);
+  }
   if (c.nHeads % c.nKvHeads !== 0) fail(`${name('nHeads')} ${c.nHeads} is not a multiple of ${name('nKvHeads')} ${c.nKvHeads}`);
   if (c.headDim % 2 !== 0) fail(`head size ${c.headDim} is odd; RoPE needs an even head size`);
   return c;

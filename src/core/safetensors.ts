@@ -1,6 +1,6 @@
 // safetensors reader and writer: an 8-byte little-endian header length, a JSON header
 // ({name: {dtype, shape, data_offsets}} plus an optional "__metadata__" string map), then the
-// raw little-endian tensor bytes. The reader validates the header thoroughly and converts tensors
+// raw little-endian tensor bytes, which the tensors must tile exactly. The reader validates the header thoroughly and converts tensors
 // to f32 / bf16 / int32 on request; files >= 2 GB are read lazily, tensor by tensor.
 import { LlamaAdapterError, check } from './errors.js';
 import { bf16ToF32, f16ToF32, toBf16 } from './weights.js';
@@ -109,16 +109,26 @@ class SafetensorsReader implements SafetensorsFile {
       this.entries.set(name, parseEntry(p, name, raw, dataSize));
     }
 
-    // no two tensors may share bytes
-    const sorted = [...this.entries].filter(([, e]) => e.end > e.begin).sort((a, b) => a[1].begin - b[1].begin);
-    for (let i = 1; i < sorted.length; i++) {
-      const [pn, pe] = sorted[i - 1];
-      const [cn, ce] = sorted[i];
-      check(
-        ce.begin >= pe.end,
-        () => `${p}: tensors "${pn}" (data_offsets [${pe.begin}, ${pe.end}]) and "${cn}" (data_offsets [${ce.begin}, ${ce.end}]) overlap`,
-      );
+    // the tensors tile the data section exactly, as the format requires: sorted by offset, each
+    // begins where the previous one ends, the first at 0 and the last at the end of the file (an
+    // inserted or dropped byte, trailing bytes or a gap would otherwise load shifted garbage)
+    const sorted = [...this.entries].sort((a, b) => a[1].begin - b[1].begin || a[1].end - b[1].end);
+    let at = 0;
+    let prev = '';
+    for (const [cn, ce] of sorted) {
+      if (ce.begin !== at) {
+        const where = prev ? `after tensor "${prev}", which ends at ${at}` : 'at the start of the data section';
+        throw new LlamaAdapterError(
+          `${p}: tensor "${cn}" (data_offsets [${ce.begin}, ${ce.end}]) ${ce.begin < at ? 'overlaps the data' : 'leaves a gap of unused bytes'} ${where}`,
+        );
+      }
+      at = ce.end;
+      prev = cn;
     }
+    check(
+      at === dataSize,
+      () => `${p}: the tensors cover ${at} bytes of the ${dataSize}-byte data section (${dataSize - at} bytes of trailing data, or a truncated header)`,
+    );
   }
 
   names(): string[] {

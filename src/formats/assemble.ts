@@ -4,6 +4,7 @@
 // before any bf16 rounding. Loaders only say where a role's tensor is and how to read it.
 import type { ConfigFieldNames, LlamaConfig } from '../core/config.js';
 import { LlamaAdapterError } from '../core/errors.js';
+import { checkFinite } from '../core/finite.js';
 import { bf16ToF32, toBf16, toBf16Into, type LayerWeights, type Matrix, type ModelWeights, type WeightDtype } from '../core/weights.js';
 import { FingerprintCollector, type TensorSample } from './fingerprint.js';
 import { canonicalTensors, explainShape, LAYER_ROLES, shapeStr, type CanonicalTensor } from './roles.js';
@@ -31,6 +32,7 @@ export interface SourceTensor {
 export interface AssembleOptions {
   names?: ConfigFieldNames; // the format's names for config fields, for shape messages
   configFile?: string; // where the config came from, for shape messages
+  checkFinite?: boolean; // refuse a tensor holding NaN/Inf (ReadModelOptions.checkTensors)
 }
 
 /** Chunk size of 'f32-chunks' values (even, so paired generators never split a pair but at the end). */
@@ -63,6 +65,7 @@ export class WeightAssembler {
       );
     }
     const v = src.read();
+    if (this.options.checkFinite) checkValuesFinite(src, v);
     this.done.set(req.name, req.spec.kind === 'norm' ? this.norm(req.name, want[0], v) : this.matrix(req.name, want[0], want[1], v));
   }
 
@@ -132,6 +135,18 @@ export class WeightAssembler {
       toBf16Into(out.subarray(off, off + len), chunk, len);
     }
     return out;
+  }
+}
+
+/** NaN/Inf check of a tensor as handed over (bf16: exponent all ones; generated chunks are not checked). */
+function checkValuesFinite(src: SourceTensor, v: TensorValues): void {
+  if (v.dtype === 'f32') checkFinite(src.file, src.name, v.data);
+  else if (v.dtype === 'bf16') {
+    const i = v.data.findIndex((b) => (b & 0x7f80) === 0x7f80);
+    if (i >= 0)
+      throw new LlamaAdapterError(
+        `${src.file}: tensor "${src.name}" holds a non-finite bf16 value (0x${v.data[i].toString(16)} at element ${i} of ${v.data.length})`,
+      );
   }
 }
 

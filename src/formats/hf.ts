@@ -285,7 +285,7 @@ export function readHfModel(dir: string, options: ReadModelOptions = {}): ModelF
       () => `${location.get(n)}: tensor "${n}": projection biases are not supported by the Llama architecture`,
     );
   }
-  const asm = new WeightAssembler(config, dtype, { names: HF_CONFIG_NAMES, configFile: HF_CONFIG });
+  const asm = new WeightAssembler(config, dtype, { names: HF_CONFIG_NAMES, configFile: HF_CONFIG, checkFinite: options.checkTensors });
   const wanted = (req: TensorRequest): string => (req.role === 'tok_embd' ? embedName : hfName(req));
   for (const req of asm.requests) {
     check(

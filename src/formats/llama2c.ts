@@ -234,16 +234,21 @@ export function readLlama2c(path: string, options: ReadModelOptions = {}): Model
     return dequantizeQ80(src.bytes(off, n), src.f32(off + n, n / h.groupSize), h.groupSize);
   };
 
-  const { weights, fingerprint } = assembleWeights(h.config, dtype, (req) => {
-    const s = byRole.get(req.role) as Segment;
-    const i = req.layer ?? 0;
-    return {
-      file: path,
-      name: s.count > 1 ? `${s.name}[${i}]` : s.name,
-      shape: s.shape,
-      read: () => ({ dtype: 'f32', data: f32(s, i) }),
-    };
-  });
+  const { weights, fingerprint } = assembleWeights(
+    h.config,
+    dtype,
+    (req) => {
+      const s = byRole.get(req.role) as Segment;
+      const i = req.layer ?? 0;
+      return {
+        file: path,
+        name: s.count > 1 ? `${s.name}[${i}]` : s.name,
+        shape: s.shape,
+        read: () => ({ dtype: 'f32', data: f32(s, i) }),
+      };
+    },
+    { checkFinite: options.checkTensors },
+  );
   const q80 = h.version === 2;
   return {
     path,

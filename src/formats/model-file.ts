@@ -27,6 +27,8 @@ export interface ModelFile {
 export interface ReadModelOptions {
   dtype?: WeightDtype; // dtype of the big matrices (norms are always f32); default 'f32'
   lazy?: boolean; // read files at offsets even when they are small (tests, memory-tight callers)
+  /** Refuse weights holding NaN/Inf, naming the tensor (one pass over every weight; default off, see README). */
+  checkTensors?: boolean;
 }
 
 export function resolveDtype(dtype: unknown): WeightDtype {

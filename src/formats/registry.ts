@@ -3,7 +3,7 @@
 // recognise but cannot use, refuses with a message that says what to pass instead. A new format
 // (GGUF next) is one more entry here.
 import * as fs from 'node:fs';
-import { LlamaAdapterError } from '../core/errors.js';
+import { atFile, LlamaAdapterError } from '../core/errors.js';
 import { ByteSource, ioError } from '../core/fileio.js';
 import { readHfModel } from './hf.js';
 import { LLAMA2C_MAGIC, readLlama2c } from './llama2c.js';
@@ -110,5 +110,5 @@ export function detectFormat(path: string): ModelFormat {
  */
 export function readModelFile(path: string, options: ReadModelOptions = {}): ModelFile {
   const dtype = resolveDtype(options.dtype);
-  return entryFor(path).load(path, { ...options, dtype });
+  return atFile(path, () => entryFor(path).load(path, { ...options, dtype }));
 }

@@ -118,8 +118,17 @@ export class HfBpeTokenizer implements Tokenizer {
 
     const vocab = asObject(m.vocab);
     if (!vocab) fail('BPE model has no "vocab" object');
-    for (const [piece, id] of Object.entries(vocab)) {
-      if (typeof id !== 'number' || !Number.isInteger(id) || id < 0) fail(`vocab entry ${JSON.stringify(piece)} has bad id ${JSON.stringify(id)}`);
+    // ids index arrays: each must lie below the number of entries the file holds (vocab plus
+    // added tokens), so a corrupt id of 1e9 is refused instead of sizing an array by it
+    const entries = Object.entries(vocab);
+    const added = Array.isArray(json.added_tokens) ? json.added_tokens : [];
+    const idLimit = entries.length + added.length;
+    const goodId = (id: unknown): id is number => typeof id === 'number' && Number.isInteger(id) && id >= 0 && id < idLimit;
+    for (const [piece, id] of entries) {
+      if (!goodId(id))
+        fail(
+          `vocab entry ${JSON.stringify(piece)} has bad id ${JSON.stringify(id)} (ids must be integers from 0 below ${idLimit}, the number of tokens in the file)`,
+        );
       this.vocab.set(piece, id);
       this.pieces[id] = piece;
     }
@@ -141,14 +150,16 @@ export class HfBpeTokenizer implements Tokenizer {
       if (!inner.has(r)) inner.set(r, rank);
     });
 
-    for (const t of Array.isArray(json.added_tokens) ? json.added_tokens : []) {
+    added.forEach((t, i) => {
       const a = asObject(t);
-      if (!a || typeof a.id !== 'number' || typeof a.content !== 'string') fail(`bad added_tokens entry ${JSON.stringify(t)}`);
-      const tok: AddedToken = { id: a.id, content: a.content, special: a.special === true };
+      if (!a || typeof a.content !== 'string') fail(`added_tokens[${i}] is not an object with a string "content": ${JSON.stringify(t)}`);
+      if (!goodId(a.id))
+        fail(`added_tokens[${i}] ${JSON.stringify(a.content)} has bad id ${JSON.stringify(a.id)} (ids must be integers from 0 below ${idLimit})`);
+      const tok: AddedToken = { id: a.id as number, content: a.content, special: a.special === true };
       this.added.push(tok);
       this.pieces[tok.id] = tok.content;
       if (!this.vocab.has(tok.content)) this.vocab.set(tok.content, tok.id);
-    }
+    });
     const plain = this.added.filter((t) => !t.special && t.content.length > 0).map((t) => t.content);
     plain.sort((a, b) => b.length - a.length);
     this.addedPattern = plain.length ? new RegExp(plain.map((c) => c.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('|'), 'gu') : null;

@@ -14,7 +14,8 @@
 // the tokenizer.json part is a few hundred lines more, and the package gains no dependency.
 import * as fs from 'node:fs/promises';
 import * as nodePath from 'node:path';
-import { LlamaAdapterError } from '../core/errors.js';
+import { atFile, LlamaAdapterError } from '../core/errors.js';
+import { stripBom } from '../core/text.js';
 import { parseHfTokenizerJson, type HfSpecialNames } from './hf-json.js';
 import { parseLlama2cTokenizer } from './llama2c-bin.js';
 import { parseSentencePieceModel } from './sp-model.js';
@@ -54,7 +55,7 @@ async function specialNames(file: string): Promise<HfSpecialNames> {
     if (!(await exists(p))) continue;
     let cfg: unknown;
     try {
-      cfg = JSON.parse(await fs.readFile(p, 'utf8'));
+      cfg = JSON.parse(stripBom(await fs.readFile(p, 'utf8')));
     } catch (e) {
       throw new LlamaAdapterError(`${p}: invalid JSON (${(e as Error).message})`, { cause: e });
     }
@@ -104,7 +105,11 @@ export async function loadTokenizer(path: string, options: LoadTokenizerOptions 
     else if (bytes[0] === 0x0a) format = 'model';
     else format = 'bin';
   }
-  if (format === 'json') return parseHfTokenizerJson(buf.toString('utf8'), path, await specialNames(path));
-  if (format === 'model') return parseSentencePieceModel(bytes, path);
-  return parseLlama2cTokenizer(bytes, path, { vocabSize: options.vocabSize });
+  // the format boundary: whatever a corrupt file trips becomes an error naming it
+  if (format === 'json') {
+    const names = await specialNames(path);
+    return atFile(path, () => parseHfTokenizerJson(stripBom(buf.toString('utf8')), path, names));
+  }
+  if (format === 'model') return atFile(path, () => parseSentencePieceModel(bytes, path));
+  return atFile(path, () => parseLlama2cTokenizer(bytes, path, { vocabSize: options.vocabSize }));
 }

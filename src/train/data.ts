@@ -5,16 +5,20 @@
 
 import * as fs from 'node:fs';
 import { check, LlamaAdapterError } from '../core/errors.js';
+import { stripBom, textLines } from '../core/text.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
 import { PROMPT_STYLES, type InstructionRecord, type PromptStyleName } from './prompt-styles.js';
 
 export const IGNORE = -100;
 
-/** Read instruction records; errors name the file and the record's index or line. */
+/**
+ * Read instruction records (a UTF-8 BOM and CRLF line endings read the same as plain LF text);
+ * errors name the file and the record (JSON arrays) or line (JSONL), both numbered from 1.
+ */
 export function readInstructionData(path: string): InstructionRecord[] {
   let text: string;
   try {
-    text = fs.readFileSync(path, 'utf8');
+    text = stripBom(fs.readFileSync(path, 'utf8')); // a BOM from a Windows editor is not content
   } catch (e) {
     throw new LlamaAdapterError(`${path}: cannot read data file (${(e as NodeJS.ErrnoException).code ?? String(e)})`);
   }
@@ -28,16 +32,16 @@ export function readInstructionData(path: string): InstructionRecord[] {
       throw new LlamaAdapterError(`${path}: invalid JSON (${(e as Error).message})`);
     }
     check(Array.isArray(arr), `${path}: expected a JSON array of records`);
-    (arr as unknown[]).forEach((raw, i) => items.push({ raw, where: `record ${i}` }));
+    (arr as unknown[]).forEach((raw, i) => items.push({ raw, where: `record ${i + 1}` }));
   } else {
-    text.split('\n').forEach((line, i) => {
-      if (!line.trim()) return;
+    for (const { line, text: t } of textLines(text)) {
+      if (!t.trim()) continue;
       try {
-        items.push({ raw: JSON.parse(line), where: `line ${i + 1}` });
+        items.push({ raw: JSON.parse(t), where: `line ${line}` });
       } catch (e) {
-        throw new LlamaAdapterError(`${path}: line ${i + 1}: invalid JSON (${(e as Error).message})`);
+        throw new LlamaAdapterError(`${path}: line ${line}: invalid JSON (${(e as Error).message})`);
       }
-    });
+    }
   }
   check(items.length > 0, `${path}: no records`);
   return items.map(({ raw, where }) => toRecord(raw, `${path}: ${where}`));

@@ -10,6 +10,7 @@ import { type Adapter, createAdapter } from '../methods/v1/adapter.js';
 import { saveAdapter } from '../methods/v1/file.js';
 import type { GateMode } from '../methods/v1/gate.js';
 import { check, LlamaAdapterError } from '../core/errors.js';
+import { writeFileAtomic } from '../core/fs.js';
 import type { LlamaModel } from '../model/model.js';
 import { trainableTensors, zerosLike } from '../model/method.js';
 import { readTrainingCheckpoint, writeTrainingCheckpoint, type Position } from './checkpoint.js';
@@ -49,7 +50,8 @@ export interface FinetuneOptions {
   checkpointEvery?: number; // optimizer steps between checkpoints (default: each epoch)
   metrics?: string | null; // metrics JSONL (default: out with .metrics.jsonl; null = none)
   plot?: string | null; // loss-curve SVG (default: out with .loss.svg; null = none)
-  signal?: AbortSignal; // abort: finish the step, write the checkpoint, return
+  overwrite?: boolean; // a fresh run may replace an existing checkpoint (default: refuse)
+  signal?: AbortSignal; // abort: finish the step, write adapter + checkpoint, return with aborted: true
   onProgress?: (p: FinetuneProgress) => void;
   onEpoch?: (e: EpochReport) => void;
 }
@@ -77,6 +79,32 @@ export interface FinetuneResult {
   valLosses: EpochReport[];
   aborted: boolean;
   checkpoint: string;
+}
+
+/** Largest peak learning rate a run accepts. */
+const MAX_LR = 1;
+
+/**
+ * On resume, drop the metrics lines a killed run wrote after its checkpoint (they are written
+ * again): step lines after `pos.step` and epoch lines after `pos.epoch` epochs.
+ */
+function truncateMetrics(file: string, pos: Position): void {
+  if (!fs.existsSync(file)) return;
+  const kept = fs
+    .readFileSync(file, 'utf8')
+    .split('\n')
+    .filter((line) => {
+      if (!line.trim()) return false;
+      let r: { step?: unknown; epoch?: unknown; val_loss?: unknown };
+      try {
+        r = JSON.parse(line) as typeof r;
+      } catch {
+        return false; // a line cut by a kill
+      }
+      if ('val_loss' in r) return typeof r.epoch === 'number' && r.epoch <= pos.epoch;
+      return typeof r.step === 'number' && r.step <= pos.step;
+    });
+  writeFileAtomic(file, kept.map((l) => `${l}\n`).join(''));
 }
 
 function stem(p: string): string {
@@ -109,6 +137,8 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneResult> {
   const stepsPerEpoch = Math.ceil(microPerEpoch / accum);
   const totalSteps = Math.min(epochs * stepsPerEpoch, o.maxSteps ?? Infinity);
   const peakLr = peakLearningRate({ lr: o.lr, blr: o.blr, effectiveBatch: batchSize * accum });
+  // above 1 AdamW moves every parameter by about its lr per step: such a run only diverges
+  check(peakLr > 0 && peakLr <= MAX_LR, `peak learning rate ${peakLr} is outside (0, ${MAX_LR}] (the paper's is 1.125e-3 for batch 32)`);
   const warmupSteps = o.warmupSteps ?? Math.round((o.warmupEpochs ?? 2) * stepsPerEpoch);
   const sched = { peakLr, minLr: o.minLr ?? 0, totalSteps, warmupSteps };
   const ckptPath = o.checkpoint ?? `${stem(o.out)}.ckpt.safetensors`;
@@ -139,7 +169,7 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneResult> {
   let opt: AdamW;
   const history: { step: number; loss: number }[] = [];
   if (o.resume) {
-    const r = readTrainingCheckpoint(o.resume, model, args);
+    const r = readTrainingCheckpoint(o.resume, model, args, { microPerEpoch, accum, epochs, totalSteps });
     adapter = r.adapter;
     pos = r.pos;
     opt = new AdamW(trainableTensors(adapter), shapes(adapter), adamwOptions(o));
@@ -147,7 +177,12 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneResult> {
     for (const [k, m] of opt.m) m.set(r.m.get(k)!);
     for (const [k, v] of opt.v) v.set(r.v.get(k)!);
     history.push(...r.history);
+    if (metricsPath) truncateMetrics(metricsPath, pos);
   } else {
+    check(
+      o.overwrite || !fs.existsSync(ckptPath),
+      `${ckptPath}: a training checkpoint is already there; continue it with --resume ${ckptPath}, or pass --overwrite to start again and replace it`,
+    );
     if (o.adapter) model.checkOwn(o.adapter);
     adapter = o.adapter ?? createAdapter(model, { promptLength: o.promptLength, adapterLayers: o.adapterLayers, gate: o.gate, seed, gateInit: o.gateInit });
     opt = new AdamW(trainableTensors(adapter), shapes(adapter), adamwOptions(o));
@@ -192,6 +227,14 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneResult> {
         }
       }
       const norm = gradNorm(grads);
+      const loss = lossSum / nMicro;
+      // refuse before the update touches the adapter: the checkpoint on disk stays the last good state
+      if (!Number.isFinite(loss) || !Number.isFinite(norm)) {
+        throw new LlamaAdapterError(
+          `training diverged at step ${pos.step + 1} (loss ${loss}, gradient norm ${norm}); nothing of that step was applied or saved, ` +
+            `the last good checkpoint is ${fs.existsSync(ckptPath) ? ckptPath : '(none written yet)'} (try a lower --lr or --clip-grad)`,
+        );
+      }
       if (o.clipGrad && norm > o.clipGrad) {
         const s = o.clipGrad / (norm + 1e-6);
         for (const g of grads.values()) for (let e = 0; e < g.length; e++) g[e] *= s;
@@ -201,10 +244,6 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneResult> {
       adapter.invalidate();
       pos.micro += nMicro;
       pos.step++;
-      const loss = lossSum / nMicro;
-      if (!Number.isFinite(loss)) {
-        throw new LlamaAdapterError(`training diverged at step ${pos.step} (loss ${loss}); the last good checkpoint is ${ckptPath}`);
-      }
       losses.push(loss);
       history.push({ step: pos.step, loss });
       const el = (Date.now() - t0) / 1000;
@@ -214,6 +253,8 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneResult> {
       log({ step: pos.step, epoch: +epochF.toFixed(4), loss, lr, grad_norm: norm, tokens_per_s: tps, elapsed_s: el });
       o.onProgress?.({ step: pos.step, totalSteps, epoch: epochF, loss, lr, tokensPerS: tps, etaS, gradNorm: norm });
       if (o.checkpointEvery && pos.step % o.checkpointEvery === 0) save();
+      // let signals, timers and an AbortController reach us between steps
+      await new Promise<void>((resolve) => setImmediate(resolve));
       if (o.signal?.aborted) {
         aborted = true;
         break outer;

@@ -47,7 +47,10 @@ export class Adapter implements AdapterMethod {
     readonly config: AdapterConfig,
   ) {
     const c = host.config;
-    check(Number.isInteger(config.promptLength) && config.promptLength >= 1, `adapter prompt length must be a positive integer (got ${config.promptLength})`);
+    check(
+      Number.isInteger(config.promptLength) && config.promptLength >= 1 && config.promptLength <= c.maxSeqLen,
+      `adapter prompt length must be an integer from 1 to the model's context of ${c.maxSeqLen} tokens (got ${config.promptLength})`,
+    );
     check(
       Number.isInteger(config.adapterLayers) && config.adapterLayers >= 1 && config.adapterLayers <= c.nLayers,
       `adapter layers must be between 1 and the model's ${c.nLayers} layers (got ${config.adapterLayers})`,

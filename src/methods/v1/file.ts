@@ -1,10 +1,11 @@
 // The adapter file: a self-describing .safetensors with tensors `layers.{i}.adaption_prompt`
 // (K, dim) and `layers.{i}.adaption_gate` (nHeads, or 1 for raw-per-layer), and __metadata__
 // naming the format, gate convention, prompt length, the base model's architecture and weight
-// fingerprint, and the training arguments. Loading onto a different base fails clearly.
+// fingerprint, and the training arguments. Loading onto a different base fails clearly; a corrupt file fails naming itself.
 
-import { check, LlamaAdapterError } from '../../core/errors.js';
-import { readSafetensors, writeSafetensors } from '../../core/safetensors.js';
+import { atFile, check, LlamaAdapterError } from '../../core/errors.js';
+import { checkFinite } from '../../core/finite.js';
+import { readSafetensors, writeSafetensors, type SafetensorsFile } from '../../core/safetensors.js';
 import { trainableTensors, type MethodHost } from '../../model/method.js';
 import { Adapter } from './adapter.js';
 import { isGateMode, GATE_RULES } from './gate.js';
@@ -63,9 +64,69 @@ export interface LoadAdapterOptions {
   force?: boolean; // skip the weight-fingerprint check (never the shape checks)
 }
 
+/**
+ * Load an adapter file onto `host`. Nothing in the file is trusted: every metadata number is
+ * parsed strictly and bounded by the model (prompt length by its context, layers by its layers),
+ * shapes are checked before any value is read, every value must be finite, and whatever else
+ * goes wrong becomes an error naming the file.
+ */
 export function loadAdapter(path: string, host: MethodHost, o: LoadAdapterOptions = {}): Adapter {
-  const f = readSafetensors(path);
-  const m = f.metadata;
+  return atFile(path, () => {
+    const f = readSafetensors(path);
+    const a = adapterFromMetadata(path, f.metadata, host, o);
+    const params = a.parameters();
+    for (const name of f.names()) {
+      check(a.isParam(name), `${path}: unexpected tensor "${name}" in an adapter file`);
+      check(params.has(name), `${path}: tensor "${name}" is for a layer this adapter (layers ${a.firstLayer}..${host.config.nLayers - 1}) does not adapt`);
+    }
+    for (const [name, p] of params) p.set(readParam(path, f, name, a.shapeOf(name)));
+    for (const [k, v] of Object.entries(f.metadata)) a.meta[k] = v;
+    a.invalidate();
+    return a;
+  });
+}
+
+/** A parameter tensor of an adapter or checkpoint file: present, of the expected shape, all values finite. */
+export function readParam(path: string, f: SafetensorsFile, name: string, want: readonly number[]): Float32Array {
+  check(f.has(name), `${path}: missing tensor "${name}"`);
+  const got = f.info(name).shape;
+  check(got.length === want.length && got.every((d, i) => d === want[i]), `${path}: tensor "${name}" has shape [${got}], expected [${want}]`);
+  const data = f.tensorF32(name);
+  checkFinite(path, name, data);
+  return data;
+}
+
+/**
+ * An integer metadata field, parsed strictly (decimal digits only: "1e9", "", "10.5" and a missing
+ * field are errors, not NaN) and within [min, max].
+ */
+export function metaInt(path: string, m: Record<string, string>, key: string, min: number, max: number, why = ''): number {
+  const v = m[key];
+  check(v !== undefined, `${path}: __metadata__ has no "${key}"`);
+  const n = /^\d{1,15}$/.test(v) ? Number(v) : Number.NaN;
+  check(
+    n >= min && n <= max,
+    () => `${path}: __metadata__ "${key}" is ${JSON.stringify(v)}, expected an integer from ${min} to ${max}${why ? ` (${why})` : ''}`,
+  );
+  return n;
+}
+
+/** A metadata field holding a JSON object, parsed (invalid JSON or another value is an error naming file and field). */
+export function metaJsonObject(path: string, m: Record<string, string>, key: string): Record<string, unknown> {
+  const v = m[key];
+  check(v !== undefined, `${path}: __metadata__ has no "${key}"`);
+  let j: unknown;
+  try {
+    j = JSON.parse(v);
+  } catch (e) {
+    throw new LlamaAdapterError(`${path}: __metadata__ "${key}" is not valid JSON (${(e as Error).message})`, { cause: e });
+  }
+  check(typeof j === 'object' && j !== null && !Array.isArray(j), `${path}: __metadata__ "${key}" is not a JSON object`);
+  return j as Record<string, unknown>;
+}
+
+/** The (still zero) adapter an adapter file's or checkpoint's metadata describes, checked against `host`. */
+export function adapterFromMetadata(path: string, m: Record<string, string>, host: MethodHost, o: LoadAdapterOptions = {}): Adapter {
   check(
     m.format === ADAPTER_FORMAT,
     `${path}: not a llama-adapter file (__metadata__.format is ${JSON.stringify(m.format ?? null)}, expected "${ADAPTER_FORMAT}")`,
@@ -73,9 +134,9 @@ export function loadAdapter(path: string, host: MethodHost, o: LoadAdapterOption
   check(m.version === ADAPTER_VERSION, `${path}: adapter file version ${m.version} is not supported (expected ${ADAPTER_VERSION})`);
   const c = host.config;
   for (const [key, field] of ARCH_FIELDS) {
-    if (Number(m[key]) !== c[field]) {
+    if (m[key] !== String(c[field])) {
       throw new LlamaAdapterError(
-        `${path}: adapter was trained for a base model with ${key.slice(5)}=${m[key]}, but this model has ${c[field]} (the adapter belongs to another base model)`,
+        `${path}: adapter was trained for a base model with ${key.slice(5)}=${m[key] ?? '(missing)'}, but this model has ${c[field]} (the adapter belongs to another base model)`,
       );
     }
   }
@@ -86,20 +147,11 @@ export function loadAdapter(path: string, host: MethodHost, o: LoadAdapterOption
   }
   const gate = m.gate ?? '';
   check(isGateMode(gate), `${path}: unknown gate convention "${gate}" (expected ${Object.keys(GATE_RULES).join(', ')})`);
-  const a = new Adapter(host, { promptLength: Number(m.prompt_length), adapterLayers: Number(m.adapter_layers), gate });
-  const params = a.parameters();
-  for (const name of f.names()) {
-    check(a.isParam(name), `${path}: unexpected tensor "${name}" in an adapter file`);
-    check(params.has(name), `${path}: tensor "${name}" is for a layer this adapter (layers ${a.firstLayer}..${c.nLayers - 1}) does not adapt`);
+  const promptLength = metaInt(path, m, 'prompt_length', 1, c.maxSeqLen, "at most the model's context");
+  const adapterLayers = metaInt(path, m, 'adapter_layers', 1, c.nLayers, "at most the model's layers");
+  if (m.first_layer !== undefined) {
+    metaInt(path, m, 'first_layer', c.nLayers - adapterLayers, c.nLayers - adapterLayers, 'layers minus adapter_layers');
   }
-  for (const [name, p] of params) {
-    check(f.names().includes(name), `${path}: missing tensor "${name}"`);
-    const want = a.shapeOf(name);
-    const got = f.info(name).shape;
-    check(got.length === want.length && got.every((d, i) => d === want[i]), `${path}: tensor "${name}" has shape [${got}], expected [${want}]`);
-    p.set(f.tensorF32(name));
-  }
-  for (const [k, v] of Object.entries(m)) a.meta[k] = v;
-  a.invalidate();
-  return a;
+  if (m.training_args !== undefined) metaJsonObject(path, m, 'training_args');
+  return new Adapter(host, { promptLength, adapterLayers, gate });
 }
