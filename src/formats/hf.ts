@@ -264,7 +264,7 @@ export function readHfModel(dir: string, options: ReadModelOptions = {}): ModelF
   } else {
     const others = safeList(dir).filter((f) => /\.(bin|pth|pt|gguf)$/.test(f));
     throw new LlamaAdapterError(
-      `${dir}: no ${HF_SINGLE} or ${HF_INDEX}` + (others.length ? ` (found ${others.join(', ')}: only safetensors weights are supported)` : ''),
+      `${dir}: no ${HF_SINGLE} or ${HF_INDEX}${others.length ? ` (found ${others.join(', ')}: only safetensors weights are supported)` : ''}`,
     );
   }
 
