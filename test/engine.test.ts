@@ -101,6 +101,23 @@ for (const backend of backendsUnderTest()) {
       assert.deepEqual([...again.values()][0], aloneIds(1));
     });
 
+    it('prompts of one length admitted together share prefill forwards, each row still equal to its run alone', () => {
+      // 6 prompts of 9 tokens (BOS + 8 ids) over 3 adapters and none; a step budget of 20 tokens: two
+      // rows share a forward, then one more row runs alone in the same step
+      const prompts = Array.from({ length: 6 }, (_, i) => [m.config.bosId, ...Array.from({ length: 8 }, (_, t) => 5 + ((i * 13 + t * 7) % 200))]);
+      const source = [adapters[0], null, adapters[1], adapters[0], adapters[2], null];
+      const req = (i: number) => ({ ...OPTS, maxTokens: 12, prompt: prompts[i], source: source[i], seed: 40 + i });
+      const run = (idx: number[]): Map<number, number[]> => {
+        const e = new Engine(m, { slots: idx.length, prefillChunk: 20 });
+        const slotReq = new Map(idx.map((i) => [e.admit(req(i)), i]));
+        const out = new Map(idx.map((i) => [i, [] as number[]]));
+        while (e.active) for (const ev of e.step()) if (ev.piece) out.get(slotReq.get(ev.slot)!)!.push(ev.piece.id);
+        return out;
+      };
+      const together = run([0, 1, 2, 3, 4, 5]);
+      for (let i = 0; i < 6; i++) assert.deepEqual(together.get(i), run([i]).get(i), `prompt ${i}`);
+    });
+
     it('engine errors name the problem', () => {
       const e = new Engine(m, { slots: 1 });
       e.admit({ prompt: [m.config.bosId] });

@@ -3,7 +3,8 @@
 //
 //   admit(request) -> slot   takes a free slot; its prompt is prefilled by later step()s in
 //                            chunks of at most `prefillChunk` tokens, so a long prompt does not
-//                            stall the requests that are decoding
+//                            stall the requests that are decoding (waiting prompts whose next
+//                            chunks have the same length share one forward)
 //   step()                   runs this step's prefill chunks, samples one token for every slot
 //                            that has logits, then one decode forward for all of them together
 //   evict(slot)              frees a slot at once (cancelled); finished slots free themselves
@@ -296,38 +297,62 @@ export class Engine {
     return { slot: i, piece, result: r.result() };
   }
 
-  /** Prefill chunks, first come first served, until this step's budget of prefillChunk tokens is spent. */
+  /**
+   * Prefill chunks, first come first served, until this step's budget of prefillChunk tokens is
+   * spent. The first waiting slot's chunk (T tokens) runs in one forward together with every other
+   * waiting slot whose next chunk has the same length T (while the budget lasts), so requests that
+   * arrive together are prefilled together; each request keeps its own chunk boundaries.
+   */
   private prefill(): void {
     const V = this.model.config.vocabSize;
+    const chunkOf = (s: Slot): number => Math.min(this.prefillChunk, s.row.promptIds.length - s.prefilled);
     let spent = 0;
     while (spent < this.prefillChunk) {
-      let i = -1;
+      const waiting: number[] = [];
       for (let j = 0; j < this.slots; j++) {
         const s = this.state[j];
-        if (s && s.prefilled < s.row.promptIds.length && (i < 0 || s.order < this.state[i]!.order)) i = j;
+        if (s && s.prefilled < s.row.promptIds.length) waiting.push(j);
       }
-      if (i < 0) return;
-      const s = this.state[i]!;
-      const p = s.row.promptIds;
-      const T = Math.min(this.prefillChunk, p.length - s.prefilled); // the request's own chunking
-      const last = s.prefilled + T === p.length;
-      this.acts.ensure(1, T, s.source?.promptLength ?? 1, -1);
-      for (let t = 0; t < T; t++) this.acts.ids[t] = p[s.prefilled + t];
-      this.acts.pos[0] = s.prefilled;
-      this.cache.rows[0] = i;
+      if (waiting.length === 0) return;
+      waiting.sort((a, b) => this.state[a]!.order - this.state[b]!.order);
+      const T = chunkOf(this.state[waiting[0]]!);
+      const group = [waiting[0]];
+      for (const j of waiting.slice(1)) if (chunkOf(this.state[j]!) === T && spent + T * (group.length + 1) <= this.prefillChunk) group.push(j);
+      group.sort((a, b) => this.state[a]!.sourceKey - this.state[b]!.sourceKey || a - b); // rows sharing a source adjacent
+      const B = group.length;
+      const sources = group.map((i) => this.state[i]!.source);
+      this.acts.ensure(B, T, maxPromptLength(sources), -1);
+      const logitRows: number[] = [];
+      for (let b = 0; b < B; b++) {
+        const s = this.state[group[b]]!;
+        const p = s.row.promptIds;
+        for (let t = 0; t < T; t++) this.acts.ids[b * T + t] = p[s.prefilled + t];
+        this.acts.pos[b] = s.prefilled;
+        this.cache.rows[b] = group[b];
+        if (s.prefilled + T === p.length) logitRows.push(b * T + T - 1);
+      }
       forwardPass(this.model, this.acts, {
-        B: 1,
+        B,
         T,
         cache: this.cache,
-        sources: s.source ? [s.source] : null,
+        sources: sources.some((x) => x) ? sources : null,
         train: false,
-        logitRows: last ? Int32Array.of(T - 1) : new Int32Array(0),
-        logits: this.logits.subarray(i * V, (i + 1) * V),
+        logitRows: Int32Array.from(logitRows),
+        logits: this.batchLogits,
       });
-      s.prefilled += T;
-      s.pos = s.prefilled;
-      s.hasLogits = last;
-      spent += T;
+      let r = 0;
+      for (let b = 0; b < B; b++) {
+        const i = group[b];
+        const s = this.state[i]!;
+        s.prefilled += T;
+        s.pos = s.prefilled;
+        s.hasLogits = s.prefilled === s.row.promptIds.length;
+        if (s.hasLogits) {
+          this.logits.set(this.batchLogits.subarray(r * V, (r + 1) * V), i * V);
+          r++;
+        }
+      }
+      spent += T * B;
     }
   }
 
