@@ -211,7 +211,7 @@ describe('Ctrl-C during a real finetune', () => {
     ]);
   const env = { ...process.env, LLAMA_ADAPTER_BACKEND: 'ts' };
   /** Run finetune into `out`, send `times` SIGINTs (20 ms apart) once it logs step `step`; its exit code and stderr. */
-  const interrupt = (out: string, step: number, times: number): Promise<{ code: number | null; err: string }> =>
+  const interrupt = (out: string, step: number, times: number): Promise<{ code: number | null; signal: NodeJS.Signals | null; err: string }> =>
     new Promise((resolve) => {
       const child = spawn(process.execPath, [bin, ...flags(out)], { env });
       let err = '';
@@ -223,7 +223,7 @@ describe('Ctrl-C during a real finetune', () => {
           for (let i = 0; i < times; i++) setTimeout(() => child.kill('SIGINT'), 20 * i);
         }
       });
-      child.on('exit', (code) => resolve({ code, err }));
+      child.on('exit', (code, signal) => resolve({ code, signal, err }));
     });
 
   it('finishes the step, writes adapter + checkpoint, exits 130 with a resume hint; resuming gives the same adapter bytes', async () => {
@@ -245,8 +245,9 @@ describe('Ctrl-C during a real finetune', () => {
   it('a second Ctrl-C exits at once, leaving a checkpoint that resumes', async () => {
     const out = path.join(tmp, 'sig2.safetensors');
     const t0 = Date.now();
-    const { code, err } = await interrupt(out, 20, 2);
-    assert.equal(code, 130, err);
+    const { code, signal, err } = await interrupt(out, 20, 2);
+    // the second SIGINT kills the process (default action) unless the step had already finished
+    assert.ok(code === 130 || signal === 'SIGINT', `exit ${code} ${signal}\n${err}`);
     assert.ok(Date.now() - t0 < 20_000);
     const ckpt = out.replace('.safetensors', '.ckpt.safetensors');
     assert.ok(fs.existsSync(ckpt), 'the epoch checkpoint of step 10 (or the one of the interrupted step) is there');
