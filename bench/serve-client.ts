@@ -3,6 +3,10 @@
 // another to the models given round-robin; prints one JSON object of raw timings.
 //   node dist/bench/serve-client.js '{"url":..., "clients":16, "requests":2, "models":[...], "prompt":[...], "maxTokens":64}'
 
+import * as http from 'node:http';
+
+const agent = new http.Agent({ keepAlive: true, maxSockets: 1024 });
+
 interface ClientPlan {
   url: string;
   clients: number;
@@ -18,39 +22,50 @@ const itl: number[] = [];
 let tokens = 0;
 let errors = 0;
 
-async function one(model: string): Promise<void> {
+/** One streaming completion over node:http (undici's web streams cost the client several times more CPU per chunk, on the cores the server needs). */
+function one(model: string): Promise<void> {
   const t0 = performance.now();
-  const res = await fetch(`${plan.url}/v1/completions`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ model, prompt: plan.prompt, max_tokens: plan.maxTokens, temperature: 0, ignore_eos: true, stream: true }),
+  const body = JSON.stringify({ model, prompt: plan.prompt, max_tokens: plan.maxTokens, temperature: 0, ignore_eos: true, stream: true });
+  return new Promise((resolve) => {
+    const req = http.request(
+      `${plan.url}/v1/completions`,
+      { method: 'POST', agent, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } },
+      (res) => {
+        if (res.statusCode !== 200) {
+          errors++;
+          res.resume();
+          res.on('end', resolve);
+          return;
+        }
+        res.setEncoding('utf8');
+        let last = 0;
+        let buf = '';
+        res.on('data', (chunk: string) => {
+          buf += chunk;
+          let i = buf.indexOf('\n\n');
+          while (i >= 0) {
+            const ev = buf.slice(0, i);
+            buf = buf.slice(i + 2);
+            i = buf.indexOf('\n\n');
+            if (!ev.startsWith('data: ') || ev === 'data: [DONE]') continue;
+            if (ev.includes('"error"')) errors++;
+            if (!ev.includes('"finish_reason":null')) continue; // a choice's last chunk or the usage chunk
+            const now = performance.now();
+            if (last === 0) ttft.push(now - t0);
+            else itl.push(now - last);
+            last = now;
+            tokens++;
+          }
+        });
+        res.on('end', resolve);
+      },
+    );
+    req.on('error', () => {
+      errors++;
+      resolve();
+    });
+    req.end(body);
   });
-  if (res.status !== 200 || !res.body) {
-    errors++;
-    await res.text();
-    return;
-  }
-  let last = 0;
-  let buf = '';
-  const dec = new TextDecoder();
-  for await (const chunk of res.body) {
-    buf += dec.decode(chunk as Uint8Array, { stream: true });
-    let i = buf.indexOf('\n\n');
-    while (i >= 0) {
-      const ev = buf.slice(0, i);
-      buf = buf.slice(i + 2);
-      i = buf.indexOf('\n\n');
-      if (!ev.startsWith('data: ') || ev === 'data: [DONE]') continue;
-      const j = JSON.parse(ev.slice(6)) as { choices?: { text?: string; finish_reason: string | null }[]; error?: unknown };
-      if (j.error) errors++;
-      if (!j.choices?.[0] || j.choices[0].finish_reason) continue;
-      const now = performance.now();
-      if (last === 0) ttft.push(now - t0);
-      else itl.push(now - last);
-      last = now;
-      tokens++;
-    }
-  }
 }
 
 await (await fetch(`${plan.url}/health`)).text(); // the client's own first-request setup is not the server's latency
@@ -62,3 +77,4 @@ await Promise.all(
 );
 const seconds = (performance.now() - t0) / 1000;
 process.stdout.write(`${JSON.stringify({ seconds, tokens, errors, ttft, itl })}\n`);
+agent.destroy();
