@@ -57,7 +57,7 @@ export const BENCH_DEFAULTS: Omit<BenchOptions, 'config'> = {
 
 export type BenchLine = Record<string, string | number | boolean | null>;
 
-const round = (x: number, d = 3): number => (Number.isFinite(x) ? Number(x.toPrecision(Math.max(d, 1) + 2)) : x);
+export const round = (x: number, d = 3): number => (Number.isFinite(x) ? Number(x.toPrecision(Math.max(d, 1) + 2)) : x);
 const peakRssMb = (): number => round(process.resourceUsage().maxRSS / 1024);
 const log = (msg: string): void => {
   process.stderr.write(`bench: ${msg}\n`);

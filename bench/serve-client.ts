@@ -7,13 +7,21 @@ import * as http from 'node:http';
 
 const agent = new http.Agent({ keepAlive: true, maxSockets: 1024 });
 
-interface ClientPlan {
+export interface ClientPlan {
   url: string;
   clients: number;
   requests: number; // per client
   models: string[];
   prompt: number[];
   maxTokens: number;
+}
+
+export interface ClientResult {
+  seconds: number; // wall time of the whole load
+  tokens: number; // streamed tokens received
+  errors: number;
+  ttft: number[]; // ms, one per request
+  itl: number[]; // ms between a request's consecutive tokens
 }
 
 const plan = JSON.parse(process.argv[2]) as ClientPlan;
@@ -76,5 +84,6 @@ await Promise.all(
   }),
 );
 const seconds = (performance.now() - t0) / 1000;
-process.stdout.write(`${JSON.stringify({ seconds, tokens, errors, ttft, itl })}\n`);
+const result: ClientResult = { seconds, tokens, errors, ttft, itl };
+process.stdout.write(`${JSON.stringify(result)}\n`);
 agent.destroy();

@@ -19,7 +19,8 @@ import { createServer } from '../src/serve/server.js';
 import { IdTextTokenizer } from './id-tokenizer.js';
 import { buildModel, resolveConfig } from './configs.js';
 import { trainBatch } from './measure.js';
-import type { BenchLine } from './run.js';
+import { type BenchLine, round } from './run.js';
+import type { ClientPlan, ClientResult } from './serve-client.js';
 
 export interface ServeBenchOptions {
   config: string;
@@ -38,7 +39,6 @@ const quantile = (xs: number[], q: number): number => {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.floor(q * s.length))];
 };
-const r3 = (x: number): number => Number(x.toPrecision(4));
 
 export async function runServeBench(o: ServeBenchOptions, emit: (l: BenchLine) => void): Promise<void> {
   const built = buildModel(resolveConfig(o.config), o.dtype === 'bf16' ? 'bf16' : 'f32', o.backend, o.threads).model;
@@ -79,11 +79,11 @@ export async function runServeBench(o: ServeBenchOptions, emit: (l: BenchLine) =
       max_batch: maxBatch,
       clients,
       adapters: new Set(models).size,
-      tok_per_s: r3(res.tokens / res.seconds),
-      ttft_ms_p50: r3(quantile(res.ttft, 0.5)),
-      ttft_ms_p99: r3(quantile(res.ttft, 0.99)),
-      itl_ms_p50: r3(quantile(res.itl, 0.5)),
-      itl_ms_p99: r3(quantile(res.itl, 0.99)),
+      tok_per_s: round(res.tokens / res.seconds),
+      ttft_ms_p50: round(quantile(res.ttft, 0.5)),
+      ttft_ms_p99: round(quantile(res.ttft, 0.99)),
+      itl_ms_p50: round(quantile(res.itl, 0.5)),
+      itl_ms_p99: round(quantile(res.itl, 0.99)),
       generated: res.tokens,
       errors: res.errors,
     };
@@ -98,36 +98,26 @@ export async function runServeBench(o: ServeBenchOptions, emit: (l: BenchLine) =
   emit({
     ...base,
     kind: 'serve-ratios',
-    concurrent_over_alone: r3(many / alone),
-    one_adapter_concurrent_over_alone: r3(oneAdapter / alone),
-    many_adapters_over_one: r3(many / oneAdapter),
-    over_sequential: r3(many / seq),
+    concurrent_over_alone: round(many / alone),
+    one_adapter_concurrent_over_alone: round(oneAdapter / alone),
+    many_adapters_over_one: round(many / oneAdapter),
+    over_sequential: round(many / seq),
   });
   fs.rmSync(dir, { recursive: true, force: true });
 }
 
-interface ClientResult {
-  seconds: number;
-  tokens: number;
-  errors: number;
-  ttft: number[];
-  itl: number[];
-}
-
-function spawnClient(script: string, plan: Record<string, unknown>): Promise<ClientResult> {
+/** Run the client process (asynchronously: the server in this process keeps stepping meanwhile). */
+function spawnClient(script: string, plan: ClientPlan): Promise<ClientResult> {
   return new Promise((resolve, reject) => {
-    // asynchronous spawn: the server in this process keeps stepping while the client runs
-    {
-      const child = spawn(process.execPath, [script, JSON.stringify(plan)], { stdio: ['ignore', 'pipe', 'inherit'] });
-      let out = '';
-      child.stdout.on('data', (d: Buffer) => {
-        out += d.toString();
-      });
-      child.on('error', reject);
-      child.on('exit', (code) => {
-        if (code !== 0) reject(new Error(`serve bench: the client exited with ${code}`));
-        else resolve(JSON.parse(out) as ClientResult);
-      });
-    }
+    const child = spawn(process.execPath, [script, JSON.stringify(plan)], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+    });
+    child.on('error', reject);
+    child.on('exit', (code) => {
+      if (code !== 0) reject(new Error(`serve bench: the client exited with ${code}`));
+      else resolve(JSON.parse(out) as ClientResult);
+    });
   });
 }

@@ -3,8 +3,8 @@
 
 import { describe, it, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { loadModel, type GenerationResult, type LlamaModel } from '../src/index.js';
-import { argmax } from '../src/generate/sampler.js';
+import { Engine, loadModel, type GenerationPiece, type GenerationResult, type LlamaModel } from '../src/index.js';
+import { argmax, Sampler } from '../src/generate/sampler.js';
 import { backendsUnderTest } from './backends.js';
 import { maxAbsDiff, stories260K, stories260Kq80, tinystories656k } from './helpers.js';
 import { generate, generateBatch } from '../src/generate/generate.js';
@@ -119,3 +119,39 @@ for (const backend of backendsUnderTest()) {
     });
   });
 }
+
+describe('sampling penalties and log-probabilities', () => {
+  it("presence and frequency penalties follow OpenAI's formula: logit - presence - count * frequency", () => {
+    const pick = (o: { presencePenalty?: number; frequencyPenalty?: number }, counts: Map<number, number>): number =>
+      new Sampler(3, { temperature: 0, ...o }).sample(Float32Array.of(2, 1.5, 0), [], counts);
+    const once = new Map([[0, 1]]);
+    const thrice = new Map([[0, 3]]);
+    assert.equal(pick({ presencePenalty: 0.4 }, once), 0); // 1.6 > 1.5
+    assert.equal(pick({ presencePenalty: 0.6 }, once), 1); // 1.4 < 1.5
+    assert.equal(pick({ frequencyPenalty: 0.1 }, thrice), 0); // 1.7
+    assert.equal(pick({ frequencyPenalty: 0.2 }, thrice), 1); // 1.4
+    assert.equal(pick({ presencePenalty: -1 }, new Map([[1, 1]])), 1); // a negative penalty favours the token: 2.5
+  });
+
+  it("a piece's log-probabilities are the log-softmax of forward()'s logits, before penalties", async () => {
+    const m = await loadModel(stories260K, { backend: 'ts' });
+    const prompt = [m.config.bosId, 403, 407];
+    const e = new Engine(m, { slots: 1 });
+    e.admit({ prompt, temperature: 0, maxTokens: 1, logprobs: 3, presencePenalty: 2, frequencyPenalty: 2 });
+    let piece: GenerationPiece | null = null;
+    while (e.active) for (const ev of e.step()) piece ??= ev.piece;
+    const V = m.config.vocabSize;
+    const row = m.forward([prompt]).subarray(2 * V, 3 * V);
+    const max = Math.max(...row);
+    const lse = max + Math.log(row.reduce((a, x) => a + Math.exp(x - max), 0));
+    const order = [...row.keys()].sort((a, b) => row[b] - row[a]);
+    assert.ok(piece?.logprob);
+    assert.equal(piece.logprob.id, order[0]);
+    assert.ok(Math.abs(piece.logprob.logprob - (row[order[0]] - lse)) < 1e-5);
+    assert.deepEqual(
+      piece.logprob.top.map((t) => t.id),
+      order.slice(0, 3),
+    );
+    for (const t of piece.logprob.top) assert.ok(Math.abs(t.logprob - (row[t.id] - lse)) < 1e-5);
+  });
+});

@@ -15,6 +15,7 @@ import OpenAI from 'openai';
 import { createAdapter, createServer, loadModel, saveAdapter, type LlamaModel, type Server } from '../src/index.js';
 import { setNativeFeature } from '../src/backend/native.js';
 import { backendsUnderTest } from './backends.js';
+import { PROMPT_STYLES } from '../src/train/prompt-styles.js';
 import { gauge, repoRoot, tinystories656k } from './helpers.js';
 
 const backend = backendsUnderTest().includes('native') ? 'native' : 'ts';
@@ -190,6 +191,42 @@ describe(`serve [${backend}]`, () => {
     for (let r = await running.next(); !r.done; r = await running.next()) last = r.value.choices[0]?.finish_reason ?? last;
     assert.equal(last, 'length');
     await assert.rejects(client.completions.create({ model: 'fresh', prompt: 'x' }), (e: unknown) => e instanceof OpenAI.NotFoundError);
+  });
+
+  it("chat prompts: the adapter's training template, else the plain format; the model's jinja chat_template when it has one", async () => {
+    const chatVsCompletion = async (c: OpenAI, model: string, prompt: string): Promise<void> => {
+      const messages = [
+        { role: 'system' as const, content: 'Be brief' },
+        { role: 'user' as const, content: 'Tell a story' },
+      ];
+      const chat = await c.chat.completions.create({ model, messages, max_tokens: 8, temperature: 0 });
+      const comp = await c.completions.create({ model, prompt, max_tokens: 8, temperature: 0 });
+      assert.equal(chat.choices[0].message.content, comp.choices[0].text, model);
+      assert.equal(chat.usage?.prompt_tokens, comp.usage?.prompt_tokens, model);
+    };
+    // no template in the model directory: one "role: content" line per message, then "assistant:"
+    await chatVsCompletion(client, 'tinystories-656k', 'system: Be brief\nuser: Tell a story\nassistant:');
+    // an adapter trained with the alpaca style: the last user message is the instruction
+    const a = createAdapter(m, { promptLength: 3, adapterLayers: 2, gateInit: 'random', seed: 99 });
+    a.meta.training_args = JSON.stringify({ prompt_style: 'alpaca' });
+    saveAdapter(a, path.join(dir, 'alpaca.safetensors'));
+    const styled = createServer(m, { modelPath: tinystories656k, adapters: [{ name: 'alp', file: path.join(dir, 'alpaca.safetensors') }] });
+    const su = await styled.listen('127.0.0.1', 0);
+    const sc = new OpenAI({ baseURL: `${su}/v1`, apiKey: 'none', maxRetries: 0 });
+    await chatVsCompletion(sc, 'alp', PROMPT_STYLES.alpaca.prompt({ instruction: 'Tell a story', input: '' }));
+    await styled.close(1000);
+    // a copy of the model whose tokenizer_config.json carries a chat_template
+    const mdir = path.join(dir, 'with-template');
+    fs.cpSync(tinystories656k, mdir, { recursive: true });
+    const cfgFile = path.join(mdir, 'tokenizer_config.json');
+    const cfg = JSON.parse(fs.readFileSync(cfgFile, 'utf8')) as Record<string, unknown>;
+    cfg.chat_template =
+      "{{ bos_token }}{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}\n{% endfor %}{% if add_generation_prompt %}<assistant>{% endif %}";
+    fs.writeFileSync(cfgFile, JSON.stringify(cfg));
+    const templated = createServer(m, { modelPath: mdir, modelName: 'base' });
+    const tu = await templated.listen('127.0.0.1', 0);
+    await chatVsCompletion(new OpenAI({ baseURL: `${tu}/v1`, apiKey: 'none', maxRetries: 0 }), 'base', '<system>Be brief\n<user>Tell a story\n<assistant>');
+    await templated.close(1000);
   });
 
   it('a full queue answers 429 (RateLimitError) and the rest are served', async () => {

@@ -1,7 +1,7 @@
 // `llama-adapter generate`: stream text from a prompt, optionally through an adapter.
 
 import { Command, Option } from 'commander';
-import { loadAdapter } from '../methods/v1/file.js';
+import { loadAdapter, trainingPromptStyle } from '../methods/v1/file.js';
 import { PROMPT_STYLES, isPromptStyle } from '../train/prompt-styles.js';
 import { check } from '../core/errors.js';
 import { inRange, int, modelOptions, num, openModel, type ModelFlags } from './common.js';
@@ -44,11 +44,7 @@ export function generateCommand(): Command {
     .action(async (f: GenerateFlags) => {
       const model = await openModel(f);
       const adapter = f.adapter ? loadAdapter(f.adapter, model, { force: f.force }) : null;
-      let style = f.template;
-      if (style === 'auto') {
-        const args = adapter?.meta.training_args ? (JSON.parse(adapter.meta.training_args) as { prompt_style?: string }) : {};
-        style = args.prompt_style ?? 'none';
-      }
+      const style = f.template === 'auto' ? ((adapter && trainingPromptStyle(adapter)) ?? 'none') : f.template;
       check(
         style === 'none' || isPromptStyle(style),
         `--template: unknown prompt style "${style}" (expected auto, none, ${Object.keys(PROMPT_STYLES).join(', ')})`,

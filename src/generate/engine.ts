@@ -158,7 +158,8 @@ export class Engine {
   private readonly cache: KVCache; // (slots, S, Hkv*hs) per layer
   private readonly acts: Activations;
   private readonly logits: Float32Array; // (slots, V) logits of each slot's last position
-  private readonly batchLogits: Float32Array; // (slots, V) logits of one decode forward, in batch-row order
+  private readonly batchLogits: Float32Array; // (slots, V) logits of one forward, in batch-row order
+  private readonly rawLogits: Float32Array; // (V) a row before the sampler's penalties edit it (log-probabilities)
   private readonly state: (Slot | null)[];
   private admitted = 0;
 
@@ -182,6 +183,7 @@ export class Engine {
     this.acts = new Activations(c);
     this.logits = new Float32Array(o.slots * c.vocabSize);
     this.batchLogits = new Float32Array(o.slots * c.vocabSize);
+    this.rawLogits = new Float32Array(c.vocabSize);
     this.state = new Array<Slot | null>(o.slots).fill(null);
   }
 
@@ -202,8 +204,8 @@ export class Engine {
     return this.state[slot] != null;
   }
 
-  /** Take a free slot for the request and return its index; throws a LlamaAdapterError on a bad request or when no slot is free. */
-  admit(r: EngineRequest): number {
+  /** The checks admit() makes of a request, without taking a slot (a server answers a bad request before queueing it). */
+  validate(r: EngineRequest): void {
     const c = this.model.config;
     const n = r.prompt.length;
     const maxTokens = r.maxTokens ?? 256;
@@ -216,9 +218,17 @@ export class Engine {
       `prompt of ${n} tokens is longer than the ${this.contextLength === c.maxSeqLen ? "model's" : "engine's"} context of ${this.contextLength} tokens`,
     );
     if (r.seed !== undefined) check(Number.isInteger(r.seed), `generate: seed ${r.seed} is not an integer`);
-    const logprobs = r.logprobs ?? -1;
-    check(Number.isInteger(logprobs) && logprobs >= -1 && logprobs <= 20, `generate: logprobs must be an integer between 0 and 20 (got ${r.logprobs})`);
+    if (r.logprobs !== undefined)
+      check(Number.isInteger(r.logprobs) && r.logprobs >= 0 && r.logprobs <= 20, `generate: logprobs must be an integer between 0 and 20 (got ${r.logprobs})`);
     if (r.source) this.model.checkOwn(r.source);
+  }
+
+  /** Take a free slot for the request and return its index; throws a LlamaAdapterError on a bad request or when no slot is free. */
+  admit(r: EngineRequest): number {
+    this.validate(r);
+    const c = this.model.config;
+    const n = r.prompt.length;
+    const maxTokens = r.maxTokens ?? 256;
     const slot = this.state.indexOf(null);
     check(slot >= 0, `engine: all ${this.slots} slots are busy`);
     const promptIds = [...r.prompt];
@@ -241,7 +251,7 @@ export class Engine {
       hasLogits: false,
       order: this.admitted++,
       sourceKey: r.source ? sourceKey(r.source) : 0,
-      logprobs,
+      logprobs: r.logprobs ?? -1,
     };
     return slot;
   }
@@ -273,10 +283,10 @@ export class Engine {
       if (!s.hasLogits) continue;
       const r = s.row;
       const logits = this.logits.subarray(i * V, (i + 1) * V);
-      const lp = s.logprobs >= 0 ? logSoftmaxView(logits, s.logprobs) : null; // before the sampler edits the row
+      if (s.logprobs >= 0) this.rawLogits.set(logits); // the sampler's penalties edit the row in place
       const id = r.sampler.sample(logits, r.seen, r.counts);
       const piece: GenerationPiece = { id, text: r.accept(id) };
-      if (lp) piece.logprob = { id, logprob: lp.logprob(id), top: lp.top };
+      if (s.logprobs >= 0) piece.logprob = tokenLogprobs(this.rawLogits, id, s.logprobs);
       s.hasLogits = false;
       if (r.done || r.ids.length >= s.maxNew) events.push(this.finish(i, piece));
       else {
@@ -388,26 +398,24 @@ export class Engine {
   }
 }
 
-/** Log-probabilities of one logits row: the k most likely ids now, and any id's value later (from a copy). */
-function logSoftmaxView(logits: Float32Array, k: number): { top: TokenLogprob[]; logprob: (id: number) => number } {
+/** The log-probability (log-softmax of the raw logits) of `id`, and the k most likely ids with theirs. */
+function tokenLogprobs(logits: Float32Array, id: number, k: number): TokenLogprob & { top: TokenLogprob[] } {
   const V = logits.length;
   let max = -Infinity;
   for (let i = 0; i < V; i++) if (logits[i] > max) max = logits[i];
   let sum = 0;
   for (let i = 0; i < V; i++) sum += Math.exp(logits[i] - max);
   const lse = max + Math.log(sum);
-  const top: TokenLogprob[] = [];
+  const top: TokenLogprob[] = []; // sorted, most likely first
   for (let i = 0; i < V && k > 0; i++) {
     const l = logits[i] - lse;
-    if (top.length < k || l > top[top.length - 1].logprob) {
-      let j = Math.min(top.length, k - 1);
-      while (j > 0 && top[j - 1].logprob < l) j--;
-      top.splice(j, 0, { id: i, logprob: l });
-      if (top.length > k) top.pop();
-    }
+    if (top.length === k && l <= top[k - 1].logprob) continue;
+    let j = top.length;
+    while (j > 0 && top[j - 1].logprob < l) j--;
+    top.splice(j, 0, { id: i, logprob: l });
+    if (top.length > k) top.pop();
   }
-  const copy = Float32Array.from(logits);
-  return { top, logprob: (id) => copy[id] - lse };
+  return { id, logprob: logits[id] - lse, top };
 }
 
 const sourceKeys = new WeakMap<PromptSource, number>();

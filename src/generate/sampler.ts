@@ -1,5 +1,6 @@
 // Token sampling from one row of logits: repetition penalty, OpenAI's presence and frequency
-// penalties, greedy (temperature 0), temperature, top-k, top-p (nucleus). Scratch buffers are allocated once per sampler, not per token.
+// penalties, greedy (temperature 0), temperature, top-k, top-p (nucleus). Scratch buffers are
+// allocated once per sampler, not per token.
 
 import { Rng } from '../core/rng.js';
 

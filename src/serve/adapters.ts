@@ -4,9 +4,9 @@
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { LlamaAdapterError } from '../core/errors.js';
-import { loadAdapter } from '../methods/v1/file.js';
+import { check, LlamaAdapterError } from '../core/errors.js';
 import type { Adapter } from '../methods/v1/adapter.js';
+import { loadAdapter, trainingPromptStyle } from '../methods/v1/file.js';
 import type { LlamaModel } from '../model/model.js';
 import { ApiError, badParam } from './errors.js';
 
@@ -34,24 +34,11 @@ export class AdapterRegistry {
     return [...this.byName.values()];
   }
 
-  /** Load a file under a name (a name in use is replaced only by the caller's unload first). */
+  /** Load a file under a name (start-up: a bad file or a name in use is a LlamaAdapterError naming it). */
   add(name: string, file: string): ServedAdapter {
-    if (this.byName.has(name)) throw new ApiError(400, `adapter "${name}" is already loaded`, 'invalid_request_error', 'name', 'adapter_exists');
-    let adapter: Adapter;
-    try {
-      adapter = loadAdapter(file, this.model);
-    } catch (e) {
-      if (e instanceof LlamaAdapterError) throw badParam('path', e.message, 'invalid_adapter');
-      throw e;
-    }
-    let promptStyle: string | undefined;
-    try {
-      const args = adapter.meta.training_args ? (JSON.parse(adapter.meta.training_args) as { prompt_style?: unknown }) : {};
-      promptStyle = typeof args.prompt_style === 'string' ? args.prompt_style : undefined;
-    } catch {
-      promptStyle = undefined; // a corrupt training_args only loses the template choice
-    }
-    const s: ServedAdapter = { name, adapter, file, promptStyle, created: Math.floor(Date.now() / 1000) };
+    check(!this.byName.has(name), `adapter name "${name}" is already loaded`);
+    const adapter = loadAdapter(file, this.model);
+    const s: ServedAdapter = { name, adapter, file, promptStyle: trainingPromptStyle(adapter), created: Math.floor(Date.now() / 1000) };
     this.byName.set(name, s);
     return s;
   }
@@ -69,7 +56,13 @@ export class AdapterRegistry {
     if (path.relative(this.dir, real).startsWith('..') || path.isAbsolute(path.relative(this.dir, real)))
       throw badParam('path', `path "${rel}" is outside the adapter directory`, 'path_outside_adapter_dir');
     if (!fs.statSync(real).isFile()) throw badParam('path', `path "${rel}" is not a file`);
-    return this.add(name, real);
+    if (this.byName.has(name)) throw new ApiError(400, `adapter "${name}" is already loaded`, 'invalid_request_error', 'name', 'adapter_exists');
+    try {
+      return this.add(name, real);
+    } catch (e) {
+      if (e instanceof LlamaAdapterError) throw badParam('path', e.message, 'invalid_adapter');
+      throw e;
+    }
   }
 
   remove(name: string): boolean {

@@ -11,6 +11,9 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Template } from '@huggingface/jinja';
+import { atFile, LlamaAdapterError } from '../core/errors.js';
+import { stripBom } from '../core/text.js';
+import type { Tokenizer } from '../tokenizer/tokenizer.js';
 import { PROMPT_STYLES, isPromptStyle } from '../train/prompt-styles.js';
 import type { ChatMessage } from './schemas.js';
 import { badParam } from './errors.js';
@@ -25,22 +28,21 @@ export class ChatTemplates {
   private readonly bos: string;
   private readonly eos: string;
 
-  constructor(modelPath: string) {
+  constructor(modelPath: string, tokenizer: Tokenizer) {
     const dir = fs.existsSync(modelPath) && fs.statSync(modelPath).isDirectory() ? modelPath : path.dirname(modelPath);
     const file = path.join(dir, 'tokenizer_config.json');
-    let tpl: Template | null = null;
-    let bos = '';
-    let eos = '';
+    let tpl: unknown;
     if (fs.existsSync(file)) {
-      const cfg = JSON.parse(fs.readFileSync(file, 'utf8')) as { chat_template?: unknown; bos_token?: unknown; eos_token?: unknown };
-      const token = (t: unknown): string => (typeof t === 'string' ? t : t && typeof t === 'object' && 'content' in t ? String(t.content) : '');
-      bos = token(cfg.bos_token);
-      eos = token(cfg.eos_token);
-      if (typeof cfg.chat_template === 'string') tpl = new Template(cfg.chat_template);
+      try {
+        tpl = (JSON.parse(stripBom(fs.readFileSync(file, 'utf8'))) as { chat_template?: unknown }).chat_template;
+      } catch (e) {
+        throw new LlamaAdapterError(`${file}: invalid JSON (${(e as Error).message})`, { cause: e });
+      }
     }
-    this.template = tpl;
-    this.bos = bos;
-    this.eos = eos;
+    this.template = typeof tpl === 'string' ? atFile(`${file} (chat_template)`, () => new Template(tpl as string)) : null;
+    // the special tokens' text, as the tokenizer (which read them from the same files) knows them
+    this.bos = tokenizer.piece(tokenizer.bosId);
+    this.eos = tokenizer.piece(tokenizer.eosId);
   }
 
   /** The rule for a request on an adapter trained with `style` (undefined: the base, or an adapter without one). */

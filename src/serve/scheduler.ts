@@ -27,8 +27,7 @@ export interface SequenceSink {
 export class Sequence {
   slot = -1; // engine slot while running
   state: 'queued' | 'running' | 'done' | 'cancelled' = 'queued';
-  firstTokenAt = 0; // ms
-  lastTokenAt = 0;
+  lastTokenAt = 0; // performance.now() of its latest token (0 = none yet)
 
   constructor(
     readonly request: EngineRequest,
@@ -101,11 +100,9 @@ export class Scheduler {
   }
 
   /** Cancel everything still queued or running (after a shutdown deadline). */
-  cancelAll(): Sequence[] {
-    const all = [...this.queue, ...this.bySlot.filter((s): s is Sequence => s !== null)];
-    for (const s of all) this.cancel(s);
+  cancelAll(): void {
+    for (const s of [...this.queue, ...this.bySlot]) if (s) this.cancel(s);
     this.wakeIdle();
-    return all;
   }
 
   private kick(): void {
@@ -146,11 +143,10 @@ export class Scheduler {
     for (const e of events) {
       const s = this.bySlot[e.slot];
       if (!s) continue;
-      if (e.piece && e.piece.id >= 0 && (!e.result || e.result.ids.length > 0 || e.piece.text)) {
-        if (s.firstTokenAt === 0) {
-          s.firstTokenAt = now;
-          this.metrics.ttft.observe({ model: s.model }, (now - s.arrivedAt) / 1000);
-        } else this.metrics.itl.observe({ model: s.model }, (now - s.lastTokenAt) / 1000);
+      if (e.piece && e.piece.id >= 0) {
+        // a sampled token (id -1 is the text flushed at the end)
+        if (s.lastTokenAt === 0) this.metrics.ttft.observe({ model: s.model }, (now - s.arrivedAt) / 1000);
+        else this.metrics.itl.observe({ model: s.model }, (now - s.lastTokenAt) / 1000);
         s.lastTokenAt = now;
       }
       if (e.piece) s.sink.piece(e.piece);

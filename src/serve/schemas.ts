@@ -2,7 +2,10 @@
 // so "0.5" is a 400, not 0.5). Fields and ranges follow OpenAI's API reference; fields we do not
 // implement are refused by name (additionalProperties: false) rather than silently ignored.
 
-const nullable = (s: Record<string, unknown>): Record<string, unknown> => ({ anyOf: [s, { type: 'null' }] });
+type Schema = Record<string, unknown>;
+const nullable = (s: Schema): Schema => ({ anyOf: [s, { type: 'null' }] });
+/** An object with exactly these properties (others are refused by name). */
+const strict = (required: string[], properties: Schema): Schema => ({ type: 'object', required, additionalProperties: false, properties });
 
 const sampling = {
   model: { type: 'string', minLength: 1, maxLength: 256 },
@@ -25,76 +28,44 @@ const sampling = {
   stream_options: nullable({ type: 'object', additionalProperties: false, properties: { include_usage: { type: 'boolean' } } }),
 } as const;
 
-const textPart = {
-  type: 'object',
-  required: ['type', 'text'],
-  additionalProperties: false,
-  properties: { type: { const: 'text' }, text: { type: 'string' } },
-};
+const textPart = strict(['type', 'text'], { type: { const: 'text' }, text: { type: 'string' } });
 
-export const chatBodySchema = {
-  type: 'object',
-  required: ['model', 'messages'],
-  additionalProperties: false,
-  properties: {
-    ...sampling,
-    max_completion_tokens: nullable({ type: 'integer', minimum: 0, maximum: 1_000_000 }),
-    logprobs: nullable({ type: 'boolean' }),
-    top_logprobs: nullable({ type: 'integer', minimum: 0, maximum: 20 }),
-    messages: {
-      type: 'array',
-      minItems: 1,
-      maxItems: 1024,
-      items: {
-        type: 'object',
-        required: ['role', 'content'],
-        additionalProperties: false,
-        properties: {
-          role: { enum: ['system', 'developer', 'user', 'assistant'] },
-          content: { anyOf: [{ type: 'string' }, { type: 'array', maxItems: 256, items: textPart }] },
-          name: { type: 'string', maxLength: 256 },
-        },
-      },
-    },
+export const chatBodySchema = strict(['model', 'messages'], {
+  ...sampling,
+  max_completion_tokens: nullable({ type: 'integer', minimum: 0, maximum: 1_000_000 }),
+  logprobs: nullable({ type: 'boolean' }),
+  top_logprobs: nullable({ type: 'integer', minimum: 0, maximum: 20 }),
+  messages: {
+    type: 'array',
+    minItems: 1,
+    maxItems: 1024,
+    items: strict(['role', 'content'], {
+      role: { enum: ['system', 'developer', 'user', 'assistant'] },
+      content: { anyOf: [{ type: 'string' }, { type: 'array', maxItems: 256, items: textPart }] },
+      name: { type: 'string', maxLength: 256 },
+    }),
   },
-} as const;
+});
 
-export const completionBodySchema = {
-  type: 'object',
-  required: ['model', 'prompt'],
-  additionalProperties: false,
-  properties: {
-    ...sampling,
-    logprobs: nullable({ type: 'integer', minimum: 0, maximum: 5 }),
-    echo: nullable({ type: 'boolean' }),
-    prompt: {
-      anyOf: [
-        { type: 'string' },
-        { type: 'array', minItems: 1, maxItems: 128, items: { type: 'string' } },
-        { type: 'array', minItems: 1, items: { type: 'integer', minimum: 0, maximum: 2147483647 } },
-        { type: 'array', minItems: 1, maxItems: 128, items: { type: 'array', minItems: 1, items: { type: 'integer', minimum: 0, maximum: 2147483647 } } },
-      ],
-    },
+export const completionBodySchema = strict(['model', 'prompt'], {
+  ...sampling,
+  logprobs: nullable({ type: 'integer', minimum: 0, maximum: 5 }),
+  echo: nullable({ type: 'boolean' }),
+  prompt: {
+    anyOf: [
+      { type: 'string' },
+      { type: 'array', minItems: 1, maxItems: 128, items: { type: 'string' } },
+      { type: 'array', minItems: 1, items: { type: 'integer', minimum: 0, maximum: 2147483647 } },
+      { type: 'array', minItems: 1, maxItems: 128, items: { type: 'array', minItems: 1, items: { type: 'integer', minimum: 0, maximum: 2147483647 } } },
+    ],
   },
-} as const;
+});
 
-export const loadAdapterBodySchema = {
-  type: 'object',
-  additionalProperties: false,
-  properties: {
-    name: { type: 'string', minLength: 1, maxLength: 128, pattern: '^[A-Za-z0-9][A-Za-z0-9._:-]*$' },
-    path: { type: 'string', minLength: 1, maxLength: 4096 },
-    lora_name: { type: 'string', minLength: 1, maxLength: 128, pattern: '^[A-Za-z0-9][A-Za-z0-9._:-]*$' },
-    lora_path: { type: 'string', minLength: 1, maxLength: 4096 },
-  },
-} as const;
-
-export const unloadAdapterBodySchema = {
-  type: 'object',
-  required: ['lora_name'],
-  additionalProperties: false,
-  properties: { lora_name: { type: 'string', minLength: 1, maxLength: 128 } },
-} as const;
+const adapterName = { type: 'string', minLength: 1, maxLength: 128, pattern: '^[A-Za-z0-9][A-Za-z0-9._:-]*$' };
+const adapterPath = { type: 'string', minLength: 1, maxLength: 4096 };
+// ours {name, path} or vLLM's {lora_name, lora_path}
+export const loadAdapterBodySchema = strict([], { name: adapterName, path: adapterPath, lora_name: adapterName, lora_path: adapterPath });
+export const unloadAdapterBodySchema = strict(['lora_name'], { lora_name: adapterName });
 
 // ---- request body types (what the schemas admit)
 

@@ -9,6 +9,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { EngineRequest, GenerationPiece, GenerationResult, TokenLogprob } from '../generate/engine.js';
+import { LlamaAdapterError } from '../core/errors.js';
 import type { LlamaModel } from '../model/model.js';
 import type { PromptSource } from '../model/method.js';
 import { AdapterRegistry, type ServedAdapter } from './adapters.js';
@@ -42,7 +43,6 @@ export interface ServeOptions {
 }
 
 interface Choice {
-  index: number;
   text: string;
   ids: number[];
   logprobs: { id: number; logprob: number; top: TokenLogprob[] }[];
@@ -83,7 +83,7 @@ export class Server {
     this.maxTokens = o.maxTokens ?? ctx;
     this.apiKey = o.apiKey ? hash(o.apiKey) : null;
     this.fingerprint = `fp_${model.fingerprint.slice(0, 12)}`;
-    this.templates = new ChatTemplates(o.modelPath);
+    this.templates = new ChatTemplates(o.modelPath, model.tokenizer);
     this.scheduler = new Scheduler(
       model,
       { maxBatch: o.maxBatch ?? 16, maxQueue: o.maxQueue ?? 256, prefillChunk: o.prefillChunk ?? 256, contextLength: ctx },
@@ -228,7 +228,6 @@ export class Server {
 
   /** The engine requests of one body: one per (prompt, choice), in OpenAI's choice order. */
   private sequences(body: SamplingBody, prompts: number[][], promptParam: string, maxTokensIn: number | null | undefined, logprobs: number) {
-    const c = this.model.config;
     const ctx = this.scheduler.engine.contextLength;
     const n = body.n ?? 1;
     if (n * prompts.length > this.scheduler.o.maxBatch)
@@ -240,8 +239,6 @@ export class Server {
     const stop = body.stop == null ? [] : typeof body.stop === 'string' ? (body.stop ? [body.stop] : []) : body.stop;
     const reqs: EngineRequest[] = [];
     for (const p of prompts) {
-      for (const id of p)
-        if (id >= c.vocabSize) throw badParam(promptParam, `${promptParam}: token id ${id} is outside the vocabulary (0..${c.vocabSize - 1})`);
       if (p.length >= ctx)
         throw badParam(
           promptParam,
@@ -256,7 +253,7 @@ export class Server {
         );
       const maxTokens = maxTokensIn ?? Math.min(this.maxTokens, ctx - p.length);
       for (let i = 0; i < n; i++) {
-        reqs.push({
+        const r: EngineRequest = {
           prompt: p,
           source,
           maxTokens,
@@ -268,7 +265,14 @@ export class Server {
           stop,
           stopTokens: body.ignore_eos ? [] : undefined,
           logprobs: logprobs >= 0 ? logprobs : undefined,
-        });
+        };
+        try {
+          this.scheduler.engine.validate(r); // what admit() would refuse, refused now as a 400
+        } catch (e) {
+          if (e instanceof LlamaAdapterError) throw badParam(promptParam, `${promptParam}: ${e.message}`);
+          throw e;
+        }
+        reqs.push(r);
       }
     }
     return reqs;
@@ -292,16 +296,8 @@ export class Server {
 
   private completion(req: FastifyRequest<{ Body: CompletionBody }>, reply: FastifyReply): Promise<void> {
     const b = req.body;
-    const p = b.prompt;
     if (b.echo) throw badParam('echo', 'echo is not supported');
-    const prompts: number[][] =
-      typeof p === 'string'
-        ? [this.encode(p)]
-        : p.length > 0 && typeof p[0] === 'string'
-          ? (p as string[]).map((s) => this.encode(s))
-          : p.length > 0 && typeof p[0] === 'number'
-            ? [p as number[]]
-            : (p as number[][]).map((x) => [...x]);
+    const prompts = this.completionPrompts(b.prompt);
     const reqs = this.sequences(b, prompts, 'prompt', b.max_tokens, b.logprobs ?? -1);
     return this.run(
       reply,
@@ -310,6 +306,14 @@ export class Server {
       prompts.map((x) => x.length),
       reqs,
     );
+  }
+
+  /** `prompt` as token rows: a string, strings (each BOS + encoding), one list of ids, or lists of ids (as given). */
+  private completionPrompts(p: CompletionBody['prompt']): number[][] {
+    if (typeof p === 'string') return [this.encode(p)];
+    if (p.every((x) => typeof x === 'string')) return p.map((x) => this.encode(x));
+    if (p.every((x) => typeof x === 'number')) return [p];
+    return p as number[][];
   }
 
   private tokenText(id: number): string {
@@ -322,7 +326,7 @@ export class Server {
     const created = now();
     const stream = body.stream === true;
     const usageChunk = stream && body.stream_options?.include_usage === true;
-    const choices: Choice[] = reqs.map((_, index) => ({ index, text: '', ids: [], logprobs: [], finish: null }));
+    const choices: Choice[] = reqs.map(() => ({ text: '', ids: [], logprobs: [], finish: null }));
     const base = {
       id,
       object: kind === 'chat' ? 'chat.completion.chunk' : 'text_completion',
@@ -346,7 +350,6 @@ export class Server {
     const chunk = (choice: unknown): void => {
       if (!raw.destroyed && !raw.writableEnded) raw.write(`${head}[${JSON.stringify(choice)}]}\n\n`);
     };
-    const lpJson = (c: Choice, from: number) => this.logprobsJson(kind, c.logprobs.slice(from));
 
     const seqs: Sequence[] = reqs.map(
       (r, i) =>
@@ -355,12 +358,9 @@ export class Server {
           body.model,
           {
             piece: (p: GenerationPiece) => {
-              const c = choices[i];
-              const nlp = c.logprobs.length;
-              if (p.logprob) c.logprobs.push(p.logprob);
-              c.text += p.text;
+              if (p.logprob) choices[i].logprobs.push(p.logprob);
               if (stream && (p.text || p.logprob)) {
-                const lp = p.logprob ? lpJson(c, nlp) : null;
+                const lp = p.logprob ? this.logprobsJson(kind, [p.logprob]) : null;
                 if (kind === 'chat') chunk({ index: i, delta: { content: p.text }, logprobs: lp, finish_reason: null });
                 else chunk({ index: i, text: p.text, logprobs: lp, finish_reason: null });
               }
@@ -403,36 +403,17 @@ export class Server {
         if (usageChunk) write({ ...base, choices: [], usage: usage() });
         if (!raw.writableEnded) raw.end('data: [DONE]\n\n');
       } else {
-        const obj =
-          kind === 'chat'
-            ? {
-                id,
-                object: 'chat.completion',
-                created,
-                model: body.model,
-                system_fingerprint: this.fingerprint,
-                choices: choices.map((c) => ({
-                  index: c.index,
-                  message: { role: 'assistant', content: c.text, refusal: null },
-                  logprobs: reqs[c.index].logprobs !== undefined ? this.logprobsJson('chat', c.logprobs) : null,
-                  finish_reason: c.finish,
-                })),
-                usage: usage(),
-              }
-            : {
-                id,
-                object: 'text_completion',
-                created,
-                model: body.model,
-                system_fingerprint: this.fingerprint,
-                choices: choices.map((c) => ({
-                  index: c.index,
-                  text: c.text,
-                  logprobs: reqs[c.index].logprobs !== undefined ? this.logprobsJson('completion', c.logprobs) : null,
-                  finish_reason: c.finish,
-                })),
-                usage: usage(),
-              };
+        const obj = {
+          ...base,
+          object: kind === 'chat' ? 'chat.completion' : 'text_completion', // a chat stream's chunks say chat.completion.chunk
+          choices: choices.map((c, i) => ({
+            index: i,
+            ...(kind === 'chat' ? { message: { role: 'assistant', content: c.text, refusal: null } } : { text: c.text }),
+            logprobs: reqs[i].logprobs !== undefined ? this.logprobsJson(kind, c.logprobs) : null,
+            finish_reason: c.finish,
+          })),
+          usage: usage(),
+        };
         reply.code(200).type('application/json').send(obj);
       }
       cleanup();

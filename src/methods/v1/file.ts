@@ -111,6 +111,13 @@ export function metaInt(path: string, m: Record<string, string>, key: string, mi
   return n;
 }
 
+/** The prompt style the adapter was trained with (training_args.prompt_style), if its file says; loadAdapter has checked the JSON. */
+export function trainingPromptStyle(a: Adapter): string | undefined {
+  if (a.meta.training_args === undefined) return undefined;
+  const style = metaJsonObject('adapter', a.meta, 'training_args').prompt_style;
+  return typeof style === 'string' ? style : undefined;
+}
+
 /** A metadata field holding a JSON object, parsed (invalid JSON or another value is an error naming file and field). */
 export function metaJsonObject(path: string, m: Record<string, string>, key: string): Record<string, unknown> {
   const v = m[key];
