@@ -13,7 +13,7 @@
 // napi_get_typedarray_info gives the view's own data pointer). Plain C node_api.h.
 //
 // The numeric core is hand-written C++ because no TypeScript or wasm tensor library comes within
-// 5x of PyTorch on CPU (bench/README.md, "Kernel decisions"); this addon over OpenBLAS + AVX-512/AMX does.
+// 5x of PyTorch on CPU (bench/README.md, "Kernel decisions"); this addon over OpenBLAS, Highway SIMD kernels and AMX does.
 //
 // Adding a kernel: its la:: function (arguments in the order of the Backend method) and one
 // line in LA_KERNELS.
@@ -583,12 +583,21 @@ napi_value Backend(napi_env env, napi_callback_info info) {
   return o;
 }
 
-// info() -> { avx512, avx512bf16, cpuAvx512bf16, amx, batchInvariant, threads }
+// info() -> { simd, simdTargets, avx512bf16, cpuAvx512bf16, amx, batchInvariant, threads }
 napi_value Info(napi_env env, napi_callback_info) {
   napi_value o, v;
   napi_create_object(env, &o);
-  napi_get_boolean(env, la::g_features.avx512, &v);
-  napi_set_named_property(env, o, "avx512", v);
+  napi_create_string_utf8(env, la::simd_target(), NAPI_AUTO_LENGTH, &v);
+  napi_set_named_property(env, o, "simd", v);
+  const char* names[16];
+  const int n = la::simd_targets(names, 16);
+  napi_create_array_with_length(env, n, &v);
+  for (int i = 0; i < n; i++) {
+    napi_value s;
+    napi_create_string_utf8(env, names[i], NAPI_AUTO_LENGTH, &s);
+    napi_set_element(env, v, static_cast<uint32_t>(i), s);
+  }
+  napi_set_named_property(env, o, "simdTargets", v);
   napi_get_boolean(env, la::g_features.avx512bf16, &v);
   napi_set_named_property(env, o, "avx512bf16", v);
   napi_get_boolean(env, la::g_features.cpuAvx512bf16, &v);
@@ -600,6 +609,23 @@ napi_value Info(napi_env env, napi_callback_info) {
   napi_create_int32(env, la::pool_threads(), &v);
   napi_set_named_property(env, o, "threads", v);
   return o;
+}
+
+// setSimd(name) -> boolean: dispatch the kernels to SIMD target `name` (one of info().simdTargets,
+// or "" / "best"); false (nothing changed) when it is not runnable here. Process-wide.
+napi_value SetSimd(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  size_t argc = 1;
+  char name[32] = {0};
+  size_t len = 0;
+  if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok || argc < 1 ||
+      napi_get_value_string_utf8(env, argv[0], name, sizeof name, &len) != napi_ok) {
+    napi_throw_type_error(env, nullptr, "native setSimd: expected (name: string)");
+    return nullptr;
+  }
+  napi_value r;
+  napi_get_boolean(env, la::simd_force(name), &r);
+  return r;
 }
 
 // setFeature(name, enabled) -> boolean now in effect. 'amx' / 'avx512bf16': turn the AMX or the
@@ -619,7 +645,7 @@ napi_value SetFeature(napi_env env, napi_callback_info info) {
     return nullptr;
   }
   bool now = false;
-  if (std::string(name) == "amx") now = la::g_features.amx = on && la::amx_available();
+  if (std::string(name) == "amx") now = la::g_features.amx = on && la::amx_available() && la::simd_avx512_in_force();
   else if (std::string(name) == "batchInvariant") now = la::g_features.batchInvariant = on;
   else if (std::string(name) == "bf16Split") now = la::g_features.bf16Split = on;
   else if (std::string(name) == "avx512bf16") now = la::g_features.avx512bf16 = on && la::g_features.cpuAvx512bf16;
@@ -645,6 +671,7 @@ NAPI_MODULE_INIT() {
   napi_property_descriptor props[] = {
       {"backend", nullptr, Backend, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"setFeature", nullptr, SetFeature, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"setSimd", nullptr, SetSimd, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"info", nullptr, Info, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"signatures", nullptr, nullptr, nullptr, nullptr, Signatures(env), napi_enumerable, nullptr},
   };

@@ -34,7 +34,7 @@
 
 namespace la {
 
-#if LA_AMX_BUILD && LA_AVX512
+#if LA_AMX_BUILD
 
 namespace {
 
@@ -57,18 +57,31 @@ thread_local std::vector<uint16_t> t_bpack; // packed B block, per thread: (NC/1
 
 inline long round_up(long a, long b) { return (a + b - 1) / b * b; }
 
+// The kernels below are compiled for AVX-512 + AVX512_BF16 + AMX (the rest of the addon for the
+// baseline) and run only where cpu.cc found AMX or AVX512_BF16 and an AVX-512 target in force.
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512bf16,amx-tile,amx-bf16")
+inline __mmask16 tail_mask(int n) { return n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << n) - 1u); }
+
+/** 16 fp32 lanes rounded to bf16 (ties to even, NaN kept quiet): the bf16 value in each lane's upper 16 bits. */
+inline __m512i bf16_round_bits(__m512 v) {
+  const __m512i u = _mm512_castps_si512(v);
+  const __m512i r = _mm512_add_epi32(u, _mm512_add_epi32(_mm512_set1_epi32(0x7fff), _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1))));
+  return _mm512_mask_or_epi32(r, _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q), u, _mm512_set1_epi32(0x00400000));
+}
+
 // fp32 -> bf16 round-to-nearest-even (NaN kept quiet), 16 lanes, as 16-bit values in a 256-bit vector.
-__attribute__((target("avx512f,avx512bw"))) inline __m256i to_bf16(__m512 v) {
+inline __m256i to_bf16(__m512 v) {
   return _mm512_cvtepi32_epi16(_mm512_srli_epi32(bf16_round_bits(v), 16));
 }
 
-__attribute__((target("avx512f,avx512bw"))) inline __m512 from_bf16(__m256i h) {
+inline __m512 from_bf16(__m256i h) {
   return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
 }
 
 // Rows [m0, m1) of X (M, Kd) -> hi/lo tiles of A, zero beyond Kd and beyond M.
 template <bool SPLIT>
-__attribute__((target("avx512f,avx512bw"))) void split_rows(uint16_t* A, const float* x, long Kd, long Kp, long m0, long m1, long M) {
+void split_rows(uint16_t* A, const float* x, long Kd, long Kp, long m0, long m1, long M) {
   const long nKb = Kp / 32, ts = SPLIT ? 1024 : 512;
   for (long m = m0; m < m1; m++) {
     uint16_t* base = A + (m / 16) * nKb * ts + (m % 16) * 32;
@@ -91,7 +104,7 @@ __attribute__((target("avx512f,avx512bw"))) void split_rows(uint16_t* A, const f
 
 // Pack B for columns [n0, n0 + NC) (clipped to N), depth [k0, k0 + kc) into tiles:
 // tile (j, kb) at bp + (j * (kc/32) + kb) * 512 u16; row p holds (B[k0+kb*32+2p, n], B[.. +1, n]) for n = 16j..16j+15.
-__attribute__((target("avx512f,avx512bw"))) void pack_b(uint16_t* bp, const uint16_t* w, bool wTrans, long N, long Kd, long n0, long ncols,
+void pack_b(uint16_t* bp, const uint16_t* w, bool wTrans, long N, long Kd, long n0, long ncols,
                                                      long k0, long kc) {
   const long kbs = kc / 32;
   for (long j = 0; j < ncols / 16; j++) {
@@ -195,7 +208,7 @@ void for_each_packed_block(const uint16_t* w, bool wTrans, long N, long Kd, long
 
 // Copy rows [m0, m0 + 32) x cols [n0, n0 + 32) of out (M, N), clipped, into a 32x32 bounce block as
 // 2x2 tiles (zeros outside, or everywhere when !load), and back (store).
-__attribute__((target("avx512f,avx512bw"))) void bounce(float* blk, float* out, long M, long N, long m0, long n0, bool load, bool store) {
+void bounce(float* blk, float* out, long M, long N, long m0, long n0, bool load, bool store) {
   for (int r = 0; r < 32; r++) {
     for (int h = 0; h < 2; h++) {
       float* t = blk + ((r / 16) * 2 + h) * 256 + (r % 16) * 16;
@@ -212,7 +225,7 @@ __attribute__((target("avx512f,avx512bw"))) void bounce(float* blk, float* out, 
 }
 
 template <bool SPLIT>
-__attribute__((target("amx-tile,amx-bf16,avx512f,avx512bw"))) void amx_thread(const uint16_t* A, float* out, const uint16_t* w, bool wTrans, long M, long N,
+void amx_thread(const uint16_t* A, float* out, const uint16_t* w, bool wTrans, long M, long N,
                                                                              long Kd, long Kp, long Mp, long nA, long nB, bool acc) {
   TileConfig cfg;
   std::memset(&cfg, 0, sizeof cfg);
@@ -307,7 +320,7 @@ __attribute__((target("amx-tile,amx-bf16,avx512f,avx512bw"))) void amx_thread(co
 // accumulates in place in out like the tile engine. vdpbf16ps adds the pair's two exact products
 // in turn (fp32 rounding each), so results match the tile engine to fp32 accumulation order.
 template <bool SPLIT>
-__attribute__((target("avx512f,avx512bw,avx512bf16"))) void dpbf16_thread(const uint16_t* A, float* out, const uint16_t* w, bool wTrans, long M,
+void dpbf16_thread(const uint16_t* A, float* out, const uint16_t* w, bool wTrans, long M,
                                                                          long N, long Kd, long Kp, long Mp, long nA, long nB, bool acc) {
   const long nKb = Kp / 32, ts = SPLIT ? 1024 : 512;
   for_each_packed_block(w, wTrans, N, Kd, Kp, nA, nB, acc, [&](const uint16_t* bp, long n0, long ncols, long k0, long kbs, bool load) {
@@ -348,6 +361,8 @@ __attribute__((target("avx512f,avx512bw,avx512bf16"))) void dpbf16_thread(const 
       }
   });
 }
+
+#pragma GCC pop_options
 
 bool g_amxReady = false;
 

@@ -20,13 +20,6 @@
 #include <xmmintrin.h>  // _mm_getcsr / _mm_setcsr (NoDenormals)
 #endif
 
-#if defined(__AVX512F__)
-#include <immintrin.h>
-#define LA_AVX512 1
-#else
-#define LA_AVX512 0
-#endif
-
 // ------------------------------------------------------------------ OpenBLAS (cblas, 32-bit ints)
 // Declared here rather than included so that the build does not depend on where the distribution
 // puts cblas.h (Debian: /usr/include/x86_64-linux-gnu/openblas-pthread/). Debian's libopenblas.so
@@ -40,12 +33,16 @@ enum { kCblasRowMajor = 101, kCblasNoTrans = 111, kCblasTrans = 112 };
 
 namespace la {
 
-// ------------------------------------------------------------------ CPU features (set at load)
+// ------------------------------------------------------------------ CPU features and SIMD target (cpu.cc)
+// The SIMD kernels are compiled once per Highway target (SSE4, AVX2, AVX-512 on x86-64; NEON on
+// ARM64) and dispatched at run time to the best one the CPU runs, or to the one named by
+// LLAMA_ADAPTER_SIMD / simd_force() (tests and benchmarks of the lower levels). The bf16 GEMM
+// engines (amx.cc) are dispatched separately: they need the CPU feature and a target of
+// AVX-512 or better in force.
 struct Features {
-  bool avx512 = false;      // compiled with and running on AVX-512F
-  bool avx512bf16 = false;  // AVX512_BF16 (vdpbf16ps) in use for bf16 GEMMs without AMX (opt-in)
-  bool cpuAvx512bf16 = false;  // ... and what the CPU supports (avx512bf16 can be switched off)
-  bool amx = false;         // AMX-BF16 tiles usable (CPU flag + kernel permission granted)
+  bool avx512bf16 = false;     // AVX512_BF16 (vdpbf16ps) in use for bf16 GEMMs without AMX
+  bool cpuAvx512bf16 = false;  // ... and whether it can be (CPU flag, AVX-512 target in force)
+  bool amx = false;            // AMX-BF16 tiles in use (CPU flag, kernel permission, AVX-512 target)
   // Not a CPU feature: matmul uses the dot-product kernel for every M (no sgemm, no AMX), so each
   // row's result is independent of the batch around it (slower for many rows).
   bool batchInvariant = false;
@@ -54,7 +51,16 @@ struct Features {
   bool bf16Split = false;
 };
 extern Features g_features;
-void detect_features();
+void detect_features();  // once at load: CPU flags, LLAMA_ADAPTER_* environment switches
+
+/** The SIMD target the kernels dispatch to now ("avx512", "avx2", "sse4", "neon", "scalar", ...). */
+const char* simd_target();
+/** Every target compiled in that this CPU runs, best first (names as simd_target). */
+int simd_targets(const char** names, int max);
+/** Dispatch to `name` (one of simd_targets), or to the best target for "" or "best"; false when unknown or not runnable. */
+bool simd_force(const char* name);
+/** Whether the target in force is AVX-512 or better (the bf16 GEMM engines need it). */
+bool simd_avx512_in_force();
 
 // ------------------------------------------------------------------ thread pool
 // A persistent pool: workers spin briefly after each job (decode issues thousands of small
@@ -186,160 +192,12 @@ inline void parallel_items(long count, int nthreads, F&& f) {
   });
 }
 
-// ------------------------------------------------------------------ SIMD helpers
-#if LA_AVX512
-inline __mmask16 tail_mask(int n) { return n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << n) - 1u); }
+// ------------------------------------------------------------------ bf16 (scalar)
+// The vector versions are in simd-inl.h (per SIMD target).
 
-/** 16 bf16 values (upper halves of fp32) widened exactly to fp32. */
-inline __m512 load_bf16(const uint16_t* p) {
-  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i*)p)), 16));
-}
-inline __m512 maskz_load_bf16(__mmask16 m, const uint16_t* p) {
-  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, p)), 16));
-}
-
-/** exp(x) for 16 lanes: Cephes-style range reduction and degree-6 polynomial (~1 ulp). */
-inline __m512 exp512(__m512 x) {
-  x = _mm512_min_ps(_mm512_set1_ps(89.0f), _mm512_max_ps(_mm512_set1_ps(-104.0f), x));  // NaN propagates
-  __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
-  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-  __m512 p = _mm512_set1_ps(1.9875691500E-4f);
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507E-3f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073E-3f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894E-2f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459E-1f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201E-1f));
-  __m512 r2 = _mm512_mul_ps(r, r);
-  p = _mm512_fmadd_ps(p, r2, _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
-  return _mm512_scalef_ps(p, n);
-}
-#endif
-
-inline float expf_(float x) {
-#if LA_AVX512
-  return _mm512_cvtss_f32(exp512(_mm512_set1_ps(x)));
-#else
-  return std::exp(x);
-#endif
-}
-
-/** sum_i a[i] * b[i] (fp32, fixed order). */
-inline float dot(const float* a, const float* b, int n) {
-#if LA_AVX512
-  __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
-  int i = 0;
-  for (; i + 32 <= n; i += 32) {
-    s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), s0);
-    s1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 16), _mm512_loadu_ps(b + i + 16), s1);
-  }
-  for (; i < n; i += 16) {
-    __mmask16 m = tail_mask(n - i);
-    s0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, a + i), _mm512_maskz_loadu_ps(m, b + i), s0);
-  }
-  return _mm512_reduce_add_ps(_mm512_add_ps(s0, s1));
-#else
-  float s = 0;
-  for (int i = 0; i < n; i++) s += a[i] * b[i];
-  return s;
-#endif
-}
-
-/** y[i] += a * x[i]. */
-inline void axpy(float* y, float a, const float* x, int n) {
-#if LA_AVX512
-  __m512 av = _mm512_set1_ps(a);
-  int i = 0;
-  for (; i + 16 <= n; i += 16) _mm512_storeu_ps(y + i, _mm512_fmadd_ps(av, _mm512_loadu_ps(x + i), _mm512_loadu_ps(y + i)));
-  if (i < n) {
-    __mmask16 m = tail_mask(n - i);
-    _mm512_mask_storeu_ps(y + i, m, _mm512_fmadd_ps(av, _mm512_maskz_loadu_ps(m, x + i), _mm512_maskz_loadu_ps(m, y + i)));
-  }
-#else
-  for (int i = 0; i < n; i++) y[i] += a * x[i];
-#endif
-}
-
-/** max_i x[i] (-inf for n == 0). */
-inline float vmax(const float* x, int n) {
-#if LA_AVX512
-  __m512 m = _mm512_set1_ps(-INFINITY);
-  int i = 0;
-  for (; i + 16 <= n; i += 16) m = _mm512_max_ps(m, _mm512_loadu_ps(x + i));
-  if (i < n) m = _mm512_mask_max_ps(m, tail_mask(n - i), m, _mm512_maskz_loadu_ps(tail_mask(n - i), x + i));
-  return _mm512_reduce_max_ps(m);
-#else
-  float m = -INFINITY;
-  for (int i = 0; i < n; i++) m = x[i] > m ? x[i] : m;
-  return m;
-#endif
-}
-
-/** x[i] = exp(x[i] - sub); returns sum of the results (fp32, fixed order). */
-inline float exp_sub_sum(float* x, float sub, int n) {
-#if LA_AVX512
-  __m512 s = _mm512_setzero_ps(), mv = _mm512_set1_ps(sub);
-  int i = 0;
-  for (; i + 16 <= n; i += 16) {
-    __m512 e = exp512(_mm512_sub_ps(_mm512_loadu_ps(x + i), mv));
-    _mm512_storeu_ps(x + i, e);
-    s = _mm512_add_ps(s, e);
-  }
-  if (i < n) {
-    __mmask16 m = tail_mask(n - i);
-    __m512 e = exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + i), mv));
-    _mm512_mask_storeu_ps(x + i, m, e);
-    s = _mm512_add_ps(s, _mm512_maskz_mov_ps(m, e));
-  }
-  return _mm512_reduce_add_ps(s);
-#else
-  float s = 0;
-  for (int i = 0; i < n; i++) {
-    x[i] = std::exp(x[i] - sub);
-    s += x[i];
-  }
-  return s;
-#endif
-}
-
-/** x[i] *= a. */
-inline void scale(float* x, float a, int n) {
-  for (int i = 0; i < n; i++) x[i] *= a;
-}
-
-/** Widen n bf16 values to fp32. */
-inline void bf16_to_f32(float* dst, const uint16_t* src, long n) {
-  long i = 0;
-#if LA_AVX512
-  for (; i + 16 <= n; i += 16) _mm512_storeu_ps(dst + i, load_bf16(src + i));
-#endif
-  uint32_t* d = reinterpret_cast<uint32_t*>(dst);
-  for (; i < n; i++) d[i] = static_cast<uint32_t>(src[i]) << 16;
-}
-
-#if LA_AVX512
-/** 16 fp32 lanes rounded to bf16 (ties to even, NaN kept quiet): the bf16 value in each lane's upper 16 bits. */
-inline __m512i bf16_round_bits(__m512 v) {
-  const __m512i u = _mm512_castps_si512(v);
-  const __m512i r = _mm512_add_epi32(u, _mm512_add_epi32(_mm512_set1_epi32(0x7fff), _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1))));
-  return _mm512_mask_or_epi32(r, _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q), u, _mm512_set1_epi32(0x00400000));
-}
-#endif
-/** The same for one value. */
+/** fp32 bits rounded to bf16 (ties to even, NaN kept quiet): the bf16 value in the upper 16 bits. */
 inline uint32_t bf16_round_bits(uint32_t u) {
   return ((u & 0x7fffffffu) > 0x7f800000u) ? (u | 0x00400000u) : (u + 0x7fffu + ((u >> 16) & 1u));
-}
-
-/** dst = src rounded to the nearest bf16 (ties to even, NaN stays a quiet NaN), kept as fp32. */
-inline void round_bf16(float* dst, const float* src, long n) {
-  const uint32_t* s = reinterpret_cast<const uint32_t*>(src);
-  uint32_t* d = reinterpret_cast<uint32_t*>(dst);
-  long i = 0;
-#if LA_AVX512
-  for (; i + 16 <= n; i += 16)
-    _mm512_storeu_si512(d + i, _mm512_and_si512(bf16_round_bits(_mm512_loadu_ps(src + i)), _mm512_set1_epi32(static_cast<int>(0xffff0000u))));
-#endif
-  for (; i < n; i++) d[i] = bf16_round_bits(s[i]) & 0xffff0000u;
 }
 
 // ------------------------------------------------------------------ kernel arguments

@@ -1,84 +1,58 @@
 // Linear algebra kernels: matmul / matmulBack against frozen f32 or bf16 weights, and gemm.
 //
-//  * matmul with few rows (decode, small batches: M <= kDotMaxM, or kDotMaxMAmx for bf16 on AMX
-//    CPUs): a hand-written AVX-512 dot-product kernel, memory-bound on the weights at decode;
-//    bf16 weights are widened to fp32 exactly, activations rounded to bf16 (see
+//  * matmul with few rows (decode, small batches: M <= DotMaxM() of the target in force, or
+//    kDotMaxMAmx for bf16 on AMX CPUs): a dot-product kernel written once over Highway
+//    (compiled per SIMD target, dispatched at run time: cpu.cc), memory-bound on the weights at
+//    decode; bf16 weights are widened to fp32 in registers, activations rounded to bf16 (see
 //    bf16_activations), accumulation is fp32.
-//  * many rows, f32 weights: OpenBLAS sgemm, split over the pool by rows when the activations
-//    outnumber the weight rows, else by output columns (each call re-packs the unsplit operand).
+//  * many rows, f32 weights: OpenBLAS sgemm (which dispatches on the CPU itself), split over the
+//    pool by rows when the activations outnumber the weight rows, else by output columns (each
+//    call re-packs the unsplit operand).
 //  * many rows, bf16 weights: AMX tiles when the CPU has them (amx.cc; or its opt-in AVX512_BF16
 //    engine), else weight panels are widened to fp32 in a per-thread buffer and fed to sgemm.
-//  * matmulBack with few rows: a column-blocked AVX-512 kernel; otherwise the same as above.
+//  * matmulBack with few rows: a column-blocked kernel (Highway); otherwise the same as above.
 
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "linear.cc"
+#include "hwy/foreach_target.h"  // IWYU pragma: keep
+
+#include "hwy/highway.h"
 #include "common.h"
+#include "simd-inl.h"
 
 #include <array>
 #include <utility>
 #include <vector>
 
+HWY_BEFORE_NAMESPACE();
 namespace la {
+namespace HWY_NAMESPACE {
 
-namespace {
-
-// matmul: up to these many rows the dot-product kernel below beats OpenBLAS sgemm, and AMX for
-// bf16 weights (2 x 16-row tiles, zero-padded) beats it from M=16 (the crossover measurements
-// are in bench/README.md, "Kernel decisions").
-// Without AVX-512 the portable fallback of that kernel is scalar: leave matmul to OpenBLAS.
-constexpr long kDotMaxM = LA_AVX512 ? 31 : 0;
-constexpr long kDotMaxMAmx = 15;
-// matmulBack: rows handled by the small column-blocked kernel.
-constexpr long kSmallM = 4;
-constexpr long kSmallMBf16 = 8;
-constexpr long kMaxSmall = 8;
-
-constexpr int kMB = 4, kNB = 6;  // matmul dot-kernel register block: rows of x by rows of W
-
-// Per-thread scratch (the pool's workers persist, so these persist with them).
-thread_local std::vector<float> t_panel;
-thread_local std::vector<float> t_round;  // the caller's activations rounded to bf16
-
-// bf16 weights: products are bf16 x bf16 (activations rounded to bf16, as on AMX), accumulated in
-// fp32, whichever kernel runs; with the bf16Split feature activations stay fp32 (AMX splits them).
-const float* bf16_activations(const float* x, long n) {
-  if (g_features.bf16Split) return x;
-  if (t_round.size() < static_cast<size_t>(n)) t_round.resize(n);
-  round_bf16(t_round.data(), x, n);
-  return t_round.data();
-}
-
-float* scratch_panel(size_t n) {
-  if (t_panel.size() < n) t_panel.resize(n);
-  return t_panel.data();
-}
-
-#if LA_AVX512
-template <bool BF16>
-inline __m512 wload(const void* w, long off) {
-  if (BF16) return load_bf16(static_cast<const uint16_t*>(w) + off);
-  return _mm512_loadu_ps(static_cast<const float*>(w) + off);
-}
-template <bool BF16>
-inline __m512 wload_mask(const void* w, long off, __mmask16 m) {
-  if (BF16) return maskz_load_bf16(m, static_cast<const uint16_t*>(w) + off);
-  return _mm512_maskz_loadu_ps(m, static_cast<const float*>(w) + off);
-}
+// Register block of the dot kernel: kMB rows of x by kNB rows of W, one accumulator each. Targets
+// with 32 vector registers take 4 x 6 (24 accumulators + 6 weight vectors); those with 16 take 3 x 4.
+#if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL || HWY_ARCH_ARM
+constexpr int kMB = 4, kNB = 6;
+#else
+constexpr int kMB = 3, kNB = 4;
+#endif
 
 // ---- matmul: the dot-product kernel for few rows.
-// Every output element out[m, n] is one 16-lane fp32 accumulator that runs over k in steps of 16
-// (lane l sums k = l, l+16, ... in order; the ragged end is a zero-filled step), followed by the
-// same fixed horizontal reduction. Register blocks are MB x NB (<= 4 x 6) such accumulators.
-// For few rows the kernel reads x and W in place; for more rows x and W are first copied into
-// contiguous (and for bf16, widened) KC-long pieces -- weight rows are usually a power-of-two
-// apart and would evict each other from L1 -- and the accumulators are parked in a per-thread
-// buffer between pieces. None of this changes any arithmetic, so within this kernel's range of M
-// a row's result does not depend on M, on the other rows of its batch or on the thread partition
-// (decode steps of 1 or of 8 rows agree bit for bit). Across the switch to sgemm / AMX results
-// differ by rounding only; the batchInvariant feature keeps every M on this kernel.
+// Every output element out[m, n] is one Lanes-wide fp32 accumulator that runs over k in steps of
+// Lanes (lane l sums k = l, l + Lanes, ... in order; the ragged end is a zero-filled step),
+// followed by the target's fixed horizontal reduction. Register blocks are MB x NB (<= kMB x kNB)
+// such accumulators. For few rows the kernel reads x and W in place; for more rows x and W are
+// first copied into contiguous (and for bf16, widened) KC-long pieces -- weight rows are usually
+// a power-of-two apart and would evict each other from L1 -- and the accumulators are parked in a
+// per-thread buffer between pieces. None of this changes any arithmetic, so within this kernel's
+// range of M a row's result does not depend on M, on the other rows of its batch or on the thread
+// partition (decode steps of 1 or of 8 rows agree bit for bit, on one target). Across the switch
+// to sgemm / AMX results differ by rounding only; the batchInvariant feature keeps every M on
+// this kernel.
 
 constexpr long kKC = 512, kMCmax = 256;
 
 struct MmScratch {
-  std::vector<float> park;  // (MC / kMB, kMB * kNB, 16) parked accumulators
+  std::vector<float> park;  // (MC / kMB, kMB * kNB, Lanes) parked accumulators
   std::vector<float> xp;    // (MC / kMB, nK, kMB, KC) packed rows of x
   std::vector<float> wp;    // (kNB, KC) packed weight rows
 };
@@ -86,61 +60,63 @@ thread_local MmScratch t_mm;
 
 // o[i, j] (+)= x[i, 0:len] · w[j, 0:len] for i < MB, j < NB (x rows ldx apart, w rows ldw apart).
 template <bool BF16, int MB, int NB>
-void dot_block(float* o, long ldo, const float* x, long ldx, const void* w, long ldw, long len, float* park, bool first, bool last,
-               bool acc) {
-  __m512 a[MB][NB];
+void DotBlock(float* o, long ldo, const float* x, long ldx, const void* w, long ldw, long len, float* park, bool first, bool last, bool acc) {
+  const DF d;
+  const long N = static_cast<long>(hn::Lanes(d));
+  VF a[MB][NB];
   for (int i = 0; i < MB; i++)
-    for (int j = 0; j < NB; j++) a[i][j] = first ? _mm512_setzero_ps() : _mm512_loadu_ps(park + (i * kNB + j) * 16);
+    for (int j = 0; j < NB; j++) a[i][j] = first ? hn::Zero(d) : hn::LoadU(d, park + (i * kNB + j) * N);
   long k = 0;
-  for (; k + 16 <= len; k += 16) {
-    __m512 wv[NB];
-    for (int j = 0; j < NB; j++) wv[j] = wload<BF16>(w, j * ldw + k);
+  for (; k + N <= len; k += N) {
+    VF wv[NB];
+    for (int j = 0; j < NB; j++) wv[j] = LoadW<BF16>(d, w, j * ldw + k);
     for (int i = 0; i < MB; i++) {
-      const __m512 xv = _mm512_loadu_ps(x + i * ldx + k);
-      for (int j = 0; j < NB; j++) a[i][j] = _mm512_fmadd_ps(xv, wv[j], a[i][j]);
+      const VF xv = hn::LoadU(d, x + i * ldx + k);
+      for (int j = 0; j < NB; j++) a[i][j] = hn::MulAdd(xv, wv[j], a[i][j]);
     }
   }
   if (k < len) {  // only at the end of K
-    const __mmask16 tm = tail_mask(static_cast<int>(len - k));
-    __m512 wv[NB];
-    for (int j = 0; j < NB; j++) wv[j] = wload_mask<BF16>(w, j * ldw + k, tm);
+    const size_t t = static_cast<size_t>(len - k);
+    VF wv[NB];
+    for (int j = 0; j < NB; j++) wv[j] = LoadWPart<BF16>(d, w, j * ldw + k, t);
     for (int i = 0; i < MB; i++) {
-      const __m512 xv = _mm512_maskz_loadu_ps(tm, x + i * ldx + k);
-      for (int j = 0; j < NB; j++) a[i][j] = _mm512_fmadd_ps(xv, wv[j], a[i][j]);
+      const VF xv = LoadPart(d, x + i * ldx + k, t);
+      for (int j = 0; j < NB; j++) a[i][j] = hn::MulAdd(xv, wv[j], a[i][j]);
     }
   }
   if (last) {
     for (int i = 0; i < MB; i++)
       for (int j = 0; j < NB; j++) {
-        const float sum = _mm512_reduce_add_ps(a[i][j]);
+        const float sum = ReduceSum(d, a[i][j]);
         o[i * ldo + j] = acc ? o[i * ldo + j] + sum : sum;
       }
   } else {
     for (int i = 0; i < MB; i++)
-      for (int j = 0; j < NB; j++) _mm512_storeu_ps(park + (i * kNB + j) * 16, a[i][j]);
+      for (int j = 0; j < NB; j++) hn::StoreU(a[i][j], d, park + (i * kNB + j) * N);
   }
 }
 
 using DotFn = void (*)(float*, long, const float*, long, const void*, long, long, float*, bool, bool, bool);
 
-// kDot<BF16>[mb - 1][nb - 1] = dot_block<BF16, mb, nb>
+// kDot<BF16>[mb - 1][nb - 1] = DotBlock<BF16, mb, nb>
 template <bool BF16, int MB, int... NBs>
-constexpr std::array<DotFn, sizeof...(NBs)> dot_row(std::integer_sequence<int, NBs...>) {
-  return {{&dot_block<BF16, MB, NBs + 1>...}};
+constexpr std::array<DotFn, sizeof...(NBs)> DotRow(std::integer_sequence<int, NBs...>) {
+  return {{&DotBlock<BF16, MB, NBs + 1>...}};
 }
 template <bool BF16, int... MBs>
-constexpr std::array<std::array<DotFn, kNB>, sizeof...(MBs)> dot_table(std::integer_sequence<int, MBs...>) {
-  return {{dot_row<BF16, MBs + 1>(std::make_integer_sequence<int, kNB>())...}};
+constexpr std::array<std::array<DotFn, kNB>, sizeof...(MBs)> DotTable(std::integer_sequence<int, MBs...>) {
+  return {{DotRow<BF16, MBs + 1>(std::make_integer_sequence<int, kNB>())...}};
 }
 template <bool BF16>
-constexpr auto kDot = dot_table<BF16>(std::make_integer_sequence<int, kMB>());
+constexpr auto kDot = DotTable<BF16>(std::make_integer_sequence<int, kMB>());
 
 // out rows [0, M) x columns [n0, n1) (weight rows n0..n1).
 template <bool BF16>
-void mm_range(float* out, const float* x, const void* w, long N, long K, long M, long n0, long n1, bool acc) {
+void MmRangeT(float* out, const float* x, const void* w, long N, long K, long M, long n0, long n1, bool acc) {
+  const long L = static_cast<long>(hn::Lanes(DF()));
   const size_t wsz = BF16 ? 2 : 4;
   const char* wb = static_cast<const char*>(w);
-  if (M <= kMB || K <= 16) {
+  if (M <= kMB || K <= L) {
     // Few rows: x stays in L1; one pass over W in place.
     for (long n = n0; n < n1; n += kNB) {
       const int nb = static_cast<int>(n1 - n < kNB ? n1 - n : kNB);
@@ -154,10 +130,10 @@ void mm_range(float* out, const float* x, const void* w, long N, long K, long M,
   // Many rows: MC rows of x (all of K, packed) are reused by every weight block; keep them within
   // ~768 KB of L2. W pieces (kNB x KC, fp32) stay in L1 across the MC rows.
   const long nK = (K + kKC - 1) / kKC;
-  long MC = (196608 / K) & ~3L;
-  MC = MC < 8 ? 8 : MC > kMCmax ? kMCmax : MC;
+  long MC = (196608 / K) / kMB * kMB;
+  MC = MC < 2 * kMB ? 2 * kMB : MC > kMCmax ? kMCmax : MC;
   MmScratch& sc = t_mm;
-  if (sc.park.size() < static_cast<size_t>(kMCmax / kMB * kMB * kNB * 16)) sc.park.resize(kMCmax / kMB * kMB * kNB * 16);
+  if (sc.park.size() < static_cast<size_t>(kMCmax / kMB * kMB * kNB * L)) sc.park.resize(kMCmax / kMB * kMB * kNB * L);
   if (sc.xp.size() < static_cast<size_t>(MC * nK * kKC)) sc.xp.resize(MC * nK * kKC);
   if (sc.wp.size() < static_cast<size_t>(kNB * kKC)) sc.wp.resize(kNB * kKC);
   float* park = sc.park.data();
@@ -178,26 +154,37 @@ void mm_range(float* out, const float* x, const void* w, long N, long K, long M,
       for (long c = 0; c < nK; c++) {
         const long k0 = c * kKC, len = K - k0 < kKC ? K - k0 : kKC;
         for (int j = 0; j < nb; j++) {
-          if (BF16) bf16_to_f32(wp + j * kKC, reinterpret_cast<const uint16_t*>(wb) + (n + j) * K + k0, len);
+          if (BF16) Bf16ToF32(wp + j * kKC, reinterpret_cast<const uint16_t*>(wb) + (n + j) * K + k0, len);
           else std::memcpy(wp + j * kKC, reinterpret_cast<const float*>(wb) + (n + j) * K + k0, len * sizeof(float));
         }
         const bool first = c == 0, last = c == nK - 1;
         for (long m = mc; m < me; m += kMB) {
           const int mb = static_cast<int>(me - m < kMB ? me - m : kMB);
           const long b = (m - mc) / kMB;
-          kDot<false>[mb - 1][nb - 1](out + m * N + n, N, xp + (b * nK + c) * kMB * kKC, kKC, wp, kKC, len,
-                                       park + b * (kMB * kNB * 16), first, last, acc);
+          kDot<false>[mb - 1][nb - 1](out + m * N + n, N, xp + (b * nK + c) * kMB * kKC, kKC, wp, kKC, len, park + b * (kMB * kNB * L), first, last, acc);
         }
       }
     }
   }
 }
 
+void MmRange(float* out, const float* x, const void* w, bool bf16, long N, long K, long M, long n0, long n1, bool acc) {
+  if (bf16) MmRangeT<true>(out, x, w, N, K, M, n0, n1, acc);
+  else MmRangeT<false>(out, x, w, N, K, M, n0, n1, acc);
+}
+
+/** The dot kernel's register-block width (matmul splits N into groups of it). */
+long DotGroup() { return kNB; }
+
+constexpr long kMaxSmall = 8;  // matmulBack rows handled by the small kernel (at most)
+
 // out[m, k0:k1] (+)= sum_n dy[m, n] W[n, k0:k1] for m < M (small). Column blocks of the output
 // stay in L1 while the weight rows stream through 4 at a time; each element sums n in order.
 template <bool BF16>
-void mmb_small_range(float* out, const float* dy, const void* w, long N, long K, long M, long k0, long k1, bool acc) {
-  long kbW = (2048 / M) & ~15L;
+void MmbSmallRangeT(float* out, const float* dy, const void* w, long N, long K, long M, long k0, long k1, bool acc) {
+  const DF d;
+  const long L = static_cast<long>(hn::Lanes(d));
+  long kbW = (2048 / M) / L * L;
   if (kbW < 256) kbW = 256;
   for (long kb = k0; kb < k1; kb += kbW) {
     const long ke = kb + kbW < k1 ? kb + kbW : k1;
@@ -205,69 +192,91 @@ void mmb_small_range(float* out, const float* dy, const void* w, long N, long K,
       for (long m = 0; m < M; m++) std::memset(out + m * K + kb, 0, (ke - kb) * sizeof(float));
     long n = 0;
     for (; n + 4 <= N; n += 4) {
-      __m512 d[kMaxSmall][4];
-      for (long m = 0; m < M; m++)
-        for (int r = 0; r < 4; r++) d[m][r] = _mm512_set1_ps(dy[m * N + n + r]);
-      for (long k = kb; k < ke; k += 16) {
-        const __mmask16 mk = tail_mask(static_cast<int>(ke - k > 16 ? 16 : ke - k));
-        const __m512 w0 = wload_mask<BF16>(w, n * K + k, mk), w1 = wload_mask<BF16>(w, (n + 1) * K + k, mk),
-                     w2 = wload_mask<BF16>(w, (n + 2) * K + k, mk), w3 = wload_mask<BF16>(w, (n + 3) * K + k, mk);
+      for (long k = kb; k < ke; k += L) {
+        const size_t t = static_cast<size_t>(ke - k < L ? ke - k : L);
+        const bool full = static_cast<long>(t) == L;
+        const VF w0 = full ? LoadW<BF16>(d, w, n * K + k) : LoadWPart<BF16>(d, w, n * K + k, t);
+        const VF w1 = full ? LoadW<BF16>(d, w, (n + 1) * K + k) : LoadWPart<BF16>(d, w, (n + 1) * K + k, t);
+        const VF w2 = full ? LoadW<BF16>(d, w, (n + 2) * K + k) : LoadWPart<BF16>(d, w, (n + 2) * K + k, t);
+        const VF w3 = full ? LoadW<BF16>(d, w, (n + 3) * K + k) : LoadWPart<BF16>(d, w, (n + 3) * K + k, t);
         for (long m = 0; m < M; m++) {
           float* o = out + m * K + k;
-          __m512 v = _mm512_maskz_loadu_ps(mk, o);
-          v = _mm512_fmadd_ps(d[m][0], w0, v);
-          v = _mm512_fmadd_ps(d[m][1], w1, v);
-          v = _mm512_fmadd_ps(d[m][2], w2, v);
-          v = _mm512_fmadd_ps(d[m][3], w3, v);
-          _mm512_mask_storeu_ps(o, mk, v);
+          const float* dr = dy + m * N + n;
+          VF v = full ? hn::LoadU(d, o) : LoadPart(d, o, t);
+          v = hn::MulAdd(hn::Set(d, dr[0]), w0, v);
+          v = hn::MulAdd(hn::Set(d, dr[1]), w1, v);
+          v = hn::MulAdd(hn::Set(d, dr[2]), w2, v);
+          v = hn::MulAdd(hn::Set(d, dr[3]), w3, v);
+          if (full) hn::StoreU(v, d, o);
+          else StorePart(d, v, o, t);
         }
       }
     }
     for (; n < N; n++) {
       for (long m = 0; m < M; m++) {
-        const __m512 d0 = _mm512_set1_ps(dy[m * N + n]);
+        const VF d0 = hn::Set(d, dy[m * N + n]);
         float* o = out + m * K;
-        for (long k = kb; k < ke; k += 16) {
-          const __mmask16 mk = tail_mask(static_cast<int>(ke - k > 16 ? 16 : ke - k));
-          _mm512_mask_storeu_ps(o + k, mk, _mm512_fmadd_ps(d0, wload_mask<BF16>(w, n * K + k, mk), _mm512_maskz_loadu_ps(mk, o + k)));
+        for (long k = kb; k < ke; k += L) {
+          const size_t t = static_cast<size_t>(ke - k < L ? ke - k : L);
+          if (static_cast<long>(t) == L) hn::StoreU(hn::MulAdd(d0, LoadW<BF16>(d, w, n * K + k), hn::LoadU(d, o + k)), d, o + k);
+          else StorePart(d, hn::MulAdd(d0, LoadWPart<BF16>(d, w, n * K + k, t), LoadPart(d, o + k, t)), o + k, t);
         }
       }
     }
   }
 }
-#else
-template <bool BF16>
-inline float wval(const void* w, long i) {
-  if (BF16) {
-    uint32_t u = static_cast<uint32_t>(static_cast<const uint16_t*>(w)[i]) << 16;
-    float f;
-    std::memcpy(&f, &u, 4);
-    return f;
-  }
-  return static_cast<const float*>(w)[i];
+
+void MmbSmallRange(float* out, const float* dy, const void* w, bool bf16, long N, long K, long M, long k0, long k1, bool acc) {
+  if (bf16) MmbSmallRangeT<true>(out, dy, w, N, K, M, k0, k1, acc);
+  else MmbSmallRangeT<false>(out, dy, w, N, K, M, k0, k1, acc);
 }
-template <bool BF16>
-void mm_range(float* out, const float* x, const void* w, long N, long K, long M, long n0, long n1, bool acc) {
-  for (long n = n0; n < n1; n++)
-    for (long m = 0; m < M; m++) {
-      float s = 0;
-      for (long k = 0; k < K; k++) s += x[m * K + k] * wval<BF16>(w, n * K + k);
-      out[m * N + n] = acc ? out[m * N + n] + s : s;
-    }
+
+void Bf16ToF32Range(float* dst, const uint16_t* src, long n) { Bf16ToF32(dst, src, n); }
+void RoundBf16Range(float* dst, const float* src, long n) { RoundBf16Array(dst, src, n); }
+
+}  // namespace HWY_NAMESPACE
+}  // namespace la
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+namespace la {
+
+HWY_EXPORT(MmRange);
+HWY_EXPORT(DotGroup);
+HWY_EXPORT(MmbSmallRange);
+HWY_EXPORT(Bf16ToF32Range);
+HWY_EXPORT(RoundBf16Range);
+
+namespace {
+
+// matmul: up to these many rows the dot-product kernel beats OpenBLAS sgemm, and AMX for bf16
+// weights (2 x 16-row tiles, zero-padded) beats it from M=16 (the crossover measurements are in
+// bench/README.md, "Kernel decisions").
+constexpr long kDotMaxM = 31;
+constexpr long kDotMaxMAmx = 15;
+// matmulBack: rows handled by the small column-blocked kernel.
+constexpr long kSmallM = 4;
+constexpr long kSmallMBf16 = 8;
+// matmul rows counted as decode rows (thread count and affine scheduling below).
+constexpr long kFewRows = 4;
+
+// Per-thread scratch (the pool's workers persist, so these persist with them).
+thread_local std::vector<float> t_panel;
+thread_local std::vector<float> t_round;  // the caller's activations rounded to bf16
+
+// bf16 weights: products are bf16 x bf16 (activations rounded to bf16, as on AMX), accumulated in
+// fp32, whichever kernel runs; with the bf16Split feature activations stay fp32 (AMX splits them).
+const float* bf16_activations(const float* x, long n) {
+  if (g_features.bf16Split) return x;
+  if (t_round.size() < static_cast<size_t>(n)) t_round.resize(n);
+  HWY_DYNAMIC_DISPATCH(RoundBf16Range)(t_round.data(), x, n);
+  return t_round.data();
 }
-template <bool BF16>
-void mmb_small_range(float* out, const float* dy, const void* w, long N, long K, long M, long k0, long k1, bool acc) {
-  for (long m = 0; m < M; m++) {
-    float* o = out + m * K;
-    if (!acc)
-      for (long k = k0; k < k1; k++) o[k] = 0;
-    for (long n = 0; n < N; n++) {
-      float g = dy[m * N + n];
-      for (long k = k0; k < k1; k++) o[k] += g * wval<BF16>(w, n * K + k);
-    }
-  }
+
+float* scratch_panel(size_t n) {
+  if (t_panel.size() < n) t_panel.resize(n);
+  return t_panel.data();
 }
-#endif
 
 }  // namespace
 
@@ -293,19 +302,18 @@ void matmul(float* out, const float* x, const Mat& wm, long M, bool acc) {
     if (bf16) x = bf16_activations(x, M * K);
     // Decode rows: two threads from 16K multiply-adds (~1.5 us of work against ~0.6 us to hand
     // a job to a spinning worker), so on small models the worker stays awake between tokens.
-    const int ntDot = M <= kMB ? threads_for(static_cast<double>(M) * N * K, 1 << 14) : nt;
-    // Split N into groups of kNB rows (the kernel's register block).
+    const int ntDot = M <= kFewRows ? threads_for(static_cast<double>(M) * N * K, 1 << 14) : nt;
+    // Split N into groups of the kernel's register-block width.
     // Many rows: fewer chunks, since each chunk packs its own copy of x.
-    long groups = (N + kNB - 1) / kNB;
+    const long nb = HWY_DYNAMIC_DISPATCH(DotGroup)();
+    const long groups = (N + nb - 1) / nb;
     auto body = [&](long g0, long g1) {
-      long n0 = g0 * kNB, n1 = g1 * kNB < N ? g1 * kNB : N;
-      if (bf16) mm_range<true>(out, x, w, N, K, M, n0, n1, acc);
-      else mm_range<false>(out, x, w, N, K, M, n0, n1, acc);
+      HWY_DYNAMIC_DISPATCH(MmRange)(out, x, w, bf16, N, K, M, g0 * nb, g1 * nb < N ? g1 * nb : N, acc);
     };
     // Decode rows: each thread keeps to its own weight rows from step to step (common.h), so
     // they stay in that core's L2.
-    if (M <= kMB) parallel_for_affine(groups, ntDot, body);
-    else parallel_for(groups, ntDot, body, M > kMB ? 2 : 4);
+    if (M <= kFewRows) parallel_for_affine(groups, ntDot, body);
+    else parallel_for(groups, ntDot, body, 2);
     return;
   }
   if (bf16 && bf16_gemm_ready()) {
@@ -334,7 +342,7 @@ void matmul(float* out, const float* x, const Mat& wm, long M, bool acc) {
     float* panel = scratch_panel(static_cast<size_t>(PN * K));
     for (long p = n0; p < n1; p += PN) {
       long pn = n1 - p < PN ? n1 - p : PN;
-      bf16_to_f32(panel, static_cast<const uint16_t*>(w) + p * K, pn * K);
+      HWY_DYNAMIC_DISPATCH(Bf16ToF32Range)(panel, static_cast<const uint16_t*>(w) + p * K, pn * K);
       cblas_sgemm(kCblasRowMajor, kCblasNoTrans, kCblasTrans, static_cast<int>(M), static_cast<int>(pn), static_cast<int>(K), 1.0f, x,
                   static_cast<int>(K), panel, static_cast<int>(K), acc ? 1.0f : 0.0f, out + p, static_cast<int>(N));
     }
@@ -353,8 +361,7 @@ void matmul_back(float* out, const float* dy, const Mat& wm, long M, bool acc) {
     long blocks = (K + 15) / 16;
     parallel_for(blocks, nt, [&](long b0, long b1) {
       long k0 = b0 * 16, k1 = b1 * 16 < K ? b1 * 16 : K;
-      if (bf16) mmb_small_range<true>(out, dy, w, N, K, M, k0, k1, acc);
-      else mmb_small_range<false>(out, dy, w, N, K, M, k0, k1, acc);
+      HWY_DYNAMIC_DISPATCH(MmbSmallRange)(out, dy, w, bf16, N, K, M, k0, k1, acc);
     });
     return;
   }
@@ -383,7 +390,7 @@ void matmul_back(float* out, const float* dy, const Mat& wm, long M, bool acc) {
     const uint16_t* wb = static_cast<const uint16_t*>(w);
     for (long p = 0; p < N; p += PN) {
       long pn = N - p < PN ? N - p : PN;
-      for (long r = 0; r < pn; r++) bf16_to_f32(panel + r * kw, wb + (p + r) * K + k0, kw);
+      for (long r = 0; r < pn; r++) HWY_DYNAMIC_DISPATCH(Bf16ToF32Range)(panel + r * kw, wb + (p + r) * K + k0, kw);
       cblas_sgemm(kCblasRowMajor, kCblasNoTrans, kCblasNoTrans, static_cast<int>(M), static_cast<int>(kw), static_cast<int>(pn), 1.0f,
                   dy + p, static_cast<int>(N), panel, static_cast<int>(kw), (acc || p > 0) ? 1.0f : 0.0f, out + k0,
                   static_cast<int>(K));
@@ -407,3 +414,4 @@ void gemm(bool tA, bool tB, int M, int N, int K, float alpha, const float* A, in
 }
 
 }  // namespace la
+#endif  // HWY_ONCE

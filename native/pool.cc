@@ -1,4 +1,4 @@
-// The persistent worker pool behind every multi-threaded kernel, and CPU feature detection.
+// The persistent worker pool behind every multi-threaded kernel.
 // OpenBLAS itself runs single-threaded (openblas_set_num_threads(1)); large GEMMs are split over
 // this pool by output columns instead, so one set of threads serves every kernel and nothing
 // oversubscribes the cores (as fast as OpenBLAS's own threading: bench/README.md).
@@ -16,30 +16,13 @@
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 static inline void cpu_relax() { _mm_pause(); }
+#elif defined(__aarch64__)
+static inline void cpu_relax() { asm volatile("yield"); }
 #else
 static inline void cpu_relax() {}
 #endif
 
 namespace la {
-
-Features g_features;
-
-void detect_features() {
-#if LA_AVX512
-  g_features.avx512 = __builtin_cpu_supports("avx512f");
-#endif
-#if defined(__x86_64__) && defined(__GNUC__) && (__GNUC__ >= 11)
-  g_features.cpuAvx512bf16 = g_features.avx512 && __builtin_cpu_supports("avx512bf16");
-  // The AVX512_BF16 GEMM engine is opt-in: slower than widening on the AMX machines it was
-  // measured on (bench/README.md); meant for CPUs without AMX, e.g. Zen 4.
-  const char* dp = std::getenv("LLAMA_ADAPTER_AVX512BF16");
-  g_features.avx512bf16 = g_features.cpuAvx512bf16 && dp && *dp && *dp != '0';
-#endif
-  const char* noAmx = std::getenv("LLAMA_ADAPTER_NO_AMX");
-  g_features.amx = g_features.avx512 && !(noAmx && *noAmx && *noAmx != '0') && amx_init();
-  const char* inv = std::getenv("LLAMA_ADAPTER_BATCH_INVARIANT");
-  g_features.batchInvariant = inv && *inv && *inv != '0';
-}
 
 namespace {
 

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Set up a fresh clone: the system packages the native backend links against (Debian's OpenBLAS),
-# then the npm packages (npm ci also compiles the TypeScript and builds the native addon; if the
-# addon cannot be built the TypeScript backend is used). `--bench` also installs Debian's PyTorch
+# Set up a fresh clone: the system packages the native backend links against (Debian's OpenBLAS
+# and Google Highway), then the npm packages (npm ci also compiles the TypeScript and builds the
+# native addon; if the addon cannot be built the TypeScript backend is used). `--bench` also installs Debian's PyTorch
 # for the side-by-side benchmarks (bench --compare-pytorch).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-pkgs=(libopenblas-dev)
+pkgs=(libopenblas-dev libhwy-dev)
 if [[ "${1:-}" == "--bench" ]]; then pkgs+=(python3-torch python3-sentencepiece libopenblas0-pthread); fi
 
 missing=()

@@ -2,18 +2,19 @@
 // other than the oracle (src/backend/index.ts) against the TypeScript oracle on random inputs of
 // several shapes (GQA, per-row positions, slot cache rows, decode T=1, prompt lengths 1 and 10,
 // f32 and bf16 weights, accumulate on/off, subarray views with a non-zero byteOffset and guard
-// elements around them, zero gates left bit-for-bit untouched, undersized buffers rejected).
+// elements around them, zero gates left bit-for-bit untouched, undersized buffers rejected); the
+// native backend once per SIMD target the CPU runs (avx512, avx2, sse4, scalar, ...: each forced).
 // The native backend's own feature paths (GEMM engines, bf16Split, batch invariance, gemm) have
 // a suite of their own. A last suite checks each backward kernel of the TypeScript backend against
 // central finite differences, so the oracle itself is checked independently. A backend that does
 // not load is skipped (with the reason); the finite-difference suite always runs.
 
-import { describe, it } from 'node:test';
+import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import type { AttnShape, Backend, PromptShape } from '../src/backend/backend.js';
 import { createTsBackend } from '../src/backend/ts/index.js';
 import { backends, oracleId, type BackendId } from '../src/backend/index.js';
-import { loadNativeBackend, nativeInfo, setNativeFeature, type Gemm } from '../src/backend/native.js';
+import { loadNativeBackend, nativeInfo, setNativeFeature, setNativeSimd, type Gemm } from '../src/backend/native.js';
 import { matrixToF32, roundBf16, toBf16, type Matrix } from '../src/core/weights.js';
 import { Rng } from '../src/core/rng.js';
 
@@ -110,12 +111,24 @@ const RTOL_BF16 = 2e-5; // bf16 weights: activations rounded to bf16 on both sid
 
 // ------------------------------------------------------------------ every backend vs the oracle
 
-for (const id of (Object.keys(backends) as BackendId[]).filter((b) => b !== oracleId)) {
+// The native backend runs the suite once per SIMD target this CPU runs (each forced in turn).
+const runs: { id: BackendId; simd: string | null }[] = (Object.keys(backends) as BackendId[])
+  .filter((b) => b !== oracleId)
+  .flatMap((id): { id: BackendId; simd: string | null }[] =>
+    id === 'native' && nativeInfo() ? (nativeInfo()?.simdTargets ?? []).map((simd) => ({ id, simd })) : [{ id, simd: null }],
+  );
+
+for (const { id, simd } of runs) {
   const loaded = backends[id].load(2);
   const be = loaded.backend as Backend;
   const load = (threads: number): Backend => backends[id].load(threads).backend as Backend;
-  describe(`${id} backend matches the TypeScript oracle`, { skip: loaded.backend ? false : `${id} backend unavailable: ${loaded.error}` }, () => {
+  const label = simd ? `${id} [${simd}]` : id;
+  describe(`${label} backend matches the TypeScript oracle`, { skip: loaded.backend ? false : `${id} backend unavailable: ${loaded.error}` }, () => {
     const rng = new Rng(1234);
+    if (simd) {
+      before(() => assert.ok(setNativeSimd(simd), `SIMD target ${simd} not runnable`));
+      after(() => setNativeSimd(''));
+    }
 
     it('matmul and matmulBack: f32/bf16, decode and prefill shapes, accumulate, views', () => {
       const shapes: [number, number, number][] = [
@@ -712,25 +725,30 @@ describe('native feature paths match the TypeScript oracle', { skip: skipNative 
     }
   });
 
-  const dotKernel = nativeInfo()?.avx512 ? false : 'the AVX-512 dot-product kernel is not built (OpenBLAS serves every M)';
-  it('matmul of a few rows (decode batches) does not depend on how many rows are in the batch', { skip: dotKernel }, () => {
-    for (const dtype of ['f32', 'bf16'] as const) {
-      const N = 70,
-        K = 600,
-        M = 15; // the dot-product kernel's range (AMX takes over at 16 rows)
-      const w = weight(rng, N, K, dtype),
-        x = randn(rng, M * K);
-      const all = new Float32Array(M * N);
-      native.matmul(all, x, w, M);
-      for (const m of [1, 2, 3, 5, 8, 15]) {
-        const part = new Float32Array(m * N);
-        native.matmul(part, x.subarray(0, m * K), w, m);
-        sameBits(part, all.subarray(0, m * N), `${dtype}: ${m} rows vs ${M}`);
+  it('matmul of a few rows (decode batches) does not depend on how many rows are in the batch, on every SIMD target', () => {
+    for (const simd of nativeInfo()?.simdTargets ?? [])
+      for (const dtype of ['f32', 'bf16'] as const) {
+        assert.ok(setNativeSimd(simd));
+        try {
+          const N = 70,
+            K = 600,
+            M = 15; // the dot-product kernel's range (AMX takes over at 16 rows)
+          const w = weight(rng, N, K, dtype),
+            x = randn(rng, M * K);
+          const all = new Float32Array(M * N);
+          native.matmul(all, x, w, M);
+          for (const m of [1, 2, 3, 5, 8, 15]) {
+            const part = new Float32Array(m * N);
+            native.matmul(part, x.subarray(0, m * K), w, m);
+            sameBits(part, all.subarray(0, m * N), `${simd} ${dtype}: ${m} rows vs ${M}`);
+          }
+          const one = new Float32Array(N);
+          native.matmul(one, x.subarray(7 * K, 8 * K), w, 1);
+          sameBits(one, all.subarray(7 * N, 8 * N), `${simd} ${dtype}: row 7 alone vs in the batch`);
+        } finally {
+          setNativeSimd('');
+        }
       }
-      const one = new Float32Array(N);
-      native.matmul(one, x.subarray(7 * K, 8 * K), w, 1);
-      sameBits(one, all.subarray(7 * N, 8 * N), `${dtype}: row 7 alone vs in the batch`);
-    }
   });
 
   it('batchInvariant mode: a row computes the same bits alone or inside any batch', () => {

@@ -7,11 +7,13 @@
 // touching foreign memory.
 //
 // Why native code: no TypeScript or wasm tensor library gets within 5x of PyTorch on CPU
-// (bench/README.md, "Kernel decisions"), so the numeric core is C++ over OpenBLAS with AVX-512 /
-// AMX kernels of its own.
+// (bench/README.md, "Kernel decisions"), so the numeric core is C++ over OpenBLAS with SIMD
+// kernels of its own (Highway, dispatched at run time to the CPU's best target) and AMX.
 // loadNativeBackend() never throws: when the addon is missing or fails to load it returns
 // { backend: null, error } and getBackend('auto') falls back to the TypeScript backend.
 // Environment: LLAMA_ADAPTER_ADDON=/path/to/addon.node overrides where the addon is looked for;
+// LLAMA_ADAPTER_SIMD=avx512|avx2|sse4|scalar|neon dispatches the kernels to a lower SIMD target
+// than the CPU's best (and, unless OPENBLAS_CORETYPE is set, OpenBLAS to the same level);
 // LLAMA_ADAPTER_NO_AMX=1 disables the AMX path; LLAMA_ADAPTER_BATCH_INVARIANT=1 turns on the
 // batch-invariant matmul (see NativeFeature).
 
@@ -53,6 +55,7 @@ interface Addon {
   backend(threads: number): Record<string, AddonKernel>;
   signatures: Record<string, Signature>;
   setFeature(name: NativeFeature, enabled: boolean): boolean;
+  setSimd(name: string): boolean;
   info(): NativeInfo;
 }
 
@@ -75,12 +78,13 @@ function bindKernel(name: string, sig: Signature, kernel: AddonKernel): AddonKer
   return make(kernel);
 }
 
-/** CPU features the addon found at load (and uses), its matmul mode and current thread count. */
+/** The SIMD target in use and the CPU features the addon found at load (and uses), its matmul mode and current thread count. */
 export interface NativeInfo {
-  avx512: boolean;
+  simd: string; // the SIMD target the kernels dispatch to ('avx512', 'avx2', 'sse4', 'neon', 'scalar', ...)
+  simdTargets: string[]; // every target compiled in that this CPU runs, best first
   avx512bf16: boolean; // the AVX512_BF16 GEMM engine is on (opt-in: see NativeFeature)
-  cpuAvx512bf16: boolean; // the CPU has AVX512_BF16
-  amx: boolean;
+  cpuAvx512bf16: boolean; // the CPU has AVX512_BF16 (and an AVX-512 target is in force)
+  amx: boolean; // AMX tiles in use (CPU, kernel permission, an AVX-512 target in force)
   batchInvariant: boolean;
   threads: number;
 }
@@ -97,6 +101,9 @@ export type NativeFeature = 'amx' | 'avx512bf16' | 'batchInvariant' | 'bf16Split
 
 const ADDON_FILE = 'llama_adapter_native.node';
 
+/** OpenBLAS's core type for a forced x86 SIMD level (its kernels then use no newer instructions). */
+const OPENBLAS_CORE: Record<string, string> = { avx2: 'Haswell', sse4: 'Nehalem', scalar: 'Core2' };
+
 let addonCache: { addon: Addon | null; error: string } | null = null;
 
 function loadAddon(): { addon: Addon | null; error: string } {
@@ -112,11 +119,21 @@ function loadAddon(): { addon: Addon | null; error: string } {
   if (!existsSync(file)) {
     return (addonCache = { addon: null, error: `the native addon is not built (${file} missing; run: node scripts/build-native.mjs)` });
   }
+  const simd = process.env.LLAMA_ADAPTER_SIMD;
+  // OpenBLAS reads OPENBLAS_CORETYPE when the addon (which links it) is loaded.
+  if (simd && OPENBLAS_CORE[simd] && !process.env.OPENBLAS_CORETYPE) process.env.OPENBLAS_CORETYPE = OPENBLAS_CORE[simd];
   try {
     const req = createRequire(import.meta.url);
     const addon = req(file) as Addon;
     if (typeof addon.backend !== 'function' || typeof addon.info !== 'function' || typeof addon.signatures !== 'object') {
       return (addonCache = { addon: null, error: `${file} is not the llama-adapter addon` });
+    }
+    const info = addon.info();
+    if (simd && simd !== 'best' && info.simd !== simd) {
+      return (addonCache = {
+        addon: null,
+        error: `LLAMA_ADAPTER_SIMD=${simd} is not a SIMD target this build runs on this CPU (it runs: ${info.simdTargets.join(', ')})`,
+      });
     }
     return (addonCache = { addon, error: '' });
   } catch (e) {
@@ -127,7 +144,7 @@ function loadAddon(): { addon: Addon | null; error: string } {
 
 /** The native backend: the addon's kernel functions as they are, plus its features. */
 export interface NativeBackend extends Backend {
-  /** CPU features the addon uses (AVX-512, AVX512_BF16, AMX) and its thread count. */
+  /** The SIMD target and CPU features the addon uses (AVX512_BF16, AMX) and its thread count. */
   info(): NativeInfo;
   gemm: Gemm;
 }
@@ -165,6 +182,17 @@ export function loadNativeBackend(threads?: number): { backend: NativeBackend | 
 export function nativeInfo(): NativeInfo | null {
   const { addon } = loadAddon();
   return addon ? addon.info() : null;
+}
+
+/**
+ * Dispatch the SIMD kernels to `name` (one of info().simdTargets; '' or 'best' = the CPU's best),
+ * process-wide, e.g. to test or benchmark a lower level. Returns false (nothing changed) when the
+ * target is not runnable here or the addon is unavailable. OpenBLAS keeps the level it was loaded
+ * with (LLAMA_ADAPTER_SIMD sets both at start-up).
+ */
+export function setNativeSimd(name: string): boolean {
+  const { addon } = loadAddon();
+  return addon ? addon.setSimd(name) : false;
 }
 
 /**
