@@ -15,6 +15,7 @@ interface BenchFlags {
   threads?: number;
   comparePytorch?: boolean;
   compareRunc?: boolean;
+  runcSimd?: string;
   kinds: BenchKind[];
   steps: number;
   batch: number;
@@ -53,6 +54,14 @@ export function benchCommand(): Command {
     .addOption(new Option('--backend <name>', 'compute backend').choices([...backendNames]).default(d.backend))
     .option('--threads <n>', "native backend threads (default: all cores); the PyTorch peer gets the backend's thread count", int('--threads', 1))
     .option('--compare-runc', 'also decode with a run.c-equivalent C peer (bench/runc, gcc -Ofast -march=native -fopenmp) on the same model, fp32')
+    .addOption(
+      new Option('--runc-simd <level>', "the run.c peer's SIMD level (default: native, or the level LLAMA_ADAPTER_SIMD forces our kernels to)").choices([
+        'native',
+        'avx2',
+        'sse4',
+        'scalar',
+      ]),
+    )
     .option('--compare-pytorch', 'also run ../shared/reference/bench_torch.py with the same settings and print ratios')
     .addOption(new Option('--kinds <list>', 'comma-separated: train, prefill, decode').argParser(kinds).default([...d.kinds], d.kinds.join(',')))
     .option('--steps <n>', 'timed training steps after one warm-up (and the most repetitions of prefill/decode)', int('--steps', 1), d.steps)
@@ -87,6 +96,7 @@ export function benchCommand(): Command {
         threads: f.threads,
         comparePytorch: f.comparePytorch ?? false,
         compareRunc: f.compareRunc ?? false,
+        runcSimd: f.runcSimd,
         kinds: f.kinds,
         steps: f.steps,
         batch: f.batch,

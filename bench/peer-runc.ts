@@ -1,6 +1,8 @@
 // The llama2.c peer for decode: compiles runc/runc_peer.c (run.c's forward and greedy loop) with
-// run.c's flags, writes the benchmarked model as a legacy llama2.c fp32 file when it is not one
-// already, and runs it with the same thread count (OMP_NUM_THREADS). fp32 only, as run.c.
+// run.c's flags (-march=native), or for a given SIMD level (-mavx2 -mfma -mno-avx512f, ...) to
+// compare with our kernels forced to that level, writes the benchmarked model as a legacy
+// llama2.c fp32 file when it is not one already, and runs it with the same thread count
+// (OMP_NUM_THREADS). fp32 only, as run.c.
 
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -10,7 +12,13 @@ import type { LlamaConfig } from '../src/core/config.js';
 import { matrixToF32, type ModelWeights } from '../src/core/weights.js';
 import { repoRoot } from './configs.js';
 
-export const RUNC_CFLAGS = ['-Ofast', '-march=native', '-fopenmp'];
+/** gcc flags of the peer per SIMD level: run.c's own (native), or one level forced (x86-64). */
+export const RUNC_CFLAGS: Readonly<Record<string, readonly string[]>> = {
+  native: ['-Ofast', '-march=native', '-fopenmp'],
+  avx2: ['-Ofast', '-mavx2', '-mfma', '-mno-avx512f', '-fopenmp'],
+  sse4: ['-Ofast', '-msse4.2', '-fopenmp'],
+  scalar: ['-Ofast', '-fopenmp'],
+};
 
 export interface RuncRun {
   tokensPerS: number;
@@ -18,13 +26,15 @@ export interface RuncRun {
   command: string;
 }
 
-/** Build the peer binary (once per source change) under build/; returns its path, or why it cannot. */
-export function buildRuncPeer(): { ok: true; bin: string } | { ok: false; reason: string } {
+/** Build the peer binary for a level of RUNC_CFLAGS (once per source change) under build/; returns its path, or why it cannot. */
+export function buildRuncPeer(level: string): { ok: true; bin: string } | { ok: false; reason: string } {
+  const flags = RUNC_CFLAGS[level];
+  if (!flags) return { ok: false, reason: `no run.c build for SIMD level ${level} (${Object.keys(RUNC_CFLAGS).join(', ')})` };
   const src = path.join(repoRoot(), 'bench', 'runc', 'runc_peer.c');
-  const bin = path.join(repoRoot(), 'build', 'runc_peer');
+  const bin = path.join(repoRoot(), 'build', `runc_peer_${level}`);
   if (fs.existsSync(bin) && fs.statSync(bin).mtimeMs >= fs.statSync(src).mtimeMs) return { ok: true, bin };
   fs.mkdirSync(path.dirname(bin), { recursive: true });
-  const r = spawnSync('gcc', [...RUNC_CFLAGS, '-o', bin, src, '-lm'], { encoding: 'utf8' });
+  const r = spawnSync('gcc', [...flags, '-o', bin, src, '-lm'], { encoding: 'utf8' });
   if (r.error) return { ok: false, reason: `gcc: ${r.error.message}` };
   if (r.status !== 0) return { ok: false, reason: `gcc failed: ${(r.stderr || '').trim().split('\n').slice(-3).join(' ')}` };
   return { ok: true, bin };

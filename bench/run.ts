@@ -15,6 +15,7 @@ import { measureDecode, measurePeak, measurePrefill, measureTrain, median, train
 import { runPeer, SYSTEM_PYTHON, torchStatus, type PeerLine, type PeerRun } from './peer.js';
 import { buildRuncPeer, isLegacyLlama2c, RUNC_CFLAGS, runRuncPeer, tempModelFile, writeLegacyLlama2c } from './peer-runc.js';
 import { KernelProfile } from './profile.js';
+import { nativeInfo } from '../src/backend/native.js';
 
 export type BenchKind = 'train' | 'prefill' | 'decode';
 export const BENCH_KINDS: readonly BenchKind[] = ['train', 'prefill', 'decode'];
@@ -26,6 +27,7 @@ export interface BenchOptions {
   threads?: number; // native backend threads (default: the backend's)
   comparePytorch: boolean;
   compareRunc: boolean; // also decode with the llama2.c run.c peer (fp32 only)
+  runcSimd?: string; // the peer's SIMD level (RUNC_CFLAGS); default: native at our best target, else the level our kernels are forced to
   kinds: readonly BenchKind[];
   steps: number; // timed training steps (after one warm-up); also the most repetitions of prefill/decode
   batch: number; // B
@@ -75,7 +77,8 @@ export async function runBench(o: BenchOptions, emit: (line: BenchLine) => void)
     be = model.backend;
   const L = o.adapterLayers || Math.max(1, c.nLayers - 2);
   check(L <= c.nLayers, `bench: --layers ${L} is more than the model's ${c.nLayers} layers`);
-  const base: BenchLine = { config: o.config, backend: be.name, dtype: o.dtype, threads: be.threads };
+  const simd = be.name === 'native' ? (nativeInfo()?.simd ?? null) : null;
+  const base: BenchLine = { config: o.config, backend: be.name, dtype: o.dtype, threads: be.threads, simd };
   const settle = async (): Promise<void> => {
     if (o.waitIdle > 0) await waitForIdle(o.waitIdle, log);
   };
@@ -288,7 +291,9 @@ function runcComparison(
 ): BenchLine {
   const skip = (reason: string): BenchLine => ({ ...base, kind: 'compare', peer: 'run.c', skipped: true, reason });
   if (o.dtype !== 'fp32') return skip('run.c computes in fp32 only');
-  const built = buildRuncPeer();
+  const info = nativeInfo();
+  const level = o.runcSimd ?? (info && info.simd !== info.simdTargets[0] ? info.simd : 'native');
+  const built = buildRuncPeer(level);
   if (!built.ok) return skip(built.reason);
   const c = model.config;
   const steps = Math.min(o.decodeTokens, c.maxSeqLen - 1);
@@ -305,7 +310,7 @@ function runcComparison(
     // As many runs as our median was taken over (5 to 30); its median too, since one run of a
     // small model swung by 2x (stories260K: 9,644 and 17,828 tok/s).
     const runs = Math.max(5, Math.min(30, oursReps));
-    log(`running the run.c peer (${RUNC_CFLAGS.join(' ')}, ${model.backend.threads} threads, ${steps} tokens, ${runs} runs)`);
+    log(`running the run.c peer (${RUNC_CFLAGS[level].join(' ')}, ${model.backend.threads} threads, ${steps} tokens, ${runs} runs)`);
     const tps: number[] = [];
     let command = '';
     for (let i = 0; i < runs; i++) {
@@ -323,6 +328,7 @@ function runcComparison(
       runc_tokens_per_s: round(theirs),
       runc_runs: runs,
       peer: 'run.c',
+      runc_simd: level,
       peer_command: command,
     };
   } catch (e) {

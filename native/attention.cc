@@ -119,12 +119,21 @@ void AttnGemmBlock(float* out, const float* q, const float* kb, const float* vb,
               static_cast<int>(nmax), vb, static_cast<int>(kvStride), 0.0f, out, static_cast<int>(qStride));
 }
 
-// Forward, one query row over its n visible keys (decode).
-void AttnRow(float* out, const float* qv, const float* kb, const float* vb, long kvStride, long n, long hs, float scale) {
-  float* sc = RowScratch(static_cast<size_t>(n));
-  AttendScores(sc, qv, kb, kvStride, n, hs, scale);
-  const float inv = 1.0f / ExpSubSum(sc, Max(sc, n), n);
-  AttendValues(out, sc, inv, vb, kvStride, n, hs);
+// Forward, query rows [i0, i1) of (B, H, T), each over its visible keys (decode: few rows).
+void AttnRows(float* out, const float* q, const float* kc, const float* vc, const int32_t* pos, const AttnShape& s, const int32_t* cacheRows, long i0,
+              long i1) {
+  const long T = s.T, S = s.S, H = s.H, Hkv = s.Hkv, hs = s.hs;
+  const long rep = H / Hkv, qStride = H * hs, kvStride = Hkv * hs;
+  const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(hs)));
+  for (long item = i0; item < i1; item++) {
+    const long t = item % T, bh = item / T, h = bh % H, b = bh / H, kvh = h / rep;
+    const long row = (cacheRows ? static_cast<long>(cacheRows[b]) : b) * S * kvStride + kvh * hs;
+    const long n = static_cast<long>(pos[b]) + t + 1;
+    float* sc = RowScratch(static_cast<size_t>(n));
+    AttendScores(sc, q + (b * T + t) * qStride + h * hs, kc + row, kvStride, n, hs, scale);
+    const float inv = 1.0f / ExpSubSum(sc, Max(sc, n), n);
+    AttendValues(out + (b * T + t) * qStride + h * hs, sc, inv, vc + row, kvStride, n, hs);
+  }
 }
 
 // Backward of one (b, h): see attention_back.
@@ -258,7 +267,7 @@ HWY_AFTER_NAMESPACE();
 namespace la {
 
 HWY_EXPORT(AttnGemmBlock);
-HWY_EXPORT(AttnRow);
+HWY_EXPORT(AttnRows);
 HWY_EXPORT(AttnBackHead);
 HWY_EXPORT(SumHeadGroups);
 HWY_EXPORT(PromptRows);
@@ -294,11 +303,7 @@ void attention(float* out, const float* q, const float* kc, const float* vc, con
     });
     return;
   }
-  parallel_items(B * H * T, nt, [&](long item) {
-    const long t = item % T, bh = item / T, h = bh % H, b = bh / H, kvh = h / rep;
-    HWY_DYNAMIC_DISPATCH(AttnRow)(out + (b * T + t) * qStride + h * hs, q + (b * T + t) * qStride + h * hs, kc + cacheRow(b) + kvh * hs,
-                                  vc + cacheRow(b) + kvh * hs, kvStride, static_cast<long>(pos[b]) + t + 1, hs, scale);
-  });
+  parallel_for(B * H * T, nt, [&](long i0, long i1) { HWY_DYNAMIC_DISPATCH(AttnRows)(out, q, kc, vc, pos, s, cacheRows, i0, i1); });
 }
 
 // Full causal pass (pos = 0, S = T). dq (B, T, H*hs), dk/dv (B, T, Hkv*hs) overwritten.

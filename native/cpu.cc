@@ -100,9 +100,12 @@ void detect_features() {
   g_runnable = runnable();
 #if HWY_ARCH_X86 && defined(__GNUC__) && (__GNUC__ >= 11)
   g_cpuBf16 = __builtin_cpu_supports("avx512bf16");
-  // The AVX512_BF16 GEMM engine is opt-in (LLAMA_ADAPTER_AVX512BF16=1): see bench/README.md.
-  g_wantBf16 = env_on("LLAMA_ADAPTER_AVX512BF16");
   g_cpuAmx = !env_on("LLAMA_ADAPTER_NO_AMX") && amx_init();
+  // The AVX512_BF16 GEMM engine is on where AMX is not (Zen 4: about twice the fp32 GEMM rate;
+  // bench/README.md) and off where it is (slower than the tiles); LLAMA_ADAPTER_AVX512BF16=0/1
+  // overrides.
+  const char* dp = std::getenv("LLAMA_ADAPTER_AVX512BF16");
+  g_wantBf16 = dp && *dp ? env_on("LLAMA_ADAPTER_AVX512BF16") : !g_cpuAmx;
 #endif
   g_features.batchInvariant = env_on("LLAMA_ADAPTER_BATCH_INVARIANT");
   const char* want = std::getenv("LLAMA_ADAPTER_SIMD");

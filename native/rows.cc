@@ -167,8 +167,6 @@ void CrossEntropyRows(const float* logits, const int32_t* targets, long r0, long
   const DD dd;
   const DFH dh;
   const long N = static_cast<long>(hn::Lanes(d));
-  const long ND = static_cast<long>(hn::Lanes(dd));
-  HWY_ALIGN float e[hn::MaxLanes(d)];
   for (long r = r0; r < r1; r++) {
     const float* l = logits + r * V;
     const int32_t tgt = targets[r];
@@ -178,13 +176,17 @@ void CrossEntropyRows(const float* logits, const int32_t* targets, long r0, long
     }
     const float mx = Max(l, V);
     const VF mv = hn::Set(d, mx);
-    // sum of exp(l - mx) in double: each vector of exps widened in DD-sized pieces, in order
+    // sum of exp(l - mx) in double: each vector of exps widened in two halves, in order
     auto s = hn::Zero(dd);
     for (long i = 0; i < V; i += N) {
       const size_t k = static_cast<size_t>(V - i < N ? V - i : N);
       const VF ev = hn::IfThenElseZero(hn::FirstN(d, k), Exp(d, hn::Sub(static_cast<long>(k) == N ? hn::LoadU(d, l + i) : LoadPart(d, l + i, k), mv)));
-      hn::Store(ev, d, e);
-      for (long j = 0; j < N; j += ND) s = hn::Add(s, hn::PromoteTo(dd, hn::Load(dh, e + j)));
+#if HWY_TARGET == HWY_SCALAR
+      (void)dh;
+      s = hn::Add(s, hn::PromoteTo(dd, ev));
+#else
+      s = hn::Add(s, hn::Add(hn::PromoteTo(dd, hn::LowerHalf(dh, ev)), hn::PromoteTo(dd, hn::UpperHalf(dh, ev))));
+#endif
     }
     const double lse = mx + std::log(hn::GetLane(hn::SumOfLanes(dd, s)));
     loss[r] = lse - l[tgt];

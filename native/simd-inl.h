@@ -102,13 +102,19 @@ HWY_INLINE VF RoundBf16(DF d, VF v) {
 }
 
 /**
- * exp(x) per lane: Cephes-style range reduction and a degree-6 polynomial (~1 ulp); x is clamped
- * to [-104, 89] (results below FLT_MIN are flushed under the kernels' FTZ mode anyway), NaN stays
- * NaN. The scale 2^n is applied in two halves so every step is a normal float.
+ * exp(x) per lane: Cephes-style range reduction and a degree-6 polynomial (~1 ulp); NaN stays NaN
+ * (the clamps keep it: x86 min/max return their second operand, NEON and scalar propagate it).
+ * AVX-512 scales by 2^n with vscalefps (x clamped to [-104, 89]: results below FLT_MIN are flushed
+ * under the kernels' FTZ mode anyway); other targets build 2^n in the exponent bits, which needs n
+ * in [-126, 127], so x is clamped to [-87.3, 88.3] there (exp(88.3) = 2.0e38 stands in for larger
+ * values, which only overflow to inf on AVX-512).
  */
 HWY_INLINE VF Exp(DF d, VF x) {
-  const DI32 di;
+#if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
   const VF xc = hn::Min(hn::Set(d, 89.0f), hn::Max(hn::Set(d, -104.0f), x));
+#else
+  const VF xc = hn::Min(hn::Set(d, 88.3f), hn::Max(hn::Set(d, -87.3f), x));
+#endif
   const VF n = hn::Round(hn::Mul(xc, hn::Set(d, 1.44269504088896341f)));
   VF r = hn::NegMulAdd(n, hn::Set(d, 0.693359375f), xc);
   r = hn::NegMulAdd(n, hn::Set(d, -2.12194440e-4f), r);
@@ -119,13 +125,12 @@ HWY_INLINE VF Exp(DF d, VF x) {
   p = hn::MulAdd(p, r, hn::Set(d, 1.6666665459E-1f));
   p = hn::MulAdd(p, r, hn::Set(d, 5.0000001201E-1f));
   p = hn::MulAdd(p, hn::Mul(r, r), hn::Add(r, hn::Set(d, 1.0f)));
-  const auto ni = hn::ConvertTo(di, n);
-  const auto n1 = hn::ShiftRight<1>(ni);
-  const auto n2 = hn::Sub(ni, n1);
-  const auto bias = hn::Set(di, 127);
-  const VF s1 = hn::BitCast(d, hn::ShiftLeft<23>(hn::Add(n1, bias)));
-  const VF s2 = hn::BitCast(d, hn::ShiftLeft<23>(hn::Add(n2, bias)));
-  return hn::IfThenElse(hn::IsNaN(x), x, hn::Mul(hn::Mul(p, s1), s2));
+#if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
+  return VF{_mm512_scalef_ps(p.raw, n.raw)};
+#else
+  const DI32 di;
+  return hn::Mul(p, hn::BitCast(d, hn::ShiftLeft<23>(hn::Add(hn::ConvertTo(di, n), hn::Set(di, 127)))));
+#endif
 }
 
 HWY_INLINE float ReduceSum(DF d, VF v) { return hn::GetLane(hn::SumOfLanes(d, v)); }
@@ -162,9 +167,11 @@ HWY_INLINE float Max(const float* HWY_RESTRICT x, long n) {
   VF m = hn::Set(d, -INFINITY);
   long i = 0;
   for (; i + N <= n; i += N) m = hn::Max(m, hn::LoadU(d, x + i));
-  float r = hn::GetLane(hn::MaxOfLanes(d, m));
-  for (; i < n; i++) r = x[i] > r ? x[i] : r;
-  return r;
+  if (i < n) {
+    const size_t k = static_cast<size_t>(n - i);
+    m = hn::Max(m, hn::IfThenElse(hn::FirstN(d, k), LoadPart(d, x + i, k), hn::Set(d, -INFINITY)));
+  }
+  return hn::GetLane(hn::MaxOfLanes(d, m));
 }
 
 /** x[i] = exp(x[i] - sub); returns the sum of the results (fp32, fixed order). */
@@ -220,7 +227,7 @@ HWY_INLINE void Scale(float* HWY_RESTRICT x, float a, long n) {
   const VF av = hn::Set(d, a);
   long i = 0;
   for (; i + N <= n; i += N) hn::StoreU(hn::Mul(av, hn::LoadU(d, x + i)), d, x + i);
-  for (; i < n; i++) x[i] *= a;
+  if (i < n) StorePart(d, hn::Mul(av, LoadPart(d, x + i, n - i)), x + i, n - i);
 }
 
 /** Widen n bf16 values to fp32. */

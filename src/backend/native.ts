@@ -82,7 +82,7 @@ function bindKernel(name: string, sig: Signature, kernel: AddonKernel): AddonKer
 export interface NativeInfo {
   simd: string; // the SIMD target the kernels dispatch to ('avx512', 'avx2', 'sse4', 'neon', 'scalar', ...)
   simdTargets: string[]; // every target compiled in that this CPU runs, best first
-  avx512bf16: boolean; // the AVX512_BF16 GEMM engine is on (opt-in: see NativeFeature)
+  avx512bf16: boolean; // the AVX512_BF16 GEMM engine is on (where AMX is not: see NativeFeature)
   cpuAvx512bf16: boolean; // the CPU has AVX512_BF16 (and an AVX-512 target is in force)
   amx: boolean; // AMX tiles in use (CPU, kernel permission, an AVX-512 target in force)
   batchInvariant: boolean;
@@ -91,11 +91,12 @@ export interface NativeInfo {
 
 /**
  * Switchable kernel paths: 'amx' (bf16-weight GEMMs on AMX tiles, on by default where the CPU has
- * it); 'avx512bf16' (the same GEMMs on vdpbf16ps where AMX is off or missing; off by default,
- * LLAMA_ADAPTER_AVX512BF16=1 turns it on: slower than widening bf16 weights to fp32 panels, the
- * default without AMX, where it was measured (bench/README.md); written for Zen 4);
- * 'bf16Split' (AMX / AVX512_BF16 keep ~16 bits of each activation, twice the work); 'batchInvariant' (off by default): every matmul uses the dot-product kernel so a row's
- * result does not depend on the other rows of its batch (prefill/training get slower).
+ * it); 'avx512bf16' (the same GEMMs on vdpbf16ps where AMX is missing, e.g. Zen 4: about twice the
+ * fp32 GEMM rate there; off where AMX is, which is faster; LLAMA_ADAPTER_AVX512BF16=0/1 overrides;
+ * without either, bf16 weights are widened to fp32 for sgemm); 'bf16Split' (AMX / AVX512_BF16 keep
+ * ~16 bits of each activation, twice the work); 'batchInvariant' (off by default): every matmul
+ * uses the dot-product kernel so a row's result does not depend on the other rows of its batch
+ * (prefill/training get slower).
  */
 export type NativeFeature = 'amx' | 'avx512bf16' | 'batchInvariant' | 'bf16Split';
 

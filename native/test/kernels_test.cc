@@ -1,0 +1,458 @@
+// The native kernels against plain scalar references, once per SIMD target this CPU (or qemu)
+// runs, without Node: the check that runs on ARM64 (cross-compiled, under qemu-aarch64) where the
+// TypeScript conformance suite cannot. Every kernel of common.h, f32 and bf16 weights, decode and
+// prefill shapes, ragged lengths (tails of every target's vectors), accumulate on and off; the
+// matmul of a few rows is also checked to give the same bits whatever the batch around a row.
+// Exit status 0 when everything matches. Build and run: scripts/kernels-test.sh [--arm64].
+
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "../common.h"
+
+using Vec = std::vector<float>;
+
+namespace {
+
+std::mt19937 g_rng(12345);
+int g_failures = 0;
+int g_checks = 0;
+std::string g_target;
+
+Vec randn(size_t n, float scale = 1.0f) {
+  std::normal_distribution<float> nd(0.0f, scale);
+  Vec v(n);
+  for (auto& x : v) x = nd(g_rng);
+  return v;
+}
+
+uint16_t to_bf16(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  return static_cast<uint16_t>(la::bf16_round_bits(u) >> 16);
+}
+float from_bf16(uint16_t h) {
+  uint32_t u = static_cast<uint32_t>(h) << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+/** Normwise closeness: max |a - b| <= rtol * max |b| + atol, NaN exactly where want is NaN. */
+void close(const float* got, const float* want, size_t n, double rtol, const std::string& what, double atol = 1e-6) {
+  g_checks++;
+  double err = 0, mag = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (std::isnan(want[i]) || std::isnan(got[i])) {
+      if (!(std::isnan(want[i]) && std::isnan(got[i]))) {
+        std::printf("FAIL [%s] %s: NaN mismatch at %zu (%g vs %g)\n", g_target.c_str(), what.c_str(), i, got[i], want[i]);
+        g_failures++;
+        return;
+      }
+      continue;
+    }
+    err = std::fmax(err, std::fabs(static_cast<double>(got[i]) - want[i]));
+    mag = std::fmax(mag, std::fabs(static_cast<double>(want[i])));
+  }
+  if (!(err <= rtol * mag + atol)) {
+    std::printf("FAIL [%s] %s: max error %.3e > %.1e x %.3e\n", g_target.c_str(), what.c_str(), err, rtol, mag);
+    g_failures++;
+  }
+}
+
+void same_bits(const float* a, const float* b, size_t n, const std::string& what) {
+  g_checks++;
+  if (std::memcmp(a, b, n * sizeof(float)) != 0) {
+    std::printf("FAIL [%s] %s: bits differ\n", g_target.c_str(), what.c_str());
+    g_failures++;
+  }
+}
+
+constexpr double kRtol = 1e-5, kRtolBf16 = 2e-5;
+
+// ------------------------------------------------------------------ scalar references
+
+// out (M, N) (+)= x (M, K) · W^T; bf16 weights multiply activations rounded to bf16.
+void ref_matmul(float* out, const float* x, const float* w, bool bf16, long M, long N, long K, bool acc) {
+  for (long m = 0; m < M; m++)
+    for (long n = 0; n < N; n++) {
+      double s = 0;
+      for (long k = 0; k < K; k++) s += static_cast<double>(bf16 ? from_bf16(to_bf16(x[m * K + k])) : x[m * K + k]) * w[n * K + k];
+      out[m * N + n] = static_cast<float>(acc ? out[m * N + n] + s : s);
+    }
+}
+// out (M, K) (+)= dy (M, N) · W.
+void ref_matmul_back(float* out, const float* dy, const float* w, bool bf16, long M, long N, long K, bool acc) {
+  for (long m = 0; m < M; m++)
+    for (long k = 0; k < K; k++) {
+      double s = 0;
+      for (long n = 0; n < N; n++) s += static_cast<double>(bf16 ? from_bf16(to_bf16(dy[m * N + n])) : dy[m * N + n]) * w[n * K + k];
+      out[m * K + k] = static_cast<float>(acc ? out[m * K + k] + s : s);
+    }
+}
+
+double sigmoid(double a) { return 1.0 / (1.0 + std::exp(-a)); }
+
+// Causal attention with per-row positions: row b's query t at pos[b] + t sees keys 0 .. pos[b] + t.
+void ref_attention(float* out, const float* q, const float* kc, const float* vc, const int32_t* pos, const la::AttnShape& s) {
+  const long rep = s.H / s.Hkv, qs = s.H * s.hs, ks = s.Hkv * s.hs;
+  for (long b = 0; b < s.B; b++)
+    for (long t = 0; t < s.T; t++)
+      for (long h = 0; h < s.H; h++) {
+        const long n = pos[b] + t + 1, kvh = h / rep;
+        const float* qv = q + (b * s.T + t) * qs + h * s.hs;
+        std::vector<double> sc(n);
+        double mx = -INFINITY;
+        for (long j = 0; j < n; j++) {
+          double d = 0;
+          for (long i = 0; i < s.hs; i++) d += static_cast<double>(qv[i]) * kc[(b * s.S + j) * ks + kvh * s.hs + i];
+          sc[j] = d / std::sqrt(static_cast<double>(s.hs));
+          mx = std::fmax(mx, sc[j]);
+        }
+        double z = 0;
+        for (auto& v : sc) z += (v = std::exp(v - mx));
+        for (long i = 0; i < s.hs; i++) {
+          double o = 0;
+          for (long j = 0; j < n; j++) o += sc[j] / z * vc[(b * s.S + j) * ks + kvh * s.hs + i];
+          out[(b * s.T + t) * qs + h * s.hs + i] = static_cast<float>(o);
+        }
+      }
+}
+
+// Probabilities of the prompt branch (B, H, T, K) and out += gate softmax(q pk^T / sqrt(hs)) pv.
+void ref_prompt(float* out, float* probs, const float* q, const float* pk, const float* pv, const float* gate, const la::PromptShape& s) {
+  const long rep = s.H / s.Hkv, qs = s.H * s.hs, ks = s.Hkv * s.hs;
+  for (long b = 0; b < s.B; b++)
+    for (long h = 0; h < s.H; h++)
+      for (long t = 0; t < s.T; t++) {
+        const long kvh = h / rep;
+        const float* qv = q + (b * s.T + t) * qs + h * s.hs;
+        std::vector<double> sc(s.K);
+        double mx = -INFINITY, z = 0;
+        for (long j = 0; j < s.K; j++) {
+          double d = 0;
+          for (long i = 0; i < s.hs; i++) d += static_cast<double>(qv[i]) * pk[j * ks + kvh * s.hs + i];
+          mx = std::fmax(mx, sc[j] = d / std::sqrt(static_cast<double>(s.hs)));
+        }
+        for (auto& v : sc) z += (v = std::exp(v - mx));
+        for (long j = 0; j < s.K; j++) probs[((b * s.H + h) * s.T + t) * s.K + j] = static_cast<float>(sc[j] / z);
+        for (long i = 0; i < s.hs; i++) {
+          double o = 0;
+          for (long j = 0; j < s.K; j++) o += sc[j] / z * pv[j * ks + kvh * s.hs + i];
+          out[(b * s.T + t) * qs + h * s.hs + i] += static_cast<float>(gate[h] * o);
+        }
+      }
+}
+
+// ------------------------------------------------------------------ checks per kernel
+
+void check_matmul() {
+  const long shapes[][3] = {{1, 37, 70}, {1, 64, 64}, {2, 33, 17}, {3, 100, 96}, {5, 48, 33}, {9, 70, 100}, {16, 130, 257},
+                            {20, 30, 1100}, {31, 13, 40}, {40, 50, 48}, {70, 20, 130}, {1, 300, 520}};
+  for (bool bf16 : {false, true})
+    for (auto& sh : shapes)
+      for (bool acc : {false, true}) {
+        const long M = sh[0], N = sh[1], K = sh[2];
+        Vec wf = randn(N * K, 0.5f), x = randn(M * K), dy = randn(M * N);
+        std::vector<uint16_t> wb(N * K);
+        if (bf16)
+          for (long i = 0; i < N * K; i++) wf[i] = from_bf16(wb[i] = to_bf16(wf[i]));
+        la::Mat w{bf16 ? static_cast<const void*>(wb.data()) : static_cast<const void*>(wf.data()), bf16, N, K};
+        const std::string tag = std::string(bf16 ? "bf16 " : "f32 ") + std::to_string(M) + "x" + std::to_string(N) + "x" + std::to_string(K) +
+                                (acc ? " acc" : "");
+        Vec got = randn(M * N), want = got;
+        la::matmul(got.data(), x.data(), w, M, acc);
+        ref_matmul(want.data(), x.data(), wf.data(), bf16, M, N, K, acc);
+        close(got.data(), want.data(), got.size(), bf16 ? kRtolBf16 : kRtol, "matmul " + tag);
+        Vec gotB = randn(M * K), wantB = gotB;
+        la::matmul_back(gotB.data(), dy.data(), w, M, acc);
+        ref_matmul_back(wantB.data(), dy.data(), wf.data(), bf16, M, N, K, acc);
+        close(gotB.data(), wantB.data(), gotB.size(), bf16 ? kRtolBf16 : kRtol, "matmulBack " + tag);
+      }
+  // A row of a few-row batch (the dot kernel's range) has the same bits alone or in any batch.
+  for (bool bf16 : {false, true}) {
+    const long N = 70, K = 600, M = 15;
+    Vec wf = randn(N * K, 0.5f), x = randn(M * K);
+    std::vector<uint16_t> wb(N * K);
+    for (long i = 0; i < N * K; i++) wb[i] = to_bf16(wf[i]);
+    la::Mat w{bf16 ? static_cast<const void*>(wb.data()) : static_cast<const void*>(wf.data()), bf16, N, K};
+    Vec all(M * N);
+    la::matmul(all.data(), x.data(), w, M, false);
+    for (long m : {1L, 2L, 3L, 5L, 8L}) {
+      Vec part(m * N);
+      la::matmul(part.data(), x.data(), w, m, false);
+      same_bits(part.data(), all.data(), m * N, std::string(bf16 ? "bf16" : "f32") + " matmul: " + std::to_string(m) + " rows vs 15");
+    }
+  }
+}
+
+void check_rows() {
+  for (long dim : {1L, 7L, 64L, 100L, 129L}) {
+    const long rows = 5;
+    Vec x = randn(rows * dim), w = randn(dim), dy = randn(rows * dim);
+    Vec got(rows * dim), want(rows * dim), rstd(rows), rw(rows);
+    la::rmsnorm(got.data(), x.data(), w.data(), rows, dim, 1e-5f, rstd.data());
+    for (long r = 0; r < rows; r++) {
+      double ss = 0;
+      for (long i = 0; i < dim; i++) ss += static_cast<double>(x[r * dim + i]) * x[r * dim + i];
+      const double s = 1.0 / std::sqrt(ss / dim + 1e-5);
+      rw[r] = static_cast<float>(s);
+      for (long i = 0; i < dim; i++) want[r * dim + i] = static_cast<float>(x[r * dim + i] * s * w[i]);
+    }
+    close(got.data(), want.data(), got.size(), kRtol, "rmsnorm dim " + std::to_string(dim));
+    close(rstd.data(), rw.data(), rows, kRtol, "rmsnorm rstd dim " + std::to_string(dim));
+    for (bool acc : {false, true}) {
+      Vec gdx = randn(rows * dim), wdx = gdx;
+      la::rmsnorm_back(gdx.data(), dy.data(), x.data(), w.data(), rstd.data(), rows, dim, acc);
+      for (long r = 0; r < rows; r++) {
+        const double s = rstd[r];
+        double dot = 0;
+        for (long i = 0; i < dim; i++) dot += static_cast<double>(w[i]) * dy[r * dim + i] * x[r * dim + i];
+        for (long i = 0; i < dim; i++) {
+          const double v = s * w[i] * dy[r * dim + i] - x[r * dim + i] * s * s * s / dim * dot;
+          wdx[r * dim + i] = static_cast<float>(acc ? wdx[r * dim + i] + v : v);
+        }
+      }
+      close(gdx.data(), wdx.data(), gdx.size(), kRtol, "rmsnormBack dim " + std::to_string(dim) + (acc ? " acc" : ""));
+    }
+  }
+  // RoPE: interleaved pairs at positions pos[b] + t, forward and inverse.
+  for (long hs : {2L, 8L, 16L, 64L, 128L}) {
+    const long B = 2, T = 3, H = 3, half = hs / 2, maxPos = 20;
+    Vec cos(maxPos * half), sin(maxPos * half);
+    for (long p = 0; p < maxPos; p++)
+      for (long i = 0; i < half; i++) {
+        const double a = p * std::pow(10000.0, -2.0 * i / hs);
+        cos[p * half + i] = static_cast<float>(std::cos(a));
+        sin[p * half + i] = static_cast<float>(std::sin(a));
+      }
+    const int32_t pos[2] = {0, 7};
+    for (bool inv : {false, true}) {
+      Vec x = randn(B * T * H * hs), want = x;
+      la::rope(x.data(), B, T, H, hs, pos, cos.data(), sin.data(), inv);
+      for (long b = 0; b < B; b++)
+        for (long t = 0; t < T; t++)
+          for (long h = 0; h < H; h++)
+            for (long i = 0; i < half; i++) {
+              float* o = want.data() + ((b * T + t) * H + h) * hs + 2 * i;
+              const double c = cos[(pos[b] + t) * half + i], sn = (inv ? -1 : 1) * sin[(pos[b] + t) * half + i];
+              const double x0 = o[0], x1 = o[1];
+              o[0] = static_cast<float>(x0 * c - x1 * sn);
+              o[1] = static_cast<float>(x0 * sn + x1 * c);
+            }
+      close(x.data(), want.data(), x.size(), kRtol, "rope hs " + std::to_string(hs) + (inv ? " inverse" : ""));
+    }
+  }
+  // Elementwise: SiLU gate (+ backward), add, bf16 conversions; a NaN input stays NaN.
+  for (long n : {1L, 5L, 16L, 67L, 1000L, 20001L}) {
+    Vec a = randn(n, 3.0f), b = randn(n), dy = randn(n);
+    if (n > 3) a[2] = NAN;
+    Vec got(n), want(n), da(n), db(n), wda(n), wdb(n);
+    la::silu_gate(got.data(), a.data(), b.data(), n);
+    la::silu_gate_back(da.data(), db.data(), dy.data(), a.data(), b.data(), n);
+    for (long i = 0; i < n; i++) {
+      const double s = sigmoid(a[i]);
+      want[i] = static_cast<float>(a[i] * s * b[i]);
+      wdb[i] = static_cast<float>(dy[i] * a[i] * s);
+      wda[i] = static_cast<float>(dy[i] * b[i] * s * (1 + a[i] * (1 - s)));
+    }
+    const std::string tag = " n " + std::to_string(n);
+    close(got.data(), want.data(), n, kRtol, "siluGate" + tag);
+    close(da.data(), wda.data(), n, kRtol, "siluGateBack da" + tag);
+    close(db.data(), wdb.data(), n, kRtol, "siluGateBack db" + tag);
+    Vec x = randn(n), y = randn(n), sum(n);
+    for (long i = 0; i < n; i++) sum[i] = x[i] + y[i];
+    la::add(x.data(), y.data(), n);
+    close(x.data(), sum.data(), n, 0.0, "add" + tag, 0.0);
+    std::vector<uint16_t> h(n);
+    la::to_bf16_array(h.data(), a.data(), n);
+    Vec back(n), exact(n);
+    la::from_bf16_array(back.data(), h.data(), n);
+    for (long i = 0; i < n; i++) exact[i] = from_bf16(to_bf16(a[i]));
+    close(back.data(), exact.data(), n, 0.0, "toBf16 / fromBf16" + tag, 0.0);
+  }
+  // Embedding rows, f32 and bf16 tables.
+  {
+    const long V = 50, D = 37, n = 6;
+    Vec tf = randn(V * D);
+    std::vector<uint16_t> tb(V * D);
+    for (long i = 0; i < V * D; i++) tb[i] = to_bf16(tf[i]);
+    const int32_t ids[n] = {0, 49, 3, 3, 17, 1};
+    for (bool bf16 : {false, true}) {
+      la::Mat t{bf16 ? static_cast<const void*>(tb.data()) : static_cast<const void*>(tf.data()), bf16, V, D};
+      Vec got(n * D), want(n * D);
+      la::embed(got.data(), t, ids, n);
+      for (long i = 0; i < n; i++)
+        for (long d = 0; d < D; d++) want[i * D + d] = bf16 ? from_bf16(tb[ids[i] * D + d]) : tf[ids[i] * D + d];
+      close(got.data(), want.data(), got.size(), 0.0, bf16 ? "embed bf16" : "embed f32", 0.0);
+    }
+  }
+  // Cross-entropy: loss and (softmax - onehot) * scale; ignored rows (target < 0) give zero rows.
+  for (long V : {3L, 17L, 512L, 1001L}) {
+    const long rows = 4;
+    Vec l = randn(rows * V, 4.0f), d(rows * V), wd(rows * V);
+    const int32_t tg[rows] = {0, static_cast<int32_t>(V - 1), -100, 1};
+    const double loss = la::cross_entropy(l.data(), tg, rows, V, d.data(), 0.25f);
+    double wloss = 0;
+    for (long r = 0; r < rows; r++) {
+      if (tg[r] < 0) continue;
+      double mx = -INFINITY, z = 0;
+      for (long i = 0; i < V; i++) mx = std::fmax(mx, l[r * V + i]);
+      for (long i = 0; i < V; i++) z += std::exp(l[r * V + i] - mx);
+      wloss += mx + std::log(z) - l[r * V + tg[r]];
+      for (long i = 0; i < V; i++) wd[r * V + i] = static_cast<float>(std::exp(l[r * V + i] - mx) / z * 0.25 - (i == tg[r] ? 0.25 : 0));
+    }
+    const float lg = static_cast<float>(loss), lw = static_cast<float>(wloss);
+    close(&lg, &lw, 1, kRtol, "crossEntropy loss V " + std::to_string(V));
+    close(d.data(), wd.data(), d.size(), kRtol, "crossEntropy grad V " + std::to_string(V));
+  }
+  // AdamW step.
+  for (long n : {1L, 13L, 300L}) {
+    Vec p = randn(n), g = randn(n), m = randn(n, 0.1f), v = randn(n, 0.1f);
+    for (auto& x : v) x = std::fabs(x);
+    Vec wp = p, wm = m, wv = v;
+    const la::AdamwStep o{1e-3, 0.9, 0.95, 1e-8, 0.02, 3};
+    la::adamw(p.data(), g.data(), m.data(), v.data(), n, o);
+    for (long i = 0; i < n; i++) {
+      wm[i] = static_cast<float>(0.9 * wm[i] + 0.1 * g[i]);
+      wv[i] = static_cast<float>(0.95 * wv[i] + 0.05 * g[i] * g[i]);
+      const double upd = (wm[i] / (1 - std::pow(0.9, 3))) / (std::sqrt(wv[i] / (1 - std::pow(0.95, 3))) + 1e-8);
+      wp[i] = static_cast<float>(wp[i] - 1e-3 * (upd + 0.02 * wp[i]));
+    }
+    close(p.data(), wp.data(), n, kRtol, "adamw p n " + std::to_string(n));
+    close(m.data(), wm.data(), n, kRtol, "adamw m n " + std::to_string(n));
+    close(v.data(), wv.data(), n, kRtol, "adamw v n " + std::to_string(n));
+  }
+}
+
+void check_attention() {
+  // decode (T = 1, per-row positions, slot cache rows) and prefill/training shapes (GEMM path), GQA
+  const la::AttnShape shapes[] = {{3, 1, 40, 4, 2, 8}, {2, 1, 70, 8, 8, 16}, {1, 1, 9, 2, 1, 100}, {2, 5, 30, 4, 2, 16},
+                                  {2, 20, 40, 4, 4, 8}, {1, 70, 70, 2, 1, 32}};
+  for (const auto& s : shapes) {
+    const long qs = s.H * s.hs, ks = s.Hkv * s.hs;
+    Vec q = randn(s.B * s.T * qs), kc = randn(s.B * s.S * ks), vc = randn(s.B * s.S * ks);
+    std::vector<int32_t> pos(s.B);
+    for (long b = 0; b < s.B; b++) pos[b] = static_cast<int32_t>((s.S - s.T) - b * 3 > 0 ? (s.S - s.T) - b * 3 : 0);
+    Vec got(s.B * s.T * qs), want(s.B * s.T * qs);
+    la::attention(got.data(), q.data(), kc.data(), vc.data(), pos.data(), s, nullptr);
+    ref_attention(want.data(), q.data(), kc.data(), vc.data(), pos.data(), s);
+    const std::string tag = "B" + std::to_string(s.B) + " T" + std::to_string(s.T) + " S" + std::to_string(s.S) + " H" + std::to_string(s.H) +
+                            "/" + std::to_string(s.Hkv) + " hs" + std::to_string(s.hs);
+    close(got.data(), want.data(), got.size(), kRtol, "attention " + tag);
+    // cache rows in another order: row b reads slot B - 1 - b
+    std::vector<int32_t> rows(s.B);
+    Vec kc2(kc.size()), vc2(vc.size());
+    for (long b = 0; b < s.B; b++) {
+      rows[b] = static_cast<int32_t>(s.B - 1 - b);
+      std::memcpy(kc2.data() + rows[b] * s.S * ks, kc.data() + b * s.S * ks, s.S * ks * sizeof(float));
+      std::memcpy(vc2.data() + rows[b] * s.S * ks, vc.data() + b * s.S * ks, s.S * ks * sizeof(float));
+    }
+    Vec got2(got.size());
+    la::attention(got2.data(), q.data(), kc2.data(), vc2.data(), pos.data(), s, rows.data());
+    close(got2.data(), want.data(), got.size(), kRtol, "attention cacheRows " + tag);
+  }
+  // Backward of a full causal pass against central differences of sum(out * r) (double-checked).
+  {
+    const la::AttnShape s{2, 9, 9, 4, 2, 8};
+    const long qs = s.H * s.hs, ks = s.Hkv * s.hs, nq = s.B * s.T * qs, nk = s.B * s.T * ks;
+    Vec q = randn(nq), k = randn(nk), v = randn(nk), r = randn(nq);
+    std::vector<int32_t> pos(s.B, 0);
+    Vec dq(nq), dk(nk), dv(nk);
+    la::attention_back(dq.data(), dk.data(), dv.data(), r.data(), q.data(), k.data(), v.data(), s);
+    auto f = [&]() {
+      Vec o(nq);
+      ref_attention(o.data(), q.data(), k.data(), v.data(), pos.data(), s);
+      double t = 0;
+      for (long i = 0; i < nq; i++) t += static_cast<double>(o[i]) * r[i];
+      return t;
+    };
+    auto fd = [&](Vec& x, const Vec& analytic, const char* what) {
+      Vec num(x.size());
+      for (size_t i = 0; i < x.size(); i++) {
+        const float x0 = x[i];
+        x[i] = x0 + 1e-2f;
+        const double fp = f();
+        x[i] = x0 - 1e-2f;
+        const double fm = f();
+        x[i] = x0;
+        num[i] = static_cast<float>((fp - fm) / 2e-2);
+      }
+      close(analytic.data(), num.data(), x.size(), 2e-3, what, 1e-4);
+    };
+    fd(q, dq, "attentionBack dq (finite differences)");
+    fd(k, dk, "attentionBack dk (finite differences)");
+    fd(v, dv, "attentionBack dv (finite differences)");
+  }
+  // Prompt branch (+ backward against finite differences of sum(out * r)); a zero gate leaves out untouched.
+  {
+    const la::PromptShape s{2, 3, 5, 4, 2, 12};
+    const long qs = s.H * s.hs, ks = s.Hkv * s.hs, nq = s.B * s.T * qs;
+    Vec q = randn(nq), pk = randn(s.K * ks), pv = randn(s.K * ks), gate = randn(s.H), r = randn(nq), base = randn(nq);
+    gate[1] = 0.0f;
+    Vec got = base, want = base, probs(s.B * s.H * s.T * s.K), wprobs(probs.size());
+    la::prompt_attention(got.data(), q.data(), pk.data(), pv.data(), gate.data(), s, probs.data());
+    ref_prompt(want.data(), wprobs.data(), q.data(), pk.data(), pv.data(), gate.data(), s);
+    close(got.data(), want.data(), nq, kRtol, "promptAttention");
+    close(probs.data(), wprobs.data(), probs.size(), kRtol, "promptAttention probs");
+    for (long b = 0; b < s.B; b++)
+      for (long t = 0; t < s.T; t++) same_bits(got.data() + (b * s.T + t) * qs + s.hs, base.data() + (b * s.T + t) * qs + s.hs, s.hs, "zero gate head");
+    Vec dq(nq), dpk(s.K * ks), dpv(s.K * ks), dg(s.H);
+    la::prompt_attention_back(dq.data(), dpk.data(), dpv.data(), dg.data(), r.data(), q.data(), pk.data(), pv.data(), gate.data(), probs.data(), s);
+    auto f = [&]() {
+      Vec o(nq, 0.0f), p(probs.size());
+      ref_prompt(o.data(), p.data(), q.data(), pk.data(), pv.data(), gate.data(), s);
+      double t = 0;
+      for (long i = 0; i < nq; i++) t += static_cast<double>(o[i]) * r[i];
+      return t;
+    };
+    auto fd = [&](Vec& x, const Vec& analytic, const char* what) {
+      Vec num(x.size());
+      for (size_t i = 0; i < x.size(); i++) {
+        const float x0 = x[i];
+        x[i] = x0 + 1e-2f;
+        const double fp = f();
+        x[i] = x0 - 1e-2f;
+        const double fm = f();
+        x[i] = x0;
+        num[i] = static_cast<float>((fp - fm) / 2e-2);
+      }
+      close(analytic.data(), num.data(), x.size(), 2e-3, what, 1e-4);
+    };
+    fd(q, dq, "promptAttentionBack dq (finite differences)");
+    fd(pk, dpk, "promptAttentionBack dpk (finite differences)");
+    fd(pv, dpv, "promptAttentionBack dpv (finite differences)");
+    fd(gate, dg, "promptAttentionBack dgate (finite differences)");
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);
+  la::detect_features();
+  la::pool_set_threads(argc > 1 ? std::atoi(argv[1]) : 2);
+  const char* names[16];
+  const int n = la::simd_targets(names, 16);
+  for (int i = 0; i < n; i++) {
+    if (!la::simd_force(names[i])) {
+      std::printf("FAIL: cannot force SIMD target %s\n", names[i]);
+      return 1;
+    }
+    g_target = names[i];
+    const int before = g_failures, checks = g_checks;
+    la::NoDenormals nd;
+    check_matmul();
+    check_rows();
+    check_attention();
+    std::printf("%s: %d checks, %d failed\n", names[i], g_checks - checks, g_failures - before);
+  }
+  la::simd_force("");
+  std::printf("%s\n", g_failures ? "FAILED" : "all kernels match their references on every target");
+  return g_failures ? 1 : 0;
+}
