@@ -1,7 +1,8 @@
 // `llama-adapter generate`: stream text from a prompt, optionally through an adapter.
 
 import { Command, Option } from 'commander';
-import { loadAdapter, trainingPromptStyle } from '../methods/v1/file.js';
+import { trainingPromptStyle } from '../methods/v1/file.js';
+import { loadAdapter } from '../methods/v1/interop/registry.js';
 import { PROMPT_STYLES, isPromptStyle } from '../train/prompt-styles.js';
 import { check } from '../core/errors.js';
 import { inRange, int, modelOptions, num, openModel, type ModelFlags } from './common.js';

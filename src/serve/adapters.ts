@@ -6,7 +6,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { check, LlamaAdapterError } from '../core/errors.js';
 import type { Adapter } from '../methods/v1/adapter.js';
-import { loadAdapter, trainingPromptStyle } from '../methods/v1/file.js';
+import { trainingPromptStyle } from '../methods/v1/file.js';
+import { loadAdapter } from '../methods/v1/interop/registry.js';
 import type { LlamaModel } from '../model/model.js';
 import { ApiError, badParam } from './errors.js';
 
