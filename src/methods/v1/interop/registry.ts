@@ -10,6 +10,7 @@ import * as path from 'node:path';
 import { atFile, check, LlamaAdapterError } from '../../../core/errors.js';
 import { ByteSource, ioError } from '../../../core/fileio.js';
 import { readTorchFile } from '../../../core/pth.js';
+import { readSafetensors } from '../../../core/safetensors.js';
 import type { MethodHost } from '../../../model/method.js';
 import type { Adapter } from '../adapter.js';
 import { ADAPTER_FORMAT, loadOwnAdapter, readOwnTensors, saveAdapter } from '../file.js';
@@ -46,6 +47,31 @@ function peftDir(p: string, stat: fs.Stats): string | null {
   const dir = path.dirname(p);
   const base = path.basename(p);
   return (base === PEFT_CONFIG || base.startsWith('adapter_model.')) && fs.existsSync(path.join(dir, PEFT_CONFIG)) ? dir : null;
+}
+
+/**
+ * Whether `p` holds an adapter rather than a base model, from cheap signs only: a PEFT directory
+ * or file, a PyTorch zip (no base-model format here is one), or a safetensors file whose metadata
+ * says llama-adapter.
+ */
+export function looksLikeAdapter(p: string): boolean {
+  let stat: fs.Stats;
+  try {
+    stat = fs.statSync(p);
+  } catch {
+    return false;
+  }
+  if (peftDir(p, stat)) return true;
+  if (!stat.isFile() || stat.size < 9) return false;
+  const src = new ByteSource(p, { lazy: true });
+  const head = src.bytes(0, 16);
+  if (new DataView(head.buffer, head.byteOffset, 4).getUint32(0, true) === ZIP_MAGIC) return true;
+  if (head[8] !== 0x7b) return false;
+  try {
+    return readSafetensors(p).metadata.format === ADAPTER_FORMAT;
+  } catch {
+    return false;
+  }
 }
 
 /** Read the adapter at `p` into tensors (this library's format included), or say what it is instead. */

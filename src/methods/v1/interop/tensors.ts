@@ -143,7 +143,9 @@ export function toAdapter(t: AdapterTensors, host: MethodHost, o: ToAdapterOptio
         ? `; PEFT stores adapters in its base's dtype, this file is ${t.dtype} and the model ${src.join('/')}`
         : '';
     const warn = o.onWarning ?? ((m: string) => process.emitWarning(m, 'LlamaAdapterWarning'));
-    warn(`${p}: a ${t.format} file does not name its base model; only its shape was checked (D=${c.dim}, ${c.nLayers} layers, ${c.nHeads} heads)${dtypeNote}`);
+    warn(
+      `${p}: ${t.format === 'official' ? 'an' : 'a'} ${t.format} file does not name its base model; only its shape was checked (D=${c.dim}, ${c.nLayers} layers, ${c.nHeads} heads)${dtypeNote}`,
+    );
     for (const n of t.notes) warn(`${p}: ${n}`);
     Object.assign(a.meta, provenance(t));
   }
