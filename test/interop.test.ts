@@ -18,6 +18,7 @@ import { readSafetensors } from '../src/core/safetensors.js';
 import { zipStored } from '../src/core/zip.js';
 import {
   createAdapter,
+  createServer,
   fromAdapter,
   loadAdapter,
   loadModel,
@@ -228,5 +229,110 @@ describe('interop: .pth files run no code', () => {
   it('reads what torch.save wrote: dtypes, shapes, nested {"model": ...}', () => {
     const f = readTorchFile(path.join(fx, 'tinystories656k/litgpt/lit_model.pth.adapter'));
     assert.ok(f.root instanceof PyDict && f.root.map.get('model') instanceof PyDict);
+  });
+});
+
+describe('interop: command line and server', () => {
+  const bin = path.join(repoRoot, 'bin/llama-adapter.js');
+  const cli = (...args: string[]) => spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8', env: { ...process.env, LLAMA_ADAPTER_BACKEND: 'ts' } });
+
+  it('inspect names format, gate convention and its source, K, L, dtype, parameters and base', () => {
+    const r = cli('inspect', path.join(fx, 'stories260K/official.pth'), '--adapter-gate', 'raw-per-head', '--json');
+    assert.equal(r.status, 0, r.stderr);
+    const j = JSON.parse(r.stdout) as Record<string, unknown> & { base: Record<string, unknown> };
+    assert.equal(j.format, 'official');
+    assert.equal(j.gate, 'raw-per-head');
+    assert.match(String(j.gate_choice), /--adapter-gate/);
+    assert.equal(j.prompt_length, 10);
+    assert.equal(j.adapter_layers, 2);
+    assert.equal(j.layers, '3..4');
+    assert.equal(j.dtype, 'F32');
+    assert.equal(j.parameters, 2 * 10 * 64 + 2 * 8);
+    assert.deepEqual([j.base.dim, j.base.layers, j.base.heads], [64, 5, 8]);
+    assert.match(String(j.base.fingerprint), /does not name its base model/);
+  });
+
+  it('convert official -> llama-adapter with --model records the source; generate reads PEFT directories; an inexact convert is refused', () => {
+    const out = path.join(tmp, 'cli-conv.safetensors');
+    const r = cli('convert', path.join(fx, 'stories260K/official.pth'), out, '--to', 'llama-adapter', '-m', stories260K);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stderr, /warning: .*does not name its base model/);
+    const meta = readSafetensors(out).metadata;
+    assert.equal(meta.source_format, 'official');
+    assert.match(meta.source_gate, /tanh-per-head \(the documented default/);
+    const g = cli('generate', '-m', stories260K, '-a', path.join(fx, 'stories260K/peft-bf16'), '-p', 'Once', '-n', '4', '--json', '--temperature', '0');
+    assert.equal(g.status, 0, g.stderr);
+    const bad = cli('convert', path.join(fx, 'stories260K/official.pth'), path.join(tmp, 'no-peft'), '--to', 'peft');
+    assert.notEqual(bad.status, 0);
+    assert.match(bad.stderr, /per-head gates that differ .* PEFT has one scalar gate per layer/);
+  });
+
+  it('finetune --resume-from-adapter keeps training a PEFT adapter and writes ours with its provenance', () => {
+    const out = path.join(tmp, 'resumed.safetensors');
+    const data = path.join(shared, 'assets/data/instruct/litgpt_fixtures/alpaca.json');
+    const r = cli(
+      'finetune',
+      '-m',
+      stories260K,
+      '-d',
+      data,
+      '-o',
+      out,
+      '--val-size',
+      '3',
+      '--no-progress',
+      '--max-steps',
+      '2',
+      '--resume-from-adapter',
+      path.join(fx, 'stories260K/peft-f32'),
+    );
+    assert.equal(r.status, 0, r.stderr);
+    const meta = readSafetensors(out).metadata;
+    assert.deepEqual([meta.source_format, meta.gate, meta.prompt_length, meta.adapter_layers], ['peft', 'raw-per-layer', '6', '2']);
+    const refused = cli(
+      'finetune',
+      '-m',
+      stories260K,
+      '-d',
+      data,
+      '-o',
+      out,
+      '--prompt-length',
+      '3',
+      '--resume-from-adapter',
+      path.join(fx, 'stories260K/peft-f32'),
+    );
+    assert.match(refused.stderr, /--prompt-length cannot be given with --resume-from-adapter/);
+  });
+
+  it('serve loads a PEFT directory at start and from --adapter-dir, and answers with it', async () => {
+    const model = await loadModel(tinystories656k);
+    const server = createServer(model, {
+      modelPath: tinystories656k,
+      adapters: [{ name: 'lit', file: path.join(fx, 'tinystories656k/litgpt/lit_model.pth.adapter') }],
+      adapterDir: path.join(fx, 'tinystories656k'),
+      adapterLoad: { onWarning: () => {} },
+    });
+    const url = await server.listen('127.0.0.1', 0);
+    try {
+      const load = await fetch(`${url}/v1/adapters`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ name: 'peft', path: 'peft-f32' }),
+      });
+      assert.equal(load.status, 200, await load.text());
+      for (const name of ['lit', 'peft']) {
+        const res = await fetch(`${url}/v1/completions`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ model: name, prompt: 'Once', max_tokens: 3, temperature: 0 }),
+        });
+        assert.equal(res.status, 200, await res.clone().text());
+        const j = (await res.json()) as { choices: { text: string }[] };
+        assert.equal(typeof j.choices[0].text, 'string');
+      }
+    } finally {
+      await server.close(1000);
+    }
   });
 });
