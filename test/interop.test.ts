@@ -162,6 +162,40 @@ for (const m of MODELS) {
       assert.deepEqual(model.forward(tokens, { adapter: p }), model.forward(tokens, { adapter: t }));
     });
 
+    it("litgpt's emulated K/V split survives conversion to our format, and is refused by PEFT and official", () => {
+      const a = loadAdapter(path.join(dir(), 'litgpt/lit_model.pth.adapter'), model, { promptProjection: 'litgpt-split', onWarning: () => {} });
+      const ours = path.join(tmp, `${m.name}-litgpt-split.safetensors`);
+      writeAdapterAs(fromAdapter(a, 'mem'), 'llama-adapter', ours, { host: model });
+      assert.equal(readSafetensors(ours).metadata.prompt_projection, 'litgpt-split');
+      const d = maxAbsDiff(model.forward(tokens, { adapter: loadAdapter(ours, model) }), ref.tensorF32('litgpt_split'));
+      assert.ok(d < 1e-4, `max |diff| ${d}`);
+      assert.throws(() => writeAdapterAs(readAdapterTensors(ours), 'peft', path.join(tmp, 'nope')), /litgpt's prompt K\/V split, which PEFT does not do/);
+      assert.throws(() => writeAdapterAs(readAdapterTensors(ours), 'official', path.join(tmp, 'nope.pth')), /which the official code does not do/);
+    });
+
+    it('training through the emulated litgpt split: gradients match central finite differences', () => {
+      const a = loadAdapter(path.join(dir(), 'litgpt/lit_model.pth.adapter'), model, { promptProjection: 'litgpt-split', onWarning: () => {} });
+      const targets = tokens.map((r) => r.map((_, t) => (t >= 4 && t + 1 < r.length ? r[t + 1] : -100)));
+      const { grads } = model.lossAndGrads(tokens, targets, a);
+      const eps = 1e-2;
+      for (const [name, p] of a.parameters()) {
+        const g = grads.get(name)!;
+        let big = 0;
+        for (let i = 0; i < g.length; i++) if (Math.abs(g[i]) > Math.abs(g[big])) big = i;
+        const old = p[big];
+        p[big] = old + eps;
+        a.invalidate();
+        const up = model.loss(tokens, targets, a).loss;
+        p[big] = old - eps;
+        a.invalidate();
+        const down = model.loss(tokens, targets, a).loss;
+        p[big] = old;
+        a.invalidate();
+        const fd = (up - down) / (2 * eps);
+        assert.ok(Math.abs(fd - g[big]) <= 2e-3 + 2e-2 * Math.abs(fd), `${name}[${big}]: analytic ${g[big]} vs finite difference ${fd}`);
+      }
+    });
+
     it('a file for another base is refused, naming both shapes', () => {
       const other = m.name === 'stories260K' ? 'tinystories656k' : 'stories260K';
       assert.throws(

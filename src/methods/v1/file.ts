@@ -164,7 +164,8 @@ export function adapterFromMetadata(path: string, m: Record<string, string>, hos
     metaInt(path, m, 'first_layer', c.nLayers - adapterLayers, c.nLayers - adapterLayers, 'layers minus adapter_layers');
   }
   if (m.training_args !== undefined) metaJsonObject(path, m, 'training_args');
-  return new Adapter(host, { promptLength, adapterLayers, gate, promptProjection: promptProjectionOf(path, m) });
+  const promptProjection = promptProjectionOf(path, m);
+  return new Adapter(host, { promptLength, adapterLayers, gate, ...(promptProjection === 'standard' ? {} : { promptProjection }) });
 }
 
 function promptProjectionOf(path: string, m: Record<string, string>) {
