@@ -119,6 +119,11 @@ export function loadAdapter(pathOrDir: string, host: MethodHost, o: LoadAdapterO
     if (opened.format === ADAPTER_FORMAT) {
       const a = loadOwnAdapter(pathOrDir, host, o);
       check(!o.gate || o.gate === a.config.gate, `${pathOrDir}: the file's gates are ${a.config.gate}; gate ${o.gate} cannot be chosen for it`);
+      const pp = a.config.promptProjection ?? 'standard';
+      check(
+        !o.promptProjection || o.promptProjection === pp,
+        `${pathOrDir}: the file's prompt projection is ${pp}; ${o.promptProjection} cannot be chosen for it`,
+      );
       return a;
     }
     return toAdapter(opened.read(), host, o);
