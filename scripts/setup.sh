@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Set up a fresh clone: the system packages the native backend links against (Debian's OpenBLAS
-# and Google Highway), then the npm packages (npm ci also compiles the TypeScript and builds the
-# native addon; if the addon cannot be built the TypeScript backend is used). `--bench` also installs Debian's PyTorch
-# for the side-by-side benchmarks (bench --compare-pytorch).
+# and Google Highway), Debian's PyTorch and PyYAML, which the interop tests run as the independent
+# writer and reader of PEFT / official / litgpt files (test/python/interop_fixtures.py), then the
+# npm packages (npm ci also compiles the TypeScript and builds the native addon; if the addon
+# cannot be built the TypeScript backend is used). `--bench` also installs what the side-by-side
+# benchmarks use.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-pkgs=(libopenblas-dev libhwy-dev)
-if [[ "${1:-}" == "--bench" ]]; then pkgs+=(python3-torch python3-sentencepiece libopenblas0-pthread); fi
+pkgs=(libopenblas-dev libhwy-dev python3-torch python3-yaml)
+if [[ "${1:-}" == "--bench" ]]; then pkgs+=(python3-sentencepiece libopenblas0-pthread); fi
 
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done

@@ -9,7 +9,18 @@ export type { Tokenizer, EncodeOptions, StreamDecoder } from './tokenizer/tokeni
 export { readModelFile } from './formats/registry.js';
 export type { ModelFile, ModelFormat } from './formats/model-file.js';
 export { Adapter, createAdapter, isAdapterParam, type AdapterConfig, type CreateAdapterOptions } from './methods/v1/adapter.js';
-export { saveAdapter, loadAdapter, readAdapterInfo } from './methods/v1/file.js';
+export { saveAdapter, readAdapterInfo } from './methods/v1/file.js';
+export {
+  loadAdapter,
+  readAdapterTensors,
+  detectAdapterFormat,
+  writeAdapterAs,
+  WRITE_FORMATS,
+  type LoadAdapterOptions,
+  type WriteFormat,
+} from './methods/v1/interop/registry.js';
+export { ADAPTER_FORMATS, fromAdapter, type AdapterFormat, type AdapterTensors } from './methods/v1/interop/tensors.js';
+export { PROMPT_PROJECTIONS, type PromptProjection } from './methods/v1/prompt-projection.js';
 export { GATE_RULES, type GateMode } from './methods/v1/gate.js';
 export { generate, generateBatch, type GenerateOptions, type GenerationPiece, type GenerationResult, type FinishReason } from './generate/generate.js';
 export { Engine, type EngineOptions, type EngineRequest, type EngineEvent } from './generate/engine.js';

@@ -12,7 +12,10 @@ import { firstNonFinite } from '../src/core/finite.js';
 import { Rng } from '../src/core/rng.js';
 import { readModelFile } from '../src/formats/registry.js';
 import { createAdapter } from '../src/methods/v1/adapter.js';
-import { loadAdapter, saveAdapter } from '../src/methods/v1/file.js';
+import { saveAdapter } from '../src/methods/v1/file.js';
+import { loadAdapter, writeAdapterAs } from '../src/methods/v1/interop/registry.js';
+import { fromAdapter } from '../src/methods/v1/interop/tensors.js';
+import { writeTorchFile } from '../src/core/pth.js';
 import { loadModel } from '../src/model/load.js';
 import { trainableTensors } from '../src/model/method.js';
 import type { LlamaModel } from '../src/model/model.js';
@@ -31,6 +34,9 @@ export const FORMATS = [
   'tokenizer-bin',
   'adapter',
   'checkpoint',
+  'official-pth',
+  'litgpt-pth',
+  'peft',
 ] as const;
 export type FuzzFormat = (typeof FORMATS)[number];
 
@@ -180,6 +186,48 @@ export async function setupTarget(format: FuzzFormat, dir: string): Promise<Targ
         },
       };
     }
+    case 'official-pth':
+    case 'litgpt-pth':
+    case 'peft': {
+      // third-party adapter files as our writers make them (official, PEFT) or litgpt's keys in a flat state dict
+      const m = await stories();
+      const a = createAdapter(m, { promptLength: 10, adapterLayers: 2, gate: format === 'peft' ? 'raw-per-layer' : 'tanh-per-head', seed: 5 });
+      for (const [k, p] of a.parameters()) if (k.endsWith('gate')) p.fill(0.25);
+      let file: string;
+      let named: string;
+      if (format === 'peft') {
+        named = path.join(dir, 'peft');
+        writeAdapterAs(fromAdapter(a, 'fuzz'), 'peft', named);
+        file = path.join(named, 'adapter_model.safetensors');
+      } else if (format === 'official-pth') {
+        file = named = path.join(dir, 'official.pth');
+        writeAdapterAs(fromAdapter(a, 'fuzz'), 'official', file);
+      } else {
+        file = named = path.join(dir, 'lit_model.pth.adapter');
+        const H = m.config.nHeads;
+        writeTorchFile(
+          file,
+          [...a.parameters()].map(([k, p]) => {
+            const l = /\d+/.exec(k)![0];
+            return k.endsWith('gate')
+              ? { name: `transformer.h.${l}.attn.gating_factor`, dtype: 'F32' as const, shape: [1, 1, H, 1], data: p }
+              : { name: `transformer.h.${l}.attn.adapter_wte.weight`, dtype: 'F32' as const, shape: [10, m.config.dim], data: p };
+          }),
+        );
+      }
+      return {
+        file,
+        named,
+        original: new Uint8Array(fs.readFileSync(file)),
+        json: format === 'peft' ? 'safetensors' : null,
+        load: async () =>
+          digestOf(
+            loadAdapter(named, m, { onWarning: () => {} })
+              .parameters()
+              .values(),
+          ),
+      };
+    }
   }
 }
 
@@ -212,7 +260,7 @@ function editJson(root: unknown, rng: Rng): void {
 }
 
 /** Mutant number `i` of `t` (seeded: the same seed and i give the same bytes). */
-export function mutate(t: Target, seed: number, i: number): Uint8Array {
+export function mutate(t: Pick<Target, 'original' | 'json'>, seed: number, i: number): Uint8Array {
   const rng = new Rng((seed * 7919 + i * 104729 + 17) >>> 0);
   const src = t.original;
   const n = src.length;
@@ -256,7 +304,7 @@ export function mutate(t: Target, seed: number, i: number): Uint8Array {
   }
 }
 
-function editJsonOf(t: Target, rng: Rng): Uint8Array {
+function editJsonOf(t: Pick<Target, 'original' | 'json'>, rng: Rng): Uint8Array {
   const src = t.original;
   if (t.json === 'whole') {
     const j = JSON.parse(Buffer.from(src).toString('utf8')) as unknown;

@@ -8,7 +8,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as os from 'node:os';
 import type { Adapter } from '../../src/methods/v1/adapter.js';
-import { loadAdapter } from '../../src/methods/v1/file.js';
+import { loadAdapter } from '../../src/methods/v1/interop/registry.js';
 import type { BackendName } from '../../src/backend/index.js';
 import { check, LlamaAdapterError } from '../../src/core/errors.js';
 import { loadModel } from '../../src/model/load.js';

@@ -5,6 +5,8 @@ import { LlamaAdapterError } from '../core/errors.js';
 import { loadModel } from '../model/load.js';
 import type { LlamaModel } from '../model/model.js';
 import { backendNames, type BackendName } from '../backend/index.js';
+import { GATE_RULES, type GateMode } from '../methods/v1/gate.js';
+import type { LoadAdapterOptions } from '../methods/v1/interop/registry.js';
 
 export function int(name: string, min = 0): (v: string) => number {
   return (v) => {
@@ -56,6 +58,35 @@ export function modelOptions(cmd: Command, required = true): Command {
 
 export function openModel(f: ModelFlags): Promise<LlamaModel> {
   return loadModel(f.model, { tokenizer: f.tokenizer, backend: f.backend, threads: f.threads, dtype: f.dtype, checkTensors: f.checkTensors });
+}
+
+export interface AdapterFlags {
+  adapterGate?: GateMode;
+  adapterPromptLength?: number;
+  litgptKvSplit?: boolean;
+}
+
+/** Add the flags that say how a third-party adapter file is read (official gates and K, litgpt's K/V split). */
+export function adapterOptions(cmd: Command): Command {
+  return cmd
+    .addOption(
+      new Option(
+        '--adapter-gate <convention>',
+        'official .pth files: the gate convention they were trained with (default: tanh-per-head for (1, H, 1, 1) gates, as the official training code; raw-per-layer for (1,) gates)',
+      ).choices(Object.keys(GATE_RULES)),
+    )
+    .option('--adapter-prompt-length <K>', 'official .pth files: prompt length K (not stored in the file; default 10)', int('--adapter-prompt-length', 1))
+    .option('--litgpt-kv-split', "litgpt files: reproduce litgpt's prompt K/V mis-split (files trained by litgpt since Dec 2024, PR #1013)");
+}
+
+/** LoadAdapterOptions from the adapter flags; warnings go to stderr as one line each. */
+export function adapterLoadOptions(f: AdapterFlags): LoadAdapterOptions {
+  return {
+    gate: f.adapterGate,
+    promptLength: f.adapterPromptLength,
+    promptProjection: f.litgptKvSplit ? 'litgpt-split' : undefined,
+    onWarning: (m) => process.stderr.write(`llama-adapter: warning: ${m}\n`),
+  };
 }
 
 /** Print a user error as one line (stack only with --verbose) and exit non-zero. */

@@ -8,9 +8,10 @@ import { GATE_RULES, type GateMode } from '../methods/v1/gate.js';
 import { finetune } from '../train/finetune.js';
 import { check } from '../core/errors.js';
 import { PROMPT_STYLES, type PromptStyleName } from '../train/prompt-styles.js';
-import { inRange, int, modelOptions, num, openModel, type ModelFlags } from './common.js';
+import { adapterLoadOptions, adapterOptions, inRange, int, modelOptions, num, openModel, type AdapterFlags, type ModelFlags } from './common.js';
+import { loadAdapter } from '../methods/v1/interop/registry.js';
 
-interface FinetuneFlags extends ModelFlags {
+interface FinetuneFlags extends ModelFlags, AdapterFlags {
   data: string;
   out: string;
   promptLength: number;
@@ -32,6 +33,7 @@ interface FinetuneFlags extends ModelFlags {
   promptStyle: PromptStyleName;
   seed: number;
   resume?: string;
+  resumeFromAdapter?: string;
   checkpointEvery?: number;
   overwrite?: boolean;
   progress: boolean;
@@ -45,7 +47,7 @@ function fmtTime(s: number): string {
 
 export function finetuneCommand(): Command {
   const cmd = new Command('finetune').description('train a LLaMA-Adapter on instruction data (Alpaca JSON/JSONL, Dolly)');
-  modelOptions(cmd)
+  adapterOptions(modelOptions(cmd))
     .requiredOption('-d, --data <file>', 'instruction data: JSON array or JSONL (instruction/input/output or Dolly fields)')
     .requiredOption('-o, --out <adapter.safetensors>', 'adapter file to write')
     .option('--prompt-length <K>', 'adaption prompt length', int('--prompt-length', 1), 10)
@@ -67,11 +69,27 @@ export function finetuneCommand(): Command {
     .addOption(new Option('--prompt-style <style>', 'prompt template').choices(Object.keys(PROMPT_STYLES)).default('alpaca'))
     .option('--seed <n>', 'seed for init and data order', int('--seed', 0), 0)
     .option('--resume <ckpt>', 'continue exactly from a training checkpoint')
+    .option(
+      '--resume-from-adapter <path>',
+      'keep training this adapter (any readable format: llama-adapter, PEFT directory, official .pth, litgpt); its K, layers and gate are its own',
+    )
     .option('--checkpoint-every <n>', 'also checkpoint every n optimizer steps', int('--checkpoint-every', 1))
     .option('--overwrite', 'start afresh even where --out already has a training checkpoint (replacing it)')
     .option('--no-progress', 'no progress bar (log lines instead)')
     .action(async (f: FinetuneFlags, self: Command) => {
+      check(!(f.resume && f.resumeFromAdapter), '--resume (a training checkpoint) and --resume-from-adapter (an adapter to train further) exclude each other');
+      if (f.resumeFromAdapter) {
+        for (const [flag, key] of [
+          ['--prompt-length', 'promptLength'],
+          ['--adapter-layers', 'adapterLayers'],
+          ['--gate', 'gate'],
+          ['--gate-init', 'gateInit'],
+        ] as const) {
+          check(self.getOptionValueSource(key) !== 'cli', `${flag} cannot be given with --resume-from-adapter (the adapter's own is used)`);
+        }
+      }
       const model = await openModel(f);
+      const adapter = f.resumeFromAdapter ? loadAdapter(f.resumeFromAdapter, model, adapterLoadOptions(f)) : undefined;
       // the default (30, the paper's) is clamped to the model; an explicit value is not
       check(
         self.getOptionValueSource('adapterLayers') !== 'cli' || f.adapterLayers <= model.config.nLayers,
@@ -98,6 +116,7 @@ export function finetuneCommand(): Command {
       let started = false;
       const r = await finetune({
         model,
+        adapter,
         data: f.data,
         out: f.out,
         promptLength: f.promptLength,

@@ -1,13 +1,14 @@
 // `llama-adapter generate`: stream text from a prompt, optionally through an adapter.
 
 import { Command, Option } from 'commander';
-import { loadAdapter, trainingPromptStyle } from '../methods/v1/file.js';
+import { trainingPromptStyle } from '../methods/v1/file.js';
+import { loadAdapter } from '../methods/v1/interop/registry.js';
 import { PROMPT_STYLES, isPromptStyle } from '../train/prompt-styles.js';
 import { check } from '../core/errors.js';
-import { inRange, int, modelOptions, num, openModel, type ModelFlags } from './common.js';
+import { adapterLoadOptions, adapterOptions, inRange, int, modelOptions, num, openModel, type AdapterFlags, type ModelFlags } from './common.js';
 import { generate } from '../generate/generate.js';
 
-interface GenerateFlags extends ModelFlags {
+interface GenerateFlags extends ModelFlags, AdapterFlags {
   prompt: string;
   input?: string;
   maxTokens: number;
@@ -25,7 +26,7 @@ interface GenerateFlags extends ModelFlags {
 
 export function generateCommand(): Command {
   const cmd = new Command('generate').description('generate text from a prompt (streams to stdout)');
-  modelOptions(cmd)
+  adapterOptions(modelOptions(cmd))
     .option('-p, --prompt <text>', 'prompt text ("" = start from BOS alone)', '')
     .option('--input <text>', 'task input for instruction templates (alpaca "### Input:")')
     .option('-n, --max-tokens <n>', 'new tokens at most', int('--max-tokens', 1), 256)
@@ -35,7 +36,7 @@ export function generateCommand(): Command {
     .option('--repetition-penalty <r>', 'penalise tokens already in the context (1 = off)', inRange('--repetition-penalty', 0, 100), 1)
     .option('--seed <n>', 'sampling seed (same seed, same text)', int('--seed', 0), 0)
     .option('--stop <text>', 'stop string (repeatable)', (v: string, acc: string[]) => [...acc, v], [] as string[])
-    .option('-a, --adapter <file>', 'adapter .safetensors to apply')
+    .option('-a, --adapter <path>', 'adapter to apply: llama-adapter .safetensors, PEFT directory, official .pth or litgpt lit_model.pth.adapter')
     .option('--force', 'load the adapter even if the base weights fingerprint differs')
     .addOption(
       new Option('--template <style>', "wrap the prompt in a prompt style: auto = the adapter's training style (none without adapter)").default('auto'),
@@ -43,7 +44,7 @@ export function generateCommand(): Command {
     .option('--json', 'print one JSON object {prompt_ids, ids, text} instead of streaming')
     .action(async (f: GenerateFlags) => {
       const model = await openModel(f);
-      const adapter = f.adapter ? loadAdapter(f.adapter, model, { force: f.force }) : null;
+      const adapter = f.adapter ? loadAdapter(f.adapter, model, { ...adapterLoadOptions(f), force: f.force }) : null;
       const style = f.template === 'auto' ? ((adapter && trainingPromptStyle(adapter)) ?? 'none') : f.template;
       check(
         style === 'none' || isPromptStyle(style),

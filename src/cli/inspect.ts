@@ -1,44 +1,67 @@
 // `llama-adapter inspect PATH`: what a model or an adapter file holds.
 
-import * as fs from 'node:fs';
 import { Command } from 'commander';
-import { readAdapterInfo, ADAPTER_FORMAT } from '../methods/v1/file.js';
-import { GATE_RULES, isGateMode } from '../methods/v1/gate.js';
+import { readAdapterInfo } from '../methods/v1/file.js';
+import { GATE_RULES } from '../methods/v1/gate.js';
+import { looksLikeAdapter, readAdapterTensors } from '../methods/v1/interop/registry.js';
+import { ADAPTER_FORMATS, parameterCountOf } from '../methods/v1/interop/tensors.js';
+import { PROMPT_PROJECTIONS } from '../methods/v1/prompt-projection.js';
 import { parameterCount } from '../core/config.js';
 import { readModelFile } from '../formats/registry.js';
-import { readSafetensors } from '../core/safetensors.js';
 import { loadTokenizer } from '../tokenizer/load.js';
+import { adapterLoadOptions, adapterOptions, type AdapterFlags } from './common.js';
 
-function isAdapterFile(p: string): boolean {
-  if (!p.endsWith('.safetensors') || !fs.existsSync(p)) return false;
-  return readSafetensors(p).metadata.format === ADAPTER_FORMAT;
+/** What an adapter of any format holds and which base it fits. */
+function adapterReport(path: string, f: AdapterFlags): Record<string, unknown> {
+  const t = readAdapterTensors(path, adapterLoadOptions(f));
+  const ours = t.format === 'llama-adapter';
+  const m = t.metadata;
+  const { checkpoint, training_args, ...rest } = m;
+  const top = t.layers.at(-1) as number;
+  return {
+    kind: ours ? (checkpoint ? 'llama-adapter training checkpoint' : 'llama-adapter adapter') : `${t.format} adapter`,
+    format: t.format,
+    format_meaning: ADAPTER_FORMATS[t.format],
+    gate: t.gate,
+    gate_meaning: GATE_RULES[t.gate].describe,
+    gate_choice:
+      t.gateChoice === 'file'
+        ? `fixed by the ${t.format} format`
+        : t.gateChoice === 'default'
+          ? 'the documented default for this file (--adapter-gate chooses another)'
+          : 'chosen with --adapter-gate',
+    prompt_projection: t.promptProjection,
+    prompt_projection_meaning: PROMPT_PROJECTIONS[t.promptProjection],
+    prompt_length: t.promptLength,
+    adapter_layers: t.layers.length,
+    layers: `${t.layers[0]}..${top}`,
+    dtype: t.dtype,
+    parameters: parameterCountOf(t),
+    base: {
+      dim: t.dim,
+      layers: t.baseLayers ?? top + 1,
+      heads: t.heads ?? (ours ? null : 'not stored (PEFT and (1,)-gate official files do not say)'),
+      kv_heads: t.kvHeads ?? (ours ? null : 'not stored'),
+      vocab: ours ? Number(m.base_vocab) : 'not stored',
+      fingerprint: ours
+        ? m.base_fingerprint
+        : `none: ${t.format === 'official' ? 'an' : 'a'} ${t.format} file does not name its base model, only its shape can be checked`,
+    },
+    notes: t.notes,
+    ...(ours
+      ? {
+          training_args: training_args ? JSON.parse(training_args) : null,
+          metadata: rest,
+          tensors: readAdapterInfo(path)
+            .tensors.filter((x) => !x.name.startsWith('optimizer.'))
+            .map((x) => `${x.name} [${x.shape.join(', ')}]`),
+        }
+      : {}),
+  };
 }
 
-export async function inspectReport(path: string, tokenizer?: string): Promise<Record<string, unknown>> {
-  if (isAdapterFile(path)) {
-    const { metadata: m, tensors } = readAdapterInfo(path);
-    const n = tensors.reduce((s, t) => s + t.shape.reduce((a, b) => a * b, 1), 0);
-    const { checkpoint, training_args, ...rest } = m;
-    return {
-      kind: checkpoint ? 'llama-adapter training checkpoint' : 'llama-adapter adapter',
-      gate: m.gate,
-      gate_meaning: isGateMode(m.gate ?? '') ? GATE_RULES[m.gate as keyof typeof GATE_RULES].describe : 'unknown',
-      prompt_length: Number(m.prompt_length),
-      adapter_layers: Number(m.adapter_layers),
-      parameters: n,
-      base: {
-        dim: Number(m.base_dim),
-        layers: Number(m.base_layers),
-        heads: Number(m.base_heads),
-        kv_heads: Number(m.base_kv_heads),
-        vocab: Number(m.base_vocab),
-        fingerprint: m.base_fingerprint,
-      },
-      training_args: training_args ? JSON.parse(training_args) : null,
-      metadata: rest,
-      tensors: tensors.filter((t) => !t.name.startsWith('optimizer.')).map((t) => `${t.name} [${t.shape.join(', ')}]`),
-    };
-  }
+export async function inspectReport(path: string, tokenizer?: string, f: AdapterFlags = {}): Promise<Record<string, unknown>> {
+  if (looksLikeAdapter(path)) return adapterReport(path, f);
   const mf = readModelFile(path);
   const c = mf.config;
   const tokPath = tokenizer ?? mf.tokenizerPath;
@@ -74,16 +97,17 @@ export async function inspectReport(path: string, tokenizer?: string): Promise<R
 }
 
 export function inspectCommand(): Command {
-  return new Command('inspect')
-    .description('show format, architecture, parameter count, dtypes and tokenizer of a model, or the config and base of an adapter')
-    .argument('<path>', 'model directory / .bin, or adapter .safetensors')
-    .option('--tokenizer <path>', 'tokenizer to report for a single-file model')
-    .option('--json', 'print JSON')
-    .action(async (p: string, f: { tokenizer?: string; json?: boolean }) => {
-      const r = await inspectReport(p, f.tokenizer);
-      if (f.json) process.stdout.write(`${JSON.stringify(r, null, 1)}\n`);
-      else process.stdout.write(`${formatReport(r, '')}\n`);
-    });
+  return adapterOptions(
+    new Command('inspect')
+      .description('show format, architecture, parameter count, dtypes and tokenizer of a model, or the format, gate convention and base of an adapter')
+      .argument('<path>', 'model directory / .bin, or adapter (.safetensors, PEFT directory, official .pth, litgpt lit_model.pth.adapter)')
+      .option('--tokenizer <path>', 'tokenizer to report for a single-file model')
+      .option('--json', 'print JSON'),
+  ).action(async (p: string, f: AdapterFlags & { tokenizer?: string; json?: boolean }) => {
+    const r = await inspectReport(p, f.tokenizer, f);
+    if (f.json) process.stdout.write(`${JSON.stringify(r, null, 1)}\n`);
+    else process.stdout.write(`${formatReport(r, '')}\n`);
+  });
 }
 
 function formatReport(o: unknown, indent: string): string {

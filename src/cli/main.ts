@@ -1,7 +1,8 @@
-// The `llama-adapter` command line: generate, finetune, inspect, serve. (The demo is an application of
+// The `llama-adapter` command line: generate, finetune, inspect, serve, convert. (The demo is an application of
 // its own, apps/demo; benchmarks are bench/.)
 
 import { Command } from 'commander';
+import { convertCommand } from './convert.js';
 import { finetuneCommand } from './finetune.js';
 import { generateCommand } from './generate.js';
 import { inspectCommand } from './inspect.js';
@@ -16,6 +17,7 @@ program.addCommand(generateCommand());
 program.addCommand(finetuneCommand());
 program.addCommand(inspectCommand());
 program.addCommand(serveCommand());
+program.addCommand(convertCommand());
 
 const verbose = process.argv.includes('--verbose');
 program.parseAsync(process.argv).catch((e: unknown) => reportError(e, verbose));

@@ -4,9 +4,9 @@
 import { Command } from 'commander';
 import { check } from '../core/errors.js';
 import { createServer } from '../serve/server.js';
-import { int, modelOptions, openModel, type ModelFlags } from './common.js';
+import { adapterLoadOptions, adapterOptions, int, modelOptions, openModel, type AdapterFlags, type ModelFlags } from './common.js';
 
-interface ServeFlags extends ModelFlags {
+interface ServeFlags extends ModelFlags, AdapterFlags {
   adapter: string[];
   adapterDir?: string;
   host: string;
@@ -22,8 +22,13 @@ interface ServeFlags extends ModelFlags {
 
 export function serveCommand(): Command {
   const cmd = new Command('serve').description('serve the model and its adapters over an OpenAI-compatible HTTP API');
-  modelOptions(cmd)
-    .option('-a, --adapter <name=file>', 'serve an adapter file under a model name (repeatable)', (v: string, acc: string[]) => [...acc, v], [] as string[])
+  adapterOptions(modelOptions(cmd))
+    .option(
+      '-a, --adapter <name=path>',
+      'serve an adapter (any readable format: file or PEFT directory) under a model name (repeatable)',
+      (v: string, acc: string[]) => [...acc, v],
+      [] as string[],
+    )
     .option('--adapter-dir <dir>', 'allow loading adapters from files in this directory while serving (POST /v1/adapters)')
     .option('--host <host>', 'address to bind (loopback by default)', '127.0.0.1')
     .option('--port <n>', 'port (0 = any free port)', int('--port', 0), 8080)
@@ -46,6 +51,7 @@ export function serveCommand(): Command {
         modelName: f.modelName,
         adapters,
         adapterDir: f.adapterDir,
+        adapterLoad: adapterLoadOptions(f),
         apiKey: f.apiKey ?? process.env.LLAMA_ADAPTER_API_KEY,
         maxBatch: f.maxBatch,
         maxQueue: f.maxQueue,

@@ -49,6 +49,7 @@ export interface MethodHost {
   readonly weights: ModelWeights;
   readonly backend: Backend;
   readonly fingerprint: string; // hash of the base weights (adapter files name their base by it)
+  readonly info?: { readonly sourceDtypes: readonly string[] }; // dtypes of the model file (third-party adapters are checked against them)
 }
 
 /** A trainable extension of one base model. */

@@ -1,12 +1,14 @@
 // The adapters a server holds, by name: loaded at start (--adapter NAME=FILE) or while serving
-// from a file under --adapter-dir (paths that resolve outside it are refused). Unloading removes
+// from a file (or PEFT directory) under --adapter-dir (paths that resolve outside it are refused);
+// any format loadAdapter reads. Unloading removes
 // the name at once; requests already running keep their reference and finish.
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { check, LlamaAdapterError } from '../core/errors.js';
 import type { Adapter } from '../methods/v1/adapter.js';
-import { loadAdapter, trainingPromptStyle } from '../methods/v1/file.js';
+import { trainingPromptStyle } from '../methods/v1/file.js';
+import { loadAdapter, type LoadAdapterOptions } from '../methods/v1/interop/registry.js';
 import type { LlamaModel } from '../model/model.js';
 import { ApiError, badParam } from './errors.js';
 
@@ -24,6 +26,7 @@ export class AdapterRegistry {
   constructor(
     private readonly model: LlamaModel,
     readonly dir: string | null, // --adapter-dir (realpath), or null: no loading while serving
+    private readonly loadOptions: LoadAdapterOptions = {}, // how third-party files are read
   ) {}
 
   get(name: string): ServedAdapter | undefined {
@@ -37,7 +40,7 @@ export class AdapterRegistry {
   /** Load a file under a name (start-up: a bad file or a name in use is a LlamaAdapterError naming it). */
   add(name: string, file: string): ServedAdapter {
     check(!this.byName.has(name), `adapter name "${name}" is already loaded`);
-    const adapter = loadAdapter(file, this.model);
+    const adapter = loadAdapter(file, this.model, this.loadOptions);
     const s: ServedAdapter = { name, adapter, file, promptStyle: trainingPromptStyle(adapter), created: Math.floor(Date.now() / 1000) };
     this.byName.set(name, s);
     return s;
@@ -55,7 +58,8 @@ export class AdapterRegistry {
     }
     if (path.relative(this.dir, real).startsWith('..') || path.isAbsolute(path.relative(this.dir, real)))
       throw badParam('path', `path "${rel}" is outside the adapter directory`, 'path_outside_adapter_dir');
-    if (!fs.statSync(real).isFile()) throw badParam('path', `path "${rel}" is not a file`);
+    const st = fs.statSync(real);
+    if (!st.isFile() && !st.isDirectory()) throw badParam('path', `path "${rel}" is not a file or a PEFT adapter directory`);
     if (this.byName.has(name)) throw new ApiError(400, `adapter "${name}" is already loaded`, 'invalid_request_error', 'name', 'adapter_exists');
     try {
       return this.add(name, real);

@@ -12,6 +12,7 @@ import type { EngineRequest, GenerationPiece, GenerationResult, TokenLogprob } f
 import { LlamaAdapterError } from '../core/errors.js';
 import type { LlamaModel } from '../model/model.js';
 import type { PromptSource } from '../model/method.js';
+import type { LoadAdapterOptions } from '../methods/v1/interop/registry.js';
 import { AdapterRegistry, type ServedAdapter } from './adapters.js';
 import { ChatTemplates } from './chat-prompt.js';
 import { ApiError, badParam } from './errors.js';
@@ -33,6 +34,7 @@ export interface ServeOptions {
   modelName?: string; // the base model's id in the API (default: the path's base name)
   adapters?: readonly { name: string; file: string }[]; // loaded at start
   adapterDir?: string; // adapters may be loaded from files under it while serving
+  adapterLoad?: LoadAdapterOptions; // how third-party adapter files are read (official gates and K, litgpt's K/V split), for every adapter
   apiKey?: string; // when set, /v1/* needs "Authorization: Bearer <key>"
   maxBatch?: number; // sequences decoded together (engine slots; default 16)
   maxQueue?: number; // sequences waiting for a slot before 429 (default 256)
@@ -89,7 +91,7 @@ export class Server {
       { maxBatch: o.maxBatch ?? 16, maxQueue: o.maxQueue ?? 256, prefillChunk: o.prefillChunk ?? 256, contextLength: ctx },
       this.metrics,
     );
-    this.adapters = new AdapterRegistry(model, o.adapterDir ? fs.realpathSync(o.adapterDir) : null);
+    this.adapters = new AdapterRegistry(model, o.adapterDir ? fs.realpathSync(o.adapterDir) : null, o.adapterLoad);
     for (const a of o.adapters ?? []) this.adapters.add(a.name, a.file);
     this.app = Fastify({
       bodyLimit: o.bodyLimit ?? 1 << 20,

@@ -8,12 +8,16 @@
 import { check, LlamaAdapterError } from '../../core/errors.js';
 import { trainableTensors, type AdapterMethod, type MethodHost, type PromptLayer, type PromptLayerGrads, type PromptSource } from '../../model/method.js';
 import { Rng } from '../../core/rng.js';
+import type { Matrix } from '../../core/weights.js';
 import { effectiveGates, gateParamGrad, gateSize, isGateMode, type GateMode, GATE_RULES } from './gate.js';
+import { isPromptProjection, litgptSplitProjections, PROMPT_PROJECTIONS, type PromptProjection } from './prompt-projection.js';
 
 export interface AdapterConfig {
   promptLength: number; // K, prompt tokens per adapted layer
   adapterLayers: number; // L, number of adapted layers (the top L)
   gate: GateMode; // gate convention
+  /** How prompts become keys/values: 'standard' (wk / wv, default) or 'litgpt-split' (emulates litgpt's defect; prompt-projection.ts). */
+  promptProjection?: PromptProjection;
 }
 
 export interface CreateAdapterOptions {
@@ -41,6 +45,7 @@ export class Adapter implements AdapterMethod {
   private readonly gates: Float32Array[]; // per adapted layer (nHeads) or (1)
   private ver = 0;
   private readonly cache: (PromptLayer & { version: number })[]; // per adapted layer
+  private readonly proj: ({ wk: Matrix; wv: Matrix } | null)[]; // per adapted layer, 'litgpt-split' only (built on first use)
 
   constructor(
     readonly host: MethodHost,
@@ -56,6 +61,8 @@ export class Adapter implements AdapterMethod {
       `adapter layers must be between 1 and the model's ${c.nLayers} layers (got ${config.adapterLayers})`,
     );
     check(isGateMode(config.gate), `unknown gate convention "${config.gate}" (expected ${Object.keys(GATE_RULES).join(', ')})`);
+    const pp = config.promptProjection ?? 'standard';
+    check(isPromptProjection(pp), `unknown prompt projection "${pp}" (expected ${Object.keys(PROMPT_PROJECTIONS).join(', ')})`);
     this.firstLayer = c.nLayers - config.adapterLayers;
     const K = config.promptLength,
       kv = c.nKvHeads * c.headDim;
@@ -68,6 +75,7 @@ export class Adapter implements AdapterMethod {
       gate: new Float32Array(c.nHeads),
       version: -1,
     }));
+    this.proj = new Array(config.adapterLayers).fill(null);
   }
 
   get promptLength(): number {
@@ -125,14 +133,24 @@ export class Adapter implements AdapterMethod {
     return n;
   }
 
+  /** The (Hkv*hs, dim) projections that make adapted layer l's prompt keys and values (the layer's wk / wv unless litgpt-split). */
+  projections(l: number): { wk: Matrix; wv: Matrix } {
+    const w = this.host.weights.layers[l];
+    if ((this.config.promptProjection ?? 'standard') === 'standard') return w;
+    const i = l - this.firstLayer;
+    this.proj[i] ??= litgptSplitProjections(this.host.config, w);
+    return this.proj[i];
+  }
+
   promptLayer(l: number): PromptLayer | null {
     const i = l - this.firstLayer;
     if (i < 0 || i >= this.config.adapterLayers) return null;
     const e = this.cache[i];
     if (e.version !== this.ver) {
-      const { backend: be, weights: W } = this.host;
-      be.matmul(e.pk, this.prompts[i], W.layers[l].wk, this.config.promptLength); // (K, kvDim)
-      be.matmul(e.pv, this.prompts[i], W.layers[l].wv, this.config.promptLength); // (K, kvDim)
+      const be = this.host.backend;
+      const { wk, wv } = this.projections(l);
+      be.matmul(e.pk, this.prompts[i], wk, this.config.promptLength); // (K, kvDim)
+      be.matmul(e.pv, this.prompts[i], wv, this.config.promptLength); // (K, kvDim)
       effectiveGates(this.config.gate, this.gates[i], e.gate);
       e.version = this.ver;
     }
@@ -160,13 +178,14 @@ export class Adapter implements AdapterMethod {
    * gradients, keyed like parameters(): dP = dpk Wk + dpv Wv; gates by the convention's chain rule.
    */
   paramGrads(hook: readonly PromptLayerGrads[], out: Map<string, Float32Array>): void {
-    const { backend: be, weights: W } = this.host;
+    const be = this.host.backend;
     for (let i = 0; i < this.config.adapterLayers; i++) {
       const l = this.firstLayer + i;
       const g = hook[l];
       const dP = out.get(`layers.${l}.adaption_prompt`)!;
-      be.matmulBack(dP, g.dpk, W.layers[l].wk, this.config.promptLength);
-      be.matmulBack(dP, g.dpv, W.layers[l].wv, this.config.promptLength, true);
+      const { wk, wv } = this.projections(l);
+      be.matmulBack(dP, g.dpk, wk, this.config.promptLength);
+      be.matmulBack(dP, g.dpv, wv, this.config.promptLength, true);
       gateParamGrad(this.config.gate, this.gates[i], g.dgate, out.get(`layers.${l}.adaption_gate`)!);
     }
   }
@@ -205,11 +224,12 @@ class OffsetPrompts implements PromptSource {
     if (!base) return null;
     const e = this.cache[l - this.firstLayer];
     if (e.version !== this.adapter.version) {
-      const { backend: be, weights: W } = this.host;
+      const be = this.host.backend;
       const kv = this.row.length;
+      const { wk, wv } = this.adapter.projections(l);
       for (const [dst, src, w] of [
-        [e.pk, base.pk, W.layers[l].wk],
-        [e.pv, base.pv, W.layers[l].wv],
+        [e.pk, base.pk, wk],
+        [e.pv, base.pv, wv],
       ] as const) {
         be.matmul(this.row, this.offset, w, 1); // (1, kvDim)
         for (let k = 0; k < base.K; k++) for (let j = 0; j < kv; j++) dst[k * kv + j] = src[k * kv + j] + this.row[j];

@@ -3,12 +3,15 @@
 // naming the format, gate convention, prompt length, the base model's architecture and weight
 // fingerprint, and the training arguments. Loading onto a different base fails clearly; a corrupt file fails naming itself.
 
+import { CONFIG_LIMITS } from '../../core/config.js';
 import { atFile, check, LlamaAdapterError } from '../../core/errors.js';
 import { checkFinite } from '../../core/finite.js';
 import { readSafetensors, writeSafetensors, type SafetensorsFile } from '../../core/safetensors.js';
 import { trainableTensors, type MethodHost } from '../../model/method.js';
 import { Adapter } from './adapter.js';
-import { isGateMode, GATE_RULES } from './gate.js';
+import { gateSize, isGateMode, GATE_RULES } from './gate.js';
+import { checkTensors, type AdapterTensors } from './interop/tensors.js';
+import { isPromptProjection, PROMPT_PROJECTIONS } from './prompt-projection.js';
 
 export const ADAPTER_FORMAT = 'llama-adapter';
 export const ADAPTER_VERSION = '1';
@@ -38,6 +41,7 @@ export function adapterMetadata(a: Adapter): Record<string, string> {
     first_layer: String(a.firstLayer),
     base_fingerprint: a.host.fingerprint,
   };
+  if ((a.config.promptProjection ?? 'standard') !== 'standard') m.prompt_projection = a.config.promptProjection!;
   for (const [key, field] of ARCH_FIELDS) m[key] = String(c[field]);
   for (const [k, v] of Object.entries(a.meta)) if (!(k in m)) m[k] = v;
   return m;
@@ -60,7 +64,7 @@ export function readAdapterInfo(path: string): AdapterFileInfo {
   return { metadata: f.metadata, tensors: f.names().map((n) => ({ name: n, shape: f.info(n).shape })) };
 }
 
-export interface LoadAdapterOptions {
+export interface OwnAdapterOptions {
   force?: boolean; // skip the weight-fingerprint check (never the shape checks)
 }
 
@@ -70,7 +74,7 @@ export interface LoadAdapterOptions {
  * shapes are checked before any value is read, every value must be finite, and whatever else
  * goes wrong becomes an error naming the file.
  */
-export function loadAdapter(path: string, host: MethodHost, o: LoadAdapterOptions = {}): Adapter {
+export function loadOwnAdapter(path: string, host: MethodHost, o: OwnAdapterOptions = {}): Adapter {
   return atFile(path, () => {
     const f = readSafetensors(path);
     const a = adapterFromMetadata(path, f.metadata, host, o);
@@ -133,7 +137,7 @@ export function metaJsonObject(path: string, m: Record<string, string>, key: str
 }
 
 /** The (still zero) adapter an adapter file's or checkpoint's metadata describes, checked against `host`. */
-export function adapterFromMetadata(path: string, m: Record<string, string>, host: MethodHost, o: LoadAdapterOptions = {}): Adapter {
+export function adapterFromMetadata(path: string, m: Record<string, string>, host: MethodHost, o: OwnAdapterOptions = {}): Adapter {
   check(
     m.format === ADAPTER_FORMAT,
     `${path}: not a llama-adapter file (__metadata__.format is ${JSON.stringify(m.format ?? null)}, expected "${ADAPTER_FORMAT}")`,
@@ -160,5 +164,51 @@ export function adapterFromMetadata(path: string, m: Record<string, string>, hos
     metaInt(path, m, 'first_layer', c.nLayers - adapterLayers, c.nLayers - adapterLayers, 'layers minus adapter_layers');
   }
   if (m.training_args !== undefined) metaJsonObject(path, m, 'training_args');
-  return new Adapter(host, { promptLength, adapterLayers, gate });
+  const promptProjection = promptProjectionOf(path, m);
+  return new Adapter(host, { promptLength, adapterLayers, gate, ...(promptProjection === 'standard' ? {} : { promptProjection }) });
+}
+
+function promptProjectionOf(path: string, m: Record<string, string>) {
+  const pp = m.prompt_projection ?? 'standard';
+  check(isPromptProjection(pp), `${path}: unknown prompt_projection "${pp}" (expected ${Object.keys(PROMPT_PROJECTIONS).join(', ')})`);
+  return pp;
+}
+
+/** An adapter file of this library read without a base model (for inspect and convert): its tensors and the base its metadata names. */
+export function readOwnTensors(path: string): AdapterTensors {
+  return atFile(path, () => {
+    const f = readSafetensors(path);
+    const m = f.metadata;
+    check(m.format === ADAPTER_FORMAT, `${path}: not a llama-adapter file (__metadata__.format is ${JSON.stringify(m.format ?? null)})`);
+    check(m.version === ADAPTER_VERSION, `${path}: adapter file version ${m.version} is not supported (expected ${ADAPTER_VERSION})`);
+    const gate = m.gate ?? '';
+    check(isGateMode(gate), `${path}: unknown gate convention "${gate}" (expected ${Object.keys(GATE_RULES).join(', ')})`);
+    const D = metaInt(path, m, 'base_dim', 1, CONFIG_LIMITS.dim);
+    const N = metaInt(path, m, 'base_layers', 1, CONFIG_LIMITS.nLayers);
+    const H = metaInt(path, m, 'base_heads', 1, CONFIG_LIMITS.nHeads);
+    const Hkv = metaInt(path, m, 'base_kv_heads', 1, H);
+    const K = metaInt(path, m, 'prompt_length', 1, CONFIG_LIMITS.maxSeqLen);
+    const L = metaInt(path, m, 'adapter_layers', 1, N, 'at most base_layers');
+    const layers = Array.from({ length: L }, (_, i) => N - L + i);
+    const wanted = new Set(layers.flatMap((l) => [`layers.${l}.adaption_prompt`, `layers.${l}.adaption_gate`]));
+    for (const n of f.names()) check(wanted.has(n), `${path}: unexpected tensor "${n}" in an adapter file`);
+    return checkTensors({
+      format: 'llama-adapter',
+      path,
+      promptLength: K,
+      dim: D,
+      layers,
+      baseLayers: N,
+      heads: H,
+      kvHeads: Hkv,
+      prompts: layers.map((l) => readParam(path, f, `layers.${l}.adaption_prompt`, [K, D])),
+      gates: layers.map((l) => readParam(path, f, `layers.${l}.adaption_gate`, [gateSize(gate, H)])),
+      gate,
+      gateChoice: 'file',
+      promptProjection: promptProjectionOf(path, m),
+      dtype: 'F32',
+      notes: [],
+      metadata: m,
+    });
+  });
 }
