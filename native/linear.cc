@@ -8,8 +8,9 @@
 //  * many rows, f32 weights: OpenBLAS sgemm (which dispatches on the CPU itself), split over the
 //    pool by rows when the activations outnumber the weight rows, else by output columns (each
 //    call re-packs the unsplit operand).
-//  * many rows, bf16 weights: AMX tiles when the CPU has them (amx.cc; or its opt-in AVX512_BF16
-//    engine), else weight panels are widened to fp32 in a per-thread buffer and fed to sgemm.
+//  * many rows, bf16 weights: AMX tiles when the CPU has them (amx.cc), else its AVX512_BF16
+//    engine where the CPU has that (Zen 4), else a GEMM of our own that widens the weights to fp32
+//    on the way into its L2-sized panels (GemmWiden below).
 //  * matmulBack with few rows: a column-blocked kernel (Highway); otherwise the same as above.
 
 #undef HWY_TARGET_INCLUDE
@@ -231,7 +232,165 @@ void MmbSmallRange(float* out, const float* dy, const void* w, bool bf16, long N
   else MmbSmallRangeT<false>(out, dy, w, N, K, M, k0, k1, acc);
 }
 
-void Bf16ToF32Range(float* dst, const uint16_t* src, long n) { Bf16ToF32(dst, src, n); }
+// ---- The widening GEMM for bf16 weights on CPUs without a bf16 GEMM engine (AVX2, SSE4, NEON,
+// AVX-512 without AVX512_BF16): C (M, N) (+)= X (M, Kd) · B with B[kd, n] = W[n, kd] (matmul, W
+// (N, Kd)) or W[kd, n] (matmulBack, W (Kd, N)). BLIS-style: per (kKCg depth x kNCg columns) block
+// the weights are widened once into fp32 micro-panels (kKCg x kNR), the activations packed (and
+// rounded to bf16, as every bf16 kernel does, unless bf16Split) into micro-panels (kKCg x kMR), and
+// a kMR x kNR register block accumulates broadcast(x) * w over the depth. The widening happens on
+// the way into the L2-sized panel (never a whole-matrix fp32 copy), so the weights cross memory as
+// bf16; the microkernel then runs at fp32 FMA speed.
+
+#if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL || HWY_ARCH_ARM
+constexpr long kMR = 12;  // 24 accumulators of 32 vector registers
+#else
+constexpr long kMR = 6;   // 12 accumulators of 16
+#endif
+constexpr long kKCg = 256;  // depth per packed block
+constexpr long kMCg = 20 * kMR > 120 ? 20 * kMR : 120;  // activation rows per packed block (L2)
+constexpr long kNCg = 1024; // weight columns per packed block
+
+struct GemmScratch {
+  std::vector<float> a;  // (kMCg / kMR, kKCg, kMR) packed activations
+  std::vector<float> b;  // (kNCg / kNR, kKCg, kNR) widened weights
+};
+thread_local GemmScratch t_gemm;
+
+// acc (kMR, kNR) += A panel (kc, kMR) x B panel (kc, kNR); then C rows [0, mr) x cols [0, nr) (+)= acc.
+template <bool LOAD>
+HWY_INLINE void GemmMicro(float* c, long ldc, const float* HWY_RESTRICT ap, const float* HWY_RESTRICT bp, long kc, long mr, long nr) {
+  const DF d;
+  const long L = static_cast<long>(hn::Lanes(d));
+  VF acc0[kMR], acc1[kMR];
+  for (long i = 0; i < kMR; i++) acc0[i] = acc1[i] = hn::Zero(d);
+  for (long k = 0; k < kc; k++) {
+    const VF b0 = hn::Load(d, bp + k * 2 * L), b1 = hn::Load(d, bp + k * 2 * L + L);
+    const float* a = ap + k * kMR;
+    // fully unrolled, so the accumulators live in registers at any optimisation level
+#pragma GCC unroll 16
+    for (long i = 0; i < kMR; i++) {
+      const VF av = hn::Set(d, a[i]);
+      acc0[i] = hn::MulAdd(av, b0, acc0[i]);
+      acc1[i] = hn::MulAdd(av, b1, acc1[i]);
+    }
+  }
+  for (long i = 0; i < mr; i++) {
+    float* ci = c + i * ldc;
+    if (nr == 2 * L) {
+      hn::StoreU(LOAD ? hn::Add(hn::LoadU(d, ci), acc0[i]) : acc0[i], d, ci);
+      hn::StoreU(LOAD ? hn::Add(hn::LoadU(d, ci + L), acc1[i]) : acc1[i], d, ci + L);
+    } else {
+      const size_t n0 = static_cast<size_t>(nr < L ? nr : L), n1 = static_cast<size_t>(nr - static_cast<long>(n0));
+      StorePart(d, LOAD ? hn::Add(LoadPart(d, ci, n0), acc0[i]) : acc0[i], ci, n0);
+      if (n1) StorePart(d, LOAD ? hn::Add(LoadPart(d, ci + L, n1), acc1[i]) : acc1[i], ci + L, n1);
+    }
+  }
+}
+
+// Columns [nA, nB) of C. B[kd, n] = W[n, kd] (!wTrans) or W[kd, n] (wTrans), W bf16.
+void GemmWiden(float* out, const float* x, const uint16_t* w, bool wTrans, bool round, long M, long N, long Kd, long nA, long nB, bool acc) {
+  const DF d;
+  const DU32 du32;
+  const long L = static_cast<long>(hn::Lanes(d)), NR = 2 * L;
+  GemmScratch& sc = t_gemm;
+  const long ncMax = (kNCg + NR - 1) / NR * NR;
+  if (sc.a.size() < static_cast<size_t>(kMCg * kKCg)) sc.a.resize(kMCg * kKCg);
+  if (sc.b.size() < static_cast<size_t>(ncMax * kKCg) + 64) sc.b.resize(ncMax * kKCg + 64);
+  float* A = sc.a.data();
+  // micro-panels of B must be vector-aligned (hn::Load)
+  float* Bp = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(sc.b.data()) + 63) & ~uintptr_t{63});
+  for (long n0 = nA; n0 < nB; n0 += kNCg) {
+    const long nc = nB - n0 < kNCg ? nB - n0 : kNCg;
+    const long nPanels = (nc + NR - 1) / NR;
+    for (long k0 = 0; k0 < Kd; k0 += kKCg) {
+      const long kc = Kd - k0 < kKCg ? Kd - k0 : kKCg;
+      // Widen B[k0 .. k0 + kc, n0 .. n0 + nc) into panels (kc, NR), zero beyond N.
+      for (long p = 0; p < nPanels; p++) {
+        float* bp = Bp + p * kc * NR;
+        const long nb = n0 + p * NR, cols = nb + NR <= n0 + nc ? NR : n0 + nc - nb;
+        if (!wTrans) {
+          // B[kd, n] = W[n, kd]: column j of the panel is row nb + j of W. Gathered a depth pair
+          // at a time: one 32-bit word per row holds (W[n, kd], W[n, kd + 1]), whose halves
+          // widen to panel rows kd and kd + 1 (byte offsets: rows of odd length are fine).
+          if (cols == NR) {
+            const DI32 di;
+            const auto rowOff = hn::Mul(hn::Iota(di, 0), hn::Set(di, static_cast<int32_t>(Kd * 2)));
+            const auto hiMask = hn::Set(du32, 0xffff0000u);
+            for (long h = 0; h < 2; h++) {
+              const auto& off = rowOff;
+              const uint32_t* base = reinterpret_cast<const uint32_t*>(w + (nb + h * L) * Kd + k0);
+              long k = 0;
+              for (; k + 2 <= kc; k += 2) {
+                const auto v = hn::GatherOffset(du32, reinterpret_cast<const uint32_t*>(reinterpret_cast<const uint16_t*>(base) + k), off);
+                hn::Store(hn::BitCast(d, hn::ShiftLeft<16>(v)), d, bp + k * NR + h * L);
+                hn::Store(hn::BitCast(d, hn::And(v, hiMask)), d, bp + (k + 1) * NR + h * L);
+              }
+              for (; k < kc; k++)
+                for (long j = 0; j < L; j++) reinterpret_cast<uint32_t*>(bp)[k * NR + h * L + j] = static_cast<uint32_t>(w[(nb + h * L + j) * Kd + k0 + k]) << 16;
+            }
+          } else {
+            const uint16_t* wr = w + nb * Kd + k0;
+            uint32_t* bu = reinterpret_cast<uint32_t*>(bp);
+            for (long k = 0; k < kc; k++) {
+              for (long j = 0; j < cols; j++) bu[k * NR + j] = static_cast<uint32_t>(wr[j * Kd + k]) << 16;
+              for (long j = cols; j < NR; j++) bu[k * NR + j] = 0;
+            }
+          }
+        } else {
+          // B[kd, n] = W[kd, n]: row k of the panel is W row k0 + k, columns nb ..
+          for (long k = 0; k < kc; k++) {
+            const uint16_t* wr = w + (k0 + k) * N + nb;
+            float* br = bp + k * NR;
+            if (cols == NR) {
+              hn::Store(LoadBf16(d, wr), d, br);
+              hn::Store(LoadBf16(d, wr + L), d, br + L);
+            } else {
+              for (long j = 0; j < NR; j++) br[j] = 0.0f;
+              Bf16ToF32(br, wr, cols);
+            }
+          }
+        }
+      }
+      for (long m0 = 0; m0 < M; m0 += kMCg) {
+        const long mc = M - m0 < kMCg ? M - m0 : kMCg;
+        // Pack X rows [m0, m0 + mc), depth [k0, k0 + kc) into panels (kc, kMR), zero beyond M.
+        for (long q = 0; q * kMR < mc; q++) {
+          float* ap = A + q * kc * kMR;
+          for (long i = 0; i < kMR; i++) {
+            const long m = m0 + q * kMR + i;
+            if (m >= m0 + mc) {
+              for (long k = 0; k < kc; k++) ap[k * kMR + i] = 0.0f;
+              continue;
+            }
+            // rounded (or copied) a vector at a time into a buffer, then strided into the panel
+            const float* xr = x + m * Kd + k0;
+            for (long k = 0; k < kc; k += L) {
+              HWY_ALIGN float buf[hn::MaxLanes(d)];
+              const long n = kc - k < L ? kc - k : L;
+              const VF v = n == L ? hn::LoadU(d, xr + k) : LoadPart(d, xr + k, static_cast<size_t>(n));
+              hn::Store(round ? RoundBf16(d, v) : v, d, buf);
+              for (long t = 0; t < n; t++) ap[(k + t) * kMR + i] = buf[t];
+            }
+          }
+        }
+        const bool load = acc || k0 > 0;
+        for (long p = 0; p < nPanels; p++) {
+          const long nb = n0 + p * NR, nr = nb + NR <= n0 + nc ? NR : n0 + nc - nb;
+          for (long q = 0; q * kMR < mc; q++) {
+            const long mr = mc - q * kMR < kMR ? mc - q * kMR : kMR;
+            float* c = out + (m0 + q * kMR) * N + nb;
+            if (load) GemmMicro<true>(c, N, A + q * kc * kMR, Bp + p * kc * NR, kc, mr, nr);
+            else GemmMicro<false>(c, N, A + q * kc * kMR, Bp + p * kc * NR, kc, mr, nr);
+          }
+        }
+      }
+    }
+  }
+}
+
+/** Columns of C per thread chunk of GemmWiden (a multiple of its register block). */
+long GemmWidenCols() { return 2 * static_cast<long>(hn::Lanes(DF())); }
+
 void RoundBf16Range(float* dst, const float* src, long n) { RoundBf16Array(dst, src, n); }
 
 }  // namespace HWY_NAMESPACE
@@ -244,8 +403,9 @@ namespace la {
 HWY_EXPORT(MmRange);
 HWY_EXPORT(DotGroup);
 HWY_EXPORT(MmbSmallRange);
-HWY_EXPORT(Bf16ToF32Range);
 HWY_EXPORT(RoundBf16Range);
+HWY_EXPORT(GemmWiden);
+HWY_EXPORT(GemmWidenCols);
 
 namespace {
 
@@ -261,7 +421,6 @@ constexpr long kSmallMBf16 = 8;
 constexpr long kFewRows = 4;
 
 // Per-thread scratch (the pool's workers persist, so these persist with them).
-thread_local std::vector<float> t_panel;
 thread_local std::vector<float> t_round;  // the caller's activations rounded to bf16
 
 // bf16 weights: products are bf16 x bf16 (activations rounded to bf16, as on AMX), accumulated in
@@ -273,9 +432,14 @@ const float* bf16_activations(const float* x, long n) {
   return t_round.data();
 }
 
-float* scratch_panel(size_t n) {
-  if (t_panel.size() < n) t_panel.resize(n);
-  return t_panel.data();
+// C (M, N) (+)= X (M, Kd) · B with bf16 weights (see GemmWiden): columns split over the pool in
+// chunks of whole register blocks, each thread widening only its own columns' weights.
+void widening_gemm(float* out, const float* x, const uint16_t* w, bool wTrans, long M, long N, long Kd, bool acc, int nt) {
+  const long nr = HWY_DYNAMIC_DISPATCH(GemmWidenCols)();
+  const bool round = !g_features.bf16Split;
+  parallel_for((N + nr - 1) / nr, nt, [&](long b0, long b1) {
+    HWY_DYNAMIC_DISPATCH(GemmWiden)(out, x, w, wTrans, round, M, N, Kd, b0 * nr, b1 * nr < N ? b1 * nr : N, acc);
+  }, 1);
 }
 
 }  // namespace
@@ -326,26 +490,16 @@ void matmul(float* out, const float* x, const Mat& wm, long M, bool acc) {
     sgemm_by_rows(true, M, N, K, x, static_cast<const float*>(w), acc, out, nt);
     return;
   }
-  if (bf16) x = bf16_activations(x, M * K);
+  if (bf16) {
+    widening_gemm(out, x, static_cast<const uint16_t*>(w), false, M, N, K, acc, nt);
+    return;
+  }
   // Column blocks (multiples of 16), two per thread: each sgemm call re-packs x.
   long blocks = (N + 15) / 16;
   parallel_for(blocks, nt, [&](long b0, long b1) {
     long n0 = b0 * 16, n1 = b1 * 16 < N ? b1 * 16 : N;
-    if (!bf16) {
-      cblas_sgemm(kCblasRowMajor, kCblasNoTrans, kCblasTrans, static_cast<int>(M), static_cast<int>(n1 - n0), static_cast<int>(K), 1.0f, x,
-                  static_cast<int>(K), static_cast<const float*>(w) + n0 * K, static_cast<int>(K), acc ? 1.0f : 0.0f, out + n0,
-                  static_cast<int>(N));
-      return;
-    }
-    // bf16 without AMX: widen panels of PN weight rows, sgemm each panel.
-    const long PN = 256;
-    float* panel = scratch_panel(static_cast<size_t>(PN * K));
-    for (long p = n0; p < n1; p += PN) {
-      long pn = n1 - p < PN ? n1 - p : PN;
-      HWY_DYNAMIC_DISPATCH(Bf16ToF32Range)(panel, static_cast<const uint16_t*>(w) + p * K, pn * K);
-      cblas_sgemm(kCblasRowMajor, kCblasNoTrans, kCblasTrans, static_cast<int>(M), static_cast<int>(pn), static_cast<int>(K), 1.0f, x,
-                  static_cast<int>(K), panel, static_cast<int>(K), acc ? 1.0f : 0.0f, out + p, static_cast<int>(N));
-    }
+    cblas_sgemm(kCblasRowMajor, kCblasNoTrans, kCblasTrans, static_cast<int>(M), static_cast<int>(n1 - n0), static_cast<int>(K), 1.0f, x,
+                static_cast<int>(K), static_cast<const float*>(w) + n0 * K, static_cast<int>(K), acc ? 1.0f : 0.0f, out + n0, static_cast<int>(N));
   }, 2);
 }
 
@@ -374,27 +528,15 @@ void matmul_back(float* out, const float* dy, const Mat& wm, long M, bool acc) {
     sgemm_by_rows(false, M, K, N, dy, static_cast<const float*>(w), acc, out, nt);
     return;
   }
-  if (bf16) dy = bf16_activations(dy, M * N);
+  if (bf16) {
+    widening_gemm(out, dy, static_cast<const uint16_t*>(w), true, M, K, N, acc, nt);
+    return;
+  }
   long blocks = (K + 15) / 16;
   parallel_for(blocks, nt, [&](long b0, long b1) {
     long k0 = b0 * 16, k1 = b1 * 16 < K ? b1 * 16 : K, kw = k1 - k0;
-    if (!bf16) {
-      cblas_sgemm(kCblasRowMajor, kCblasNoTrans, kCblasNoTrans, static_cast<int>(M), static_cast<int>(kw), static_cast<int>(N), 1.0f, dy,
-                  static_cast<int>(N), static_cast<const float*>(w) + k0, static_cast<int>(K), acc ? 1.0f : 0.0f, out + k0,
-                  static_cast<int>(K));
-      return;
-    }
-    // bf16 without AMX: panels of PN weight rows (the reduction dim), summed in order.
-    const long PN = 512;
-    float* panel = scratch_panel(static_cast<size_t>(PN * kw));
-    const uint16_t* wb = static_cast<const uint16_t*>(w);
-    for (long p = 0; p < N; p += PN) {
-      long pn = N - p < PN ? N - p : PN;
-      for (long r = 0; r < pn; r++) HWY_DYNAMIC_DISPATCH(Bf16ToF32Range)(panel + r * kw, wb + (p + r) * K + k0, kw);
-      cblas_sgemm(kCblasRowMajor, kCblasNoTrans, kCblasNoTrans, static_cast<int>(M), static_cast<int>(kw), static_cast<int>(pn), 1.0f,
-                  dy + p, static_cast<int>(N), panel, static_cast<int>(kw), (acc || p > 0) ? 1.0f : 0.0f, out + k0,
-                  static_cast<int>(K));
-    }
+    cblas_sgemm(kCblasRowMajor, kCblasNoTrans, kCblasNoTrans, static_cast<int>(M), static_cast<int>(kw), static_cast<int>(N), 1.0f, dy,
+                static_cast<int>(N), static_cast<const float*>(w) + k0, static_cast<int>(K), acc ? 1.0f : 0.0f, out + k0, static_cast<int>(K));
   }, 2);
 }
 

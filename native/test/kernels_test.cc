@@ -151,7 +151,20 @@ void ref_prompt(float* out, float* probs, const float* q, const float* pk, const
 
 // ------------------------------------------------------------------ checks per kernel
 
+void check_matmul_shapes();
+
+// Every bf16 GEMM engine in force on this target (AMX, AVX512_BF16), then the widening GEMM.
 void check_matmul() {
+  check_matmul_shapes();
+  const la::Features had = la::g_features;
+  if (had.amx || had.avx512bf16) {
+    la::g_features.amx = la::g_features.avx512bf16 = false;
+    check_matmul_shapes();
+    la::g_features = had;
+  }
+}
+
+void check_matmul_shapes() {
   const long shapes[][3] = {{1, 37, 70}, {1, 64, 64}, {2, 33, 17}, {3, 100, 96}, {5, 48, 33}, {9, 70, 100}, {16, 130, 257},
                             {20, 30, 1100}, {31, 13, 40}, {40, 50, 48}, {70, 20, 130}, {1, 300, 520}};
   for (bool bf16 : {false, true})
