@@ -121,7 +121,10 @@ describe(`fine-tuning API (openai client) [${backend}]`, () => {
     const good = jsonl(records(2));
     await bad(`${good}\n{"instruction": "x", "output": oops}\n`, /bad\.jsonl: line 3(, column 31)?: invalid JSON/);
     await bad(`${good}\n{"instruction": "x"}\n`, /bad\.jsonl: line 3: missing field "output"/);
-    await bad('{"messages": [{"role": "user", "content": "hi"}, {"role": "system", "content": "x"}]}', /line 1: messages\[1\]\.role is "system", expected "assistant"/);
+    await bad(
+      '{"messages": [{"role": "user", "content": "hi"}, {"role": "system", "content": "x"}]}',
+      /line 1: messages\[1\]\.role is "system", expected "assistant"/,
+    );
     await bad('[{"instruction": "a", "output": "b"},\n {"instruction": "c" "output": "d"}]', /bad\.jsonl: line 2, column 22: invalid JSON/);
     await bad('', /no records/);
     await bad(good, /purpose is "assistants"/, 'purpose', 'assistants');
@@ -157,7 +160,13 @@ describe(`fine-tuning API (openai client) [${backend}]`, () => {
   it('a job paused mid-run and resumed: the adapter equals finetune() run uninterrupted; a metrics event per step; its model answers', async () => {
     const data = records(120);
     const f = await upload(jsonl(data));
-    const job = await client.fineTuning.jobs.create({ model: BASE, training_file: f.id, seed: 11, suffix: 'stories', hyperparameters: hp as OpenAI.FineTuning.JobCreateParams.Hyperparameters });
+    const job = await client.fineTuning.jobs.create({
+      model: BASE,
+      training_file: f.id,
+      seed: 11,
+      suffix: 'stories',
+      hyperparameters: hp as OpenAI.FineTuning.JobCreateParams.Hyperparameters,
+    });
     assert.equal(job.object, 'fine_tuning.job');
     assert.match(job.id, /^ftjob-[0-9a-f]{24}$/);
     assert.equal(job.hyperparameters.n_epochs, 3);
@@ -198,7 +207,11 @@ describe(`fine-tuning API (openai client) [${backend}]`, () => {
 
   it('cancel: the job stops, is cancelled, and serves no model', async () => {
     const f = await upload(jsonl(records(200)));
-    const job = await client.fineTuning.jobs.create({ model: BASE, training_file: f.id, hyperparameters: { ...hp, n_epochs: 50 } as OpenAI.FineTuning.JobCreateParams.Hyperparameters });
+    const job = await client.fineTuning.jobs.create({
+      model: BASE,
+      training_file: f.id,
+      hyperparameters: { ...hp, n_epochs: 50 } as OpenAI.FineTuning.JobCreateParams.Hyperparameters,
+    });
     await until('a step', async () => (await events(job.id)).some((e) => e.type === 'metrics'));
     const c = await client.fineTuning.jobs.cancel(job.id);
     assert.equal(c.status, 'cancelled');
@@ -212,7 +225,12 @@ describe(`fine-tuning API (openai client) [${backend}]`, () => {
   it('a server stopped mid-job: the next server on the same data directory continues it exactly', async () => {
     const data = records(100);
     const f = await upload(jsonl(data));
-    const job = await client.fineTuning.jobs.create({ model: BASE, training_file: f.id, seed: 5, hyperparameters: hp as OpenAI.FineTuning.JobCreateParams.Hyperparameters });
+    const job = await client.fineTuning.jobs.create({
+      model: BASE,
+      training_file: f.id,
+      seed: 5,
+      hyperparameters: hp as OpenAI.FineTuning.JobCreateParams.Hyperparameters,
+    });
     await until('step 5', async () => (await events(job.id)).some((e) => e.type === 'metrics' && (e.data as { step: number }).step >= 5));
     await server.close(5000);
     const saved = JSON.parse(fs.readFileSync(path.join(dataDir, 'jobs', job.id, 'job.json'), 'utf8')) as { status: string };

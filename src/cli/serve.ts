@@ -43,7 +43,10 @@ export function serveCommand(): Command {
     .option('--max-tokens <n>', 'largest max_tokens a request may ask for (default: the context length)', int('--max-tokens', 1))
     .option('--prefill-chunk <n>', 'prompt tokens prefilled per engine step (keeps running streams flowing)', int('--prefill-chunk', 1), 256)
     .option('--model-name <id>', "the base model's id in the API (default: the model path's base name)")
-    .option('--data-dir <dir>', 'uploaded files and fine-tuning jobs (default: $LLAMA_ADAPTER_DATA_DIR, else $XDG_DATA_HOME/llama-adapter, else ~/.local/share/llama-adapter)')
+    .option(
+      '--data-dir <dir>',
+      'uploaded files and fine-tuning jobs (default: $LLAMA_ADAPTER_DATA_DIR, else $XDG_DATA_HOME/llama-adapter, else ~/.local/share/llama-adapter)',
+    )
     .option('--no-ui', 'do not serve the web UI at /')
     .option('--shutdown-timeout <ms>', 'on SIGTERM/SIGINT, how long running requests may take to finish', int('--shutdown-timeout', 0), 10_000)
     .action(async (f: ServeFlags) => {
@@ -69,7 +72,9 @@ export function serveCommand(): Command {
       });
       const url = await server.listen(f.host, f.port);
       const names = [server.baseName, ...server.adapters.list().map((a) => a.name)];
-      process.stderr.write(`llama-adapter: serving ${names.join(', ')} at ${url}/v1 (backend ${model.backend.name}, batch ${f.maxBatch})${f.ui ? `, web UI at ${url}/` : ''}\n`);
+      process.stderr.write(
+        `llama-adapter: serving ${names.join(', ')} at ${url}/v1 (backend ${model.backend.name}, batch ${f.maxBatch})${f.ui ? `, web UI at ${url}/` : ''}\n`,
+      );
       process.stdout.write(`${url}\n`);
       let stopping = false;
       const stop = (sig: string): void => {

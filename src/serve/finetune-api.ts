@@ -27,7 +27,8 @@ function cursor(q: CursorQuery, max = 100): { after: string | undefined; limit: 
 /** Register the routes; `store` is null when the server has no data directory (every route then says so). */
 export function fineTuningRoutes(app: FastifyInstance, store: { files: FileStore; jobs: Jobs } | null, maxUploadBytes: number): void {
   const need = (): { files: FileStore; jobs: Jobs } => {
-    if (!store) throw new ApiError(400, 'uploads and fine-tuning need a server data directory (serve --data-dir)', 'invalid_request_error', null, 'no_data_dir');
+    if (!store)
+      throw new ApiError(400, 'uploads and fine-tuning need a server data directory (serve --data-dir)', 'invalid_request_error', null, 'no_data_dir');
     return store;
   };
   app.register(multipart, { limits: { fileSize: maxUploadBytes, files: 1, fields: 8, parts: 9 } });
@@ -46,7 +47,13 @@ export function fineTuningRoutes(app: FastifyInstance, store: { files: FileStore
       }
     } catch (e) {
       if ((e as { code?: string }).code === 'FST_REQ_FILE_TOO_LARGE')
-        throw new ApiError(413, `the file is larger than this server's upload limit of ${maxUploadBytes} bytes`, 'invalid_request_error', 'file', 'file_too_large');
+        throw new ApiError(
+          413,
+          `the file is larger than this server's upload limit of ${maxUploadBytes} bytes`,
+          'invalid_request_error',
+          'file',
+          'file_too_large',
+        );
       throw e;
     }
     if (purpose !== 'fine-tune')

@@ -222,9 +222,14 @@ export class Jobs {
     mkdirs(this.jobDir(id));
     this.byId.set(id, st);
     this.event(st, `Created fine-tuning job: ${id}`);
-    this.event(st, `Files validated (${train.records} training records${val ? `, ${val.records} validation records` : ''}), moving job to queued state`, 'info', {
-      status: 'queued',
-    });
+    this.event(
+      st,
+      `Files validated (${train.records} training records${val ? `, ${val.records} validation records` : ''}), moving job to queued state`,
+      'info',
+      {
+        status: 'queued',
+      },
+    );
     job.status = 'queued';
     this.save(st);
     this.next();
@@ -234,7 +239,8 @@ export class Jobs {
   cancel(id: string): FineTuningJob {
     const st = this.state(id);
     const j = st.job;
-    if (!ACTIVE.includes(j.status) && j.status !== 'paused') throw badParam('id', `job ${id} has already ${j.status === 'succeeded' ? 'succeeded' : j.status}`, 'job_not_cancellable');
+    if (!ACTIVE.includes(j.status) && j.status !== 'paused')
+      throw badParam('id', `job ${id} has already ${j.status === 'succeeded' ? 'succeeded' : j.status}`, 'job_not_cancellable');
     this.finish(st, 'cancelled', 'Fine-tuning job cancelled');
     if (this.running?.st === st) this.running.child.send({ type: 'stop' });
     return j;
@@ -243,7 +249,8 @@ export class Jobs {
   /** Stop a running or queued job with a checkpoint; resume() continues it exactly. */
   pause(id: string): FineTuningJob {
     const st = this.state(id);
-    if (st.job.status !== 'running' && st.job.status !== 'queued') throw badParam('id', `job ${id} is ${st.job.status}, not running or queued`, 'job_not_pausable');
+    if (st.job.status !== 'running' && st.job.status !== 'queued')
+      throw badParam('id', `job ${id} is ${st.job.status}, not running or queued`, 'job_not_pausable');
     this.setStatus(st, 'paused', 'Fine-tuning job paused (its checkpoint is kept; resume continues it)');
     if (this.running?.st === st) this.running.child.send({ type: 'stop' });
     return st.job;
@@ -263,7 +270,12 @@ export class Jobs {
     const r = this.running;
     if (!r) return;
     if (r.st.job.status === 'running')
-      this.setStatus(r.st, 'queued', 'The server is stopping: the job stops after this step and continues from its checkpoint when the server starts again', 'warn');
+      this.setStatus(
+        r.st,
+        'queued',
+        'The server is stopping: the job stops after this step and continues from its checkpoint when the server starts again',
+        'warn',
+      );
     r.child.send({ type: 'stop' });
     let timer: NodeJS.Timeout | undefined;
     const late = new Promise<'late'>((res) => {
@@ -317,10 +329,12 @@ export class Jobs {
       prompt_style: h.prompt_style ?? 'alpaca',
       validation_size: hasValFile ? 0 : (h.validation_size ?? Math.min(200, Math.floor(records / 10))),
     };
-    if (r.adapter_layers > c.nLayers) throw badParam('hyperparameters.adapter_layers', `adapter_layers is ${r.adapter_layers}; the model has ${c.nLayers} layers`);
+    if (r.adapter_layers > c.nLayers)
+      throw badParam('hyperparameters.adapter_layers', `adapter_layers is ${r.adapter_layers}; the model has ${c.nLayers} layers`);
     if (r.prompt_length >= c.maxSeqLen)
       throw badParam('hyperparameters.prompt_length', `prompt_length is ${r.prompt_length}; the model's context is ${c.maxSeqLen} tokens`);
-    if (hasValFile && h.validation_size) throw badParam('hyperparameters.validation_size', 'validation_size holds records out of the training file: not with a validation_file');
+    if (hasValFile && h.validation_size)
+      throw badParam('hyperparameters.validation_size', 'validation_size holds records out of the training file: not with a validation_file');
     if (r.validation_size >= records)
       throw badParam(
         'hyperparameters.validation_size',
@@ -331,7 +345,13 @@ export class Jobs {
     return r;
   }
 
-  private event(st: JobState, message: string, level: JobEvent['level'] = 'info', data: Record<string, unknown> = {}, type: JobEvent['type'] = 'message'): void {
+  private event(
+    st: JobState,
+    message: string,
+    level: JobEvent['level'] = 'info',
+    data: Record<string, unknown> = {},
+    type: JobEvent['type'] = 'message',
+  ): void {
     const e: JobEvent = { id: `ftevent-${randomBytes(12).toString('hex')}`, object: 'fine_tuning.job.event', created_at: now(), level, message, type, data };
     st.events.push(e);
     try {
@@ -437,7 +457,13 @@ export class Jobs {
       this.event(st, `Step ${p.step}/${p.totalSteps}: training loss=${p.loss.toFixed(4)}`, 'info', data, 'metrics');
     } else if (m.type === 'epoch') {
       const v = m.e.valLoss;
-      this.event(st, `Epoch ${m.e.epoch}: validation loss=${v === null ? 'n/a' : v.toFixed(4)}`, 'info', { step: st.step, epoch: m.e.epoch, valid_loss: v }, 'metrics');
+      this.event(
+        st,
+        `Epoch ${m.e.epoch}: validation loss=${v === null ? 'n/a' : v.toFixed(4)}`,
+        'info',
+        { step: st.step, epoch: m.e.epoch, valid_loss: v },
+        'metrics',
+      );
     } else if (j.status !== 'running') {
       // cancelled, paused or stopping: the worker's checkpoint is all that was wanted
     } else if (m.type === 'error') {

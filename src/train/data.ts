@@ -62,7 +62,11 @@ function jsonError(name: string, text: string, e: Error, firstLine: number): Lla
   const m = /at position (\d+)/.exec(e.message);
   const before = m ? text.slice(0, Number(m[1])) : '';
   const lines = before.split('\n');
-  const place = m ? `line ${firstLine + lines.length - 1}, column ${lines.at(-1)!.length + 1}` : firstLine > 1 || !text.includes('\n') ? `line ${firstLine}` : '';
+  const place = m
+    ? `line ${firstLine + lines.length - 1}, column ${lines.at(-1)!.length + 1}`
+    : firstLine > 1 || !text.includes('\n')
+      ? `line ${firstLine}`
+      : '';
   return new LlamaAdapterError(`${name}: ${place ? `${place}: ` : ''}invalid JSON (${e.message})`);
 }
 
@@ -99,10 +103,7 @@ function chatRecord(messages: unknown, where: string): InstructionRecord {
     check(m.role === role, `${where}: messages[${i}].role is ${JSON.stringify(m.role ?? null)}, expected "${role}"`);
     const c = m.content;
     if (typeof c === 'string') return c;
-    check(
-      Array.isArray(c) && c.every((p) => typeof p?.text === 'string'),
-      `${where}: messages[${i}].content must be a string or a list of text parts`,
-    );
+    check(Array.isArray(c) && c.every((p) => typeof p?.text === 'string'), `${where}: messages[${i}].content must be a string or a list of text parts`);
     return (c as { text: string }[]).map((p) => p.text).join('');
   };
   const n = messages.length;
