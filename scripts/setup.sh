@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Set up a fresh clone: the system packages the native backend links against (Debian's OpenBLAS),
-# then the npm packages (npm ci also compiles the TypeScript and builds the native addon; if the
-# addon cannot be built the TypeScript backend is used). `--bench` also installs Debian's PyTorch
-# for the side-by-side benchmarks (bench --compare-pytorch).
+# Set up a fresh clone: the system packages the native backend links against (Debian's OpenBLAS)
+# and the browser the UI tests drive (Debian's chromium, with a font; playwright cannot download
+# one here), then the npm packages (npm ci also compiles the TypeScript, bundles the web UI and
+# builds the native addon; if the addon cannot be built the TypeScript backend is used). `--bench`
+# also installs Debian's PyTorch for the side-by-side benchmarks (bench --compare-pytorch).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-pkgs=(libopenblas-dev)
+pkgs=(libopenblas-dev chromium fonts-dejavu-core)
 if [[ "${1:-}" == "--bench" ]]; then pkgs+=(python3-torch python3-sentencepiece libopenblas0-pthread); fi
 
 missing=()
@@ -15,9 +16,10 @@ if ((${#missing[@]})); then
   if command -v apt-get >/dev/null && [[ $(id -u) == 0 ]]; then
     echo "setup: installing ${missing[*]}" >&2
     apt-get update -qq >/dev/null
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    # wait for another apt (up to 10 minutes) rather than fail on its lock
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=600 "${missing[@]}" >/dev/null
   else
-    echo "setup: cannot install ${missing[*]} (needs root and apt-get); the native backend may be unavailable" >&2
+    echo "setup: cannot install ${missing[*]} (needs root and apt-get); the native backend may be unavailable, the UI tests need chromium" >&2
   fi
 fi
 npm ci --no-audit --no-fund
