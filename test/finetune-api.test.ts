@@ -133,10 +133,23 @@ describe(`fine-tuning API (openai client) [${backend}]`, () => {
       (e: unknown) => e instanceof OpenAI.BadRequestError && /not UTF-8/.test(e.message),
     );
     assert.deepEqual(snapshot(dataDir), before, 'a bad upload wrote nothing');
+    // over the upload limit: 413 naming the file; a file over fastify's 1 MiB body limit is fine
+    const small = createServer(m, { modelPath: tinystories656k, dataDir: path.join(dir, 'small'), maxUploadBytes: 1000 });
+    const su = await small.listen('127.0.0.1', 0);
+    const sc = new OpenAI({ baseURL: `${su}/v1`, apiKey: 'none', maxRetries: 0 });
+    await assert.rejects(
+      sc.files.create({ file: await toFile(Buffer.from(jsonl(records(20))), 'big.jsonl'), purpose: 'fine-tune' }),
+      (e: unknown) => e instanceof OpenAI.APIError && e.status === 413 && e.param === 'file',
+    );
+    await small.close(1000);
+    assert.deepEqual(snapshot(path.join(dir, 'small')), []);
     assert.deepEqual(
       (await client.files.list()).data.map((x) => x.id),
       listed,
     );
+    const big = jsonl(records(12_000));
+    assert.ok(big.length > 1.2e6);
+    assert.equal((await upload(big, 'big.jsonl')).bytes, big.length);
   });
 
   it('jobs.create refuses a wrong base, an unknown file and a split that leaves nothing to train, naming the parameter', async () => {
@@ -232,6 +245,10 @@ describe(`fine-tuning API (openai client) [${backend}]`, () => {
       hyperparameters: hp as OpenAI.FineTuning.JobCreateParams.Hyperparameters,
     });
     await until('step 5', async () => (await events(job.id)).some((e) => e.type === 'metrics' && (e.data as { step: number }).step >= 5));
+    // a job of another base model in the same data directory: the next server leaves it alone
+    const other = path.join(dataDir, 'jobs', 'ftjob-000000000000000000000000');
+    fs.mkdirSync(other);
+    fs.writeFileSync(path.join(other, 'job.json'), JSON.stringify({ ...job, id: 'ftjob-000000000000000000000000', status: 'queued', base_fingerprint: 'another' }));
     await server.close(5000);
     const saved = JSON.parse(fs.readFileSync(path.join(dataDir, 'jobs', job.id, 'job.json'), 'utf8')) as { status: string };
     assert.equal(saved.status, 'queued');
@@ -241,5 +258,7 @@ describe(`fine-tuning API (openai client) [${backend}]`, () => {
     assert.equal(j.status, 'succeeded', JSON.stringify(j.error));
     const want = await direct(data, f.id, 5, 10);
     assert.ok(want.equals(fs.readFileSync(path.join(dataDir, 'jobs', job.id, 'adapter.safetensors'))), 'continued exactly');
+    assert.ok(!(await client.fineTuning.jobs.list()).data.some((x) => x.id.startsWith('ftjob-0000')));
+    assert.deepEqual(fs.readdirSync(other), ['job.json']);
   });
 });

@@ -295,6 +295,26 @@ describe(`web UI in Chromium [${backend}]`, () => {
     await shot('adapters-finetuned');
   });
 
+  it('a server with --api-key: the page says the key is missing until it is entered in the header', async () => {
+    const locked = createServer(m, { modelPath: tinystories656k, apiKey: 'sk-ui' });
+    const lu = await locked.listen('127.0.0.1', 0);
+    const earlier = consoleErrors.length;
+    try {
+      await page.goto(`${lu}/#/chat`);
+      await page.getByText('Missing API key').waitFor();
+      await page.getByText('API key', { exact: true }).click(); // the header's settings
+      await page.getByLabel(/^Bearer key/).fill('sk-ui');
+      await page.reload();
+      await page.locator('#chat-model option', { hasText: `${BASE} (base)` }).waitFor({ state: 'attached' });
+      assert.equal(await page.locator('.error').count(), 0);
+      // the browser logs the refused request: expected here, and only that
+      assert.ok(consoleErrors.slice(earlier).every((e) => /status of 401/.test(e)));
+      consoleErrors.length = earlier;
+    } finally {
+      await locked.close(1000);
+    }
+  });
+
   it('a narrow window: every page fits without sideways scrolling; no console errors', async () => {
     await page.setViewportSize({ width: 400, height: 860 });
     for (const p of ['chat', 'compare', 'adapters', 'finetune']) {

@@ -32,7 +32,9 @@ export function saveConversations(cs: Conversation[]): void {
 }
 
 export function newConversation(model: string): Conversation {
-  return { id: crypto.randomUUID(), title: 'New conversation', model, turns: [], updated: Date.now() };
+  // crypto.randomUUID exists only in secure contexts (https, localhost): not on http://LAN-address
+  const id = `${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 10)}`;
+  return { id, title: 'New conversation', model, turns: [], updated: Date.now() };
 }
 
 /** Offer `data` as a downloaded JSON file. */

@@ -6,7 +6,8 @@
 // step, one per epoch with the validation loss) and status changes; listeners get them live (SSE).
 // Pause, a server shutdown and a crash leave a checkpoint; the job continues from it exactly (a
 // shutdown's or crash's job is queued again when the server next starts). A succeeded job's adapter
-// is served under its fine_tuned_model, `ft:<base>[:<suffix>]:<8 hex of the job id>`.
+// is served under its fine_tuned_model, `ft:<base>[:<suffix>]:<8 hex of the job id>`. A data
+// directory may hold jobs of several base models: a server sees only those of its own base.
 
 import { type ChildProcess, fork } from 'node:child_process';
 import { randomBytes, randomInt } from 'node:crypto';
@@ -62,6 +63,7 @@ export interface FineTuningJob {
   integrations: [];
   metadata: Record<string, string> | null;
   user_provided_suffix: string | null;
+  base_fingerprint: string; // the base model's weight fingerprint (ours: a server over another base leaves the job alone)
 }
 
 export interface JobEvent {
@@ -96,6 +98,7 @@ export interface JobsOptions {
   modelPath: string;
   load: LoadModelOptions; // how the worker loads the base (as the server did)
   baseName: string;
+  fingerprint: string; // the base model's weight fingerprint
   config: LlamaConfig;
   /** Serve a succeeded job's adapter under job.fine_tuned_model (throws if it cannot). */
   serve(job: FineTuningJob, adapterFile: string): void;
@@ -121,6 +124,7 @@ export class Jobs {
       const file = path.join(o.dir, id, 'job.json');
       if (!fs.existsSync(file)) continue;
       const job = JSON.parse(fs.readFileSync(file, 'utf8')) as FineTuningJob;
+      if (job.base_fingerprint !== o.fingerprint) continue; // trained on another base model: not this server's
       const evFile = path.join(o.dir, id, 'events.jsonl');
       const events = fs.existsSync(evFile)
         ? fs
@@ -217,6 +221,7 @@ export class Jobs {
       integrations: [],
       metadata: b.metadata ?? null,
       user_provided_suffix: b.suffix ?? null,
+      base_fingerprint: this.o.fingerprint,
     };
     const st: JobState = { job, events: [], listeners: new Set(), step: 0 };
     mkdirs(this.jobDir(id));

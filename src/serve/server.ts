@@ -111,6 +111,7 @@ export class Server {
             modelPath: o.modelPath,
             load: o.modelLoad ?? { backend: model.backend.name, dtype: model.info.dtype },
             baseName: this.baseName,
+            fingerprint: model.fingerprint,
             config: c,
             serve: (job, file) => {
               if (job.fine_tuned_model) this.adapters.add(job.fine_tuned_model, file);
