@@ -248,7 +248,10 @@ describe(`fine-tuning API (openai client) [${backend}]`, () => {
     // a job of another base model in the same data directory: the next server leaves it alone
     const other = path.join(dataDir, 'jobs', 'ftjob-000000000000000000000000');
     fs.mkdirSync(other);
-    fs.writeFileSync(path.join(other, 'job.json'), JSON.stringify({ ...job, id: 'ftjob-000000000000000000000000', status: 'queued', base_fingerprint: 'another' }));
+    fs.writeFileSync(
+      path.join(other, 'job.json'),
+      JSON.stringify({ ...job, id: 'ftjob-000000000000000000000000', status: 'queued', base_fingerprint: 'another' }),
+    );
     await server.close(5000);
     const saved = JSON.parse(fs.readFileSync(path.join(dataDir, 'jobs', job.id, 'job.json'), 'utf8')) as { status: string };
     assert.equal(saved.status, 'queued');
