@@ -64,6 +64,21 @@ describe(`fine-tuning API (openai client) [${backend}]`, () => {
       const j = await client.fineTuning.jobs.retrieve(id);
       return ['succeeded', 'failed', 'cancelled'].includes(j.status) && j;
     });
+  /** Upload `n` records and start a job on them with `hp` (and `extra`). */
+  const startJob = async (n: number, extra: Partial<OpenAI.FineTuning.JobCreateParams> = {}, h: object = hp) => {
+    const data = records(n);
+    const f = await upload(jsonl(data));
+    const j = await client.fineTuning.jobs.create({
+      model: BASE,
+      training_file: f.id,
+      hyperparameters: h as OpenAI.FineTuning.JobCreateParams.Hyperparameters,
+      ...extra,
+    });
+    return { data, f, job: j };
+  };
+  /** Until the job has reported step `n`. */
+  const reached = (id: string, n: number) =>
+    until(`step ${n}`, async () => (await events(id)).some((e) => e.type === 'metrics' && ((e.data as { step?: number }).step ?? 0) >= n));
   const events = async (id: string) => {
     const all = [];
     for await (const e of client.fineTuning.jobs.listEvents(id, { limit: 7 })) all.push(e); // several pages: the cursor
@@ -171,20 +186,12 @@ describe(`fine-tuning API (openai client) [${backend}]`, () => {
   });
 
   it('a job paused mid-run and resumed: the adapter equals finetune() run uninterrupted; a metrics event per step; its model answers', async () => {
-    const data = records(120);
-    const f = await upload(jsonl(data));
-    const job = await client.fineTuning.jobs.create({
-      model: BASE,
-      training_file: f.id,
-      seed: 11,
-      suffix: 'stories',
-      hyperparameters: hp as OpenAI.FineTuning.JobCreateParams.Hyperparameters,
-    });
+    const { data, f, job } = await startJob(120, { seed: 11, suffix: 'stories' });
     assert.equal(job.object, 'fine_tuning.job');
     assert.match(job.id, /^ftjob-[0-9a-f]{24}$/);
     assert.equal(job.hyperparameters.n_epochs, 3);
     // pause once a few steps are done (the worker finishes its step, writes the checkpoint, exits)
-    await until('step 5', async () => (await events(job.id)).some((e) => e.type === 'metrics' && (e.data as { step: number }).step >= 5));
+    await reached(job.id, 5);
     const paused = await client.fineTuning.jobs.pause(job.id);
     assert.equal(paused.status as string, 'paused');
     assert.equal((await client.fineTuning.jobs.resume(job.id)).status, 'queued');
@@ -219,13 +226,8 @@ describe(`fine-tuning API (openai client) [${backend}]`, () => {
   });
 
   it('cancel: the job stops, is cancelled, and serves no model', async () => {
-    const f = await upload(jsonl(records(200)));
-    const job = await client.fineTuning.jobs.create({
-      model: BASE,
-      training_file: f.id,
-      hyperparameters: { ...hp, n_epochs: 50 } as OpenAI.FineTuning.JobCreateParams.Hyperparameters,
-    });
-    await until('a step', async () => (await events(job.id)).some((e) => e.type === 'metrics'));
+    const { job } = await startJob(200, {}, { ...hp, n_epochs: 50 });
+    await reached(job.id, 1);
     const c = await client.fineTuning.jobs.cancel(job.id);
     assert.equal(c.status, 'cancelled');
     const j = await client.fineTuning.jobs.retrieve(job.id);
@@ -236,15 +238,8 @@ describe(`fine-tuning API (openai client) [${backend}]`, () => {
   });
 
   it('a server stopped mid-job: the next server on the same data directory continues it exactly', async () => {
-    const data = records(100);
-    const f = await upload(jsonl(data));
-    const job = await client.fineTuning.jobs.create({
-      model: BASE,
-      training_file: f.id,
-      seed: 5,
-      hyperparameters: hp as OpenAI.FineTuning.JobCreateParams.Hyperparameters,
-    });
-    await until('step 5', async () => (await events(job.id)).some((e) => e.type === 'metrics' && (e.data as { step: number }).step >= 5));
+    const { data, f, job } = await startJob(100, { seed: 5 });
+    await reached(job.id, 5);
     // a job of another base model in the same data directory: the next server leaves it alone
     const other = path.join(dataDir, 'jobs', 'ftjob-000000000000000000000000');
     fs.mkdirSync(other);

@@ -5,6 +5,7 @@
 
 import { useEffect, useState } from 'preact/hooks';
 import { type AdapterInfo, api } from './api.js';
+import { StatusLine } from './controls.js';
 import { ScrollRegion } from './scroll.js';
 
 interface AdapterList {
@@ -190,9 +191,7 @@ export function AdaptersPage() {
           </button>
         </div>
       </form>
-      <p role="status" class="status">
-        {status}
-      </p>
+      <StatusLine>{status}</StatusLine>
       {selected && (
         <>
           <h2>{selected.id}</h2>

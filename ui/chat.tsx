@@ -5,7 +5,7 @@
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { type Sampling, streamChat } from './api.js';
 import { type Conversation, downloadJson, loadConversations, newConversation, saveConversations, type Turn } from './conversations.js';
-import { loadSampling, modelLabel, SamplingControls, useModels } from './sampling.js';
+import { loadSampling, modelLabel, RunStop, SamplingControls, StatusLine, useModels } from './controls.js';
 
 export function ChatPage({ model: wanted }: { model: string | null }) {
   const { models, error: modelsError } = useModels();
@@ -185,18 +185,9 @@ export function ChatPage({ model: wanted }: { model: string | null }) {
             }}
             placeholder="Enter sends, Shift+Enter adds a line"
           />
-          <div class="buttons">
-            <button type="submit" disabled={!!busy || !input.trim() || !model}>
-              Send
-            </button>
-            <button type="button" onClick={() => busy?.abort()} disabled={!busy}>
-              Stop
-            </button>
-          </div>
+          <RunStop label="Send" canRun={!!input.trim() && !!model} busy={busy} />
         </form>
-        <p role="status" class="status">
-          {status}
-        </p>
+        <StatusLine>{status}</StatusLine>
       </section>
     </div>
   );

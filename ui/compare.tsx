@@ -5,7 +5,7 @@
 
 import { useState } from 'preact/hooks';
 import { type Sampling, type StreamStats, streamChat } from './api.js';
-import { loadSampling, modelLabel, SamplingControls, useModels } from './sampling.js';
+import { loadSampling, modelLabel, RunStop, SamplingControls, useModels } from './controls.js';
 
 interface Column {
   model: string;
@@ -83,14 +83,7 @@ export function ComparePage() {
         {modelsError && <p class="error">{modelsError}</p>}
         <label for="compare-prompt">Prompt</label>
         <textarea id="compare-prompt" rows={3} value={prompt} onInput={(e) => setPrompt(e.currentTarget.value)} />
-        <div class="buttons">
-          <button type="submit" disabled={!!busy || !prompt.trim() || picked.size === 0}>
-            Compare
-          </button>
-          <button type="button" onClick={() => busy?.abort()} disabled={!busy}>
-            Stop
-          </button>
-        </div>
+        <RunStop label="Compare" canRun={!!prompt.trim() && picked.size > 0} busy={busy} />
       </form>
       <div class="columns">
         {columns.map((c) => (

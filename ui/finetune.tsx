@@ -7,6 +7,7 @@ import { useEffect, useRef, useState } from 'preact/hooks';
 import uPlot from 'uplot';
 import { api, type Job, type JobEvent, listModels, sse } from './api.js';
 import { navigate } from './route.js';
+import { StatusLine } from './controls.js';
 import { ScrollRegion } from './scroll.js';
 
 const ACTIVE = ['validating_files', 'queued', 'running'];
@@ -324,9 +325,7 @@ export function FinetunePage() {
           Start fine-tuning
         </button>
       </form>
-      <p role="status" class="status">
-        {status}
-      </p>
+      <StatusLine>{status}</StatusLine>
       <h2>Jobs</h2>
       <ScrollRegion label="Fine-tuning jobs">
         <table class="list">

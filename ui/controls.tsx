@@ -1,6 +1,8 @@
-// Sampling controls shared by Chat and Compare (temperature, top-p, max tokens, seed), kept in
-// localStorage so a reload keeps them; and the model picker over /v1/models.
+// Controls the pages share: sampling (temperature, top-p, max tokens, seed; kept in localStorage
+// so a reload keeps them), the served models, the run/stop buttons of a streaming request and
+// the status line that screen readers announce.
 
+import type { ComponentChildren } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
 import { listModels, type Model, type Sampling } from './api.js';
 
@@ -108,3 +110,26 @@ export function useModels(refresh = 0): { models: Model[]; error: string | null 
 }
 
 export const modelLabel = (m: Model): string => (m.parent === null ? `${m.id} (base)` : m.id);
+
+/** A submit button (`label`) and Stop, which aborts the running request. */
+export function RunStop({ label, canRun, busy }: { label: string; canRun: boolean; busy: AbortController | null }) {
+  return (
+    <div class="buttons">
+      <button type="submit" disabled={!!busy || !canRun}>
+        {label}
+      </button>
+      <button type="button" onClick={() => busy?.abort()} disabled={!busy}>
+        Stop
+      </button>
+    </div>
+  );
+}
+
+/** The page's status line (a polite live region). */
+export function StatusLine({ children }: { children: ComponentChildren }) {
+  return (
+    <p role="status" class="status">
+      {children}
+    </p>
+  );
+}
