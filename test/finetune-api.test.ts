@@ -235,6 +235,10 @@ describe(`fine-tuning API (openai client) [${backend}]`, () => {
     assert.equal(j.fine_tuned_model, null);
     await assert.rejects(client.fineTuning.jobs.cancel(job.id), (e: unknown) => e instanceof OpenAI.BadRequestError);
     await assert.rejects(client.fineTuning.jobs.retrieve('ftjob-nope'), (e: unknown) => e instanceof OpenAI.NotFoundError);
+    await assert.rejects(
+      client.fineTuning.jobs.listEvents(job.id, { after: 'ftevent-nope' }),
+      (e: unknown) => e instanceof OpenAI.BadRequestError && e.param === 'after',
+    );
   });
 
   it('a server stopped mid-job: the next server on the same data directory continues it exactly', async () => {

@@ -23,13 +23,22 @@ export interface FileObject {
   records: number; // instruction records in the file (our extra)
 }
 
+/** A JSON record the server wrote (written atomically, so only a hand-edited or foreign file fails: named). */
+export function readJson<T>(file: string, what: string): T {
+  try {
+    return JSON.parse(fs.readFileSync(file, 'utf8')) as T;
+  } catch (e) {
+    throw new LlamaAdapterError(`${file}: not a readable ${what} record (${(e as Error).message})`);
+  }
+}
+
 export class FileStore {
   private readonly byId = new Map<string, FileObject>();
 
   constructor(readonly dir: string) {
     if (!fs.existsSync(dir)) return;
     for (const name of fs.readdirSync(dir).filter((n) => n.endsWith('.json'))) {
-      const f = JSON.parse(fs.readFileSync(path.join(dir, name), 'utf8')) as FileObject;
+      const f = readJson<FileObject>(path.join(dir, name), 'uploaded file');
       if (fs.existsSync(this.path(f.id))) this.byId.set(f.id, f);
     }
   }

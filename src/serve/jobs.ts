@@ -21,7 +21,7 @@ import type { LoadModelOptions } from '../model/load.js';
 import type { EpochReport, FinetuneOptions, FinetuneProgress } from '../train/finetune.js';
 import type { PromptStyleName } from '../train/prompt-styles.js';
 import { ApiError, badParam } from './errors.js';
-import type { FileStore } from './files.js';
+import { type FileStore, readJson } from './files.js';
 import type { JobCreateBody, JobHyperparametersBody } from './schemas.js';
 
 const WORKER = fileURLToPath(new URL('./finetune-worker.js', import.meta.url));
@@ -123,7 +123,7 @@ export class Jobs {
     for (const id of fs.readdirSync(o.dir)) {
       const file = path.join(o.dir, id, 'job.json');
       if (!fs.existsSync(file)) continue;
-      const job = JSON.parse(fs.readFileSync(file, 'utf8')) as FineTuningJob;
+      const job = readJson<FineTuningJob>(file, 'fine-tuning job');
       if (job.base_fingerprint !== o.fingerprint) continue; // trained on another base model: not this server's
       const evFile = path.join(o.dir, id, 'events.jsonl');
       const events = fs.existsSync(evFile)
@@ -492,7 +492,9 @@ export class Jobs {
 
 /** A cursor page of `all` (in list order): the items after the one whose id is `after`. */
 function page<T extends { id: string }>(all: T[], after: string | undefined, limit: number): { data: T[]; has_more: boolean } {
-  const start = after === undefined ? 0 : all.findIndex((x) => x.id === after) + 1;
+  const at = after === undefined ? -1 : all.findIndex((x) => x.id === after);
+  if (after !== undefined && at < 0) throw badParam('after', `no item with id '${after}' in this list`);
+  const start = at + 1;
   const data = all.slice(start, start + limit);
   return { data, has_more: start + limit < all.length };
 }
