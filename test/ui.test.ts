@@ -153,9 +153,22 @@ describe(`web UI in Chromium [${backend}]`, () => {
       shown.length > 0 && shown.length < text.length && text.startsWith(shown),
       `shown ${JSON.stringify(shown)} is a proper prefix of ${JSON.stringify(text)}`,
     );
-    // the conversation is kept in the browser
+    // the conversation is kept in the browser, and exported as JSON
     const stored = await page.evaluate(() => localStorage.getItem('llama-adapter.conversations'));
     assert.match(stored ?? '', /Tell me a story about a dog/);
+    const [download] = await Promise.all([page.waitForEvent('download'), page.getByRole('button', { name: 'Export JSON' }).click()]);
+    const exported = JSON.parse(fs.readFileSync(await download.path(), 'utf8')) as {
+      model: string;
+      turns: { role: string; content: string; stopped?: boolean }[];
+    }[];
+    assert.equal(exported[0].model, 'a1');
+    assert.deepEqual(
+      exported[0].turns.map((t) => [t.role, t.content, t.stopped ?? false]),
+      [
+        ['user', prompt, false],
+        ['assistant', shown, true],
+      ],
+    );
     await axe('chat');
     await shot('chat');
   });
