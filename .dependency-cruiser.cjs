@@ -1,7 +1,8 @@
 // The one-way layer rule, checked in CI (`npm run lint:deps`):
 //   core -> backend -> formats, tokenizer -> model -> methods -> generate, train -> serve -> cli
 // A layer may import its own and lower layers only. src/ is the library and never imports the
-// applications around it (apps/, bench/, test/). No import cycles anywhere.
+// applications around it (apps/, bench/, test/). The web UI (ui/, bundled for the browser) stands
+// alone: it talks to the server over HTTP and imports nothing of the repository. No import cycles anywhere.
 const layer = (name, from, forbidden, why) => ({
   name,
   comment: why,
@@ -21,7 +22,8 @@ module.exports = {
     layer('generate-uses-interfaces', '^src/generate/', '^src/(methods|train|serve|cli|index)', 'generation runs any PromptSource, never a concrete method'),
     layer('train-under-cli', '^src/train/', '^src/(generate|serve|cli|index)', 'training is a library layer'),
     layer('serve-under-cli', '^src/serve/', '^src/(cli|index)', 'the server is a library layer the CLI starts'),
-    layer('library-not-apps', '^src/', '^(apps|bench|test)/', 'the library never imports the demo, the benchmarks or the tests'),
+    layer('library-not-apps', '^src/', '^(apps|bench|test|ui)/', 'the library never imports the demo, the benchmarks, the tests or the UI'),
+    layer('ui-over-http', '^ui/', '^(src|apps|bench|test)/', 'the browser UI knows the server only through its HTTP API'),
     layer('apps-not-bench', '^apps/', '^(bench|test)/', 'applications stand on the library alone'),
     layer('bench-not-apps', '^bench/', '^(apps|test)/', 'benchmarks stand on the library alone'),
   ],
@@ -30,6 +32,6 @@ module.exports = {
     exclude: { path: '^(dist|build|node_modules)/' },
     tsConfig: { fileName: 'tsconfig.json' },
     tsPreCompilationDeps: true,
-    enhancedResolveOptions: { extensions: ['.ts', '.js'] },
+    enhancedResolveOptions: { extensions: ['.ts', '.tsx', '.js'] },
   },
 };

@@ -1,5 +1,5 @@
-// Prints the line count of the library (src/) and the native core (native/) per folder, so CI
-// logs show how the code grows (`npm run lines`).
+// Prints the line count of the library (src/), the native core (native/) and the web UI (ui/) per
+// folder, so CI logs show how the code grows (`npm run lines`).
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 
@@ -9,16 +9,16 @@ function walk(dir) {
   for (const name of readdirSync(dir)) {
     const p = join(dir, name);
     if (statSync(p).isDirectory()) walk(p);
-    else if (/\.(ts|cc|h|mjs)$/.test(name)) {
+    else if (/\.(ts|tsx|cc|h|mjs)$/.test(name)) {
       const folder = relative(root, dir);
       counts.set(folder, (counts.get(folder) ?? 0) + readFileSync(p, 'utf8').split('\n').length - 1);
     }
   }
 }
-for (const top of ['src', 'native']) walk(join(root, top));
+for (const top of ['src', 'native', 'ui']) walk(join(root, top));
 let total = 0;
 for (const [folder, n] of [...counts].sort()) {
   console.log(`${String(n).padStart(6)}  ${folder}`);
   total += n;
 }
-console.log(`${String(total).padStart(6)}  total (src/ + native/)`);
+console.log(`${String(total).padStart(6)}  total (src/ + native/ + ui/)`);

@@ -48,7 +48,32 @@ describe('instruction data', () => {
     fs.writeFileSync(l, '{"instruction":"a","output":"b"}\n{"instruction": 3, "output": "x"}\n');
     assert.throws(() => readInstructionData(l), /bad\.jsonl: line 2: field "instruction" must be a string/);
     fs.writeFileSync(l, '{"instruction":"a","output":"b"}\n{oops\n');
-    assert.throws(() => readInstructionData(l), /bad\.jsonl: line 2: invalid JSON/);
+    assert.throws(() => readInstructionData(l), /bad\.jsonl: line 2, column 2: invalid JSON/);
+    // a JSON array's syntax error: the line and column where JSON.parse stopped
+    fs.writeFileSync(j, '[\n  {"instruction": "a", "output": "b"},\n  {"instruction": "c" "output": "d"}\n]');
+    assert.throws(() => readInstructionData(j), /bad\.json: line 3, column 23: invalid JSON/);
+    // chat records: the role that is wrong, by message index
+    fs.writeFileSync(l, '{"messages": [{"role": "user", "content": "hi"}, {"role": "user", "content": "again"}]}\n');
+    assert.throws(() => readInstructionData(l), /bad\.jsonl: line 1: messages\[1\]\.role is "user", expected "assistant"/);
+  });
+
+  it("chat records (OpenAI's fine-tuning format): the last user message is the instruction, the assistant's answer the output", () => {
+    const l = path.join(tmp, 'chat.jsonl');
+    const chat = (...m: [string, unknown][]) => JSON.stringify({ messages: m.map(([role, content]) => ({ role, content })) });
+    fs.writeFileSync(
+      l,
+      `${chat(['user', 'Tell a story'], ['assistant', 'Once'])}\n${chat(
+        ['system', 'Be brief'],
+        ['user', 'old'],
+        ['assistant', 'x'],
+        ['user', 'Name a color'],
+        ['assistant', [{ type: 'text', text: 'Red' }]],
+      )}\n`,
+    );
+    assert.deepEqual(readInstructionData(l), [
+      { instruction: 'Tell a story', input: '', output: 'Once' },
+      { instruction: 'Name a color', input: '', output: 'Red' },
+    ]);
   });
 
   it('a UTF-8 BOM and CRLF line endings read as the same records', () => {
@@ -66,7 +91,7 @@ describe('instruction data', () => {
     fs.writeFileSync(bomJ, `\ufeff${JSON.stringify(recs, null, 1).replaceAll('\n', '\r\n')}`);
     assert.deepEqual(readInstructionData(bomJ), want);
     fs.writeFileSync(bomL, '\ufeff{"instruction":"a","output":"b"}\r\n{oops\r\n');
-    assert.throws(() => readInstructionData(bomL), /bom\.jsonl: line 2: invalid JSON/);
+    assert.throws(() => readInstructionData(bomL), /bom\.jsonl: line 2, column 2: invalid JSON/);
   });
 
   it("alpaca templates are the paper's, byte for byte", () => {

@@ -1,6 +1,9 @@
 // `llama-adapter serve`: the OpenAI-compatible server over one base model and any number of
-// adapters (src/serve/server.ts). Stops gracefully on SIGTERM / SIGINT.
+// adapters (src/serve/server.ts), with fine-tuning jobs and the web UI. Stops gracefully on
+// SIGTERM / SIGINT.
 
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { Command } from 'commander';
 import { check } from '../core/errors.js';
 import { createServer } from '../serve/server.js';
@@ -18,6 +21,13 @@ interface ServeFlags extends ModelFlags, AdapterFlags {
   prefillChunk: number;
   modelName?: string;
   shutdownTimeout: number;
+  dataDir?: string;
+  ui: boolean;
+}
+
+/** Where uploads and fine-tuning jobs live by default: $LLAMA_ADAPTER_DATA_DIR, else $XDG_DATA_HOME/llama-adapter, else ~/.local/share/llama-adapter. */
+function defaultDataDir(): string {
+  return process.env.LLAMA_ADAPTER_DATA_DIR || path.join(process.env.XDG_DATA_HOME || path.join(os.homedir(), '.local', 'share'), 'llama-adapter');
 }
 
 export function serveCommand(): Command {
@@ -38,6 +48,11 @@ export function serveCommand(): Command {
     .option('--max-tokens <n>', 'largest max_tokens a request may ask for (default: the context length)', int('--max-tokens', 1))
     .option('--prefill-chunk <n>', 'prompt tokens prefilled per engine step (keeps running streams flowing)', int('--prefill-chunk', 1), 256)
     .option('--model-name <id>', "the base model's id in the API (default: the model path's base name)")
+    .option(
+      '--data-dir <dir>',
+      'uploaded files and fine-tuning jobs (default: $LLAMA_ADAPTER_DATA_DIR, else $XDG_DATA_HOME/llama-adapter, else ~/.local/share/llama-adapter)',
+    )
+    .option('--no-ui', 'do not serve the web UI at /')
     .option('--shutdown-timeout <ms>', 'on SIGTERM/SIGINT, how long running requests may take to finish', int('--shutdown-timeout', 0), 10_000)
     .action(async (f: ServeFlags) => {
       const adapters = f.adapter.map((spec) => {
@@ -57,10 +72,15 @@ export function serveCommand(): Command {
         maxQueue: f.maxQueue,
         maxTokens: f.maxTokens,
         prefillChunk: f.prefillChunk,
+        dataDir: f.dataDir ?? defaultDataDir(),
+        modelLoad: { tokenizer: f.tokenizer, backend: f.backend, threads: f.threads, dtype: f.dtype },
+        ui: f.ui,
       });
       const url = await server.listen(f.host, f.port);
       const names = [server.baseName, ...server.adapters.list().map((a) => a.name)];
-      process.stderr.write(`llama-adapter: serving ${names.join(', ')} at ${url}/v1 (backend ${model.backend.name}, batch ${f.maxBatch})\n`);
+      process.stderr.write(
+        `llama-adapter: serving ${names.join(', ')} at ${url}/v1 (backend ${model.backend.name}, batch ${f.maxBatch})${f.ui ? `, web UI at ${url}/` : ''}\n`,
+      );
       process.stdout.write(`${url}\n`);
       let stopping = false;
       const stop = (sig: string): void => {

@@ -7,7 +7,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { check, LlamaAdapterError } from '../core/errors.js';
 import type { Adapter } from '../methods/v1/adapter.js';
-import { trainingPromptStyle } from '../methods/v1/file.js';
+import { metaJsonObject, trainingPromptStyle } from '../methods/v1/file.js';
+import { effectiveGates } from '../methods/v1/gate.js';
 import { loadAdapter, type LoadAdapterOptions } from '../methods/v1/interop/registry.js';
 import type { LlamaModel } from '../model/model.js';
 import { ApiError, badParam } from './errors.js';
@@ -18,6 +19,23 @@ export interface ServedAdapter {
   file: string;
   promptStyle: string | undefined; // the training template (training_args.prompt_style), if the file says
   created: number; // unix seconds it was loaded
+}
+
+/** What the UI shows of a served adapter (GET /v1/adapters[/{name}]). */
+export interface AdapterDescription {
+  id: string;
+  object: 'adapter';
+  file: string;
+  file_bytes: number | null; // null when the file is gone
+  created: number;
+  base_fingerprint: string;
+  prompt_length: number; // K
+  adapter_layers: number; // L
+  first_layer: number;
+  gate: string; // gate convention
+  parameters: number;
+  training_args: Record<string, unknown> | null;
+  gates?: { layers: number[]; effective: number[][]; raw: number[][] }; // per adapted layer: (H) effective gates, the stored parameters
 }
 
 export class AdapterRegistry {
@@ -67,6 +85,56 @@ export class AdapterRegistry {
       if (e instanceof LlamaAdapterError) throw badParam('path', e.message, 'invalid_adapter');
       throw e;
     }
+  }
+
+  /** Metadata (and with `gates`, the effective gate per head per adapted layer) of a served adapter. */
+  describe(s: ServedAdapter, gates = false): AdapterDescription {
+    const a = s.adapter;
+    let bytes: number | null = null;
+    try {
+      bytes = fs.statSync(s.file).size;
+    } catch {
+      // unlinked since it was loaded: the adapter is still in memory
+    }
+    const d: AdapterDescription = {
+      id: s.name,
+      object: 'adapter',
+      file: this.dir && !path.relative(this.dir, s.file).startsWith('..') ? path.relative(this.dir, s.file) : s.file,
+      file_bytes: bytes,
+      created: s.created,
+      base_fingerprint: a.meta.base_fingerprint ?? a.host.fingerprint,
+      prompt_length: a.config.promptLength,
+      adapter_layers: a.config.adapterLayers,
+      first_layer: a.firstLayer,
+      gate: a.config.gate,
+      parameters: a.parameterCount,
+      training_args: a.meta.training_args === undefined ? null : metaJsonObject(s.file, a.meta, 'training_args'),
+    };
+    if (gates) {
+      const p = a.parameters();
+      const layers = Array.from({ length: a.config.adapterLayers }, (_, i) => a.firstLayer + i);
+      const eff = new Float32Array(a.host.config.nHeads);
+      const raw = layers.map((l) => [...p.get(`layers.${l}.adaption_gate`)!]);
+      d.gates = {
+        layers,
+        raw,
+        effective: layers.map((l) => {
+          effectiveGates(a.config.gate, p.get(`layers.${l}.adaption_gate`)!, eff);
+          return [...eff];
+        }),
+      };
+    }
+    return d;
+  }
+
+  /** Adapter files in the adapter directory (relative paths; checkpoints left out), for loading. */
+  available(): string[] {
+    if (!this.dir) return [];
+    return fs
+      .readdirSync(this.dir, { withFileTypes: true })
+      .filter((e) => e.isFile() && e.name.endsWith('.safetensors') && !e.name.endsWith('.ckpt.safetensors'))
+      .map((e) => e.name)
+      .sort();
   }
 
   remove(name: string): boolean {

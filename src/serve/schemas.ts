@@ -2,6 +2,9 @@
 // so "0.5" is a 400, not 0.5). Fields and ranges follow OpenAI's API reference; fields we do not
 // implement are refused by name (additionalProperties: false) rather than silently ignored.
 
+import { GATE_RULES, type GateMode } from '../methods/v1/gate.js';
+import { PROMPT_STYLES, type PromptStyleName } from '../train/prompt-styles.js';
+
 type Schema = Record<string, unknown>;
 const nullable = (s: Schema): Schema => ({ anyOf: [s, { type: 'null' }] });
 /** An object with exactly these properties (others are refused by name). */
@@ -111,4 +114,54 @@ export interface LoadAdapterBody {
   path?: string;
   lora_name?: string;
   lora_path?: string;
+}
+
+// ---- fine-tuning jobs (OpenAI's POST /v1/fine_tuning/jobs; our extras in hyperparameters)
+
+const autoOr = (s: Schema): Schema => ({ anyOf: [{ const: 'auto' }, s] });
+const hyperparameters = strict([], {
+  n_epochs: autoOr({ type: 'integer', minimum: 1, maximum: 1000 }),
+  batch_size: autoOr({ type: 'integer', minimum: 1, maximum: 1024 }),
+  learning_rate_multiplier: autoOr({ type: 'number', exclusiveMinimum: 0, maximum: 1000 }),
+  prompt_length: { type: 'integer', minimum: 1, maximum: 1_048_576 },
+  adapter_layers: { type: 'integer', minimum: 1, maximum: 1024 },
+  gate: { enum: Object.keys(GATE_RULES) },
+  prompt_style: { enum: Object.keys(PROMPT_STYLES) },
+  validation_size: { type: 'integer', minimum: 0, maximum: 1_000_000 },
+});
+const fileId = { type: 'string', minLength: 1, maxLength: 128 };
+
+export const jobCreateBodySchema = strict(['model', 'training_file'], {
+  model: { type: 'string', minLength: 1, maxLength: 256 },
+  training_file: fileId,
+  validation_file: nullable(fileId),
+  hyperparameters,
+  method: strict(['type'], { type: { const: 'supervised' }, supervised: strict([], { hyperparameters }) }),
+  suffix: nullable({ type: 'string', minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9._-]+$' }),
+  seed: nullable({ type: 'integer', minimum: 0, maximum: 2147483647 }),
+  metadata: nullable({ type: 'object', maxProperties: 16, additionalProperties: { type: 'string', maxLength: 512 } }),
+  integrations: nullable({ type: 'array', maxItems: 0 }),
+});
+
+export interface JobHyperparametersBody {
+  n_epochs?: number | 'auto';
+  batch_size?: number | 'auto';
+  learning_rate_multiplier?: number | 'auto';
+  prompt_length?: number;
+  adapter_layers?: number;
+  gate?: GateMode;
+  prompt_style?: PromptStyleName;
+  validation_size?: number;
+}
+
+export interface JobCreateBody {
+  model: string;
+  training_file: string;
+  validation_file?: string | null;
+  hyperparameters?: JobHyperparametersBody;
+  method?: { type: 'supervised'; supervised?: { hyperparameters?: JobHyperparametersBody } };
+  suffix?: string | null;
+  seed?: number | null;
+  metadata?: Record<string, string> | null;
+  integrations?: [] | null;
 }

@@ -1,8 +1,9 @@
 // The OpenAI-compatible HTTP server (fastify 5): /v1/chat/completions, /v1/completions (both
-// streaming over SSE and not), /v1/models, adapter loading and unloading, /health, /metrics.
-// Every body is checked against its JSON Schema (no type coercion); every error is OpenAI's
-// {"error": {...}} object with the status the official clients expect. Generation runs on the
-// continuous-batching scheduler, one engine for all adapters.
+// streaming over SSE and not), /v1/models, adapter loading, unloading and description, files and
+// fine-tuning jobs (finetune-api.ts), /health, /metrics, and the web UI at /. Every body is checked
+// against its JSON Schema (no type coercion); every error is OpenAI's {"error": {...}} object with
+// the status the official clients expect. Generation runs on the continuous-batching scheduler,
+// one engine for all adapters; fine-tuning jobs run in a child process beside it.
 
 import { createHash, randomBytes, randomInt, timingSafeEqual } from 'node:crypto';
 import * as fs from 'node:fs';
@@ -10,12 +11,17 @@ import * as path from 'node:path';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { EngineRequest, GenerationPiece, GenerationResult, TokenLogprob } from '../generate/engine.js';
 import { LlamaAdapterError } from '../core/errors.js';
+import type { LoadModelOptions } from '../model/load.js';
 import type { LlamaModel } from '../model/model.js';
 import type { PromptSource } from '../model/method.js';
 import type { LoadAdapterOptions } from '../methods/v1/interop/registry.js';
 import { AdapterRegistry, type ServedAdapter } from './adapters.js';
 import { ChatTemplates } from './chat-prompt.js';
 import { ApiError, badParam } from './errors.js';
+import { FileStore } from './files.js';
+import { fineTuningRoutes } from './finetune-api.js';
+import { Jobs } from './jobs.js';
+import { registerUi } from './ui.js';
 import { ServeMetrics } from './metrics.js';
 import { QueueFullError, Scheduler, Sequence } from './scheduler.js';
 import {
@@ -42,6 +48,10 @@ export interface ServeOptions {
   prefillChunk?: number; // prompt tokens prefilled per engine step (default 256)
   bodyLimit?: number; // bytes (default 1 MiB)
   contextLength?: number; // positions per slot (default: the model's context)
+  dataDir?: string; // uploaded files and fine-tuning jobs live here (none: no uploads, no fine-tuning)
+  modelLoad?: LoadModelOptions; // how a fine-tuning job's process loads the model (default: this model's backend and dtype)
+  maxUploadBytes?: number; // largest uploaded file (default 64 MiB)
+  ui?: boolean; // serve the web UI at / (default true, when it is built)
 }
 
 interface Choice {
@@ -67,6 +77,7 @@ export class Server {
   readonly metrics = new ServeMetrics();
   readonly scheduler: Scheduler;
   readonly adapters: AdapterRegistry;
+  readonly jobs: Jobs | null;
   readonly baseName: string;
   readonly maxTokens: number;
   private readonly templates: ChatTemplates;
@@ -93,6 +104,22 @@ export class Server {
     );
     this.adapters = new AdapterRegistry(model, o.adapterDir ? fs.realpathSync(o.adapterDir) : null, o.adapterLoad);
     for (const a of o.adapters ?? []) this.adapters.add(a.name, a.file);
+    const files = o.dataDir ? new FileStore(path.join(o.dataDir, 'files')) : null;
+    this.jobs =
+      files && o.dataDir
+        ? new Jobs({
+            dir: path.join(o.dataDir, 'jobs'),
+            files,
+            modelPath: o.modelPath,
+            load: o.modelLoad ?? { backend: model.backend.name, dtype: model.info.dtype },
+            baseName: this.baseName,
+            fingerprint: model.fingerprint,
+            config: c,
+            serve: (job, file) => {
+              if (job.fine_tuned_model) this.adapters.add(job.fine_tuned_model, file);
+            },
+          })
+        : null;
     this.app = Fastify({
       bodyLimit: o.bodyLimit ?? 1 << 20,
       ajv: { customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: false, allErrors: false } },
@@ -100,11 +127,14 @@ export class Server {
       return503OnClosing: true,
     });
     this.routes();
+    fineTuningRoutes(this.app, files && this.jobs ? { files, jobs: this.jobs } : null, o.maxUploadBytes ?? 64 << 20);
+    if (o.ui !== false) registerUi(this.app);
   }
 
   /** Listen; resolves to the base URL. */
   async listen(host = '127.0.0.1', port = 8080): Promise<string> {
     await this.app.listen({ host, port });
+    this.jobs?.start();
     const addr = this.app.server.address();
     const p = addr && typeof addr === 'object' ? addr.port : port;
     return `http://${host.includes(':') ? `[${host}]` : host}:${p}`;
@@ -112,6 +142,7 @@ export class Server {
 
   /** Graceful stop: refuse new requests, let running ones finish for up to `deadlineMs`, then cut them. */
   async close(deadlineMs = 10_000): Promise<void> {
+    const jobsStopped = this.jobs?.close(deadlineMs);
     const drained = this.scheduler.drain();
     let timer: NodeJS.Timeout | undefined;
     const late = new Promise<'late'>((r) => {
@@ -122,6 +153,7 @@ export class Server {
       for (const cut of [...this.inFlight]) cut();
     }
     clearTimeout(timer);
+    await jobsStopped;
     await this.app.close();
   }
 
@@ -184,6 +216,17 @@ export class Server {
       const m = this.modelList().find((x) => x.id === req.params.id);
       if (!m) throw new ApiError(404, `The model '${req.params.id}' does not exist`, 'not_found_error', 'model', 'model_not_found');
       return m;
+    });
+    app.get('/v1/adapters', async () => ({
+      object: 'list',
+      data: this.adapters.list().map((a) => this.adapters.describe(a)),
+      available: this.adapters.available(),
+      adapter_dir: this.adapters.dir !== null,
+    }));
+    app.get<{ Params: { name: string } }>('/v1/adapters/:name', async (req) => {
+      const a = this.adapters.get(req.params.name);
+      if (!a) throw new ApiError(404, `No adapter named '${req.params.name}' is loaded`, 'not_found_error', 'model', 'model_not_found');
+      return this.adapters.describe(a, true);
     });
     app.post<{ Body: LoadAdapterBody }>('/v1/adapters', { schema: { body: loadAdapterBodySchema } }, async (req) => this.loadAdapter(req.body));
     app.post<{ Body: LoadAdapterBody }>('/v1/load_lora_adapter', { schema: { body: loadAdapterBodySchema } }, async (req) => this.loadAdapter(req.body));

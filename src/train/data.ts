@@ -1,5 +1,6 @@
 // Instruction data: Alpaca JSON arrays and JSONL (instruction/input/output), Dolly
-// (instruction/context/response) and Self-Instruct seed tasks (instruction/instances[0]).
+// (instruction/context/response), Self-Instruct seed tasks (instruction/instances[0]) and chat
+// records (OpenAI's fine-tuning format: messages, the last one the assistant's answer).
 // Records become token rows BOS + prompt + output + EOS with loss on output + EOS only,
 // truncated to maxSeqLen; batches are padded to their own longest row (dynamic padding).
 
@@ -18,20 +19,29 @@ export const IGNORE = -100;
 export function readInstructionData(path: string): InstructionRecord[] {
   let text: string;
   try {
-    text = stripBom(fs.readFileSync(path, 'utf8')); // a BOM from a Windows editor is not content
+    text = fs.readFileSync(path, 'utf8');
   } catch (e) {
     throw new LlamaAdapterError(`${path}: cannot read data file (${(e as NodeJS.ErrnoException).code ?? String(e)})`);
   }
-  const trimmed = text.trimStart();
+  return parseInstructionData(text, path);
+}
+
+/**
+ * Instruction records from the text of a data file named `name` (in errors): a JSON array or JSONL
+ * of Alpaca, Dolly, Self-Instruct or chat records (OpenAI's fine-tuning format, `{"messages": [...]}`:
+ * the last message is the assistant's answer, the user message before it the instruction).
+ */
+export function parseInstructionData(text: string, name: string): InstructionRecord[] {
+  text = stripBom(text); // a BOM from a Windows editor is not content
   const items: { raw: unknown; where: string }[] = [];
-  if (trimmed.startsWith('[')) {
+  if (text.trimStart().startsWith('[')) {
     let arr: unknown;
     try {
       arr = JSON.parse(text);
     } catch (e) {
-      throw new LlamaAdapterError(`${path}: invalid JSON (${(e as Error).message})`);
+      throw jsonError(name, text, e as Error, 1);
     }
-    check(Array.isArray(arr), `${path}: expected a JSON array of records`);
+    check(Array.isArray(arr), `${name}: expected a JSON array of records`);
     (arr as unknown[]).forEach((raw, i) => items.push({ raw, where: `record ${i + 1}` }));
   } else {
     for (const { line, text: t } of textLines(text)) {
@@ -39,17 +49,31 @@ export function readInstructionData(path: string): InstructionRecord[] {
       try {
         items.push({ raw: JSON.parse(t), where: `line ${line}` });
       } catch (e) {
-        throw new LlamaAdapterError(`${path}: line ${line}: invalid JSON (${(e as Error).message})`);
+        throw jsonError(name, t, e as Error, line);
       }
     }
   }
-  check(items.length > 0, `${path}: no records`);
-  return items.map(({ raw, where }) => toRecord(raw, `${path}: ${where}`));
+  check(items.length > 0, `${name}: no records`);
+  return items.map(({ raw, where }) => toRecord(raw, `${name}: ${where}`));
+}
+
+/** JSON.parse's error for `text` (which starts on line `firstLine`), naming the line and, where it says, the column. */
+function jsonError(name: string, text: string, e: Error, firstLine: number): LlamaAdapterError {
+  const m = /at position (\d+)/.exec(e.message);
+  const before = m ? text.slice(0, Number(m[1])) : '';
+  const lines = before.split('\n');
+  const place = m
+    ? `line ${firstLine + lines.length - 1}, column ${lines.at(-1)!.length + 1}`
+    : firstLine > 1 || !text.includes('\n')
+      ? `line ${firstLine}`
+      : '';
+  return new LlamaAdapterError(`${name}: ${place ? `${place}: ` : ''}invalid JSON (${e.message})`);
 }
 
 function toRecord(raw: unknown, where: string): InstructionRecord {
   check(raw !== null && typeof raw === 'object' && !Array.isArray(raw), `${where}: expected an object`);
   const o = raw as Record<string, unknown>;
+  if ('messages' in o) return chatRecord(o.messages, where);
   const str = (k: string): string | undefined => {
     const v = o[k];
     if (v === undefined || v === null) return undefined;
@@ -57,7 +81,7 @@ function toRecord(raw: unknown, where: string): InstructionRecord {
     return v as string;
   };
   const instruction = str('instruction');
-  check(instruction !== undefined, `${where}: missing field "instruction"`);
+  check(instruction !== undefined, `${where}: missing field "instruction" (or "messages")`);
   let input = str('input') ?? str('context') ?? '';
   let output = str('output') ?? str('response');
   if (output === undefined && Array.isArray(o.instances) && o.instances.length > 0) {
@@ -68,6 +92,22 @@ function toRecord(raw: unknown, where: string): InstructionRecord {
   }
   check(output !== undefined, `${where}: missing field "output" (or "response")`);
   return { instruction: instruction!, input, output: output! };
+}
+
+/** A chat record: the last message (the assistant's) is the output, the user message before it the instruction. */
+function chatRecord(messages: unknown, where: string): InstructionRecord {
+  check(Array.isArray(messages) && messages.length >= 2, `${where}: "messages" must be a list of at least a user and an assistant message`);
+  const text = (i: number, role: string): string => {
+    const m = (messages as unknown[])[i] as { role?: unknown; content?: unknown } | null;
+    check(m !== null && typeof m === 'object', `${where}: messages[${i}] must be an object`);
+    check(m.role === role, `${where}: messages[${i}].role is ${JSON.stringify(m.role ?? null)}, expected "${role}"`);
+    const c = m.content;
+    if (typeof c === 'string') return c;
+    check(Array.isArray(c) && c.every((p) => typeof p?.text === 'string'), `${where}: messages[${i}].content must be a string or a list of text parts`);
+    return (c as { text: string }[]).map((p) => p.text).join('');
+  };
+  const n = messages.length;
+  return { instruction: text(n - 2, 'user'), input: '', output: text(n - 1, 'assistant') };
 }
 
 /** One tokenized training example: ids and aligned next-token targets. */

@@ -24,6 +24,7 @@ import { learningRate, peakLearningRate } from './schedule.js';
 export interface FinetuneOptions {
   model: LlamaModel;
   data: string | InstructionRecord[]; // a data file (JSON array / JSONL) or records
+  dataName?: string; // what errors and training_args call `data` when it is records (default "(records)")
   out: string; // adapter .safetensors to write
   adapter?: Adapter; // train this adapter (created for or loaded onto `model`) instead of a new one; K, L, gate are its own
   promptLength?: number; // K (default 10)
@@ -79,6 +80,7 @@ export interface FinetuneResult {
   valLosses: EpochReport[];
   aborted: boolean;
   checkpoint: string;
+  trainTokens: number; // tokens of the training split (one epoch, padding excluded)
 }
 
 /** Largest peak learning rate a run accepts. */
@@ -114,7 +116,7 @@ function stem(p: string): string {
 export async function finetune(o: FinetuneOptions): Promise<FinetuneResult> {
   const model = o.model;
   const records = typeof o.data === 'string' ? readInstructionData(o.data) : o.data;
-  const dataName = typeof o.data === 'string' ? o.data : '(records)';
+  const dataName = typeof o.data === 'string' ? o.data : (o.dataName ?? '(records)');
   const style = o.promptStyle ?? 'alpaca';
   check(isPromptStyle(style), `unknown prompt style "${style}"`);
   const valSize = o.valSize ?? 200;
@@ -279,7 +281,8 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneResult> {
       history,
       valLosses.filter((v) => v.valLoss !== null).map((v) => ({ step: v.epoch * stepsPerEpoch, loss: v.valLoss! })),
     );
-  return { adapter, steps: pos.step, losses, valLosses, aborted, checkpoint: ckptPath };
+  const trainTokens = train.reduce((s, e) => s + e.tokens.length, 0);
+  return { adapter, steps: pos.step, losses, valLosses, aborted, checkpoint: ckptPath, trainTokens };
 }
 
 /** Token-weighted mean validation loss. */
