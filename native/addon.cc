@@ -658,6 +658,13 @@ napi_value SetFeature(napi_env env, napi_callback_info info) {
   return r;
 }
 
+// rest(): no kernels for a while (e.g. the server writes to its sockets between engine steps):
+// the pool's idle workers sleep now instead of spinning on a core the caller's other work needs.
+napi_value Rest(napi_env, napi_callback_info) {
+  la::pool_rest();
+  return nullptr;
+}
+
 bool g_initialised = false;
 
 }  // namespace
@@ -672,6 +679,7 @@ NAPI_MODULE_INIT() {
       {"backend", nullptr, Backend, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"setFeature", nullptr, SetFeature, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"setSimd", nullptr, SetSimd, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"rest", nullptr, Rest, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"info", nullptr, Info, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"signatures", nullptr, nullptr, nullptr, nullptr, Signatures(env), napi_enumerable, nullptr},
   };

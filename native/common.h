@@ -72,6 +72,7 @@ bool simd_avx512_in_force();
 typedef void (*TaskFn)(void* ctx);
 void pool_run(int nthreads, TaskFn fn, void* ctx);
 int pool_threads();           // the thread count kernels use now
+void pool_rest();             // no kernels for a while: idle workers sleep now rather than spin (the next job wakes them)
 void pool_set_threads(int n); // creates workers as needed
 
 template <class F>

@@ -42,6 +42,7 @@ struct Pool {
   std::atomic<int> join{-1};         // -1: no job open; n >= 0: job open, n workers inside fn
   std::atomic<int> sleepers{0};
   std::atomic<bool> busy{false};     // held by the thread driving a job
+  std::atomic<bool> resting{false};  // pool_rest(): idle workers sleep now instead of spinning
   std::mutex mu;
   std::condition_variable cv;
   TaskFn fn = nullptr;               // valid while join >= 0
@@ -59,7 +60,7 @@ struct Pool {
         cpu_relax();
         if (++spins < 256) continue;
         spins = 0;
-        if (std::chrono::steady_clock::now() - t0 < std::chrono::microseconds(kSpinUs)) continue;
+        if (!resting.load(std::memory_order_relaxed) && std::chrono::steady_clock::now() - t0 < std::chrono::microseconds(kSpinUs)) continue;
         std::unique_lock<std::mutex> lk(mu);
         sleepers.fetch_add(1, std::memory_order_seq_cst);
         cv.wait(lk, [&] { return gen.load(std::memory_order_seq_cst) != seen; });
@@ -85,6 +86,7 @@ thread_local int t_slot = 0;  // 0: a calling thread; i: worker i
 }  // namespace
 
 int pool_threads() { return g_pool->threads; }
+void pool_rest() { g_pool->resting.store(true, std::memory_order_relaxed); }
 int pool_slot() { return t_slot; }
 
 void pool_set_threads(int n) {
@@ -122,6 +124,7 @@ void pool_run(int nthreads, TaskFn fn, void* ctx) {
   }
   p.fn = fn;
   p.ctx = ctx;
+  p.resting.store(false, std::memory_order_relaxed);
   p.join.store(0, std::memory_order_seq_cst);  // open
   for (int t = 1; t < nthreads; t++) p.slots[t].gen.fetch_add(1, std::memory_order_seq_cst);
   if (p.sleepers.load(std::memory_order_seq_cst) > 0) {

@@ -44,6 +44,12 @@ export interface Backend {
   readonly name: BackendId;
   /** Threads used by the multi-threaded kernels (1 for the TS backend). */
   readonly threads: number;
+  /**
+   * No kernels will come for a while (a server writes to its sockets between engine steps): a
+   * backend with worker threads lets them sleep now instead of spinning on cores the caller's
+   * other work needs. Optional; the next kernel call wakes them.
+   */
+  rest?(): void;
 
   // ---------------------------------------------------------------- linear algebra
   /**
@@ -154,4 +160,4 @@ export interface AdamwStep {
 }
 
 /** The kernel methods of a Backend (everything but its name and thread count). */
-export type Kernels = Omit<Backend, 'name' | 'threads'>;
+export type Kernels = Omit<Backend, 'name' | 'threads' | 'rest'>;

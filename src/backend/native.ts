@@ -56,6 +56,7 @@ interface Addon {
   signatures: Record<string, Signature>;
   setFeature(name: NativeFeature, enabled: boolean): boolean;
   setSimd(name: string): boolean;
+  rest(): void;
   info(): NativeInfo;
 }
 
@@ -173,7 +174,7 @@ export function loadNativeBackend(threads?: number): { backend: NativeBackend | 
     if (missing.length) return { backend: null, error: `the native addon lacks kernels ${missing.join(', ')} (rebuild it: node scripts/build-native.mjs)` };
     // the functions have the Backend methods' signatures (checked per kernel by the conformance suite)
     const typed = kernels as unknown as Kernels & { gemm: Gemm };
-    return { backend: { name: 'native', threads: n, info: () => addon.info(), ...typed }, error: '' };
+    return { backend: { name: 'native', threads: n, info: () => addon.info(), rest: () => addon.rest(), ...typed }, error: '' };
   } catch (e) {
     return { backend: null, error: `the native backend failed to start: ${e instanceof Error ? e.message : String(e)}` };
   }

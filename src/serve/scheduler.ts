@@ -139,6 +139,8 @@ export class Scheduler {
     this.metrics.activeSlots.set(this.engine.active);
     this.metrics.batchRows.observe(this.engine.active / this.engine.slots);
     const events = this.engine.step();
+    // the step's pieces go to sockets next: the backend's worker threads need not spin meanwhile
+    this.engine.model.backend.rest?.();
     const now = performance.now();
     for (const e of events) {
       const s = this.bySlot[e.slot];
