@@ -16,6 +16,7 @@ import { createAdapter } from '../src/methods/v1/adapter.js';
 import { saveAdapter } from '../src/methods/v1/file.js';
 import { LlamaModel } from '../src/model/model.js';
 import { createServer } from '../src/serve/server.js';
+import { nativeInfo } from '../src/backend/native.js';
 import { IdTextTokenizer } from './id-tokenizer.js';
 import { buildModel, resolveConfig } from './configs.js';
 import { trainBatch } from './measure.js';
@@ -58,6 +59,7 @@ export async function runServeBench(o: ServeBenchOptions, emit: (l: BenchLine) =
   const base = {
     config: o.config,
     backend: model.backend.name,
+    simd: model.backend.name === 'native' ? (nativeInfo()?.simd ?? null) : null,
     threads: model.backend.threads,
     dtype: o.dtype,
     tokens: o.tokens,
