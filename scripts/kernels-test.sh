@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Builds and runs the native kernel test runner (native/test/kernels_test.cc: every kernel against
 # a scalar reference, once per SIMD target the CPU runs) without Node.
-#   scripts/kernels-test.sh           host build (x86-64 baseline + dispatch), run here
+#   scripts/kernels-test.sh           host build (x86-64 baseline + dispatch), run here, and on x86-64
+#                                     also under qemu-x86_64 as a CPU without AVX (Westmere: SSE4.2)
+#                                     and one without AVX-512 (Haswell: AVX2), so an instruction newer
+#                                     than the target in use would crash it (needs qemu-user-static)
 #   scripts/kernels-test.sh --arm64   cross-compiled with Debian's g++-aarch64-linux-gnu (kernels and
 #                                     the N-API addon), the runner run under qemu-aarch64-static;
 #                                     installs the cross toolchain, qemu and the arm64 libraries
@@ -24,7 +27,7 @@ if [[ "${1:-}" == "--arm64" ]]; then
     echo "kernels-test: installing ${missing[*]}" >&2
     dpkg --print-foreign-architectures | grep -qx arm64 || dpkg --add-architecture arm64
     apt-get update -qq >/dev/null
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=600 "${missing[@]}" >/dev/null
   fi
   cxx=aarch64-linux-gnu-g++
   libdir=/usr/lib/aarch64-linux-gnu
@@ -40,4 +43,15 @@ if [[ "${1:-}" == "--arm64" ]]; then
 else
   g++ "${flags[@]}" "${defs[@]}" native/test/kernels_test.cc "${srcs[@]}" -lopenblas -lhwy -o "$out/kernels_test"
   OPENBLAS_NUM_THREADS=1 "$out/kernels_test" 2
+  if [[ "$(uname -m)" == x86_64 ]]; then
+    if ! command -v qemu-x86_64-static >/dev/null && [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+      echo "kernels-test: installing qemu-user-static" >&2
+      apt-get update -qq >/dev/null
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=600 qemu-user-static >/dev/null
+    fi
+    for cpu in Westmere Haswell-v4; do
+      echo "kernels-test: as a $cpu CPU (qemu-x86_64)"
+      OPENBLAS_NUM_THREADS=1 qemu-x86_64-static -cpu "$cpu" "$out/kernels_test" 1 2> >(grep -v "TCG doesn't support" >&2)
+    done
+  fi
 fi

@@ -231,7 +231,8 @@ void check_rows() {
           wdx[r * dim + i] = static_cast<float>(acc ? wdx[r * dim + i] + v : v);
         }
       }
-      close(gdx.data(), wdx.data(), gdx.size(), kRtol, "rmsnormBack dim " + std::to_string(dim) + (acc ? " acc" : ""));
+      // the two terms cancel to ~1e-3 at dim 1: absolute slack for fp32 against the double reference
+      close(gdx.data(), wdx.data(), gdx.size(), kRtol, "rmsnormBack dim " + std::to_string(dim) + (acc ? " acc" : ""), 1e-5);
     }
   }
   // RoPE: interleaved pairs at positions pos[b] + t, forward and inverse.
