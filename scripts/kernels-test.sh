@@ -53,5 +53,12 @@ else
       echo "kernels-test: as a $cpu CPU (qemu-x86_64)"
       OPENBLAS_NUM_THREADS=1 qemu-x86_64-static -cpu "$cpu" "$out/kernels_test" 1 2> >(grep -v "TCG doesn't support" >&2)
     done
+    # The addon itself, through Node, on a CPU without AVX: the TypeScript conformance suite in
+    # one process (node --test would start its files natively, outside qemu).
+    if [[ -f dist/test/backend-conformance.test.js && -f build/Release/llama_adapter_native.node ]]; then
+      echo "kernels-test: the Node conformance suite as a Westmere CPU (qemu-x86_64)"
+      qemu-x86_64-static -cpu Westmere "$(command -v node)" dist/test/backend-conformance.test.js 2> >(grep -v "TCG doesn't support" >&2) |
+        grep -E '^# (tests|pass|fail)|^not ok|^ok'  # pipefail: a failing suite fails the script
+    fi
   fi
 fi
