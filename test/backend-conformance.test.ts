@@ -15,7 +15,8 @@ import type { AttnShape, Backend, PromptShape } from '../src/backend/backend.js'
 import { createTsBackend } from '../src/backend/ts/index.js';
 import { backends, oracleId, type BackendId } from '../src/backend/index.js';
 import { loadNativeBackend, nativeInfo, setNativeFeature, setNativeSimd, type Gemm } from '../src/backend/native.js';
-import { matrixToF32, roundBf16, toBf16, type Matrix } from '../src/core/weights.js';
+import { roundBf16, toBf16, type Matrix } from '../src/core/weights.js';
+import { matrixToF32 } from '../src/core/quant.js';
 import { Rng } from '../src/core/rng.js';
 
 const ts = createTsBackend();
@@ -24,7 +25,7 @@ const skipNative: string | false = nat.backend ? false : `native backend unavail
 
 // ------------------------------------------------------------------ helpers
 
-type Arr = Float32Array | Uint16Array | Int32Array;
+type Arr = Float32Array | Uint16Array | Int32Array | Uint8Array;
 
 function randn(rng: Rng, n: number, scale = 1): Float32Array {
   const a = new Float32Array(n);
@@ -84,6 +85,10 @@ function weight(rng: Rng, rows: number, cols: number, dtype: 'f32' | 'bf16', sca
 /** The same matrix with its data moved into a view at a non-zero byteOffset. */
 function weightView(w: Matrix): { w: Matrix; intact: () => boolean } {
   if (w.dtype === 'f32') {
+    const r = inView(w.data);
+    return { w: { ...w, data: r.v }, intact: r.intact };
+  }
+  if (w.dtype !== 'bf16') {
     const r = inView(w.data);
     return { w: { ...w, data: r.v }, intact: r.intact };
   }

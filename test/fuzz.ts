@@ -9,6 +9,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { LlamaAdapterError } from '../src/core/errors.js';
 import { firstNonFinite } from '../src/core/finite.js';
+import { matrixToF32 } from '../src/core/quant.js';
+import type { Matrix } from '../src/core/weights.js';
 import { Rng } from '../src/core/rng.js';
 import { readModelFile } from '../src/formats/registry.js';
 import { createAdapter } from '../src/methods/v1/adapter.js';
@@ -71,9 +73,10 @@ function digestOf(arrays: Iterable<ArrayLike<number> & { buffer: ArrayBufferLike
 
 function modelArrays(w: ReturnType<typeof readModelFile>['weights']): Float32Array[] {
   const out: Float32Array[] = [];
-  const add = (m: { data: Float32Array | Uint16Array } | Float32Array): void => {
-    const d = m instanceof Float32Array ? m : m.data;
-    if (d instanceof Float32Array) out.push(d);
+  const add = (m: Matrix | Float32Array): void => {
+    if (m instanceof Float32Array) out.push(m);
+    else if (m.dtype === 'f32') out.push(m.data);
+    else if (m.dtype !== 'bf16') out.push(matrixToF32(m)); // quantized: NaN/Inf block scales show here
   };
   add(w.tokEmbd);
   for (const l of w.layers) for (const t of Object.values(l)) add(t as Float32Array);
