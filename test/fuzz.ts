@@ -12,6 +12,7 @@ import { firstNonFinite } from '../src/core/finite.js';
 import { matrixToF32 } from '../src/core/quant.js';
 import type { Matrix } from '../src/core/weights.js';
 import { Rng } from '../src/core/rng.js';
+import { writeGgufModel } from '../src/formats/gguf.js';
 import { readModelFile } from '../src/formats/registry.js';
 import { createAdapter } from '../src/methods/v1/adapter.js';
 import { saveAdapter } from '../src/methods/v1/file.js';
@@ -39,6 +40,7 @@ export const FORMATS = [
   'official-pth',
   'litgpt-pth',
   'peft',
+  'gguf',
 ] as const;
 export type FuzzFormat = (typeof FORMATS)[number];
 
@@ -128,6 +130,21 @@ export async function setupTarget(format: FuzzFormat, dir: string): Promise<Targ
       return model(copy(stories260K, 'model.bin'));
     case 'llama2c-q80':
       return model(copy(stories260Kq80, 'model_q80.bin'));
+    case 'gguf': {
+      // stories260K as Q8_0 GGUF (its 172-wide down projection falls back to F16) with its tokenizer
+      const file = path.join(dir, 'model.gguf');
+      const mf = readModelFile(stories260K);
+      writeGgufModel(file, mf.config, mf.weights, await loadTokenizer(tok512), 'q8_0');
+      const t = model(file);
+      return {
+        ...t,
+        load: async () => {
+          const mf = readModelFile(file, { checkTensors: true });
+          const tok = await loadTokenizer(file);
+          return digestOf(modelArrays(mf.weights), JSON.stringify([mf.config, tok.encode(SAMPLE_TEXT)]));
+        },
+      };
+    }
     case 'tokenizer-json':
     case 'tokenizer-model':
     case 'tokenizer-bin': {
