@@ -22,11 +22,31 @@ const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'llama-adapter-fuzz-gguf-'));
 after(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
 function seedFile(): Uint8Array {
-  const pieces = ['<unk>', '<s>', '</s>', ...Array.from({ length: 256 }, (_, b) => `<0x${b.toString(16).toUpperCase().padStart(2, '0')}>`), '\u2581', 'a', 'b', '\u2581a'];
+  const pieces = [
+    '<unk>',
+    '<s>',
+    '</s>',
+    ...Array.from({ length: 256 }, (_, b) => `<0x${b.toString(16).toUpperCase().padStart(2, '0')}>`),
+    '\u2581',
+    'a',
+    'b',
+    '\u2581a',
+  ];
   const types = Uint8Array.from(pieces, (_, i) => (i === 0 ? 2 : i < 3 ? 3 : i < 259 ? 6 : 1));
   const tok = new SentencePieceBpe(
     { pieces, scores: Float32Array.from(pieces, (_, i) => -i), types },
-    { kind: 'sentencepiece-model', path: 'seed', bosId: 1, eosId: 2, unkId: 0, addDummyPrefix: true, removeExtraWhitespaces: false, escapeWhitespaces: true, spaceSymbol: '\u2581', byteFallback: true },
+    {
+      kind: 'sentencepiece-model',
+      path: 'seed',
+      bosId: 1,
+      eosId: 2,
+      unkId: 0,
+      addDummyPrefix: true,
+      removeExtraWhitespaces: false,
+      escapeWhitespaces: true,
+      spaceSymbol: '\u2581',
+      byteFallback: true,
+    },
   );
   const mf = syntheticModelFile({ dim: 32, hiddenDim: 64, nLayers: 1, nHeads: 2, nKvHeads: 1, vocabSize: pieces.length, maxSeqLen: 64 }, 3);
   const file = path.join(tmp, 'seed.gguf');
@@ -59,7 +79,9 @@ it(`${TOTAL} mutated GGUF files: 0 crashes, 0 hangs, bounded memory, every failu
     slowest = Math.max(slowest, performance.now() - t0);
     if (i % 5000 === 0) heapMax = Math.max(heapMax, process.memoryUsage().heapUsed);
   }
-  t.diagnostic(`gguf fuzz: ${TOTAL} mutants, ${counts.refused} refused, ${counts.loaded} loaded, ${crashes.length} crashes, slowest ${slowest.toFixed(1)} ms, heap +${((heapMax - heap0) / 2 ** 20).toFixed(1)} MB`);
+  t.diagnostic(
+    `gguf fuzz: ${TOTAL} mutants, ${counts.refused} refused, ${counts.loaded} loaded, ${crashes.length} crashes, slowest ${slowest.toFixed(1)} ms, heap +${((heapMax - heap0) / 2 ** 20).toFixed(1)} MB`,
+  );
   assert.equal(crashes.length, 0, crashes.slice(0, 5).join('\n'));
   assert.equal(unnamed.length, 0, unnamed.slice(0, 5).join('\n'));
   assert.ok(slowest < 1000, `a mutant took ${slowest} ms`);

@@ -70,9 +70,20 @@ describe('GGUF reader', () => {
       for (const t of f.tensors) {
         const n = t.dims.reduce((a, b) => a * b, 1);
         const role = t.name.replace(/\.weight$/, '');
-        const w = role === 'token_embd' ? ours.weights.tokEmbd : role === 'output_norm' ? ours.weights.outputNorm : role === 'output' ? ours.weights.output : null;
+        const w =
+          role === 'token_embd' ? ours.weights.tokEmbd : role === 'output_norm' ? ours.weights.outputNorm : role === 'output' ? ours.weights.output : null;
         const layer = /^blk\.(\d+)\.(\w+)$/.exec(role);
-        const fields: Record<string, string> = { attn_norm: 'attnNorm', attn_q: 'wq', attn_k: 'wk', attn_v: 'wv', attn_output: 'wo', ffn_norm: 'ffnNorm', ffn_gate: 'w1', ffn_up: 'w3', ffn_down: 'w2' };
+        const fields: Record<string, string> = {
+          attn_norm: 'attnNorm',
+          attn_q: 'wq',
+          attn_k: 'wk',
+          attn_v: 'wv',
+          attn_output: 'wo',
+          ffn_norm: 'ffnNorm',
+          ffn_gate: 'w1',
+          ffn_up: 'w3',
+          ffn_down: 'w2',
+        };
         const v = w ?? (layer ? (ours.weights.layers[Number(layer[1])] as unknown as Record<string, Matrix | Float32Array>)[fields[layer[2]]] : null);
         assert.ok(v, t.name);
         const mine = v instanceof Float32Array ? v : matrixToF32(v);
@@ -246,23 +257,56 @@ describe('GGUF bad input', () => {
     );
   };
   test('wrong magic, big-endian, unknown version', () => {
-    expect(mutate('magic.gguf', (b) => (b.write('GGUX', 0), b)), /magic/);
-    expect(mutate('be.gguf', (b) => (b.writeUInt32LE(0x03000000, 4), b)), /big-endian/);
-    expect(mutate('v9.gguf', (b) => (b.writeUInt32LE(9, 4), b)), /version 9/);
+    expect(
+      mutate('magic.gguf', (b) => (b.write('GGUX', 0), b)),
+      /magic/,
+    );
+    expect(
+      mutate('be.gguf', (b) => (b.writeUInt32LE(0x03000000, 4), b)),
+      /big-endian/,
+    );
+    expect(
+      mutate('v9.gguf', (b) => (b.writeUInt32LE(9, 4), b)),
+      /version 9/,
+    );
   });
   test('truncated files and tensor data past the end', () => {
-    expect(mutate('trunc-head.gguf', (b) => b.subarray(0, 30)), /truncated|file ends/);
-    expect(mutate('trunc-data.gguf', (b) => b.subarray(0, b.length - 40)), /past the end/);
+    expect(
+      mutate('trunc-head.gguf', (b) => b.subarray(0, 30)),
+      /truncated|file ends/,
+    );
+    expect(
+      mutate('trunc-data.gguf', (b) => b.subarray(0, b.length - 40)),
+      /past the end/,
+    );
   });
   test('huge metadata and tensor counts, huge array counts, absurd dims, unknown types', () => {
-    expect(mutate('kv.gguf', (b) => (b.writeBigUInt64LE(1n << 40n, 16), b)), /metadata_kv_count/);
-    expect(mutate('tc.gguf', (b) => (b.writeBigUInt64LE(1n << 33n, 8), b)), /tensor_count/);
+    expect(
+      mutate('kv.gguf', (b) => (b.writeBigUInt64LE(1n << 40n, 16), b)),
+      /metadata_kv_count/,
+    );
+    expect(
+      mutate('tc.gguf', (b) => (b.writeBigUInt64LE(1n << 33n, 8), b)),
+      /tensor_count/,
+    );
     // a tensor info: name (8 + 1), n_dims, dims, type, offset: find the dims by the name "a"
     const at = bytes.lastIndexOf(Buffer.from([1, 0, 0, 0, 0, 0, 0, 0, 0x61]));
-    expect(mutate('dims.gguf', (b) => (b.writeBigUInt64LE(1n << 50n, at + 13), b)), /out of range|more values|past the end/);
-    expect(mutate('ndims.gguf', (b) => (b.writeUInt32LE(9, at + 9), b)), /dimensions/);
-    expect(mutate('type.gguf', (b) => (b.writeUInt32LE(99, at + 29), b)), /unknown ggml type 99/);
-    expect(mutate('off.gguf', (b) => (b.writeBigUInt64LE(1024n, at + 33), b)), /past the end/);
+    expect(
+      mutate('dims.gguf', (b) => (b.writeBigUInt64LE(1n << 50n, at + 13), b)),
+      /out of range|more values|past the end/,
+    );
+    expect(
+      mutate('ndims.gguf', (b) => (b.writeUInt32LE(9, at + 9), b)),
+      /dimensions/,
+    );
+    expect(
+      mutate('type.gguf', (b) => (b.writeUInt32LE(99, at + 29), b)),
+      /unknown ggml type 99/,
+    );
+    expect(
+      mutate('off.gguf', (b) => (b.writeBigUInt64LE(1024n, at + 33), b)),
+      /past the end/,
+    );
     const arr = path.join(tmp, 'arr.gguf');
     writeGguf(arr, [['x', { type: GgufType.ARRAY, elementType: GgufType.UINT32, value: [1, 2] }]], []);
     const ab = fs.readFileSync(arr);

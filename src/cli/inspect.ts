@@ -68,7 +68,15 @@ function ggufReport(path: string): Record<string, unknown> {
   for (const [k, v] of f.metadata) {
     const x = v.value;
     if (typeof x !== 'object') metadata[k] = typeof x === 'string' && x.length > 200 ? `${x.slice(0, 200)}... (${x.length} chars)` : x;
-    else metadata[k] = `[${x.values.length} x ${x.type === 8 ? 'string' : 'number'}]${x.values.length ? `: ${Array.from(x.values as ArrayLike<unknown>).slice(0, 4).map((e) => JSON.stringify(e)).join(', ')}, ...` : ''}`;
+    else
+      metadata[k] = `[${x.values.length} x ${x.type === 8 ? 'string' : 'number'}]${
+        x.values.length
+          ? `: ${Array.from(x.values as ArrayLike<unknown>)
+              .slice(0, 4)
+              .map((e) => JSON.stringify(e))
+              .join(', ')}, ...`
+          : ''
+      }`;
   }
   const bytes: Record<string, number> = {};
   for (const t of f.tensors) bytes[ggmlTypeName(t.type)] = (bytes[ggmlTypeName(t.type)] ?? 0) + t.bytes;

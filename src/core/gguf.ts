@@ -311,7 +311,9 @@ export function readGguf(path: string, options: { lazy?: boolean } = {}): GgufFi
     if (rel % alignment !== 0) r.fail(`tensor "${name}" has offset ${rel}, not a multiple of the alignment ${alignment}`);
     const offset = dataOffset + rel;
     if (offset + bytes > src.size) {
-      r.fail(`tensor "${name}" (${t.name}, ${dims.join(' x ')}) at data offset ${rel} needs ${bytes} bytes, past the end of the file (${src.size} bytes; truncated?)`);
+      r.fail(
+        `tensor "${name}" (${t.name}, ${dims.join(' x ')}) at data offset ${rel} needs ${bytes} bytes, past the end of the file (${src.size} bytes; truncated?)`,
+      );
     }
     return { name, dims, type, offset, bytes };
   });
@@ -408,10 +410,16 @@ class Bytes {
  * Write a GGUF v3 file atomically: metadata in the given order, tensors laid out contiguously in
  * the given order at `alignment` (as gguf.cpp requires), `general.alignment` written when not 32.
  */
-export function writeGguf(path: string, metadata: readonly [string, GgufWriteValue][], tensors: readonly GgufWriteTensor[], alignment = DEFAULT_ALIGNMENT): void {
+export function writeGguf(
+  path: string,
+  metadata: readonly [string, GgufWriteValue][],
+  tensors: readonly GgufWriteTensor[],
+  alignment = DEFAULT_ALIGNMENT,
+): void {
   check(alignment > 0 && (alignment & (alignment - 1)) === 0, `GGUF alignment ${alignment} is not a power of two`);
   const kv: [string, GgufWriteValue][] = [...metadata];
-  if (alignment !== DEFAULT_ALIGNMENT && !kv.some(([k]) => k === 'general.alignment')) kv.push(['general.alignment', { type: GgufType.UINT32, value: alignment }]);
+  if (alignment !== DEFAULT_ALIGNMENT && !kv.some(([k]) => k === 'general.alignment'))
+    kv.push(['general.alignment', { type: GgufType.UINT32, value: alignment }]);
   const h = new Bytes();
   h.scalar(GgufType.UINT32, GGUF_MAGIC);
   h.scalar(GgufType.UINT32, 3);
@@ -437,7 +445,10 @@ export function writeGguf(path: string, metadata: readonly [string, GgufWriteVal
     const info = GGML_TYPES[t.type];
     check(info !== undefined, `GGUF writer: unknown ggml type ${t.type} for tensor "${t.name}"`);
     const n = t.dims.reduce((a, b) => a * b, 1);
-    check(t.data.length === (n / info.block) * info.bytes, `GGUF writer: tensor "${t.name}" has ${t.data.length} bytes, expected ${(n / info.block) * info.bytes}`);
+    check(
+      t.data.length === (n / info.block) * info.bytes,
+      `GGUF writer: tensor "${t.name}" has ${t.data.length} bytes, expected ${(n / info.block) * info.bytes}`,
+    );
     h.string(t.name);
     h.scalar(GgufType.UINT32, t.dims.length);
     for (const d of t.dims) h.scalar(GgufType.UINT64, d);

@@ -123,7 +123,10 @@ export function dequantizeRow(dtype: QuantDtype, data: Uint8Array, off: number, 
         for (let c = 0; c < 4; c++) {
           const [sc1, m1] = scaleMinK4(data, o + 4, 2 * c);
           const [sc2, m2] = scaleMinK4(data, o + 4, 2 * c + 1);
-          const d1 = f32(d * sc1), mm1 = f32(dmin * m1), d2 = f32(d * sc2), mm2 = f32(dmin * m2);
+          const d1 = f32(d * sc1),
+            mm1 = f32(dmin * m1),
+            d2 = f32(d * sc2),
+            mm2 = f32(dmin * m2);
           for (let l = 0; l < 32; l++) {
             const q = data[qs + 32 * c + l];
             const hi1 = five && data[qh + l] & (1 << (2 * c)) ? 16 : 0;

@@ -20,9 +20,6 @@ export type Matrix =
 
 export type WeightDtype = Matrix['dtype'];
 
-/** A matrix of one of the dense dtypes (the ones activations and adapters use). */
-export type DenseMatrix = Extract<Matrix, { dtype: 'f32' | 'bf16' }>;
-
 export function isQuantized(m: Matrix): m is Extract<Matrix, { dtype: QuantDtype }> {
   return m.dtype !== 'f32' && m.dtype !== 'bf16';
 }

@@ -164,7 +164,9 @@ export class WeightAssembler {
   private quantize(name: string, dtype: QuantDtype, rows: number, cols: number, v: Exclude<TensorValues, { data: Uint8Array }>): Matrix {
     const t = QUANT_TYPES[dtype];
     if (cols % t.block !== 0) {
-      throw new LlamaAdapterError(`tensor ${name} has ${cols} columns, not a multiple of ${t.name}'s block size ${t.block}: it cannot be quantized to ${t.name}`);
+      throw new LlamaAdapterError(
+        `tensor ${name} has ${cols} columns, not a multiple of ${t.name}'s block size ${t.block}: it cannot be quantized to ${t.name}`,
+      );
     }
     const n = rows * cols;
     const out = new Uint8Array(rows * quantRowBytes(dtype, cols));
@@ -214,8 +216,7 @@ function checkValuesFinite(src: SourceTensor, v: TensorValues): void {
     const f = new Float32Array(rows * cols);
     for (let r = 0; r < rows; r++) dequantizeRow(v.dtype, (v as { data: Uint8Array }).data, r * quantRowBytes(v.dtype, cols), f, r * cols, cols);
     checkFinite(src.file, src.name, f);
-  }
-  else if (v.dtype === 'bf16') {
+  } else if (v.dtype === 'bf16') {
     const i = v.data.findIndex((b) => (b & 0x7f80) === 0x7f80);
     if (i >= 0)
       throw new LlamaAdapterError(

@@ -7,7 +7,17 @@
 // dtype. The tokenizer comes from the same file (tokenizer/gguf.ts).
 import { llamaConfig, type ConfigFieldNames, type LlamaConfig } from '../core/config.js';
 import { check, LlamaAdapterError } from '../core/errors.js';
-import { GGML_TYPES, ggmlTypeName, GgufType, readGguf, writeGguf, type GgufFile, type GgufTensorInfo, type GgufWriteTensor, type GgufWriteValue } from '../core/gguf.js';
+import {
+  GGML_TYPES,
+  ggmlTypeName,
+  GgufType,
+  readGguf,
+  writeGguf,
+  type GgufFile,
+  type GgufTensorInfo,
+  type GgufWriteTensor,
+  type GgufWriteValue,
+} from '../core/gguf.js';
 import { isQuantDtype, matrixToF32, QUANT_DTYPES, QUANT_TYPES, quantizeRow, quantRowBytes } from '../core/quant.js';
 import { asBytes } from '../core/fileio.js';
 import { f16ToF32, toBf16, toF16, type Matrix, type ModelWeights, type QuantDtype } from '../core/weights.js';
@@ -70,7 +80,10 @@ function ggufConfig(f: GgufFile): LlamaConfig {
   const nHeads = int('attention.head_count', true) as number;
   const headDim = int('attention.key_length', false);
   const valueLength = int('attention.value_length', false);
-  check(valueLength === undefined || valueLength === (headDim ?? dim / nHeads), `${p}: ${arch}.attention.value_length ${valueLength} differs from the key length (not supported)`);
+  check(
+    valueLength === undefined || valueLength === (headDim ?? dim / nHeads),
+    `${p}: ${arch}.attention.value_length ${valueLength} differs from the key length (not supported)`,
+  );
   const embd = f.tensors.find((t) => t.name === 'token_embd.weight');
   const tokens = f.metadata.get('tokenizer.ggml.tokens')?.value;
   const nTokens = typeof tokens === 'object' ? tokens.values.length : undefined;
@@ -109,7 +122,10 @@ function ggufConfig(f: GgufFile): LlamaConfig {
     { where: p, names: NAMES },
   );
   const rd = int('rope.dimension_count', false);
-  check(rd === undefined || rd === config.headDim, `${p}: ${arch}.rope.dimension_count ${rd} differs from the head size ${config.headDim} (partial RoPE is not supported)`);
+  check(
+    rd === undefined || rd === config.headDim,
+    `${p}: ${arch}.rope.dimension_count ${rd} differs from the head size ${config.headDim} (partial RoPE is not supported)`,
+  );
   return config;
 }
 
@@ -244,7 +260,14 @@ function tokenizerMetadata(tok: Tokenizer): [string, GgufWriteValue][] {
  * llama-quantize's fallbacks for columns that do not fit its blocks), norms F32, the tokenizer in
  * tokenizer.ggml.*. Tensors in llama.cpp's order, contiguous at 32-byte alignment.
  */
-export function writeGgufModel(path: string, config: LlamaConfig, weights: ModelWeights, tokenizer: Tokenizer, type: GgufWriteType, name = 'llama-adapter export'): void {
+export function writeGgufModel(
+  path: string,
+  config: LlamaConfig,
+  weights: ModelWeights,
+  tokenizer: Tokenizer,
+  type: GgufWriteType,
+  name = 'llama-adapter export',
+): void {
   check(tokenizer.vocabSize === config.vocabSize, `${tokenizer.path}: tokenizer has ${tokenizer.vocabSize} tokens, the model ${config.vocabSize}`);
   const u32 = (value: number): GgufWriteValue => ({ type: GgufType.UINT32, value });
   const f32 = (value: number): GgufWriteValue => ({ type: GgufType.FLOAT32, value });

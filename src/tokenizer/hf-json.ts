@@ -190,7 +190,14 @@ export class HfBpeTokenizer implements Tokenizer {
    * tokens are control tokens, other added ones user-defined), the merges in rank order, whether
    * it is byte-level, and whether encoding adds a dummy-prefix space.
    */
-  exportVocab(): { pieces: string[]; types: Int32Array; merges: readonly [string, string][]; ids: ReadonlyMap<string, number>; byteLevel: boolean; dummyPrefix: boolean } {
+  exportVocab(): {
+    pieces: string[];
+    types: Int32Array;
+    merges: readonly [string, string][];
+    ids: ReadonlyMap<string, number>;
+    byteLevel: boolean;
+    dummyPrefix: boolean;
+  } {
     const n = this.vocabSize;
     const pieces = Array.from({ length: n }, (_, i) => this.pieces[i] ?? `[PAD${i}]`);
     const types = new Int32Array(n).fill(1);
