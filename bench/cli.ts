@@ -3,18 +3,19 @@
 // The harness itself lives in bench/ (run.ts); this file only parses the flags.
 
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { BENCH_DEFAULTS, BENCH_KINDS, runBench, type BenchKind, type BenchOptions } from './run.js';
+import { BENCH_DEFAULTS, BENCH_KINDS, runBench, type BenchDtype, type BenchKind, type BenchOptions } from './run.js';
 import { runServeBench } from './serve.js';
 import { backendNames, type BackendName } from '../src/backend/index.js';
 import { int } from '../src/cli/common.js';
 
 interface BenchFlags {
   config: string;
-  dtype: 'fp32' | 'bf16';
+  dtype: BenchDtype;
   backend: BackendName;
   threads?: number;
   comparePytorch?: boolean;
   compareRunc?: boolean;
+  compareLlamaCpp?: boolean;
   runcSimd?: string;
   kinds: BenchKind[];
   steps: number;
@@ -50,7 +51,10 @@ export function benchCommand(): Command {
   return new Command('bench')
     .description('measure adapter training, prefill and decode speed (one JSON line per measurement); --compare-pytorch runs the PyTorch peer too')
     .requiredOption('--config <name|path>', 'stories260K, tinystories-656k, medium, large, 7b-layer, 7b, or a checkpoint path')
-    .addOption(new Option('--dtype <dtype>', 'dtype of the frozen weights').choices(['fp32', 'bf16']).default(d.dtype))
+    .addOption(
+      new Option('--dtype <dtype>', 'dtype of the frozen weights').choices(['fp32', 'bf16', 'q8_0', 'q4_0', 'q4_1', 'q5_0', 'q4_k', 'q6_k']).default(d.dtype),
+    )
+    .option('--compare-llama-cpp', 'also decode and prefill with node-llama-cpp (llama.cpp) on the same model as a GGUF file, same threads')
     .addOption(new Option('--backend <name>', 'compute backend').choices([...backendNames]).default(d.backend))
     .option('--threads <n>', "native backend threads (default: all cores); the PyTorch peer gets the backend's thread count", int('--threads', 1))
     .option('--compare-runc', 'also decode with a run.c-equivalent C peer (bench/runc, gcc -Ofast -march=native -fopenmp) on the same model, fp32')
@@ -96,6 +100,7 @@ export function benchCommand(): Command {
         threads: f.threads,
         comparePytorch: f.comparePytorch ?? false,
         compareRunc: f.compareRunc ?? false,
+        compareLlamaCpp: f.compareLlamaCpp ?? false,
         runcSimd: f.runcSimd,
         kinds: f.kinds,
         steps: f.steps,

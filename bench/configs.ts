@@ -12,6 +12,7 @@ import { syntheticModelFile, type SyntheticShape } from '../src/formats/syntheti
 import { LlamaModel } from '../src/model/model.js';
 import { IdTokenizer } from './id-tokenizer.js';
 import type { KernelProfile } from './profile.js';
+import type { WeightDtype } from '../src/core/weights.js';
 import { packageRoot } from '../src/core/package-root.js';
 
 /** Same shapes as bench_torch.py: name -> dim, hidden, layers, heads, kv heads, vocab. */
@@ -64,7 +65,7 @@ export interface BenchModel {
 }
 
 /** Load or generate the checkpoint and wrap it in a LlamaModel on the chosen backend (kernel-timed when profile is given). */
-export function buildModel(cfg: ResolvedConfig, dtype: 'f32' | 'bf16', backend: BackendName, threads: number | undefined, profile?: KernelProfile): BenchModel {
+export function buildModel(cfg: ResolvedConfig, dtype: WeightDtype, backend: BackendName, threads: number | undefined, profile?: KernelProfile): BenchModel {
   const raw = getBackend(backend, threads);
   const be = profile ? profile.wrap(raw) : raw;
   const t0 = performance.now();

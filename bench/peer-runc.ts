@@ -9,7 +9,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import type { LlamaConfig } from '../src/core/config.js';
-import { matrixToF32, type ModelWeights } from '../src/core/weights.js';
+import { matrixToF32 } from '../src/core/quant.js';
+import type { ModelWeights } from '../src/core/weights.js';
 import { repoRoot } from './configs.js';
 
 /** gcc flags of the peer per SIMD level: run.c's own (native), or one level forced (x86-64). */

@@ -8,6 +8,9 @@ import * as path from 'node:path';
 import type { BackendName } from '../src/backend/index.js';
 import type { LlamaModel } from '../src/model/model.js';
 import { check } from '../src/core/errors.js';
+import { detectFormat } from '../src/formats/registry.js';
+import type { WeightDtype } from '../src/core/weights.js';
+import { runLlamaCppPeer } from './peer-llamacpp.js';
 import { buildModel, resolveConfig, sharedDir, type ResolvedConfig } from './configs.js';
 import { decodeFlops, prefillFlops, trainFlops } from './flops.js';
 import { cpuSnapshot, otherLoadPercent, waitForIdle } from './machine.js';
@@ -22,11 +25,12 @@ export const BENCH_KINDS: readonly BenchKind[] = ['train', 'prefill', 'decode'];
 
 export interface BenchOptions {
   config: string; // synthetic shape, named real model, or checkpoint path
-  dtype: 'fp32' | 'bf16';
+  dtype: BenchDtype;
   backend: BackendName;
   threads?: number; // native backend threads (default: the backend's)
   comparePytorch: boolean;
   compareRunc: boolean; // also decode with the llama2.c run.c peer (fp32 only)
+  compareLlamaCpp?: boolean; // also decode and prefill with node-llama-cpp on the same model as GGUF
   runcSimd?: string; // the peer's SIMD level (RUNC_CFLAGS); default: native at our best target, else the level our kernels are forced to
   kinds: readonly BenchKind[];
   steps: number; // timed training steps (after one warm-up); also the most repetitions of prefill/decode
@@ -57,6 +61,9 @@ export const BENCH_DEFAULTS: Omit<BenchOptions, 'config'> = {
   waitIdle: 0,
 };
 
+/** The bench's dtype names (fp32 as PyTorch says it; the quantized ggml types). */
+export type BenchDtype = 'fp32' | 'bf16' | 'q8_0' | 'q4_0' | 'q4_1' | 'q5_0' | 'q4_k' | 'q6_k';
+
 export type BenchLine = Record<string, string | number | boolean | null>;
 
 export const round = (x: number, d = 3): number => (Number.isFinite(x) ? Number(x.toPrecision(Math.max(d, 1) + 2)) : x);
@@ -69,7 +76,7 @@ const log = (msg: string): void => {
 export async function runBench(o: BenchOptions, emit: (line: BenchLine) => void): Promise<void> {
   check(o.kinds.length > 0, 'bench: no kinds selected');
   const cfg = resolveConfig(o.config);
-  const dtype = o.dtype === 'bf16' ? 'bf16' : 'f32';
+  const dtype: WeightDtype = o.dtype === 'fp32' ? 'f32' : o.dtype;
   log(cfg.kind === 'synthetic' ? `generating synthetic "${cfg.name}" weights (${o.dtype})` : `loading ${cfg.path} (${o.dtype})`);
   const prof = o.profile ? new KernelProfile() : undefined;
   const { model, loadSeconds, weightsMb } = buildModel(cfg, dtype, o.backend, o.threads, prof);
@@ -167,7 +174,7 @@ export async function runBench(o: BenchOptions, emit: (line: BenchLine) => void)
   await settle();
   log(`measuring the ${be.name} backend's matrix-multiply peak`);
   const p0 = cpuSnapshot();
-  const peak = measurePeak(be, dtype);
+  const peak = measurePeak(be, dtype === 'bf16' ? 'bf16' : 'f32'); // quantized: the fp32 GEMM peak
   const peakFields: BenchLine = {
     peak_gflops: round(peak.gflops),
     peak_kernel: peak.kernel,
@@ -189,6 +196,41 @@ export async function runBench(o: BenchOptions, emit: (line: BenchLine) => void)
       weights_mb: round(weightsMb),
       load_s: round(loadSeconds),
     });
+  }
+  if (o.compareLlamaCpp) {
+    await settle();
+    const a = cpuSnapshot();
+    const r = await runLlamaCppPeer(
+      {
+        dtype: o.dtype,
+        threads: be.threads,
+        decodeTokens: o.decodeTokens,
+        prefillTokens: o.seq,
+        reps: Math.max(3, Math.min(o.steps, 10)),
+        ggufPath: cfg.kind === 'path' && detectFormat(cfg.path) === 'gguf' ? cfg.path : null,
+      },
+      c,
+      model.weights,
+      log,
+    );
+    const other = otherLoadPercent(a, cpuSnapshot());
+    for (const [kind, theirs] of [
+      ['decode', r.decode],
+      ['prefill', r.prefill],
+    ] as const) {
+      const mine = ours.get(kind);
+      if (mine === undefined || theirs === null) continue;
+      emit({
+        ...base,
+        kind,
+        peer: `node-llama-cpp-${r.version}`,
+        ratio_vs_llamacpp: round(mine / theirs),
+        tokens_per_s: round(mine),
+        llamacpp_tokens_per_s: round(theirs),
+        peer_file: r.file,
+        other_load_pct: other,
+      });
+    }
   }
   if (o.compareRunc && run.has('decode')) {
     await settle();
@@ -215,7 +257,7 @@ export async function runBench(o: BenchOptions, emit: (line: BenchLine) => void)
       script,
       config: peerConfig,
       threads: be.threads,
-      dtype,
+      dtype: dtype === 'bf16' ? 'bf16' : 'f32', // a quantized base is compared with PyTorch fp32
       steps: trainSteps,
       B: o.batch,
       T: o.seq,

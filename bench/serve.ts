@@ -6,6 +6,7 @@
 // scenario (aggregate generated tokens/s, TTFT and inter-token latency p50/p99, errors), then the
 // ratios.
 
+import type { BenchDtype } from './run.js';
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -27,7 +28,7 @@ export interface ServeBenchOptions {
   config: string;
   backend: BackendName;
   threads?: number;
-  dtype: 'fp32' | 'bf16';
+  dtype: BenchDtype;
   clients: number; // concurrent streams
   adapters: number; // distinct adapters the streams are spread over
   requests: number; // requests per client, one after another
@@ -42,7 +43,7 @@ const quantile = (xs: number[], q: number): number => {
 };
 
 export async function runServeBench(o: ServeBenchOptions, emit: (l: BenchLine) => void): Promise<void> {
-  const built = buildModel(resolveConfig(o.config), o.dtype === 'bf16' ? 'bf16' : 'f32', o.backend, o.threads).model;
+  const built = buildModel(resolveConfig(o.config), o.dtype === 'fp32' ? 'f32' : o.dtype, o.backend, o.threads).model;
   const bc = built.config;
   const model = new LlamaModel(bc, built.weights, new IdTextTokenizer(bc.vocabSize, bc.bosId, bc.eosId), built.backend, built.fingerprint, built.info);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'la-bench-serve-'));

@@ -22,6 +22,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <string>
 #include <type_traits>
 
@@ -35,7 +36,7 @@ namespace {
 #define LA_ATTN_FIELDS(F) F(B, 0) F(T, 0) F(S, 0) F(H, 1) F(Hkv, 1) F(hs, 1)
 #define LA_PROMPT_FIELDS(F) F(B, 0) F(T, 0) F(K, 1) F(H, 1) F(Hkv, 1) F(hs, 1)
 #define LA_ADAMW_FIELDS(F) F(lr) F(beta1) F(beta2) F(eps) F(weightDecay) F(step)
-#define LA_MAT_FIELDS(F) F(data) F(rows, 0) F(cols, 0)
+#define LA_MAT_FIELDS(F) F(data) F(rows, 0) F(cols, 0) F(dtype)
 
 #define LA_FIELD_STR_(f, ...) #f,
 const char* const kAttnFields[] = {LA_ATTN_FIELDS(LA_FIELD_STR_) nullptr};
@@ -98,12 +99,34 @@ class Call {
   float* f32_opt(size_t i, const char* what, double need) { return present(i) ? f32(i, what, need) : nullptr; }
   int32_t* i32_opt(size_t i, const char* what, double need) { return present(i) ? i32(i, what, need) : nullptr; }
 
-  // Matrix at i (data, rows, cols): data a Float32Array (f32) or Uint16Array (bf16) of >= rows * cols elements.
+  // Matrix at i (data, rows, cols, dtype): data a Float32Array (f32) or Uint16Array (bf16) of >= rows * cols
+  // elements, or for a quantized dtype ('q8_0', 'q4_k', ...) a Uint8Array of its blocks (>= rows * row bytes).
   la::Mat mat(size_t i, const char* what) {
     la::Mat m{nullptr, false, 0, 0};
     m.rows = integer(i + 1, what, 0, ".rows");
     m.cols = integer(i + 2, what, 0, ".cols");
     if (!ok_) return m;
+    char dt[8] = {0};
+    size_t len = 0;
+    if (i + 3 >= argc_ || napi_get_value_string_utf8(env_, argv_[i + 3], dt, sizeof dt, &len) != napi_ok) {
+      fail(std::string(what) + ".dtype must be a string");
+      return m;
+    }
+    static const struct { const char* name; int id; } kQuant[] = {{"q8_0", 8}, {"q4_0", 2}, {"q4_1", 3}, {"q5_0", 6}, {"q4_k", 12}, {"q5_k", 13}, {"q6_k", 14}};
+    for (const auto& q : kQuant)
+      if (std::strcmp(dt, q.name) == 0) m.qtype = q.id;
+    if (m.qtype) {
+      if (m.cols % la::quant_block(m.qtype) != 0) {
+        fail(std::string(what) + ".cols " + std::to_string(m.cols) + " is not a multiple of the " + dt + " block size", true);
+        return m;
+      }
+      m.data = typed(i, what, napi_uint8_array, napi_uint8_array, 1.0 * m.rows * la::quant_row_bytes(m.qtype, m.cols), nullptr, ".data");
+      return m;
+    }
+    if (std::strcmp(dt, "f32") != 0 && std::strcmp(dt, "bf16") != 0) {
+      fail(std::string(what) + ".dtype \"" + dt + "\" is not a known matrix dtype");
+      return m;
+    }
     napi_typedarray_type type = napi_float32_array;
     m.data = typed(i, what, napi_float32_array, napi_uint16_array, 1.0 * m.rows * m.cols, &type, ".data");
     m.bf16 = type == napi_uint16_array;
@@ -160,6 +183,7 @@ class Call {
       case napi_float32_array: return "Float32Array";
       case napi_int32_array: return "Int32Array";
       case napi_uint16_array: return "Uint16Array";
+      case napi_uint8_array: return "Uint8Array";
       default: return "typed array";
     }
   }
@@ -400,7 +424,7 @@ std::string positions_fit(const int32_t* pos, long B, long T, long S) {
 #define LA_WIDTH_NUM 1
 #define LA_WIDTH_INT 1
 #define LA_WIDTH_FLAG 1
-#define LA_WIDTH_MAT 3
+#define LA_WIDTH_MAT 4
 #define LA_WIDTH_ATTN 6
 #define LA_WIDTH_PROMPT 6
 #define LA_WIDTH_ADAMW 6

@@ -205,11 +205,15 @@ inline uint32_t bf16_round_bits(uint32_t u) {
 // The structs the N-API layer (addon.cc) reads, by field name, from the TypeScript objects of the
 // same names (src/backend/backend.ts): one glossary on both sides.
 
-/** A frozen weight matrix (rows, cols), row-major: TS Matrix {rows, cols, data}; bf16 when data is a Uint16Array. */
+/**
+ * A frozen weight matrix (rows, cols), row-major: TS Matrix {rows, cols, data, dtype}; bf16 when
+ * data is a Uint16Array; qtype != 0: ggml blocks of that ggml type id (quant.cc), data a Uint8Array.
+ */
 struct Mat {
   const void* data;
   bool bf16;
   long rows, cols;
+  int qtype = 0;
 };
 /** B rows, T query positions, S cache positions per row, H query heads, Hkv kv heads, hs head size. */
 struct AttnShape {
@@ -237,6 +241,14 @@ bool amx_available();
 bool amx_init();
 bool bf16_gemm_ready();
 void bf16_gemm(float* out, const float* x, const uint16_t* w, bool wTrans, long M, long N, long Kd, bool accumulate);
+
+// quant.cc: ggml block types (ids 8 Q8_0, 2 Q4_0, 3 Q4_1, 6 Q5_0, 12 Q4_K, 13 Q5_K, 14 Q6_K)
+bool quant_type_known(int qtype);
+long quant_block(int qtype);                  // values per block
+long quant_row_bytes(int qtype, long cols);   // bytes of one row
+void quant_dequant_row(int qtype, const void* data, float* out, long n);
+void quant_matmul(float* out, const float* x, const Mat& w, long M, bool accumulate);
+void quant_matmul_back(float* out, const float* dy, const Mat& w, long M, bool accumulate);
 
 // rows.cc
 void rmsnorm(float* out, const float* x, const float* w, long rows, long dim, float eps, float* rstd);

@@ -472,6 +472,10 @@ static void sgemm_by_rows(bool bT, long M, long N, long K, const float* A, const
 
 // out (M, N) (+)= x (M, K) · W^T, W (N, K).
 void matmul(float* out, const float* x, const Mat& wm, long M, bool acc) {
+  if (wm.qtype) {
+    quant_matmul(out, x, wm, M, acc);
+    return;
+  }
   const void* w = wm.data;
   const bool bf16 = wm.bf16;
   const long N = wm.rows, K = wm.cols;
@@ -520,6 +524,10 @@ void matmul(float* out, const float* x, const Mat& wm, long M, bool acc) {
 
 // out (M, K) (+)= dy (M, N) · W, W (N, K).
 void matmul_back(float* out, const float* dy, const Mat& wm, long M, bool acc) {
+  if (wm.qtype) {
+    quant_matmul_back(out, dy, wm, M, acc);
+    return;
+  }
   const void* w = wm.data;
   const bool bf16 = wm.bf16;
   const long N = wm.rows, K = wm.cols;

@@ -301,7 +301,14 @@ void add(float* x, const float* y, long n) {
   blocks(n, static_cast<double>(n), kStreamGrain * 4, [&](long i0, long i1) { HWY_DYNAMIC_DISPATCH(AddRange)(x, y, i0, i1); });
 }
 
-void embed(float* out, const Mat& table, const int32_t* ids, long n) { HWY_DYNAMIC_DISPATCH(EmbedRows)(out, table.data, table.bf16, table.cols, ids, n); }
+void embed(float* out, const Mat& table, const int32_t* ids, long n) {
+  if (table.qtype) {
+    const long rb = quant_row_bytes(table.qtype, table.cols);
+    for (long i = 0; i < n; i++) quant_dequant_row(table.qtype, static_cast<const uint8_t*>(table.data) + ids[i] * rb, out + i * table.cols, table.cols);
+    return;
+  }
+  HWY_DYNAMIC_DISPATCH(EmbedRows)(out, table.data, table.bf16, table.cols, ids, n);
+}
 
 // Softmax cross-entropy over rows of logits (rows, V). dlogits may alias logits.
 double cross_entropy(float* logits, const int32_t* targets, long rows, long V, float* dlogits, float scale) {

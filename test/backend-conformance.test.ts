@@ -15,7 +15,8 @@ import type { AttnShape, Backend, PromptShape } from '../src/backend/backend.js'
 import { createTsBackend } from '../src/backend/ts/index.js';
 import { backends, oracleId, type BackendId } from '../src/backend/index.js';
 import { loadNativeBackend, nativeInfo, setNativeFeature, setNativeSimd, type Gemm } from '../src/backend/native.js';
-import { matrixToF32, roundBf16, toBf16, type Matrix } from '../src/core/weights.js';
+import { roundBf16, toBf16, type Matrix } from '../src/core/weights.js';
+import { canQuantize, matrixToF32, QUANT_DTYPES, QUANT_TYPES, quantizeMatrix } from '../src/core/quant.js';
 import { Rng } from '../src/core/rng.js';
 
 const ts = createTsBackend();
@@ -24,7 +25,7 @@ const skipNative: string | false = nat.backend ? false : `native backend unavail
 
 // ------------------------------------------------------------------ helpers
 
-type Arr = Float32Array | Uint16Array | Int32Array;
+type Arr = Float32Array | Uint16Array | Int32Array | Uint8Array;
 
 function randn(rng: Rng, n: number, scale = 1): Float32Array {
   const a = new Float32Array(n);
@@ -87,6 +88,10 @@ function weightView(w: Matrix): { w: Matrix; intact: () => boolean } {
     const r = inView(w.data);
     return { w: { ...w, data: r.v }, intact: r.intact };
   }
+  if (w.dtype !== 'bf16') {
+    const r = inView(w.data);
+    return { w: { ...w, data: r.v }, intact: r.intact };
+  }
   const r = inView(w.data);
   return { w: { ...w, data: r.v }, intact: r.intact };
 }
@@ -129,6 +134,54 @@ for (const { id, simd } of runs) {
       before(() => assert.ok(setNativeSimd(simd), `SIMD target ${simd} not runnable`));
       after(() => setNativeSimd(''));
     }
+
+    it('quantized weights (every ggml type): matmul on 8-bit activations, matmulBack and embed on dequantized rows, views', () => {
+      for (const dtype of QUANT_DTYPES) {
+        const blk = QUANT_TYPES[dtype].block;
+        for (const [M, N, K] of [
+          [1, 7, blk],
+          [3, 40, 2 * blk],
+          [17, 9, blk],
+          [70, 13, 2 * blk],
+        ] as [number, number, number][])
+          for (const acc of [false, true]) {
+            const tag = `${dtype} M=${M} N=${N} K=${K} acc=${acc}`;
+            let w: Matrix;
+            if (canQuantize(dtype)) w = quantizeMatrix(dtype, N, K, randn(rng, N * K, 0.5));
+            else {
+              // Q5_K cannot be written here: random blocks with sane half scales (d, dmin = 2^-7)
+              const data = new Uint8Array((N * K * QUANT_TYPES[dtype].bytes) / blk).map(() => rng.int(256));
+              for (let b = 0; b < data.length; b += QUANT_TYPES[dtype].bytes) data.set([0, 0x20, 0, 0x20], b);
+              w = { dtype, rows: N, cols: K, data } as Matrix;
+            }
+            const x = randn(rng, M * K);
+            const init = randn(rng, M * N);
+            const want = init.slice();
+            ts.matmul(want, x, w, M, acc);
+            const wv = weightView(w),
+              ov = inView(init);
+            be.matmul(ov.v, x, wv.w, M, acc);
+            close(ov.v, want, 1e-5, `matmul ${tag}`);
+            assert.ok(wv.intact() && ov.intact(), `views ${tag}`);
+            const dy = randn(rng, M * N);
+            const initB = randn(rng, M * K);
+            const wantB = initB.slice(),
+              gotB = initB.slice();
+            ts.matmulBack(wantB, dy, w, M, acc);
+            be.matmulBack(gotB, dy, w, M, acc);
+            close(gotB, wantB, 1e-5, `matmulBack ${tag}`);
+          }
+        const w = canQuantize(dtype) ? quantizeMatrix(dtype, 5, blk, randn(rng, 5 * blk)) : null;
+        if (w) {
+          const ids = Int32Array.of(4, 0, 2);
+          const a = new Float32Array(3 * blk),
+            b = new Float32Array(3 * blk);
+          ts.embed(a, w, ids, 3);
+          be.embed(b, w, ids, 3);
+          sameBits(b, a, `embed ${dtype}`);
+        }
+      }
+    });
 
     it('matmul and matmulBack: f32/bf16, decode and prefill shapes, accumulate, views', () => {
       const shapes: [number, number, number][] = [

@@ -9,7 +9,10 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { LlamaAdapterError } from '../src/core/errors.js';
 import { firstNonFinite } from '../src/core/finite.js';
+import { matrixToF32 } from '../src/core/quant.js';
+import type { Matrix } from '../src/core/weights.js';
 import { Rng } from '../src/core/rng.js';
+import { writeGgufModel } from '../src/formats/gguf.js';
 import { readModelFile } from '../src/formats/registry.js';
 import { createAdapter } from '../src/methods/v1/adapter.js';
 import { saveAdapter } from '../src/methods/v1/file.js';
@@ -37,6 +40,7 @@ export const FORMATS = [
   'official-pth',
   'litgpt-pth',
   'peft',
+  'gguf',
 ] as const;
 export type FuzzFormat = (typeof FORMATS)[number];
 
@@ -71,9 +75,10 @@ function digestOf(arrays: Iterable<ArrayLike<number> & { buffer: ArrayBufferLike
 
 function modelArrays(w: ReturnType<typeof readModelFile>['weights']): Float32Array[] {
   const out: Float32Array[] = [];
-  const add = (m: { data: Float32Array | Uint16Array } | Float32Array): void => {
-    const d = m instanceof Float32Array ? m : m.data;
-    if (d instanceof Float32Array) out.push(d);
+  const add = (m: Matrix | Float32Array): void => {
+    if (m instanceof Float32Array) out.push(m);
+    else if (m.dtype === 'f32') out.push(m.data);
+    else if (m.dtype !== 'bf16') out.push(matrixToF32(m)); // quantized: NaN/Inf block scales show here
   };
   add(w.tokEmbd);
   for (const l of w.layers) for (const t of Object.values(l)) add(t as Float32Array);
@@ -125,6 +130,21 @@ export async function setupTarget(format: FuzzFormat, dir: string): Promise<Targ
       return model(copy(stories260K, 'model.bin'));
     case 'llama2c-q80':
       return model(copy(stories260Kq80, 'model_q80.bin'));
+    case 'gguf': {
+      // stories260K as Q8_0 GGUF (its 172-wide down projection falls back to F16) with its tokenizer
+      const file = path.join(dir, 'model.gguf');
+      const mf = readModelFile(stories260K);
+      writeGgufModel(file, mf.config, mf.weights, await loadTokenizer(tok512), 'q8_0');
+      const t = model(file);
+      return {
+        ...t,
+        load: async () => {
+          const mf = readModelFile(file, { checkTensors: true });
+          const tok = await loadTokenizer(file);
+          return digestOf(modelArrays(mf.weights), JSON.stringify([mf.config, tok.encode(SAMPLE_TEXT)]));
+        },
+      };
+    }
     case 'tokenizer-json':
     case 'tokenizer-model':
     case 'tokenizer-bin': {

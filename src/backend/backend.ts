@@ -56,7 +56,9 @@ export interface Backend {
    * out (M, N) = x (M, K) · W^T, W (N, K) frozen weight (f32 or bf16). With bf16 weights the
    * products are bf16 x bf16: x is rounded to bf16 (ties to even, `roundBf16`) first, and sums
    * are fp32 (the hardware's bf16 dot products; the native 'bf16Split' feature keeps x fp32).
-   * The same holds for dy in matmulBack.
+   * The same holds for dy in matmulBack. With a quantized W (core/quant.ts) each row of x is
+   * quantized per block to 8 bits and every block contributes its integer dot product times the
+   * two scales, as llama.cpp computes it; matmulBack then uses W dequantized exactly and fp32 dy.
    */
   matmul(out: Float32Array, x: Float32Array, w: Matrix, M: number, accumulate?: boolean): void;
   /** out (M, K) = dy (M, N) · W, W (N, K): the input gradient of a frozen linear layer. */

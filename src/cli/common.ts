@@ -2,6 +2,8 @@
 
 import { type Command, InvalidArgumentError, Option } from 'commander';
 import { LlamaAdapterError } from '../core/errors.js';
+import { canQuantize, QUANT_DTYPES } from '../core/quant.js';
+import type { WeightDtype } from '../core/weights.js';
 import { loadModel } from '../model/load.js';
 import type { LlamaModel } from '../model/model.js';
 import { backendNames, type BackendName } from '../backend/index.js';
@@ -40,19 +42,23 @@ export interface ModelFlags {
   tokenizer?: string;
   backend?: BackendName;
   threads?: number;
-  dtype: 'f32' | 'bf16';
+  dtype: WeightDtype;
   checkTensors?: boolean;
 }
 
 /** Add --model/--tokenizer/--backend/--threads/--dtype to a command. */
 export function modelOptions(cmd: Command, required = true): Command {
-  if (required) cmd.requiredOption('-m, --model <path>', 'checkpoint: HF directory, llama2.c .bin (fp32 or int8)');
-  else cmd.option('-m, --model <path>', 'checkpoint: HF directory, llama2.c .bin (fp32 or int8)');
+  if (required) cmd.requiredOption('-m, --model <path>', 'checkpoint: HF directory, GGUF file, llama2.c .bin (fp32 or int8)');
+  else cmd.option('-m, --model <path>', 'checkpoint: HF directory, GGUF file, llama2.c .bin (fp32 or int8)');
   return cmd
     .option('--tokenizer <path>', 'tokenizer.json, tokenizer.model or tokenizer.bin (default: found beside the model)')
     .addOption(new Option('--backend <name>', 'compute backend (default: env LLAMA_ADAPTER_BACKEND, else auto = native if built)').choices([...backendNames]))
     .option('--threads <n>', 'native backend threads (default: all cores; env LLAMA_ADAPTER_THREADS)', int('--threads', 1))
-    .addOption(new Option('--dtype <dtype>', 'in-memory dtype of the frozen weights').choices(['f32', 'bf16']).default('f32'))
+    .addOption(
+      new Option('--dtype <dtype>', 'in-memory dtype of the frozen weights (a quantized type quantizes at load; a GGUF keeps its quantized tensors)')
+        .choices(['f32', 'bf16', ...QUANT_DTYPES.filter(canQuantize)])
+        .default('f32'),
+    )
     .option('--check-tensors', 'refuse base weights holding NaN/Inf, naming the tensor (one pass over the weights)');
 }
 

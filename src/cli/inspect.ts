@@ -7,6 +7,7 @@ import { looksLikeAdapter, readAdapterTensors } from '../methods/v1/interop/regi
 import { ADAPTER_FORMATS, parameterCountOf } from '../methods/v1/interop/tensors.js';
 import { PROMPT_PROJECTIONS } from '../methods/v1/prompt-projection.js';
 import { parameterCount } from '../core/config.js';
+import { ggmlTypeName, readGguf } from '../core/gguf.js';
 import { readModelFile } from '../formats/registry.js';
 import { loadTokenizer } from '../tokenizer/load.js';
 import { adapterLoadOptions, adapterOptions, type AdapterFlags } from './common.js';
@@ -60,6 +61,34 @@ function adapterReport(path: string, f: AdapterFlags): Record<string, unknown> {
   };
 }
 
+/** A GGUF file's metadata (long arrays summarised) and its tensors with types and sizes. */
+function ggufReport(path: string): Record<string, unknown> {
+  const f = readGguf(path, { lazy: true });
+  const metadata: Record<string, unknown> = {};
+  for (const [k, v] of f.metadata) {
+    const x = v.value;
+    if (typeof x !== 'object') metadata[k] = typeof x === 'string' && x.length > 200 ? `${x.slice(0, 200)}... (${x.length} chars)` : x;
+    else
+      metadata[k] = `[${x.values.length} x ${x.type === 8 ? 'string' : 'number'}]${
+        x.values.length
+          ? `: ${Array.from(x.values as ArrayLike<unknown>)
+              .slice(0, 4)
+              .map((e) => JSON.stringify(e))
+              .join(', ')}, ...`
+          : ''
+      }`;
+  }
+  const bytes: Record<string, number> = {};
+  for (const t of f.tensors) bytes[ggmlTypeName(t.type)] = (bytes[ggmlTypeName(t.type)] ?? 0) + t.bytes;
+  return {
+    version: f.version,
+    alignment: f.alignment,
+    metadata,
+    bytes_by_type: bytes,
+    tensors: f.tensors.map((t) => `${t.name} ${ggmlTypeName(t.type)} [${t.dims.join(', ')}] ${t.bytes} B`),
+  };
+}
+
 export async function inspectReport(path: string, tokenizer?: string, f: AdapterFlags = {}): Promise<Record<string, unknown>> {
   if (looksLikeAdapter(path)) return adapterReport(path, f);
   const mf = readModelFile(path);
@@ -74,6 +103,7 @@ export async function inspectReport(path: string, tokenizer?: string, f: Adapter
     kind: 'model',
     format: mf.format,
     dtypes: mf.sourceDtypes,
+    ...(mf.format === 'gguf' ? { gguf: ggufReport(path) } : {}),
     architecture: {
       dim: c.dim,
       layers: c.nLayers,

@@ -3,10 +3,26 @@
 // (formats/roles.ts: GGUF's names, shapes, RoPE row order), so model code never knows where a
 // tensor came from.
 
-/** A matrix (rows, cols), row-major. bf16 is stored as the upper 16 bits of the fp32 pattern. */
-export type Matrix = { dtype: 'f32'; rows: number; cols: number; data: Float32Array } | { dtype: 'bf16'; rows: number; cols: number; data: Uint16Array };
+/**
+ * ggml's block-quantized types kept as blocks in memory (core/quant.ts has their layouts and the
+ * exact semantics of products with them): each row is cols / blockSize blocks, as GGUF stores it.
+ */
+export type QuantDtype = 'q8_0' | 'q4_0' | 'q4_1' | 'q5_0' | 'q4_k' | 'q5_k' | 'q6_k';
+
+/**
+ * A matrix (rows, cols), row-major. bf16 is stored as the upper 16 bits of the fp32 pattern; a
+ * quantized matrix is its raw ggml blocks (rows * cols / blockSize blocks, row by row).
+ */
+export type Matrix =
+  | { dtype: 'f32'; rows: number; cols: number; data: Float32Array }
+  | { dtype: 'bf16'; rows: number; cols: number; data: Uint16Array }
+  | { dtype: QuantDtype; rows: number; cols: number; data: Uint8Array };
 
 export type WeightDtype = Matrix['dtype'];
+
+export function isQuantized(m: Matrix): m is Extract<Matrix, { dtype: QuantDtype }> {
+  return m.dtype !== 'f32' && m.dtype !== 'bf16';
+}
 
 export interface LayerWeights {
   attnNorm: Float32Array; // (dim)
@@ -79,6 +95,16 @@ export function f16ToF32(src: Uint16Array): Float32Array {
 
 /** out[i] = the first n IEEE half bit patterns of src as float32 (exact), via a 65536-entry table. */
 export function f16ToF32Into(out: Float32Array, src: Uint16Array, n: number): void {
+  const t = halfTable();
+  for (let i = 0; i < n; i++) out[i] = t[src[i]];
+}
+
+/** The value of one IEEE half bit pattern. */
+export function f16Value(h: number): number {
+  return halfTable()[h & 0xffff];
+}
+
+function halfTable(): Float32Array {
   if (!f16Table) {
     f16Table = new Float32Array(65536);
     for (let h = 0; h < 65536; h++) {
@@ -90,53 +116,41 @@ export function f16ToF32Into(out: Float32Array, src: Uint16Array, n: number): vo
       else f16Table[h] = s * (1 + m / 1024) * 2 ** (e - 15);
     }
   }
-  const t = f16Table;
-  for (let i = 0; i < n; i++) out[i] = t[src[i]];
+  return f16Table;
 }
 
 /** float32 -> IEEE half bit patterns, round to nearest even (overflow -> inf, NaN kept). */
 export function toF16(src: Float32Array): Uint16Array {
-  const bits = new Uint32Array(1);
-  const f = new Float32Array(bits.buffer);
   const out = new Uint16Array(src.length);
-  for (let i = 0; i < src.length; i++) {
-    f[0] = src[i];
-    const x = bits[0];
-    const sign = (x >>> 16) & 0x8000;
-    const e32 = (x >>> 23) & 0xff;
-    let m = x & 0x7fffff;
-    if (e32 === 0xff) {
-      out[i] = sign | 0x7c00 | (m ? 0x200 | (m >>> 13) : 0);
-      continue;
-    }
-    const e = e32 - 112; // rebias 127 -> 15
-    if (e >= 31) {
-      out[i] = sign | 0x7c00;
-      continue;
-    }
-    if (e <= 0) {
-      if (e < -10) {
-        out[i] = sign;
-        continue;
-      }
-      m |= 0x800000;
-      const shift = 14 - e;
-      let h = m >>> shift;
-      const rem = m & ((1 << shift) - 1);
-      const half = 1 << (shift - 1);
-      if (rem > half || (rem === half && h & 1)) h++;
-      out[i] = sign | h;
-      continue;
-    }
-    let h = (e << 10) | (m >>> 13);
-    const rem = m & 0x1fff;
-    if (rem > 0x1000 || (rem === 0x1000 && h & 1)) h++; // a carry may round up to inf: correct
-    out[i] = sign | h;
-  }
+  for (let i = 0; i < src.length; i++) out[i] = f16Bits(src[i]);
   return out;
 }
 
-/** The matrix's values as float32 (its own array when f32, a widened copy when bf16). */
-export function matrixToF32(m: Matrix): Float32Array {
-  return m.dtype === 'f32' ? m.data : bf16ToF32(m.data);
+const f16Scratch = new Float32Array(1);
+const f16ScratchBits = new Uint32Array(f16Scratch.buffer);
+
+/** The IEEE half bit pattern of x (as float32 first), round to nearest even (overflow -> inf, NaN kept). */
+export function f16Bits(x: number): number {
+  f16Scratch[0] = x;
+  const b = f16ScratchBits[0];
+  const sign = (b >>> 16) & 0x8000;
+  const e32 = (b >>> 23) & 0xff;
+  let m = b & 0x7fffff;
+  if (e32 === 0xff) return sign | 0x7c00 | (m ? 0x200 | (m >>> 13) : 0);
+  const e = e32 - 112; // rebias 127 -> 15
+  if (e >= 31) return sign | 0x7c00;
+  if (e <= 0) {
+    if (e < -10) return sign;
+    m |= 0x800000;
+    const shift = 14 - e;
+    let h = m >>> shift;
+    const rem = m & ((1 << shift) - 1);
+    const half = 1 << (shift - 1);
+    if (rem > half || (rem === half && h & 1)) h++;
+    return sign | h;
+  }
+  let h = (e << 10) | (m >>> 13);
+  const rem = m & 0x1fff;
+  if (rem > 0x1000 || (rem === 0x1000 && h & 1)) h++; // a carry may round up to inf: correct
+  return sign | h;
 }

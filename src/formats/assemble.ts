@@ -5,7 +5,8 @@
 import type { ConfigFieldNames, LlamaConfig } from '../core/config.js';
 import { LlamaAdapterError } from '../core/errors.js';
 import { checkFinite } from '../core/finite.js';
-import { bf16ToF32, toBf16, toBf16Into, type LayerWeights, type Matrix, type ModelWeights, type WeightDtype } from '../core/weights.js';
+import { dequantizeRow, isQuantDtype, QUANT_TYPES, quantizeRow, quantRowBytes } from '../core/quant.js';
+import { bf16ToF32, toBf16, toBf16Into, type LayerWeights, type Matrix, type ModelWeights, type QuantDtype, type WeightDtype } from '../core/weights.js';
 import { FingerprintCollector, type TensorSample } from './fingerprint.js';
 import { canonicalTensors, explainShape, LAYER_ROLES, shapeStr, type CanonicalTensor } from './roles.js';
 
@@ -19,7 +20,9 @@ export type TensorValues =
   | { dtype: 'f32'; data: Float32Array } // becomes (or is rounded into) the weight
   | { dtype: 'bf16'; data: Uint16Array } // bf16 bit patterns: kept for bf16, widened exactly for f32
   /** Generated in order, CHUNK values at a time (the last chunk may be shorter): never whole in f32 for bf16. */
-  | { dtype: 'f32-chunks'; fill: (chunk: Float32Array, offset: number) => void };
+  | { dtype: 'f32-chunks'; fill: (chunk: Float32Array, offset: number) => void }
+  /** ggml blocks (row by row): kept as they are, whatever the load dtype (norms are dequantized). */
+  | { dtype: QuantDtype; data: Uint8Array };
 
 /** Where a loader found a requested tensor. `read` is called only after the shape check. */
 export interface SourceTensor {
@@ -36,7 +39,7 @@ export interface AssembleOptions {
 }
 
 /** Chunk size of 'f32-chunks' values (even, so paired generators never split a pair but at the end). */
-export const CHUNK = 1 << 16;
+export const CHUNK = 1 << 16; // a multiple of every block size
 
 export class WeightAssembler {
   /** Every tensor the config needs, in storage order; put() each one, then finish(). */
@@ -97,12 +100,25 @@ export class WeightAssembler {
    * file does not keep the whole (f32) file alive next to its bf16 conversion.
    */
   private norm(name: string, n: number, v: TensorValues): Float32Array {
-    const data = v.dtype === 'f32' ? v.data : v.dtype === 'bf16' ? bf16ToF32(v.data) : chunksF32(n, v.fill, null);
+    let data: Float32Array;
+    if (v.dtype === 'f32') data = v.data;
+    else if (v.dtype === 'bf16') data = bf16ToF32(v.data);
+    else if (v.dtype === 'f32-chunks') data = chunksF32(n, v.fill, null);
+    else {
+      data = new Float32Array(n);
+      dequantizeRow(v.dtype, v.data, 0, data, 0, n);
+    }
     this.fp.offerF32(name, [n], data);
     return this.dtype === 'bf16' && v.dtype === 'f32' ? data.slice() : data;
   }
 
   private matrix(name: string, rows: number, cols: number, v: TensorValues): Matrix {
+    if (isQuantDtype(v.dtype)) {
+      const data = (v as { data: Uint8Array }).data;
+      this.sampleQuant(name, v.dtype, rows, cols, data);
+      return { dtype: v.dtype, rows, cols, data };
+    }
+    if (isQuantDtype(this.dtype)) return this.quantize(name, this.dtype, rows, cols, v as Exclude<TensorValues, { data: Uint8Array }>);
     if (v.dtype === 'bf16') {
       if (this.dtype === 'bf16') {
         this.fp.offerBf16(name, [rows, cols], v.data);
@@ -116,9 +132,62 @@ export class WeightAssembler {
       if (this.dtype === 'f32') return { dtype: 'f32', rows, cols, data: chunksF32(rows * cols, v.fill, this.fp.sampleFor(name, [rows, cols])) };
       return { dtype: 'bf16', rows, cols, data: this.chunksBf16(name, rows, cols, v.fill) };
     }
-    this.fp.offerF32(name, [rows, cols], v.data);
-    if (this.dtype === 'f32') return { dtype: 'f32', rows, cols, data: v.data };
-    return { dtype: 'bf16', rows, cols, data: toBf16(v.data) };
+    const data = (v as { data: Float32Array }).data; // f32 (the other kinds returned above)
+    this.fp.offerF32(name, [rows, cols], data);
+    if (this.dtype === 'f32') return { dtype: 'f32', rows, cols, data };
+    return { dtype: 'bf16', rows, cols, data: toBf16(data) };
+  }
+
+  /** Fingerprint samples of a quantized matrix: its dequantized values (one block decoded per sample). */
+  private sampleQuant(name: string, dtype: QuantDtype, rows: number, cols: number, data: Uint8Array): void {
+    const sample = this.fp.sampleFor(name, [rows, cols]);
+    if (!sample) return;
+    const t = QUANT_TYPES[dtype];
+    const rb = quantRowBytes(dtype, cols);
+    const block = new Float32Array(t.block);
+    let cached = -1;
+    const one = new Float32Array(1);
+    for (let i = 0; i < rows * cols; i += sample.stride) {
+      const r = Math.floor(i / cols);
+      const b = Math.floor((i % cols) / t.block);
+      const key = r * (cols / t.block) + b;
+      if (key !== cached) {
+        dequantizeRow(dtype, data, r * rb + b * t.bytes, block, 0, t.block);
+        cached = key;
+      }
+      one[0] = block[(i % cols) % t.block];
+      sample.feedF32(one, i);
+    }
+  }
+
+  /** Values quantized to `dtype` as they arrive (load-time quantization, synthetic quantized models). */
+  private quantize(name: string, dtype: QuantDtype, rows: number, cols: number, v: Exclude<TensorValues, { data: Uint8Array }>): Matrix {
+    const t = QUANT_TYPES[dtype];
+    if (cols % t.block !== 0) {
+      throw new LlamaAdapterError(
+        `tensor ${name} has ${cols} columns, not a multiple of ${t.name}'s block size ${t.block}: it cannot be quantized to ${t.name}`,
+      );
+    }
+    const n = rows * cols;
+    const out = new Uint8Array(rows * quantRowBytes(dtype, cols));
+    const sample = this.fp.sampleFor(name, [rows, cols]);
+    const perValue = t.bytes / t.block;
+    const put = (chunk: Float32Array, off: number): void => {
+      sample?.feedF32(chunk, off);
+      quantizeRow(dtype, chunk, 0, chunk.length, out, off * perValue);
+    };
+    if (v.dtype === 'f32-chunks') {
+      const scratch = new Float32Array(Math.min(n, CHUNK));
+      for (let off = 0; off < n; off += CHUNK) {
+        const chunk = scratch.subarray(0, Math.min(CHUNK, n - off));
+        v.fill(chunk, off);
+        put(chunk, off);
+      }
+    } else {
+      const f = v.dtype === 'f32' ? v.data : bf16ToF32(v.data);
+      for (let off = 0; off < n; off += CHUNK) put(f.subarray(off, Math.min(n, off + CHUNK)), off);
+    }
+    return { dtype, rows, cols, data: out };
   }
 
   /** Chunked values rounded to bf16 chunk by chunk (the fingerprint samples them before rounding). */
@@ -141,7 +210,13 @@ export class WeightAssembler {
 /** NaN/Inf check of a tensor as handed over (bf16: exponent all ones; generated chunks are not checked). */
 function checkValuesFinite(src: SourceTensor, v: TensorValues): void {
   if (v.dtype === 'f32') checkFinite(src.file, src.name, v.data);
-  else if (v.dtype === 'bf16') {
+  else if (isQuantDtype(v.dtype)) {
+    const rows = src.shape.length === 2 ? src.shape[0] : 1;
+    const cols = src.shape[src.shape.length - 1];
+    const f = new Float32Array(rows * cols);
+    for (let r = 0; r < rows; r++) dequantizeRow(v.dtype, (v as { data: Uint8Array }).data, r * quantRowBytes(v.dtype, cols), f, r * cols, cols);
+    checkFinite(src.file, src.name, f);
+  } else if (v.dtype === 'bf16') {
     const i = v.data.findIndex((b) => (b & 0x7f80) === 0x7f80);
     if (i >= 0)
       throw new LlamaAdapterError(

@@ -10,6 +10,7 @@
 // Values are the weights as loaded in float32, before any bf16 conversion. A BF16 source hashes
 // its exact float32 widening, so a BF16 file hashes the same whether loaded as f32 or bf16.
 import { createHash } from 'node:crypto';
+import { matrixToF32 } from '../core/quant.js';
 import { bf16ToF32Into, type Matrix, type ModelWeights } from '../core/weights.js';
 
 const FINGERPRINT_SAMPLES = 1 << 20;
@@ -103,8 +104,8 @@ export function fingerprint(weights: ModelWeights): string {
   const L = weights.layers.length;
   const fp = new FingerprintCollector(L);
   const offerMatrix = (role: string, m: Matrix): void => {
-    if (m.dtype === 'f32') fp.offerF32(role, [m.rows, m.cols], m.data);
-    else fp.offerBf16(role, [m.rows, m.cols], m.data);
+    if (m.dtype === 'bf16') fp.offerBf16(role, [m.rows, m.cols], m.data);
+    else fp.offerF32(role, [m.rows, m.cols], matrixToF32(m)); // quantized: the dequantized values
   };
   offerMatrix('tok_embd', weights.tokEmbd);
   offerMatrix('blk.0.attn_q', weights.layers[0].wq);

@@ -7,7 +7,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { llamaConfig, type ConfigFieldNames, type Llama3RopeScaling, type LlamaConfig } from '../core/config.js';
 import { LlamaAdapterError, check } from '../core/errors.js';
-import { bf16ToF32, toBf16, toF16, type Matrix, type ModelWeights } from '../core/weights.js';
+import { matrixToF32 } from '../core/quant.js';
+import { toBf16, toF16, type Matrix, type ModelWeights } from '../core/weights.js';
 import { WeightAssembler, type TensorRequest, type TensorValues } from './assemble.js';
 import { resolveDtype, type ModelFile, type ReadModelOptions } from './model-file.js';
 import { canonicalTensors, explainShape, ropeHeads, shapeStr, tensorOf, type CanonicalTensor, type LayerRole, type ModelRole } from './roles.js';
@@ -394,11 +395,11 @@ export function hfConfigJson(c: LlamaConfig): Record<string, unknown> {
 
 function matrixAs(m: Matrix, dtype: HfSaveDtype, permuteHeads: number, headDim: number): Float32Array | Uint16Array {
   if (dtype === 'BF16') {
-    const u16 = m.dtype === 'bf16' ? m.data.slice() : toBf16(m.data);
+    const u16 = m.dtype === 'bf16' ? m.data.slice() : toBf16(matrixToF32(m));
     if (permuteHeads) permuteToHfRows(u16, permuteHeads, headDim, m.cols);
     return u16;
   }
-  const f32 = m.dtype === 'f32' ? m.data.slice() : bf16ToF32(m.data);
+  const f32 = m.dtype === 'f32' ? m.data.slice() : matrixToF32(m); // a copy for bf16 / quantized
   if (permuteHeads) permuteToHfRows(f32, permuteHeads, headDim, m.cols);
   return dtype === 'F16' ? toF16(f32) : f32;
 }

@@ -3,10 +3,11 @@
 // ("Checkpoint" in this library means only the training state, OUT.ckpt.safetensors.)
 import type { LlamaConfig } from '../core/config.js';
 import { LlamaAdapterError } from '../core/errors.js';
+import { canQuantize, isQuantDtype, QUANT_DTYPES } from '../core/quant.js';
 import type { ModelWeights, WeightDtype } from '../core/weights.js';
 
 /** 'synthetic' = random weights made in memory by formats/synthetic.ts. */
-export type ModelFormat = 'hf-safetensors' | 'llama2c-fp32' | 'llama2c-q80' | 'synthetic';
+export type ModelFormat = 'hf-safetensors' | 'llama2c-fp32' | 'llama2c-q80' | 'gguf' | 'synthetic';
 
 export interface ModelFile {
   path: string; // what the user passed
@@ -25,7 +26,11 @@ export interface ModelFile {
 }
 
 export interface ReadModelOptions {
-  dtype?: WeightDtype; // dtype of the big matrices (norms are always f32); default 'f32'
+  /**
+   * dtype of the big matrices (norms are always f32); default 'f32'. A quantized type quantizes
+   * every matrix at load; a GGUF's quantized tensors stay as stored whatever this says.
+   */
+  dtype?: WeightDtype;
   lazy?: boolean; // read files at offsets even when they are small (tests, memory-tight callers)
   /** Refuse weights holding NaN/Inf, naming the tensor (one pass over every weight; default off, see README). */
   checkTensors?: boolean;
@@ -33,6 +38,7 @@ export interface ReadModelOptions {
 
 export function resolveDtype(dtype: unknown): WeightDtype {
   if (dtype === undefined || dtype === 'f32') return 'f32';
-  if (dtype === 'bf16') return 'bf16';
-  throw new LlamaAdapterError(`dtype ${JSON.stringify(dtype)} is not supported (use "f32" or "bf16")`);
+  if (dtype === 'bf16' || (isQuantDtype(dtype) && canQuantize(dtype))) return dtype;
+  const quant = QUANT_DTYPES.filter(canQuantize).join(', ');
+  throw new LlamaAdapterError(`dtype ${JSON.stringify(dtype)} is not supported (use f32, bf16 or a quantized type: ${quant})`);
 }

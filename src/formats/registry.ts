@@ -1,10 +1,12 @@
 // Reading a base model from a path: an ordered registry of file formats. The first entry whose
 // `detect` accepts the path (from its stat and first 16 bytes) either loads it or, for inputs we
 // recognise but cannot use, refuses with a message that says what to pass instead. A new format
-// (GGUF next) is one more entry here.
+// is one more entry here.
 import * as fs from 'node:fs';
 import { atFile, LlamaAdapterError } from '../core/errors.js';
 import { ByteSource, ioError } from '../core/fileio.js';
+import { GGUF_MAGIC } from '../core/gguf.js';
+import { readGgufModel } from './gguf.js';
 import { readHfModel } from './hf.js';
 import { LLAMA2C_MAGIC, readLlama2c } from './llama2c.js';
 import { resolveDtype, type ModelFile, type ModelFormat, type ReadModelOptions } from './model-file.js';
@@ -23,7 +25,6 @@ type Entry =
   | { name: ModelFormat; describe: string; detect(p: Probe): boolean; load(path: string, options: ReadModelOptions): ModelFile }
   | { name: null; describe: string; detect(p: Probe): boolean; refuse(path: string): string };
 
-const GGUF_MAGIC = 0x46554747; // "GGUF"
 const ZIP_MAGIC = 0x04034b50; // "PK\3\4": PyTorch .pt/.pth/.bin (zip pickle)
 
 const NO_CONFIG = 'has no model configuration; pass the directory that holds it together with its config.json';
@@ -43,10 +44,10 @@ const FORMATS: readonly Entry[] = [
     refuse: (path) => `${path}: a bare .safetensors file ${NO_CONFIG}`,
   },
   {
-    name: null,
-    describe: 'GGUF',
+    name: 'gguf',
+    describe: 'GGUF (llama.cpp) Llama model, quantized or not',
     detect: (p) => p.u32(0) === GGUF_MAGIC,
-    refuse: (path) => `${path}: GGUF checkpoints are not supported yet`,
+    load: readGgufModel,
   },
   {
     name: null,
@@ -105,8 +106,9 @@ export function detectFormat(path: string): ModelFormat {
 }
 
 /**
- * Read a base model: a Hugging Face Llama directory, a llama2.c legacy fp32 .bin, or a llama2.c
- * int8 (Q8_0) export. With `dtype: 'bf16'` the big matrices are bf16 (BF16 sources kept as-is).
+ * Read a base model: a Hugging Face Llama directory, a GGUF file, a llama2.c legacy fp32 .bin, or
+ * a llama2.c int8 (Q8_0) export. With `dtype: 'bf16'` the big matrices are bf16 (BF16 sources
+ * kept as-is); with a quantized dtype they are quantized; a GGUF's quantized tensors stay as stored.
  */
 export function readModelFile(path: string, options: ReadModelOptions = {}): ModelFile {
   const dtype = resolveDtype(options.dtype);

@@ -5,7 +5,7 @@ import { llamaConfig } from '../core/config.js';
 import { check } from '../core/errors.js';
 import type { WeightDtype } from '../core/weights.js';
 import { assembleWeights, type TensorValues } from './assemble.js';
-import type { ModelFile } from './model-file.js';
+import { resolveDtype, type ModelFile } from './model-file.js';
 
 export interface SyntheticShape {
   dim: number;
@@ -82,7 +82,7 @@ function tensorSeed(seed: number, name: string): number {
  */
 export function syntheticModelFile(shape: SyntheticShape, seed: number, dtype: WeightDtype = 'f32'): ModelFile {
   check(Number.isFinite(seed), `synthetic model: seed must be a number, got ${seed}`);
-  check(dtype === 'f32' || dtype === 'bf16', `synthetic model: dtype must be "f32" or "bf16", got ${String(dtype)}`);
+  resolveDtype(dtype); // f32, bf16 or a quantized type (quantized chunk by chunk as generated)
   const config = llamaConfig(
     {
       ...shape,
@@ -106,7 +106,7 @@ export function syntheticModelFile(shape: SyntheticShape, seed: number, dtype: W
     format: 'synthetic',
     config,
     weights,
-    sourceDtypes: [dtype === 'f32' ? 'F32' : 'BF16'],
+    sourceDtypes: [dtype.toUpperCase()],
     tokenizerPath: null,
     fingerprint,
   };

@@ -2,6 +2,7 @@
 
 import { getBackend, type BackendName } from '../backend/index.js';
 import { CONFIG_LIMITS } from '../core/config.js';
+import type { WeightDtype } from '../core/weights.js';
 import { check, LlamaAdapterError } from '../core/errors.js';
 import { readModelFile } from '../formats/registry.js';
 import { LlamaModel } from './model.js';
@@ -11,7 +12,8 @@ export interface LoadModelOptions {
   tokenizer?: string; // tokenizer path (default: the one found beside the model)
   backend?: BackendName; // 'auto' (default), 'native' or 'ts'
   threads?: number; // native backend threads (default: all cores)
-  dtype?: 'f32' | 'bf16'; // in-memory dtype of the frozen matrices (default f32)
+  /** In-memory dtype of the frozen matrices (default f32; a quantized type quantizes at load; a GGUF's quantized tensors stay as stored). */
+  dtype?: WeightDtype;
   /** Context length to allocate RoPE tables for (default: the model's). */
   maxSeqLen?: number;
   /** Refuse base weights holding NaN/Inf (one pass over every weight; default off). */

@@ -8,7 +8,7 @@ import type { LlamaConfig } from '../core/config.js';
 import { check, LlamaAdapterError } from '../core/errors.js';
 import type { ModelFormat } from '../formats/model-file.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
-import type { ModelWeights } from '../core/weights.js';
+import type { ModelWeights, WeightDtype } from '../core/weights.js';
 import { Activations } from './activations.js';
 import { BackwardBuffers, backwardPass } from './backward.js';
 import { forwardPass, type ForwardContext } from './forward.js';
@@ -19,7 +19,7 @@ export interface ModelInfo {
   path: string; // what was loaded
   format: ModelFormat; // the model file's format
   sourceDtypes: string[]; // dtypes in the file
-  dtype: 'f32' | 'bf16'; // dtype of the frozen matrices in memory
+  dtype: WeightDtype; // dtype of the frozen matrices in memory (as requested; a GGUF's quantized tensors stay as stored)
 }
 
 export interface ForwardOptions {

@@ -98,6 +98,8 @@ export class HfBpeTokenizer implements Tokenizer {
   private readonly ignoreMerges: boolean;
   private readonly pieceDecoder: PieceDecoder;
   private readonly cache = new Map<string, number[]>();
+  private readonly mergeList: [string, string][] = []; // in rank order
+  private readonly byteLevel: boolean;
 
   constructor(
     json: JsonObject,
@@ -145,6 +147,7 @@ export class HfBpeTokenizer implements Tokenizer {
       }
       if (l === undefined || r === undefined) return fail(`merge ${rank} is malformed: ${JSON.stringify(entry)}`);
       if (!this.vocab.has(l + r)) return; // HF refuses such files; a merge into nothing can never apply
+      this.mergeList.push([l, r]);
       let inner = this.merges.get(l);
       if (!inner) this.merges.set(l, (inner = new Map()));
       if (!inner.has(r)) inner.set(r, rank);
@@ -177,7 +180,35 @@ export class HfBpeTokenizer implements Tokenizer {
     this.bosId = idOf(names.bos) ?? idOf('<s>') ?? 1;
     this.eosId = idOf(names.eos) ?? idOf('</s>') ?? 2;
 
-    this.pieceDecoder = this.buildDecoder(parseDecoder(json.decoder, fail));
+    const decoderSpec = parseDecoder(json.decoder, fail);
+    this.byteLevel = decoderSpec.byteLevel;
+    this.pieceDecoder = this.buildDecoder(decoderSpec);
+  }
+
+  /**
+   * The vocabulary as GGUF writes it: pieces by id, SentencePiece token types (special added
+   * tokens are control tokens, other added ones user-defined), the merges in rank order, whether
+   * it is byte-level, and whether encoding adds a dummy-prefix space.
+   */
+  exportVocab(): {
+    pieces: string[];
+    types: Int32Array;
+    merges: readonly [string, string][];
+    ids: ReadonlyMap<string, number>;
+    byteLevel: boolean;
+    dummyPrefix: boolean;
+  } {
+    const n = this.vocabSize;
+    const pieces = Array.from({ length: n }, (_, i) => this.pieces[i] ?? `[PAD${i}]`);
+    const types = new Int32Array(n).fill(1);
+    for (let i = 0; i < n; i++) {
+      if (this.pieces[i] === undefined) types[i] = 5;
+      else if (this.byteFallback && bytePieceValue(pieces[i]) >= 0) types[i] = 6;
+    }
+    if (this.unkToken !== undefined && this.vocab.has(this.unkToken)) types[this.vocab.get(this.unkToken) as number] = 2;
+    for (const t of this.added) types[t.id] = t.special ? 3 : 4;
+    const first = this.byteLevel ? undefined : this.pieces[this.encode('a')[0]];
+    return { pieces, types, merges: this.mergeList, ids: this.vocab, byteLevel: this.byteLevel, dummyPrefix: first?.startsWith('\u2581') ?? false };
   }
 
   private buildDecoder(spec: DecoderSpec): PieceDecoder {

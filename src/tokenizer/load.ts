@@ -1,5 +1,6 @@
 // loadTokenizer(): opens a tokenizer by path, choosing the format from the file name (or content):
-// tokenizer.json (Hugging Face), *.model (SentencePiece), *.bin (llama2.c); a directory means its
+// a GGUF file (its tokenizer.ggml.* metadata), tokenizer.json (Hugging Face), *.model
+// (SentencePiece), *.bin (llama2.c); a directory means its
 // tokenizer.json, else tokenizer.model, else tokenizer.bin.
 //
 // Library evaluated: @huggingface/tokenizers 0.2.0 (tokenizers.js; Apache-2.0, no dependencies,
@@ -16,6 +17,8 @@ import * as fs from 'node:fs/promises';
 import * as nodePath from 'node:path';
 import { atFile, LlamaAdapterError } from '../core/errors.js';
 import { stripBom } from '../core/text.js';
+import { GGUF_MAGIC, readGguf } from '../core/gguf.js';
+import { ggufTokenizer } from './gguf.js';
 import { parseHfTokenizerJson, type HfSpecialNames } from './hf-json.js';
 import { parseLlama2cTokenizer } from './llama2c-bin.js';
 import { parseSentencePieceModel } from './sp-model.js';
@@ -43,6 +46,21 @@ async function readFile(path: string): Promise<Buffer> {
     const code = (e as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') throw new LlamaAdapterError(`${path}: tokenizer file not found`, { cause: e });
     throw new LlamaAdapterError(`${path}: cannot read tokenizer file (${code ?? (e as Error).message})`, { cause: e });
+  }
+}
+
+/** Whether the file starts with GGUF's magic (its tokenizer is in the metadata). */
+async function isGguf(path: string): Promise<boolean> {
+  let fh: fs.FileHandle | undefined;
+  try {
+    fh = await fs.open(path, 'r');
+    const b = Buffer.alloc(4);
+    const { bytesRead } = await fh.read(b, 0, 4, 0);
+    return bytesRead === 4 && b.readUInt32LE(0) === GGUF_MAGIC;
+  } catch {
+    return false;
+  } finally {
+    await fh?.close();
   }
 }
 
@@ -91,6 +109,7 @@ export async function loadTokenizer(path: string, options: LoadTokenizerOptions 
     throw new LlamaAdapterError(`${path}: directory has no tokenizer.json, tokenizer.model or tokenizer.bin`);
   }
 
+  if (await isGguf(path)) return atFile(path, () => ggufTokenizer(readGguf(path, { lazy: true })));
   const buf = await readFile(path);
   const bytes = new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
   const lower = path.toLowerCase();

@@ -15,7 +15,7 @@ export interface StreamDecoder {
 }
 
 export interface Tokenizer {
-  readonly kind: 'hf-tokenizer-json' | 'sentencepiece-model' | 'llama2c-bin';
+  readonly kind: 'hf-tokenizer-json' | 'sentencepiece-model' | 'llama2c-bin' | 'gguf';
   readonly path: string; // the file it was read from
   readonly vocabSize: number;
   readonly bosId: number;

@@ -1,13 +1,18 @@
 // Plain-TypeScript linear algebra kernels (the oracle). Straightforward loops, unrolled enough
 // to be usable on the small real models; the native backend is the fast path.
 
+import { actsBuffer, dequantizeRow, dotRow, quantizeActs, quantRowBytes, type QuantizedActs } from '../../core/quant.js';
 import { roundBf16, type Matrix } from '../../core/weights.js';
 import type { Kernels } from '../backend.js';
 
-/** Row `n` of a weight matrix as fp32 (a view for f32; decoded into `scratch` for bf16). */
+/** Row `n` of a weight matrix as fp32 (a view for f32; decoded into `scratch` for bf16 and quantized types). */
 function weightRow(w: Matrix, n: number, scratch: Float32Array): Float32Array {
   const K = w.cols;
   if (w.dtype === 'f32') return w.data.subarray(n * K, n * K + K);
+  if (w.dtype !== 'bf16') {
+    dequantizeRow(w.dtype, w.data, n * quantRowBytes(w.dtype, K), scratch, 0, K);
+    return scratch;
+  }
   const u = new Uint32Array(scratch.buffer, scratch.byteOffset, K);
   const src = w.data;
   const o = n * K;
@@ -35,6 +40,7 @@ function dot(a: Float32Array, ao: number, b: Float32Array, K: number): number {
 export function linearKernels(): Pick<Kernels, 'matmul' | 'matmulBack'> {
   let scratch = new Float32Array(0); // one decoded bf16 weight row
   let rounded = new Float32Array(0); // activations rounded to bf16
+  let acts: QuantizedActs = actsBuffer(0); // one row of x quantized to 8 bits
 
   /** bf16 weights multiply bf16 activations: the first n values of x rounded to bf16 (a copy). */
   const bf16Input = (x: Float32Array, n: number): Float32Array => {
@@ -44,7 +50,7 @@ export function linearKernels(): Pick<Kernels, 'matmul' | 'matmulBack'> {
   };
 
   const row = (w: Matrix, n: number): Float32Array => {
-    if (w.dtype === 'bf16' && scratch.length < w.cols) scratch = new Float32Array(w.cols);
+    if (w.dtype !== 'f32' && scratch.length < w.cols) scratch = new Float32Array(w.cols);
     return weightRow(w, n, scratch);
   };
 
@@ -53,6 +59,19 @@ export function linearKernels(): Pick<Kernels, 'matmul' | 'matmulBack'> {
     matmul(out: Float32Array, x: Float32Array, w: Matrix, M: number, accumulate = false): void {
       const N = w.rows,
         K = w.cols;
+      if (w.dtype !== 'f32' && w.dtype !== 'bf16') {
+        // quantized W: each row of x quantized to 8 bits, integer block products (core/quant.ts)
+        if (acts.q.length < K) acts = actsBuffer(K);
+        const rb = quantRowBytes(w.dtype, K);
+        for (let m = 0; m < M; m++) {
+          quantizeActs(w.dtype, x, m * K, K, acts);
+          for (let n = 0; n < N; n++) {
+            const s = dotRow(w.dtype, w.data, n * rb, acts, K);
+            out[m * N + n] = accumulate ? out[m * N + n] + s : s;
+          }
+        }
+        return;
+      }
       if (w.dtype === 'bf16') x = bf16Input(x, M * K);
       for (let n = 0; n < N; n++) {
         const wr = row(w, n);
@@ -63,7 +82,7 @@ export function linearKernels(): Pick<Kernels, 'matmul' | 'matmulBack'> {
       }
     },
 
-    /** out (M, K) = dy (M, N) · W. */
+    /** out (M, K) = dy (M, N) · W (a quantized W dequantized exactly; dy stays fp32). */
     matmulBack(out: Float32Array, dy: Float32Array, w: Matrix, M: number, accumulate = false): void {
       const N = w.rows,
         K = w.cols;

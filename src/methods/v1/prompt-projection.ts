@@ -7,7 +7,8 @@
 // reproduces it, so they give litgpt's outputs here.
 
 import type { LlamaConfig } from '../../core/config.js';
-import type { LayerWeights, Matrix } from '../../core/weights.js';
+import { matrixToF32 } from '../../core/quant.js';
+import { isQuantized, type LayerWeights, type Matrix } from '../../core/weights.js';
 import { permuteToHfRows, unpermuteHfRows } from '../../formats/hf.js';
 
 export type PromptProjection = 'standard' | 'litgpt-split';
@@ -27,13 +28,16 @@ export function isPromptProjection(s: string): s is PromptProjection {
  * order; the chosen key chunks are put back into the interleaved order the model's queries use
  * (q.k is invariant under the same per-head row permutation), value chunks stay as litgpt reads them.
  */
-export function litgptSplitProjections(c: LlamaConfig, w: LayerWeights): { wk: Matrix; wv: Matrix } {
+export function litgptSplitProjections(c: LlamaConfig, lw: LayerWeights): { wk: Matrix; wv: Matrix } {
+  // a quantized base: the split works on the dequantized values (the prompt projection is fp32 then)
+  const dense = (m: Matrix): Matrix => (isQuantized(m) ? { dtype: 'f32', rows: m.rows, cols: m.cols, data: matrixToF32(m) } : m);
+  const w = { wq: dense(lw.wq), wk: dense(lw.wk), wv: dense(lw.wv) };
   const hs = c.headDim;
   const G = c.nKvHeads;
   const perGroup = c.nHeads / G; // q_per_kv
   const cols = c.dim;
   const hfRows = (m: Matrix, heads: number): Float32Array | Uint16Array => {
-    const d = m.data.slice();
+    const d = m.data.slice() as Float32Array | Uint16Array;
     if (heads) permuteToHfRows(d, heads, hs, cols);
     return d;
   };
@@ -47,8 +51,8 @@ export function litgptSplitProjections(c: LlamaConfig, w: LayerWeights): { wk: M
     }
     throw new Error(`litgptSplitProjections: chunk ${i} is outside the fused projection`);
   };
-  const k = w.wk.data.slice();
-  const v = w.wv.data.slice();
+  const k = w.wk.data.slice() as Float32Array | Uint16Array;
+  const v = w.wv.data.slice() as Float32Array | Uint16Array;
   for (let g = 0; g < G; g++) {
     k.set(fusedChunk(g * (perGroup + 2) + perGroup), g * chunk);
     v.set(fusedChunk(g * (perGroup + 2) + perGroup + 1), g * chunk);
