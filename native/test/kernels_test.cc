@@ -344,6 +344,22 @@ void check_rows() {
   }
 }
 
+/** The analytic gradient of f with respect to x against central differences (step 1e-2, f in double). */
+template <class F>
+void fd_check(Vec& x, const Vec& analytic, F&& f, const char* what) {
+  Vec num(x.size());
+  for (size_t i = 0; i < x.size(); i++) {
+    const float x0 = x[i];
+    x[i] = x0 + 1e-2f;
+    const double fp = f();
+    x[i] = x0 - 1e-2f;
+    const double fm = f();
+    x[i] = x0;
+    num[i] = static_cast<float>((fp - fm) / 2e-2);
+  }
+  close(analytic.data(), num.data(), x.size(), 2e-3, what, 1e-4);
+}
+
 void check_attention() {
   // decode (T = 1, per-row positions, slot cache rows) and prefill/training shapes (GEMM path), GQA
   const la::AttnShape shapes[] = {{3, 1, 40, 4, 2, 8}, {2, 1, 70, 8, 8, 16}, {1, 1, 9, 2, 1, 100}, {2, 5, 30, 4, 2, 16},
@@ -386,22 +402,9 @@ void check_attention() {
       for (long i = 0; i < nq; i++) t += static_cast<double>(o[i]) * r[i];
       return t;
     };
-    auto fd = [&](Vec& x, const Vec& analytic, const char* what) {
-      Vec num(x.size());
-      for (size_t i = 0; i < x.size(); i++) {
-        const float x0 = x[i];
-        x[i] = x0 + 1e-2f;
-        const double fp = f();
-        x[i] = x0 - 1e-2f;
-        const double fm = f();
-        x[i] = x0;
-        num[i] = static_cast<float>((fp - fm) / 2e-2);
-      }
-      close(analytic.data(), num.data(), x.size(), 2e-3, what, 1e-4);
-    };
-    fd(q, dq, "attentionBack dq (finite differences)");
-    fd(k, dk, "attentionBack dk (finite differences)");
-    fd(v, dv, "attentionBack dv (finite differences)");
+    fd_check(q, dq, f, "attentionBack dq (finite differences)");
+    fd_check(k, dk, f, "attentionBack dk (finite differences)");
+    fd_check(v, dv, f, "attentionBack dv (finite differences)");
   }
   // Prompt branch (+ backward against finite differences of sum(out * r)); a zero gate leaves out untouched.
   {
@@ -425,23 +428,10 @@ void check_attention() {
       for (long i = 0; i < nq; i++) t += static_cast<double>(o[i]) * r[i];
       return t;
     };
-    auto fd = [&](Vec& x, const Vec& analytic, const char* what) {
-      Vec num(x.size());
-      for (size_t i = 0; i < x.size(); i++) {
-        const float x0 = x[i];
-        x[i] = x0 + 1e-2f;
-        const double fp = f();
-        x[i] = x0 - 1e-2f;
-        const double fm = f();
-        x[i] = x0;
-        num[i] = static_cast<float>((fp - fm) / 2e-2);
-      }
-      close(analytic.data(), num.data(), x.size(), 2e-3, what, 1e-4);
-    };
-    fd(q, dq, "promptAttentionBack dq (finite differences)");
-    fd(pk, dpk, "promptAttentionBack dpk (finite differences)");
-    fd(pv, dpv, "promptAttentionBack dpv (finite differences)");
-    fd(gate, dg, "promptAttentionBack dgate (finite differences)");
+    fd_check(q, dq, f, "promptAttentionBack dq (finite differences)");
+    fd_check(pk, dpk, f, "promptAttentionBack dpk (finite differences)");
+    fd_check(pv, dpv, f, "promptAttentionBack dpv (finite differences)");
+    fd_check(gate, dg, f, "promptAttentionBack dgate (finite differences)");
   }
 }
 
