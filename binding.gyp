@@ -16,7 +16,8 @@
         "native/linear.cc",
         "native/amx.cc",
         "native/rows.cc",
-        "native/attention.cc"
+        "native/attention.cc",
+        "native/encoder.cc"
       ],
       "include_dirs": ["native"],
       "cflags": ["-O3", "-falign-functions=64", "-falign-loops=32", "-pthread", "-Wno-maybe-uninitialized"],
