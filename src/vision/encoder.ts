@@ -1,4 +1,4 @@
-// The image-encoder interface the multimodal method stands on, and the registry that opens one
+// The image encoders behind the ImageEncoder interface (image-encoder.ts), and the registry that opens one
 // from a path: an HF CLIP directory (clip.ts, on the backend's kernels) or a TF.js layers model
 // (tfjs.ts: e.g. nsfwjs's ImageNet-initialised MobileNetV2, loaded lazily so @tensorflow/tfjs is
 // imported by nothing else). An encoder is frozen: it maps preprocessed pixels to one global
@@ -8,38 +8,12 @@
 import type { Backend } from '../backend/backend.js';
 import { check, LlamaAdapterError } from '../core/errors.js';
 import { defaultFeatureLayers, isClipDir, loadClipVision, type ClipVision } from './clip.js';
+import type { EncoderIdentity, ImageEncoder } from './image-encoder.js';
 import { CLIP_MEAN, CLIP_STD, type PreprocessConfig } from './preprocess.js';
-
-/** What an adapter file records of the encoder its projection was trained on. */
-export interface EncoderIdentity {
-  format: 'hf-clip' | 'tfjs-layers'; // which loader
-  shape: string; // architecture summary (widths, depth, input size)
-  fingerprint: string; // hash of the weights
-  layers: number[]; // which layers make the multi-scale feature (1-based for CLIP; layer indices for TF.js)
-  featureDim: number; // F, length of one image's feature vector
-}
-
-export interface ImageEncoder {
-  readonly identity: EncoderIdentity;
-  readonly path: string; // where it was loaded from
-  readonly preprocess: PreprocessConfig;
-  /** Global features (B, F) of B preprocessed images laid out as `preprocess` says. */
-  features(pixels: Float32Array, B: number): Promise<Float32Array>;
-}
 
 export interface EncoderOptions {
   backend: Backend; // runs CLIP towers (a TF.js model runs on TF.js's CPU backend)
   layers?: number[]; // multi-scale layers (default: CLIP [N/3, 2N/3, N]; TF.js: the encoder's default set)
-}
-
-/** The same encoder identity? (what loading an adapter onto an encoder checks) */
-export function sameEncoder(a: EncoderIdentity, b: EncoderIdentity): boolean {
-  return a.format === b.format && a.shape === b.shape && a.fingerprint === b.fingerprint && a.featureDim === b.featureDim && a.layers.join(',') === b.layers.join(',');
-}
-
-/** A readable one-line description. */
-export function describeEncoder(e: EncoderIdentity): string {
-  return `${e.format} (${e.shape}; layers ${e.layers.join(',')}; ${e.featureDim} features; fingerprint ${e.fingerprint})`;
 }
 
 /** CLIP as an ImageEncoder: the CLS token after post_layernorm at each chosen layer, concatenated (refmultimodal.global_features). */

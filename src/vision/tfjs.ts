@@ -10,7 +10,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { check, LlamaAdapterError } from '../core/errors.js';
-import type { EncoderIdentity, ImageEncoder } from './encoder.js';
+import type { EncoderIdentity, ImageEncoder } from './image-encoder.js';
 import type { PreprocessConfig } from './preprocess.js';
 
 /** Default multi-scale layers by model: MobileNetV2's 28x28, 14x14 and final 7x7 stages. */

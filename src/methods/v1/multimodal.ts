@@ -13,7 +13,7 @@ import { check, LlamaAdapterError } from '../../core/errors.js';
 import { Rng } from '../../core/rng.js';
 import type { Matrix } from '../../core/weights.js';
 import { trainableTensors, type AdapterMethod, type MethodHost, type PromptLayer, type PromptSource, type SourceGrads } from '../../model/method.js';
-import { describeEncoder, sameEncoder, type EncoderIdentity } from '../../vision/encoder.js';
+import { describeEncoder, sameEncoder, type EncoderIdentity } from '../../vision/image-encoder.js';
 import { type Adapter, createAdapter, type CreateAdapterOptions } from './adapter.js';
 
 /** The projection's parameter names (as in the adapter file and the reference fixtures). */
