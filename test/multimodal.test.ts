@@ -11,6 +11,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { loadAdapter, loadModel } from '../src/index.js';
 import { finetune } from '../src/train/finetune.js';
+import { createServer } from '../src/serve/server.js';
 import { readInstructionData } from '../src/train/data.js';
 import { loadMultimodalAdapter, multimodalFromFile } from '../src/methods/v1/multimodal-file.js';
 import { FeatureStore } from '../src/vision/features.js';
@@ -181,5 +182,59 @@ describe('multimodal training, adapter file and feature cache', () => {
     assert.deepEqual(readInstructionData(data), [{ instruction: 'What is it?', input: '', output: 'A dog.', image: 'cut.jpg' }]);
     assert.ok(!fs.existsSync(out));
     fs.rmSync(dir, { recursive: true, force: true });
+  });
+});
+
+describe('serving a multimodal adapter: image_url content parts', () => {
+  it('data: URLs and files under --image-dir; rows with different images batch together and each equals its own run; bad images are 400s', async () => {
+    const model = await loadModel(tinystories656k);
+    const encoder = await loadImageEncoder(path.join(fixtures, 'clip-tiny'), { backend: model.backend });
+    const mm = createMultimodalAdapter(model, { promptLength: 4, adapterLayers: 2, encoder: encoder.identity, seed: 3 });
+    for (const [name, v] of mm.parameters()) if (name.endsWith('adaption_gate')) v.fill(0.8);
+    mm.invalidate();
+    const imgDir = path.join(assets, 'images');
+    const server = createServer(model, { modelPath: tinystories656k, multimodal: [{ name: 'mm', file: 'mm.safetensors', adapter: mm, encoder }], imageDir: imgDir, ui: false });
+    const url = await server.listen('127.0.0.1', 0);
+    try {
+      const ask = async (content: unknown, model = 'mm') => {
+        const r = await fetch(`${url}/v1/chat/completions`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ model, messages: [{ role: 'user', content }], max_tokens: 12, temperature: 0 }),
+        });
+        return { status: r.status, body: (await r.json()) as { choices?: { message: { content: string } }[]; error?: { message: string; param: string } } };
+      };
+      const dogs = fs.readFileSync(path.join(imgDir, 'two-dogs.jpg'));
+      const dataUrl = `data:image/jpeg;base64,${dogs.toString('base64')}`;
+      const withImage = (u: string) => [
+        { type: 'text', text: 'Once upon a time' },
+        { type: 'image_url', image_url: { url: u } },
+      ];
+      const [a, b, c] = await Promise.all([ask(withImage(dataUrl)), ask(withImage('imagebind_bird_image.jpg')), ask('Once upon a time')]);
+      assert.equal(a.status, 200, JSON.stringify(a.body));
+      const alone = await ask(withImage('two-dogs.jpg'));
+      assert.equal(a.body.choices![0].message.content, alone.body.choices![0].message.content, 'a data URL and the same file give the same answer');
+      assert.equal(b.status, 200);
+      const birdAlone = await ask(withImage('imagebind_bird_image.jpg'));
+      assert.equal(b.body.choices![0].message.content, birdAlone.body.choices![0].message.content, 'batched with others = alone');
+      assert.notEqual(a.body.choices![0].message.content, b.body.choices![0].message.content, 'the image changes the answer');
+      assert.equal(c.status, 200);
+      for (const [content, m, re] of [
+        [withImage(dataUrl), path.basename(tinystories656k), /does not take images/],
+        [withImage('data:image/gif;base64,R0lGOD'), 'mm', /data URL must be data:image\/png/],
+        [withImage(`data:image/png;base64,${Buffer.from('not a png').toString('base64')}`), 'mm', /image_url \(image\/png data URL\): not an image this library reads/],
+        [withImage('../../fixtures/clip-tiny/config.json'), 'mm', /outside the image directory/],
+        [withImage('nope.jpg'), 'mm', /no image "nope.jpg"/],
+        [withImage('http://example.com/x.png'), 'mm', /does not fetch http/],
+        [[...withImage(dataUrl), { type: 'image_url', image_url: { url: dataUrl } }], 'mm', /2 images in one request/],
+      ] as const) {
+        const r = await ask(content, m);
+        assert.equal(r.status, 400, JSON.stringify(r.body));
+        assert.equal(r.body.error!.param, 'messages');
+        assert.match(r.body.error!.message, re);
+      }
+    } finally {
+      await server.close(1000);
+    }
   });
 });
