@@ -106,20 +106,29 @@ for (const id of backendsUnderTest()) {
       assert.ok(Number.isFinite(same.loss));
     });
 
-    it('greedy decoding from BOS with each row\'s image gives the reference ids', async () => {
+    it("greedy decoding from BOS with each row's image gives the reference ids", async () => {
       const want = rows('mm_greedy');
-      const res = await generateBatch(model, [[want[0][0]], [want[1][0]]], { temperature: 0, maxTokens: want[0].length - 1, stopTokens: [] }, mm.rowSources([f0, f1]));
+      const res = await generateBatch(
+        model,
+        [[want[0][0]], [want[1][0]]],
+        { temperature: 0, maxTokens: want[0].length - 1, stopTokens: [] },
+        mm.rowSources([f0, f1]),
+      );
       res.forEach((r, b) => assert.deepEqual([want[b][0], ...r.ids], want[b], `row ${b}`));
     });
 
-    it('zero gates: exactly the base model\'s logits with any image (and no gradient reaches the projection)', () => {
+    it("zero gates: exactly the base model's logits with any image (and no gradient reaches the projection)", () => {
       const z = new MultimodalAdapter(mm.text, mm.encoder);
       z.projW.set(mm.projW);
       for (const [name, v] of z.parameters()) if (name.endsWith('adaption_gate')) v.fill(0);
       z.invalidate();
       const base = model.forward(tokens);
       const noise = f1.map((x, i) => x * 3 + Math.sin(i));
-      for (const imgs of [[f0, f1], [noise, null]] as const) assert.deepEqual(model.forward(tokens, { adapter: z.rowSources(imgs) }), base);
+      for (const imgs of [
+        [f0, f1],
+        [noise, null],
+      ] as const)
+        assert.deepEqual(model.forward(tokens, { adapter: z.rowSources(imgs) }), base);
       const { grads } = model.lossAndGrads(tokens, targets, z, undefined, z.rowSources([f0, f1]));
       assert.equal(maxAbs(grads.get('proj.weight')!), 0);
     });
@@ -131,7 +140,12 @@ describe('multimodal training, adapter file and feature cache', () => {
   const img = (n: string): string => path.join(assets, 'images', n);
   const recs = Array.from({ length: 12 }, (_, i) => {
     const dog = i % 2 === 0;
-    return { instruction: 'What is in the picture?', input: '', output: dog ? 'Two dogs.' : 'A bird.', image: img(dog ? 'two-dogs.jpg' : 'imagebind_bird_image.jpg') };
+    return {
+      instruction: 'What is in the picture?',
+      input: '',
+      output: dog ? 'Two dogs.' : 'A bird.',
+      image: img(dog ? 'two-dogs.jpg' : 'imagebind_bird_image.jpg'),
+    };
   });
 
   it('finetune --image-encoder: trains prompts, gates and projection; the file names its encoder, reloads exactly and refuses another', async () => {
@@ -139,7 +153,20 @@ describe('multimodal training, adapter file and feature cache', () => {
     const encoder = await loadImageEncoder(clipDir, { backend: model.backend });
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'la-mm-'));
     const out = path.join(dir, 'mm.safetensors');
-    const r = await finetune({ model, data: recs, out, imageEncoder: encoder, epochs: 2, batchSize: 4, valSize: 2, lr: 1e-2, promptLength: 4, adapterLayers: 2, promptStyle: 'plain', featureCache: path.join(dir, 'feats') });
+    const r = await finetune({
+      model,
+      data: recs,
+      out,
+      imageEncoder: encoder,
+      epochs: 2,
+      batchSize: 4,
+      valSize: 2,
+      lr: 1e-2,
+      promptLength: 4,
+      adapterLayers: 2,
+      promptStyle: 'plain',
+      featureCache: path.join(dir, 'feats'),
+    });
     assert.ok(r.adapter instanceof MultimodalAdapter);
     assert.ok(maxAbs(r.adapter.projB) > 0, 'the projection trained');
     const meta = readSafetensors(out).metadata;
@@ -174,11 +201,23 @@ describe('multimodal training, adapter file and feature cache', () => {
       fs.writeFileSync(data, lines.map((l) => JSON.stringify(l)).join('\n'));
       return finetune({ model, data, out, imageEncoder: encoder, epochs: 1, valSize: 0, promptStyle: 'plain' });
     };
-    await assert.rejects(run([recs[0], { ...recs[1], image: 'nope.png' }]), new RegExp(`data\\.jsonl: record 2: image .*nope\\.png cannot be read \\(ENOENT\\)`));
+    await assert.rejects(run([recs[0], { ...recs[1], image: 'nope.png' }]), /data\.jsonl: record 2: image .*nope\.png cannot be read \(ENOENT\)/);
     await assert.rejects(run([recs[0], { ...recs[1], image: 'cut.jpg' }]), /data\.jsonl: record 2: .*cut\.jpg: cannot decode JPEG/);
     await assert.rejects(finetune({ model, data: recs, out, epochs: 1, valSize: 0 }), /\(records\): record 1 has an image .* but no image encoder was given/);
     // LLaVA's conversation format reads as an instruction record with its image
-    fs.writeFileSync(data, JSON.stringify([{ id: '1', image: 'cut.jpg', conversations: [{ from: 'human', value: '<image>\nWhat is it?' }, { from: 'gpt', value: 'A dog.' }] }]));
+    fs.writeFileSync(
+      data,
+      JSON.stringify([
+        {
+          id: '1',
+          image: 'cut.jpg',
+          conversations: [
+            { from: 'human', value: '<image>\nWhat is it?' },
+            { from: 'gpt', value: 'A dog.' },
+          ],
+        },
+      ]),
+    );
     assert.deepEqual(readInstructionData(data), [{ instruction: 'What is it?', input: '', output: 'A dog.', image: 'cut.jpg' }]);
     assert.ok(!fs.existsSync(out));
     fs.rmSync(dir, { recursive: true, force: true });
@@ -193,7 +232,12 @@ describe('serving a multimodal adapter: image_url content parts', () => {
     for (const [name, v] of mm.parameters()) if (name.endsWith('adaption_gate')) v.fill(0.8);
     mm.invalidate();
     const imgDir = path.join(assets, 'images');
-    const server = createServer(model, { modelPath: tinystories656k, multimodal: [{ name: 'mm', file: 'mm.safetensors', adapter: mm, encoder }], imageDir: imgDir, ui: false });
+    const server = createServer(model, {
+      modelPath: tinystories656k,
+      multimodal: [{ name: 'mm', file: 'mm.safetensors', adapter: mm, encoder }],
+      imageDir: imgDir,
+      ui: false,
+    });
     const url = await server.listen('127.0.0.1', 0);
     try {
       const ask = async (content: unknown, model = 'mm') => {
@@ -222,7 +266,11 @@ describe('serving a multimodal adapter: image_url content parts', () => {
       for (const [content, m, re] of [
         [withImage(dataUrl), path.basename(tinystories656k), /does not take images/],
         [withImage('data:image/gif;base64,R0lGOD'), 'mm', /data URL must be data:image\/png/],
-        [withImage(`data:image/png;base64,${Buffer.from('not a png').toString('base64')}`), 'mm', /image_url \(image\/png data URL\): not an image this library reads/],
+        [
+          withImage(`data:image/png;base64,${Buffer.from('not a png').toString('base64')}`),
+          'mm',
+          /image_url \(image\/png data URL\): not an image this library reads/,
+        ],
         [withImage('../../fixtures/clip-tiny/config.json'), 'mm', /outside the image directory/],
         [withImage('nope.jpg'), 'mm', /no image "nope.jpg"/],
         [withImage('http://example.com/x.png'), 'mm', /does not fetch http/],

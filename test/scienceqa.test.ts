@@ -12,7 +12,7 @@ import { assets } from './helpers.js';
 const dir = path.join(assets, 'data/scienceqa');
 
 describe('ScienceQA', () => {
-  it('loads the 4,241 test problems from LLaVA\'s file, joined with problems_first1773 where it has them', () => {
+  it("loads the 4,241 test problems from LLaVA's file, joined with problems_first1773 where it has them", () => {
     const ps = loadLlavaScienceQA(path.join(dir, 'llava_test_CQM-A.json'), path.join(dir, 'problems_first1773.json'), path.join(dir, 'captions.json'));
     assert.equal(ps.length, 4241);
     assert.equal(ps.filter((p) => p.image).length, 2017); // as the assets' manifest says
@@ -32,7 +32,18 @@ describe('ScienceQA', () => {
   });
 
   it('the paper\'s prompt and target; the extractor takes "The answer is (A)" and "The answer is A.", anything else is null', () => {
-    const p: SqaProblem = { id: 'x', question: 'Which is a mammal?', context: '', choices: ['frog', 'dog'], answer: 1, image: 'x/image.png', subject: null, grade: null, hasContext: false, caption: 'A dog.' };
+    const p: SqaProblem = {
+      id: 'x',
+      question: 'Which is a mammal?',
+      context: '',
+      choices: ['frog', 'dog'],
+      answer: 1,
+      image: 'x/image.png',
+      subject: null,
+      grade: null,
+      hasContext: false,
+      caption: 'A dog.',
+    };
     assert.equal(sqaPrompt(p, true), 'Question: Which is a mammal?\nContext: A dog.\nChoices: (A) frog (B) dog\nAnswer:');
     assert.equal(sqaPrompt(p, false), 'Question: Which is a mammal?\nContext: N/A\nChoices: (A) frog (B) dog\nAnswer:');
     assert.equal(sqaTarget(p), ' The answer is (B).');
@@ -56,11 +67,23 @@ describe('ScienceQA', () => {
       hasContext,
       caption: null,
     });
-    const ps = [mk('natural science', 3, true, true), mk('social science', 8, false, false), mk('language science', 12, true, false), mk(null, null, false, true)];
+    const ps = [
+      mk('natural science', 3, true, true),
+      mk('social science', 8, false, false),
+      mk('language science', 12, true, false),
+      mk(null, null, false, true),
+    ];
     const t = sqaTable(ps, [0, 1, null, 0]);
-    assert.deepEqual(
-      Object.fromEntries(Object.entries(t).map(([k, v]) => [k, [v.acc, v.n]])),
-      { NAT: [100, 1], SOC: [0, 1], LAN: [0, 1], TXT: [50, 2], IMG: [100, 2], NO: [0, 1], 'G1-6': [100, 1], 'G7-12': [0, 2], Avg: [50, 4] },
-    );
+    assert.deepEqual(Object.fromEntries(Object.entries(t).map(([k, v]) => [k, [v.acc, v.n]])), {
+      NAT: [100, 1],
+      SOC: [0, 1],
+      LAN: [0, 1],
+      TXT: [50, 2],
+      IMG: [100, 2],
+      NO: [0, 1],
+      'G1-6': [100, 1],
+      'G7-12': [0, 2],
+      Avg: [50, 4],
+    });
   });
 });

@@ -68,7 +68,7 @@ describe('CLIP preprocessing matches PIL / HF CLIPImageProcessor', () => {
     }
   });
 
-  it('our JPEG decoder (jpeg-js) against libjpeg-turbo: within a few levels; the pixels it gives stay close to PIL\'s', () => {
+  it("our JPEG decoder (jpeg-js) against libjpeg-turbo: within a few levels; the pixels it gives stay close to PIL's", () => {
     const ours = readImage(twoDogs);
     const pil = u8('two_dogs_rgb');
     assert.deepEqual([ours.width, ours.height], [pil.width, pil.height]);
@@ -160,7 +160,7 @@ describe('CLIP vision tower matches the reference (clip-tiny-encode)', () => {
     });
   }
 
-  it('the fixture pixels are ours: preprocessing PIL\'s decode of both photos at 32 px gives them within 1e-6', () => {
+  it("the fixture pixels are ours: preprocessing PIL's decode of both photos at 32 px gives them within 1e-6", () => {
     const px = enc.tensorF32('pixels');
     assert.ok(maxAbsDiff(preprocessImage(u8('two_dogs_rgb'), clipCfg(32)), px.subarray(0, 3072)) <= 1e-6);
   });

@@ -94,7 +94,17 @@ export interface Backend {
    * out (rows, dim) = (x - mean) / sqrt(var + eps) * w + b per row, var the biased variance (both
    * in double, two passes); mean and rstd (rows) receive the row statistics when given.
    */
-  layerNorm(out: Float32Array, x: Float32Array, w: Float32Array, b: Float32Array, rows: number, dim: number, eps: number, mean?: Float32Array, rstd?: Float32Array): void;
+  layerNorm(
+    out: Float32Array,
+    x: Float32Array,
+    w: Float32Array,
+    b: Float32Array,
+    rows: number,
+    dim: number,
+    eps: number,
+    mean?: Float32Array,
+    rstd?: Float32Array,
+  ): void;
   /**
    * out (n) = act(x), elementwise (out may alias x); `kind` is a GeluKind: GELU.erf =
    * x * Phi(x) (PyTorch's exact GELU, erf from a rational approximation good to ~1e-7), GELU.tanh =

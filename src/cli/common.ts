@@ -101,7 +101,10 @@ export interface ImageFlags {
 /** Add --image-encoder / --feature-layers (multimodal adapters). */
 export function imageOptions(cmd: Command): Command {
   return cmd
-    .option('--image-encoder <path>', 'image encoder for multimodal adapters: an HF CLIP directory, a TF.js model.json, or nsfwjs:mobilenet_v2 (default: the one a multimodal adapter file records)')
+    .option(
+      '--image-encoder <path>',
+      'image encoder for multimodal adapters: an HF CLIP directory, a TF.js model.json, or nsfwjs:mobilenet_v2 (default: the one a multimodal adapter file records)',
+    )
     .option('--feature-layers <list>', 'encoder layers whose global features are concatenated (CLIP: 1-based, default N/3,2N/3,N)', (v: string) =>
       v.split(',').map((x) => {
         const n = Number(x);

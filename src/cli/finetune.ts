@@ -8,7 +8,19 @@ import { GATE_RULES, type GateMode } from '../methods/v1/gate.js';
 import { finetune } from '../train/finetune.js';
 import { check } from '../core/errors.js';
 import { PROMPT_STYLES, type PromptStyleName } from '../train/prompt-styles.js';
-import { adapterOptions, imageOptions, inRange, int, modelOptions, num, openAnyAdapter, openModel, type AdapterFlags, type ImageFlags, type ModelFlags } from './common.js';
+import {
+  adapterOptions,
+  imageOptions,
+  inRange,
+  int,
+  modelOptions,
+  num,
+  openAnyAdapter,
+  openModel,
+  type AdapterFlags,
+  type ImageFlags,
+  type ModelFlags,
+} from './common.js';
 import { loadImageEncoder } from '../vision/encoder.js';
 
 interface FinetuneFlags extends ModelFlags, AdapterFlags, ImageFlags {
@@ -95,7 +107,8 @@ export function finetuneCommand(): Command {
       const model = await openModel(f);
       const opened = f.resumeFromAdapter ? await openAnyAdapter(f.resumeFromAdapter, model, f) : null;
       const adapter = opened?.adapter;
-      const imageEncoder = opened?.encoder ?? (f.imageEncoder ? await loadImageEncoder(f.imageEncoder, { backend: model.backend, layers: f.featureLayers }) : undefined);
+      const imageEncoder =
+        opened?.encoder ?? (f.imageEncoder ? await loadImageEncoder(f.imageEncoder, { backend: model.backend, layers: f.featureLayers }) : undefined);
       // the default (30, the paper's) is clamped to the model; an explicit value is not
       check(
         self.getOptionValueSource('adapterLayers') !== 'cli' || f.adapterLayers <= model.config.nLayers,

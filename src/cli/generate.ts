@@ -6,7 +6,19 @@ import { MultimodalAdapter } from '../methods/v1/multimodal.js';
 import { FeatureStore } from '../vision/features.js';
 import { PROMPT_STYLES, isPromptStyle } from '../train/prompt-styles.js';
 import { check } from '../core/errors.js';
-import { adapterOptions, imageOptions, inRange, int, modelOptions, num, openAnyAdapter, openModel, type AdapterFlags, type ImageFlags, type ModelFlags } from './common.js';
+import {
+  adapterOptions,
+  imageOptions,
+  inRange,
+  int,
+  modelOptions,
+  num,
+  openAnyAdapter,
+  openModel,
+  type AdapterFlags,
+  type ImageFlags,
+  type ModelFlags,
+} from './common.js';
 import { generate } from '../generate/generate.js';
 
 interface GenerateFlags extends ModelFlags, AdapterFlags, ImageFlags {
@@ -55,7 +67,8 @@ export function generateCommand(): Command {
         const [feats] = await new FeatureStore(opened.encoder).ofFiles([f.image], ['--image']);
         source = adapter.forImage(feats) as typeof source;
       }
-      const style = f.template === 'auto' ? ((adapter && trainingPromptStyle(adapter instanceof MultimodalAdapter ? adapter.text : adapter)) ?? 'none') : f.template;
+      const style =
+        f.template === 'auto' ? ((adapter && trainingPromptStyle(adapter instanceof MultimodalAdapter ? adapter.text : adapter)) ?? 'none') : f.template;
       check(
         style === 'none' || isPromptStyle(style),
         `--template: unknown prompt style "${style}" (expected auto, none, ${Object.keys(PROMPT_STYLES).join(', ')})`,

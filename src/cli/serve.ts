@@ -7,7 +7,17 @@ import * as path from 'node:path';
 import { Command } from 'commander';
 import { check } from '../core/errors.js';
 import { createServer } from '../serve/server.js';
-import { adapterLoadOptions, adapterOptions, imageOptions, int, modelOptions, openModel, type AdapterFlags, type ImageFlags, type ModelFlags } from './common.js';
+import {
+  adapterLoadOptions,
+  adapterOptions,
+  imageOptions,
+  int,
+  modelOptions,
+  openModel,
+  type AdapterFlags,
+  type ImageFlags,
+  type ModelFlags,
+} from './common.js';
 import { isMultimodalAdapterFile, loadMultimodalAdapter } from '../methods/v1/multimodal-file.js';
 
 interface ServeFlags extends ModelFlags, AdapterFlags, ImageFlags {

@@ -124,7 +124,10 @@ export class LlamaModel implements ForwardContext, MethodHost {
     check(src.length === B, `lossAndGrads: ${src.length} prompt sources given for ${B} rows`);
     for (const s of src) {
       this.checkOwn(s);
-      check(s.firstLayer === adapter.firstLayer && s.promptLength === adapter.promptLength, 'lossAndGrads: a row source does not have the adapter\'s layers and prompt length');
+      check(
+        s.firstLayer === adapter.firstLayer && s.promptLength === adapter.promptLength,
+        "lossAndGrads: a row source does not have the adapter's layers and prompt length",
+      );
     }
     const { rows, tg } = this.lossRows(targets, B, T);
     const grads = into ?? zerosLike(adapter);

@@ -365,7 +365,12 @@ export class Server {
     for (const m of b.messages) if (typeof m.content !== 'string') for (const p of m.content) if (p.type === 'image_url') urls.push(p.image_url.url);
     if (urls.length === 0) return null;
     const mm = served?.multimodal;
-    if (!mm) throw badParam('messages', `the model '${b.model}' does not take images (serve a multimodal adapter, trained with an image encoder)`, 'image_not_supported');
+    if (!mm)
+      throw badParam(
+        'messages',
+        `the model '${b.model}' does not take images (serve a multimodal adapter, trained with an image encoder)`,
+        'image_not_supported',
+      );
     if (urls.length > 1) throw badParam('messages', `${urls.length} images in one request; a LLaMA-Adapter v1 multimodal adapter takes one`, 'too_many_images');
     const { bytes, name } = imageBytes(urls[0], this.imageDir);
     try {

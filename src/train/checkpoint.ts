@@ -100,7 +100,10 @@ export function readTrainingCheckpoint(
     const history = readHistory(path, ck.history, pos.step);
 
     const rec = recordedEncoder(path, meta);
-    check(!!rec === !!encoder, `${path}: ${rec ? 'a multimodal checkpoint: resume it with its --image-encoder' : 'a text adapter\'s checkpoint: resume it without --image-encoder'}`);
+    check(
+      !!rec === !!encoder,
+      `${path}: ${rec ? 'a multimodal checkpoint: resume it with its --image-encoder' : "a text adapter's checkpoint: resume it without --image-encoder"}`,
+    );
     let a: TrainedAdapter = adapterFromMetadata(path, meta, model, { multimodal: !!rec });
     if (rec && encoder) {
       a = new MultimodalAdapter(a, rec.identity);

@@ -37,6 +37,8 @@ export interface FinetuneOptions {
   imageEncoder?: ImageEncoder;
   imageDir?: string; // relative image paths resolve here (default: the data file's folder, else the working directory)
   featureCache?: string | null; // on-disk feature cache folder (default none; features are always cached in memory)
+  /** Features of a record's image given by the caller (e.g. computed in memory) instead of read and encoded; null = read the file. */
+  imageFeatures?: (image: string) => Float32Array | null;
   promptLength?: number; // K (default 10)
   adapterLayers?: number; // L (default min(30, nLayers))
   gate?: GateMode; // default tanh-per-head
@@ -150,12 +152,15 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneResult> {
   const feats: (Float32Array | null)[] = new Array(records.length).fill(null);
   if (enc) {
     check(withImage.length > 0, `${dataName}: no record has an "image" field, so there is nothing to train the image projection on`);
+    const given = withImage.map(({ r }) => o.imageFeatures?.(r.image!) ?? null);
+    const toRead = withImage.filter((_, k) => !given[k]);
     const store = new FeatureStore(enc, o.featureCache ?? null);
     const got = await store.ofFiles(
-      withImage.map(({ r }) => path.resolve(imgDir, r.image!)),
-      withImage.map(({ i }) => where(i)),
+      toRead.map(({ r }) => path.resolve(imgDir, r.image!)),
+      toRead.map(({ i }) => where(i)),
     );
-    withImage.forEach(({ i }, k) => (feats[i] = got[k]));
+    let g = 0;
+    withImage.forEach(({ i }, k) => (feats[i] = given[k] ?? got[g++]));
   }
   const valFeats = feats.slice(0, valSize),
     trainFeats = feats.slice(valSize);
@@ -257,7 +262,16 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneResult> {
           idx.map((j) => train[j]),
           tok.eosId,
         );
-        const r = model.lossAndGrads(batch.tokens, batch.targets, adapter, micro, rowSources(adapter, idx.map((j) => trainFeats[j])));
+        const r = model.lossAndGrads(
+          batch.tokens,
+          batch.targets,
+          adapter,
+          micro,
+          rowSources(
+            adapter,
+            idx.map((j) => trainFeats[j]),
+          ),
+        );
         lossSum += r.loss;
         tokensSeen += idx.reduce((s, j) => s + train[j].tokens.length, 0);
         for (const [k, g] of grads) {

@@ -43,8 +43,14 @@ export function readCaptions(file: string): Map<string, string> {
 function fromProblem(id: string, p: Record<string, unknown>, file: string, captions: Map<string, string> | null): SqaProblem {
   const where = `${file}: problem ${id}`;
   check(typeof p.question === 'string', `${where}: "question" must be a string`);
-  check(Array.isArray(p.choices) && p.choices.length >= 2 && p.choices.length <= 5 && p.choices.every((c) => typeof c === 'string'), `${where}: "choices" must be 2 to 5 strings`);
-  check(Number.isInteger(p.answer) && (p.answer as number) >= 0 && (p.answer as number) < (p.choices as string[]).length, `${where}: "answer" must index "choices"`);
+  check(
+    Array.isArray(p.choices) && p.choices.length >= 2 && p.choices.length <= 5 && p.choices.every((c) => typeof c === 'string'),
+    `${where}: "choices" must be 2 to 5 strings`,
+  );
+  check(
+    Number.isInteger(p.answer) && (p.answer as number) >= 0 && (p.answer as number) < (p.choices as string[]).length,
+    `${where}: "answer" must index "choices"`,
+  );
   const grade = typeof p.grade === 'string' && /^grade\d+$/.test(p.grade) ? Number(p.grade.slice(5)) : null;
   const hint = typeof p.hint === 'string' ? p.hint.trim() : '';
   const image = typeof p.image === 'string' && p.image ? `${id}/${p.image}` : null;
@@ -69,7 +75,10 @@ export function loadScienceQA(problemsFile: string, splitsFile: string, split: s
   const ids = splits[split];
   check(Array.isArray(ids), `${splitsFile}: no split "${split}" (it has ${Object.keys(splits).join(', ')})`);
   const captions = captionsFile ? readCaptions(captionsFile) : null;
-  return (ids as unknown[]).map(String).filter((id) => id in problems).map((id) => fromProblem(id, problems[id], problemsFile, captions));
+  return (ids as unknown[])
+    .map(String)
+    .filter((id) => id in problems)
+    .map((id) => fromProblem(id, problems[id], problemsFile, captions));
 }
 
 /**
@@ -86,7 +95,10 @@ export function loadLlavaScienceQA(file: string, problemsFile?: string, captions
     const where = `${file}: record ${i + 1}`;
     const id = String(r.id);
     const conv = r.conversations as { from?: string; value?: string }[] | undefined;
-    check(Array.isArray(conv) && conv.length >= 2 && typeof conv[0].value === 'string' && typeof conv[1].value === 'string', `${where}: no human / gpt conversation`);
+    check(
+      Array.isArray(conv) && conv.length >= 2 && typeof conv[0].value === 'string' && typeof conv[1].value === 'string',
+      `${where}: no human / gpt conversation`,
+    );
     const image = typeof r.image === 'string' ? r.image : null;
     // options are the last "\nA. ", then "\nB. ", ... in order (an option may hold a newline)
     const all = conv![0].value!.replace(/^<image>\n?/, '');

@@ -152,9 +152,13 @@ export class ClipVision {
       const full = prefix + name;
       check(f.has(full), `${file}: missing tensor "${full}"`);
       const got = f.info(full).shape;
-      check(got.length === shape.length && got.every((d, i) => d === shape[i]), `${file}: tensor "${full}" has shape [${got}], expected [${shape}] for this config`);
+      check(
+        got.length === shape.length && got.every((d, i) => d === shape[i]),
+        `${file}: tensor "${full}" has shape [${got}], expected [${shape}] for this config`,
+      );
       const data = f.tensorF32(full);
-      for (let i = 0; i < data.length; i++) if (!Number.isFinite(data[i])) throw new LlamaAdapterError(`${file}: tensor "${full}" holds ${data[i]} at element ${i}`);
+      for (let i = 0; i < data.length; i++)
+        if (!Number.isFinite(data[i])) throw new LlamaAdapterError(`${file}: tensor "${full}" holds ${data[i]} at element ${i}`);
       const s = new TensorSample(shape);
       s.feedF32(data);
       hash.update(`${name} ${shape.join('x')}\n`);

@@ -29,7 +29,10 @@ export class ClipEncoder implements ImageEncoder {
   ) {
     const N = tower.config.numLayers;
     const ls = layers ?? defaultFeatureLayers(N);
-    check(ls.length > 0 && ls.every((l) => Number.isInteger(l) && l >= 0 && l <= N), `${tower.path}: feature layers must be integers from 0 to ${N} (got ${ls.join(',')})`);
+    check(
+      ls.length > 0 && ls.every((l) => Number.isInteger(l) && l >= 0 && l <= N),
+      `${tower.path}: feature layers must be integers from 0 to ${N} (got ${ls.join(',')})`,
+    );
     this.identity = { format: 'hf-clip', shape: tower.shape, fingerprint: tower.fingerprint, layers: ls, featureDim: ls.length * tower.config.hiddenSize };
     this.preprocess = { size: tower.config.imageSize, mean: CLIP_MEAN, std: CLIP_STD, layout: 'chw', crop: 'hf' };
     this.path = tower.path;
@@ -53,5 +56,7 @@ export async function loadImageEncoder(path: string, o: EncoderOptions): Promise
     const { loadTfjsEncoder } = await import('./tfjs.js'); // TF.js only for this kind of encoder
     return loadTfjsEncoder(path, o.layers);
   }
-  throw new LlamaAdapterError(`${path}: not an image encoder this library reads (expected an HF CLIP directory with config.json, a TF.js model.json, or nsfwjs:mobilenet_v2)`);
+  throw new LlamaAdapterError(
+    `${path}: not an image encoder this library reads (expected an HF CLIP directory with config.json, a TF.js model.json, or nsfwjs:mobilenet_v2)`,
+  );
 }

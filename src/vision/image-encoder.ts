@@ -23,11 +23,16 @@ export interface ImageEncoder {
 
 /** The same encoder identity? (what loading an adapter onto an encoder checks) */
 export function sameEncoder(a: EncoderIdentity, b: EncoderIdentity): boolean {
-  return a.format === b.format && a.shape === b.shape && a.fingerprint === b.fingerprint && a.featureDim === b.featureDim && a.layers.join(',') === b.layers.join(',');
+  return (
+    a.format === b.format &&
+    a.shape === b.shape &&
+    a.fingerprint === b.fingerprint &&
+    a.featureDim === b.featureDim &&
+    a.layers.join(',') === b.layers.join(',')
+  );
 }
 
 /** A readable one-line description. */
 export function describeEncoder(e: EncoderIdentity): string {
   return `${e.format} (${e.shape}; layers ${e.layers.join(',')}; ${e.featureDim} features; fingerprint ${e.fingerprint})`;
 }
-

@@ -149,7 +149,9 @@ export function decodeImage(bytes: Uint8Array, name: string, maxPixels = MAX_IMA
     }
     return { width: p.width, height: p.height, data: rgbaToRgb(new Uint8Array(p.data.buffer, p.data.byteOffset, p.data.length), p.width, p.height) };
   }
-  const what = kind ? `a ${kind.toUpperCase()} file` : `not an image this library reads (first bytes ${[...bytes.subarray(0, 4)].map((x) => x.toString(16).padStart(2, '0')).join(' ') || 'none'})`;
+  const what = kind
+    ? `a ${kind.toUpperCase()} file`
+    : `not an image this library reads (first bytes ${[...bytes.subarray(0, 4)].map((x) => x.toString(16).padStart(2, '0')).join(' ') || 'none'})`;
   throw new LlamaAdapterError(`${name}: ${what}; images must be JPEG or PNG`);
 }
 

@@ -57,7 +57,7 @@ function coeffs(inSize: number, outSize: number): { xmin: Int32Array; ks: Int32A
 
 function clip8(acc: number): number {
   const v = Math.floor(acc / (1 << PRECISION_BITS));
-  return v < 0 ? 0 : v > 255 ? 255 : v;
+  return Math.min(255, Math.max(0, v));
 }
 
 /** PIL Image.resize((w, h), BICUBIC) of an RGB image, bit for bit. */

@@ -32,10 +32,17 @@ async function nsfwjsArtifacts(name: string): Promise<Artifacts> {
   } catch (e) {
     throw new LlamaAdapterError(`nsfwjs:${name}: the nsfwjs package is not installed (npm install nsfwjs)`, { cause: e });
   }
-  const json = (await mod.MobileNetV2Model.modelJson()).default as { modelTopology: Artifacts['topology']; weightsManifest: { weights: tf.io.WeightsManifestEntry[] }[] };
+  const json = (await mod.MobileNetV2Model.modelJson()).default as {
+    modelTopology: Artifacts['topology'];
+    weightsManifest: { weights: tf.io.WeightsManifestEntry[] }[];
+  };
   const b64 = (await mod.MobileNetV2Model.weightBundles[0]()).default as string;
   const buf = Buffer.from(b64, 'base64');
-  return { topology: json.modelTopology, specs: json.weightsManifest.flatMap((g) => g.weights), weights: buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.length) };
+  return {
+    topology: json.modelTopology,
+    specs: json.weightsManifest.flatMap((g) => g.weights),
+    weights: buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.length),
+  };
 }
 
 function fileArtifacts(file: string): Artifacts {
@@ -48,7 +55,11 @@ function fileArtifacts(file: string): Artifacts {
   check(json.modelTopology && Array.isArray(json.weightsManifest), `${file}: not a TF.js layers model.json (no modelTopology / weightsManifest)`);
   const parts = json.weightsManifest!.flatMap((g) => g.paths).map((p) => fs.readFileSync(path.join(path.dirname(file), p)));
   const all = Buffer.concat(parts);
-  return { topology: json.modelTopology, specs: json.weightsManifest!.flatMap((g) => g.weights), weights: all.buffer.slice(all.byteOffset, all.byteOffset + all.length) };
+  return {
+    topology: json.modelTopology,
+    specs: json.weightsManifest!.flatMap((g) => g.weights),
+    weights: all.buffer.slice(all.byteOffset, all.byteOffset + all.length),
+  };
 }
 
 class TfjsEncoder implements ImageEncoder {
@@ -91,7 +102,13 @@ export async function loadTfjsEncoder(src: string, layers?: number[]): Promise<I
   const inShape = model.inputs[0].shape;
   check(inShape.length === 4 && inShape[1] === inShape[2] && inShape[3] === 3, `${src}: expected an input of shape [batch, S, S, 3], got [${inShape}]`);
   const S = inShape[1] as number;
-  const kind = model.name.toLowerCase().replace(/[^a-z0-9]/g, '').startsWith('mobilenetv2') || model.layers.some((l) => l.name === 'block_12_add') ? 'mobilenetv2' : '';
+  const kind =
+    model.name
+      .toLowerCase()
+      .replace(/[^a-z0-9]/g, '')
+      .startsWith('mobilenetv2') || model.layers.some((l) => l.name === 'block_12_add')
+      ? 'mobilenetv2'
+      : '';
   const idx = layers ?? (DEFAULT_LAYERS[kind] ?? []).map((n) => model.layers.findIndex((l) => l.name === n));
   const chosen = idx.length ? idx : [model.layers.length - 1];
   check(

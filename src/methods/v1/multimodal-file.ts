@@ -83,7 +83,8 @@ export async function loadMultimodalAdapter(
   const rec = atFile(path, () => recordedEncoder(path, readSafetensors(path).metadata));
   if (!rec) throw new LlamaAdapterError(`${path}: not a multimodal adapter (no "method": "multimodal" in its metadata)`);
   const where = o.encoderPath ?? rec.path;
-  if (!where) throw new LlamaAdapterError(`${path}: a multimodal adapter needs its image encoder: pass --image-encoder PATH (${describeEncoder(rec.identity)})`);
+  if (!where)
+    throw new LlamaAdapterError(`${path}: a multimodal adapter needs its image encoder: pass --image-encoder PATH (${describeEncoder(rec.identity)})`);
   const encoder = await loadImageEncoder(where, { backend: host.backend, layers: o.layers ?? rec.identity.layers });
   return { adapter: multimodalFromFile(path, host, encoder.identity, o), encoder };
 }

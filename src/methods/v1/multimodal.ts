@@ -111,7 +111,10 @@ export class MultimodalAdapter implements AdapterMethod {
 
   /** I_p (B, D) for B images' features (B, F). */
   imagePrompt(feats: Float32Array, B = 1): Float32Array {
-    check(feats.length === B * this.featureDim, `image features have ${feats.length} values, expected ${B} x ${this.featureDim} (${describeEncoder(this.encoder)})`);
+    check(
+      feats.length === B * this.featureDim,
+      `image features have ${feats.length} values, expected ${B} x ${this.featureDim} (${describeEncoder(this.encoder)})`,
+    );
     const D = this.host.config.dim;
     const z = this.linear(feats, B);
     this.host.backend.layerNorm(z, z, this.normW, this.normB, B, D, PROJ_EPS);
@@ -154,7 +157,8 @@ export class MultimodalAdapter implements AdapterMethod {
     dNW.fill(0);
     dNB.fill(0);
     const imgs = hook.filter((h) => this.made.has(h.source));
-    for (const h of hook) if (h.source !== this && !this.made.has(h.source)) throw new LlamaAdapterError('multimodal adapter: a row source was not made by this adapter');
+    for (const h of hook)
+      if (h.source !== this && !this.made.has(h.source)) throw new LlamaAdapterError('multimodal adapter: a row source was not made by this adapter');
     const G = imgs.length;
     if (G === 0) return;
     // d I_p (G, D) = sum over adapted layers and prompt rows of dpk Wk + dpv Wv
