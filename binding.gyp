@@ -17,7 +17,8 @@
         "native/amx.cc",
         "native/rows.cc",
         "native/attention.cc",
-        "native/quant.cc"
+        "native/quant.cc",
+        "native/encoder.cc"
       ],
       "include_dirs": ["native"],
       "cflags": ["-O3", "-falign-functions=64", "-falign-loops=32", "-pthread", "-Wno-maybe-uninitialized"],

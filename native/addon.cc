@@ -518,7 +518,15 @@ struct ArgDesc {
     (F32, gate, s.H), (F32, probs, 1.0 * s.B * s.H * s.T * s.K), (PROMPT, s, 0))                                                       \
   X_(crossEntropy, la::cross_entropy, (F32, logits, 1.0 * rows * V), (I32, targets, rows), (INT, rows, 0), (INT, V, 1),                 \
     (F32_OPT, dlogits, 1.0 * rows * V), (NUM, scale, 0), (CHECK, all_in("target", targets, rows, -2147483647L - 1, V), 0)) \
-  X_(adamw, la::adamw, (F32, p, n), (F32, g, n), (F32, m, n), (F32, v, n), (INT, n, 0), (ADAMW, o, 0))
+  X_(adamw, la::adamw, (F32, p, n), (F32, g, n), (F32, m, n), (F32, v, n), (INT, n, 0), (ADAMW, o, 0))                                 \
+  X_(layerNorm, la::layer_norm, (F32, out, 1.0 * rows * dim), (F32, x, 1.0 * rows * dim), (F32, w, dim), (F32, b, dim), (INT, rows, 0),  \
+    (INT, dim, 0), (NUM, eps, 0), (F32_OPT, mean, rows), (F32_OPT, rstd, rows))                                                        \
+  X_(gelu, la::gelu, (F32, out, n), (F32, x, n), (INT, n, 0), (INT, kind, 0), (CHECK, kind <= 2 ? "" : "kind must be 0, 1 or 2", 0))     \
+  X_(biasAdd, la::bias_add, (F32, x, 1.0 * rows * dim), (F32, bias, dim), (INT, rows, 0), (INT, dim, 0))                                  \
+  X_(encoderAttention, la::encoder_attention, (F32, out, 1.0 * s.B * s.T * s.H * s.hs), (F32, q, 1.0 * s.B * s.T * s.H * s.hs),         \
+    (F32, k, 1.0 * s.B * s.T * s.Hkv * s.hs), (F32, v, 1.0 * s.B * s.T * s.Hkv * s.hs), (ATTN, s, 0))                                   \
+  X_(patches, la::patches, (F32, out, 1.0 * B * C * size * size), (F32, pixels, 1.0 * B * C * size * size), (INT, B, 0), (INT, C, 1),     \
+    (INT, size, 1), (INT, p, 1), (CHECK, size % p == 0 ? "" : "size must be a multiple of p", 0))
 
 // One wrapper per list line: read and check every argument, then run the kernel on the backend's
 // thread count under la::NoDenormals (FTZ/DAZ; the JS thread's MXCSR is restored on return).

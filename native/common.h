@@ -272,4 +272,12 @@ void prompt_attention(float* out, const float* q, const float* pk, const float* 
 void prompt_attention_back(float* dq, float* dpk, float* dpv, float* dgate, const float* dout, const float* q, const float* pk,
                            const float* pv, const float* gate, const float* probs, const PromptShape& s);
 
+
+// encoder.cc (image encoders: ViT / CLIP towers)
+void layer_norm(float* out, const float* x, const float* w, const float* b, long rows, long dim, float eps, float* mean, float* rstd);
+void gelu(float* out, const float* x, long n, long kind);  // kind: 0 erf, 1 tanh approximation, 2 quick_gelu
+void bias_add(float* x, const float* bias, long rows, long dim);
+void encoder_attention(float* out, const float* q, const float* k, const float* v, const AttnShape& s);
+void patches(float* out, const float* pixels, long B, long C, long size, long p);
+
 }  // namespace la

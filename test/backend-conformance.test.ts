@@ -11,8 +11,9 @@
 
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import type { AttnShape, Backend, PromptShape } from '../src/backend/backend.js';
+import { GELU, type AttnShape, type Backend, type PromptShape } from '../src/backend/backend.js';
 import { createTsBackend } from '../src/backend/ts/index.js';
+import { erf } from '../src/backend/ts/encoder.js';
 import { backends, oracleId, type BackendId } from '../src/backend/index.js';
 import { loadNativeBackend, nativeInfo, setNativeFeature, setNativeSimd, type Gemm } from '../src/backend/native.js';
 import { roundBf16, toBf16, type Matrix } from '../src/core/weights.js';
@@ -668,6 +669,89 @@ for (const { id, simd } of runs) {
       assert.equal(be.crossEntropy(logits, targets, 64, 500, null, 1), one.crossEntropy(logits, targets, 64, 500, null, 1), 'crossEntropy 1 vs 2 threads');
     });
 
+    it('encoder kernels: layerNorm (+ statistics), gelu (erf, tanh, quick), biasAdd, encoderAttention (MHA/GQA, T > 64), patches', () => {
+      for (const [rows, dim] of [
+        [1, 1],
+        [3, 7],
+        [5, 48],
+        [257, 130],
+        [300, 1024],
+      ] as const) {
+        const x = randn(rng, rows * dim, 2),
+          w = randn(rng, dim),
+          b = randn(rng, dim);
+        x[0] += 50; // a large common offset: the two-pass variance must not cancel
+        const want = new Float32Array(rows * dim),
+          wm = new Float32Array(rows),
+          wr = new Float32Array(rows);
+        ts.layerNorm(want, x, w, b, rows, dim, 1e-5, wm, wr);
+        const ov = inView(new Float32Array(rows * dim)),
+          mv = inView(new Float32Array(rows)),
+          rv = inView(new Float32Array(rows));
+        be.layerNorm(ov.v, x, w, b, rows, dim, 1e-5, mv.v, rv.v);
+        close(ov.v, want, RTOL, `layerNorm ${rows}x${dim}`);
+        close(mv.v, wm, RTOL, `layerNorm mean ${rows}x${dim}`);
+        close(rv.v, wr, RTOL, `layerNorm rstd ${rows}x${dim}`);
+        assert.ok(ov.intact() && mv.intact() && rv.intact(), 'layerNorm wrote outside its views');
+        const out2 = new Float32Array(rows * dim);
+        be.layerNorm(out2, x, w, b, rows, dim, 1e-5);
+        sameBits(out2, ov.v, `layerNorm without statistics ${rows}x${dim}`);
+        const xb = x.slice(),
+          wantB = x.slice();
+        ts.biasAdd(wantB, b, rows, dim);
+        const xbv = inView(xb);
+        be.biasAdd(xbv.v, b, rows, dim);
+        sameBits(xbv.v, wantB, `biasAdd ${rows}x${dim}`);
+        assert.ok(xbv.intact(), 'biasAdd wrote outside x');
+      }
+      for (const n of [1, 7, 33, 1000, 70001])
+        for (const kind of [GELU.erf, GELU.tanh, GELU.quick]) {
+          const x = randn(rng, n, 3);
+          if (n > 4) [x[0], x[1], x[2], x[3]] = [30, -30, 0, -1e-30];
+          const want = new Float32Array(n);
+          ts.gelu(want, x, n, kind);
+          const ov = inView(new Float32Array(n));
+          be.gelu(ov.v, x, n, kind);
+          close(ov.v, want, RTOL, `gelu kind ${kind} n=${n}`, 2e-7);
+          assert.ok(ov.intact(), 'gelu wrote outside out');
+          const inPlace = x.slice();
+          be.gelu(inPlace, inPlace, n, kind);
+          sameBits(inPlace, ov.v, `gelu in place kind ${kind}`);
+        }
+      for (const s of [
+        { B: 1, T: 1, S: 1, H: 1, Hkv: 1, hs: 4 },
+        { B: 2, T: 17, S: 17, H: 4, Hkv: 4, hs: 12 },
+        { B: 2, T: 50, S: 50, H: 4, Hkv: 2, hs: 16 },
+        { B: 1, T: 197, S: 197, H: 3, Hkv: 3, hs: 64 },
+      ] satisfies AttnShape[]) {
+        const q = randn(rng, s.B * s.T * s.H * s.hs),
+          k = randn(rng, s.B * s.T * s.Hkv * s.hs),
+          v = randn(rng, k.length);
+        const want = new Float32Array(q.length);
+        ts.encoderAttention(want, q, k, v, s);
+        const ov = inView(new Float32Array(q.length));
+        be.encoderAttention(ov.v, q, k, v, s);
+        close(ov.v, want, RTOL, `encoderAttention B${s.B} T${s.T} H${s.H}/${s.Hkv} hs${s.hs}`);
+        assert.ok(ov.intact(), 'encoderAttention wrote outside out');
+      }
+      for (const [B, C, size, p] of [
+        [1, 1, 2, 1],
+        [2, 3, 32, 8],
+        [1, 3, 28, 14],
+      ] as const) {
+        const px = randn(rng, B * C * size * size);
+        const want = new Float32Array(px.length);
+        ts.patches(want, px, B, C, size, p);
+        const ov = inView(new Float32Array(px.length));
+        be.patches(ov.v, px, B, C, size, p);
+        sameBits(ov.v, want, `patches ${B}x${C}x${size} p${p}`);
+        assert.ok(ov.intact(), 'patches wrote outside out');
+      }
+      assert.throws(() => be.patches(new Float32Array(27), new Float32Array(27), 1, 3, 3, 2), RangeError); // 3 is not a multiple of 2
+      assert.throws(() => be.gelu(new Float32Array(4), new Float32Array(4), 4, 3 as never), RangeError);
+      assert.throws(() => be.layerNorm(new Float32Array(8), new Float32Array(8), new Float32Array(3), new Float32Array(4), 2, 4, 1e-5), RangeError);
+    });
+
     it('rejects buffers too small for the shape (RangeError, no memory access)', () => {
       const w: Matrix = { dtype: 'f32', rows: 8, cols: 8, data: new Float32Array(64) };
       assert.throws(() => be.matmul(new Float32Array(7), new Float32Array(8), w, 1), RangeError);
@@ -1066,6 +1150,57 @@ describe('TypeScript backward kernels match finite differences', () => {
     for (let i = 0; i < V; i++) assert.equal(d[V + i], 0, 'ignored row gets zero gradient');
     const grad = d.map((x) => x / scale);
     fdCheck('crossEntropy', logits, () => be.crossEntropy(logits, targets, rows, V, null, 1), grad, rng);
+  });
+
+  it('encoder oracle: erf against tabulated values, GELU forms against their definitions, encoderAttention against attention at the last position, patches against a Conv2d by hand', () => {
+    // erf(x) from Abramowitz & Stegun table 7.1 (to 1e-7)
+    for (const [x, e] of [
+      [0.1, 0.1124629],
+      [0.5, 0.5204999],
+      [1, 0.8427008],
+      [1.5, 0.9661051],
+      [2, 0.9953223],
+      [-0.7, -0.6778012],
+    ])
+      assert.ok(Math.abs(erf(x) - e) < 2e-7, `erf(${x}) = ${erf(x)}, table ${e}`);
+    const out = new Float32Array(3);
+    ts.gelu(out, Float32Array.from([1, -2, 0.5]), 3, GELU.quick);
+    close(out, [1 / (1 + Math.exp(-1.702)), -2 / (1 + Math.exp(3.404)), 0.5 / (1 + Math.exp(-0.851))], 1e-6, 'quick gelu');
+    ts.gelu(out, Float32Array.from([1, -2, 0.5]), 3, GELU.tanh);
+    close(out, [0.841192, -0.0454023, 0.345714], 1e-6, 'tanh gelu (PyTorch approximate="tanh")');
+    ts.gelu(out, Float32Array.from([1, -2, 0.5]), 3, GELU.erf);
+    close(out, [0.8413447, -0.0455003, 0.3457312], 1e-6, 'erf gelu (PyTorch)');
+    // bidirectional attention = causal attention's last query over the whole row, for every t
+    const s: AttnShape = { B: 2, T: 6, S: 6, H: 4, Hkv: 2, hs: 8 };
+    const q = randn(rng, 2 * 6 * 32),
+      k = randn(rng, 2 * 6 * 16),
+      v = randn(rng, k.length);
+    const enc = new Float32Array(q.length);
+    ts.encoderAttention(enc, q, k, v, s);
+    for (let t = 0; t < 6; t++) {
+      const q1 = new Float32Array(2 * 32);
+      for (let b = 0; b < 2; b++) q1.set(q.subarray((b * 6 + t) * 32, (b * 6 + t + 1) * 32), b * 32);
+      const o = new Float32Array(q1.length);
+      ts.attention(o, q1, k, v, Int32Array.from([5, 5]), { ...s, T: 1 });
+      for (let b = 0; b < 2; b++) close(enc.subarray((b * 6 + t) * 32, (b * 6 + t + 1) * 32), o.subarray(b * 32, b * 32 + 32), 1e-6, `encoderAttention t=${t}`);
+    }
+    // patches + a product = a stride-p convolution summed by hand
+    const C = 2,
+      size = 4,
+      p = 2,
+      px = randn(rng, C * size * size),
+      w = randn(rng, C * p * p);
+    const tiles = new Float32Array(4 * C * p * p);
+    ts.patches(tiles, px, 1, C, size, p);
+    for (let gy = 0; gy < 2; gy++)
+      for (let gx = 0; gx < 2; gx++) {
+        let conv = 0,
+          viaTiles = 0;
+        for (let c = 0; c < C; c++)
+          for (let dy = 0; dy < p; dy++) for (let dx = 0; dx < p; dx++) conv += px[(c * size + gy * p + dy) * size + gx * p + dx] * w[(c * p + dy) * p + dx];
+        for (let i = 0; i < C * p * p; i++) viaTiles += tiles[(gy * 2 + gx) * C * p * p + i] * w[i];
+        assert.ok(Math.abs(conv - viaTiles) < 1e-5, `patch (${gy}, ${gx})`);
+      }
   });
 
   it('adamw matches the textbook update (bias-corrected, decoupled weight decay)', () => {

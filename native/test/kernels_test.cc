@@ -435,6 +435,79 @@ void check_attention() {
   }
 }
 
+// Encoder kernels: LayerNorm (+ statistics), the GELU family (std::erf / std::tanh in double), bias
+// add, bidirectional attention (each query over all T keys of its row, GQA), the patch layout.
+void check_encoder() {
+  for (long dim : {1L, 7L, 48L, 130L, 1024L}) {
+    const long rows = 9;
+    Vec x = randn(rows * dim, 2.0f), w = randn(dim), b = randn(dim);
+    x[0] += 50.0f;
+    Vec got(rows * dim), want(rows * dim), mean(rows), rstd(rows), wm(rows), wr(rows);
+    la::layer_norm(got.data(), x.data(), w.data(), b.data(), rows, dim, 1e-5f, mean.data(), rstd.data());
+    for (long r = 0; r < rows; r++) {
+      double mu = 0, var = 0;
+      for (long i = 0; i < dim; i++) mu += x[r * dim + i];
+      mu /= dim;
+      for (long i = 0; i < dim; i++) var += (x[r * dim + i] - mu) * (x[r * dim + i] - mu);
+      const double rs = 1.0 / std::sqrt(var / dim + 1e-5);
+      wm[r] = static_cast<float>(mu);
+      wr[r] = static_cast<float>(rs);
+      for (long i = 0; i < dim; i++) want[r * dim + i] = static_cast<float>((x[r * dim + i] - mu) * rs * w[i] + b[i]);
+    }
+    const std::string tag = " dim " + std::to_string(dim);
+    close(got.data(), want.data(), got.size(), kRtol, "layerNorm" + tag);
+    close(mean.data(), wm.data(), rows, kRtol, "layerNorm mean" + tag);
+    close(rstd.data(), wr.data(), rows, kRtol, "layerNorm rstd" + tag);
+    Vec xb = x, wb = x;
+    la::bias_add(xb.data(), b.data(), rows, dim);
+    for (long r = 0; r < rows; r++)
+      for (long i = 0; i < dim; i++) wb[r * dim + i] += b[i];
+    close(xb.data(), wb.data(), xb.size(), 0.0, "biasAdd" + tag, 0.0);
+  }
+  for (long n : {1L, 5L, 16L, 67L, 20001L})
+    for (long kind : {0L, 1L, 2L}) {
+      Vec x = randn(n, 3.0f), got(n), want(n);
+      if (n > 3) x[1] = 30.0f, x[2] = -30.0f;
+      la::gelu(got.data(), x.data(), n, kind);
+      for (long i = 0; i < n; i++) {
+        const double v = x[i];
+        want[i] = static_cast<float>(kind == 2   ? v / (1 + std::exp(-1.702 * v))
+                                     : kind == 1 ? 0.5 * v * (1 + std::tanh(std::sqrt(2 / M_PI) * (v + 0.044715 * v * v * v)))
+                                                 : 0.5 * v * (1 + std::erf(v / std::sqrt(2.0))));
+      }
+      close(got.data(), want.data(), n, kRtol, "gelu kind " + std::to_string(kind) + " n " + std::to_string(n), 3e-7);
+    }
+  const la::AttnShape shapes[] = {{1, 1, 1, 1, 1, 4}, {2, 17, 17, 4, 4, 12}, {2, 70, 70, 4, 2, 16}, {1, 130, 130, 2, 2, 64}};
+  for (const auto& s : shapes) {
+    const long qs = s.H * s.hs, ks = s.Hkv * s.hs;
+    Vec q = randn(s.B * s.T * qs), k = randn(s.B * s.T * ks), v = randn(s.B * s.T * ks), got(q.size()), want(q.size());
+    la::encoder_attention(got.data(), q.data(), k.data(), v.data(), s);
+    // = causal attention's view from the last position, for every query
+    std::vector<int32_t> pos(s.B, 0);
+    for (long t = 0; t < s.T; t++) {
+      Vec q1(s.B * qs), o1(s.B * qs);
+      for (long b = 0; b < s.B; b++) std::memcpy(q1.data() + b * qs, q.data() + (b * s.T + t) * qs, qs * sizeof(float));
+      for (long b = 0; b < s.B; b++) pos[b] = static_cast<int32_t>(s.T - 1);
+      ref_attention(o1.data(), q1.data(), k.data(), v.data(), pos.data(), {s.B, 1, s.T, s.H, s.Hkv, s.hs});
+      for (long b = 0; b < s.B; b++) std::memcpy(want.data() + (b * s.T + t) * qs, o1.data() + b * qs, qs * sizeof(float));
+    }
+    close(got.data(), want.data(), got.size(), kRtol, "encoderAttention T" + std::to_string(s.T) + " H" + std::to_string(s.H) + "/" + std::to_string(s.Hkv));
+  }
+  {
+    const long B = 2, C = 3, size = 12, p = 4, g = size / p;
+    Vec px = randn(B * C * size * size), got(px.size()), want(px.size());
+    la::patches(got.data(), px.data(), B, C, size, p);
+    long o = 0;
+    for (long b = 0; b < B; b++)
+      for (long gy = 0; gy < g; gy++)
+        for (long gx = 0; gx < g; gx++)
+          for (long c = 0; c < C; c++)
+            for (long dy = 0; dy < p; dy++)
+              for (long dx = 0; dx < p; dx++) want[o++] = px[((b * C + c) * size + gy * p + dy) * size + gx * p + dx];
+    close(got.data(), want.data(), got.size(), 0.0, "patches", 0.0);
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -454,6 +527,7 @@ int main(int argc, char** argv) {
     check_matmul();
     check_rows();
     check_attention();
+    check_encoder();
     std::printf("%s: %d checks, %d failed\n", names[i], g_checks - checks, g_failures - before);
   }
   la::simd_force("");

@@ -36,6 +36,10 @@ export interface PromptShape {
   hs: number; // head size
 }
 
+/** Which activation Backend.gelu computes (the values are the addon's integer codes). */
+export const GELU = { erf: 0, tanh: 1, quick: 2 } as const;
+export type GeluKind = (typeof GELU)[keyof typeof GELU];
+
 /** Names of the registered backends (backend/index.ts registers one entry for each: a missing one is a compile error). */
 export type BackendId = 'native' | 'ts';
 
@@ -86,6 +90,43 @@ export interface Backend {
   fromBf16(out: Float32Array, x: Uint16Array, n: number): void;
   /** out (n, dim) = rows `ids[i]` of the table (vocab, dim). */
   embed(out: Float32Array, table: Matrix, ids: Int32Array, n: number): void;
+
+  // ---------------------------------------------------------------- image encoders (ViT / CLIP)
+  /**
+   * out (rows, dim) = (x - mean) / sqrt(var + eps) * w + b per row, var the biased variance (both
+   * in double, two passes); mean and rstd (rows) receive the row statistics when given.
+   */
+  layerNorm(
+    out: Float32Array,
+    x: Float32Array,
+    w: Float32Array,
+    b: Float32Array,
+    rows: number,
+    dim: number,
+    eps: number,
+    mean?: Float32Array,
+    rstd?: Float32Array,
+  ): void;
+  /**
+   * out (n) = act(x), elementwise (out may alias x); `kind` is a GeluKind: GELU.erf =
+   * x * Phi(x) (PyTorch's exact GELU, erf from a rational approximation good to ~1e-7), GELU.tanh =
+   * the tanh approximation (HF "gelu_new"), GELU.quick = x * sigmoid(1.702 x) (CLIP's quick_gelu).
+   */
+  gelu(out: Float32Array, x: Float32Array, n: number, kind: GeluKind): void;
+  /** x (rows, dim) += bias (dim) on every row. */
+  biasAdd(x: Float32Array, bias: Float32Array, rows: number, dim: number): void;
+  /**
+   * Bidirectional (encoder) attention, no mask: out (B, T, H*hs) = softmax(q k^T / sqrt(hs)) v per
+   * head, every query of a row attending to all T keys of that row; q (B, T, H*hs), k/v
+   * (B, T, Hkv*hs). s.S is not read (it is T).
+   */
+  encoderAttention(out: Float32Array, q: Float32Array, k: Float32Array, v: Float32Array, s: AttnShape): void;
+  /**
+   * The patch embedding's input (a Conv2d with kernel = stride = p, as a matmul): out (B, n, C*p*p)
+   * holds the p x p tiles of pixels (B, C, size, size) in row-major grid order (n = (size/p)^2),
+   * each flattened channel-major (c, dy, dx). size must be a multiple of p.
+   */
+  patches(out: Float32Array, pixels: Float32Array, B: number, C: number, size: number, p: number): void;
 
   // ---------------------------------------------------------------- attention
   /**

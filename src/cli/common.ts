@@ -8,7 +8,11 @@ import { loadModel } from '../model/load.js';
 import type { LlamaModel } from '../model/model.js';
 import { backendNames, type BackendName } from '../backend/index.js';
 import { GATE_RULES, type GateMode } from '../methods/v1/gate.js';
-import type { LoadAdapterOptions } from '../methods/v1/interop/registry.js';
+import { loadAdapter, type LoadAdapterOptions } from '../methods/v1/interop/registry.js';
+import type { Adapter } from '../methods/v1/adapter.js';
+import type { MultimodalAdapter } from '../methods/v1/multimodal.js';
+import { isMultimodalAdapterFile, loadMultimodalAdapter } from '../methods/v1/multimodal-file.js';
+import type { ImageEncoder } from '../vision/image-encoder.js';
 
 export function int(name: string, min = 0): (v: string) => number {
   return (v) => {
@@ -93,6 +97,37 @@ export function adapterLoadOptions(f: AdapterFlags): LoadAdapterOptions {
     promptProjection: f.litgptKvSplit ? 'litgpt-split' : undefined,
     onWarning: (m) => process.stderr.write(`llama-adapter: warning: ${m}\n`),
   };
+}
+
+export interface ImageFlags {
+  imageEncoder?: string;
+  featureLayers?: number[];
+}
+
+/** Add --image-encoder / --feature-layers (multimodal adapters). */
+export function imageOptions(cmd: Command): Command {
+  return cmd
+    .option(
+      '--image-encoder <path>',
+      'image encoder for multimodal adapters: an HF CLIP directory, a TF.js model.json, or nsfwjs:mobilenet_v2 (default: the one a multimodal adapter file records)',
+    )
+    .option('--feature-layers <list>', 'encoder layers whose global features are concatenated (CLIP: 1-based, default N/3,2N/3,N)', (v: string) =>
+      v.split(',').map((x) => {
+        const n = Number(x);
+        if (!Number.isInteger(n) || n < 0) throw new LlamaAdapterError(`--feature-layers: "${x}" is not a layer number`);
+        return n;
+      }),
+    );
+}
+
+/** An adapter of any readable format, or a multimodal adapter with its image encoder. */
+export async function openAnyAdapter(
+  file: string,
+  model: LlamaModel,
+  f: AdapterFlags & ImageFlags & { force?: boolean },
+): Promise<{ adapter: Adapter | MultimodalAdapter; encoder: ImageEncoder | null }> {
+  if (isMultimodalAdapterFile(file)) return loadMultimodalAdapter(file, model, { force: f.force, encoderPath: f.imageEncoder, layers: f.featureLayers });
+  return { adapter: loadAdapter(file, model, { ...adapterLoadOptions(f), force: f.force }), encoder: null };
 }
 
 /** Print a user error as one line (stack only with --verbose) and exit non-zero. */

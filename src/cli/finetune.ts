@@ -8,10 +8,24 @@ import { GATE_RULES, type GateMode } from '../methods/v1/gate.js';
 import { finetune } from '../train/finetune.js';
 import { check } from '../core/errors.js';
 import { PROMPT_STYLES, type PromptStyleName } from '../train/prompt-styles.js';
-import { adapterLoadOptions, adapterOptions, inRange, int, modelOptions, num, openModel, type AdapterFlags, type ModelFlags } from './common.js';
-import { loadAdapter } from '../methods/v1/interop/registry.js';
+import {
+  adapterOptions,
+  imageOptions,
+  inRange,
+  int,
+  modelOptions,
+  num,
+  openAnyAdapter,
+  openModel,
+  type AdapterFlags,
+  type ImageFlags,
+  type ModelFlags,
+} from './common.js';
+import { loadImageEncoder } from '../vision/encoder.js';
 
-interface FinetuneFlags extends ModelFlags, AdapterFlags {
+interface FinetuneFlags extends ModelFlags, AdapterFlags, ImageFlags {
+  imageDir?: string;
+  featureCache?: string;
   data: string;
   out: string;
   promptLength: number;
@@ -47,7 +61,7 @@ function fmtTime(s: number): string {
 
 export function finetuneCommand(): Command {
   const cmd = new Command('finetune').description('train a LLaMA-Adapter on instruction data (Alpaca JSON/JSONL, Dolly)');
-  adapterOptions(modelOptions(cmd))
+  imageOptions(adapterOptions(modelOptions(cmd)))
     .requiredOption('-d, --data <file>', 'instruction data: JSON array or JSONL (instruction/input/output or Dolly fields)')
     .requiredOption('-o, --out <adapter.safetensors>', 'adapter file to write')
     .option('--prompt-length <K>', 'adaption prompt length', int('--prompt-length', 1), 10)
@@ -76,6 +90,8 @@ export function finetuneCommand(): Command {
     .option('--checkpoint-every <n>', 'also checkpoint every n optimizer steps', int('--checkpoint-every', 1))
     .option('--overwrite', 'start afresh even where --out already has a training checkpoint (replacing it)')
     .option('--no-progress', 'no progress bar (log lines instead)')
+    .option('--image-dir <dir>', "multimodal: where records' relative image paths resolve (default: the data file's folder)")
+    .option('--feature-cache <dir>', 'multimodal: keep computed image features here (keyed by image content and encoder)')
     .action(async (f: FinetuneFlags, self: Command) => {
       check(!(f.resume && f.resumeFromAdapter), '--resume (a training checkpoint) and --resume-from-adapter (an adapter to train further) exclude each other');
       if (f.resumeFromAdapter) {
@@ -89,7 +105,10 @@ export function finetuneCommand(): Command {
         }
       }
       const model = await openModel(f);
-      const adapter = f.resumeFromAdapter ? loadAdapter(f.resumeFromAdapter, model, adapterLoadOptions(f)) : undefined;
+      const opened = f.resumeFromAdapter ? await openAnyAdapter(f.resumeFromAdapter, model, f) : null;
+      const adapter = opened?.adapter;
+      const imageEncoder =
+        opened?.encoder ?? (f.imageEncoder ? await loadImageEncoder(f.imageEncoder, { backend: model.backend, layers: f.featureLayers }) : undefined);
       // the default (30, the paper's) is clamped to the model; an explicit value is not
       check(
         self.getOptionValueSource('adapterLayers') !== 'cli' || f.adapterLayers <= model.config.nLayers,
@@ -117,6 +136,9 @@ export function finetuneCommand(): Command {
       const r = await finetune({
         model,
         adapter,
+        imageEncoder,
+        imageDir: f.imageDir,
+        featureCache: f.featureCache,
         data: f.data,
         out: f.out,
         promptLength: f.promptLength,

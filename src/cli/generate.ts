@@ -2,13 +2,27 @@
 
 import { Command, Option } from 'commander';
 import { trainingPromptStyle } from '../methods/v1/file.js';
-import { loadAdapter } from '../methods/v1/interop/registry.js';
+import { MultimodalAdapter } from '../methods/v1/multimodal.js';
+import { FeatureStore } from '../vision/features.js';
 import { PROMPT_STYLES, isPromptStyle } from '../train/prompt-styles.js';
 import { check } from '../core/errors.js';
-import { adapterLoadOptions, adapterOptions, inRange, int, modelOptions, num, openModel, type AdapterFlags, type ModelFlags } from './common.js';
+import {
+  adapterOptions,
+  imageOptions,
+  inRange,
+  int,
+  modelOptions,
+  num,
+  openAnyAdapter,
+  openModel,
+  type AdapterFlags,
+  type ImageFlags,
+  type ModelFlags,
+} from './common.js';
 import { generate } from '../generate/generate.js';
 
-interface GenerateFlags extends ModelFlags, AdapterFlags {
+interface GenerateFlags extends ModelFlags, AdapterFlags, ImageFlags {
+  image?: string;
   prompt: string;
   input?: string;
   maxTokens: number;
@@ -26,7 +40,7 @@ interface GenerateFlags extends ModelFlags, AdapterFlags {
 
 export function generateCommand(): Command {
   const cmd = new Command('generate').description('generate text from a prompt (streams to stdout)');
-  adapterOptions(modelOptions(cmd))
+  imageOptions(adapterOptions(modelOptions(cmd)))
     .option('-p, --prompt <text>', 'prompt text ("" = start from BOS alone)', '')
     .option('--input <text>', 'task input for instruction templates (alpaca "### Input:")')
     .option('-n, --max-tokens <n>', 'new tokens at most', int('--max-tokens', 1), 256)
@@ -42,10 +56,19 @@ export function generateCommand(): Command {
       new Option('--template <style>', "wrap the prompt in a prompt style: auto = the adapter's training style (none without adapter)").default('auto'),
     )
     .option('--json', 'print one JSON object {prompt_ids, ids, text} instead of streaming')
+    .option('--image <file>', 'an image (JPEG or PNG) for a multimodal adapter')
     .action(async (f: GenerateFlags) => {
       const model = await openModel(f);
-      const adapter = f.adapter ? loadAdapter(f.adapter, model, { ...adapterLoadOptions(f), force: f.force }) : null;
-      const style = f.template === 'auto' ? ((adapter && trainingPromptStyle(adapter)) ?? 'none') : f.template;
+      const opened = f.adapter ? await openAnyAdapter(f.adapter, model, f) : null;
+      const adapter = opened?.adapter ?? null;
+      check(!f.image || adapter instanceof MultimodalAdapter, `--image ${f.image}: needs a multimodal adapter (-a), trained with an image encoder`);
+      let source = adapter;
+      if (f.image && adapter instanceof MultimodalAdapter && opened?.encoder) {
+        const [feats] = await new FeatureStore(opened.encoder).ofFiles([f.image], ['--image']);
+        source = adapter.forImage(feats) as typeof source;
+      }
+      const style =
+        f.template === 'auto' ? ((adapter && trainingPromptStyle(adapter instanceof MultimodalAdapter ? adapter.text : adapter)) ?? 'none') : f.template;
       check(
         style === 'none' || isPromptStyle(style),
         `--template: unknown prompt style "${style}" (expected auto, none, ${Object.keys(PROMPT_STYLES).join(', ')})`,
@@ -59,7 +82,7 @@ export function generateCommand(): Command {
         repetitionPenalty: f.repetitionPenalty,
         seed: f.seed,
         stop: f.stop,
-        adapter,
+        adapter: source,
       });
       for (;;) {
         const r = await it.next();

@@ -1,8 +1,9 @@
-// The `llama-adapter` command line: generate, finetune, inspect, serve, convert. (The demo is an application of
+// The `llama-adapter` command line: generate, finetune, inspect, serve, convert, eval. (The demo is an application of
 // its own, apps/demo; benchmarks are bench/.)
 
 import { Command } from 'commander';
 import { convertCommand } from './convert.js';
+import { evalCommand } from './eval.js';
 import { finetuneCommand } from './finetune.js';
 import { generateCommand } from './generate.js';
 import { inspectCommand } from './inspect.js';
@@ -18,6 +19,7 @@ program.addCommand(finetuneCommand());
 program.addCommand(inspectCommand());
 program.addCommand(serveCommand());
 program.addCommand(convertCommand());
+program.addCommand(evalCommand());
 
 const verbose = process.argv.includes('--verbose');
 program.parseAsync(process.argv).catch((e: unknown) => reportError(e, verbose));

@@ -7,9 +7,21 @@ import * as path from 'node:path';
 import { Command } from 'commander';
 import { check } from '../core/errors.js';
 import { createServer } from '../serve/server.js';
-import { adapterLoadOptions, adapterOptions, int, modelOptions, openModel, type AdapterFlags, type ModelFlags } from './common.js';
+import {
+  adapterLoadOptions,
+  adapterOptions,
+  imageOptions,
+  int,
+  modelOptions,
+  openModel,
+  type AdapterFlags,
+  type ImageFlags,
+  type ModelFlags,
+} from './common.js';
+import { isMultimodalAdapterFile, loadMultimodalAdapter } from '../methods/v1/multimodal-file.js';
 
-interface ServeFlags extends ModelFlags, AdapterFlags {
+interface ServeFlags extends ModelFlags, AdapterFlags, ImageFlags {
+  imageDir?: string;
   adapter: string[];
   adapterDir?: string;
   host: string;
@@ -32,7 +44,7 @@ function defaultDataDir(): string {
 
 export function serveCommand(): Command {
   const cmd = new Command('serve').description('serve the model and its adapters over an OpenAI-compatible HTTP API');
-  adapterOptions(modelOptions(cmd))
+  imageOptions(adapterOptions(modelOptions(cmd)))
     .option(
       '-a, --adapter <name=path>',
       'serve an adapter (any readable format: file or PEFT directory) under a model name (repeatable)',
@@ -53,6 +65,7 @@ export function serveCommand(): Command {
       'uploaded files and fine-tuning jobs (default: $LLAMA_ADAPTER_DATA_DIR, else $XDG_DATA_HOME/llama-adapter, else ~/.local/share/llama-adapter)',
     )
     .option('--no-ui', 'do not serve the web UI at /')
+    .option('--image-dir <dir>', 'image_url parts may name image files under this directory (otherwise only data: URLs)')
     .option('--shutdown-timeout <ms>', 'on SIGTERM/SIGINT, how long running requests may take to finish', int('--shutdown-timeout', 0), 10_000)
     .action(async (f: ServeFlags) => {
       const adapters = f.adapter.map((spec) => {
@@ -61,10 +74,18 @@ export function serveCommand(): Command {
         return { name: spec.slice(0, eq), file: spec.slice(eq + 1) };
       });
       const model = await openModel(f);
+      // multimodal adapters are opened here with their image encoders (asynchronous), the rest by the server
+      const multimodal = [];
+      for (const a of adapters.filter((x) => isMultimodalAdapterFile(x.file))) {
+        const { adapter, encoder } = await loadMultimodalAdapter(a.file, model, { encoderPath: f.imageEncoder, layers: f.featureLayers });
+        multimodal.push({ ...a, adapter, encoder });
+      }
       const server = createServer(model, {
         modelPath: f.model,
         modelName: f.modelName,
-        adapters,
+        adapters: adapters.filter((x) => !isMultimodalAdapterFile(x.file)),
+        multimodal,
+        imageDir: f.imageDir,
         adapterDir: f.adapterDir,
         adapterLoad: adapterLoadOptions(f),
         apiKey: f.apiKey ?? process.env.LLAMA_ADAPTER_API_KEY,

@@ -7,7 +7,7 @@
 import type { LlamaConfig } from '../core/config.js';
 import type { Activations } from './activations.js';
 import type { ForwardContext } from './forward.js';
-import type { PromptLayerGrads, PromptSource } from './method.js';
+import type { PromptLayerGrads, PromptSource, SourceGrads } from './method.js';
 
 /** Grow-only gradient buffers (same memory model as Activations). */
 export class BackwardBuffers {
@@ -21,7 +21,8 @@ export class BackwardBuffers {
   dg = new Float32Array(0); // (M, hidden)
   da = new Float32Array(0); // (M, hidden)
   db = new Float32Array(0); // (M, hidden)
-  layers: PromptLayerGrads[] = []; // per layer (only adapted ones are used)
+  private pool: PromptLayerGrads[][] = []; // per row group, per layer (only adapted ones are used); grow-only
+  private K = 0; // prompt length the pool is sized for
 
   constructor(private readonly c: LlamaConfig) {}
 
@@ -41,32 +42,45 @@ export class BackwardBuffers {
       this.da = new Float32Array(M * c.hiddenDim);
       this.db = new Float32Array(M * c.hiddenDim);
     }
-    if (this.layers.length === 0 || this.layers[0].dpk.length < K * kv) {
-      this.layers = Array.from({ length: c.nLayers }, () => ({
-        dpk: new Float32Array(K * kv),
-        dpv: new Float32Array(K * kv),
-        dgate: new Float32Array(c.nHeads),
-      }));
+    if (K > this.K) {
+      this.K = K;
+      this.pool = [];
     }
+  }
+
+  /** Hook-gradient buffers of row group g (allocated on first use, then reused). */
+  group(g: number): PromptLayerGrads[] {
+    const c = this.c,
+      kv = c.nKvHeads * c.headDim;
+    while (this.pool.length <= g)
+      this.pool.push(
+        Array.from({ length: c.nLayers }, () => ({
+          dpk: new Float32Array(this.K * kv),
+          dpv: new Float32Array(this.K * kv),
+          dgate: new Float32Array(c.nHeads),
+        })),
+      );
+    return this.pool[g];
   }
 }
 
 /**
  * Backpropagate from dlogits (n, V) at rows logitRows (into the (B, T) grid) to the prompt hook of
- * every adapted layer of `source`. `finalRstd` (n) and the final residual stream (acts.x) come
- * from the forward pass. Returns per-layer hook gradients in bufs.layers[l] for l >= firstLayer.
+ * every adapted layer, per group of adjacent rows sharing one prompt source (`sources`, one per
+ * row, all with the same firstLayer and prompt length). `finalRstd` (n) and the final residual
+ * stream (acts.x) come from the forward pass. Returns the hook gradients of each group.
  */
 export function backwardPass(
   ctx: ForwardContext,
   acts: Activations,
   bufs: BackwardBuffers,
-  source: PromptSource,
+  sources: readonly PromptSource[],
   B: number,
   T: number,
   logitRows: Int32Array,
   dlogits: Float32Array,
   finalRstd: Float32Array,
-): void {
+): SourceGrads[] {
   const { config: c, weights: W, backend: be } = ctx;
   const M = B * T,
     dim = c.dim,
@@ -74,8 +88,17 @@ export function backwardPass(
     Hkv = c.nKvHeads,
     hs = c.headDim;
   const n = logitRows.length;
-  const lo = source.firstLayer;
+  const lo = sources[0].firstLayer;
   const dx = bufs.dx;
+  const qDim = H * hs;
+  // groups of adjacent rows with the same source, as the forward pass ran them
+  const groups: { b0: number; b1: number; g: SourceGrads }[] = [];
+  for (let b0 = 0; b0 < B; ) {
+    let b1 = b0 + 1;
+    while (b1 < B && sources[b1] === sources[b0]) b1++;
+    groups.push({ b0, b1, g: { source: sources[b0], layers: bufs.group(groups.length) } });
+    b0 = b1;
+  }
 
   // ---- head: dlogits -> d(final hidden) -> d(residual stream) at the logit rows
   const dhf = bufs.dh; // (n, dim)
@@ -102,13 +125,32 @@ export function backwardPass(
     const base = l > lo; // the base attention's backward is only needed to reach lower adapted layers
     const shape = { B, T, S: T, H, Hkv, hs };
     if (base) be.attentionBack(bufs.dq, bufs.dk, bufs.dv, bufs.datt, A.q, A.k, A.v, shape);
-    const p = source.promptLayer(l);
-    const g = bufs.layers[l];
-    if (p) {
+    for (const { b0, b1, g: grp } of groups) {
+      const p = grp.source.promptLayer(l);
+      if (!p) continue;
+      const g = grp.layers[l];
       g.dpk.fill(0);
       g.dpv.fill(0);
       g.dgate.fill(0);
-      be.promptAttentionBack(base ? bufs.dq : null, g.dpk, g.dpv, g.dgate, bufs.datt, A.q, p.pk, p.pv, p.gate, A.pprobs, { B, T, K: p.K, H, Hkv, hs });
+      const s = { B: b1 - b0, T, K: p.K, H, Hkv, hs };
+      if (b1 - b0 === B) be.promptAttentionBack(base ? bufs.dq : null, g.dpk, g.dpv, g.dgate, bufs.datt, A.q, p.pk, p.pv, p.gate, A.pprobs, s);
+      else {
+        const o = b0 * T * qDim,
+          e = b1 * T * qDim;
+        be.promptAttentionBack(
+          base ? bufs.dq.subarray(o, e) : null,
+          g.dpk,
+          g.dpv,
+          g.dgate,
+          bufs.datt.subarray(o, e),
+          A.q.subarray(o, e),
+          p.pk,
+          p.pv,
+          p.gate,
+          A.pprobs.subarray(b0 * H * T * p.K, b1 * H * T * p.K),
+          s,
+        );
+      }
     }
     if (!base) break;
     be.rope(bufs.dq, B, T, H, hs, acts.pos, ctx.rope.cos, ctx.rope.sin, true);
@@ -118,4 +160,5 @@ export function backwardPass(
     be.matmulBack(bufs.dh, bufs.dv, L.wv, M, true);
     be.rmsnormBack(dx, bufs.dh, A.xIn, L.attnNorm, A.rstd1, M, dim, true); // dx is now d x_in
   }
+  return groups.map((g) => g.g);
 }

@@ -43,6 +43,16 @@ export interface PromptLayerGrads {
   dgate: Float32Array; // (H) d loss / d effective gate
 }
 
+/**
+ * The hook gradients of one group of rows that shared a prompt source in a training pass: per layer
+ * (indexed by absolute layer; entries below the source's firstLayer are unused). A batch whose rows
+ * all use the method itself has one group; a multimodal batch has one per image.
+ */
+export interface SourceGrads {
+  source: PromptSource; // the rows' prompt source (the method, or one it made, e.g. with an image offset)
+  layers: readonly PromptLayerGrads[];
+}
+
 /** What a method may use of the base model it extends (LlamaModel implements it). */
 export interface MethodHost {
   readonly config: LlamaConfig;
@@ -66,8 +76,12 @@ export interface AdapterMethod extends PromptSource {
   shapeOf(name: string): number[];
   /** Parameters were written: derived state (cached prompt keys/values) must be recomputed. */
   invalidate(): void;
-  /** Chain rule from hook gradients (per layer, indexed by absolute layer) to parameter gradients, keyed like trainableTensors. */
-  paramGrads(hook: readonly PromptLayerGrads[], out: Map<string, Float32Array>): void;
+  /**
+   * Chain rule from hook gradients to parameter gradients, keyed like trainableTensors (overwritten):
+   * one entry per group of rows that shared a prompt source (the method itself, or per-row sources
+   * it made), in batch order.
+   */
+  paramGrads(hook: readonly SourceGrads[], out: Map<string, Float32Array>): void;
 }
 
 /** The tensors of `m` that train and are saved: tensors() filtered by isParam, in order. */

@@ -108,18 +108,30 @@ export class LlamaModel implements ForwardContext, MethodHost {
   /**
    * Mean next-token cross-entropy of the adapter's model and its gradient with respect to the
    * adapter's parameters. targets[b][t] is the id position t must predict; -100 = no loss.
+   * `sources` gives each row its own prompt source made by `adapter` (e.g. the adapter with that
+   * row's image; the adapter's paramGrads maps their gradients back); default: the adapter itself.
    */
   lossAndGrads(
     tokens: readonly (readonly number[])[],
     targets: readonly (readonly number[])[],
     adapter: AdapterMethod,
     into?: Map<string, Float32Array>,
+    sources?: readonly PromptSource[],
   ): LossAndGrads {
     const { B, T } = this.checkTokens(tokens);
     this.checkOwn(adapter);
+    const src = sources ?? new Array<PromptSource>(B).fill(adapter);
+    check(src.length === B, `lossAndGrads: ${src.length} prompt sources given for ${B} rows`);
+    for (const s of src) {
+      this.checkOwn(s);
+      check(
+        s.firstLayer === adapter.firstLayer && s.promptLength === adapter.promptLength,
+        "lossAndGrads: a row source does not have the adapter's layers and prompt length",
+      );
+    }
     const { rows, tg } = this.lossRows(targets, B, T);
     const grads = into ?? zerosLike(adapter);
-    const r = this.trainStep(tokens, B, T, rows, tg, adapter, grads);
+    const r = this.trainStep(tokens, B, T, rows, tg, adapter, grads, src);
     return { loss: r, tokens: rows.length, grads };
   }
 
@@ -140,11 +152,11 @@ export class LlamaModel implements ForwardContext, MethodHost {
     return { rows: Int32Array.from(rows), tg: Int32Array.from(tg) };
   }
 
-  /** Mean cross-entropy (no gradients) with an optional adapter; returns { loss, tokens }. */
+  /** Mean cross-entropy (no gradients) with an optional adapter (or one prompt source per row); returns { loss, tokens }. */
   loss(
     tokens: readonly (readonly number[])[],
     targets: readonly (readonly number[])[],
-    adapter: AdapterMethod | null = null,
+    adapter: ForwardOptions['adapter'] = null,
   ): { loss: number; tokens: number } {
     const { B, T } = this.checkTokens(tokens);
     const { rows, tg } = this.lossRows(targets, B, T);
@@ -168,6 +180,7 @@ export class LlamaModel implements ForwardContext, MethodHost {
     targets: Int32Array,
     adapter: AdapterMethod,
     grads: Map<string, Float32Array>,
+    sources: readonly PromptSource[] = new Array<PromptSource>(B).fill(adapter),
   ): number {
     const n = logitRows.length;
     if (n === 0) {
@@ -180,12 +193,10 @@ export class LlamaModel implements ForwardContext, MethodHost {
     acts.pos.fill(0, 0, B);
     const V = this.config.vocabSize;
     const { logits, finalRstd } = acts.lossBuffers(n, V);
-    const sources = new Array<PromptSource>(B).fill(adapter);
     forwardPass(this, acts, { B, T, cache: null, sources, train: true, logitRows, logits, finalRstd });
     const loss = this.backend.crossEntropy(logits, targets, n, V, logits, 1 / n) / n;
     this.bwd.ensure(B * T, adapter.promptLength);
-    backwardPass(this, acts, this.bwd, adapter, B, T, logitRows, logits, finalRstd);
-    adapter.paramGrads(this.bwd.layers, grads);
+    adapter.paramGrads(backwardPass(this, acts, this.bwd, sources, B, T, logitRows, logits, finalRstd), grads);
     return loss;
   }
 }

@@ -11,11 +11,16 @@ import { metaJsonObject, trainingPromptStyle } from '../methods/v1/file.js';
 import { effectiveGates } from '../methods/v1/gate.js';
 import { loadAdapter, type LoadAdapterOptions } from '../methods/v1/interop/registry.js';
 import type { LlamaModel } from '../model/model.js';
+import type { MultimodalAdapter } from '../methods/v1/multimodal.js';
+import { FeatureStore } from '../vision/features.js';
+import type { ImageEncoder } from '../vision/image-encoder.js';
 import { ApiError, badParam } from './errors.js';
 
 export interface ServedAdapter {
   name: string;
-  adapter: Adapter;
+  adapter: Adapter; // the prompts and gates (a multimodal adapter's text part: rows without an image)
+  /** A multimodal adapter: its projection and its encoder's feature cache (requests may carry one image). */
+  multimodal?: { adapter: MultimodalAdapter; features: FeatureStore };
   file: string;
   promptStyle: string | undefined; // the training template (training_args.prompt_style), if the file says
   created: number; // unix seconds it was loaded
@@ -60,6 +65,21 @@ export class AdapterRegistry {
     check(!this.byName.has(name), `adapter name "${name}" is already loaded`);
     const adapter = loadAdapter(file, this.model, this.loadOptions);
     const s: ServedAdapter = { name, adapter, file, promptStyle: trainingPromptStyle(adapter), created: Math.floor(Date.now() / 1000) };
+    this.byName.set(name, s);
+    return s;
+  }
+
+  /** Serve a multimodal adapter (loaded with its encoder by the caller: loading an encoder is asynchronous). */
+  addMultimodal(name: string, file: string, adapter: MultimodalAdapter, encoder: ImageEncoder): ServedAdapter {
+    check(!this.byName.has(name), `adapter name "${name}" is already loaded`);
+    const s: ServedAdapter = {
+      name,
+      adapter: adapter.text,
+      multimodal: { adapter, features: new FeatureStore(encoder) },
+      file,
+      promptStyle: trainingPromptStyle(adapter.text),
+      created: Math.floor(Date.now() / 1000),
+    };
     this.byName.set(name, s);
     return s;
   }

@@ -20,7 +20,7 @@ import { badParam } from './errors.js';
 
 export type ChatRule = { kind: 'style'; style: string } | { kind: 'jinja' } | { kind: 'plain' };
 
-const text = (m: ChatMessage): string => (typeof m.content === 'string' ? m.content : m.content.map((p) => p.text).join(''));
+const text = (m: ChatMessage): string => (typeof m.content === 'string' ? m.content : m.content.map((p) => (p.type === 'text' ? p.text : '')).join(''));
 
 /** The model's chat template, read once: tokenizer_config.json in the model directory (or beside the model file). */
 export class ChatTemplates {

@@ -32,6 +32,11 @@ const sampling = {
 } as const;
 
 const textPart = strict(['type', 'text'], { type: { const: 'text' }, text: { type: 'string' } });
+// OpenAI's image part: a data: URL (JPEG / PNG, base64) or, on this server, a file under --image-dir
+const imagePart = strict(['type', 'image_url'], {
+  type: { const: 'image_url' },
+  image_url: strict(['url'], { url: { type: 'string', minLength: 1 }, detail: { enum: ['auto', 'low', 'high'] } }),
+});
 
 export const chatBodySchema = strict(['model', 'messages'], {
   ...sampling,
@@ -44,7 +49,7 @@ export const chatBodySchema = strict(['model', 'messages'], {
     maxItems: 1024,
     items: strict(['role', 'content'], {
       role: { enum: ['system', 'developer', 'user', 'assistant'] },
-      content: { anyOf: [{ type: 'string' }, { type: 'array', maxItems: 256, items: textPart }] },
+      content: { anyOf: [{ type: 'string' }, { type: 'array', maxItems: 256, items: { anyOf: [textPart, imagePart] } }] },
       name: { type: 'string', maxLength: 256 },
     }),
   },
@@ -92,7 +97,7 @@ export interface SamplingBody {
 
 export interface ChatMessage {
   role: 'system' | 'developer' | 'user' | 'assistant';
-  content: string | { type: 'text'; text: string }[];
+  content: string | ({ type: 'text'; text: string } | { type: 'image_url'; image_url: { url: string; detail?: string } })[];
   name?: string;
 }
 

@@ -15,6 +15,9 @@ import type { LoadModelOptions } from '../model/load.js';
 import type { LlamaModel } from '../model/model.js';
 import type { PromptSource } from '../model/method.js';
 import type { LoadAdapterOptions } from '../methods/v1/interop/registry.js';
+import type { MultimodalAdapter } from '../methods/v1/multimodal.js';
+import type { ImageEncoder } from '../vision/image-encoder.js';
+import { imageBytes } from './images.js';
 import { AdapterRegistry, type ServedAdapter } from './adapters.js';
 import { ChatTemplates } from './chat-prompt.js';
 import { ApiError, badParam } from './errors.js';
@@ -39,6 +42,9 @@ export interface ServeOptions {
   modelPath: string; // the model's path (its directory holds tokenizer_config.json's chat template)
   modelName?: string; // the base model's id in the API (default: the path's base name)
   adapters?: readonly { name: string; file: string }[]; // loaded at start
+  /** Multimodal adapters, loaded with their encoders by the caller (cli/serve.ts), served under their names. */
+  multimodal?: readonly { name: string; file: string; adapter: MultimodalAdapter; encoder: ImageEncoder }[];
+  imageDir?: string; // image_url parts may name files under this directory (else only data: URLs)
   adapterDir?: string; // adapters may be loaded from files under it while serving
   adapterLoad?: LoadAdapterOptions; // how third-party adapter files are read (official gates and K, litgpt's K/V split), for every adapter
   apiKey?: string; // when set, /v1/* needs "Authorization: Bearer <key>"
@@ -77,6 +83,7 @@ export class Server {
   readonly metrics = new ServeMetrics();
   readonly scheduler: Scheduler;
   readonly adapters: AdapterRegistry;
+  private readonly imageDir: string | null; // image_url files must resolve inside it
   readonly jobs: Jobs | null;
   readonly baseName: string;
   readonly maxTokens: number;
@@ -104,6 +111,8 @@ export class Server {
     );
     this.adapters = new AdapterRegistry(model, o.adapterDir ? fs.realpathSync(o.adapterDir) : null, o.adapterLoad);
     for (const a of o.adapters ?? []) this.adapters.add(a.name, a.file);
+    for (const a of o.multimodal ?? []) this.adapters.addMultimodal(a.name, a.file, a.adapter, a.encoder);
+    this.imageDir = o.imageDir ? fs.realpathSync(o.imageDir) : null;
     const files = o.dataDir ? new FileStore(path.join(o.dataDir, 'files')) : null;
     this.jobs =
       files && o.dataDir
@@ -272,14 +281,21 @@ export class Server {
   }
 
   /** The engine requests of one body: one per (prompt, choice), in OpenAI's choice order. */
-  private sequences(body: SamplingBody, prompts: number[][], promptParam: string, maxTokensIn: number | null | undefined, logprobs: number) {
+  private sequences(
+    body: SamplingBody,
+    prompts: number[][],
+    promptParam: string,
+    maxTokensIn: number | null | undefined,
+    logprobs: number,
+    imageSource: PromptSource | null = null,
+  ) {
     const ctx = this.scheduler.engine.contextLength;
     const n = body.n ?? 1;
     if (n * prompts.length > this.scheduler.o.maxBatch)
       throw badParam('n', `n (${n}) times the number of prompts (${prompts.length}) is more than the server's batch of ${this.scheduler.o.maxBatch}`);
     if (maxTokensIn != null && maxTokensIn > this.maxTokens)
       throw badParam('max_tokens', `max_tokens is ${maxTokensIn}, more than this server's limit of ${this.maxTokens}`);
-    const { source } = this.resolveModel(body.model);
+    const source = imageSource ?? this.resolveModel(body.model).source;
     const seed = body.seed ?? randomInt(0, 2 ** 31);
     const stop = body.stop == null ? [] : typeof body.stop === 'string' ? (body.stop ? [body.stop] : []) : body.stop;
     const reqs: EngineRequest[] = [];
@@ -327,16 +343,42 @@ export class Server {
     return this.model.tokenizer.encode(text, { bos: true });
   }
 
-  private chat(req: FastifyRequest<{ Body: ChatBody }>, reply: FastifyReply): Promise<void> {
+  private async chat(req: FastifyRequest<{ Body: ChatBody }>, reply: FastifyReply): Promise<void> {
     const b = req.body;
     const { served } = this.resolveModel(b.model);
+    const image = await this.imageSource(b, served);
     const rule = this.templates.rule(served?.promptStyle);
     const prompt = this.encode(this.templates.render(rule, b.messages));
     const lp = b.logprobs ? (b.top_logprobs ?? 0) : -1;
     if (b.top_logprobs != null && !b.logprobs) throw badParam('top_logprobs', 'top_logprobs needs logprobs: true');
     const maxTokens = b.max_completion_tokens ?? b.max_tokens;
-    const reqs = this.sequences(b, [prompt], 'messages', maxTokens, lp);
+    const reqs = this.sequences(b, [prompt], 'messages', maxTokens, lp, image);
     return this.run(reply, 'chat', b, [prompt.length], reqs);
+  }
+
+  /**
+   * The prompt source of a chat request with an image_url part (null without one): the multimodal
+   * adapter with that image's features (computed once per distinct image). One image per request.
+   */
+  private async imageSource(b: ChatBody, served: ServedAdapter | null): Promise<PromptSource | null> {
+    const urls: string[] = [];
+    for (const m of b.messages) if (typeof m.content !== 'string') for (const p of m.content) if (p.type === 'image_url') urls.push(p.image_url.url);
+    if (urls.length === 0) return null;
+    const mm = served?.multimodal;
+    if (!mm)
+      throw badParam(
+        'messages',
+        `the model '${b.model}' does not take images (serve a multimodal adapter, trained with an image encoder)`,
+        'image_not_supported',
+      );
+    if (urls.length > 1) throw badParam('messages', `${urls.length} images in one request; a LLaMA-Adapter v1 multimodal adapter takes one`, 'too_many_images');
+    const { bytes, name } = imageBytes(urls[0], this.imageDir);
+    try {
+      return mm.adapter.forImage(await mm.features.ofBytes(bytes, name));
+    } catch (e) {
+      if (e instanceof LlamaAdapterError) throw badParam('messages', e.message, 'invalid_image');
+      throw e;
+    }
   }
 
   private completion(req: FastifyRequest<{ Body: CompletionBody }>, reply: FastifyReply): Promise<void> {

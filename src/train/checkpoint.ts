@@ -11,6 +11,12 @@ import { trainableTensors } from '../model/method.js';
 import type { LlamaModel } from '../model/model.js';
 import type { Adapter } from '../methods/v1/adapter.js';
 import { adapterFromMetadata, adapterMetadata, metaJsonObject, readParam } from '../methods/v1/file.js';
+import { MultimodalAdapter } from '../methods/v1/multimodal.js';
+import { multimodalMetadata, recordedEncoder } from '../methods/v1/multimodal-file.js';
+import type { EncoderIdentity } from '../vision/image-encoder.js';
+
+/** What finetune trains: a text adapter or a multimodal one. */
+export type TrainedAdapter = Adapter | MultimodalAdapter;
 import type { AdamW } from './optimizer.js';
 
 /** Where a run stands in its data. */
@@ -23,7 +29,7 @@ export interface Position {
 /** Write the training state atomically: the adapter's trainable tensors, their AdamW moments, the data position and the loss history. */
 export function writeTrainingCheckpoint(
   path: string,
-  a: Adapter,
+  a: TrainedAdapter,
   opt: AdamW,
   pos: Position,
   args: Record<string, unknown>,
@@ -37,7 +43,7 @@ export function writeTrainingCheckpoint(
     tensors.push({ name: `optimizer.v.${k}`, dtype: 'F32', shape, data: opt.v.get(k)! });
   }
   writeSafetensors(path, tensors, {
-    ...adapterMetadata(a),
+    ...(a instanceof MultimodalAdapter ? multimodalMetadata(a) : adapterMetadata(a)),
     checkpoint: JSON.stringify({ ...pos, args, history }),
   });
 }
@@ -51,7 +57,7 @@ export interface RunShape {
 }
 
 export interface TrainingState {
-  adapter: Adapter;
+  adapter: TrainedAdapter;
   pos: Position;
   m: Map<string, Float32Array>;
   v: Map<string, Float32Array>;
@@ -64,7 +70,13 @@ export interface TrainingState {
  * from `micro: undefined` would spin forever), a tensor set, shape or dtype other than the
  * adapter's, and non-finite values; any other failure is an error naming the file.
  */
-export function readTrainingCheckpoint(path: string, model: LlamaModel, args: Record<string, unknown>, run: RunShape): TrainingState {
+export function readTrainingCheckpoint(
+  path: string,
+  model: LlamaModel,
+  args: Record<string, unknown>,
+  run: RunShape,
+  encoder: EncoderIdentity | null = null,
+): TrainingState {
   return atFile(path, () => {
     const f = readSafetensors(path);
     const meta = f.metadata;
@@ -87,7 +99,16 @@ export function readTrainingCheckpoint(path: string, model: LlamaModel, args: Re
     const pos = readPosition(path, ck, run);
     const history = readHistory(path, ck.history, pos.step);
 
-    const a = adapterFromMetadata(path, meta, model);
+    const rec = recordedEncoder(path, meta);
+    check(
+      !!rec === !!encoder,
+      `${path}: ${rec ? 'a multimodal checkpoint: resume it with its --image-encoder' : "a text adapter's checkpoint: resume it without --image-encoder"}`,
+    );
+    let a: TrainedAdapter = adapterFromMetadata(path, meta, model, { multimodal: !!rec });
+    if (rec && encoder) {
+      a = new MultimodalAdapter(a, rec.identity);
+      a.checkEncoder(encoder, path);
+    }
     const params = trainableTensors(a);
     const expected = new Set<string>();
     for (const k of params.keys()) for (const n of [k, `optimizer.m.${k}`, `optimizer.v.${k}`]) expected.add(n);

@@ -1,6 +1,8 @@
 // Instruction data: Alpaca JSON arrays and JSONL (instruction/input/output), Dolly
-// (instruction/context/response), Self-Instruct seed tasks (instruction/instances[0]) and chat
-// records (OpenAI's fine-tuning format: messages, the last one the assistant's answer).
+// (instruction/context/response), Self-Instruct seed tasks (instruction/instances[0]), chat
+// records (OpenAI's fine-tuning format: messages, the last one the assistant's answer) and LLaVA
+// records (conversations: human / gpt turns, "<image>" marking the picture). Any record may name
+// an `image` file (multimodal adapters).
 // Records become token rows BOS + prompt + output + EOS with loss on output + EOS only,
 // truncated to maxSeqLen; batches are padded to their own longest row (dynamic padding).
 
@@ -73,7 +75,9 @@ function jsonError(name: string, text: string, e: Error, firstLine: number): Lla
 function toRecord(raw: unknown, where: string): InstructionRecord {
   check(raw !== null && typeof raw === 'object' && !Array.isArray(raw), `${where}: expected an object`);
   const o = raw as Record<string, unknown>;
-  if ('messages' in o) return chatRecord(o.messages, where);
+  const image = imageField(o, where);
+  if ('messages' in o) return withImage(chatRecord(o.messages, where), image);
+  if ('conversations' in o) return withImage(llavaRecord(o.conversations, where), image);
   const str = (k: string): string | undefined => {
     const v = o[k];
     if (v === undefined || v === null) return undefined;
@@ -91,7 +95,35 @@ function toRecord(raw: unknown, where: string): InstructionRecord {
     input = typeof inst.input === 'string' ? inst.input : input;
   }
   check(output !== undefined, `${where}: missing field "output" (or "response")`);
-  return { instruction: instruction!, input, output: output! };
+  return withImage({ instruction: instruction!, input, output: output! }, image);
+}
+
+function imageField(o: Record<string, unknown>, where: string): string | undefined {
+  const v = o.image;
+  if (v === undefined || v === null) return undefined;
+  check(typeof v === 'string' && v.length > 0, `${where}: field "image" must be a file name (a non-empty string)`);
+  return v as string;
+}
+
+function withImage(r: InstructionRecord, image: string | undefined): InstructionRecord {
+  return image === undefined ? r : { ...r, image };
+}
+
+/** A LLaVA record: the last gpt turn is the output, the human turn before it the instruction (without the "<image>" marker). */
+function llavaRecord(turns: unknown, where: string): InstructionRecord {
+  check(Array.isArray(turns) && turns.length >= 2, `${where}: "conversations" must be a list of at least a human and a gpt turn`);
+  const text = (i: number, from: string): string => {
+    const t = (turns as unknown[])[i] as { from?: unknown; value?: unknown } | null;
+    check(t !== null && typeof t === 'object', `${where}: conversations[${i}] must be an object`);
+    check(t.from === from, `${where}: conversations[${i}].from is ${JSON.stringify(t.from ?? null)}, expected "${from}"`);
+    check(typeof t.value === 'string', `${where}: conversations[${i}].value must be a string`);
+    return t.value as string;
+  };
+  const n = turns.length;
+  const instruction = text(n - 2, 'human')
+    .replace(/^<image>\n?|\n?<image>$/g, '')
+    .trim();
+  return { instruction, input: '', output: text(n - 1, 'gpt') };
 }
 
 /** A chat record: the last message (the assistant's) is the output, the user message before it the instruction. */

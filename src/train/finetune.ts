@@ -6,14 +6,20 @@
 // the resumed run's losses and final bytes equal the uninterrupted run's.
 
 import * as fs from 'node:fs';
-import { type Adapter, createAdapter } from '../methods/v1/adapter.js';
+import * as path from 'node:path';
+import { createAdapter } from '../methods/v1/adapter.js';
 import { saveAdapter } from '../methods/v1/file.js';
+import { createMultimodalAdapter, MultimodalAdapter } from '../methods/v1/multimodal.js';
+import { saveMultimodalAdapter } from '../methods/v1/multimodal-file.js';
+import type { PromptSource } from '../model/method.js';
+import { FeatureStore } from '../vision/features.js';
+import type { ImageEncoder } from '../vision/image-encoder.js';
 import type { GateMode } from '../methods/v1/gate.js';
 import { check, LlamaAdapterError } from '../core/errors.js';
 import { writeFileAtomic } from '../core/fs.js';
 import type { LlamaModel } from '../model/model.js';
 import { trainableTensors, zerosLike } from '../model/method.js';
-import { readTrainingCheckpoint, writeTrainingCheckpoint, type Position } from './checkpoint.js';
+import { readTrainingCheckpoint, writeTrainingCheckpoint, type Position, type TrainedAdapter } from './checkpoint.js';
 import { Rng } from '../core/rng.js';
 import { padBatch, readInstructionData, tokenizeExample, type Example } from './data.js';
 import { AdamW, gradNorm } from './optimizer.js';
@@ -26,7 +32,13 @@ export interface FinetuneOptions {
   data: string | InstructionRecord[]; // a data file (JSON array / JSONL) or records
   dataName?: string; // what errors and training_args call `data` when it is records (default "(records)")
   out: string; // adapter .safetensors to write
-  adapter?: Adapter; // train this adapter (created for or loaded onto `model`) instead of a new one; K, L, gate are its own
+  adapter?: TrainedAdapter; // train this adapter (created for or loaded onto `model`) instead of a new one; K, L, gate are its own
+  /** Multimodal training: the frozen encoder of the records' `image` files (a multimodal adapter is trained). */
+  imageEncoder?: ImageEncoder;
+  imageDir?: string; // relative image paths resolve here (default: the data file's folder, else the working directory)
+  featureCache?: string | null; // on-disk feature cache folder (default none; features are always cached in memory)
+  /** Features of a record's image given by the caller (e.g. computed in memory) instead of read and encoded; null = read the file. */
+  imageFeatures?: (image: string) => Float32Array | null;
   promptLength?: number; // K (default 10)
   adapterLayers?: number; // L (default min(30, nLayers))
   gate?: GateMode; // default tanh-per-head
@@ -74,7 +86,7 @@ export interface EpochReport {
 }
 
 export interface FinetuneResult {
-  adapter: Adapter;
+  adapter: TrainedAdapter;
   steps: number;
   losses: number[]; // per optimizer step, this run's steps only
   valLosses: EpochReport[];
@@ -129,6 +141,29 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneResult> {
   const toEx = (r: InstructionRecord): Example => tokenizeExample(tok, r, style, maxSeqLen);
   const val = records.slice(0, valSize).map(toEx);
   const train = records.slice(valSize).map(toEx);
+  // image features, once per distinct image (the encoder is frozen)
+  const enc = o.imageEncoder ?? null;
+  const imgDir = o.imageDir ?? (typeof o.data === 'string' ? path.dirname(o.data) : '.');
+  const where = (i: number): string => `${dataName}: record ${i + 1}`;
+  const withImage = records.map((r, i) => ({ r, i })).filter(({ r }) => r.image !== undefined);
+  if (!enc && withImage.length > 0) {
+    throw new LlamaAdapterError(`${where(withImage[0].i)} has an image (${withImage[0].r.image}) but no image encoder was given (--image-encoder PATH)`);
+  }
+  const feats: (Float32Array | null)[] = new Array(records.length).fill(null);
+  if (enc) {
+    check(withImage.length > 0, `${dataName}: no record has an "image" field, so there is nothing to train the image projection on`);
+    const given = withImage.map(({ r }) => o.imageFeatures?.(r.image!) ?? null);
+    const toRead = withImage.filter((_, k) => !given[k]);
+    const store = new FeatureStore(enc, o.featureCache ?? null);
+    const got = await store.ofFiles(
+      toRead.map(({ r }) => path.resolve(imgDir, r.image!)),
+      toRead.map(({ i }) => where(i)),
+    );
+    let g = 0;
+    withImage.forEach(({ i }, k) => (feats[i] = given[k] ?? got[g++]));
+  }
+  const valFeats = feats.slice(0, valSize),
+    trainFeats = feats.slice(valSize);
 
   const batchSize = o.batchSize ?? 4;
   const accum = o.gradAccum ?? 1;
@@ -165,13 +200,14 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneResult> {
     seed,
     gate_init: o.gateInit ?? 'zero',
   };
+  if (enc) args.image_encoder = enc.identity;
 
-  let adapter: Adapter;
+  let adapter: TrainedAdapter;
   let pos: Position = { step: 0, epoch: 0, micro: 0 };
   let opt: AdamW;
   const history: { step: number; loss: number }[] = [];
   if (o.resume) {
-    const r = readTrainingCheckpoint(o.resume, model, args, { microPerEpoch, accum, epochs, totalSteps });
+    const r = readTrainingCheckpoint(o.resume, model, args, { microPerEpoch, accum, epochs, totalSteps }, enc?.identity ?? null);
     adapter = r.adapter;
     pos = r.pos;
     opt = new AdamW(trainableTensors(adapter), shapes(adapter), adamwOptions(o));
@@ -186,7 +222,13 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneResult> {
       `${ckptPath}: a training checkpoint is already there; continue it with --resume ${ckptPath}, or pass --overwrite to start again and replace it`,
     );
     if (o.adapter) model.checkOwn(o.adapter);
-    adapter = o.adapter ?? createAdapter(model, { promptLength: o.promptLength, adapterLayers: o.adapterLayers, gate: o.gate, seed, gateInit: o.gateInit });
+    const init = { promptLength: o.promptLength, adapterLayers: o.adapterLayers, gate: o.gate, seed, gateInit: o.gateInit };
+    adapter = o.adapter ?? (enc ? createMultimodalAdapter(model, { ...init, encoder: enc.identity }) : createAdapter(model, init));
+    if (enc) {
+      check(adapter instanceof MultimodalAdapter, 'training with an image encoder needs a multimodal adapter');
+      adapter.checkEncoder(enc.identity, 'finetune');
+      adapter.meta.image_encoder_path = enc.path;
+    } else check(!(adapter instanceof MultimodalAdapter), 'a multimodal adapter trains with its image encoder (--image-encoder)');
     opt = new AdamW(trainableTensors(adapter), shapes(adapter), adamwOptions(o));
     if (metricsPath) fs.writeFileSync(metricsPath, '');
   }
@@ -220,7 +262,16 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneResult> {
           idx.map((j) => train[j]),
           tok.eosId,
         );
-        const r = model.lossAndGrads(batch.tokens, batch.targets, adapter, micro);
+        const r = model.lossAndGrads(
+          batch.tokens,
+          batch.targets,
+          adapter,
+          micro,
+          rowSources(
+            adapter,
+            idx.map((j) => trainFeats[j]),
+          ),
+        );
         lossSum += r.loss;
         tokensSeen += idx.reduce((s, j) => s + train[j].tokens.length, 0);
         for (const [k, g] of grads) {
@@ -265,7 +316,7 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneResult> {
     if (pos.micro >= microPerEpoch) {
       // ---- end of epoch: validate, checkpoint
       pos = { step: pos.step, epoch: pos.epoch + 1, micro: 0 };
-      const valLoss = val.length ? evaluate(model, adapter, val, batchSize, tok.eosId) : null;
+      const valLoss = val.length ? evaluate(model, adapter, val, batchSize, tok.eosId, valFeats) : null;
       const rep = { epoch: pos.epoch, valLoss };
       valLosses.push(rep);
       log({ epoch: pos.epoch, step: pos.step, val_loss: valLoss });
@@ -274,7 +325,8 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneResult> {
     }
   }
   save();
-  saveAdapter(adapter, o.out);
+  if (adapter instanceof MultimodalAdapter) saveMultimodalAdapter(adapter, o.out);
+  else saveAdapter(adapter, o.out);
   if (plotPath)
     writeLossPlot(
       plotPath,
@@ -285,13 +337,26 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneResult> {
   return { adapter, steps: pos.step, losses, valLosses, aborted, checkpoint: ckptPath, trainTokens };
 }
 
-/** Token-weighted mean validation loss. */
-export function evaluate(model: LlamaModel, adapter: Adapter | null, ex: readonly Example[], batchSize: number, padId: number): number {
+/** Each row's prompt source: its image's for a multimodal adapter (this adapter alone for rows without one). */
+function rowSources(a: TrainedAdapter, feats: readonly (Float32Array | null)[]): PromptSource[] {
+  return a instanceof MultimodalAdapter ? a.rowSources(feats) : feats.map(() => a);
+}
+
+/** Token-weighted mean validation loss (feats: each example's image features, for a multimodal adapter). */
+export function evaluate(
+  model: LlamaModel,
+  adapter: TrainedAdapter | null,
+  ex: readonly Example[],
+  batchSize: number,
+  padId: number,
+  feats: readonly (Float32Array | null)[] = [],
+): number {
   let sum = 0,
     n = 0;
   for (let i = 0; i < ex.length; i += batchSize) {
     const b = padBatch(ex.slice(i, i + batchSize), padId);
-    const r = model.loss(b.tokens, b.targets, adapter);
+    const f = ex.slice(i, i + batchSize).map((_, k) => feats[i + k] ?? null);
+    const r = model.loss(b.tokens, b.targets, adapter ? rowSources(adapter, f) : null);
     sum += r.loss * r.tokens;
     n += r.tokens;
   }
@@ -303,7 +368,7 @@ function epochOrder(n: number, seed: number, epoch: number): number[] {
   return new Rng((seed * 1000003 + epoch * 7919 + 1) >>> 0).shuffle(Array.from({ length: n }, (_, i) => i));
 }
 
-function shapes(a: Adapter): Map<string, number[]> {
+function shapes(a: TrainedAdapter): Map<string, number[]> {
   return new Map([...trainableTensors(a).keys()].map((k) => [k, a.shapeOf(k)]));
 }
 

@@ -6,6 +6,7 @@ export interface InstructionRecord {
   instruction: string;
   input: string; // '' when the task has no input
   output: string;
+  image?: string; // an image file (relative paths: to the data file's folder) for multimodal adapters
 }
 
 export interface PromptStyle {

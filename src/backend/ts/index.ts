@@ -1,5 +1,5 @@
 // The plain-TypeScript backend: the portable oracle every other backend is tested against. It is
-// the union of the kernel groups (linear, attention, rows, loss), each of which implements its
+// the union of the kernel groups (linear, attention, rows, loss, encoder), each of which implements its
 // Backend methods directly; nothing here forwards a call.
 
 import type { Backend } from '../backend.js';
@@ -7,8 +7,9 @@ import { linearKernels } from './linear.js';
 import { attentionKernels } from './attention.js';
 import { rowKernels } from './elementwise.js';
 import { lossKernels } from './loss.js';
+import { encoderKernels } from './encoder.js';
 
 /** A TypeScript backend (its linear and attention kernels have their own scratch buffers). */
 export function createTsBackend(): Backend {
-  return { name: 'ts', threads: 1, ...linearKernels(), ...attentionKernels(), ...rowKernels, ...lossKernels };
+  return { name: 'ts', threads: 1, ...linearKernels(), ...attentionKernels(), ...rowKernels, ...lossKernels, ...encoderKernels() };
 }

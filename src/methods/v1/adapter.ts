@@ -6,7 +6,7 @@
 // Writing into the arrays returned by parameters() changes the adapter; call invalidate() after.
 
 import { check, LlamaAdapterError } from '../../core/errors.js';
-import { trainableTensors, type AdapterMethod, type MethodHost, type PromptLayer, type PromptLayerGrads, type PromptSource } from '../../model/method.js';
+import { trainableTensors, type AdapterMethod, type MethodHost, type PromptLayer, type PromptSource, type SourceGrads } from '../../model/method.js';
 import { Rng } from '../../core/rng.js';
 import type { Matrix } from '../../core/weights.js';
 import { effectiveGates, gateParamGrad, gateSize, isGateMode, type GateMode, GATE_RULES } from './gate.js';
@@ -174,18 +174,31 @@ export class Adapter implements AdapterMethod {
   }
 
   /**
-   * Turn hook gradients (d pk, d pv, d effective gate per adapted layer) into parameter
-   * gradients, keyed like parameters(): dP = dpk Wk + dpv Wv; gates by the convention's chain rule.
+   * Turn hook gradients (d pk, d pv, d effective gate per adapted layer, summed over the row groups:
+   * a prompt offset is constant, so every group's rows see the same P_l) into parameter gradients,
+   * keyed like parameters(): dP = dpk Wk + dpv Wv; gates by the convention's chain rule.
    */
-  paramGrads(hook: readonly PromptLayerGrads[], out: Map<string, Float32Array>): void {
+  paramGrads(hook: readonly SourceGrads[], out: Map<string, Float32Array>): void {
     const be = this.host.backend;
+    const c = this.host.config;
+    const K = this.config.promptLength,
+      kv = c.nKvHeads * c.headDim;
     for (let i = 0; i < this.config.adapterLayers; i++) {
       const l = this.firstLayer + i;
-      const g = hook[l];
+      let g = hook[0].layers[l];
+      if (hook.length > 1) {
+        const sum = { dpk: new Float32Array(K * kv), dpv: new Float32Array(K * kv), dgate: new Float32Array(c.nHeads) };
+        for (const h of hook) {
+          be.add(sum.dpk, h.layers[l].dpk, K * kv);
+          be.add(sum.dpv, h.layers[l].dpv, K * kv);
+          be.add(sum.dgate, h.layers[l].dgate, c.nHeads);
+        }
+        g = sum;
+      }
       const dP = out.get(`layers.${l}.adaption_prompt`)!;
       const { wk, wv } = this.projections(l);
-      be.matmulBack(dP, g.dpk, wk, this.config.promptLength);
-      be.matmulBack(dP, g.dpv, wv, this.config.promptLength, true);
+      be.matmulBack(dP, g.dpk, wk, K);
+      be.matmulBack(dP, g.dpv, wv, K, true);
       gateParamGrad(this.config.gate, this.gates[i], g.dgate, out.get(`layers.${l}.adaption_gate`)!);
     }
   }

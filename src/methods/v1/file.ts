@@ -7,7 +7,7 @@ import { CONFIG_LIMITS } from '../../core/config.js';
 import { atFile, check, LlamaAdapterError } from '../../core/errors.js';
 import { checkFinite } from '../../core/finite.js';
 import { readSafetensors, writeSafetensors, type SafetensorsFile } from '../../core/safetensors.js';
-import { trainableTensors, type MethodHost } from '../../model/method.js';
+import { trainableTensors, type AdapterMethod, type MethodHost } from '../../model/method.js';
 import { Adapter } from './adapter.js';
 import { gateSize, isGateMode, GATE_RULES } from './gate.js';
 import { checkTensors, type AdapterTensors } from './interop/tensors.js';
@@ -15,6 +15,8 @@ import { isPromptProjection, PROMPT_PROJECTIONS } from './prompt-projection.js';
 
 export const ADAPTER_FORMAT = 'llama-adapter';
 export const ADAPTER_VERSION = '1';
+/** __metadata__.method of a multimodal adapter (methods/v1/multimodal-file.ts); absent for a text adapter. */
+export const MULTIMODAL_METHOD = 'multimodal';
 
 /** Architecture fields an adapter must agree with (the metadata key and the config field). */
 const ARCH_FIELDS = [
@@ -49,13 +51,18 @@ export function adapterMetadata(a: Adapter): Record<string, string> {
 
 /** Write the adapter atomically (temp file + rename): the tensors its one filter selects (trainableTensors). */
 export function saveAdapter(a: Adapter, path: string): void {
+  writeMethodFile(a, path, adapterMetadata(a));
+}
+
+/** Write a method's trainable tensors (its one filter) as F32 with `metadata`, atomically. */
+export function writeMethodFile(a: AdapterMethod, path: string, metadata: Record<string, string>): void {
   const tensors = [...trainableTensors(a)].map(([name, data]) => ({
     name,
     dtype: 'F32' as const,
     shape: a.shapeOf(name),
     data,
   }));
-  writeSafetensors(path, tensors, adapterMetadata(a));
+  writeSafetensors(path, tensors, metadata);
 }
 
 /** Header-level view of an adapter file (for `inspect`). */
@@ -137,11 +144,16 @@ export function metaJsonObject(path: string, m: Record<string, string>, key: str
 }
 
 /** The (still zero) adapter an adapter file's or checkpoint's metadata describes, checked against `host`. */
-export function adapterFromMetadata(path: string, m: Record<string, string>, host: MethodHost, o: OwnAdapterOptions = {}): Adapter {
+export function adapterFromMetadata(path: string, m: Record<string, string>, host: MethodHost, o: OwnAdapterOptions & { multimodal?: boolean } = {}): Adapter {
   check(
     m.format === ADAPTER_FORMAT,
     `${path}: not a llama-adapter file (__metadata__.format is ${JSON.stringify(m.format ?? null)}, expected "${ADAPTER_FORMAT}")`,
   );
+  if (m.method === MULTIMODAL_METHOD && !o.multimodal) {
+    throw new LlamaAdapterError(
+      `${path}: a multimodal adapter (trained with an image encoder${m.image_encoder_path ? ` at ${m.image_encoder_path}` : ''}); load it with its image encoder (--image-encoder PATH, loadMultimodalAdapter)`,
+    );
+  }
   check(m.version === ADAPTER_VERSION, `${path}: adapter file version ${m.version} is not supported (expected ${ADAPTER_VERSION})`);
   const c = host.config;
   for (const [key, field] of ARCH_FIELDS) {
@@ -181,6 +193,7 @@ export function readOwnTensors(path: string): AdapterTensors {
     const m = f.metadata;
     check(m.format === ADAPTER_FORMAT, `${path}: not a llama-adapter file (__metadata__.format is ${JSON.stringify(m.format ?? null)})`);
     check(m.version === ADAPTER_VERSION, `${path}: adapter file version ${m.version} is not supported (expected ${ADAPTER_VERSION})`);
+    check(m.method !== MULTIMODAL_METHOD, `${path}: a multimodal adapter (its image projection has no place in the other formats)`);
     const gate = m.gate ?? '';
     check(isGateMode(gate), `${path}: unknown gate convention "${gate}" (expected ${Object.keys(GATE_RULES).join(', ')})`);
     const D = metaInt(path, m, 'base_dim', 1, CONFIG_LIMITS.dim);
