@@ -254,9 +254,8 @@ void MmbSmallRange(float* out, const float* dy, const void* w, bool bf16, long N
 // rounded to bf16, as every bf16 kernel does, unless bf16Split) into micro-panels (kKCg x kMR), and
 // a kMR x kNR register block accumulates broadcast(x) * w over the depth. The widening happens on
 // the way into the L2-sized panel (never a whole-matrix fp32 copy), so the weights cross memory as
-// bf16; the microkernel then runs at fp32 FMA speed. It also takes fp32 weights (PackB), but for
-// those OpenBLAS is used above the dot kernel's range, and within it (few rows) packing the weights
-// costs more than the dot kernel's reductions (0.52-0.98x on decode-batch shapes, AVX2).
+// bf16; the microkernel then runs at fp32 FMA speed. (For fp32 weights and few rows, packing the
+// weights cost more than the dot kernel's reductions: 0.52-0.98x on decode-batch shapes, AVX2.)
 
 #if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL || HWY_ARCH_ARM
 constexpr long kMR = 12;  // 24 accumulators of 32 vector registers
@@ -304,46 +303,36 @@ HWY_INLINE void GemmMicro(float* c, long ldc, const float* HWY_RESTRICT ap, cons
   }
 }
 
-// Panel p of B[k0 .. k0 + kc, nb .. nb + cols) (cols <= NR), zero beyond: fp32 (kc, NR) at bp.
-// B[kd, n] = W[n, kd] (!wTrans) or W[kd, n] (wTrans), W bf16 (widened here) or fp32.
-template <bool BF16>
-HWY_INLINE void PackB(float* HWY_RESTRICT bp, const void* wv, bool wTrans, long N, long Kd, long k0, long kc, long nb, long cols) {
+// Panel p of B[k0 .. k0 + kc, nb .. nb + cols) (cols <= NR), zero beyond, widened to fp32 (kc, NR)
+// at bp. B[kd, n] = W[n, kd] (!wTrans) or W[kd, n] (wTrans), W bf16.
+HWY_INLINE void PackB(float* HWY_RESTRICT bp, const uint16_t* w, bool wTrans, long N, long Kd, long k0, long kc, long nb, long cols) {
   const DF d;
   const DU32 du32;
   const DI32 di;
   const long L = static_cast<long>(hn::Lanes(d)), NR = 2 * L;
+  uint32_t* bu = reinterpret_cast<uint32_t*>(bp);
   if (!wTrans) {
-    // column j of the panel is row nb + j of W, gathered across rows (byte offsets: rows of any
-    // length); bf16 a depth pair at a time: one 32-bit word per row holds (W[n, kd], W[n, kd + 1]),
-    // whose halves widen to panel rows kd and kd + 1
+    // column j of the panel is row nb + j of W, gathered across rows a depth pair at a time: one
+    // 32-bit word per row holds (W[n, kd], W[n, kd + 1]), whose halves widen to panel rows kd and
+    // kd + 1 (byte offsets: rows of odd length are fine)
     if (cols == NR) {
-      const long esz = BF16 ? 2 : 4;
-      const auto off = hn::Mul(hn::Iota(di, 0), hn::Set(di, static_cast<int32_t>(Kd * esz)));
+      const auto off = hn::Mul(hn::Iota(di, 0), hn::Set(di, static_cast<int32_t>(Kd * 2)));
+      const auto hiMask = hn::Set(du32, 0xffff0000u);
       for (long h = 0; h < 2; h++) {
-        const char* base = static_cast<const char*>(wv) + ((nb + h * L) * Kd + k0) * esz;
+        const uint16_t* base = w + (nb + h * L) * Kd + k0;
         long k = 0;
-        if constexpr (BF16) {
-          const auto hiMask = hn::Set(du32, 0xffff0000u);
-          for (; k + 2 <= kc; k += 2) {
-            const auto v = hn::GatherOffset(du32, reinterpret_cast<const uint32_t*>(base + k * 2), off);
-            hn::Store(hn::BitCast(d, hn::ShiftLeft<16>(v)), d, bp + k * NR + h * L);
-            hn::Store(hn::BitCast(d, hn::And(v, hiMask)), d, bp + (k + 1) * NR + h * L);
-          }
-          const uint16_t* w = static_cast<const uint16_t*>(wv);
-          for (; k < kc; k++)
-            for (long j = 0; j < L; j++) reinterpret_cast<uint32_t*>(bp)[k * NR + h * L + j] = static_cast<uint32_t>(w[(nb + h * L + j) * Kd + k0 + k]) << 16;
-        } else {
-          for (; k < kc; k++) hn::Store(hn::GatherOffset(d, reinterpret_cast<const float*>(base + k * 4), off), d, bp + k * NR + h * L);
+        for (; k + 2 <= kc; k += 2) {
+          const auto v = hn::GatherOffset(du32, reinterpret_cast<const uint32_t*>(base + k), off);
+          hn::Store(hn::BitCast(d, hn::ShiftLeft<16>(v)), d, bp + k * NR + h * L);
+          hn::Store(hn::BitCast(d, hn::And(v, hiMask)), d, bp + (k + 1) * NR + h * L);
         }
+        for (; k < kc; k++)
+          for (long j = 0; j < L; j++) bu[k * NR + h * L + j] = static_cast<uint32_t>(w[(nb + h * L + j) * Kd + k0 + k]) << 16;
       }
     } else {
       for (long k = 0; k < kc; k++) {
-        for (long j = 0; j < cols; j++) {
-          const long i = (nb + j) * Kd + k0 + k;
-          if constexpr (BF16) reinterpret_cast<uint32_t*>(bp)[k * NR + j] = static_cast<uint32_t>(static_cast<const uint16_t*>(wv)[i]) << 16;
-          else bp[k * NR + j] = static_cast<const float*>(wv)[i];
-        }
-        for (long j = cols; j < NR; j++) bp[k * NR + j] = 0.0f;
+        for (long j = 0; j < cols; j++) bu[k * NR + j] = static_cast<uint32_t>(w[(nb + j) * Kd + k0 + k]) << 16;
+        for (long j = cols; j < NR; j++) bu[k * NR + j] = 0;
       }
     }
     return;
@@ -351,22 +340,20 @@ HWY_INLINE void PackB(float* HWY_RESTRICT bp, const void* wv, bool wTrans, long 
   // row k of the panel is W row k0 + k, columns nb ..
   for (long k = 0; k < kc; k++) {
     float* br = bp + k * NR;
-    const long i = (k0 + k) * N + nb;
+    const uint16_t* wr = w + (k0 + k) * N + nb;
     if (cols == NR) {
-      hn::Store(LoadW<BF16>(d, wv, i), d, br);
-      hn::Store(LoadW<BF16>(d, wv, i + L), d, br + L);
+      hn::Store(LoadBf16(d, wr), d, br);
+      hn::Store(LoadBf16(d, wr + L), d, br + L);
     } else {
       for (long j = 0; j < NR; j++) br[j] = 0.0f;
-      if constexpr (BF16) Bf16ToF32(br, static_cast<const uint16_t*>(wv) + i, cols);
-      else std::memcpy(br, static_cast<const float*>(wv) + i, cols * sizeof(float));
+      Bf16ToF32(br, wr, cols);
     }
   }
 }
 
 // Columns [nA, nB) of C (M, N) (+)= X (M, Kd) · B, B[kd, n] = W[n, kd] (!wTrans) or W[kd, n]
-// (wTrans), W bf16 or fp32 (see PackB). round: activations to bf16 on the way into their panels.
-template <bool BF16>
-void GemmPackedT(float* out, const float* x, const void* w, bool wTrans, bool round, long M, long N, long Kd, long nA, long nB, bool acc) {
+// (wTrans), W bf16 (see PackB). round: activations to bf16 on the way into their panels.
+void GemmPacked(float* out, const float* x, const uint16_t* w, bool wTrans, bool round, long M, long N, long Kd, long nA, long nB, bool acc) {
   const DF d;
   const long L = static_cast<long>(hn::Lanes(d)), NR = 2 * L;
   GemmScratch& sc = t_gemm;
@@ -383,7 +370,7 @@ void GemmPackedT(float* out, const float* x, const void* w, bool wTrans, bool ro
       const long kc = Kd - k0 < kKCg ? Kd - k0 : kKCg;
       for (long p = 0; p < nPanels; p++) {
         const long nb = n0 + p * NR, cols = nb + NR <= n0 + nc ? NR : n0 + nc - nb;
-        PackB<BF16>(Bp + p * kc * NR, w, wTrans, N, Kd, k0, kc, nb, cols);
+        PackB(Bp + p * kc * NR, w, wTrans, N, Kd, k0, kc, nb, cols);
       }
       for (long m0 = 0; m0 < M; m0 += kMCg) {
         const long mc = M - m0 < kMCg ? M - m0 : kMCg;
@@ -420,11 +407,6 @@ void GemmPackedT(float* out, const float* x, const void* w, bool wTrans, bool ro
       }
     }
   }
-}
-
-void GemmPacked(float* out, const float* x, const void* w, bool bf16, bool wTrans, bool round, long M, long N, long Kd, long nA, long nB, bool acc) {
-  if (bf16) GemmPackedT<true>(out, x, w, wTrans, round, M, N, Kd, nA, nB, acc);
-  else GemmPackedT<false>(out, x, w, wTrans, round, M, N, Kd, nA, nB, acc);
 }
 
 /** Columns of C per thread chunk of GemmPacked (a multiple of its register block). */
@@ -471,13 +453,13 @@ const float* bf16_activations(const float* x, long n) {
   return t_round.data();
 }
 
-// C (M, N) (+)= X (M, Kd) · B (see GemmPacked): columns split over the pool in chunks of whole
-// register blocks, each thread packing (and for bf16 widening) only its own columns' weights.
-void packed_gemm(float* out, const float* x, const void* w, bool bf16, bool wTrans, long M, long N, long Kd, bool acc, int nt) {
+// C (M, N) (+)= X (M, Kd) · B with bf16 weights (see GemmPacked): columns split over the pool in
+// chunks of whole register blocks, each thread widening only its own columns' weights.
+void packed_gemm(float* out, const float* x, const uint16_t* w, bool wTrans, long M, long N, long Kd, bool acc, int nt) {
   const long nr = HWY_DYNAMIC_DISPATCH(GemmPackedCols)();
-  const bool round = bf16 && !g_features.bf16Split;
+  const bool round = !g_features.bf16Split;
   parallel_for((N + nr - 1) / nr, nt, [&](long b0, long b1) {
-    HWY_DYNAMIC_DISPATCH(GemmPacked)(out, x, w, bf16, wTrans, round, M, N, Kd, b0 * nr, b1 * nr < N ? b1 * nr : N, acc);
+    HWY_DYNAMIC_DISPATCH(GemmPacked)(out, x, w, wTrans, round, M, N, Kd, b0 * nr, b1 * nr < N ? b1 * nr : N, acc);
   }, 1);
 }
 }  // namespace
@@ -533,7 +515,7 @@ void matmul(float* out, const float* x, const Mat& wm, long M, bool acc) {
     return;
   }
   if (bf16) {
-    packed_gemm(out, x, w, true, false, M, N, K, acc, nt);
+    packed_gemm(out, x, static_cast<const uint16_t*>(w), false, M, N, K, acc, nt);
     return;
   }
   // Column blocks (multiples of 16), two per thread: each sgemm call re-packs x.
@@ -575,7 +557,7 @@ void matmul_back(float* out, const float* dy, const Mat& wm, long M, bool acc) {
     return;
   }
   if (bf16) {
-    packed_gemm(out, dy, w, true, true, M, K, N, acc, nt);
+    packed_gemm(out, dy, static_cast<const uint16_t*>(w), true, M, K, N, acc, nt);
     return;
   }
   long blocks = (K + 15) / 16;
