@@ -7,6 +7,14 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 
+/** PyTorch's (ATen's and oneDNN's) level for a forced LLAMA_ADAPTER_SIMD level. */
+function peerSimdEnv(level: string | undefined): Record<string, string> {
+  const aten: Record<string, string> = { avx2: 'avx2', sse4: 'default', scalar: 'default' };
+  const dnnl: Record<string, string> = { avx2: 'AVX2', sse4: 'SSE41', scalar: 'SSE41' };
+  if (!level || !aten[level]) return {};
+  return { ATEN_CPU_CAPABILITY: aten[level], ONEDNN_MAX_CPU_ISA: dnnl[level], DNNL_MAX_CPU_ISA: dnnl[level] };
+}
+
 export const SYSTEM_PYTHON = '/usr/bin/python3';
 const GNU_TIME = '/usr/bin/time';
 
@@ -82,6 +90,10 @@ export function runPeer(s: PeerSettings): Promise<PeerRun> {
     OMP_NUM_THREADS: n,
     OPENBLAS_NUM_THREADS: n,
     MKL_NUM_THREADS: n,
+    // our kernels forced to a lower SIMD level (LLAMA_ADAPTER_SIMD): PyTorch's own kernels and
+    // oneDNN's at the same level (its OpenBLAS follows OPENBLAS_CORETYPE, which the native backend
+    // sets then)
+    ...peerSimdEnv(process.env.LLAMA_ADAPTER_SIMD),
   };
   const t0 = performance.now();
   return new Promise((resolve, reject) => {
