@@ -50,7 +50,8 @@ export function demoCommand(): Command {
         process.stdout.write(
           '| encoder | trained with | test photos | stories naming the pictured thing (95% CI) | naming another thing (95% CI) | val loss |\n|---|---|---|---|---|---|\n',
         );
-        const pct = (k: number, n: number, ci: [number, number]): string => `${k}/${n} = ${((100 * k) / n).toFixed(1)}% [${ci[0].toFixed(1)}, ${ci[1].toFixed(1)}]`;
+        const pct = (k: number, n: number, ci: [number, number]): string =>
+          `${k}/${n} = ${((100 * k) / n).toFixed(1)}% [${ci[0].toFixed(1)}, ${ci[1].toFixed(1)}]`;
         for (const r of rows)
           process.stdout.write(
             `| ${r.encoder} | ${r.variant} | ${r.test} | ${pct(r.hits, r.n, r.ci)} | ${pct(r.other, r.n, r.otherCi)} | ${r.valLoss?.toFixed(3) ?? 'n/a'} |\n`,

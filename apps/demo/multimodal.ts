@@ -148,7 +148,7 @@ export async function runMultimodalDemo(o: MmDemoOptions): Promise<MmRow[]> {
       const mm = createMultimodalAdapter(model, { promptLength: 10, adapterLayers: 2, encoder: enc.identity, seed: o.seed });
       const recs = train.map((t) => ({ instruction: `Write a story about ${t.name} and what is in the picture.`, input: '', output: ` ${t.story}` }));
       // the blank variant gives every record (and every test) the same features
-      const r = await trainInMemory(model, mm, recs, v === 'image' ? feats : feats.map(() => blank), o);
+      const r = await trainInMemory(model, mm, encPath, recs, v === 'image' ? feats : feats.map(() => blank), o);
       const gen = await generateBatch(
         model,
         tests.map((t) => `Write a story about ${t.name} and what is in the picture.\n`),
@@ -160,14 +160,26 @@ export async function runMultimodalDemo(o: MmDemoOptions): Promise<MmRow[]> {
         if (!idx.length) continue;
         const hits = idx.filter((i) => THINGS[tests[i].thing].word.test(gen[i].text)).length;
         const other = idx.filter((i) => things.some((t) => t !== tests[i].thing && THINGS[t].word.test(gen[i].text))).length;
-        rows.push({ encoder: encPath, variant: v, test, hits, other, n: idx.length, ci: wilson(hits, idx.length), otherCi: wilson(other, idx.length), valLoss: r.valLoss });
+        rows.push({
+          encoder: encPath,
+          variant: v,
+          test,
+          hits,
+          other,
+          n: idx.length,
+          ci: wilson(hits, idx.length),
+          otherCi: wilson(other, idx.length),
+          valLoss: r.valLoss,
+        });
         // what the stories name, per pictured thing (the confusion table, on the log)
         const named = things.map((t) => {
           const mine = idx.filter((i) => tests[i].thing === t);
           const counts = things.map((u) => `${u} ${mine.filter((i) => THINGS[u].word.test(gen[i].text)).length}`);
           return mine.length ? `${t} (${mine.length}): ${counts.filter((c) => !c.endsWith(' 0')).join(', ') || 'none'}` : '';
         });
-        o.onLog(`${encPath} / ${v} / ${test}: ${hits}/${idx.length} stories name the pictured thing, ${other} another thing; named: ${named.filter(Boolean).join('; ')}`);
+        o.onLog(
+          `${encPath} / ${v} / ${test}: ${hits}/${idx.length} stories name the pictured thing, ${other} another thing; named: ${named.filter(Boolean).join('; ')}`,
+        );
       }
     }
   }
@@ -178,6 +190,7 @@ export async function runMultimodalDemo(o: MmDemoOptions): Promise<MmRow[]> {
 async function trainInMemory(
   model: LlamaModel,
   mm: MultimodalAdapter,
+  encPath: string, // recorded in the adapter file, so `generate --image` finds the encoder
   recs: { instruction: string; input: string; output: string }[],
   feats: Float32Array[],
   o: MmDemoOptions,
@@ -189,7 +202,7 @@ async function trainInMemory(
   });
   const encoder: ImageEncoder = {
     identity: mm.encoder,
-    path: 'memory',
+    path: encPath,
     preprocess: { size: 1, mean: [0, 0, 0], std: [1, 1, 1], layout: 'chw', crop: 'hf' },
     features: async () => {
       throw new Error('in-memory features only');
