@@ -1,4 +1,5 @@
-// `npm run bench -- --clip NAME|DIR`: the CLIP vision tower as a frozen image encoder. Times
+// `npm run bench -- --clip NAME|DIR`: a frozen image encoder (a CLIP vision tower, or a TF.js model
+// such as nsfwjs:mobilenet_v2 on TF.js's wasm backend). Times
 // ClipEncoder.features (every layer, the multi-scale CLS features) on batches of images, and with
 // --compare-pytorch the same weights and pixels through refclip.encode (bench/clip_torch.py, the
 // independent PyTorch math) in the same run; then one multimodal adapter training step per batch
@@ -13,7 +14,7 @@ import { getBackend } from '../src/backend/index.js';
 import { nativeInfo } from '../src/backend/native.js';
 import { check, LlamaAdapterError } from '../src/core/errors.js';
 import { loadClipVision } from '../src/vision/clip.js';
-import { ClipEncoder } from '../src/vision/encoder.js';
+import { ClipEncoder, loadImageEncoder } from '../src/vision/encoder.js';
 import { CLIP_SHAPES, writeSyntheticClip } from './clip-synthetic.js';
 import { buildModel, repoRoot, resolveConfig, sharedDir } from './configs.js';
 import { clipFlops, trainFlops } from './flops.js';
@@ -44,6 +45,7 @@ const log = (msg: string): void => {
 
 /** The tower's folder: the fixture, a synthetic shape (written once per seed under the temp folder), or a path. */
 function towerDir(name: string): string {
+  if (isTfjs(name)) return name;
   if (name === 'clip-tiny') return path.join(sharedDir(), 'fixtures/clip-tiny');
   const shape = CLIP_SHAPES[name];
   if (shape) {
@@ -61,6 +63,9 @@ function towerDir(name: string): string {
   throw new LlamaAdapterError(`bench --clip: "${name}" is not clip-tiny, ${Object.keys(CLIP_SHAPES).join(', ')} or an HF CLIP directory`);
 }
 
+/** A TF.js model (e.g. nsfwjs:mobilenet_v2): timed the same way, without FLOP count or PyTorch peer. */
+const isTfjs = (name: string): boolean => name.startsWith('nsfwjs:') || name.endsWith('.json');
+
 /** The deterministic pixels both sides use: x[i] = 1.5 sin(0.0073 i), rounded to float32 (bench/clip_torch.py). */
 function pixels(n: number): Float32Array {
   const x = new Float32Array(n);
@@ -71,21 +76,22 @@ function pixels(n: number): Float32Array {
 export async function runClipBench(o: ClipBenchOptions, emit: (line: BenchLine) => void): Promise<void> {
   const dir = towerDir(o.clip);
   const be = getBackend(o.backend, o.threads);
-  const tower = loadClipVision(dir);
-  const enc = new ClipEncoder(tower, be);
-  const c = tower.config;
+  const tower = isTfjs(o.clip) ? null : loadClipVision(dir);
+  const enc = tower ? new ClipEncoder(tower, be) : await loadImageEncoder(o.clip, { backend: be });
   const simd = be.name === 'native' ? (nativeInfo()?.simd ?? null) : null;
-  const base: BenchLine = { config: o.clip, backend: be.name, threads: be.threads, simd };
+  const tfjs: BenchLine = tower ? {} : { tfjs_backend: await (await import('../src/vision/tfjs.js')).tfjsBackend() };
+  const base: BenchLine = { config: o.clip, backend: be.name, threads: be.threads, simd, ...tfjs };
   const settle = async (): Promise<void> => {
     if (o.waitIdle > 0) await waitForIdle(o.waitIdle, log);
   };
   const B = o.images;
-  const S = c.imageSize;
+  const S = enc.preprocess.size;
   const px = pixels(B * 3 * S * S);
+  const flops = tower ? clipFlops(tower.config, B) : null;
 
   // the encoder: a warm-up forward, then at least `steps` forwards and 2 s (at most 20 s)
   await settle();
-  log(`clip-encode: ${o.clip} (${c.numLayers} layers, width ${c.hiddenSize}, ${S} px, patch ${c.patchSize}), ${B} images per forward`);
+  log(`image-encode: ${o.clip} (${enc.identity.shape}), ${B} images per forward`);
   let f = await enc.features(px, B);
   const times: number[] = [];
   const a = cpuSnapshot();
@@ -98,30 +104,31 @@ export async function runClipBench(o: ClipBenchOptions, emit: (line: BenchLine) 
   }
   const other = otherLoadPercent(a, cpuSnapshot());
   const sec = median(times);
-  const C = c.hiddenSize,
-    F = enc.identity.featureDim;
-  const pooled0 = [...f.subarray(F - C, F - C + 8)]; // image 0, the last layer's CLS after post_layernorm
+  const F = enc.identity.featureDim;
+  const C = tower?.config.hiddenSize ?? 0;
+  const pooled0 = [...f.subarray(F - C, F - C + 8)]; // image 0, the last layer's CLS after post_layernorm (CLIP)
   const ours = B / sec;
   emit({
     ...base,
-    kind: 'clip-encode',
+    kind: 'image-encode',
     images: B,
     reps: times.length,
     batch_seconds: round(sec),
     images_per_s: round(ours),
-    gflops: round(clipFlops(c, B) / sec / 1e9),
+    gflops: flops === null ? null : round(flops / sec / 1e9),
     feature_dim: F,
     other_load_pct: other,
     peak_rss_mb: round(process.resourceUsage().maxRSS / 1024),
   });
 
-  if (o.comparePytorch) {
+  if (o.comparePytorch && !tower) emit({ ...base, kind: 'compare', skipped: 'the PyTorch peer runs CLIP towers only' });
+  if (o.comparePytorch && tower && flops !== null) {
     const script = path.join(repoRoot(), 'bench/clip_torch.py');
     const st = torchStatus(o.python, script);
     if (!st.ok) emit({ ...base, kind: 'compare', skipped: st.reason });
     else {
       await settle();
-      log(`clip-encode: PyTorch ${st.version} peer (refclip.encode) on the same weights and pixels`);
+      log(`image-encode: PyTorch ${st.version} peer (refclip.encode) on the same weights and pixels`);
       const reference = path.join(sharedDir(), 'reference');
       const pa = cpuSnapshot();
       const run = await runPythonPeer(
@@ -130,7 +137,7 @@ export async function runClipBench(o: ClipBenchOptions, emit: (line: BenchLine) 
         [dir, '--batch', String(B), '--threads', String(be.threads), '--reps', String(Math.max(o.steps, 3)), '--reference', reference],
         be.threads,
       );
-      const line = run.lines.find((l) => l.kind === 'clip-encode');
+      const line = run.lines.find((l) => l.kind === 'image-encode');
       check(line, `bench: ${run.command} printed no clip-encode line`);
       const theirs = line.images_per_s as number;
       const check8 = line.check as number[];
@@ -142,9 +149,9 @@ export async function runClipBench(o: ClipBenchOptions, emit: (line: BenchLine) 
         peer: true,
         other_load_pct: otherLoadPercent(pa, cpuSnapshot(), run.cpuSeconds ?? 0),
         peak_rss_mb: run.peakRssMb === null ? null : round(run.peakRssMb),
-        gflops: round(clipFlops(c, B) / (line.batch_seconds as number) / 1e9),
+        gflops: round(flops / (line.batch_seconds as number) / 1e9),
       });
-      emit({ ...base, kind: 'clip-encode', ratio_vs_pytorch: round(ours / theirs), pooled_max_abs_diff: round(diff) });
+      emit({ ...base, kind: 'image-encode', ratio_vs_pytorch: round(ours / theirs), pooled_max_abs_diff: round(diff) });
       check(diff < 1e-3, `bench: our pooled output differs from the PyTorch peer's by ${diff}`);
     }
   }

@@ -44,7 +44,7 @@ def main():
             if time.perf_counter() - start > a.budget:
                 break
     med = sorted(times)[len(times) // 2]
-    print(json.dumps({"backend": "pytorch", "torch": torch.__version__, "threads": a.threads, "kind": "clip-encode",
+    print(json.dumps({"backend": "pytorch", "torch": torch.__version__, "threads": a.threads, "kind": "image-encode",
                       "batch": a.batch, "reps": len(times), "batch_seconds": med, "images_per_s": a.batch / med,
                       "check": out["pooled"][0, :8].tolist()}))
 
