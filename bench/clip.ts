@@ -138,7 +138,7 @@ export async function runClipBench(o: ClipBenchOptions, emit: (line: BenchLine) 
         be.threads,
       );
       const line = run.lines.find((l) => l.kind === 'image-encode');
-      check(line, `bench: ${run.command} printed no clip-encode line`);
+      check(line, `bench: ${run.command} printed no image-encode line`);
       const theirs = line.images_per_s as number;
       const check8 = line.check as number[];
       const diff = Math.max(...check8.map((v, i) => Math.abs(v - pooled0[i])));
