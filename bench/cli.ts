@@ -5,6 +5,7 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { BENCH_DEFAULTS, BENCH_KINDS, runBench, type BenchDtype, type BenchKind, type BenchOptions } from './run.js';
 import { runServeBench } from './serve.js';
+import { runClipBench } from './clip.js';
 import { backendNames, type BackendName } from '../src/backend/index.js';
 import { int } from '../src/cli/common.js';
 
@@ -32,6 +33,8 @@ interface BenchFlags {
   adapters: number;
   requests: number;
   serveTokens: number;
+  clip?: string;
+  images: number;
 }
 
 function kinds(v: string): BenchKind[] {
@@ -87,8 +90,18 @@ export function benchCommand(): Command {
     .option('--adapters <n>', '--serve: distinct adapters the clients are spread over', int('--adapters', 1), 8)
     .option('--requests <n>', '--serve: requests per client, one after another', int('--requests', 1), 2)
     .option('--serve-tokens <n>', '--serve: tokens generated per request', int('--serve-tokens', 1), 64)
+    .option(
+      '--clip <name|dir>',
+      'benchmark a CLIP vision tower instead (clip-tiny, vit-b16, vit-l14 = synthetic HF-layout weights, or an HF CLIP dir): images/s, then multimodal training on --config with cached features',
+    )
+    .option('--images <n>', '--clip: images per encoder forward', int('--images', 1), 8)
     .action(async (f: BenchFlags) => {
       const out = (line: Record<string, unknown>) => process.stdout.write(`${JSON.stringify(line)}\n`);
+      if (f.clip) {
+        const c = { clip: f.clip, config: f.config, backend: f.backend, threads: f.threads, images: f.images, steps: f.steps, python: f.python };
+        const shape = { batch: f.batch, seq: f.seq, promptLength: f.promptLength, adapterLayers: f.adapterLayers };
+        return runClipBench({ ...c, ...shape, comparePytorch: f.comparePytorch ?? false, waitIdle: f.waitIdle }, out);
+      }
       if (f.serve) {
         const s = { clients: f.clients, adapters: f.adapters, requests: f.requests, tokens: f.serveTokens, promptTokens: 16 };
         return runServeBench({ config: f.config, backend: f.backend, threads: f.threads, dtype: f.dtype, ...s }, out);

@@ -61,3 +61,15 @@ export function decodeFlops(c: LlamaConfig, n: number): number {
   const { q, lin, head } = parts(c);
   return n * (c.nLayers * lin + head) + c.nLayers * 4 * q * causal(n);
 }
+
+/**
+ * FLOPs of a CLIP vision tower forward for B images (matrix products only): the patch embedding
+ * 2·n·3p²·C, per layer and token q/k/v/out 8·C² and the MLP 4·C·I, and the bidirectional attention
+ * 4·C·T² per row (QK^T and PV over all T = n+1 tokens); the visual projection is not run.
+ */
+export function clipFlops(c: { hiddenSize: number; intermediateSize: number; numLayers: number; imageSize: number; patchSize: number }, B: number): number {
+  const n = (c.imageSize / c.patchSize) ** 2,
+    T = n + 1,
+    C = c.hiddenSize;
+  return B * (2 * n * 3 * c.patchSize ** 2 * C + c.numLayers * (T * (8 * C * C + 4 * C * c.intermediateSize) + 4 * C * T * T));
+}

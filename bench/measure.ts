@@ -3,6 +3,8 @@
 // run.ts turns them into JSON lines.
 
 import { createAdapter } from '../src/methods/v1/adapter.js';
+import { createMultimodalAdapter, MultimodalAdapter } from '../src/methods/v1/multimodal.js';
+import type { EncoderIdentity } from '../src/vision/image-encoder.js';
 import type { Backend } from '../src/backend/backend.js';
 import { loadNativeBackend } from '../src/backend/native.js';
 import { check } from '../src/core/errors.js';
@@ -60,7 +62,7 @@ async function timeRepsAsync(
   return { seconds: median(times), reps: times.length };
 }
 
-function randomF32(n: number, rng: Rng): Float32Array {
+export function randomF32(n: number, rng: Rng): Float32Array {
   const a = new Float32Array(n);
   for (let i = 0; i < n; i++) a[i] = rng.uniform() - 0.5;
   return a;
@@ -121,6 +123,8 @@ export interface TrainBenchOptions {
   L: number;
   steps: number; // timed steps (at least; more until 0.5 s) after the warm-up
   afterWarmup?: () => void; // called between the warm-up and the timed steps (--profile resets there)
+  /** Train a multimodal adapter instead, each row with its own image's cached features of this encoder (F values, random here). */
+  multimodal?: EncoderIdentity;
 }
 
 export interface TrainResult {
@@ -153,15 +157,20 @@ export function trainBatch(vocab: number, B: number, T: number, seed = 0): { tok
 export function measureTrain(model: LlamaModel, o: TrainBenchOptions): TrainResult {
   const c = model.config;
   check(o.T <= c.maxSeqLen, `bench: --seq ${o.T} is longer than the model's context of ${c.maxSeqLen}`);
-  const adapter = createAdapter(model, { promptLength: o.K, adapterLayers: o.L, seed: 0 });
+  const options = { promptLength: o.K, adapterLayers: o.L, seed: 0 };
+  const adapter = o.multimodal ? createMultimodalAdapter(model, { ...options, encoder: o.multimodal }) : createAdapter(model, options);
   const params = adapter.parameters();
   const shapes = new Map([...params.keys()].map((k) => [k, adapter.shapeOf(k)]));
   const opt = new AdamW(params, shapes, { beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.02 });
   const grads = zerosLike(adapter);
   const { tokens, targets, lossRows } = trainBatch(c.vocabSize, o.B, o.T);
+  // a different image per row: features as the cache holds them (computed once, never in the step)
+  const rng = new Rng(2);
+  const feats = o.multimodal ? tokens.map(() => randomF32(o.multimodal!.featureDim, rng)) : [];
   let loss = NaN;
   const step = (): void => {
-    loss = model.lossAndGrads(tokens, targets, adapter, grads).loss;
+    const sources = adapter instanceof MultimodalAdapter ? adapter.rowSources(feats) : undefined;
+    loss = model.lossAndGrads(tokens, targets, adapter, grads, sources).loss;
     opt.update(model.backend, grads, 1e-3);
     adapter.invalidate();
   };
@@ -181,7 +190,8 @@ export function measureTrain(model: LlamaModel, o: TrainBenchOptions): TrainResu
     times.push(now() - t0);
   }
   check(Number.isFinite(loss), `bench: training loss is ${loss}`);
-  return { stepSeconds: median(times), steps: times.length, lossRows, loss, adapterParams: adapter.parameterCount };
+  const adapterParams = [...params.values()].reduce((a, v) => a + v.length, 0);
+  return { stepSeconds: median(times), steps: times.length, lossRows, loss, adapterParams };
 }
 
 /** Median seconds of greedy generateBatch([prompt]) runs producing exactly maxTokens tokens (timing rules: timeRepsAsync). */

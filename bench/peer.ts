@@ -58,7 +58,6 @@ export function torchStatus(python: string, script: string): { ok: true; version
 /** Run bench_torch.py once; resolves with its lines, or rejects with its exit status and stderr tail. */
 export function runPeer(s: PeerSettings): Promise<PeerRun> {
   const args = [
-    s.script,
     s.config,
     '--threads',
     String(s.threads),
@@ -77,6 +76,16 @@ export function runPeer(s: PeerSettings): Promise<PeerRun> {
     '--decode',
     String(s.decode),
   ];
+  return runPythonPeer(s.python, s.script, args, s.threads);
+}
+
+/**
+ * Run a Python peer script (`python script ...args`, from the script's folder, which is also on
+ * PYTHONPATH, with BLAS/OpenMP threads = `threads`) under GNU time; resolves with its JSON lines.
+ */
+export function runPythonPeer(python: string, script: string, scriptArgs: readonly string[], threads: number): Promise<PeerRun> {
+  const s = { python, script, threads };
+  const args = [script, ...scriptArgs];
   const command = [s.python, ...args].join(' ');
   const useTime = fs.existsSync(GNU_TIME);
   const tmp = useTime ? fs.mkdtempSync(path.join(os.tmpdir(), 'llama-adapter-bench-')) : null;

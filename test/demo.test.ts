@@ -19,9 +19,29 @@ import {
   type StoryInstruction,
 } from '../apps/demo/instructions.js';
 import { aggregate, scoreOne } from '../apps/demo/score.js';
+import { wilson } from '../apps/demo/multimodal.js';
 import { sentenceEnds, trimStory } from '../apps/demo/stories.js';
 import { LlamaAdapterError } from '../src/core/errors.js';
 import { tinystories656k } from './helpers.js';
+
+test("the multimodal demo's Wilson 95% interval: the closed forms at 0 and n successes, symmetry, and a textbook value", () => {
+  const z2 = 1.96 ** 2;
+  for (const n of [1, 32, 112]) {
+    const [lo0, hi0] = wilson(0, n);
+    assert.equal(lo0, 0);
+    assert.ok(Math.abs(hi0 - (100 * z2) / (n + z2)) < 1e-9); // upper bound z^2 / (n + z^2)
+    const [loN, hiN] = wilson(n, n);
+    assert.ok(Math.abs(loN - (100 * n) / (n + z2)) < 1e-9 && Math.abs(hiN - 100) < 1e-9);
+    for (let k = 0; k <= n; k += Math.ceil(n / 7)) {
+      const [a, b] = wilson(k, n),
+        [c, d] = wilson(n - k, n);
+      assert.ok(Math.abs(a - (100 - d)) < 1e-9 && Math.abs(b - (100 - c)) < 1e-9);
+    }
+  }
+  // 81 of 263 (Newcombe 1998, Table I, example: 0.2553 to 0.3662)
+  const [lo, hi] = wilson(81, 263);
+  assert.ok(Math.abs(lo - 25.53) < 0.01 && Math.abs(hi - 36.62) < 0.01, `${lo} ${hi}`);
+});
 
 test('name and object matching: whole words; names case-sensitive, objects any case and plural', () => {
   assert.ok(mentionsName("Tim's ball was red.", 'Tim'));

@@ -22,16 +22,15 @@ import { ClipEncoder, loadImageEncoder } from '../src/vision/encoder.js';
 import { loadClipVision } from '../src/vision/clip.js';
 import { backendsUnderTest } from './backends.js';
 import { assets, fixtures, maxAbs, maxAbsDiff, tinystories656k } from './helpers.js';
+import { fixtureMultimodalAdapter, fixtureRows, mmFixture } from './mm-fixture.js';
 import { getBackend } from '../src/backend/index.js';
+import type { AdapterDescription } from '../src/serve/adapters.js';
+import { describeEncoder } from '../src/vision/image-encoder.js';
 
-const fx = readSafetensors(path.join(fixtures, 'tinystories656k-mm-adapter.safetensors'));
+const fx = mmFixture;
 const enc = readSafetensors(path.join(fixtures, 'clip-tiny-encode.safetensors'));
 const t = (n: string): Float32Array => fx.tensorF32(n);
-const rows = (n: string): number[][] => {
-  const [B, T] = fx.info(n).shape;
-  const d = fx.tensorInt32(n);
-  return Array.from({ length: B }, (_, b) => Array.from(d.subarray(b * T, (b + 1) * T)));
-};
+const rows = fixtureRows;
 
 function relClose(got: Float32Array, want: Float32Array, what: string): void {
   const d = maxAbsDiff(got, want),
@@ -46,18 +45,7 @@ for (const id of backendsUnderTest()) {
     const encoder = new ClipEncoder(tower, getBackend(id));
     const c = model.config;
     const [L, K] = fx.info('prompts').shape;
-    const mm = createMultimodalAdapter(model, { promptLength: K, adapterLayers: L, encoder: encoder.identity });
-    const p = mm.parameters();
-    for (let i = 0; i < L; i++) {
-      const l = c.nLayers - L + i;
-      p.get(`layers.${l}.adaption_prompt`)!.set(t('prompts').subarray(i * K * c.dim, (i + 1) * K * c.dim));
-      p.get(`layers.${l}.adaption_gate`)!.set(t('gates').subarray(i * c.nHeads, (i + 1) * c.nHeads));
-    }
-    p.get('proj.weight')!.set(t('proj_weight'));
-    p.get('proj.bias')!.set(t('proj_bias'));
-    p.get('proj_norm.weight')!.set(t('proj_norm_weight'));
-    p.get('proj_norm.bias')!.set(t('proj_norm_bias'));
-    mm.invalidate();
+    const mm = fixtureMultimodalAdapter(model, encoder.identity);
     const F = mm.featureDim;
     const tokens = rows('tokens'),
       targets = rows('targets');
@@ -263,6 +251,19 @@ describe('serving a multimodal adapter: image_url content parts', () => {
       assert.equal(b.body.choices![0].message.content, birdAlone.body.choices![0].message.content, 'batched with others = alone');
       assert.notEqual(a.body.choices![0].message.content, b.body.choices![0].message.content, 'the image changes the answer');
       assert.equal(c.status, 200);
+      // the adapter listing shows the encoder and the projection, not only the text part
+      const listed = (await (await fetch(`${url}/v1/adapters`)).json()) as { data: AdapterDescription[] };
+      const one = (await (await fetch(`${url}/v1/adapters/mm`)).json()) as AdapterDescription;
+      const D = model.config.dim,
+        F = encoder.identity.featureDim;
+      for (const d of [listed.data.find((x) => x.id === 'mm')!, one]) {
+        assert.deepEqual(d.multimodal, {
+          image_encoder: { ...encoder.identity, path: path.join(fixtures, 'clip-tiny'), description: describeEncoder(encoder.identity) },
+          projection: { in_features: F, out_features: D, parameters: D * F + 3 * D },
+          text_parameters: 2 * (4 * D + model.config.nHeads),
+        });
+        assert.equal(d.parameters, D * F + 3 * D + 2 * (4 * D + model.config.nHeads));
+      }
       for (const [content, m, re] of [
         [withImage(dataUrl), path.basename(tinystories656k), /does not take images/],
         [withImage('data:image/gif;base64,R0lGOD'), 'mm', /data URL must be data:image\/png/],

@@ -47,6 +47,11 @@ describe('ScienceQA', () => {
     assert.equal(sqaPrompt(p, true), 'Question: Which is a mammal?\nContext: A dog.\nChoices: (A) frog (B) dog\nAnswer:');
     assert.equal(sqaPrompt(p, false), 'Question: Which is a mammal?\nContext: N/A\nChoices: (A) frog (B) dog\nAnswer:');
     assert.equal(sqaTarget(p), ' The answer is (B).');
+    // the letters format (tokenizers without parentheses): LLaVA's option lines, ScienceQA's answer form
+    assert.equal(sqaPrompt(p, true, 'letters'), 'Question: Which is a mammal?\nContext: A dog.\nChoices:\nA. frog\nB. dog\nAnswer:');
+    assert.equal(sqaTarget(p, 'letters'), ' The answer is B.');
+    assert.equal(sqaTarget(p, 'letters', 0), ' The answer is A.');
+    assert.equal(extractAnswer(sqaTarget(p, 'letters'), 2), 1);
     assert.equal(extractAnswer(' The answer is (B).', 2), 1);
     assert.equal(extractAnswer('The answer is A. Because', 2), 0);
     assert.equal(extractAnswer('The answer is (C)', 2), null); // names no choice

@@ -47,10 +47,14 @@ export function demoCommand(): Command {
           outDir: f.outDir,
           onLog: (line) => process.stderr.write(`[${((Date.now() - t0) / 1000).toFixed(0).padStart(4)}s] ${line}\n`),
         });
-        process.stdout.write('| encoder | trained with | stories naming the pictured thing (95% CI) | val loss |\n|---|---|---|---|\n');
+        process.stdout.write(
+          '| encoder | trained with | test photos | stories naming the pictured thing (95% CI) | naming another thing (95% CI) | val loss |\n|---|---|---|---|---|---|\n',
+        );
+        const pct = (k: number, n: number, ci: [number, number]): string =>
+          `${k}/${n} = ${((100 * k) / n).toFixed(1)}% [${ci[0].toFixed(1)}, ${ci[1].toFixed(1)}]`;
         for (const r of rows)
           process.stdout.write(
-            `| ${r.encoder} | ${r.variant} | ${r.hits}/${r.n} = ${((100 * r.hits) / r.n).toFixed(1)}% [${r.ci[0].toFixed(1)}, ${r.ci[1].toFixed(1)}] | ${r.valLoss?.toFixed(3) ?? 'n/a'} |\n`,
+            `| ${r.encoder} | ${r.variant} | ${r.test} | ${pct(r.hits, r.n, r.ci)} | ${pct(r.other, r.n, r.otherCi)} | ${r.valLoss?.toFixed(3) ?? 'n/a'} |\n`,
           );
         return;
       }

@@ -1,12 +1,13 @@
 // `npm run demo -- --multimodal`: does the image matter? The base model writes stories that start
 // "Once upon a time, <name> saw a <thing>." for things pictured in real photos (../shared/assets/images:
-// dogs, a bird, a car, a girl); each story is paired with a photo of its thing (random crops and
-// flips of the photos, so no two training images are the same) and the instruction "Write a story
-// about <name> and what is in the picture." (the thing is not named). Name/thing combinations are
-// held out. A multimodal adapter is trained with the image features, and the same adapter with
-// every image replaced by a blank one; on the held-out combinations each writes a story for a held-out
-// photo, and we count how often the story names the pictured thing (Wilson 95% intervals). Run for
-// nsfwjs's pretrained MobileNetV2 and for the random-weight CLIP-shaped tower.
+// dogs, a bird, cars, a girl, bicycles, a man, a lake); each story is paired with a photo of its thing
+// (random crops and flips, so no two training images are the same) and the instruction "Write a story
+// about <name> and what is in the picture." (the thing is not named). Two names per thing are held
+// out. A multimodal adapter is trained with the image features, and the same adapter with every image
+// replaced by a blank one; on the held-out combinations each writes a story for a new crop of a
+// training photo, and (dog, car) for a photo never seen in training; we count how often the story
+// names the pictured thing, and how often it names another of the things (Wilson 95% intervals).
+// Run for nsfwjs's pretrained MobileNetV2 and for the random-weight CLIP-shaped tower.
 
 import * as path from 'node:path';
 import { loadModel } from '../../src/index.js';
@@ -20,13 +21,22 @@ import { preprocessImage } from '../../src/vision/preprocess.js';
 import { loadImageEncoder } from '../../src/vision/encoder.js';
 import type { ImageEncoder } from '../../src/vision/image-encoder.js';
 
-const THINGS: Record<string, string[]> = {
-  dog: ['two-dogs.jpg', 'imagebind_dog_image.jpg'],
-  bird: ['imagebind_bird_image.jpg'],
-  car: ['imagebind_car_image.jpg'],
-  girl: ['llama_adapter_girl.jpg'],
+interface Thing {
+  word: RegExp; // how a story names it (whole words, any case)
+  train: string[]; // photos used for training (and for the seen-photo test, as new crops)
+  unseen: string[]; // photos of the thing never used in training
+}
+const THINGS: Record<string, Thing> = {
+  dog: { word: /\b(dog|dogs|puppy|puppies)\b/i, train: ['two-dogs.jpg'], unseen: ['imagebind_dog_image.jpg'] },
+  bird: { word: /\bbirds?\b/i, train: ['imagebind_bird_image.jpg'], unseen: [] },
+  car: { word: /\b(car|cars|taxi|taxis)\b/i, train: ['imagebind_car_image.jpg', 'llava_extreme_ironing.jpg'], unseen: ['COCO_test2014_000000074115.jpg'] },
+  girl: { word: /\bgirls?\b/i, train: ['llama_adapter_girl.jpg'], unseen: [] },
+  bike: { word: /\b(bike|bikes|bicycle|bicycles)\b/i, train: ['COCO_test2014_000000251884.jpg'], unseen: [] },
+  man: { word: /\b(man|men)\b/i, train: ['COCO_train2014_000000032872.jpg'], unseen: [] },
+  lake: { word: /\blakes?\b/i, train: ['llava_waterview.jpg'], unseen: [] },
 };
 const NAMES = ['Lily', 'Tom', 'Sue', 'Ben', 'Mia', 'Max'];
+const TEST_CROPS = 8; // crops per held-out combination and photo
 
 export interface MmDemoOptions {
   assets: string;
@@ -80,68 +90,97 @@ async function features(enc: ImageEncoder, imgs: RgbImage[]): Promise<Float32Arr
 export interface MmRow {
   encoder: string;
   variant: 'image' | 'blank image';
-  hits: number;
+  test: 'seen photos' | 'unseen photos';
+  hits: number; // stories naming the pictured thing
+  other: number; // stories naming another of the things
   n: number;
   ci: [number, number];
+  otherCi: [number, number];
   valLoss: number | null;
+}
+
+interface TestRow {
+  name: string;
+  thing: string;
+  test: MmRow['test'];
+  img: RgbImage;
 }
 
 export async function runMultimodalDemo(o: MmDemoOptions): Promise<MmRow[]> {
   const model: LlamaModel = await loadModel(o.modelPath);
   const rng = new Rng(o.seed);
-  const photos = Object.fromEntries(Object.entries(THINGS).map(([t, fs]) => [t, fs.map((f) => readImage(path.join(o.assets, 'images', f)))]));
+  const read = (f: string): RgbImage => readImage(path.join(o.assets, 'images', f));
   const things = Object.keys(THINGS);
-  // held-out combinations: one name per thing
-  const held = new Set(things.map((t, i) => `${NAMES[(i * 2 + o.seed) % NAMES.length]}/${t}`));
+  const photos = Object.fromEntries(things.map((t) => [t, THINGS[t].train.map(read)]));
+  // held-out combinations: two names per thing
+  const held = new Set(things.flatMap((t, i) => [0, 1].map((k) => `${NAMES[(i * 2 + k + o.seed) % NAMES.length]}/${t}`)));
   // the base model's stories
-  const train: { name: string; thing: string; img: RgbImage; story: string }[] = [];
   const prompts: { name: string; thing: string }[] = [];
   for (const name of NAMES) for (const thing of things) if (!held.has(`${name}/${thing}`)) for (let r = 0; r < o.perCombo; r++) prompts.push({ name, thing });
-  o.onLog(`sampling ${prompts.length} stories from the base model`);
+  o.onLog(`sampling ${prompts.length} stories from the base model (${things.length} things, ${held.size} held-out name/thing combinations)`);
   const starts = prompts.map(({ name, thing }) => `Once upon a time, ${name} saw a ${thing}.`);
   const gens = await generateBatch(model, starts, { temperature: 0.8, topP: 0.9, maxTokens: 40, seeds: starts.map((_, i) => o.seed * 100003 + i) });
-  prompts.forEach((p, i) => {
-    const pics = photos[p.thing];
-    train.push({ ...p, img: variant(pics[i % pics.length], rng), story: starts[i] + gens[i].text });
-  });
+  const train = prompts.map((p, i) => ({ ...p, img: variant(photos[p.thing][i % photos[p.thing].length], rng), story: starts[i] + gens[i].text }));
+  // held-out tests: new crops of the training photos, and crops of the photos never trained on
+  const tests: TestRow[] = [];
+  for (const c of held) {
+    const [name, thing] = c.split('/');
+    for (let r = 0; r < TEST_CROPS; r++) tests.push({ name, thing, test: 'seen photos', img: variant(photos[thing][r % photos[thing].length], rng) });
+    for (const f of THINGS[thing].unseen) {
+      const img = read(f);
+      for (let r = 0; r < TEST_CROPS; r++) tests.push({ name, thing, test: 'unseen photos', img: variant(img, rng) });
+    }
+  }
   const rows: MmRow[] = [];
   for (const encPath of o.encoders) {
     const enc = await loadImageEncoder(encPath, { backend: model.backend });
-    o.onLog(`encoder ${encPath}: ${enc.identity.featureDim} features; encoding ${train.length} training images`);
+    o.onLog(`encoder ${encPath}: ${enc.identity.featureDim} features; encoding ${train.length + tests.length + 1} images`);
     const feats = await features(
       enc,
       train.map((t) => t.img),
     );
     const blank = (await features(enc, [{ width: 8, height: 8, data: new Uint8Array(192).fill(128) }]))[0];
-    // held-out test: each held-out combination x 8 photo variants, the instruction without the thing
-    const tests: { name: string; thing: string; f: Float32Array }[] = [];
-    const testImgs: RgbImage[] = [];
-    const testMeta: { name: string; thing: string }[] = [];
-    for (const c of held) {
-      const [name, thing] = c.split('/');
-      for (let r = 0; r < 8; r++) {
-        testImgs.push(variant(photos[thing][r % photos[thing].length], rng));
-        testMeta.push({ name, thing });
-      }
-    }
-    const tf = await features(enc, testImgs);
-    testMeta.forEach((m, i) => tests.push({ ...m, f: tf[i] }));
+    const tf = await features(
+      enc,
+      tests.map((t) => t.img),
+    );
     for (const v of ['image', 'blank image'] as const) {
       const mm = createMultimodalAdapter(model, { promptLength: 10, adapterLayers: 2, encoder: enc.identity, seed: o.seed });
       const recs = train.map((t) => ({ instruction: `Write a story about ${t.name} and what is in the picture.`, input: '', output: ` ${t.story}` }));
-      // finetune reads features through records' image files; here the features are in memory: train through the library's loop on records
-      // with the images attached by index (the blank variant gives every record the same features)
-      const r = await trainInMemory(model, mm, recs, v === 'image' ? feats : feats.map(() => blank), o);
-      const srcs = tests.map((t) => r.forImage(v === 'image' ? t.f : blank));
+      // the blank variant gives every record (and every test) the same features
+      const r = await trainInMemory(model, mm, encPath, recs, v === 'image' ? feats : feats.map(() => blank), o);
       const gen = await generateBatch(
         model,
         tests.map((t) => `Write a story about ${t.name} and what is in the picture.\n`),
         { temperature: 0.3, topP: 0.75, maxTokens: 40, seeds: tests.map((_, i) => i) },
-        srcs,
+        tests.map((_, i) => r.forImage(v === 'image' ? tf[i] : blank)),
       );
-      const hits = gen.filter((g, i) => new RegExp(`\\b${tests[i].thing}s?\\b`, 'i').test(g.text)).length;
-      rows.push({ encoder: encPath, variant: v, hits, n: tests.length, ci: wilson(hits, tests.length), valLoss: r.valLoss });
-      o.onLog(`${encPath} / ${v}: ${hits}/${tests.length} stories name the pictured thing`);
+      for (const test of ['seen photos', 'unseen photos'] as const) {
+        const idx = tests.flatMap((t, i) => (t.test === test ? [i] : []));
+        if (!idx.length) continue;
+        const hits = idx.filter((i) => THINGS[tests[i].thing].word.test(gen[i].text)).length;
+        const other = idx.filter((i) => things.some((t) => t !== tests[i].thing && THINGS[t].word.test(gen[i].text))).length;
+        rows.push({
+          encoder: encPath,
+          variant: v,
+          test,
+          hits,
+          other,
+          n: idx.length,
+          ci: wilson(hits, idx.length),
+          otherCi: wilson(other, idx.length),
+          valLoss: r.valLoss,
+        });
+        // what the stories name, per pictured thing (the confusion table, on the log)
+        const named = things.map((t) => {
+          const mine = idx.filter((i) => tests[i].thing === t);
+          const counts = things.map((u) => `${u} ${mine.filter((i) => THINGS[u].word.test(gen[i].text)).length}`);
+          return mine.length ? `${t} (${mine.length}): ${counts.filter((c) => !c.endsWith(' 0')).join(', ') || 'none'}` : '';
+        });
+        o.onLog(
+          `${encPath} / ${v} / ${test}: ${hits}/${idx.length} stories name the pictured thing, ${other} another thing; named: ${named.filter(Boolean).join('; ')}`,
+        );
+      }
     }
   }
   return rows;
@@ -151,6 +190,7 @@ export async function runMultimodalDemo(o: MmDemoOptions): Promise<MmRow[]> {
 async function trainInMemory(
   model: LlamaModel,
   mm: MultimodalAdapter,
+  encPath: string, // recorded in the adapter file, so `generate --image` finds the encoder
   recs: { instruction: string; input: string; output: string }[],
   feats: Float32Array[],
   o: MmDemoOptions,
@@ -162,7 +202,7 @@ async function trainInMemory(
   });
   const encoder: ImageEncoder = {
     identity: mm.encoder,
-    path: 'memory',
+    path: encPath,
     preprocess: { size: 1, mean: [0, 0, 0], std: [1, 1, 1], layout: 'chw', crop: 'hf' },
     features: async () => {
       throw new Error('in-memory features only');

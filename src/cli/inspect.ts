@@ -1,10 +1,14 @@
 // `llama-adapter inspect PATH`: what a model or an adapter file holds.
 
 import { Command } from 'commander';
-import { readAdapterInfo } from '../methods/v1/file.js';
+import { atFile } from '../core/errors.js';
+import { readAdapterInfo, readOwnTensors } from '../methods/v1/file.js';
+import { PROJ_NAMES } from '../methods/v1/multimodal.js';
+import { isMultimodalAdapterFile, recordedEncoder } from '../methods/v1/multimodal-file.js';
+import { describeEncoder } from '../vision/image-encoder.js';
 import { GATE_RULES } from '../methods/v1/gate.js';
 import { looksLikeAdapter, readAdapterTensors } from '../methods/v1/interop/registry.js';
-import { ADAPTER_FORMATS, parameterCountOf } from '../methods/v1/interop/tensors.js';
+import { ADAPTER_FORMATS, parameterCountOf, type AdapterTensors } from '../methods/v1/interop/tensors.js';
 import { PROMPT_PROJECTIONS } from '../methods/v1/prompt-projection.js';
 import { parameterCount } from '../core/config.js';
 import { ggmlTypeName, readGguf } from '../core/gguf.js';
@@ -14,7 +18,42 @@ import { adapterLoadOptions, adapterOptions, type AdapterFlags } from './common.
 
 /** What an adapter of any format holds and which base it fits. */
 function adapterReport(path: string, f: AdapterFlags): Record<string, unknown> {
+  if (isMultimodalAdapterFile(path)) return multimodalReport(path);
   const t = readAdapterTensors(path, adapterLoadOptions(f));
+  return textReport(t, path);
+}
+
+/** A multimodal adapter: its text part (as any adapter of this library), the image encoder it records and its projection. */
+function multimodalReport(path: string): Record<string, unknown> {
+  const info = readAdapterInfo(path);
+  const rec = recordedEncoder(path, info.metadata)!;
+  const text = textReport(
+    atFile(path, () => readOwnTensors(path, { textPart: true })),
+    path,
+  );
+  const proj = info.tensors.filter((x) => (PROJ_NAMES as readonly string[]).includes(x.name));
+  const projParams = proj.reduce((s, x) => s + x.shape.reduce((a, b) => a * b, 1), 0);
+  return {
+    ...text,
+    kind: text.kind === 'llama-adapter adapter' ? 'llama-adapter multimodal adapter' : `${text.kind} (multimodal)`,
+    parameters: (text.parameters as number) + projParams,
+    text_parameters: text.parameters,
+    image_encoder: {
+      ...rec.identity,
+      path: rec.path ?? 'not recorded (pass --image-encoder PATH to use it)',
+      description: describeEncoder(rec.identity),
+    },
+    projection: {
+      meaning: 'I_p = LayerNorm(proj.weight x features + proj.bias) (proj_norm.weight, proj_norm.bias), added to every prompt row of every adapted layer',
+      in_features: rec.identity.featureDim,
+      out_features: text.base && (text.base as { dim: number }).dim,
+      parameters: projParams,
+      tensors: proj.map((x) => `${x.name} [${x.shape.join(', ')}]`),
+    },
+  };
+}
+
+function textReport(t: AdapterTensors, path: string): Record<string, unknown> {
   const ours = t.format === 'llama-adapter';
   const m = t.metadata;
   const { checkpoint, training_args, ...rest } = m;

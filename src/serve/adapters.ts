@@ -13,7 +13,7 @@ import { loadAdapter, type LoadAdapterOptions } from '../methods/v1/interop/regi
 import type { LlamaModel } from '../model/model.js';
 import type { MultimodalAdapter } from '../methods/v1/multimodal.js';
 import { FeatureStore } from '../vision/features.js';
-import type { ImageEncoder } from '../vision/image-encoder.js';
+import { describeEncoder, type EncoderIdentity, type ImageEncoder } from '../vision/image-encoder.js';
 import { ApiError, badParam } from './errors.js';
 
 export interface ServedAdapter {
@@ -38,8 +38,14 @@ export interface AdapterDescription {
   adapter_layers: number; // L
   first_layer: number;
   gate: string; // gate convention
-  parameters: number;
+  parameters: number; // all trainable parameters (a multimodal adapter's projection included)
   training_args: Record<string, unknown> | null;
+  /** A multimodal adapter's frozen image encoder (as its file records it, and where it was loaded from) and trained projection. */
+  multimodal?: {
+    image_encoder: EncoderIdentity & { path: string; description: string };
+    projection: { in_features: number; out_features: number; parameters: number };
+    text_parameters: number; // prompts and gates
+  };
   gates?: { layers: number[]; effective: number[][]; raw: number[][] }; // per adapted layer: (H) effective gates, the stored parameters
 }
 
@@ -116,6 +122,8 @@ export class AdapterRegistry {
     } catch {
       // unlinked since it was loaded: the adapter is still in memory
     }
+    const mm = s.multimodal;
+    const projParams = mm ? mm.adapter.projW.length + mm.adapter.projB.length + mm.adapter.normW.length + mm.adapter.normB.length : 0; // (D, F) + 3 (D)
     const d: AdapterDescription = {
       id: s.name,
       object: 'adapter',
@@ -127,9 +135,17 @@ export class AdapterRegistry {
       adapter_layers: a.config.adapterLayers,
       first_layer: a.firstLayer,
       gate: a.config.gate,
-      parameters: a.parameterCount,
+      parameters: a.parameterCount + projParams,
       training_args: a.meta.training_args === undefined ? null : metaJsonObject(s.file, a.meta, 'training_args'),
     };
+    if (mm) {
+      const enc = mm.features.encoder;
+      d.multimodal = {
+        image_encoder: { ...enc.identity, path: enc.path, description: describeEncoder(enc.identity) },
+        projection: { in_features: mm.adapter.featureDim, out_features: a.host.config.dim, parameters: projParams },
+        text_parameters: a.parameterCount,
+      };
+    }
     if (gates) {
       const p = a.parameters();
       const layers = Array.from({ length: a.config.adapterLayers }, (_, i) => a.firstLayer + i);

@@ -138,23 +138,40 @@ export function loadLlavaScienceQA(file: string, problemsFile?: string, captions
 }
 
 /**
+ * How the choices and the answer are written. `paper`: "Choices: (A) c0 (B) c1" and "The answer is
+ * (A)." (the paper's Fig. 4). `letters`: one "A. c0" line per choice (LLaVA's options) and "The answer
+ * is A." (the form ScienceQA's own scorer parses), for tokenizers that have no parentheses (there
+ * "(" and ")" become <unk>, which decodes to nothing).
+ */
+export const SQA_FORMATS = ['paper', 'letters'] as const;
+export type SqaFormat = (typeof SQA_FORMATS)[number];
+
+/** The characters a format needs beyond letters and the words of the problem (what a tokenizer must keep). */
+export const SQA_FORMAT_MARKS: Record<SqaFormat, string> = { paper: '()', letters: '.' };
+
+/**
  * The paper's prompt (sec. 5.1, Fig. 4): question, context, choices, then "Answer:"; the context is
  * the hint plus, with `useCaption`, the image's caption (the text-only setting), "N/A" when empty.
  */
-export function sqaPrompt(p: SqaProblem, useCaption: boolean): string {
+export function sqaPrompt(p: SqaProblem, useCaption: boolean, format: SqaFormat = 'paper'): string {
   const ctx = [p.context, useCaption && p.caption ? p.caption : ''].filter(Boolean).join(' ').trim() || 'N/A';
-  const choices = p.choices.map((c, k) => `(${LETTERS[k]}) ${c}`).join(' ');
-  return `Question: ${p.question}\nContext: ${ctx}\nChoices: ${choices}\nAnswer:`;
+  const choices = format === 'paper' ? p.choices.map((c, k) => ` (${LETTERS[k]}) ${c}`).join('') : p.choices.map((c, k) => `\n${LETTERS[k]}. ${c}`).join('');
+  return `Question: ${p.question}\nContext: ${ctx}\nChoices:${choices}\nAnswer:`;
 }
 
-/** The training target for a problem: " The answer is (X)." */
-export function sqaTarget(p: SqaProblem): string {
-  return ` The answer is (${LETTERS[p.answer ?? 0]}).`;
+/** The training target for a problem (or, with `choice`, for that choice): " The answer is (X)." / " The answer is X." */
+export function sqaTarget(p: SqaProblem, format: SqaFormat = 'paper', choice: number = p.answer ?? 0): string {
+  return format === 'paper' ? ` The answer is (${LETTERS[choice]}).` : ` The answer is ${LETTERS[choice]}.`;
 }
 
 /** Instruction records for finetune (plain style: the prompt is the instruction), with the image when the problem has one. */
-export function sqaTrainingRecords(ps: readonly SqaProblem[], useCaption: boolean, withImages: boolean): InstructionRecord[] {
-  return ps.map((p) => ({ instruction: sqaPrompt(p, useCaption), input: '', output: sqaTarget(p), ...(withImages && p.image ? { image: p.image } : {}) }));
+export function sqaTrainingRecords(ps: readonly SqaProblem[], useCaption: boolean, withImages: boolean, format: SqaFormat = 'paper'): InstructionRecord[] {
+  return ps.map((p) => ({
+    instruction: sqaPrompt(p, useCaption, format),
+    input: '',
+    output: sqaTarget(p, format),
+    ...(withImages && p.image ? { image: p.image } : {}),
+  }));
 }
 
 /** The chosen choice index from generated text: "The answer is (A)" or "The answer is A."; null when it cannot be parsed or names no choice. */

@@ -1,7 +1,9 @@
 // A TF.js layers model as a frozen image encoder: the global-average-pooled activations of a few
 // layers (the multi-scale set, the last one the model's pooled feature), concatenated. It runs on
-// TF.js's own CPU backend (@tensorflow/tfjs, pure JS, no download) and is the only module that
-// imports TF.js (encoder.ts loads it lazily). `nsfwjs:mobilenet_v2` opens the MobileNetV2 that the
+// TF.js's WebAssembly backend (@tensorflow/tfjs-backend-wasm: XNNPACK kernels with SIMD, its .wasm
+// files ship in the npm package) and falls back to TF.js's pure-JS CPU backend, with one line on
+// stderr, where that cannot start; LLAMA_ADAPTER_TFJS_BACKEND=wasm|cpu forces one. This is the only
+// module that imports TF.js (encoder.ts loads it lazily). `nsfwjs:mobilenet_v2` opens the MobileNetV2 that the
 // nsfwjs package ships inside its tarball (ImageNet-initialised, fine-tuned by nsfwjs; its 5-way
 // head is not used); any other path is a model.json with its weight shards beside it.
 
@@ -62,6 +64,39 @@ function fileArtifacts(file: string): Artifacts {
   };
 }
 
+const TFJS_BACKENDS = ['wasm', 'cpu'] as const;
+type TfjsBackend = (typeof TFJS_BACKENDS)[number];
+let started: Promise<TfjsBackend> | null = null;
+
+async function startWasm(): Promise<void> {
+  await import('@tensorflow/tfjs-backend-wasm'); // registers the 'wasm' backend with the same @tensorflow/tfjs-core
+  if (!(await tf.setBackend('wasm'))) throw new Error('the wasm backend did not initialise');
+}
+
+/** Select TF.js's backend once per process (see the header); returns the one in use. */
+export function tfjsBackend(): Promise<TfjsBackend> {
+  started ??= (async () => {
+    tf.enableProdMode(); // no "install tfjs-node" banner, no debug checks
+    const want = process.env.LLAMA_ADAPTER_TFJS_BACKEND;
+    check(
+      want === undefined || want === '' || (TFJS_BACKENDS as readonly string[]).includes(want),
+      `LLAMA_ADAPTER_TFJS_BACKEND must be one of ${TFJS_BACKENDS.join(', ')} (got "${want}")`,
+    );
+    if (want !== 'cpu')
+      try {
+        await startWasm();
+        return 'wasm';
+      } catch (e) {
+        const why = e instanceof Error ? e.message : String(e);
+        if (want === 'wasm') throw new LlamaAdapterError(`LLAMA_ADAPTER_TFJS_BACKEND=wasm: ${why}`, { cause: e });
+        process.stderr.write(`llama-adapter: TF.js wasm backend unavailable (${why}); using TF.js's CPU backend (about 20x slower)\n`);
+      }
+    await tf.setBackend('cpu');
+    return 'cpu';
+  })();
+  return started;
+}
+
 class TfjsEncoder implements ImageEncoder {
   constructor(
     readonly identity: EncoderIdentity,
@@ -90,8 +125,7 @@ class TfjsEncoder implements ImageEncoder {
 
 /** Load a TF.js layers model (see the header) as an encoder; `layers` are indices into model.layers. */
 export async function loadTfjsEncoder(src: string, layers?: number[]): Promise<ImageEncoder> {
-  tf.enableProdMode(); // no "install tfjs-node" banner, no debug checks
-  await tf.setBackend('cpu');
+  await tfjsBackend();
   const art = src.startsWith('nsfwjs:') ? await nsfwjsArtifacts(src.slice('nsfwjs:'.length)) : fileArtifacts(src);
   let model: tf.LayersModel;
   try {

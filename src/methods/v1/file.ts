@@ -9,6 +9,7 @@ import { checkFinite } from '../../core/finite.js';
 import { readSafetensors, writeSafetensors, type SafetensorsFile } from '../../core/safetensors.js';
 import { trainableTensors, type AdapterMethod, type MethodHost } from '../../model/method.js';
 import { Adapter } from './adapter.js';
+import { PROJ_NAMES } from './multimodal.js';
 import { gateSize, isGateMode, GATE_RULES } from './gate.js';
 import { checkTensors, type AdapterTensors } from './interop/tensors.js';
 import { isPromptProjection, PROMPT_PROJECTIONS } from './prompt-projection.js';
@@ -186,14 +187,19 @@ function promptProjectionOf(path: string, m: Record<string, string>) {
   return pp;
 }
 
-/** An adapter file of this library read without a base model (for inspect and convert): its tensors and the base its metadata names. */
-export function readOwnTensors(path: string): AdapterTensors {
+/**
+ * An adapter file of this library read without a base model (for inspect and convert): its tensors
+ * and the base its metadata names. A multimodal file is refused unless `textPart` (inspect): then its
+ * prompts and gates are read and the projection tensors (PROJ_NAMES) are left to the caller.
+ */
+export function readOwnTensors(path: string, o: { textPart?: boolean } = {}): AdapterTensors {
   return atFile(path, () => {
     const f = readSafetensors(path);
     const m = f.metadata;
     check(m.format === ADAPTER_FORMAT, `${path}: not a llama-adapter file (__metadata__.format is ${JSON.stringify(m.format ?? null)})`);
     check(m.version === ADAPTER_VERSION, `${path}: adapter file version ${m.version} is not supported (expected ${ADAPTER_VERSION})`);
-    check(m.method !== MULTIMODAL_METHOD, `${path}: a multimodal adapter (its image projection has no place in the other formats)`);
+    const multimodal = m.method === MULTIMODAL_METHOD;
+    check(!multimodal || o.textPart, `${path}: a multimodal adapter (its image projection has no place in the other formats)`);
     const gate = m.gate ?? '';
     check(isGateMode(gate), `${path}: unknown gate convention "${gate}" (expected ${Object.keys(GATE_RULES).join(', ')})`);
     const D = metaInt(path, m, 'base_dim', 1, CONFIG_LIMITS.dim);
@@ -203,7 +209,7 @@ export function readOwnTensors(path: string): AdapterTensors {
     const K = metaInt(path, m, 'prompt_length', 1, CONFIG_LIMITS.maxSeqLen);
     const L = metaInt(path, m, 'adapter_layers', 1, N, 'at most base_layers');
     const layers = Array.from({ length: L }, (_, i) => N - L + i);
-    const wanted = new Set(layers.flatMap((l) => [`layers.${l}.adaption_prompt`, `layers.${l}.adaption_gate`]));
+    const wanted = new Set([...layers.flatMap((l) => [`layers.${l}.adaption_prompt`, `layers.${l}.adaption_gate`]), ...(multimodal ? PROJ_NAMES : [])]);
     for (const n of f.names()) check(wanted.has(n), `${path}: unexpected tensor "${n}" in an adapter file`);
     return checkTensors({
       format: 'llama-adapter',
