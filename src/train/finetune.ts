@@ -245,7 +245,8 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneResult> {
   const log = (obj: Record<string, unknown>): void => {
     if (metricsPath) fs.appendFileSync(metricsPath, `${JSON.stringify(obj)}\n`);
   };
-  const save = (): void => {
+  const save = async (): Promise<void> => {
+    await model.backend.memory.sync(...opt.m.values(), ...opt.v.values()); // the moments, where a device updated them
     writeTrainingCheckpoint(ckptPath, adapter, opt, pos, args, history);
   };
 
@@ -262,7 +263,7 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneResult> {
           idx.map((j) => train[j]),
           tok.eosId,
         );
-        const r = model.lossAndGrads(
+        const r = await model.lossAndGradsAsync(
           batch.tokens,
           batch.targets,
           adapter,
@@ -294,6 +295,9 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneResult> {
       }
       const lr = learningRate(sched, pos.step);
       opt.update(model.backend, grads, lr);
+      // a device backend stepped the parameters on the device: the host copies (the gate rule,
+      // checkpoints and the saved file read them) come back before the adapter is told
+      await model.backend.memory.sync(...trainableTensors(adapter).values());
       adapter.invalidate();
       pos.micro += nMicro;
       pos.step++;
@@ -305,7 +309,7 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneResult> {
       const epochF = pos.epoch + pos.micro / microPerEpoch;
       log({ step: pos.step, epoch: +epochF.toFixed(4), loss, lr, grad_norm: norm, tokens_per_s: tps, elapsed_s: el });
       o.onProgress?.({ step: pos.step, totalSteps, epoch: epochF, loss, lr, tokensPerS: tps, etaS, gradNorm: norm });
-      if (o.checkpointEvery && pos.step % o.checkpointEvery === 0) save();
+      if (o.checkpointEvery && pos.step % o.checkpointEvery === 0) await save();
       // let signals, timers and an AbortController reach us between steps
       await new Promise<void>((resolve) => setImmediate(resolve));
       if (o.signal?.aborted) {
@@ -316,15 +320,15 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneResult> {
     if (pos.micro >= microPerEpoch) {
       // ---- end of epoch: validate, checkpoint
       pos = { step: pos.step, epoch: pos.epoch + 1, micro: 0 };
-      const valLoss = val.length ? evaluate(model, adapter, val, batchSize, tok.eosId, valFeats) : null;
+      const valLoss = val.length ? await evaluate(model, adapter, val, batchSize, tok.eosId, valFeats) : null;
       const rep = { epoch: pos.epoch, valLoss };
       valLosses.push(rep);
       log({ epoch: pos.epoch, step: pos.step, val_loss: valLoss });
       o.onEpoch?.(rep);
-      save();
+      await save();
     }
   }
-  save();
+  await save();
   if (adapter instanceof MultimodalAdapter) saveMultimodalAdapter(adapter, o.out);
   else saveAdapter(adapter, o.out);
   if (plotPath)
@@ -343,20 +347,20 @@ function rowSources(a: TrainedAdapter, feats: readonly (Float32Array | null)[]):
 }
 
 /** Token-weighted mean validation loss (feats: each example's image features, for a multimodal adapter). */
-export function evaluate(
+export async function evaluate(
   model: LlamaModel,
   adapter: TrainedAdapter | null,
   ex: readonly Example[],
   batchSize: number,
   padId: number,
   feats: readonly (Float32Array | null)[] = [],
-): number {
+): Promise<number> {
   let sum = 0,
     n = 0;
   for (let i = 0; i < ex.length; i += batchSize) {
     const b = padBatch(ex.slice(i, i + batchSize), padId);
     const f = ex.slice(i, i + batchSize).map((_, k) => feats[i + k] ?? null);
-    const r = model.loss(b.tokens, b.targets, adapter ? rowSources(adapter, f) : null);
+    const r = await model.lossAsync(b.tokens, b.targets, adapter ? rowSources(adapter, f) : null);
     sum += r.loss * r.tokens;
     n += r.tokens;
   }
