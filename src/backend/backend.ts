@@ -46,7 +46,7 @@ export const GELU = { erf: 0, tanh: 1, quick: 2 } as const;
 export type GeluKind = (typeof GELU)[keyof typeof GELU];
 
 /** Names of the registered backends (backend/index.ts registers one entry for each: a missing one is a compile error). */
-export type BackendId = 'native' | 'ts';
+export type BackendId = 'native' | 'ts' | 'webgpu';
 
 /** Kernel groups a backend may lack (it then throws a LlamaAdapterError naming itself when asked). */
 export type KernelGroup = 'quantized' | 'encoder';

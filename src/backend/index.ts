@@ -11,6 +11,7 @@ import type { Backend, BackendId } from './backend.js';
 import { createTsBackend } from './ts/index.js';
 import { LlamaAdapterError } from '../core/errors.js';
 import { loadNativeBackend } from './native.js';
+import { loadWebGpuBackend } from './webgpu/index.js';
 
 export type { Backend } from './backend.js';
 
@@ -28,8 +29,11 @@ export interface BackendEntry {
   oracle?: boolean;
 }
 
+const ASYNC_ONLY = 'it starts asynchronously: use getBackendAsync() or loadModel(path, { backend })';
+
 /** The registered backends, in the order 'auto' tries them. */
 export const backends = {
+  webgpu: { load: () => ({ backend: null, error: ASYNC_ONLY }), loadAsync: loadWebGpuBackend },
   native: { load: loadNativeBackend },
   ts: { load: () => ({ backend: createTsBackend(), error: '' }), oracle: true },
 } satisfies Record<BackendId, BackendEntry>;
