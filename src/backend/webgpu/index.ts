@@ -15,6 +15,7 @@ import {
   attention,
   attentionBackKV,
   attentionBackQ,
+  hsClass,
   keyGroups,
   MAX_HS,
   PROMPT_BACK_GATE,
@@ -35,11 +36,13 @@ export interface WebGpuBackend extends Backend {
   readonly software: boolean;
   readonly memory: DeviceQueue;
   /**
-   * The GEMM of matmul (more than GEMV_ROWS rows) and matmulBack: 'tiled' (workgroup-memory tiles,
-   * the GPU form; default on hardware adapters) or 'direct' (no workgroup memory or barriers; the
-   * default on software adapters, where it ran 4-6x faster). LLAMA_ADAPTER_WEBGPU_GEMM sets it.
+   * The form of the GEMM (matmul of more than GEMV_ROWS rows, matmulBack) and attention kernels:
+   * 'tiled' (workgroup-memory tiles, the GPU form; default on hardware adapters) or 'direct' (no
+   * workgroup memory or barriers; default on software adapters: under SwiftShader it ran the GEMM
+   * 4-6x faster and compiles attention pipelines in a fraction of the time).
+   * LLAMA_ADAPTER_WEBGPU_FORM sets it.
    */
-  gemm: 'tiled' | 'direct';
+  form: 'tiled' | 'direct';
 }
 
 const grid = DeviceQueue.grid;
@@ -93,12 +96,24 @@ export function createWebGpuBackend(gpu: GpuDevice): WebGpuBackend {
   };
   const use = (a: Buf): Binding => q.use(a);
   const out = (a: Buf): Binding => q.use(a, true);
-  const env = (globalThis as { process?: { env: Record<string, string | undefined> } }).process?.env.LLAMA_ADAPTER_WEBGPU_GEMM;
-  const self = { gemm: env === 'tiled' || env === 'direct' ? env : gpu.software ? 'direct' : 'tiled' } as { gemm: 'tiled' | 'direct' };
-  /** GEMM o (M, N) (+)= x (M, K) · B: params [M, N, K, ldw, oo, xo, wo, acc], buffers [o, x, w]. */
-  const product = (bf: boolean, trans: boolean, params: number[], bufs: Binding[]): void => {
-    const [M, N] = params;
-    if (self.gemm === 'tiled')
+  const env = (globalThis as { process?: { env: Record<string, string | undefined> } }).process?.env.LLAMA_ADAPTER_WEBGPU_FORM;
+  const self = { form: env === 'tiled' || env === 'direct' ? env : gpu.software ? 'direct' : 'tiled' } as { form: 'tiled' | 'direct' };
+  const tiled = (): boolean => self.form === 'tiled';
+  /** The attention shader (causal, prompt) of this head size's class and the backend's form. */
+  const attend = (hs: number, params: Record<string, number>, bufs: Record<string, Binding>, groups: number): void => {
+    const hc = hsClass(hs),
+      f = tiled();
+    q.dispatch(
+      K(`attention${hc}${f}`, () => attention(hc, f)),
+      params,
+      bufs,
+      grid(groups),
+    );
+  };
+  /** GEMM o (M, N) (+)= x (M, K) · B: the form's kernel. */
+  const product = (bf: boolean, trans: boolean, params: { M: number; N: number; K: number; ldw: number; acc: number }, bufs: Record<string, Binding>): void => {
+    const { M, N } = params;
+    if (tiled())
       q.dispatch(
         K(`gemm${bf}${trans}`, () => gemm(bf, trans)),
         params,
@@ -124,13 +139,16 @@ export function createWebGpuBackend(gpu: GpuDevice): WebGpuBackend {
       need('matmul', 'x', x, M * Kd);
       if (M * N === 0) return;
       const bf = w.dtype === 'bf16';
-      const xb = use(x),
-        wb = q.weight(w.data),
-        ob = out(o);
-      if (M <= GEMV_ROWS) {
-        const k = K(`gemv${bf}`, () => gemv(bf));
-        q.dispatch(k, [M, N, Kd, ob.off, xb.off, wb.off, accumulate ? 1 : 0], [ob, xb, wb], grid(Math.ceil((M * N) / 64)));
-      } else product(bf, true, [M, N, Kd, Kd, ob.off, xb.off, wb.off, accumulate ? 1 : 0], [ob, xb, wb]);
+      const bufs = { x: use(x), w: q.weight(w.data), o: out(o) };
+      const acc = accumulate ? 1 : 0;
+      if (M <= GEMV_ROWS)
+        q.dispatch(
+          K(`gemv${bf}`, () => gemv(bf)),
+          { M, N, K: Kd, acc },
+          bufs,
+          grid(Math.ceil((M * N) / 64)),
+        );
+      else product(bf, true, { M, N, K: Kd, ldw: Kd, acc }, bufs);
     },
 
     matmulBack(o, dy, w, M, accumulate = false) {
@@ -141,11 +159,8 @@ export function createWebGpuBackend(gpu: GpuDevice): WebGpuBackend {
       need('matmulBack', 'out', o, M * Kd);
       need('matmulBack', 'dy', dy, M * N);
       if (M * Kd === 0) return;
-      const xb = use(dy),
-        wb = q.weight(w.data),
-        ob = out(o);
       // GEMM (M, Kd) = dy (M, N) · W (N, Kd)
-      product(w.dtype === 'bf16', false, [M, Kd, N, Kd, ob.off, xb.off, wb.off, accumulate ? 1 : 0], [ob, xb, wb]);
+      product(w.dtype === 'bf16', false, { M, N: Kd, K: N, ldw: Kd, acc: accumulate ? 1 : 0 }, { x: use(dy), w: q.weight(w.data), o: out(o) });
     },
 
     rmsnorm(o, x, w, rows, dim, eps, rstd) {
@@ -156,14 +171,11 @@ export function createWebGpuBackend(gpu: GpuDevice): WebGpuBackend {
       need('rmsnorm', 'w', w, dim);
       if (rstd) need('rmsnorm', 'rstd', rstd, rows);
       if (rows === 0) return;
-      const xb = use(x),
-        wb = use(w),
-        rb = rstd ? out(rstd) : q.none(),
-        ob = out(o);
+      const bufs = { x: use(x), w: use(w), rstd: rstd ? out(rstd) : q.none(), o: out(o) };
       q.dispatch(
         K('rmsnorm', () => RMSNORM),
-        [rows, dim, eps, ob.off, xb.off, wb.off, rb.off, rstd ? 1 : 0],
-        [ob, xb, wb, rb],
+        { rows, dim, eps, hasR: rstd ? 1 : 0 },
+        bufs,
         grid(Math.ceil(rows / 64)),
       );
     },
@@ -180,12 +192,11 @@ export function createWebGpuBackend(gpu: GpuDevice): WebGpuBackend {
       need('rmsnormBack', 'w', w, dim);
       need('rmsnormBack', 'rstd', rstd, rows);
       if (rows === 0) return;
-      const b = [dy, x, w, rstd].map(use),
-        db = out(dx);
+      const bufs = { dy: use(dy), x: use(x), w: use(w), rstd: use(rstd), dx: out(dx) };
       q.dispatch(
         K('rmsnormBack', () => RMSNORM_BACK),
-        [rows, dim, accumulate ? 1 : 0, db.off, b[0].off, b[1].off, b[2].off, b[3].off],
-        [db, ...b],
+        { rows, dim, acc: accumulate ? 1 : 0 },
+        bufs,
         grid(Math.ceil(rows / 64)),
       );
     },
@@ -211,14 +222,11 @@ export function createWebGpuBackend(gpu: GpuDevice): WebGpuBackend {
       need('rope', 'sin', sin, maxEnd * half);
       const n = B * T * H * half;
       if (n === 0) return;
-      const pb = use(pos),
-        cb = use(cos),
-        sb = use(sin),
-        xb = out(x);
+      const bufs = { pos: use(pos), cosT: use(cos), sinT: use(sin), x: out(x) };
       q.dispatch(
         K('rope', () => ROPE),
-        [n, T, H, half, xb.off, pb.off, cb.off, sb.off, inverse ? -1 : 1],
-        [xb, pb, cb, sb],
+        { n, T, H, half, sign: inverse ? -1 : 1 },
+        bufs,
         grid(Math.ceil(n / 64)),
       );
     },
@@ -232,13 +240,10 @@ export function createWebGpuBackend(gpu: GpuDevice): WebGpuBackend {
       ] as const)
         need('siluGate', w, v, n);
       if (n === 0) return;
-      const ab = use(a),
-        bb = use(b),
-        ob = out(o);
       q.dispatch(
         K('siluGate', () => SILU_GATE),
-        [n, ob.off, ab.off, bb.off],
-        [ob, ab, bb],
+        { n },
+        { a: use(a), b: use(b), o: out(o) },
         grid(Math.ceil(n / 256)),
       );
     },
@@ -254,13 +259,11 @@ export function createWebGpuBackend(gpu: GpuDevice): WebGpuBackend {
       ] as const)
         need('siluGateBack', w, v, n);
       if (n === 0) return;
-      const i = [dy, a, b].map(use),
-        dab = out(da),
-        dbb = out(db);
+      const bufs = { dy: use(dy), a: use(a), b: use(b), da: out(da), db: out(db) };
       q.dispatch(
         K('siluGateBack', () => SILU_GATE_BACK),
-        [n, dab.off, dbb.off, i[0].off, i[1].off, i[2].off],
-        [dab, dbb, ...i],
+        { n },
+        bufs,
         grid(Math.ceil(n / 256)),
       );
     },
@@ -270,12 +273,10 @@ export function createWebGpuBackend(gpu: GpuDevice): WebGpuBackend {
       need('add', 'x', x, n);
       need('add', 'y', y, n);
       if (n === 0) return;
-      const yb = use(y),
-        xb = out(x);
       q.dispatch(
         K('add', () => ADD),
-        [n, xb.off, yb.off],
-        [xb, yb],
+        { n },
+        { y: use(y), x: out(x) },
         grid(Math.ceil(n / 256)),
       );
     },
@@ -285,13 +286,12 @@ export function createWebGpuBackend(gpu: GpuDevice): WebGpuBackend {
       need('toBf16', 'out', o, n);
       need('toBf16', 'x', x, n);
       if (n === 0) return;
-      const xb = use(x),
-        ob = out(o);
-      const words = ((ob.off + n - 1) >> 1) - (ob.off >> 1) + 1;
+      const bufs = { x: use(x), o: out(o) };
+      const words = ((bufs.o.off + n - 1) >> 1) - (bufs.o.off >> 1) + 1;
       q.dispatch(
         K('toBf16', () => TO_BF16),
-        [n, ob.off, xb.off, words],
-        [ob, xb],
+        { n, words },
+        bufs,
         grid(Math.ceil(words / 256)),
       );
     },
@@ -301,12 +301,10 @@ export function createWebGpuBackend(gpu: GpuDevice): WebGpuBackend {
       need('fromBf16', 'out', o, n);
       need('fromBf16', 'x', x, n);
       if (n === 0) return;
-      const xb = use(x),
-        ob = out(o);
       q.dispatch(
         K('fromBf16', () => FROM_BF16),
-        [n, ob.off, xb.off],
-        [ob, xb],
+        { n },
+        { x: use(x), o: out(o) },
         grid(Math.ceil(n / 256)),
       );
     },
@@ -320,13 +318,11 @@ export function createWebGpuBackend(gpu: GpuDevice): WebGpuBackend {
         if (!(ids[i] >= 0 && ids[i] < table.rows)) throw new RangeError(`webgpu embed: token id ${ids[i]} is outside 0..${table.rows - 1}`);
       if (n * table.cols === 0) return;
       const bf = table.dtype === 'bf16';
-      const tb = q.weight(table.data),
-        ib = use(ids),
-        ob = out(o);
+      const bufs = { table: q.weight(table.data), ids: use(ids), o: out(o) };
       q.dispatch(
         K(`embed${bf}`, () => embed(bf)),
-        [n, table.cols, ob.off, tb.off, ib.off],
-        [ob, tb, ib],
+        { n, dim: table.cols },
+        bufs,
         grid(Math.ceil((n * table.cols) / 256)),
       );
     },
@@ -356,20 +352,18 @@ export function createWebGpuBackend(gpu: GpuDevice): WebGpuBackend {
       need('attention', 'kCache', kc, nRows * S * kvs);
       need('attention', 'vCache', vc, nRows * S * kvs);
       if (qn === 0) return;
-      const bq = use(qv),
-        bk = use(kc),
-        bv = use(vc),
-        bp = use(pos),
-        br = cacheRows ? use(cacheRows) : q.none(),
-        bo = out(o),
-        none = q.none();
-      const params = [B, T, S, H, H / Hkv, kvs, H * hs, 0, 0, 1 / Math.sqrt(hs), bo.off, bq.off, bk.off, bv.off, bp.off, br.off, cacheRows ? 1 : 0, 0, 0, 0];
-      q.dispatch(
-        K(`attention${hs}`, () => attention(hs)),
-        params,
-        [bo, bq, bk, bv, bp, br, none, none],
-        grid(queryGroups(B, H, T)),
-      );
+      const bufs = {
+        Q: use(qv),
+        Kc: use(kc),
+        Vc: use(vc),
+        POS: use(pos),
+        ROWS: cacheRows ? use(cacheRows) : q.none(),
+        GATE: q.none(),
+        PROBS: q.none(),
+        O: out(o),
+      };
+      const params = { B, T, S, H, rep: H / Hkv, hs, kvs, qs: H * hs, mode: 0, K: 0, scale: 1 / Math.sqrt(hs), hasRows: cacheRows ? 1 : 0, hasProbs: 0 };
+      attend(hs, params, bufs, queryGroups(B, H, T));
     },
 
     attentionBack(dq, dk, dv, dout, qv, k, v, s) {
@@ -390,27 +384,20 @@ export function createWebGpuBackend(gpu: GpuDevice): WebGpuBackend {
       ] as const)
         need('attentionBack', n, a, kn);
       if (qn === 0) return;
-      const rows = B * T * H;
-      const lse = q.scratch('lse', rows),
-        dd = q.scratch('dd', rows);
-      const bdo = use(dout),
-        bq = use(qv),
-        bk = use(k),
-        bv = use(v);
-      const head = [B, T, H, Hkv, H / Hkv, Hkv * hs, H * hs, 1 / Math.sqrt(hs)];
-      const bdq = out(dq);
+      const hc = hsClass(hs),
+        f = tiled();
+      const bufs = { DOUT: use(dout), Q: use(qv), Kb: use(k), Vb: use(v), LSE: q.scratch('lse', B * T * H), DD: q.scratch('dd', B * T * H) };
+      const params = { B, T, H, Hkv, rep: H / Hkv, hs, kvs: Hkv * hs, qs: H * hs, scale: 1 / Math.sqrt(hs) };
       q.dispatch(
-        K(`attnBackQ${hs}`, () => attentionBackQ(hs)),
-        [...head, bdq.off, bdo.off, bq.off, bk.off, bv.off],
-        [bdq, bdo, bq, bk, bv, lse, dd],
+        K(`attnBackQ${hc}${f}`, () => attentionBackQ(hc, f)),
+        params,
+        { ...bufs, DQ: out(dq) },
         grid(queryGroups(B, H, T)),
       );
-      const bdk = out(dk),
-        bdv = out(dv);
       q.dispatch(
-        K(`attnBackKV${hs}`, () => attentionBackKV(hs)),
-        [...head, bdk.off, bdv.off, bdo.off, bq.off, bk.off, bv.off],
-        [bdk, bdv, bdo, bq, bk, bv, lse, dd],
+        K(`attnBackKV${hc}${f}`, () => attentionBackKV(hc, f)),
+        params,
+        { ...bufs, DK: out(dk), DV: out(dv) },
         grid(keyGroups(B, Hkv, T)),
       );
     },
@@ -426,20 +413,23 @@ export function createWebGpuBackend(gpu: GpuDevice): WebGpuBackend {
       need('promptAttention', 'gate', gate, H);
       if (probs) need('promptAttention', 'probs', probs, B * H * T * Kp);
       if (qn === 0) return;
-      const bq = use(qv),
-        bk = use(pk),
-        bv = use(pv),
-        bg = use(gate),
-        bpr = probs ? out(probs) : q.none(),
-        bo = out(o),
-        none = q.none();
-      const params = [B, T, 0, H, H / Hkv, Hkv * hs, H * hs, 1, Kp, 1 / Math.sqrt(hs), bo.off, bq.off, bk.off, bv.off, 0, 0, 0, bg.off, bpr.off, probs ? 1 : 0];
-      q.dispatch(
-        K(`attention${hs}`, () => attention(hs)),
-        params,
-        [bo, bq, bk, bv, none, none, bg, bpr],
-        grid(queryGroups(B, H, T)),
-      );
+      const bufs = { Q: use(qv), Kc: use(pk), Vc: use(pv), POS: q.none(), ROWS: q.none(), GATE: use(gate), PROBS: probs ? out(probs) : q.none(), O: out(o) };
+      const params = {
+        B,
+        T,
+        S: 0,
+        H,
+        rep: H / Hkv,
+        hs,
+        kvs: Hkv * hs,
+        qs: H * hs,
+        mode: 1,
+        K: Kp,
+        scale: 1 / Math.sqrt(hs),
+        hasRows: 0,
+        hasProbs: probs ? 1 : 0,
+      };
+      attend(hs, params, bufs, queryGroups(B, H, T));
     },
 
     promptAttentionBack(dq, dpk, dpv, dgate, dout, qv, pk, pv, gate, probs, s) {
@@ -461,35 +451,27 @@ export function createWebGpuBackend(gpu: GpuDevice): WebGpuBackend {
       need('promptAttentionBack', 'gate', gate, H);
       need('promptAttentionBack', 'probs', probs, B * H * T * Kp);
       if (qn === 0) return;
-      const rows = B * H * T;
-      const scr = q.scratch('prompt', rows * Kp + rows);
-      const bdo = use(dout),
-        bq = use(qv),
-        bk = use(pk),
-        bv = use(pv),
-        bg = use(gate),
-        bpr = use(probs);
-      const head = [B, T, H, H / Hkv, Hkv * hs, H * hs, Kp, 1 / Math.sqrt(hs)];
-      const bdq = dq ? out(dq) : q.none();
+      const rows = B * H * T,
+        hc = hsClass(hs);
+      // scratch: ds (B, H, T, K) at 0, each query's dgate share (B, H, T) after it
+      const bufs = { DOUT: use(dout), Q: use(qv), PK: use(pk), PV: use(pv), GATE: use(gate), PROBS: use(probs), SCR: q.scratch('prompt', rows * Kp + rows) };
+      const params = { B, T, H, rep: H / Hkv, hs, kvs: Hkv * hs, qs: H * hs, K: Kp, scale: 1 / Math.sqrt(hs), dso: 0, dgo: rows * Kp, so: rows * Kp };
       q.dispatch(
-        K(`promptBackQ${hs}`, () => promptBackQ(hs)),
-        [...head, dq ? 1 : 0, bdq.off, bdo.off, bq.off, bk.off, bv.off, bg.off, bpr.off, 0, rows * Kp],
-        [bdq, bdo, bq, bk, bv, bg, bpr, scr],
+        K(`promptBackQ${hc}`, () => promptBackQ(hc)),
+        { ...params, hasDq: dq ? 1 : 0 },
+        { ...bufs, DQ: dq ? out(dq) : q.none() },
         grid(Math.ceil(rows / 64)),
       );
-      const bdpk = out(dpk),
-        bdpv = out(dpv);
       q.dispatch(
         K('promptBackKV', () => PROMPT_BACK_KV),
-        [...head, hs, bdpk.off, bdpv.off, bdo.off, bq.off, bg.off, bpr.off, 0],
-        [bdpk, bdpv, bdo, bq, bg, bpr, scr],
+        params,
+        { ...bufs, DPK: out(dpk), DPV: out(dpv) },
         grid(Math.ceil(pn / 64)),
       );
-      const bdg = out(dgate);
       q.dispatch(
         K('promptBackGate', () => PROMPT_BACK_GATE),
-        [B, T, H, bdg.off, rows * Kp],
-        [bdg, scr],
+        params,
+        { SCR: bufs.SCR, DG: out(dgate) },
         grid(Math.ceil(H / 64)),
       );
     },
@@ -503,16 +485,16 @@ export function createWebGpuBackend(gpu: GpuDevice): WebGpuBackend {
       if (losses) need('crossEntropy', 'losses', losses, rows);
       for (let r = 0; r < rows; r++) if (!(targets[r] < V)) throw new RangeError(`webgpu crossEntropy: target ${targets[r]} is outside the vocabulary of ${V}`);
       if (rows === 0) return 0;
-      const bt = use(targets),
-        bs = losses ? out(losses) : q.none();
-      const bl = dlogits && dlogits.buffer === logits.buffer ? out(logits) : use(logits),
-        bd = dlogits ? out(dlogits) : q.none();
-      const inPlace = bd.buf === bl.buf;
-      const params = [rows, V, bl.off, bt.off, bd.off, bs.off, scale, dlogits ? 1 : 0, losses ? 1 : 0];
+      const TG = use(targets),
+        LS = losses ? out(losses) : q.none();
+      const LG = dlogits && dlogits.buffer === logits.buffer ? out(logits) : use(logits),
+        DL = dlogits ? out(dlogits) : q.none();
+      const inPlace = DL.buf === LG.buf;
+      const params = { rows, V, dlo: DL.off, scale, hasD: dlogits ? 1 : 0, hasL: losses ? 1 : 0 };
       q.dispatch(
         K(`crossEntropy${inPlace}`, () => crossEntropy(inPlace)),
         params,
-        inPlace ? [bl, bt, bs] : [bl, bt, bd, bs],
+        inPlace ? { LG, TG, LS } : { LG, TG, DL, LS },
         grid(Math.ceil(rows / 64)),
       );
       return Number.NaN; // queued: the losses are in `losses` after memory.sync
@@ -528,30 +510,22 @@ export function createWebGpuBackend(gpu: GpuDevice): WebGpuBackend {
       ] as const)
         need('adamw', w, a, n);
       if (n === 0) return;
-      const gb = use(g),
-        pb = out(p),
-        mb = out(m),
-        vb = out(v);
-      const params = [
+      const params = {
         n,
-        pb.off,
-        gb.off,
-        mb.off,
-        vb.off,
-        o.lr,
-        o.beta1,
-        o.beta2,
-        1 - o.beta1,
-        1 - o.beta2,
-        1 / (1 - o.beta1 ** o.step),
-        1 / (1 - o.beta2 ** o.step),
-        o.eps,
-        o.weightDecay,
-      ];
+        lr: o.lr,
+        b1: o.beta1,
+        b2: o.beta2,
+        c1: 1 - o.beta1,
+        c2: 1 - o.beta2,
+        inv1: 1 / (1 - o.beta1 ** o.step),
+        inv2: 1 / (1 - o.beta2 ** o.step),
+        eps: o.eps,
+        wd: o.weightDecay,
+      };
       q.dispatch(
         K('adamw', () => ADAMW),
         params,
-        [pb, gb, mb, vb],
+        { G: use(g), P: out(p), M: out(m), Vm: out(v) },
         grid(Math.ceil(n / 256)),
       );
     },
@@ -570,11 +544,11 @@ export function createWebGpuBackend(gpu: GpuDevice): WebGpuBackend {
     missing: ['quantized', 'encoder'],
     adapter: gpu.description,
     software: gpu.software,
-    get gemm() {
-      return self.gemm;
+    get form() {
+      return self.form;
     },
-    set gemm(g) {
-      self.gemm = g;
+    set form(f) {
+      self.form = f;
     },
     ...kernels,
   };

@@ -47,12 +47,11 @@ interface Mirror {
   shadow: Uint8Array | null; // what was last uploaded, while !written
 }
 
-/** A compiled kernel: its pipeline, bind-group layout and parameter types ('u' u32, 'i' i32, 'f' f32). */
+/** A compiled kernel: its pipeline, bind-group layout, parameters and buffer names (ShaderSpec's). */
 export interface Kernel {
   pipeline: GPUComputePipeline;
   layout: GPUBindGroupLayout;
-  nBuffers: number;
-  types: string;
+  spec: ShaderSpec;
   name: string;
 }
 
@@ -91,7 +90,8 @@ export class DeviceQueue implements Memory {
 
   /** Compile a kernel from WGSL: binding 0 its parameter struct, bindings 1..nBuffers storage buffers. */
   kernel(name: string, spec: ShaderSpec): Kernel {
-    const { code, nBuffers, types } = spec;
+    const { code } = spec;
+    const nBuffers = spec.buffers.length;
     let l = this.layouts.get(nBuffers);
     if (!l) {
       const entries: GPUBindGroupLayoutEntry[] = [{ binding: 0, visibility: STAGE_COMPUTE, buffer: { type: 'uniform' } }];
@@ -102,7 +102,7 @@ export class DeviceQueue implements Memory {
     }
     const module = this.gpu.createShaderModule({ code, label: name });
     const pipeline = this.gpu.createComputePipeline({ layout: l.pl, compute: { module, entryPoint: 'main' }, label: name });
-    return { pipeline, layout: l.bgl, nBuffers, types, name };
+    return { pipeline, layout: l.bgl, spec, name };
   }
 
   /** The (x, y) workgroup grid for n workgroups (the shader linearises it as wid.x + wid.y * nw.x). */
@@ -111,10 +111,16 @@ export class DeviceQueue implements Memory {
     return [MAX_GRID, Math.ceil(n / MAX_GRID)];
   }
 
-  /** Record one dispatch of `k` with these parameters and buffers over `groups` workgroups (x, y). */
-  dispatch(k: Kernel, params: readonly number[], given: readonly Binding[], groups: [number, number]): void {
-    if (given.length !== k.nBuffers) throw new Error(`webgpu kernel ${k.name}: ${given.length} buffers for ${k.nBuffers} bindings`);
-    const bufs = given.map((b, i) => (b === NONE ? this.dummy(i) : b));
+  /**
+   * Record one dispatch of `k` over `groups` workgroups (x, y), with its parameters and buffers by
+   * name (each buffer's X_o parameter is its binding's offset; a missing name is an error here).
+   */
+  dispatch(k: Kernel, params: Readonly<Record<string, number>>, named: Readonly<Record<string, Binding>>, groups: [number, number]): void {
+    const bufs = k.spec.buffers.map((n, i) => {
+      const b = named[n];
+      if (!b) throw new Error(`webgpu kernel ${k.name}: no buffer ${n}`);
+      return b === NONE ? this.dummy(i) : b;
+    });
     // WebGPU refuses two writable bindings of one buffer in a dispatch: kernels with in-place
     // forms (crossEntropy's dlogits = logits) bind the buffer once; anything else is refused here
     for (let i = 1; i < bufs.length; i++)
@@ -122,15 +128,16 @@ export class DeviceQueue implements Memory {
         if (bufs[i].buf === bufs[j].buf) throw new RangeError(`webgpu ${k.name}: two arguments share one buffer (arguments may not alias here)`);
     if (this.slot === SLOTS) this.flush();
     const base = (this.slot * SLOT) / 4;
-    for (let i = 0; i < params.length; i++) {
-      const t = k.types[i];
-      if (t === 'f') this.pf32[base + i] = params[i];
-      else if (t === 'i') this.pi32[base + i] = params[i];
-      else this.pu32[base + i] = params[i];
-    }
+    k.spec.params.forEach(({ name, type }, i) => {
+      const v = name.endsWith('_o') && named[name.slice(0, -2)] ? named[name.slice(0, -2)].off : params[name];
+      if (v === undefined) throw new Error(`webgpu kernel ${k.name}: no parameter ${name}`);
+      if (type === 'f') this.pf32[base + i] = v;
+      else if (type === 'i') this.pi32[base + i] = v;
+      else this.pu32[base + i] = v;
+    });
     const offset = this.slot * SLOT;
     this.slot++;
-    let key = `${k.nBuffers}:${offset}`;
+    let key = `${bufs.length}:${offset}`;
     for (const b of bufs) key += `:${b.id}`;
     let bg = this.bindGroups.get(key);
     if (!bg) {
@@ -280,7 +287,7 @@ export class DeviceQueue implements Memory {
     const todo: { x: Buf; m: Mirror; start: number; len: number; staging: GPUBuffer }[] = [];
     for (const x of a) {
       const m = this.mirrors.get(x.buffer);
-      if (!m || !m.written || m.stale) continue;
+      if (!m?.written || m.stale) continue;
       const start = Math.floor(x.byteOffset / 4) * 4;
       const len = Math.ceil((x.byteOffset + x.byteLength) / 4) * 4 - start;
       if (len === 0) continue;
@@ -341,7 +348,7 @@ export class DeviceQueue implements Memory {
     if (s.buf === d.buf) {
       // one buffer cannot be both ends of a buffer copy: copy by a shader (the ranges must not overlap)
       if (s.off + sOff < d.off + dOff + n && d.off + dOff < s.off + sOff + n) throw new RangeError('webgpu copy: overlapping ranges of one buffer');
-      this.dispatch(this.mem().copy, [d.off + dOff, s.off + sOff, n], [d, s], DeviceQueue.grid(Math.ceil(n / 256)));
+      this.dispatch(this.mem().copy, { n, d: d.off + dOff, s: s.off + sOff }, { buf: d }, DeviceQueue.grid(Math.ceil(n / 256)));
       return;
     }
     this.copyEncoder().copyBufferToBuffer(s.buf, (s.off + sOff) * 4, d.buf, (d.off + dOff) * 4, n * 4);
@@ -355,7 +362,7 @@ export class DeviceQueue implements Memory {
       this.copyEncoder().clearBuffer(d.buf, (d.off + off) * 4, n * 4);
       return;
     }
-    this.dispatch(this.mem().fill, [d.off + off, n, value], [d], DeviceQueue.grid(Math.ceil(n / 256)));
+    this.dispatch(this.mem().fill, { n, value }, { dst: at(d, off) }, DeviceQueue.grid(Math.ceil(n / 256)));
   }
 
   gather(dst: Float32Array, src: Float32Array, idx: Int32Array, n: number, dim: number): void {
@@ -366,7 +373,7 @@ export class DeviceQueue implements Memory {
     const s = this.use(src),
       r = this.use(idx),
       d = this.use(dst, true);
-    this.dispatch(this.mem().gather, [d.off, s.off, r.off, n, dim, 0], [d, s, r], DeviceQueue.grid(Math.ceil((n * dim) / 256)));
+    this.dispatch(this.mem().gather, { n, dim }, { dst: d, src: s, idx: r }, DeviceQueue.grid(Math.ceil((n * dim) / 256)));
   }
 
   scatter(dst: Float32Array, src: Float32Array, idx: Int32Array, n: number, dim: number): void {
@@ -377,8 +384,13 @@ export class DeviceQueue implements Memory {
     const s = this.use(src),
       r = this.use(idx),
       d = this.use(dst, true);
-    this.dispatch(this.mem().scatter, [d.off, s.off, r.off, n, dim, 0], [d, s, r], DeviceQueue.grid(Math.ceil((n * dim) / 256)));
+    this.dispatch(this.mem().scatter, { n, dim }, { dst: d, src: s, idx: r }, DeviceQueue.grid(Math.ceil((n * dim) / 256)));
   }
+}
+
+/** The binding moved on by `elements`. */
+function at(b: Binding, elements: number): Binding {
+  return { ...b, off: b.off + elements };
 }
 
 /** Whether the host bytes of ab equal the shadow copy (compared as 32-bit words where possible). */

@@ -1,28 +1,35 @@
 // What every WGSL kernel shares: its parameter struct (binding 0, a uniform) and storage buffers
-// (bindings 1..n, all read_write so that aliased arguments, e.g. dlogits = logits, bind legally),
-// the entry point with a linear workgroup id over a 2-D grid (65535 workgroups per dimension), and
-// the bf16 helpers. Buffer offsets are parameters (in elements), so a view binds its whole buffer.
+// (bindings 1..n, read_write), the entry point with a linear workgroup id over a 2-D grid (65535
+// workgroups per dimension), and the bf16 helpers. A view binds its whole buffer: each buffer X
+// has a parameter X_o, where the view starts (in elements), which the queue fills in itself.
 
-/** A kernel's WGSL source, its parameter types ('u' u32, 'i' i32, 'f' f32, in order) and buffer count. */
+/** A kernel's WGSL source, its parameters (name and type 'u' u32, 'i' i32, 'f' f32, in order) and buffer names. */
 export interface ShaderSpec {
   code: string;
-  types: string;
-  nBuffers: number;
+  params: readonly { name: string; type: string }[];
+  buffers: readonly string[];
 }
 
 /**
- * params: 'name: u32' | 'name: i32' | 'name: f32' fields of the uniform struct `p`; buffers: [name,
- * element type] of the storage buffers; body: WGSL after the header (helpers and `main`).
+ * params: 'name: u32' | 'name: i32' | 'name: f32' fields of the uniform struct `p` (each buffer's
+ * X_o is added); buffers: [name, element type] of the storage buffers; body: WGSL after the header
+ * (helpers and `main`).
  */
 export function shader(params: readonly string[], buffers: readonly [string, 'f32' | 'u32' | 'i32'][], body: string): ShaderSpec {
-  const types = params.map((f) => f.split(':')[1].trim()[0]).join('');
+  const all = [...params, ...buffers.map(([n]) => `${n}_o: u32`)];
+  const fields = all.map((f) => {
+    const [name, type] = f.split(':').map((x) => x.trim());
+    return { name, type: type[0] };
+  });
+  if (all.length > 64) throw new Error('a kernel has more parameters than its 256-byte slot holds');
+  params = all;
   const code = [
     `struct Params { ${params.join(', ')} }`,
     '@group(0) @binding(0) var<uniform> p: Params;',
     ...buffers.map(([n, t], i) => `@group(0) @binding(${i + 1}) var<storage, read_write> ${n}: array<${t}>;`),
     body,
   ].join('\n');
-  return { code, types, nBuffers: buffers.length };
+  return { code, params: fields, buffers: buffers.map(([n]) => n) };
 }
 
 /** The entry point for `wg` threads per workgroup; `lin` is the workgroup's linear index, `li` the thread's. */

@@ -32,7 +32,7 @@ const BUFS = (bf: boolean): [string, 'f32' | 'u32'][] => [
  */
 export function gemm(bf: boolean, trans: boolean): ShaderSpec {
   return shader(
-    ['M: u32', 'N: u32', 'K: u32', 'ldw: u32', 'oo: u32', 'xo: u32', 'wo: u32', 'acc: u32'],
+    ['M: u32', 'N: u32', 'K: u32', 'ldw: u32', 'acc: u32'],
     BUFS(bf),
     `${helpers(bf)}
 var<workgroup> As: array<f32, 1024>; // [k 16][row 64]
@@ -54,7 +54,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
       let gr = row0 + r;
       let gk = k0 + kk;
       var v = 0.0;
-      if (gr < p.M && gk < p.K) { v = X(p.xo + gr * p.K + gk); }
+      if (gr < p.M && gk < p.K) { v = X(p.x_o + gr * p.K + gk); }
       As[kk * 64u + r] = v;
     }
     for (var i = 0u; i < 4u; i++) {
@@ -63,7 +63,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
       let gc = col0 + c;
       let gk = k0 + kk;
       var v = 0.0;
-      if (gc < p.N && gk < p.K) { v = W(p.wo + ${trans ? 'gc * p.ldw + gk' : 'gk * p.ldw + gc'}); }
+      if (gc < p.N && gk < p.K) { v = W(p.w_o + ${trans ? 'gc * p.ldw + gk' : 'gk * p.ldw + gc'}); }
       Bs[kk * 64u + c] = v;
     }
     workgroupBarrier();
@@ -86,7 +86,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
     for (var j = 0u; j < 4u; j++) {
       let c = col0 + lid.x + j * 16u;
       if (c >= p.N) { continue; }
-      let idx = p.oo + r * p.N + c;
+      let idx = p.o_o + r * p.N + c;
       var v = acc[i][j];
       if (p.acc == 1u) { v = o[idx] + v; }
       o[idx] = v;
@@ -103,10 +103,10 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
  */
 export function gemmDirect(bf: boolean, trans: boolean): ShaderSpec {
   return shader(
-    ['M: u32', 'N: u32', 'K: u32', 'ldw: u32', 'oo: u32', 'xo: u32', 'wo: u32', 'acc: u32'],
+    ['M: u32', 'N: u32', 'K: u32', 'ldw: u32', 'acc: u32'],
     BUFS(bf),
     `${helpers(bf)}
-fn B(k: u32, n: u32) -> f32 { return W(p.wo + ${trans ? 'n * p.ldw + k' : 'k * p.ldw + n'}); }
+fn B(k: u32, n: u32) -> f32 { return W(p.w_o + ${trans ? 'n * p.ldw + k' : 'k * p.ldw + n'}); }
 ${entry(64)}
   let nb = (p.N + 3u) / 4u;
   let id = lin * 64u + li;
@@ -121,10 +121,10 @@ ${entry(64)}
   var a3 = vec4f(0.0);
   for (var k = 0u; k < p.K; k++) {
     let b = vec4f(B(k, cc.x), B(k, cc.y), B(k, cc.z), B(k, cc.w));
-    a0 += X(p.xo + rr.x * p.K + k) * b;
-    a1 += X(p.xo + rr.y * p.K + k) * b;
-    a2 += X(p.xo + rr.z * p.K + k) * b;
-    a3 += X(p.xo + rr.w * p.K + k) * b;
+    a0 += X(p.x_o + rr.x * p.K + k) * b;
+    a1 += X(p.x_o + rr.y * p.K + k) * b;
+    a2 += X(p.x_o + rr.z * p.K + k) * b;
+    a3 += X(p.x_o + rr.w * p.K + k) * b;
   }
   let acc = array<vec4f, 4>(a0, a1, a2, a3);
   for (var i = 0u; i < 4u; i++) {
@@ -133,7 +133,7 @@ ${entry(64)}
     for (var j = 0u; j < 4u; j++) {
       let c = c0 + j;
       if (c >= p.N) { break; }
-      let idx = p.oo + r * p.N + c;
+      let idx = p.o_o + r * p.N + c;
       var v = acc[i][j];
       if (p.acc == 1u) { v = o[idx] + v; }
       o[idx] = v;
@@ -149,7 +149,7 @@ ${entry(64)}
  */
 export function gemv(bf: boolean): ShaderSpec {
   return shader(
-    ['M: u32', 'N: u32', 'K: u32', 'oo: u32', 'xo: u32', 'wo: u32', 'acc: u32'],
+    ['M: u32', 'N: u32', 'K: u32', 'acc: u32'],
     BUFS(bf),
     `${helpers(bf)}
 ${entry(64)}
@@ -157,8 +157,8 @@ ${entry(64)}
   if (id >= p.M * p.N) { return; }
   let m = id / p.N;
   let n = id % p.N;
-  let xr = p.xo + m * p.K;
-  let wr = p.wo + n * p.K;
+  let xr = p.x_o + m * p.K;
+  let wr = p.w_o + n * p.K;
   var s4 = vec4f(0.0);
   var k = 0u;
   for (; k + 4u <= p.K; k += 4u) {
@@ -166,7 +166,7 @@ ${entry(64)}
   }
   var s = (s4.x + s4.y) + (s4.z + s4.w);
   for (; k < p.K; k++) { s += X(xr + k) * W(wr + k); }
-  let idx = p.oo + m * p.N + n;
+  let idx = p.o_o + m * p.N + n;
   if (p.acc == 1u) { s = o[idx] + s; }
   o[idx] = s;
 }`,

@@ -10,7 +10,7 @@ import { entry, shader, type ShaderSpec } from './common.js';
  */
 export const crossEntropy = (inPlace: boolean): ShaderSpec =>
   shader(
-    ['rows: u32', 'V: u32', 'lo: u32', 'to: u32', 'dlo: u32', 'so: u32', 'scale: f32', 'hasD: u32', 'hasL: u32'],
+    ['rows: u32', 'V: u32', 'dlo: u32', 'scale: f32', 'hasD: u32', 'hasL: u32'],
     inPlace
       ? [
           ['LG', 'f32'],
@@ -27,12 +27,12 @@ export const crossEntropy = (inPlace: boolean): ShaderSpec =>
 ${entry(64)}
   let r = lin * 64u + li;
   if (r >= p.rows) { return; }
-  let tgt = TG[p.to + r];
-  let base = p.lo + r * p.V;
+  let tgt = TG[p.TG_o + r];
+  let base = p.LG_o + r * p.V;
   let dbase = p.dlo + r * p.V;
   if (tgt < 0) {
     if (p.hasD == 1u) { for (var i = 0u; i < p.V; i++) { dl(dbase + i, 0.0); } }
-    if (p.hasL == 1u) { LS[p.so + r] = 0.0; }
+    if (p.hasL == 1u) { LS[p.LS_o + r] = 0.0; }
     return;
   }
   var mx = -3.0e38;
@@ -40,7 +40,7 @@ ${entry(64)}
   var s = 0.0;
   for (var i = 0u; i < p.V; i++) { s += exp(LG[base + i] - mx); }
   let lse = mx + log(s);
-  if (p.hasL == 1u) { LS[p.so + r] = lse - LG[base + u32(tgt)]; }
+  if (p.hasL == 1u) { LS[p.LS_o + r] = lse - LG[base + u32(tgt)]; }
   if (p.hasD == 1u) {
     for (var i = 0u; i < p.V; i++) {
       var v = exp(LG[base + i] - lse) * p.scale;
@@ -52,22 +52,7 @@ ${entry(64)}
   );
 
 export const ADAMW = shader(
-  [
-    'n: u32',
-    'po: u32',
-    'go: u32',
-    'mo: u32',
-    'vo: u32',
-    'lr: f32',
-    'b1: f32',
-    'b2: f32',
-    'c1: f32',
-    'c2: f32',
-    'inv1: f32',
-    'inv2: f32',
-    'eps: f32',
-    'wd: f32',
-  ],
+  ['n: u32', 'lr: f32', 'b1: f32', 'b2: f32', 'c1: f32', 'c2: f32', 'inv1: f32', 'inv2: f32', 'eps: f32', 'wd: f32'],
   [
     ['P', 'f32'],
     ['G', 'f32'],
@@ -77,12 +62,12 @@ export const ADAMW = shader(
   `${entry(256)}
   let i = lin * 256u + li;
   if (i >= p.n) { return; }
-  let g = G[p.go + i];
-  let m = p.b1 * M[p.mo + i] + p.c1 * g;
-  let v = p.b2 * Vm[p.vo + i] + p.c2 * g * g;
-  M[p.mo + i] = m;
-  Vm[p.vo + i] = v;
-  let x = P[p.po + i];
-  P[p.po + i] = x - p.lr * ((m * p.inv1) / (sqrt(v * p.inv2) + p.eps) + p.wd * x);
+  let g = G[p.G_o + i];
+  let m = p.b1 * M[p.M_o + i] + p.c1 * g;
+  let v = p.b2 * Vm[p.Vm_o + i] + p.c2 * g * g;
+  M[p.M_o + i] = m;
+  Vm[p.Vm_o + i] = v;
+  let x = P[p.P_o + i];
+  P[p.P_o + i] = x - p.lr * ((m * p.inv1) / (sqrt(v * p.inv2) + p.eps) + p.wd * x);
 }`,
 );

@@ -4,27 +4,25 @@
 import { entry, shader } from './common.js';
 
 export const FILL = shader(
-  ['o: u32', 'n: u32', 'value: f32'],
+  ['n: u32', 'value: f32'],
   [['dst', 'f32']],
   `${entry(256)}
   let i = lin * 256u + li;
-  if (i < p.n) { dst[p.o + i] = p.value; }
+  if (i < p.n) { dst[p.dst_o + i] = p.value; }
 }`,
 );
 
+/** Within one buffer (one binding: WebGPU refuses two writable bindings of it): buf[d + i] = buf[s + i]. */
 export const COPY = shader(
-  ['d: u32', 's: u32', 'n: u32'],
-  [
-    ['dst', 'f32'],
-    ['src', 'f32'],
-  ],
+  ['n: u32', 'd: u32', 's: u32'],
+  [['buf', 'f32']],
   `${entry(256)}
   let i = lin * 256u + li;
-  if (i < p.n) { dst[p.d + i] = src[p.s + i]; }
+  if (i < p.n) { buf[p.d + i] = buf[p.s + i]; }
 }`,
 );
 
-const ROWS = ['d: u32', 's: u32', 'r: u32', 'n: u32', 'dim: u32', 'pad: u32'];
+const ROWS = ['n: u32', 'dim: u32'];
 const ROW_BUFS: [string, 'f32' | 'i32'][] = [
   ['dst', 'f32'],
   ['src', 'f32'],
@@ -40,7 +38,7 @@ export const GATHER = shader(
   if (e >= p.n * p.dim) { return; }
   let i = e / p.dim;
   let c = e % p.dim;
-  dst[p.d + e] = src[p.s + u32(idx[p.r + i]) * p.dim + c];
+  dst[p.dst_o + e] = src[p.src_o + u32(idx[p.idx_o + i]) * p.dim + c];
 }`,
 );
 
@@ -53,6 +51,6 @@ export const SCATTER = shader(
   if (e >= p.n * p.dim) { return; }
   let i = e / p.dim;
   let c = e % p.dim;
-  dst[p.d + u32(idx[p.r + i]) * p.dim + c] = src[p.s + e];
+  dst[p.dst_o + u32(idx[p.idx_o + i]) * p.dim + c] = src[p.src_o + e];
 }`,
 );

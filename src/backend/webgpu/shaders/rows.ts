@@ -7,7 +7,7 @@ import { bf16At, BF16, entry, shader, type ShaderSpec } from './common.js';
 // One thread per row for the norms (rows across the 64 threads of a workgroup): no workgroup
 // reductions, whose barriers cost most of the time under SwiftShader; a row is a few thousand values.
 export const RMSNORM = shader(
-  ['rows: u32', 'dim: u32', 'eps: f32', 'oo: u32', 'xo: u32', 'wo: u32', 'ro: u32', 'hasR: u32'],
+  ['rows: u32', 'dim: u32', 'eps: f32', 'hasR: u32'],
   [
     ['o', 'f32'],
     ['x', 'f32'],
@@ -19,16 +19,16 @@ export const RMSNORM = shader(
   if (r >= p.rows) { return; }
   let base = r * p.dim;
   var ss = 0.0;
-  for (var i = 0u; i < p.dim; i++) { let v = x[p.xo + base + i]; ss += v * v; }
+  for (var i = 0u; i < p.dim; i++) { let v = x[p.x_o + base + i]; ss += v * v; }
   let inv = 1.0 / sqrt(ss / f32(p.dim) + p.eps);
-  if (p.hasR == 1u) { rstd[p.ro + r] = inv; }
-  for (var i = 0u; i < p.dim; i++) { o[p.oo + base + i] = x[p.xo + base + i] * inv * w[p.wo + i]; }
+  if (p.hasR == 1u) { rstd[p.rstd_o + r] = inv; }
+  for (var i = 0u; i < p.dim; i++) { o[p.o_o + base + i] = x[p.x_o + base + i] * inv * w[p.w_o + i]; }
 }`,
 );
 
 // dx = s * w * dy - x * s^3 / dim * sum(w * dy * x)
 export const RMSNORM_BACK = shader(
-  ['rows: u32', 'dim: u32', 'acc: u32', 'dxo: u32', 'dyo: u32', 'xo: u32', 'wo: u32', 'ro: u32'],
+  ['rows: u32', 'dim: u32', 'acc: u32'],
   [
     ['dx', 'f32'],
     ['dy', 'f32'],
@@ -40,21 +40,21 @@ export const RMSNORM_BACK = shader(
   let r = lin * 64u + li;
   if (r >= p.rows) { return; }
   let base = r * p.dim;
-  let s = rstd[p.ro + r];
+  let s = rstd[p.rstd_o + r];
   var d = 0.0;
-  for (var i = 0u; i < p.dim; i++) { d += w[p.wo + i] * dy[p.dyo + base + i] * x[p.xo + base + i]; }
+  for (var i = 0u; i < p.dim; i++) { d += w[p.w_o + i] * dy[p.dy_o + base + i] * x[p.x_o + base + i]; }
   let c = d * s * s * s / f32(p.dim);
   for (var i = 0u; i < p.dim; i++) {
-    var g = s * w[p.wo + i] * dy[p.dyo + base + i] - c * x[p.xo + base + i];
-    if (p.acc == 1u) { g = dx[p.dxo + base + i] + g; }
-    dx[p.dxo + base + i] = g;
+    var g = s * w[p.w_o + i] * dy[p.dy_o + base + i] - c * x[p.x_o + base + i];
+    if (p.acc == 1u) { g = dx[p.dx_o + base + i] + g; }
+    dx[p.dx_o + base + i] = g;
   }
 }`,
 );
 
 /** One thread per rotated pair (b, t, h, i); positions pos[b] + t. */
 export const ROPE = shader(
-  ['n: u32', 'T: u32', 'H: u32', 'half: u32', 'xo: u32', 'po: u32', 'co: u32', 'so: u32', 'sign: f32'],
+  ['n: u32', 'T: u32', 'H: u32', 'half: u32', 'sign: f32'],
   [
     ['x', 'f32'],
     ['pos', 'i32'],
@@ -69,10 +69,10 @@ export const ROPE = shader(
   let bt = rest / p.H;
   let t = bt % p.T;
   let b = bt / p.T;
-  let tab = (u32(pos[p.po + b]) + t) * p.half + i;
-  let c = cosT[p.co + tab];
-  let s = p.sign * sinT[p.so + tab];
-  let o = p.xo + rest * 2u * p.half + 2u * i;
+  let tab = (u32(pos[p.pos_o + b]) + t) * p.half + i;
+  let c = cosT[p.cosT_o + tab];
+  let s = p.sign * sinT[p.sinT_o + tab];
+  let o = p.x_o + rest * 2u * p.half + 2u * i;
   let x0 = x[o];
   let x1 = x[o + 1u];
   x[o] = x0 * c - x1 * s;
@@ -84,7 +84,7 @@ export const ROPE = shader(
 const SIGMOID = 'fn sigm(v: f32) -> f32 { return 1.0 / (1.0 + exp(min(-v, 88.0))); }';
 
 export const SILU_GATE = shader(
-  ['n: u32', 'oo: u32', 'ao: u32', 'bo: u32'],
+  ['n: u32'],
   [
     ['o', 'f32'],
     ['a', 'f32'],
@@ -94,13 +94,13 @@ export const SILU_GATE = shader(
 ${entry(256)}
   let i = lin * 256u + li;
   if (i >= p.n) { return; }
-  let v = a[p.ao + i];
-  o[p.oo + i] = v * sigm(v) * b[p.bo + i];
+  let v = a[p.a_o + i];
+  o[p.o_o + i] = v * sigm(v) * b[p.b_o + i];
 }`,
 );
 
 export const SILU_GATE_BACK = shader(
-  ['n: u32', 'dao: u32', 'dbo: u32', 'dyo: u32', 'ao: u32', 'bo: u32'],
+  ['n: u32'],
   [
     ['da', 'f32'],
     ['db', 'f32'],
@@ -112,17 +112,17 @@ export const SILU_GATE_BACK = shader(
 ${entry(256)}
   let i = lin * 256u + li;
   if (i >= p.n) { return; }
-  let v = a[p.ao + i];
+  let v = a[p.a_o + i];
   let sg = sigm(v);
-  let g = dy[p.dyo + i];
-  let bv = b[p.bo + i];
-  db[p.dbo + i] = g * v * sg;
-  da[p.dao + i] = g * bv * sg * (1.0 + v * (1.0 - sg));
+  let g = dy[p.dy_o + i];
+  let bv = b[p.b_o + i];
+  db[p.db_o + i] = g * v * sg;
+  da[p.da_o + i] = g * bv * sg * (1.0 + v * (1.0 - sg));
 }`,
 );
 
 export const ADD = shader(
-  ['n: u32', 'xo: u32', 'yo: u32'],
+  ['n: u32'],
   [
     ['x', 'f32'],
     ['y', 'f32'],
@@ -130,13 +130,13 @@ export const ADD = shader(
   `${entry(256)}
   let i = lin * 256u + li;
   if (i >= p.n) { return; }
-  x[p.xo + i] = x[p.xo + i] + y[p.yo + i];
+  x[p.x_o + i] = x[p.x_o + i] + y[p.y_o + i];
 }`,
 );
 
 /** One thread per 32-bit word of the bf16 output (two elements); halves outside the view are kept. */
 export const TO_BF16 = shader(
-  ['n: u32', 'oo: u32', 'xo: u32', 'words: u32'],
+  ['n: u32', 'words: u32'],
   [
     ['o', 'u32'],
     ['x', 'u32'],
@@ -145,12 +145,12 @@ export const TO_BF16 = shader(
 ${entry(256)}
   let wi = lin * 256u + li;
   if (wi >= p.words) { return; }
-  let word = (p.oo >> 1u) + wi;
+  let word = (p.o_o >> 1u) + wi;
   var v = o[word];
   for (var h = 0u; h < 2u; h++) {
     let e = word * 2u + h;
-    if (e >= p.oo && e < p.oo + p.n) {
-      let bits = bf16Bits(x[p.xo + e - p.oo]);
+    if (e >= p.o_o && e < p.o_o + p.n) {
+      let bits = bf16Bits(x[p.x_o + e - p.o_o]);
       v = select((v & 0xffff0000u) | bits, (v & 0x0000ffffu) | (bits << 16u), h == 1u);
     }
   }
@@ -159,7 +159,7 @@ ${entry(256)}
 );
 
 export const FROM_BF16 = shader(
-  ['n: u32', 'oo: u32', 'xo: u32'],
+  ['n: u32'],
   [
     ['o', 'u32'],
     ['x', 'u32'],
@@ -167,16 +167,16 @@ export const FROM_BF16 = shader(
   `${entry(256)}
   let i = lin * 256u + li;
   if (i >= p.n) { return; }
-  let e = p.xo + i;
+  let e = p.x_o + i;
   let u = x[e >> 1u];
-  o[p.oo + i] = select(u << 16u, u & 0xffff0000u, (e & 1u) == 1u);
+  o[p.o_o + i] = select(u << 16u, u & 0xffff0000u, (e & 1u) == 1u);
 }`,
 );
 
 /** out (n, dim) = rows ids[i] of the table (f32, or bf16 widened exactly). */
 export function embed(bf: boolean): ShaderSpec {
   return shader(
-    ['n: u32', 'dim: u32', 'oo: u32', 'to: u32', 'io: u32'],
+    ['n: u32', 'dim: u32'],
     [
       ['o', 'f32'],
       ['table', bf ? 'u32' : 'f32'],
@@ -188,8 +188,8 @@ ${entry(256)}
   if (e >= p.n * p.dim) { return; }
   let i = e / p.dim;
   let c = e % p.dim;
-  let src = p.to + u32(ids[p.io + i]) * p.dim + c;
-  o[p.oo + e] = ${bf ? 'tableBf16(src)' : 'table[src]'};
+  let src = p.table_o + u32(ids[p.ids_o + i]) * p.dim + c;
+  o[p.o_o + e] = ${bf ? 'tableBf16(src)' : 'table[src]'};
 }`,
   );
 }
