@@ -56,8 +56,8 @@ describe(`web UI in Chromium [${backend}]`, () => {
       maxTokens: 400,
     });
     const engine = server.scheduler.engine;
-    const step = engine.step.bind(engine);
-    engine.step = () => {
+    const step = engine.stepAsync.bind(engine);
+    engine.stepAsync = () => {
       onStep();
       return step();
     };
