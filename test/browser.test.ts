@@ -12,11 +12,11 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { AxeBuilder } from '@axe-core/playwright';
-import { type BrowserContext, chromium, type Page } from 'playwright-core';
+import type { BrowserContext, Page } from 'playwright-core';
+import { launchChromium } from './chromium.js';
 import { createAdapter, createServer, generateBatch, loadAdapter, loadModel, saveAdapter, type LlamaModel, type Server } from '../src/index.js';
 import { maxAbsDiff, repoRoot, stories260K, tinystories656k } from './helpers.js';
 
-const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
 const SHOTS = process.env.LLAMA_ADAPTER_SCREENSHOTS ?? path.join(repoRoot, 'test-output', 'ui');
 // WebGPU in headless Chromium on a machine without a GPU: the SwiftShader Vulkan driver
 const WEBGPU_FLAGS = ['--enable-unsafe-webgpu', '--enable-features=Vulkan', '--use-vulkan=swiftshader', '--use-webgpu-adapter=swiftshader'];
@@ -31,27 +31,12 @@ describe('the library in a page (headless Chromium, WebGPU on SwiftShader)', () 
   const consoleErrors: string[] = [];
 
   before(async () => {
-    assert.ok(fs.existsSync(CHROMIUM), `${CHROMIUM} not found: run scripts/setup.sh (installs Debian's chromium) or set CHROMIUM`);
     m = await loadModel(tinystories656k, { backend: 'ts' });
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'la-page-'));
     fs.mkdirSync(path.join(dir, 'adapters'));
     server = createServer(m, { modelPath: tinystories656k, adapterDir: path.join(dir, 'adapters'), dataDir: path.join(dir, 'data') });
     url = await server.listen('127.0.0.1', 0);
-    ctx = await chromium.launchPersistentContext(path.join(dir, 'profile'), {
-      executablePath: CHROMIUM,
-      headless: true,
-      viewport: { width: 1280, height: 900 },
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-quic',
-        '--no-first-run',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-        ...WEBGPU_FLAGS,
-      ],
-    });
+    ctx = await launchChromium(path.join(dir, 'profile'), WEBGPU_FLAGS);
     page = ctx.pages()[0] ?? (await ctx.newPage());
     page.on('console', (msg) => {
       if (msg.type() === 'error') consoleErrors.push(msg.text());

@@ -77,6 +77,32 @@ function at(tiled: boolean, shared: string, global: string, r: string): string {
   return tiled ? `${shared}[${r} + d]` : `${global}[${r} + d]`;
 }
 
+/**
+ * The walk over keys j < n of this query, in tiles of KT up to the workgroup's nmax (loaded into
+ * workgroup memory in the tiled form); `body` sees the row starts `kr`, `vr` (for `at`) and `j0 + jj`.
+ */
+function walkKeys(tiled: boolean, K: string, V: string, body: string): string {
+  return `  for (var j0 = 0u; j0 < nmax; j0 += KT) {
+    let cnt = min(KT, nmax - j0);
+${load(
+  tiled,
+  [
+    ['ks', K, `p.${K}_o`],
+    ['vs', V, `p.${V}_o`],
+  ],
+  'kb + (j0 + e / p.hs) * p.kvs + e % p.hs',
+)}
+    if (valid) {
+      for (var jj = 0u; jj < cnt && j0 + jj < n; jj++) {
+        let kr = ${row(tiled, `p.${K}_o + kb + (j0 + jj) * p.kvs`)};
+        let vr = ${row(tiled, `p.${V}_o + kb + (j0 + jj) * p.kvs`)};
+${body}
+      }
+    }
+${tiled ? '    workgroupBarrier();' : ''}
+  }`;
+}
+
 /** The linearised workgroup -> (b, h, t) prelude; `t` is this thread's query, `valid` whether it exists. */
 const QUERY_PRELUDE = `
   let tiles = (p.T + ${Q_TILE - 1}u) / ${Q_TILE}u;
@@ -150,21 +176,11 @@ ${uniform(tiled, 'kb0', 'kb1', 'wkb')}
   if (valid) { for (var d = 0u; d < p.hs; d++) { qv[d] = Q[qoff + d]; } }
   var m = ${NEG};
   var l = 0.0;
-  for (var j0 = 0u; j0 < nmax; j0 += KT) {
-    let cnt = min(KT, nmax - j0);
-${load(
+${walkKeys(
   tiled,
-  [
-    ['ks', 'Kc', 'p.Kc_o'],
-    ['vs', 'Vc', 'p.Vc_o'],
-  ],
-  'kb + (j0 + e / p.hs) * p.kvs + e % p.hs',
-)}
-    if (valid) {
-      for (var jj = 0u; jj < cnt && j0 + jj < n; jj++) {
-        let kr = ${row(tiled, 'p.Kc_o + kb + (j0 + jj) * p.kvs')};
-        let vr = ${row(tiled, 'p.Vc_o + kb + (j0 + jj) * p.kvs')};
-        var s = 0.0;
+  'Kc',
+  'Vc',
+  `        var s = 0.0;
         for (var d = 0u; d < p.hs; d++) { s += qv[d] * ${at(tiled, 'ks', 'Kc', 'kr')}; }
         s *= p.scale;
         if (s > m) {
@@ -175,11 +191,8 @@ ${load(
         }
         let w = exp(s - m);
         l += w;
-        for (var d = 0u; d < p.hs; d++) { acc[d] += w * ${at(tiled, 'vs', 'Vc', 'vr')}; }
-      }
-    }
-${tiled ? '    workgroupBarrier();' : ''}
-  }
+        for (var d = 0u; d < p.hs; d++) { acc[d] += w * ${at(tiled, 'vs', 'Vc', 'vr')}; }`,
+)}
   if (!valid) { return; }
   let ooff = p.O_o + bt * p.qs + h * p.hs;
   if (p.mode == 1u) {
@@ -208,31 +221,19 @@ const BACK_PARAMS = ['B: u32', 'T: u32', 'H: u32', 'Hkv: u32', 'rep: u32', 'kvs:
  */
 export function attentionBackQ(hs: number, tiled: boolean): ShaderSpec {
   const KT = tileOf(hs);
-  const walk = (body: string): string => `  for (var j0 = 0u; j0 < nmax; j0 += KT) {
-    let cnt = min(KT, nmax - j0);
-${load(
-  tiled,
-  [
-    ['ks', 'Kb', 'p.Kb_o'],
-    ['vs', 'Vb', 'p.Vb_o'],
-  ],
-  'kb + (j0 + e / p.hs) * p.kvs + e % p.hs',
-)}
-    if (valid) {
-      for (var jj = 0u; jj < cnt && j0 + jj < n; jj++) {
-        let kr = ${row(tiled, 'p.Kb_o + kb + (j0 + jj) * p.kvs')};
-        let vr = ${row(tiled, 'p.Vb_o + kb + (j0 + jj) * p.kvs')};
-        var s = 0.0;
+  const walk = (body: string): string =>
+    walkKeys(
+      tiled,
+      'Kb',
+      'Vb',
+      `        var s = 0.0;
         var dp = 0.0;
         for (var d = 0u; d < p.hs; d++) {
           s += qv[d] * ${at(tiled, 'ks', 'Kb', 'kr')};
           dp += dov[d] * ${at(tiled, 'vs', 'Vb', 'vr')};
         }
-${body}
-      }
-    }
-${tiled ? '    workgroupBarrier();' : ''}
-  }`;
+${body}`,
+    );
   return shader(
     [...BACK_PARAMS, 'hs: u32'],
     [

@@ -39,6 +39,15 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nw: vec3u, @
   let lin = wid.x + wid.y * nw.x;`;
 }
 
+/** The entry of an elementwise kernel: 256 threads a workgroup, `i` the element (threads past p.n return). */
+export function elementwise(body: string): string {
+  return `${entry(256)}
+  let i = lin * 256u + li;
+  if (i >= p.n) { return; }
+${body}
+}`;
+}
+
 /** Round an f32 to bf16 (ties to even; NaN stays a quiet NaN), as bits and as a value. */
 export const BF16 = `
 fn bf16Bits(u: u32) -> u32 {

@@ -1,7 +1,7 @@
 // WGSL for softmax cross-entropy (one thread per row; the loss of each row goes to `losses`, so
 // nothing is summed across threads) and the AdamW step (one thread per parameter).
 
-import { entry, shader, type ShaderSpec } from './common.js';
+import { elementwise, entry, shader, type ShaderSpec } from './common.js';
 
 /**
  * One thread per row (rows across the 64 threads of a workgroup): max, sum of exps, then the
@@ -59,15 +59,11 @@ export const ADAMW = shader(
     ['M', 'f32'],
     ['Vm', 'f32'],
   ],
-  `${entry(256)}
-  let i = lin * 256u + li;
-  if (i >= p.n) { return; }
-  let g = G[p.G_o + i];
+  elementwise(`  let g = G[p.G_o + i];
   let m = p.b1 * M[p.M_o + i] + p.c1 * g;
   let v = p.b2 * Vm[p.Vm_o + i] + p.c2 * g * g;
   M[p.M_o + i] = m;
   Vm[p.Vm_o + i] = v;
   let x = P[p.P_o + i];
-  P[p.P_o + i] = x - p.lr * ((m * p.inv1) / (sqrt(v * p.inv2) + p.eps) + p.wd * x);
-}`,
+  P[p.P_o + i] = x - p.lr * ((m * p.inv1) / (sqrt(v * p.inv2) + p.eps) + p.wd * x);`),
 );

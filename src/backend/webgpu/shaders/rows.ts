@@ -2,7 +2,7 @@
 // SiLU-gate and its backward, residual add, bf16 storage conversions (on the bits, so NaN and
 // signed zeros survive) and the embedding lookup.
 
-import { bf16At, BF16, entry, shader, type ShaderSpec } from './common.js';
+import { bf16At, BF16, elementwise, entry, shader, type ShaderSpec } from './common.js';
 
 // One thread per row for the norms (rows across the 64 threads of a workgroup): no workgroup
 // reductions, whose barriers cost most of the time under SwiftShader; a row is a few thousand values.
@@ -91,12 +91,8 @@ export const SILU_GATE = shader(
     ['b', 'f32'],
   ],
   `${SIGMOID}
-${entry(256)}
-  let i = lin * 256u + li;
-  if (i >= p.n) { return; }
-  let v = a[p.a_o + i];
-  o[p.o_o + i] = v * sigm(v) * b[p.b_o + i];
-}`,
+${elementwise(`  let v = a[p.a_o + i];
+  o[p.o_o + i] = v * sigm(v) * b[p.b_o + i];`)}`,
 );
 
 export const SILU_GATE_BACK = shader(
@@ -109,16 +105,12 @@ export const SILU_GATE_BACK = shader(
     ['b', 'f32'],
   ],
   `${SIGMOID}
-${entry(256)}
-  let i = lin * 256u + li;
-  if (i >= p.n) { return; }
-  let v = a[p.a_o + i];
+${elementwise(`  let v = a[p.a_o + i];
   let sg = sigm(v);
   let g = dy[p.dy_o + i];
   let bv = b[p.b_o + i];
   db[p.db_o + i] = g * v * sg;
-  da[p.da_o + i] = g * bv * sg * (1.0 + v * (1.0 - sg));
-}`,
+  da[p.da_o + i] = g * bv * sg * (1.0 + v * (1.0 - sg));`)}`,
 );
 
 export const ADD = shader(
@@ -127,11 +119,7 @@ export const ADD = shader(
     ['x', 'f32'],
     ['y', 'f32'],
   ],
-  `${entry(256)}
-  let i = lin * 256u + li;
-  if (i >= p.n) { return; }
-  x[p.x_o + i] = x[p.x_o + i] + y[p.y_o + i];
-}`,
+  elementwise(`  x[p.x_o + i] = x[p.x_o + i] + y[p.y_o + i];`),
 );
 
 /** One thread per 32-bit word of the bf16 output (two elements); halves outside the view are kept. */
@@ -164,13 +152,9 @@ export const FROM_BF16 = shader(
     ['o', 'u32'],
     ['x', 'u32'],
   ],
-  `${entry(256)}
-  let i = lin * 256u + li;
-  if (i >= p.n) { return; }
-  let e = p.x_o + i;
+  elementwise(`  let e = p.x_o + i;
   let u = x[e >> 1u];
-  o[p.o_o + i] = select(u << 16u, u & 0xffff0000u, (e & 1u) == 1u);
-}`,
+  o[p.o_o + i] = select(u << 16u, u & 0xffff0000u, (e & 1u) == 1u);`),
 );
 
 /** out (n, dim) = rows ids[i] of the table (f32, or bf16 widened exactly). */
