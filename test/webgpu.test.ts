@@ -3,7 +3,8 @@
 // SwiftShader defaults to the direct one) against the oracle, the device memory's contract (host
 // writes seen or announced, copies, views, sync), and the model, engine and training loop on it
 // against the TypeScript backend (same greedy ids over mixed adapters, same training losses, an
-// adapter trained on the device giving the same logits on the host). Runs where a WebGPU adapter
+// adapter trained on the device giving the same logits on the host; the engine's asynchronous
+// steps with an eviction between them; the server on the device). Runs where a WebGPU adapter
 // starts: SwiftShader from Debian's chromium package where there is no GPU (scripts/setup.sh).
 
 import { before, describe, it } from 'node:test';
@@ -17,7 +18,7 @@ import { createTsBackend } from '../src/backend/ts/index.js';
 import { loadWebGpuBackend, type WebGpuBackend } from '../src/backend/webgpu/index.js';
 import { Rng } from '../src/core/rng.js';
 import { toBf16, type Matrix } from '../src/core/weights.js';
-import { createAdapter, generateBatch, loadAdapter, loadModel, type LlamaModel } from '../src/index.js';
+import { createAdapter, createServer, Engine, generateBatch, loadAdapter, loadModel, type LlamaModel } from '../src/index.js';
 import { finetune } from '../src/train/finetune.js';
 import { maxAbs, maxAbsDiff, tinystories656k } from './helpers.js';
 
@@ -183,6 +184,42 @@ describe('webgpu backend', { skip }, () => {
         assert.ok(maxAbsDiff(host.forward(tokens, { adapter: onHost }), want) < 1e-4);
       } finally {
         fs.rmSync(tmp, { recursive: true, force: true });
+      }
+    });
+
+    it('the engine steps asynchronously: a request evicted while a step waits on the device is freed when it ends, the other goes on', async () => {
+      const engine = new Engine(gpu, { slots: 2, contextLength: 64 });
+      const prompt = gpu.tokenizer.encode('Once upon a time', { bos: true });
+      const a = engine.admit({ prompt, temperature: 0, maxTokens: 6 }),
+        b = engine.admit({ prompt, temperature: 0, maxTokens: 6 });
+      const pending = engine.stepAsync();
+      engine.evict(b); // while the prefill waits for its logits
+      assert.ok(engine.busy(b), 'the slot stays taken until the step ends');
+      const ids: number[] = [];
+      const take = (events: Awaited<typeof pending>): void => {
+        for (const e of events) if (e.slot === a && e.piece && e.piece.id >= 0) ids.push(e.piece.id);
+      };
+      take(await pending);
+      assert.ok(!engine.busy(b) && engine.busy(a));
+      while (engine.busy(a)) take(await engine.stepAsync());
+      const [want] = await generateBatch(host, [prompt], { temperature: 0, maxTokens: 6 });
+      assert.deepEqual(ids, want.ids);
+    });
+
+    it("serves over HTTP from the device: a greedy completion is the host backend's text", async () => {
+      const server = createServer(gpu, { modelPath: tinystories656k, ui: false });
+      try {
+        const url = await server.listen('127.0.0.1', 0);
+        const body = { model: 'tinystories-656k', prompt: 'Once upon a time', max_tokens: 16, temperature: 0 };
+        const r = (await (
+          await fetch(`${url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })
+        ).json()) as {
+          choices: { text: string }[];
+        };
+        const [want] = await generateBatch(host, ['Once upon a time'], { temperature: 0, maxTokens: 16 });
+        assert.equal(r.choices[0].text, want.text);
+      } finally {
+        await server.close();
       }
     });
 
