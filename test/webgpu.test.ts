@@ -182,6 +182,18 @@ describe('webgpu backend', { skip }, () => {
         const tokens = [host.tokenizer.encode('Write a story about Tom.', { bos: true })];
         const want = await gpu.forwardAsync(tokens, { adapter: g.adapter });
         assert.ok(maxAbsDiff(host.forward(tokens, { adapter: onHost }), want) < 1e-4);
+        // parameters written on the host after training on the device, then invalidate(): the device sees them
+        for (const [k, p] of g.adapter.parameters())
+          p.set(
+            onHost
+              .parameters()
+              .get(k)!
+              .map((x) => x * 0.5),
+          );
+        g.adapter.invalidate();
+        for (const p of onHost.parameters().values()) p.set(p.map((x) => x * 0.5));
+        onHost.invalidate();
+        assert.ok(maxAbsDiff(host.forward(tokens, { adapter: onHost }), await gpu.forwardAsync(tokens, { adapter: g.adapter })) < 1e-4);
       } finally {
         fs.rmSync(tmp, { recursive: true, force: true });
       }

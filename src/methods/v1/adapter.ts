@@ -121,9 +121,13 @@ export class Adapter implements AdapterMethod {
     throw new LlamaAdapterError(`"${name}" is not a tensor of this adapter`);
   }
 
-  /** Parameters changed: cached prompt keys/values must be recomputed. */
+  /**
+   * Parameters changed: cached prompt keys/values must be recomputed, and the host copies of the
+   * parameters are the truth (on a device backend they are uploaded again before the next use).
+   */
   invalidate(): void {
     this.ver++;
+    this.host.backend.memory.upload(...this.prompts, ...this.gates);
   }
 
   /** Number of trainable parameters. */
