@@ -213,7 +213,17 @@ ${walkKeys(
   );
 }
 
-const BACK_PARAMS = ['B: u32', 'T: u32', 'H: u32', 'Hkv: u32', 'rep: u32', 'kvs: u32', 'qs: u32', 'scale: f32'];
+const BACK_PARAMS = ['B: u32', 'T: u32', 'H: u32', 'Hkv: u32', 'rep: u32', 'kvs: u32', 'qs: u32', 'scale: f32', 'hs: u32'];
+
+/** The buffers both backward passes read (the upstream gradient, q, k, v, and the per-query statistics). */
+const BACK_INPUTS: [string, 'f32'][] = [
+  ['DOUT', 'f32'],
+  ['Q', 'f32'],
+  ['Kb', 'f32'],
+  ['Vb', 'f32'],
+  ['LSE', 'f32'],
+  ['DD', 'f32'],
+];
 
 /**
  * Per query (b, t, h) of a full causal pass: dq (overwritten), and LSE / DD at (b*T + t)*H + h for
@@ -235,16 +245,8 @@ export function attentionBackQ(hs: number, tiled: boolean): ShaderSpec {
 ${body}`,
     );
   return shader(
-    [...BACK_PARAMS, 'hs: u32'],
-    [
-      ['DQ', 'f32'],
-      ['DOUT', 'f32'],
-      ['Q', 'f32'],
-      ['Kb', 'f32'],
-      ['Vb', 'f32'],
-      ['LSE', 'f32'],
-      ['DD', 'f32'],
-    ],
+    BACK_PARAMS,
+    [['DQ', 'f32'], ...BACK_INPUTS],
     `const KT = ${KT}u;
 ${tiles(tiled, KT, hs, ['ks', 'vs'])}
 ${entry(Q_TILE)}
@@ -292,17 +294,8 @@ ${walk(`        let ds = exp(s * p.scale - lse) * (dp - D) * p.scale;
 export function attentionBackKV(hs: number, tiled: boolean): ShaderSpec {
   const QT = tileOf(hs);
   return shader(
-    [...BACK_PARAMS, 'hs: u32'],
-    [
-      ['DK', 'f32'],
-      ['DV', 'f32'],
-      ['DOUT', 'f32'],
-      ['Q', 'f32'],
-      ['Kb', 'f32'],
-      ['Vb', 'f32'],
-      ['LSE', 'f32'],
-      ['DD', 'f32'],
-    ],
+    BACK_PARAMS,
+    [['DK', 'f32'], ['DV', 'f32'], ...BACK_INPUTS],
     `const QT = ${QT}u;
 ${tiles(tiled, QT, hs, ['qs', 'dos'])}
 ${

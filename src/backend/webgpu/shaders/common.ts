@@ -48,6 +48,15 @@ ${body}
 }`;
 }
 
+/** The entry of a kernel with one thread per row: 64 threads a workgroup, `r` the row (threads past p.rows return). */
+export function perRow(body: string): string {
+  return `${entry(64)}
+  let r = lin * 64u + li;
+  if (r >= p.rows) { return; }
+${body}
+}`;
+}
+
 /** Round an f32 to bf16 (ties to even; NaN stays a quiet NaN), as bits and as a value. */
 export const BF16 = `
 fn bf16Bits(u: u32) -> u32 {

@@ -1,7 +1,7 @@
 // WGSL for softmax cross-entropy (one thread per row; the loss of each row goes to `losses`, so
 // nothing is summed across threads) and the AdamW step (one thread per parameter).
 
-import { elementwise, entry, shader, type ShaderSpec } from './common.js';
+import { elementwise, perRow, shader, type ShaderSpec } from './common.js';
 
 /**
  * One thread per row (rows across the 64 threads of a workgroup): max, sum of exps, then the
@@ -24,10 +24,7 @@ export const crossEntropy = (inPlace: boolean): ShaderSpec =>
           ['LS', 'f32'],
         ],
     `${inPlace ? 'fn dl(i: u32, v: f32) { LG[i] = v; }' : 'fn dl(i: u32, v: f32) { DL[i] = v; }'}
-${entry(64)}
-  let r = lin * 64u + li;
-  if (r >= p.rows) { return; }
-  let tgt = TG[p.TG_o + r];
+${perRow(`  let tgt = TG[p.TG_o + r];
   let base = p.LG_o + r * p.V;
   let dbase = p.dlo + r * p.V;
   if (tgt < 0) {
@@ -47,8 +44,7 @@ ${entry(64)}
       if (i == u32(tgt)) { v -= p.scale; }
       dl(dbase + i, v);
     }
-  }
-}`,
+  }`)}`,
   );
 
 export const ADAMW = shader(

@@ -2,7 +2,7 @@
 // SiLU-gate and its backward, residual add, bf16 storage conversions (on the bits, so NaN and
 // signed zeros survive) and the embedding lookup.
 
-import { bf16At, BF16, elementwise, entry, shader, type ShaderSpec } from './common.js';
+import { bf16At, BF16, elementwise, entry, perRow, shader, type ShaderSpec } from './common.js';
 
 // One thread per row for the norms (rows across the 64 threads of a workgroup): no workgroup
 // reductions, whose barriers cost most of the time under SwiftShader; a row is a few thousand values.
@@ -14,16 +14,12 @@ export const RMSNORM = shader(
     ['w', 'f32'],
     ['rstd', 'f32'],
   ],
-  `${entry(64)}
-  let r = lin * 64u + li;
-  if (r >= p.rows) { return; }
-  let base = r * p.dim;
+  perRow(`  let base = r * p.dim;
   var ss = 0.0;
   for (var i = 0u; i < p.dim; i++) { let v = x[p.x_o + base + i]; ss += v * v; }
   let inv = 1.0 / sqrt(ss / f32(p.dim) + p.eps);
   if (p.hasR == 1u) { rstd[p.rstd_o + r] = inv; }
-  for (var i = 0u; i < p.dim; i++) { o[p.o_o + base + i] = x[p.x_o + base + i] * inv * w[p.w_o + i]; }
-}`,
+  for (var i = 0u; i < p.dim; i++) { o[p.o_o + base + i] = x[p.x_o + base + i] * inv * w[p.w_o + i]; }`),
 );
 
 // dx = s * w * dy - x * s^3 / dim * sum(w * dy * x)
@@ -36,10 +32,7 @@ export const RMSNORM_BACK = shader(
     ['w', 'f32'],
     ['rstd', 'f32'],
   ],
-  `${entry(64)}
-  let r = lin * 64u + li;
-  if (r >= p.rows) { return; }
-  let base = r * p.dim;
+  perRow(`  let base = r * p.dim;
   let s = rstd[p.rstd_o + r];
   var d = 0.0;
   for (var i = 0u; i < p.dim; i++) { d += w[p.w_o + i] * dy[p.dy_o + base + i] * x[p.x_o + base + i]; }
@@ -48,8 +41,7 @@ export const RMSNORM_BACK = shader(
     var g = s * w[p.w_o + i] * dy[p.dy_o + base + i] - c * x[p.x_o + base + i];
     if (p.acc == 1u) { g = dx[p.dx_o + base + i] + g; }
     dx[p.dx_o + base + i] = g;
-  }
-}`,
+  }`),
 );
 
 /** One thread per rotated pair (b, t, h, i); positions pos[b] + t. */
