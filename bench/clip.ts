@@ -159,7 +159,7 @@ export async function runClipBench(o: ClipBenchOptions, emit: (line: BenchLine) 
   // multimodal training with cached features, next to the same text adapter step
   await settle();
   const cfg = resolveConfig(o.config);
-  const { model } = buildModel(cfg, 'f32', o.backend, o.threads);
+  const { model } = await buildModel(cfg, 'f32', o.backend, o.threads);
   const L = o.adapterLayers || Math.max(1, model.config.nLayers - 2);
   const shape = { B: o.batch, T: Math.min(o.seq, model.config.maxSeqLen), K: o.promptLength, L };
   const lossRows = trainBatch(model.config.vocabSize, shape.B, shape.T).lossRows;
@@ -168,7 +168,7 @@ export async function runClipBench(o: ClipBenchOptions, emit: (line: BenchLine) 
     await settle();
     log(`${kind}: ${o.config}, B=${shape.B} T=${shape.T} K=${shape.K} L=${L}${kind === 'train-mm' ? `, cached ${o.clip} features (F=${F}) per row` : ''}`);
     const sa = cpuSnapshot();
-    const r = measureTrain(model, { ...shape, steps: o.steps, multimodal: kind === 'train-mm' ? enc.identity : undefined });
+    const r = await measureTrain(model, { ...shape, steps: o.steps, multimodal: kind === 'train-mm' ? enc.identity : undefined });
     emit({
       ...tbase,
       kind,

@@ -4,7 +4,7 @@
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { getBackend, type BackendName } from '../src/backend/index.js';
+import { getBackendAsync, type BackendName } from '../src/backend/index.js';
 import { LlamaAdapterError } from '../src/core/errors.js';
 import { readModelFile } from '../src/formats/registry.js';
 import type { ModelFile } from '../src/formats/model-file.js';
@@ -65,8 +65,15 @@ export interface BenchModel {
 }
 
 /** Load or generate the checkpoint and wrap it in a LlamaModel on the chosen backend (kernel-timed when profile is given). */
-export function buildModel(cfg: ResolvedConfig, dtype: WeightDtype, backend: BackendName, threads: number | undefined, profile?: KernelProfile): BenchModel {
-  const raw = getBackend(backend, threads);
+export async function buildModel(
+  cfg: ResolvedConfig,
+  dtype: WeightDtype,
+  backend: BackendName,
+  threads: number | undefined,
+  profile?: KernelProfile,
+): Promise<BenchModel> {
+  const raw = await getBackendAsync(backend, threads);
+  if (profile && raw.memory.device) throw new LlamaAdapterError(`bench: --profile times kernel calls on the host; the ${raw.name} backend only queues them`);
   const be = profile ? profile.wrap(raw) : raw;
   const t0 = performance.now();
   const mf: ModelFile = cfg.kind === 'synthetic' ? syntheticModelFile(cfg.shape, 0, dtype) : readModelFile(cfg.path, { dtype });

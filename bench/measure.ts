@@ -78,23 +78,34 @@ export interface PeakResult {
  * The machine's matrix-multiply peak: fp32 GEMM 1024^3 with B transposed as in the model's x·W^T
  * (the native gemm on a native backend, which is not a Backend kernel; else matmul with an f32
  * weight), and matmul with a weight of the run's dtype (M=1024, 1024x1024); on a native backend
- * also 512x4096x4096. The best median is the peak the run's GFLOP/s is compared with.
+ * also 512x4096x4096. The best median is the peak the run's GFLOP/s is compared with. On a device
+ * backend each timed matmul ends with a sync of one output value (the wait, not the copy).
  */
-export function measurePeak(be: Backend, dtype: 'f32' | 'bf16'): PeakResult {
+export async function measurePeak(be: Backend, dtype: 'f32' | 'bf16'): Promise<PeakResult> {
   const rng = new Rng(1);
-  const budget = be.name === 'ts' ? 6 : 3;
-  const reps = be.name === 'ts' ? 3 : 7;
+  const budget = be.name === 'native' ? 3 : 6;
+  const reps = be.name === 'native' ? 7 : 3;
   const native = be.name === 'native' ? loadNativeBackend(be.threads).backend : null;
-  const matmul = (M: number, N: number, K: number, dt: 'f32' | 'bf16'): number => {
+  const matmul = async (M: number, N: number, K: number, dt: 'f32' | 'bf16'): Promise<number> => {
     const x = randomF32(M * K, rng),
       wf = randomF32(N * K, rng),
       out = new Float32Array(M * N);
     const w: Matrix = dt === 'f32' ? { dtype: 'f32', rows: N, cols: K, data: wf } : { dtype: 'bf16', rows: N, cols: K, data: toBf16(wf) };
-    be.matmul(out, x, w, Math.min(M, 16)); // warm-up
-    const t = timeReps(() => be.matmul(out, x, w, M), reps, budget);
+    be.matmul(out, x, w, Math.min(M, 16)); // warm-up (a device also compiles and uploads here)
+    be.matmul(out, x, w, M);
+    await be.memory.sync(out.subarray(0, 1));
+    const t = await timeRepsAsync(
+      async () => {
+        be.matmul(out, x, w, M);
+        await be.memory.sync(out.subarray(0, 1));
+      },
+      reps,
+      budget,
+      { warmRuns: 0 },
+    );
     return (2 * M * N * K) / t.seconds / 1e9;
   };
-  const gemm = (M: number, N: number, K: number): number => {
+  const gemm = async (M: number, N: number, K: number): Promise<number> => {
     if (!native) return matmul(M, N, K, 'f32');
     const A = randomF32(M * K, rng),
       B = randomF32(N * K, rng),
@@ -103,12 +114,12 @@ export function measurePeak(be: Backend, dtype: 'f32' | 'bf16'): PeakResult {
     const t = timeReps(() => native.gemm(false, true, M, N, K, 1, A, K, B, K, 0, C, N), reps, budget);
     return (2 * M * N * K) / t.seconds / 1e9;
   };
-  const fp32Gemm = gemm(1024, 1024, 1024);
+  const fp32Gemm = await gemm(1024, 1024, 1024);
   const tried: [string, number][] = [[`${native ? 'gemm' : 'matmul'} fp32 1024x1024x1024`, fp32Gemm]];
-  tried.push([`matmul ${dtype} 1024x1024x1024`, matmul(1024, 1024, 1024, dtype)]);
+  tried.push([`matmul ${dtype} 1024x1024x1024`, await matmul(1024, 1024, 1024, dtype)]);
   if (native) {
-    if (dtype === 'f32') tried.push(['gemm fp32 512x4096x4096', gemm(512, 4096, 4096)]);
-    tried.push([`matmul ${dtype} 512x4096x4096`, matmul(512, 4096, 4096, dtype)]);
+    if (dtype === 'f32') tried.push(['gemm fp32 512x4096x4096', await gemm(512, 4096, 4096)]);
+    tried.push([`matmul ${dtype} 512x4096x4096`, await matmul(512, 4096, 4096, dtype)]);
   }
   // a bf16 run is compared with the bf16 kernels only (they can be faster than fp32)
   const pool = dtype === 'bf16' ? tried.filter(([k]) => k.includes('bf16')) : tried;
@@ -153,8 +164,12 @@ export function trainBatch(vocab: number, B: number, T: number, seed = 0): { tok
   return { tokens, targets, lossRows };
 }
 
-/** Forward + backward + AdamW step of a fresh adapter (K prompts, top L layers); median over `steps` after one warm-up. */
-export function measureTrain(model: LlamaModel, o: TrainBenchOptions): TrainResult {
+/**
+ * Forward + backward + AdamW step of a fresh adapter (K prompts, top L layers); median over `steps`
+ * after one warm-up. A step ends with its parameters on the host (a device backend syncs them, as
+ * finetune does).
+ */
+export async function measureTrain(model: LlamaModel, o: TrainBenchOptions): Promise<TrainResult> {
   const c = model.config;
   check(o.T <= c.maxSeqLen, `bench: --seq ${o.T} is longer than the model's context of ${c.maxSeqLen}`);
   const options = { promptLength: o.K, adapterLayers: o.L, seed: 0 };
@@ -168,17 +183,18 @@ export function measureTrain(model: LlamaModel, o: TrainBenchOptions): TrainResu
   const rng = new Rng(2);
   const feats = o.multimodal ? tokens.map(() => randomF32(o.multimodal!.featureDim, rng)) : [];
   let loss = NaN;
-  const step = (): void => {
+  const step = async (): Promise<void> => {
     const sources = adapter instanceof MultimodalAdapter ? adapter.rowSources(feats) : undefined;
-    loss = model.lossAndGrads(tokens, targets, adapter, grads, sources).loss;
+    loss = (await model.lossAndGradsAsync(tokens, targets, adapter, grads, sources)).loss;
     opt.update(model.backend, grads, 1e-3);
+    await model.backend.memory.sync(...params.values());
     adapter.invalidate();
   };
   // Warm-up: one step (it allocates the training activations), and more until 0.3 s have passed:
   // on small models the first steps ran at half speed (JIT, first touches), so a median of five
   // steps after a single warm-up swung between 55k and 105k tok/s on tinystories-656k.
   const w0 = now();
-  for (let i = 0; i < 1 || now() - w0 < 0.3; i++) step();
+  for (let i = 0; i < 1 || now() - w0 < 0.3; i++) await step();
   o.afterWarmup?.();
   // Timed: at least o.steps steps and 0.5 s (at most 200 steps); the PyTorch peer is given the
   // same number of timed steps.
@@ -186,7 +202,7 @@ export function measureTrain(model: LlamaModel, o: TrainBenchOptions): TrainResu
   const t1 = now();
   while (times.length < Math.max(1, o.steps) || (now() - t1 < 0.5 && times.length < 200)) {
     const t0 = now();
-    step();
+    await step();
     times.push(now() - t0);
   }
   check(Number.isFinite(loss), `bench: training loss is ${loss}`);

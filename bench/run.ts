@@ -79,13 +79,14 @@ export async function runBench(o: BenchOptions, emit: (line: BenchLine) => void)
   const dtype: WeightDtype = o.dtype === 'fp32' ? 'f32' : o.dtype;
   log(cfg.kind === 'synthetic' ? `generating synthetic "${cfg.name}" weights (${o.dtype})` : `loading ${cfg.path} (${o.dtype})`);
   const prof = o.profile ? new KernelProfile() : undefined;
-  const { model, loadSeconds, weightsMb } = buildModel(cfg, dtype, o.backend, o.threads, prof);
+  const { model, loadSeconds, weightsMb } = await buildModel(cfg, dtype, o.backend, o.threads, prof);
   const c = model.config,
     be = model.backend;
   const L = o.adapterLayers || Math.max(1, c.nLayers - 2);
   check(L <= c.nLayers, `bench: --layers ${L} is more than the model's ${c.nLayers} layers`);
   const simd = be.name === 'native' ? (nativeInfo()?.simd ?? null) : null;
-  const base: BenchLine = { config: o.config, backend: be.name, dtype: o.dtype, threads: be.threads, simd };
+  const adapterName = (be as { adapter?: string }).adapter ?? null; // a device backend's adapter (webgpu: SwiftShader is a CPU emulation)
+  const base: BenchLine = { config: o.config, backend: be.name, dtype: o.dtype, threads: be.threads, simd, device: adapterName };
   const settle = async (): Promise<void> => {
     if (o.waitIdle > 0) await waitForIdle(o.waitIdle, log);
   };
@@ -174,7 +175,7 @@ export async function runBench(o: BenchOptions, emit: (line: BenchLine) => void)
   await settle();
   log(`measuring the ${be.name} backend's matrix-multiply peak`);
   const p0 = cpuSnapshot();
-  const peak = measurePeak(be, dtype === 'bf16' ? 'bf16' : 'f32'); // quantized: the fp32 GEMM peak
+  const peak = await measurePeak(be, dtype === 'bf16' ? 'bf16' : 'f32'); // quantized: the fp32 GEMM peak
   const peakFields: BenchLine = {
     peak_gflops: round(peak.gflops),
     peak_kernel: peak.kernel,

@@ -43,7 +43,7 @@ const quantile = (xs: number[], q: number): number => {
 };
 
 export async function runServeBench(o: ServeBenchOptions, emit: (l: BenchLine) => void): Promise<void> {
-  const built = buildModel(resolveConfig(o.config), o.dtype === 'fp32' ? 'f32' : o.dtype, o.backend, o.threads).model;
+  const built = (await buildModel(resolveConfig(o.config), o.dtype === 'fp32' ? 'f32' : o.dtype, o.backend, o.threads)).model;
   const bc = built.config;
   const model = new LlamaModel(bc, built.weights, new IdTextTokenizer(bc.vocabSize, bc.bosId, bc.eosId), built.backend, built.fingerprint, built.info);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'la-bench-serve-'));

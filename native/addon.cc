@@ -517,7 +517,8 @@ struct ArgDesc {
     (F32, q, 1.0 * s.B * s.T * s.H * s.hs), (F32, pk, 1.0 * s.K * s.Hkv * s.hs), (F32, pv, 1.0 * s.K * s.Hkv * s.hs),                  \
     (F32, gate, s.H), (F32, probs, 1.0 * s.B * s.H * s.T * s.K), (PROMPT, s, 0))                                                       \
   X_(crossEntropy, la::cross_entropy, (F32, logits, 1.0 * rows * V), (I32, targets, rows), (INT, rows, 0), (INT, V, 1),                 \
-    (F32_OPT, dlogits, 1.0 * rows * V), (NUM, scale, 0), (CHECK, all_in("target", targets, rows, -2147483647L - 1, V), 0)) \
+    (F32_OPT, dlogits, 1.0 * rows * V), (NUM, scale, 0), (F32_OPT, losses, rows),                                                        \
+    (CHECK, all_in("target", targets, rows, -2147483647L - 1, V), 0))                                                                   \
   X_(adamw, la::adamw, (F32, p, n), (F32, g, n), (F32, m, n), (F32, v, n), (INT, n, 0), (ADAMW, o, 0))                                 \
   X_(layerNorm, la::layer_norm, (F32, out, 1.0 * rows * dim), (F32, x, 1.0 * rows * dim), (F32, w, dim), (F32, b, dim), (INT, rows, 0),  \
     (INT, dim, 0), (NUM, eps, 0), (F32_OPT, mean, rows), (F32_OPT, rstd, rows))                                                        \

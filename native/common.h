@@ -260,7 +260,7 @@ void add(float* x, const float* y, long n);
 void to_bf16_array(uint16_t* out, const float* x, long n);   // rounded, ties to even (storage of saved activations)
 void from_bf16_array(float* out, const uint16_t* x, long n);
 void embed(float* out, const Mat& table, const int32_t* ids, long n);
-double cross_entropy(float* logits, const int32_t* targets, long rows, long V, float* dlogits, float scale);
+double cross_entropy(float* logits, const int32_t* targets, long rows, long V, float* dlogits, float scale, float* losses);
 void adamw(float* p, const float* g, float* m, float* v, long n, const AdamwStep& o);
 
 // attention.cc

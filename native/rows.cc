@@ -310,14 +310,17 @@ void embed(float* out, const Mat& table, const int32_t* ids, long n) {
   HWY_DYNAMIC_DISPATCH(EmbedRows)(out, table.data, table.bf16, table.cols, ids, n);
 }
 
-// Softmax cross-entropy over rows of logits (rows, V). dlogits may alias logits.
-double cross_entropy(float* logits, const int32_t* targets, long rows, long V, float* dlogits, float scale) {
+// Softmax cross-entropy over rows of logits (rows, V). dlogits may alias logits; losses (rows) gets
+// each row's loss when given (0 for rows without a target).
+double cross_entropy(float* logits, const int32_t* targets, long rows, long V, float* dlogits, float scale, float* losses) {
   std::vector<double> loss(rows > 0 ? rows : 1, 0.0);
   parallel_for(rows, threads_for(static_cast<double>(rows) * V * 4, kStreamGrain), [&](long r0, long r1) {
     HWY_DYNAMIC_DISPATCH(CrossEntropyRows)(logits, targets, r0, r1, V, dlogits, scale, loss.data());
   });
   double total = 0;
   for (long r = 0; r < rows; r++) total += loss[r];
+  if (losses)
+    for (long r = 0; r < rows; r++) losses[r] = static_cast<float>(loss[r]);
   return total;
 }
 

@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # Set up a fresh clone: the system packages the native backend links against (Debian's OpenBLAS
 # and Google Highway), Debian's PyTorch and PyYAML, which the interop tests run as the independent
-# writer and reader of PEFT / official / litgpt files (test/python/interop_fixtures.py), and the
+# writer and reader of PEFT / official / litgpt files (test/python/interop_fixtures.py), the
 # browser the UI tests drive (Debian's chromium, with a font; playwright cannot download one
-# here), then the npm packages (npm ci also compiles the TypeScript, bundles the web UI and builds
-# the native addon; if the addon cannot be built the TypeScript backend is used). `--bench` also
-# installs what the side-by-side benchmarks use.
+# here), whose SwiftShader Vulkan driver gives the WebGPU backend (Dawn, the optional npm package
+# `webgpu`) a CPU-emulated adapter where there is no GPU, and the Vulkan loader Dawn opens
+# (libvulkan1); then the npm packages (npm ci also compiles the TypeScript, bundles the web UI
+# and builds the native addon; if the addon cannot be built the TypeScript backend is used).
+# `--bench` also installs what the side-by-side benchmarks use.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-pkgs=(libopenblas-dev libhwy-dev python3-torch python3-yaml chromium fonts-dejavu-core)
+pkgs=(libopenblas-dev libhwy-dev python3-torch python3-yaml chromium fonts-dejavu-core libvulkan1)
 if [[ "${1:-}" == "--bench" ]]; then pkgs+=(python3-sentencepiece libopenblas0-pthread); fi
 
 missing=()

@@ -28,7 +28,7 @@ export { trainableTensors, type AdapterMethod, type PromptSource, type PromptLay
 export { getBackend, type BackendName } from './backend/index.js';
 export type { Backend } from './backend/backend.js';
 export { LlamaAdapterError } from './core/errors.js';
-export { finetune, evaluate, type FinetuneOptions, type FinetuneProgress, type FinetuneResult } from './train/finetune.js';
-export { readInstructionData, tokenizeExample } from './train/data.js';
+export { finetune, evaluate, readInstructionData, type FinetuneOptions, type FinetuneProgress, type FinetuneResult } from './train/finetune.js';
+export { tokenizeExample } from './train/data.js';
 export { PROMPT_STYLES, type InstructionRecord, type PromptStyleName } from './train/prompt-styles.js';
 export { createServer, Server, type ServeOptions } from './serve/server.js';

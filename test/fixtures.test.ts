@@ -1,13 +1,14 @@
 // Golden fixtures from the independent PyTorch reference (../shared/fixtures): base logits,
 // zero-gate logits, adapter logits, loss, gradients and greedy decoding with an adapter, for
-// stories260K (llama2.c) and tinystories-656k (HF), through the public API, on every backend.
+// stories260K (llama2.c) and tinystories-656k (HF), through the public API, on every backend (the
+// async API, so the device backend runs them too: webgpu on SwiftShader where there is no GPU).
 
 import { describe, it, before } from 'node:test';
 import assert from 'node:assert/strict';
 import * as path from 'node:path';
 import { loadModel, createAdapter, type LlamaModel, type Adapter } from '../src/index.js';
 import { readSafetensors } from '../src/core/safetensors.js';
-import { backendsUnderTest } from './backends.js';
+import { allBackendsUnderTest } from './backends.js';
 import { fixtures, maxAbs, maxAbsDiff, stories260K, tinystories656k } from './helpers.js';
 import { generateBatch } from '../src/generate/generate.js';
 
@@ -62,7 +63,9 @@ const cases = [
   { name: 'tinystories656k-adapter', model: tinystories656k },
 ];
 
-for (const backend of backendsUnderTest()) {
+const under = await allBackendsUnderTest();
+
+for (const backend of under) {
   for (const cs of cases) {
     describe(`fixture ${cs.name} [${backend}]`, () => {
       let model: LlamaModel;
@@ -72,29 +75,29 @@ for (const backend of backendsUnderTest()) {
         fx = readFixture(cs.name);
       });
 
-      it('base logits match the reference within 1e-4', () => {
-        const d = maxAbsDiff(model.forward(fx.tokens), fx.t('base_logits'));
+      it('base logits match the reference within 1e-4', async () => {
+        const d = maxAbsDiff(await model.forwardAsync(fx.tokens), fx.t('base_logits'));
         assert.ok(d < 1e-4, `max |diff| ${d}`);
       });
 
-      it('zero gates give the base logits bit for bit (and zero_gate_logits within 1e-4)', () => {
-        const base = model.forward(fx.tokens);
-        const z = model.forward(fx.tokens, { adapter: fixtureAdapter(model, fx, 'zero') });
+      it('zero gates give the base logits bit for bit (and zero_gate_logits within 1e-4)', async () => {
+        const base = await model.forwardAsync(fx.tokens);
+        const z = await model.forwardAsync(fx.tokens, { adapter: fixtureAdapter(model, fx, 'zero') });
         assert.deepEqual(Buffer.from(z.buffer), Buffer.from(base.buffer));
         assert.ok(maxAbsDiff(z, fx.t('zero_gate_logits')) < 1e-4);
       });
 
-      it('adapter logits and loss match within 1e-4', () => {
+      it('adapter logits and loss match within 1e-4', async () => {
         const a = fixtureAdapter(model, fx, 'fixture');
-        const d = maxAbsDiff(model.forward(fx.tokens, { adapter: a }), fx.t('adapter_logits'));
+        const d = maxAbsDiff(await model.forwardAsync(fx.tokens, { adapter: a }), fx.t('adapter_logits'));
         assert.ok(d < 1e-4, `logits max |diff| ${d}`);
-        const { loss } = model.lossAndGrads(fx.tokens, fx.targets, a);
+        const { loss } = await model.lossAndGradsAsync(fx.tokens, fx.targets, a);
         assert.ok(Math.abs(loss - fx.t('loss')[0]) < 1e-4, `loss ${loss} vs ${fx.t('loss')[0]}`);
       });
 
-      it('prompt and gate gradients match within 1e-4 of their max magnitude', () => {
+      it('prompt and gate gradients match within 1e-4 of their max magnitude', async () => {
         const a = fixtureAdapter(model, fx, 'fixture');
-        const { grads } = model.lossAndGrads(fx.tokens, fx.targets, a);
+        const { grads } = await model.lossAndGradsAsync(fx.tokens, fx.targets, a);
         const c = model.config;
         const gp = new Float32Array(fx.L * fx.K * c.dim);
         const gg = new Float32Array(fx.L * c.nHeads);
@@ -123,7 +126,7 @@ for (const backend of backendsUnderTest()) {
 // compound through the layers; measured 5.8e-3 on stories260K, 4.7e-3 on tinystories-656k), and
 // the greedy choice (argmax) agrees on at least 95% of positions (measured 48/48 and 39/40).
 const BF16_LOGIT_RTOL = 2 ** -6;
-for (const backend of backendsUnderTest()) {
+for (const backend of under) {
   for (const cs of cases) {
     it(`bf16 logits of ${cs.name} stay within 2^-6 of the fp32 reference [${backend}]`, async () => {
       const model = await loadModel(cs.model, { backend, dtype: 'bf16' });
@@ -132,7 +135,7 @@ for (const backend of backendsUnderTest()) {
         ['base', null, fx.t('base_logits')],
         ['adapter', fixtureAdapter(model, fx, 'fixture'), fx.t('adapter_logits')],
       ] as const) {
-        const got = model.forward(fx.tokens, { adapter });
+        const got = await model.forwardAsync(fx.tokens, { adapter });
         const d = maxAbsDiff(got, want),
           scale = maxAbs(want);
         assert.ok(d <= BF16_LOGIT_RTOL * scale, `${what}: max |diff| ${d} vs max |logit| ${scale}`);
@@ -159,7 +162,7 @@ for (const backend of backendsUnderTest()) {
       const model = await loadModel(cs.model, { backend, dtype: 'bf16' });
       assert.ok(model.activations.bf16Storage);
       const fx = readFixture(cs.name);
-      const { loss, grads } = model.lossAndGrads(fx.tokens, fx.targets, fixtureAdapter(model, fx, 'fixture'));
+      const { loss, grads } = await model.lossAndGradsAsync(fx.tokens, fx.targets, fixtureAdapter(model, fx, 'fixture'));
       const wantLoss = fx.t('loss')[0];
       assert.ok(Math.abs(loss - wantLoss) <= 0.01 * wantLoss, `loss ${loss} vs ${wantLoss}`);
       const c = model.config;

@@ -12,7 +12,7 @@ import * as path from 'node:path';
 import { loadAdapter, loadModel } from '../src/index.js';
 import { finetune } from '../src/train/finetune.js';
 import { createServer } from '../src/serve/server.js';
-import { readInstructionData } from '../src/train/data.js';
+import { readInstructionData } from '../src/train/finetune.js';
 import { loadMultimodalAdapter, multimodalFromFile } from '../src/methods/v1/multimodal-file.js';
 import { FeatureStore } from '../src/vision/features.js';
 import { readSafetensors } from '../src/core/safetensors.js';

@@ -15,7 +15,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { AxeBuilder } from '@axe-core/playwright';
 import OpenAI from 'openai';
-import { type BrowserContext, chromium, type Page } from 'playwright-core';
+import type { BrowserContext, Page } from 'playwright-core';
+import { launchChromium } from './chromium.js';
 import { createAdapter, createServer, loadModel, saveAdapter, type LlamaModel, type Server } from '../src/index.js';
 import { setNativeFeature } from '../src/backend/native.js';
 import { readSafetensors } from '../src/core/safetensors.js';
@@ -23,7 +24,6 @@ import { backendsUnderTest } from './backends.js';
 import { gauge, repoRoot, tinystories656k } from './helpers.js';
 
 const backend = backendsUnderTest().includes('native') ? 'native' : 'ts';
-const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
 const SHOTS = process.env.LLAMA_ADAPTER_SCREENSHOTS ?? path.join(repoRoot, 'test-output', 'ui');
 const BASE = 'tinystories-656k';
 
@@ -40,7 +40,6 @@ describe(`web UI in Chromium [${backend}]`, () => {
   let onStep: () => void = () => {};
 
   before(async () => {
-    assert.ok(fs.existsSync(CHROMIUM), `${CHROMIUM} not found: run scripts/setup.sh (installs Debian's chromium) or set CHROMIUM`);
     if (backend === 'native') assert.equal(setNativeFeature('batchInvariant', true), true);
     m = await loadModel(tinystories656k, { backend });
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'la-ui-'));
@@ -56,29 +55,15 @@ describe(`web UI in Chromium [${backend}]`, () => {
       maxTokens: 400,
     });
     const engine = server.scheduler.engine;
-    const step = engine.step.bind(engine);
-    engine.step = () => {
+    const step = engine.stepAsync.bind(engine);
+    engine.stepAsync = () => {
       onStep();
       return step();
     };
     url = await server.listen('127.0.0.1', 0);
     client = new OpenAI({ baseURL: `${url}/v1`, apiKey: 'none', maxRetries: 0 });
     fs.mkdirSync(SHOTS, { recursive: true });
-    ctx = await chromium.launchPersistentContext(path.join(dir, 'profile'), {
-      executablePath: CHROMIUM,
-      headless: true,
-      viewport: { width: 1280, height: 900 },
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-quic',
-        '--no-first-run',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-      ],
-    });
+    ctx = await launchChromium(path.join(dir, 'profile'), ['--disable-gpu']);
     page = ctx.pages()[0] ?? (await ctx.newPage());
     page.on('console', (msg) => {
       if (msg.type() === 'error') consoleErrors.push(msg.text());

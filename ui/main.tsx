@@ -1,5 +1,6 @@
-// The web UI's shell: a header with the pages (Chat, Compare, Adapters, Fine-tuning) and the API
-// key, hash routing (#/chat?model=ID, #/compare, #/adapters, #/finetune), one page at a time.
+// The web UI's shell: a header with the pages (Chat, Compare, Adapters, Fine-tuning, In the browser)
+// and the API key, hash routing (#/chat?model=ID, #/compare, #/adapters, #/finetune, #/local), one
+// page at a time.
 
 import { render } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
@@ -10,6 +11,7 @@ import { AdaptersPage } from './adapters.js';
 import { ChatPage } from './chat.js';
 import { ComparePage } from './compare.js';
 import { FinetunePage } from './finetune.js';
+import { LocalPage } from './local.js';
 import { PAGES, parseHash } from './route.js';
 
 function ApiKey() {
@@ -66,6 +68,7 @@ function App() {
         {route.page === 'compare' && <ComparePage />}
         {route.page === 'adapters' && <AdaptersPage />}
         {route.page === 'finetune' && <FinetunePage />}
+        {route.page === 'local' && <LocalPage />}
       </main>
     </>
   );

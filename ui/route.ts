@@ -1,10 +1,11 @@
-// Hash routing: #/chat?model=ID, #/compare, #/adapters, #/finetune.
+// Hash routing: #/chat?model=ID, #/compare, #/adapters, #/finetune, #/local.
 
 export const PAGES = [
   { path: 'chat', title: 'Chat' },
   { path: 'compare', title: 'Compare' },
   { path: 'adapters', title: 'Adapters' },
   { path: 'finetune', title: 'Fine-tuning' },
+  { path: 'local', title: 'In the browser' },
 ] as const;
 export type PagePath = (typeof PAGES)[number]['path'];
 

@@ -9,12 +9,17 @@
 // Shape glossary (TS and C++ alike): B batch rows, T query positions per row, S cache positions
 // per row, K prompt length, H query heads, Hkv key/value heads (GQA), hs head size.
 //
-// Memory model: buffers are plain Float32Arrays owned by the caller (activation workspaces,
+// Memory model: buffers are plain typed arrays owned by the caller (activation workspaces,
 // KV caches and adapter state preallocate them once; kernels never allocate). Shapes are passed
 // explicitly; every buffer is row-major and contiguous. Outputs are overwritten unless the
-// argument says `accumulate`.
+// argument says `accumulate`. On a host backend (ts, native) the arrays are the storage and a
+// kernel has finished when it returns. On a device backend (webgpu) an array names a device
+// buffer of the same size and a kernel is only queued: `memory` (backend/memory.ts) says which,
+// moves data between the two sides at the model's few sync points, and does the copies and
+// fills that model code would otherwise do on the host.
 
 import type { Matrix } from '../core/weights.js';
+import type { Memory } from './memory.js';
 
 /** Shape of a multi-head attention call. */
 export interface AttnShape {
@@ -41,13 +46,20 @@ export const GELU = { erf: 0, tanh: 1, quick: 2 } as const;
 export type GeluKind = (typeof GELU)[keyof typeof GELU];
 
 /** Names of the registered backends (backend/index.ts registers one entry for each: a missing one is a compile error). */
-export type BackendId = 'native' | 'ts';
+export type BackendId = 'native' | 'ts' | 'webgpu';
+
+/** Kernel groups a backend may lack (it then throws a LlamaAdapterError naming itself when asked). */
+export type KernelGroup = 'quantized' | 'encoder';
 
 export interface Backend {
   /** The backend's registry name (backend/index.ts). */
   readonly name: BackendId;
   /** Threads used by the multi-threaded kernels (1 for the TS backend). */
   readonly threads: number;
+  /** Where the buffers live and how data moves (hostMemory for the ts and native backends). */
+  readonly memory: Memory;
+  /** Kernel groups this backend does not have (absent: all of them). */
+  readonly missing?: readonly KernelGroup[];
   /**
    * No kernels will come for a while (a server writes to its sockets between engine steps): a
    * backend with worker threads lets them sleep now instead of spinning on cores the caller's
@@ -182,10 +194,20 @@ export interface Backend {
   // ---------------------------------------------------------------- loss / optimiser
   /**
    * Softmax cross-entropy over rows of logits (rows, V) against targets (rows); target < 0 means
-   * no loss. Returns the summed loss. If dlogits is given it receives scale · d(sum loss)/d logits
-   * (rows without a target get zeros). dlogits may alias logits.
+   * no loss. Returns the summed loss (NaN on a device backend, whose kernels only queue: read
+   * `losses` after memory.sync). If dlogits is given it receives scale · d(sum loss)/d logits
+   * (rows without a target get zeros); dlogits may alias logits. If losses is given it receives
+   * each row's loss (0 without a target).
    */
-  crossEntropy(logits: Float32Array, targets: Int32Array, rows: number, V: number, dlogits: Float32Array | null, scale: number): number;
+  crossEntropy(
+    logits: Float32Array,
+    targets: Int32Array,
+    rows: number,
+    V: number,
+    dlogits: Float32Array | null,
+    scale: number,
+    losses?: Float32Array | null,
+  ): number;
   /**
    * One AdamW step on n parameters: m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;
    * p -= lr (m/(1-b1^t) / (sqrt(v/(1-b2^t)) + eps) + wd p).
@@ -202,5 +224,5 @@ export interface AdamwStep {
   step: number; // 1-based step count for bias correction
 }
 
-/** The kernel methods of a Backend (everything but its name and thread count). */
-export type Kernels = Omit<Backend, 'name' | 'threads' | 'rest'>;
+/** The kernel methods of a Backend (everything but its name, thread count, memory and gaps). */
+export type Kernels = Omit<Backend, 'name' | 'threads' | 'rest' | 'memory' | 'missing'>;

@@ -24,6 +24,7 @@ import * as path from 'node:path';
 import type { Backend, Kernels } from './backend.js';
 import { createTsBackend } from './ts/index.js';
 import { packageRoot } from '../core/package-root.js';
+import { hostMemory } from './memory.js';
 
 /** C (M, N) = alpha · op(A) · op(B) + beta · C, fp32, BLAS semantics (row-major, leading dims). */
 export type Gemm = (
@@ -153,7 +154,9 @@ export interface NativeBackend extends Backend {
 
 /** Kernel names of the oracle the addon lacks (an addon built from older sources). */
 function missingKernels(k: object): string[] {
-  return Object.keys(createTsBackend()).filter((n) => n !== 'name' && n !== 'threads' && typeof (k as Record<string, unknown>)[n] !== 'function');
+  return Object.keys(createTsBackend()).filter(
+    (n) => n !== 'name' && n !== 'threads' && n !== 'memory' && typeof (k as Record<string, unknown>)[n] !== 'function',
+  );
 }
 
 /**
@@ -174,7 +177,7 @@ export function loadNativeBackend(threads?: number): { backend: NativeBackend | 
     if (missing.length) return { backend: null, error: `the native addon lacks kernels ${missing.join(', ')} (rebuild it: node scripts/build-native.mjs)` };
     // the functions have the Backend methods' signatures (checked per kernel by the conformance suite)
     const typed = kernels as unknown as Kernels & { gemm: Gemm };
-    return { backend: { name: 'native', threads: n, info: () => addon.info(), rest: () => addon.rest(), ...typed }, error: '' };
+    return { backend: { name: 'native', threads: n, memory: hostMemory, info: () => addon.info(), rest: () => addon.rest(), ...typed }, error: '' };
   } catch (e) {
     return { backend: null, error: `the native backend failed to start: ${e instanceof Error ? e.message : String(e)}` };
   }

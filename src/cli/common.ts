@@ -56,7 +56,12 @@ export function modelOptions(cmd: Command, required = true): Command {
   else cmd.option('-m, --model <path>', 'checkpoint: HF directory, GGUF file, llama2.c .bin (fp32 or int8)');
   return cmd
     .option('--tokenizer <path>', 'tokenizer.json, tokenizer.model or tokenizer.bin (default: found beside the model)')
-    .addOption(new Option('--backend <name>', 'compute backend (default: env LLAMA_ADAPTER_BACKEND, else auto = native if built)').choices([...backendNames]))
+    .addOption(
+      new Option(
+        '--backend <name>',
+        'compute backend (default: env LLAMA_ADAPTER_BACKEND, else auto: webgpu on a GPU, else native if built, else ts; webgpu by name also takes SwiftShader, a CPU emulation)',
+      ).choices([...backendNames]),
+    )
     .option('--threads <n>', 'native backend threads (default: all cores; env LLAMA_ADAPTER_THREADS)', int('--threads', 1))
     .addOption(
       new Option('--dtype <dtype>', 'in-memory dtype of the frozen weights (a quantized type quantizes at load; a GGUF keeps its quantized tensors)')

@@ -3,7 +3,7 @@
 import { Command } from 'commander';
 import { atFile } from '../core/errors.js';
 import { readAdapterInfo, readOwnTensors } from '../methods/v1/file.js';
-import { PROJ_NAMES } from '../methods/v1/multimodal.js';
+import { PROJ_NAMES } from '../methods/v1/adapter-format.js';
 import { isMultimodalAdapterFile, recordedEncoder } from '../methods/v1/multimodal-file.js';
 import { describeEncoder } from '../vision/image-encoder.js';
 import { GATE_RULES } from '../methods/v1/gate.js';

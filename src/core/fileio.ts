@@ -2,7 +2,10 @@
 // sliced as views; larger ones are read lazily, tensor by tensor, with readSync at offsets, so a
 // multi-GB checkpoint never needs the whole file and its converted weights in memory together.
 import * as fs from 'node:fs';
+import type { ByteReader } from './bytes.js';
 import { LlamaAdapterError } from './errors.js';
+
+export { asBytes } from './bytes.js';
 
 /** Files up to this size are read into memory in one go (readFileSync's own limit is 2 GiB). */
 const EAGER_LIMIT = 2 ** 31 - 1;
@@ -18,7 +21,7 @@ export interface ByteSourceOptions {
  * in-memory copy (eager mode) or fresh copies (lazy mode or unaligned data); either way they
  * belong to the caller, who may modify them (nobody else reads that region again).
  */
-export class ByteSource {
+export class ByteSource implements ByteReader {
   readonly path: string;
   readonly size: number;
   private buf: Buffer | null;
@@ -147,9 +150,4 @@ export function ioError(path: string, e: unknown): LlamaAdapterError {
   if (code === 'EISDIR') return new LlamaAdapterError(`${path}: is a directory, expected a file`, { cause: e });
   const msg = e instanceof Error ? e.message : String(e);
   return new LlamaAdapterError(`${path}: ${msg}`, { cause: e });
-}
-
-/** Bytes of a typed array as a Uint8Array view (no copy). */
-export function asBytes(a: ArrayBufferView): Uint8Array {
-  return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
 }

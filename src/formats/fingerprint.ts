@@ -9,7 +9,9 @@
 //   per tensor: loading a 7B model stays fast).
 // Values are the weights as loaded in float32, before any bf16 conversion. A BF16 source hashes
 // its exact float32 widening, so a BF16 file hashes the same whether loaded as f32 or bf16.
-import { createHash } from 'node:crypto';
+// SHA-256 is @noble/hashes' (pure JS, synchronous): the same code in Node and in a page, whose
+// crypto.subtle only hashes asynchronously.
+import { sha256 } from '@noble/hashes/sha256';
 import { matrixToF32 } from '../core/quant.js';
 import { bf16ToF32Into, type Matrix, type ModelWeights } from '../core/weights.js';
 
@@ -84,14 +86,14 @@ export class FingerprintCollector {
   }
 
   digest(): string {
-    const h = createHash('sha256');
+    const h = sha256.create();
     for (const role of fingerprintRoles(this.nLayers)) {
       const s = this.samples.get(role);
       if (!s) throw new Error(`fingerprint: tensor ${role} was never offered (loader bug)`);
-      h.update(`${role} ${s.shape.join('x')}\n`);
+      h.update(new TextEncoder().encode(`${role} ${s.shape.join('x')}\n`));
       h.update(new Uint8Array(s.values.buffer, s.values.byteOffset, s.values.byteLength));
     }
-    return h.digest('hex').slice(0, 16);
+    return Array.from(h.digest().subarray(0, 8), (b) => b.toString(16).padStart(2, '0')).join('');
   }
 }
 

@@ -13,8 +13,11 @@
 // they share one prompt-branch kernel call) and read their keys/values from their slot's cache
 // row, so callers never arrange rows. A request's tokens depend only on the request: its chunk
 // boundaries, seed and length limit are its own (exactly so on the TypeScript backend and with the
-// native batch-invariant matmul; within kernel tolerance otherwise).
+// native batch-invariant matmul; within kernel tolerance otherwise). A step reads logits back after
+// each forward (its sync points, backend/memory.ts): step() runs on host backends, stepAsync() on
+// every backend; a slot evicted while an async step waits is freed when that step ends.
 
+import { runAsync, runSync, type Steps } from '../backend/memory.js';
 import { check } from '../core/errors.js';
 import { Activations } from '../model/activations.js';
 import { forwardPass } from '../model/forward.js';
@@ -162,6 +165,8 @@ export class Engine {
   private readonly rawLogits: Float32Array; // (V) a row before the sampler's penalties edit it (log-probabilities)
   private readonly state: (Slot | null)[];
   private admitted = 0;
+  private stepping = false; // an async step is waiting at a sync point
+  private evicted: { slot: number; was: Slot }[] = []; // requests evicted meanwhile (their slots are freed when it ends)
 
   constructor(
     readonly model: LlamaModel,
@@ -259,7 +264,9 @@ export class Engine {
   /** Free a slot at once (a cancelled request); its cache row is reused by the next admit. */
   evict(slot: number): void {
     check(Number.isInteger(slot) && slot >= 0 && slot < this.slots, `engine: no slot ${slot}`);
-    this.state[slot] = null;
+    const was = this.state[slot];
+    if (this.stepping && was) this.evicted.push({ slot, was });
+    else this.state[slot] = null;
   }
 
   /** The result so far of the request in a slot (null when the slot is free). */
@@ -267,9 +274,26 @@ export class Engine {
     return this.state[slot]?.row.result() ?? null;
   }
 
-  /** One engine step (see the file header). Returns one event per slot that sampled a token or finished. */
+  /** One engine step (see the file header) on a host backend. Returns one event per slot that sampled a token or finished. */
   step(): EngineEvent[] {
-    this.prefill();
+    return runSync(this.model.backend.memory, this.steps(), 'stepAsync');
+  }
+
+  /** step() on any backend, a device one included. Steps must not overlap. */
+  async stepAsync(): Promise<EngineEvent[]> {
+    check(!this.stepping, 'engine: a step is already running');
+    this.stepping = true;
+    try {
+      return await runAsync(this.model.backend.memory, this.steps());
+    } finally {
+      this.stepping = false;
+      // unless the request finished meanwhile and its slot went to another
+      for (const e of this.evicted.splice(0)) if (this.state[e.slot] === e.was) this.state[e.slot] = null;
+    }
+  }
+
+  private *steps(): Steps<EngineEvent[]> {
+    yield* this.prefill();
     const V = this.model.config.vocabSize;
     const events: EngineEvent[] = [];
     const decode: number[] = [];
@@ -294,7 +318,7 @@ export class Engine {
         decode.push(i);
       }
     }
-    if (decode.length) this.decode(decode);
+    if (decode.length) yield* this.decode(decode);
     return events;
   }
 
@@ -313,7 +337,7 @@ export class Engine {
    * waiting slot whose next chunk has the same length T (while the budget lasts), so requests that
    * arrive together are prefilled together; each request keeps its own chunk boundaries.
    */
-  private prefill(): void {
+  private *prefill(): Steps<void> {
     const V = this.model.config.vocabSize;
     const chunkOf = (s: Slot): number => Math.min(this.prefillChunk, s.row.promptIds.length - s.prefilled);
     let spent = 0;
@@ -350,6 +374,7 @@ export class Engine {
         logitRows: Int32Array.from(logitRows),
         logits: this.batchLogits,
       });
+      if (logitRows.length) yield [this.batchLogits.subarray(0, logitRows.length * V)];
       let r = 0;
       for (let b = 0; b < B; b++) {
         const i = group[b];
@@ -367,7 +392,7 @@ export class Engine {
   }
 
   /** One decode forward for the given slots (each has just sampled a token): rows grouped by prompt source. */
-  private decode(slots: number[]): void {
+  private *decode(slots: number[]): Steps<void> {
     const V = this.model.config.vocabSize;
     slots.sort((a, b) => this.state[a]!.sourceKey - this.state[b]!.sourceKey || a - b);
     const B = slots.length;
@@ -388,6 +413,7 @@ export class Engine {
       logitRows: null,
       logits: this.batchLogits,
     });
+    yield [this.batchLogits.subarray(0, B * V)];
     for (let b = 0; b < B; b++) {
       const i = slots[b];
       const s = this.state[i]!;

@@ -57,7 +57,7 @@ function batchEngine(model: LlamaModel, prompts: readonly Prompt[], o: GenerateO
 export async function* generate(model: LlamaModel, prompt: Prompt, o: GenerateOptions = {}): AsyncGenerator<GenerationPiece, GenerationResult> {
   const engine = batchEngine(model, [prompt], o);
   for (;;) {
-    for (const e of engine.step()) {
+    for (const e of await engine.stepAsync()) {
       if (e.piece) yield e.piece;
       if (e.result) return e.result;
     }
@@ -75,7 +75,7 @@ export async function generateBatch(
   const results: GenerationResult[] = new Array(prompts.length);
   let left = prompts.length;
   while (left > 0) {
-    for (const e of engine.step()) {
+    for (const e of await engine.stepAsync()) {
       if (e.result) {
         results[e.slot] = e.result;
         left--;

@@ -76,6 +76,7 @@ export class Activations {
   g = new Float32Array(0); // (M, hidden) silu(a)*b
   private logitsBuf = new Float32Array(0); // (rows, vocab) logits at the loss rows, grow-only
   private rstdBuf = new Float32Array(0); // (rows) final-norm 1/rms at the loss rows, grow-only
+  private rowLossBuf = new Float32Array(0); // (rows) each loss row's cross-entropy, grow-only
   ids = new Int32Array(0); // (M) token ids
   pos = new Int32Array(0); // (B) start positions
 
@@ -128,12 +129,15 @@ export class Activations {
     this.pos = new Int32Array(B);
   }
 
-  /** (rows, V) logits and (rows) final rstd for a loss pass: views of grow-only buffers (a
-   * training loop would otherwise allocate, and page in, rows*V floats per step: 65 MB on large). */
-  lossBuffers(rows: number, V: number): { logits: Float32Array; finalRstd: Float32Array } {
+  /** (rows, V) logits, (rows) final rstd and (rows) row losses for a loss pass: views of grow-only
+   * buffers (a training loop would otherwise allocate, and page in, rows*V floats per step: 65 MB on large). */
+  lossBuffers(rows: number, V: number): { logits: Float32Array; finalRstd: Float32Array; rowLoss: Float32Array } {
     if (this.logitsBuf.length < rows * V) this.logitsBuf = new Float32Array(rows * V);
-    if (this.rstdBuf.length < rows) this.rstdBuf = new Float32Array(rows);
-    return { logits: this.logitsBuf.subarray(0, rows * V), finalRstd: this.rstdBuf.subarray(0, rows) };
+    if (this.rstdBuf.length < rows) {
+      this.rstdBuf = new Float32Array(rows);
+      this.rowLossBuf = new Float32Array(rows);
+    }
+    return { logits: this.logitsBuf.subarray(0, rows * V), finalRstd: this.rstdBuf.subarray(0, rows), rowLoss: this.rowLossBuf.subarray(0, rows) };
   }
 
   /** Layer l's working set in the forward pass (its own saved set, or the shared scratch). */

@@ -82,6 +82,7 @@ export function backwardPass(
   finalRstd: Float32Array,
 ): SourceGrads[] {
   const { config: c, weights: W, backend: be } = ctx;
+  const mem = be.memory;
   const M = B * T,
     dim = c.dim,
     H = c.nHeads,
@@ -104,11 +105,11 @@ export function backwardPass(
   const dhf = bufs.dh; // (n, dim)
   be.matmulBack(dhf, dlogits, W.output, n);
   const xr = acts.tmp; // (n, dim) gathered final residual rows
-  for (let i = 0; i < n; i++) xr.set(acts.x.subarray(logitRows[i] * dim, logitRows[i] * dim + dim), i * dim);
+  mem.gather(xr, acts.x, logitRows, n, dim);
   const dxr = bufs.datt; // (n, dim) scratch (datt has >= M*dim room since qDim >= dim)
   be.rmsnormBack(dxr, dhf, xr, W.outputNorm, finalRstd, n, dim, false);
-  dx.fill(0, 0, M * dim);
-  for (let i = 0; i < n; i++) dx.set(dxr.subarray(i * dim, i * dim + dim), logitRows[i] * dim);
+  mem.fill(dx, 0, 0, M * dim);
+  mem.scatter(dx, dxr, logitRows, n, dim);
 
   for (let l = c.nLayers - 1; l >= lo; l--) {
     const L = W.layers[l];
@@ -129,9 +130,9 @@ export function backwardPass(
       const p = grp.source.promptLayer(l);
       if (!p) continue;
       const g = grp.layers[l];
-      g.dpk.fill(0);
-      g.dpv.fill(0);
-      g.dgate.fill(0);
+      mem.fill(g.dpk, 0, 0, g.dpk.length);
+      mem.fill(g.dpv, 0, 0, g.dpv.length);
+      mem.fill(g.dgate, 0, 0, g.dgate.length);
       const s = { B: b1 - b0, T, K: p.K, H, Hkv, hs };
       if (b1 - b0 === B) be.promptAttentionBack(base ? bufs.dq : null, g.dpk, g.dpv, g.dgate, bufs.datt, A.q, p.pk, p.pv, p.gate, A.pprobs, s);
       else {

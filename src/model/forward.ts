@@ -38,6 +38,7 @@ export interface ForwardArgs {
 /** Run the model; returns nothing, writes args.logits. */
 export function forwardPass(ctx: ForwardContext, acts: Activations, args: ForwardArgs): void {
   const { config: c, weights: W, backend: be, rope } = ctx;
+  const mem = be.memory;
   const { B, T, cache } = args;
   const M = B * T;
   const dim = c.dim,
@@ -52,7 +53,7 @@ export function forwardPass(ctx: ForwardContext, acts: Activations, args: Forwar
   for (let l = 0; l < c.nLayers; l++) {
     const L = W.layers[l];
     const A = acts.layer(l);
-    if (args.train && acts.saved[l]) A.xIn.set(x.subarray(0, M * dim));
+    if (args.train && acts.saved[l]) mem.copy(A.xIn, 0, x, 0, M * dim);
 
     // ---- attention
     const h = acts.h,
@@ -72,8 +73,8 @@ export function forwardPass(ctx: ForwardContext, acts: Activations, args: Forwar
         const dst = (cache.rows[b] * S + acts.pos[b]) * kvDim,
           src = b * T * kvDim,
           n = T * kvDim;
-        kc.set(A.k.subarray(src, src + n), dst);
-        vc.set(A.v.subarray(src, src + n), dst);
+        mem.copy(kc, dst, A.k, src, n);
+        mem.copy(vc, dst, A.v, src, n);
       }
       shape.S = S;
       be.attention(att, A.q, kc, vc, acts.pos, shape, cache.rows);
@@ -84,7 +85,7 @@ export function forwardPass(ctx: ForwardContext, acts: Activations, args: Forwar
     if (args.sources) promptBranch(be, c, A, att, args.sources, l, B, T);
     be.matmul(acts.tmp, att, L.wo, M); // (M, dim)
     be.add(x, acts.tmp, M * dim);
-    if (args.train && acts.saved[l]) A.xMid.set(x.subarray(0, M * dim));
+    if (args.train && acts.saved[l]) mem.copy(A.xMid, 0, x, 0, M * dim);
 
     // ---- feed-forward (SwiGLU)
     be.rmsnorm(h, x, L.ffnNorm, M, dim, c.normEps, A.rstd2);
@@ -103,7 +104,7 @@ export function forwardPass(ctx: ForwardContext, acts: Activations, args: Forwar
   let src = x;
   if (rows) {
     src = acts.tmp; // gather wanted rows (n <= M)
-    for (let i = 0; i < n; i++) src.set(x.subarray(rows[i] * dim, rows[i] * dim + dim), i * dim);
+    mem.gather(src, x, rows, n, dim);
   }
   be.rmsnorm(acts.h, src, W.outputNorm, n, dim, c.normEps, args.finalRstd);
   be.matmul(args.logits, acts.h, W.output, n);

@@ -1,8 +1,9 @@
 // loadModel(): model file + tokenizer + backend -> LlamaModel.
 
-import { getBackend, type BackendName } from '../backend/index.js';
+import { getBackend, getBackendAsync, type BackendName } from '../backend/index.js';
+import type { Backend } from '../backend/backend.js';
 import { CONFIG_LIMITS } from '../core/config.js';
-import type { WeightDtype } from '../core/weights.js';
+import { isQuantized, type ModelWeights, type WeightDtype } from '../core/weights.js';
 import { check, LlamaAdapterError } from '../core/errors.js';
 import { readModelFile } from '../formats/registry.js';
 import { LlamaModel } from './model.js';
@@ -10,7 +11,7 @@ import { loadTokenizer } from '../tokenizer/load.js';
 
 export interface LoadModelOptions {
   tokenizer?: string; // tokenizer path (default: the one found beside the model)
-  backend?: BackendName; // 'auto' (default), 'native' or 'ts'
+  backend?: BackendName; // 'auto' (default: webgpu on a GPU, else native, else ts), 'native', 'ts' or 'webgpu'
   threads?: number; // native backend threads (default: all cores)
   /** In-memory dtype of the frozen matrices (default f32; a quantized type quantizes at load; a GGUF's quantized tensors stay as stored). */
   dtype?: WeightDtype;
@@ -37,11 +38,23 @@ export async function loadModel(path: string, o: LoadModelOptions = {}): Promise
     );
   }
   const config = o.maxSeqLen ? { ...mf.config, maxSeqLen: o.maxSeqLen } : mf.config;
-  const backend = getBackend(o.backend, o.threads);
+  const backend = await backendFor(mf.weights, o.backend, o.threads);
   return new LlamaModel(config, mf.weights, tokenizer, backend, mf.fingerprint, {
     path,
     format: mf.format,
     sourceDtypes: mf.sourceDtypes,
     dtype: o.dtype ?? 'f32',
   });
+}
+
+/** The backend for these weights: one without quantized kernels is refused by name, and 'auto' then takes a host backend. */
+async function backendFor(w: ModelWeights, name: BackendName | undefined, threads: number | undefined): Promise<Backend> {
+  const b = await getBackendAsync(name, threads);
+  if (!b.missing?.includes('quantized')) return b;
+  const q = [w.tokEmbd, w.output, ...w.layers.flatMap((L) => [L.wq, L.wk, L.wv, L.wo, L.w1, L.w2, L.w3])].find(isQuantized);
+  if (!q) return b;
+  if ((name || process.env.LLAMA_ADAPTER_BACKEND || 'auto') === 'auto') return getBackend('auto', threads);
+  throw new LlamaAdapterError(
+    `the ${b.name} backend has no kernels for quantized (${q.dtype}) weights: use --backend native or ts, or load with --dtype f32 or bf16`,
+  );
 }

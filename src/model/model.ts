@@ -2,6 +2,8 @@
 // operations: forward (logits), loss, lossAndGrads (adapter training). Any number of adapters
 // (AdapterMethods, model/method.ts) can run over one LlamaModel; each call or batch row names its
 // own. Generation lives a layer above (generate/: the step-wise engine and its thin loops).
+// Each operation is written once as Steps (backend/memory.ts: its sync points are yields) and
+// comes twice: synchronous on a host backend (forward), and async on every backend (forwardAsync).
 
 import type { Backend } from '../backend/backend.js';
 import type { LlamaConfig } from '../core/config.js';
@@ -9,6 +11,7 @@ import { check, LlamaAdapterError } from '../core/errors.js';
 import type { ModelFormat } from '../formats/model-file.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
 import type { ModelWeights, WeightDtype } from '../core/weights.js';
+import { runAsync, runSync, type Steps } from '../backend/memory.js';
 import { Activations } from './activations.js';
 import { BackwardBuffers, backwardPass } from './backward.js';
 import { forwardPass, type ForwardContext } from './forward.js';
@@ -50,6 +53,9 @@ export class LlamaModel implements ForwardContext, MethodHost {
     // bf16 weights: the activations training saves for backward are stored in bf16 too (half the memory)
     this.acts = new Activations(config, info.dtype === 'bf16');
     this.bwd = new BackwardBuffers(config);
+    // frozen: a device backend uploads them once (Matrix weights are frozen by contract)
+    const w = weights;
+    backend.memory.constant(this.rope.cos, this.rope.sin, w.outputNorm, ...w.layers.flatMap((L) => [L.attnNorm, L.ffnNorm]));
   }
 
   /** Shared activation workspace (grow-only), for generation and training loops. */
@@ -92,8 +98,17 @@ export class LlamaModel implements ForwardContext, MethodHost {
     if (a.host !== this) throw new LlamaAdapterError('this adapter was created for or loaded onto another model instance');
   }
 
-  /** Logits (B, T, vocab), row-major, for equal-length rows of token ids. */
+  /** Logits (B, T, vocab), row-major, for equal-length rows of token ids (host backends; forwardAsync runs everywhere). */
   forward(tokens: readonly (readonly number[])[], options: ForwardOptions = {}): Float32Array {
+    return runSync(this.backend.memory, this.forwardSteps(tokens, options), 'forwardAsync');
+  }
+
+  /** forward() on any backend, a device one included. */
+  forwardAsync(tokens: readonly (readonly number[])[], options: ForwardOptions = {}): Promise<Float32Array> {
+    return runAsync(this.backend.memory, this.forwardSteps(tokens, options));
+  }
+
+  private *forwardSteps(tokens: readonly (readonly number[])[], options: ForwardOptions): Steps<Float32Array> {
     const { B, T } = this.checkTokens(tokens);
     const src = this.sources(options.adapter, B);
     this.acts.ensure(B, T, maxPromptLength(src), -1);
@@ -102,6 +117,7 @@ export class LlamaModel implements ForwardContext, MethodHost {
     this.acts.pos.fill(0, 0, B);
     const logits = new Float32Array(B * T * this.config.vocabSize);
     forwardPass(this, this.acts, { B, T, cache: null, sources: src, train: false, logitRows: null, logits });
+    yield [logits];
     return logits;
   }
 
@@ -118,6 +134,27 @@ export class LlamaModel implements ForwardContext, MethodHost {
     into?: Map<string, Float32Array>,
     sources?: readonly PromptSource[],
   ): LossAndGrads {
+    return runSync(this.backend.memory, this.lossAndGradsSteps(tokens, targets, adapter, into, sources), 'lossAndGradsAsync');
+  }
+
+  /** lossAndGrads() on any backend, a device one included (the gradients are on the host when it resolves). */
+  lossAndGradsAsync(
+    tokens: readonly (readonly number[])[],
+    targets: readonly (readonly number[])[],
+    adapter: AdapterMethod,
+    into?: Map<string, Float32Array>,
+    sources?: readonly PromptSource[],
+  ): Promise<LossAndGrads> {
+    return runAsync(this.backend.memory, this.lossAndGradsSteps(tokens, targets, adapter, into, sources));
+  }
+
+  private *lossAndGradsSteps(
+    tokens: readonly (readonly number[])[],
+    targets: readonly (readonly number[])[],
+    adapter: AdapterMethod,
+    into?: Map<string, Float32Array>,
+    sources?: readonly PromptSource[],
+  ): Steps<LossAndGrads> {
     const { B, T } = this.checkTokens(tokens);
     this.checkOwn(adapter);
     const src = sources ?? new Array<PromptSource>(B).fill(adapter);
@@ -131,7 +168,7 @@ export class LlamaModel implements ForwardContext, MethodHost {
     }
     const { rows, tg } = this.lossRows(targets, B, T);
     const grads = into ?? zerosLike(adapter);
-    const r = this.trainStep(tokens, B, T, rows, tg, adapter, grads, src);
+    const r = yield* this.trainSteps(tokens, B, T, rows, tg, adapter, grads, src);
     return { loss: r, tokens: rows.length, grads };
   }
 
@@ -158,6 +195,23 @@ export class LlamaModel implements ForwardContext, MethodHost {
     targets: readonly (readonly number[])[],
     adapter: ForwardOptions['adapter'] = null,
   ): { loss: number; tokens: number } {
+    return runSync(this.backend.memory, this.lossSteps(tokens, targets, adapter), 'lossAsync');
+  }
+
+  /** loss() on any backend, a device one included. */
+  lossAsync(
+    tokens: readonly (readonly number[])[],
+    targets: readonly (readonly number[])[],
+    adapter: ForwardOptions['adapter'] = null,
+  ): Promise<{ loss: number; tokens: number }> {
+    return runAsync(this.backend.memory, this.lossSteps(tokens, targets, adapter));
+  }
+
+  private *lossSteps(
+    tokens: readonly (readonly number[])[],
+    targets: readonly (readonly number[])[],
+    adapter: ForwardOptions['adapter'],
+  ): Steps<{ loss: number; tokens: number }> {
     const { B, T } = this.checkTokens(tokens);
     const { rows, tg } = this.lossRows(targets, B, T);
     if (rows.length === 0) return { loss: 0, tokens: 0 };
@@ -166,13 +220,19 @@ export class LlamaModel implements ForwardContext, MethodHost {
     for (let b = 0; b < B; b++) for (let t = 0; t < T; t++) this.acts.ids[b * T + t] = tokens[b][t];
     this.acts.pos.fill(0, 0, B);
     const V = this.config.vocabSize;
-    const { logits } = this.acts.lossBuffers(rows.length, V);
+    const { logits, rowLoss } = this.acts.lossBuffers(rows.length, V);
     forwardPass(this, this.acts, { B, T, cache: null, sources: src, train: false, logitRows: rows, logits });
-    return { loss: this.backend.crossEntropy(logits, tg, rows.length, V, null, 1) / rows.length, tokens: rows.length };
+    this.backend.crossEntropy(logits, tg, rows.length, V, null, 1, rowLoss);
+    yield [rowLoss];
+    return { loss: sum(rowLoss) / rows.length, tokens: rows.length };
   }
 
-  /** Forward + backward on prepared rows; writes grads, returns the mean loss (0 if no targets). */
-  trainStep(
+  /**
+   * Forward + backward on prepared rows; writes grads, returns the mean loss (0 if no targets). Its
+   * sync points: the loss and the hook gradients of the gates (the gate rule runs on the host), then
+   * the parameter gradients (the caller reads them).
+   */
+  private *trainSteps(
     tokens: readonly (readonly number[])[],
     B: number,
     T: number,
@@ -181,10 +241,12 @@ export class LlamaModel implements ForwardContext, MethodHost {
     adapter: AdapterMethod,
     grads: Map<string, Float32Array>,
     sources: readonly PromptSource[] = new Array<PromptSource>(B).fill(adapter),
-  ): number {
+  ): Steps<number> {
+    const mem = this.backend.memory;
     const n = logitRows.length;
     if (n === 0) {
-      for (const g of grads.values()) g.fill(0);
+      for (const g of grads.values()) mem.fill(g, 0, 0, g.length);
+      yield [...grads.values()];
       return 0;
     }
     const acts = this.acts;
@@ -192,13 +254,23 @@ export class LlamaModel implements ForwardContext, MethodHost {
     for (let b = 0; b < B; b++) for (let t = 0; t < T; t++) acts.ids[b * T + t] = tokens[b][t];
     acts.pos.fill(0, 0, B);
     const V = this.config.vocabSize;
-    const { logits, finalRstd } = acts.lossBuffers(n, V);
+    const { logits, finalRstd, rowLoss } = acts.lossBuffers(n, V);
     forwardPass(this, acts, { B, T, cache: null, sources, train: true, logitRows, logits, finalRstd });
-    const loss = this.backend.crossEntropy(logits, targets, n, V, logits, 1 / n) / n;
+    this.backend.crossEntropy(logits, targets, n, V, logits, 1 / n, rowLoss);
     this.bwd.ensure(B * T, adapter.promptLength);
-    adapter.paramGrads(backwardPass(this, acts, this.bwd, sources, B, T, logitRows, logits, finalRstd), grads);
-    return loss;
+    const hook = backwardPass(this, acts, this.bwd, sources, B, T, logitRows, logits, finalRstd);
+    yield [rowLoss, ...hook.flatMap((g) => g.layers.slice(adapter.firstLayer).map((x) => x.dgate))];
+    adapter.paramGrads(hook, grads);
+    yield [...grads.values()];
+    return sum(rowLoss) / n;
   }
+}
+
+/** The sum of a loss buffer, in double (the order the oracle's crossEntropy adds rows in). */
+function sum(a: Float32Array): number {
+  let s = 0;
+  for (let i = 0; i < a.length; i++) s += a[i];
+  return s;
 }
 
 /** The longest prompt length K among the rows' sources (1 when none: buffers need a size). */

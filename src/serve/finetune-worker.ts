@@ -6,7 +6,7 @@
 // adapter and checkpoint are written (exact resume), and it exits.
 
 import { loadModel } from '../model/load.js';
-import { readInstructionData } from '../train/data.js';
+import { readInstructionData } from '../train/finetune.js';
 import { finetune } from '../train/finetune.js';
 import type { WorkerMessage, WorkerSpec } from './jobs.js';
 

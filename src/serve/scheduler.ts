@@ -105,10 +105,11 @@ export class Scheduler {
     this.wakeIdle();
   }
 
+  /** Schedule a loop turn (`scheduled` stays true until the turn ends, so turns never overlap). */
   private kick(): void {
     if (this.scheduled) return;
     this.scheduled = true;
-    setImmediate(() => this.loop());
+    setImmediate(() => void this.loop());
   }
 
   private admit(): void {
@@ -128,17 +129,18 @@ export class Scheduler {
     this.metrics.queueLength.set(this.queue.length);
   }
 
-  private loop(): void {
-    this.scheduled = false;
+  private async loop(): Promise<void> {
     this.admit();
     if (this.engine.active === 0) {
+      this.scheduled = false;
       this.metrics.activeSlots.set(0);
       this.wakeIdle();
       return;
     }
     this.metrics.activeSlots.set(this.engine.active);
     this.metrics.batchRows.observe(this.engine.active / this.engine.slots);
-    const events = this.engine.step();
+    // on a device backend the step waits for its logits; requests come and go meanwhile
+    const events = await this.engine.stepAsync();
     // the step's pieces go to sockets next: the backend's worker threads need not spin meanwhile
     this.engine.model.backend.rest?.();
     const now = performance.now();
@@ -160,6 +162,7 @@ export class Scheduler {
       }
     }
     this.metrics.activeSlots.set(this.engine.active);
+    this.scheduled = false;
     this.kick();
   }
 

@@ -25,6 +25,7 @@ import { FileStore } from './files.js';
 import { fineTuningRoutes } from './finetune-api.js';
 import { Jobs } from './jobs.js';
 import { registerUi } from './ui.js';
+import { pageRoutes } from './page-routes.js';
 import { ServeMetrics } from './metrics.js';
 import { QueueFullError, Scheduler, Sequence } from './scheduler.js';
 import {
@@ -137,6 +138,7 @@ export class Server {
     });
     this.routes();
     fineTuningRoutes(this.app, files && this.jobs ? { files, jobs: this.jobs } : null, o.maxUploadBytes ?? 64 << 20);
+    pageRoutes(this.app, { modelPath: o.modelPath, baseName: this.baseName, adapters: this.adapters, maxUploadBytes: o.maxUploadBytes ?? 64 << 20 });
     if (o.ui !== false) registerUi(this.app);
   }
 

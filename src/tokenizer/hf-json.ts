@@ -26,6 +26,20 @@ export interface HfSpecialNames {
   eos?: string;
 }
 
+/** Fill what `names` lacks from a parsed tokenizer_config.json or special_tokens_map.json (bos_token / eos_token). */
+export function addSpecialNames(names: HfSpecialNames, cfg: unknown): void {
+  const token = (v: unknown): string | undefined => {
+    if (typeof v === 'string') return v;
+    if (v !== null && typeof v === 'object' && typeof (v as { content?: unknown }).content === 'string') {
+      return (v as { content: string }).content;
+    }
+    return undefined;
+  };
+  const c = (cfg ?? {}) as { bos_token?: unknown; eos_token?: unknown };
+  names.bos ??= token(c.bos_token);
+  names.eos ??= token(c.eos_token);
+}
+
 interface AddedToken {
   id: number;
   content: string;

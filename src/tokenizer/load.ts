@@ -19,7 +19,7 @@ import { atFile, LlamaAdapterError } from '../core/errors.js';
 import { stripBom } from '../core/text.js';
 import { GGUF_MAGIC, readGguf } from '../core/gguf.js';
 import { ggufTokenizer } from './gguf.js';
-import { parseHfTokenizerJson, type HfSpecialNames } from './hf-json.js';
+import { addSpecialNames, parseHfTokenizerJson, type HfSpecialNames } from './hf-json.js';
 import { parseLlama2cTokenizer } from './llama2c-bin.js';
 import { parseSentencePieceModel } from './sp-model.js';
 import type { Tokenizer } from './tokenizer.js';
@@ -77,16 +77,7 @@ async function specialNames(file: string): Promise<HfSpecialNames> {
     } catch (e) {
       throw new LlamaAdapterError(`${p}: invalid JSON (${(e as Error).message})`, { cause: e });
     }
-    const token = (v: unknown): string | undefined => {
-      if (typeof v === 'string') return v;
-      if (v !== null && typeof v === 'object' && typeof (v as { content?: unknown }).content === 'string') {
-        return (v as { content: string }).content;
-      }
-      return undefined;
-    };
-    const c = (cfg ?? {}) as { bos_token?: unknown; eos_token?: unknown };
-    names.bos ??= token(c.bos_token);
-    names.eos ??= token(c.eos_token);
+    addSpecialNames(names, cfg);
   }
   return names;
 }

@@ -4,29 +4,15 @@
 // records (conversations: human / gpt turns, "<image>" marking the picture). Any record may name
 // an `image` file (multimodal adapters).
 // Records become token rows BOS + prompt + output + EOS with loss on output + EOS only,
-// truncated to maxSeqLen; batches are padded to their own longest row (dynamic padding).
+// truncated to maxSeqLen; batches are padded to their own longest row (dynamic padding). No file
+// system here (the browser build trains with it); train/finetune.ts reads data files.
 
-import * as fs from 'node:fs';
 import { check, LlamaAdapterError } from '../core/errors.js';
 import { stripBom, textLines } from '../core/text.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
 import { PROMPT_STYLES, type InstructionRecord, type PromptStyleName } from './prompt-styles.js';
 
 export const IGNORE = -100;
-
-/**
- * Read instruction records (a UTF-8 BOM and CRLF line endings read the same as plain LF text);
- * errors name the file and the record (JSON arrays) or line (JSONL), both numbered from 1.
- */
-export function readInstructionData(path: string): InstructionRecord[] {
-  let text: string;
-  try {
-    text = fs.readFileSync(path, 'utf8');
-  } catch (e) {
-    throw new LlamaAdapterError(`${path}: cannot read data file (${(e as NodeJS.ErrnoException).code ?? String(e)})`);
-  }
-  return parseInstructionData(text, path);
-}
 
 /**
  * Instruction records from the text of a data file named `name` (in errors): a JSON array or JSONL

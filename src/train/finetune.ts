@@ -18,11 +18,12 @@ import type { GateMode } from '../methods/v1/gate.js';
 import { check, LlamaAdapterError } from '../core/errors.js';
 import { writeFileAtomic } from '../core/fs.js';
 import type { LlamaModel } from '../model/model.js';
-import { trainableTensors, zerosLike } from '../model/method.js';
+import { trainableTensors } from '../model/method.js';
 import { readTrainingCheckpoint, writeTrainingCheckpoint, type Position, type TrainedAdapter } from './checkpoint.js';
 import { Rng } from '../core/rng.js';
-import { padBatch, readInstructionData, tokenizeExample, type Example } from './data.js';
-import { AdamW, gradNorm } from './optimizer.js';
+import { padBatch, parseInstructionData, tokenizeExample, type Example } from './data.js';
+import { AdamW } from './optimizer.js';
+import { type MicroBatch, optimizerStep, stepBuffers } from './step.js';
 import { writeLossPlot } from './plot.js';
 import { isPromptStyle, type InstructionRecord, type PromptStyleName } from './prompt-styles.js';
 import { learningRate, peakLearningRate } from './schedule.js';
@@ -119,6 +120,20 @@ function truncateMetrics(file: string, pos: Position): void {
       return typeof r.step === 'number' && r.step <= pos.step;
     });
   writeFileAtomic(file, kept.map((l) => `${l}\n`).join(''));
+}
+
+/**
+ * Read instruction records (a UTF-8 BOM and CRLF line endings read the same as plain LF text);
+ * errors name the file and the record (JSON arrays) or line (JSONL), both numbered from 1.
+ */
+export function readInstructionData(path: string): InstructionRecord[] {
+  let text: string;
+  try {
+    text = fs.readFileSync(path, 'utf8');
+  } catch (e) {
+    throw new LlamaAdapterError(`${path}: cannot read data file (${(e as NodeJS.ErrnoException).code ?? String(e)})`);
+  }
+  return parseInstructionData(text, path);
 }
 
 function stem(p: string): string {
@@ -234,8 +249,7 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneResult> {
   }
   adapter.meta.training_args = JSON.stringify(args);
 
-  const grads = zerosLike(adapter);
-  const micro = zerosLike(adapter);
+  const bufs = stepBuffers(adapter);
   const losses: number[] = [];
   const valLosses: EpochReport[] = [];
   const t0 = Date.now();
@@ -245,7 +259,8 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneResult> {
   const log = (obj: Record<string, unknown>): void => {
     if (metricsPath) fs.appendFileSync(metricsPath, `${JSON.stringify(obj)}\n`);
   };
-  const save = (): void => {
+  const save = async (): Promise<void> => {
+    await model.backend.memory.sync(...opt.m.values(), ...opt.v.values()); // the moments, where a device updated them
     writeTrainingCheckpoint(ckptPath, adapter, opt, pos, args, history);
   };
 
@@ -253,48 +268,29 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneResult> {
     const order = epochOrder(train.length, seed, pos.epoch);
     while (pos.micro < microPerEpoch && pos.step < totalSteps) {
       // ---- one optimizer step: up to `accum` micro-batches
-      for (const g of grads.values()) g.fill(0);
       const nMicro = Math.min(accum, microPerEpoch - pos.micro);
-      let lossSum = 0;
+      const batches: MicroBatch[] = [];
       for (let i = 0; i < nMicro; i++) {
         const idx = order.slice((pos.micro + i) * batchSize, (pos.micro + i + 1) * batchSize);
         const batch = padBatch(
           idx.map((j) => train[j]),
           tok.eosId,
         );
-        const r = model.lossAndGrads(
-          batch.tokens,
-          batch.targets,
+        const sources = rowSources(
           adapter,
-          micro,
-          rowSources(
-            adapter,
-            idx.map((j) => trainFeats[j]),
-          ),
+          idx.map((j) => trainFeats[j]),
         );
-        lossSum += r.loss;
+        batches.push({ tokens: batch.tokens, targets: batch.targets, sources });
         tokensSeen += idx.reduce((s, j) => s + train[j].tokens.length, 0);
-        for (const [k, g] of grads) {
-          const m = micro.get(k)!;
-          for (let e = 0; e < g.length; e++) g[e] += m[e] / nMicro;
-        }
-      }
-      const norm = gradNorm(grads);
-      const loss = lossSum / nMicro;
-      // refuse before the update touches the adapter: the checkpoint on disk stays the last good state
-      if (!Number.isFinite(loss) || !Number.isFinite(norm)) {
-        throw new LlamaAdapterError(
-          `training diverged at step ${pos.step + 1} (loss ${loss}, gradient norm ${norm}); nothing of that step was applied or saved, ` +
-            `the last good checkpoint is ${fs.existsSync(ckptPath) ? ckptPath : '(none written yet)'} (try a lower --lr or --clip-grad)`,
-        );
-      }
-      if (o.clipGrad && norm > o.clipGrad) {
-        const s = o.clipGrad / (norm + 1e-6);
-        for (const g of grads.values()) for (let e = 0; e < g.length; e++) g[e] *= s;
       }
       const lr = learningRate(sched, pos.step);
-      opt.update(model.backend, grads, lr);
-      adapter.invalidate();
+      // refuse before the update touches the adapter: the checkpoint on disk stays the last good state
+      const { loss, norm } = await optimizerStep(model, adapter, opt, batches, lr, o.clipGrad, bufs, (l, n) => {
+        throw new LlamaAdapterError(
+          `training diverged at step ${pos.step + 1} (loss ${l}, gradient norm ${n}); nothing of that step was applied or saved, ` +
+            `the last good checkpoint is ${fs.existsSync(ckptPath) ? ckptPath : '(none written yet)'} (try a lower --lr or --clip-grad)`,
+        );
+      });
       pos.micro += nMicro;
       pos.step++;
       losses.push(loss);
@@ -305,7 +301,7 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneResult> {
       const epochF = pos.epoch + pos.micro / microPerEpoch;
       log({ step: pos.step, epoch: +epochF.toFixed(4), loss, lr, grad_norm: norm, tokens_per_s: tps, elapsed_s: el });
       o.onProgress?.({ step: pos.step, totalSteps, epoch: epochF, loss, lr, tokensPerS: tps, etaS, gradNorm: norm });
-      if (o.checkpointEvery && pos.step % o.checkpointEvery === 0) save();
+      if (o.checkpointEvery && pos.step % o.checkpointEvery === 0) await save();
       // let signals, timers and an AbortController reach us between steps
       await new Promise<void>((resolve) => setImmediate(resolve));
       if (o.signal?.aborted) {
@@ -316,15 +312,15 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneResult> {
     if (pos.micro >= microPerEpoch) {
       // ---- end of epoch: validate, checkpoint
       pos = { step: pos.step, epoch: pos.epoch + 1, micro: 0 };
-      const valLoss = val.length ? evaluate(model, adapter, val, batchSize, tok.eosId, valFeats) : null;
+      const valLoss = val.length ? await evaluate(model, adapter, val, batchSize, tok.eosId, valFeats) : null;
       const rep = { epoch: pos.epoch, valLoss };
       valLosses.push(rep);
       log({ epoch: pos.epoch, step: pos.step, val_loss: valLoss });
       o.onEpoch?.(rep);
-      save();
+      await save();
     }
   }
-  save();
+  await save();
   if (adapter instanceof MultimodalAdapter) saveMultimodalAdapter(adapter, o.out);
   else saveAdapter(adapter, o.out);
   if (plotPath)
@@ -343,20 +339,20 @@ function rowSources(a: TrainedAdapter, feats: readonly (Float32Array | null)[]):
 }
 
 /** Token-weighted mean validation loss (feats: each example's image features, for a multimodal adapter). */
-export function evaluate(
+export async function evaluate(
   model: LlamaModel,
   adapter: TrainedAdapter | null,
   ex: readonly Example[],
   batchSize: number,
   padId: number,
   feats: readonly (Float32Array | null)[] = [],
-): number {
+): Promise<number> {
   let sum = 0,
     n = 0;
   for (let i = 0; i < ex.length; i += batchSize) {
     const b = padBatch(ex.slice(i, i + batchSize), padId);
     const f = ex.slice(i, i + batchSize).map((_, k) => feats[i + k] ?? null);
-    const r = model.loss(b.tokens, b.targets, adapter ? rowSources(adapter, f) : null);
+    const r = await model.lossAsync(b.tokens, b.targets, adapter ? rowSources(adapter, f) : null);
     sum += r.loss * r.tokens;
     n += r.tokens;
   }

@@ -8,8 +8,9 @@ import { attentionKernels } from './attention.js';
 import { rowKernels } from './elementwise.js';
 import { lossKernels } from './loss.js';
 import { encoderKernels } from './encoder.js';
+import { hostMemory } from '../memory.js';
 
 /** A TypeScript backend (its linear and attention kernels have their own scratch buffers). */
 export function createTsBackend(): Backend {
-  return { name: 'ts', threads: 1, ...linearKernels(), ...attentionKernels(), ...rowKernels, ...lossKernels, ...encoderKernels() };
+  return { name: 'ts', threads: 1, memory: hostMemory, ...linearKernels(), ...attentionKernels(), ...rowKernels, ...lossKernels, ...encoderKernels() };
 }

@@ -3,13 +3,22 @@
 import type { AdamwStep, Kernels } from '../backend.js';
 
 export const lossKernels = {
-  crossEntropy(logits: Float32Array, targets: Int32Array, rows: number, V: number, dlogits: Float32Array | null, scale: number): number {
+  crossEntropy(
+    logits: Float32Array,
+    targets: Int32Array,
+    rows: number,
+    V: number,
+    dlogits: Float32Array | null,
+    scale: number,
+    losses?: Float32Array | null,
+  ): number {
     let total = 0;
     for (let r = 0; r < rows; r++) {
       const o = r * V;
       const tgt = targets[r];
       if (tgt < 0) {
         if (dlogits) dlogits.fill(0, o, o + V);
+        if (losses) losses[r] = 0;
         continue;
       }
       let max = -Infinity;
@@ -18,6 +27,7 @@ export const lossKernels = {
       for (let i = 0; i < V; i++) sum += Math.exp(logits[o + i] - max);
       const lse = max + Math.log(sum);
       total += lse - logits[o + tgt];
+      if (losses) losses[r] = lse - logits[o + tgt];
       if (dlogits) {
         for (let i = 0; i < V; i++) dlogits[o + i] = Math.exp(logits[o + i] - lse) * scale;
         dlogits[o + tgt] -= scale;

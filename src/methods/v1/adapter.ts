@@ -121,9 +121,13 @@ export class Adapter implements AdapterMethod {
     throw new LlamaAdapterError(`"${name}" is not a tensor of this adapter`);
   }
 
-  /** Parameters changed: cached prompt keys/values must be recomputed. */
+  /**
+   * Parameters changed: cached prompt keys/values must be recomputed, and the host copies of the
+   * parameters are the truth (on a device backend they are uploaded again before the next use).
+   */
   invalidate(): void {
     this.ver++;
+    this.host.backend.memory.upload(...this.prompts, ...this.gates);
   }
 
   /** Number of trainable parameters. */
@@ -176,7 +180,8 @@ export class Adapter implements AdapterMethod {
   /**
    * Turn hook gradients (d pk, d pv, d effective gate per adapted layer, summed over the row groups:
    * a prompt offset is constant, so every group's rows see the same P_l) into parameter gradients,
-   * keyed like parameters(): dP = dpk Wk + dpv Wv; gates by the convention's chain rule.
+   * keyed like parameters(): dP = dpk Wk + dpv Wv; gates by the convention's chain rule, on the
+   * host (the model syncs the hook's dgate arrays first: memory.ts).
    */
   paramGrads(hook: readonly SourceGrads[], out: Map<string, Float32Array>): void {
     const be = this.host.backend;
@@ -191,7 +196,7 @@ export class Adapter implements AdapterMethod {
         for (const h of hook) {
           be.add(sum.dpk, h.layers[l].dpk, K * kv);
           be.add(sum.dpv, h.layers[l].dpv, K * kv);
-          be.add(sum.dgate, h.layers[l].dgate, c.nHeads);
+          for (let j = 0; j < c.nHeads; j++) sum.dgate[j] += h.layers[l].dgate[j];
         }
         g = sum;
       }
@@ -245,7 +250,8 @@ class OffsetPrompts implements PromptSource {
         [e.pv, base.pv, wv],
       ] as const) {
         be.matmul(this.row, this.offset, w, 1); // (1, kvDim)
-        for (let k = 0; k < base.K; k++) for (let j = 0; j < kv; j++) dst[k * kv + j] = src[k * kv + j] + this.row[j];
+        be.memory.copy(dst, 0, src, 0, base.K * kv);
+        for (let k = 0; k < base.K; k++) be.add(dst.subarray(k * kv, (k + 1) * kv), this.row, kv);
       }
       e.gate.set(base.gate);
       e.version = this.adapter.version;

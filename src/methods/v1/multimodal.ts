@@ -15,9 +15,10 @@ import type { Matrix } from '../../core/weights.js';
 import { trainableTensors, type AdapterMethod, type MethodHost, type PromptLayer, type PromptSource, type SourceGrads } from '../../model/method.js';
 import { describeEncoder, sameEncoder, type EncoderIdentity } from '../../vision/image-encoder.js';
 import { type Adapter, createAdapter, type CreateAdapterOptions } from './adapter.js';
+import { PROJ_NAMES } from './adapter-format.js';
 
 /** The projection's parameter names (as in the adapter file and the reference fixtures). */
-export const PROJ_NAMES = ['proj.weight', 'proj.bias', 'proj_norm.weight', 'proj_norm.bias'] as const;
+
 const PROJ_EPS = 1e-5;
 
 export class MultimodalAdapter implements AdapterMethod {

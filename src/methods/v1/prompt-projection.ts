@@ -9,7 +9,7 @@
 import type { LlamaConfig } from '../../core/config.js';
 import { matrixToF32 } from '../../core/quant.js';
 import { isQuantized, type LayerWeights, type Matrix } from '../../core/weights.js';
-import { permuteToHfRows, unpermuteHfRows } from '../../formats/hf.js';
+import { permuteToHfRows, unpermuteHfRows } from '../../formats/hf-read.js';
 
 export type PromptProjection = 'standard' | 'litgpt-split';
 
