@@ -607,7 +607,7 @@ napi_value Backend(napi_env env, napi_callback_info info) {
   return o;
 }
 
-// info() -> { simd, simdTargets, avx512bf16, cpuAvx512bf16, amx, batchInvariant, threads }
+// info() -> { simd, simdTargets, avx512bf16, cpuAvx512bf16, amx, batchInvariant, int8Dot, cpuInt8Dot, threads }
 napi_value Info(napi_env env, napi_callback_info) {
   napi_value o, v;
   napi_create_object(env, &o);
@@ -630,6 +630,10 @@ napi_value Info(napi_env env, napi_callback_info) {
   napi_set_named_property(env, o, "amx", v);
   napi_get_boolean(env, la::g_features.batchInvariant, &v);
   napi_set_named_property(env, o, "batchInvariant", v);
+  napi_get_boolean(env, la::g_features.int8Dot, &v);
+  napi_set_named_property(env, o, "int8Dot", v);
+  napi_get_boolean(env, la::g_features.cpuInt8Dot, &v);
+  napi_set_named_property(env, o, "cpuInt8Dot", v);
   napi_create_int32(env, la::pool_threads(), &v);
   napi_set_named_property(env, o, "threads", v);
   return o;
@@ -654,7 +658,8 @@ napi_value SetSimd(napi_env env, napi_callback_info info) {
 
 // setFeature(name, enabled) -> boolean now in effect. 'amx' / 'avx512bf16': turn the AMX or the
 // AVX512_BF16 GEMM off (or back on, when the CPU has it), for tests and benchmarks of the fallbacks;
-// 'batchInvariant': matmul results of a row independent of the rest of its batch; 'bf16Split'.
+// 'batchInvariant': matmul results of a row independent of the rest of its batch; 'bf16Split';
+// 'int8Dot': the CPU's 8-bit dot products (AVX512_VNNI, ARM dotprod) for quantized weights.
 napi_value SetFeature(napi_env env, napi_callback_info info) {
   napi_value argv[2];
   size_t argc = 2;
@@ -673,8 +678,9 @@ napi_value SetFeature(napi_env env, napi_callback_info info) {
   else if (std::string(name) == "batchInvariant") now = la::g_features.batchInvariant = on;
   else if (std::string(name) == "bf16Split") now = la::g_features.bf16Split = on;
   else if (std::string(name) == "avx512bf16") now = la::g_features.avx512bf16 = on && la::g_features.cpuAvx512bf16;
+  else if (std::string(name) == "int8Dot") now = la::g_features.int8Dot = on && la::g_features.cpuInt8Dot;
   else {
-    napi_throw_type_error(env, nullptr, "native setFeature: unknown feature (amx, avx512bf16, batchInvariant, bf16Split)");
+    napi_throw_type_error(env, nullptr, "native setFeature: unknown feature (amx, avx512bf16, batchInvariant, bf16Split, int8Dot)");
     return nullptr;
   }
   napi_value r;

@@ -43,6 +43,10 @@ struct Features {
   bool avx512bf16 = false;     // AVX512_BF16 (vdpbf16ps) in use for bf16 GEMMs without AMX
   bool cpuAvx512bf16 = false;  // ... and whether it can be (CPU flag, AVX-512 target in force)
   bool amx = false;            // AMX-BF16 tiles in use (CPU flag, kernel permission, AVX-512 target)
+  // 8-bit integer dot products for quantized weights in use (quant.cc): AVX512_VNNI with an AVX-512
+  // target in force, or ARMv8.2 dotprod (sdot) with NEON ...
+  bool int8Dot = false;
+  bool cpuInt8Dot = false;     // ... and whether they can be (CPU flag, target in force)
   // Not a CPU feature: matmul uses the dot-product kernel for every M (no sgemm, no AMX), so each
   // row's result is independent of the batch around it (slower for many rows).
   bool batchInvariant = false;

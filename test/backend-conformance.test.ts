@@ -114,6 +114,60 @@ function ropeTables(maxPos: number, hs: number): { cos: Float32Array; sin: Float
 const RTOL = 1e-5;
 const RTOL_BF16 = 2e-5; // bf16 weights: activations rounded to bf16 on both sides, exact products, fp32 accumulation
 
+/**
+ * Every quantized type against the oracle on `be`: matmul (8-bit activations, integer block sums)
+ * in decode and prefill shapes, matmulBack and embed (dequantized rows), views, accumulate on/off.
+ */
+function checkQuantized(be: Backend, rng: Rng): void {
+  for (const dtype of QUANT_DTYPES) {
+    const blk = QUANT_TYPES[dtype].block;
+    for (const [M, N, K] of [
+      [1, 7, blk],
+      [1, 37, 3 * blk],
+      [3, 40, 2 * blk],
+      [5, 33, 3 * blk],
+      [17, 9, blk],
+      [70, 13, 2 * blk],
+    ] as [number, number, number][])
+      for (const acc of [false, true]) {
+        const tag = `${dtype} M=${M} N=${N} K=${K} acc=${acc}`;
+        let w: Matrix;
+        if (canQuantize(dtype)) w = quantizeMatrix(dtype, N, K, randn(rng, N * K, 0.5));
+        else {
+          // Q5_K cannot be written here: random blocks with sane half scales (d, dmin = 2^-7)
+          const data = new Uint8Array((N * K * QUANT_TYPES[dtype].bytes) / blk).map(() => rng.int(256));
+          for (let b = 0; b < data.length; b += QUANT_TYPES[dtype].bytes) data.set([0, 0x20, 0, 0x20], b);
+          w = { dtype, rows: N, cols: K, data } as Matrix;
+        }
+        const x = randn(rng, M * K);
+        const init = randn(rng, M * N);
+        const want = init.slice();
+        ts.matmul(want, x, w, M, acc);
+        const wv = weightView(w),
+          ov = inView(init);
+        be.matmul(ov.v, x, wv.w, M, acc);
+        close(ov.v, want, 1e-5, `matmul ${tag}`);
+        assert.ok(wv.intact() && ov.intact(), `views ${tag}`);
+        const dy = randn(rng, M * N);
+        const initB = randn(rng, M * K);
+        const wantB = initB.slice(),
+          gotB = initB.slice();
+        ts.matmulBack(wantB, dy, w, M, acc);
+        be.matmulBack(gotB, dy, w, M, acc);
+        close(gotB, wantB, 1e-5, `matmulBack ${tag}`);
+      }
+    const w = canQuantize(dtype) ? quantizeMatrix(dtype, 5, blk, randn(rng, 5 * blk)) : null;
+    if (w) {
+      const ids = Int32Array.of(4, 0, 2);
+      const a = new Float32Array(3 * blk),
+        b = new Float32Array(3 * blk);
+      ts.embed(a, w, ids, 3);
+      be.embed(b, w, ids, 3);
+      sameBits(b, a, `embed ${dtype}`);
+    }
+  }
+}
+
 // ------------------------------------------------------------------ every backend vs the oracle
 
 // The native backend runs the suite once per SIMD target this CPU runs (each forced in turn).
@@ -136,51 +190,7 @@ for (const { id, simd } of runs) {
     }
 
     it('quantized weights (every ggml type): matmul on 8-bit activations, matmulBack and embed on dequantized rows, views', () => {
-      for (const dtype of QUANT_DTYPES) {
-        const blk = QUANT_TYPES[dtype].block;
-        for (const [M, N, K] of [
-          [1, 7, blk],
-          [3, 40, 2 * blk],
-          [17, 9, blk],
-          [70, 13, 2 * blk],
-        ] as [number, number, number][])
-          for (const acc of [false, true]) {
-            const tag = `${dtype} M=${M} N=${N} K=${K} acc=${acc}`;
-            let w: Matrix;
-            if (canQuantize(dtype)) w = quantizeMatrix(dtype, N, K, randn(rng, N * K, 0.5));
-            else {
-              // Q5_K cannot be written here: random blocks with sane half scales (d, dmin = 2^-7)
-              const data = new Uint8Array((N * K * QUANT_TYPES[dtype].bytes) / blk).map(() => rng.int(256));
-              for (let b = 0; b < data.length; b += QUANT_TYPES[dtype].bytes) data.set([0, 0x20, 0, 0x20], b);
-              w = { dtype, rows: N, cols: K, data } as Matrix;
-            }
-            const x = randn(rng, M * K);
-            const init = randn(rng, M * N);
-            const want = init.slice();
-            ts.matmul(want, x, w, M, acc);
-            const wv = weightView(w),
-              ov = inView(init);
-            be.matmul(ov.v, x, wv.w, M, acc);
-            close(ov.v, want, 1e-5, `matmul ${tag}`);
-            assert.ok(wv.intact() && ov.intact(), `views ${tag}`);
-            const dy = randn(rng, M * N);
-            const initB = randn(rng, M * K);
-            const wantB = initB.slice(),
-              gotB = initB.slice();
-            ts.matmulBack(wantB, dy, w, M, acc);
-            be.matmulBack(gotB, dy, w, M, acc);
-            close(gotB, wantB, 1e-5, `matmulBack ${tag}`);
-          }
-        const w = canQuantize(dtype) ? quantizeMatrix(dtype, 5, blk, randn(rng, 5 * blk)) : null;
-        if (w) {
-          const ids = Int32Array.of(4, 0, 2);
-          const a = new Float32Array(3 * blk),
-            b = new Float32Array(3 * blk);
-          ts.embed(a, w, ids, 3);
-          be.embed(b, w, ids, 3);
-          sameBits(b, a, `embed ${dtype}`);
-        }
-      }
+      checkQuantized(be, rng);
     });
 
     it('matmul and matmulBack: f32/bf16, decode and prefill shapes, accumulate, views', () => {
@@ -714,6 +724,17 @@ describe('native feature paths match the TypeScript oracle', { skip: skipNative 
       setNativeFeature('avx512bf16', had?.avx512bf16 ?? false);
     }
   };
+
+  it('quantized weights without the 8-bit dot-product instructions (AVX512_VNNI, dotprod) match', {
+    skip: !nativeInfo()?.int8Dot && 'int8Dot not in use',
+  }, () => {
+    setNativeFeature('int8Dot', false);
+    try {
+      checkQuantized(native, rng);
+    } finally {
+      setNativeFeature('int8Dot', true);
+    }
+  });
 
   it('bf16 matmul on every GEMM engine the CPU has (AMX, AVX512_BF16, widening) matches, accumulate on/off', () => {
     // M not a multiple of 8 or 16, N not a multiple of 32, depth beyond one packed block (2048)
