@@ -99,8 +99,8 @@ class Call {
   float* f32_opt(size_t i, const char* what, double need) { return present(i) ? f32(i, what, need) : nullptr; }
   int32_t* i32_opt(size_t i, const char* what, double need) { return present(i) ? i32(i, what, need) : nullptr; }
 
-  // Matrix at i (data, rows, cols, dtype): data a Float32Array (f32) or Uint16Array (bf16) of >= rows * cols
-  // elements, or for a quantized dtype ('q8_0', 'q4_k', ...) a Uint8Array of its blocks (>= rows * row bytes).
+  // Matrix at i (data, rows, cols, dtype): data a Float32Array (f32) or Uint16Array (bf16, f16) of >= rows *
+  // cols elements, or for a quantized dtype ('q8_0', 'q4_k', ...) a Uint8Array of its blocks (>= rows * row bytes).
   la::Mat mat(size_t i, const char* what) {
     la::Mat m{nullptr, false, 0, 0};
     m.rows = integer(i + 1, what, 0, ".rows");
@@ -121,6 +121,11 @@ class Call {
         return m;
       }
       m.data = typed(i, what, napi_uint8_array, napi_uint8_array, 1.0 * m.rows * la::quant_row_bytes(m.qtype, m.cols), nullptr, ".data");
+      return m;
+    }
+    if (std::strcmp(dt, "f16") == 0) {
+      m.f16 = true;
+      m.data = typed(i, what, napi_uint16_array, napi_uint16_array, 1.0 * m.rows * m.cols, nullptr, ".data");
       return m;
     }
     if (std::strcmp(dt, "f32") != 0 && std::strcmp(dt, "bf16") != 0) {

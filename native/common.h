@@ -210,14 +210,16 @@ inline uint32_t bf16_round_bits(uint32_t u) {
 // same names (src/backend/backend.ts): one glossary on both sides.
 
 /**
- * A frozen weight matrix (rows, cols), row-major: TS Matrix {rows, cols, data, dtype}; bf16 when
- * data is a Uint16Array; qtype != 0: ggml blocks of that ggml type id (quant.cc), data a Uint8Array.
+ * A frozen weight matrix (rows, cols), row-major: TS Matrix {rows, cols, data, dtype}; bf16 or
+ * f16 (IEEE half) when data is a Uint16Array; qtype != 0: ggml blocks of that ggml type id
+ * (quant.cc), data a Uint8Array.
  */
 struct Mat {
   const void* data;
   bool bf16;
   long rows, cols;
   int qtype = 0;
+  bool f16 = false;
 };
 /** B rows, T query positions, S cache positions per row, H query heads, Hkv kv heads, hs head size. */
 struct AttnShape {
@@ -252,7 +254,6 @@ long quant_block(int qtype);                  // values per block
 long quant_row_bytes(int qtype, long cols);   // bytes of one row
 void quant_dequant_row(int qtype, const void* data, float* out, long n);
 void quant_matmul(float* out, const float* x, const Mat& w, long M, bool accumulate);
-void quant_matmul_back(float* out, const float* dy, const Mat& w, long M, bool accumulate);
 
 // rows.cc
 void rmsnorm(float* out, const float* x, const float* w, long rows, long dim, float eps, float* rstd);

@@ -1,7 +1,7 @@
 // Products with ggml block-quantized weights (Q8_0, Q4_0, Q4_1, Q5_0, Q4_K, Q5_K, Q6_K; layouts
 // and exact semantics in src/core/quant.ts, the oracle). matmul quantizes each row of x per block
 // to 8 bits (Q8_0 / Q8_1 / Q8_K, as llama.cpp's CPU backend does) and sums exact integer block
-// dot products times the two scales; matmulBack and embed dequantize rows exactly (fp32 dy).
+// dot products times the two scales; matmulBack (linear.cc) and embed dequantize rows exactly (fp32 dy).
 //
 // Written once, compiled per SIMD target (foreach_target.h):
 //  * activations are quantized with Highway vectors (the oracle's float32 arithmetic, exactly);
@@ -491,30 +491,6 @@ void quant_matmul(float* out, const float* x, const Mat& w, long M, bool acc) {
   };
   if (M <= 4) parallel_for_affine(groups, nt, body);
   else parallel_for(groups, nt, body, 2);
-}
-
-// out (M, K) (+)= dy (M, N) · W with W quantized: rows dequantized exactly into fp32 panels, then
-// the same sgemm the f32 path uses (per thread, a column range of out: whole blocks).
-void quant_matmul_back(float* out, const float* dy, const Mat& w, long M, bool acc) {
-  const long N = w.rows, K = w.cols;
-  if (M <= 0 || K <= 0) return;
-  const long blk = quant_block(w.qtype), rb = quant_row_bytes(w.qtype, K);
-  const long chunks = K / blk;
-  const int nt = threads_for(static_cast<double>(M) * N * K, 1 << 17);
-  const uint8_t* wd = static_cast<const uint8_t*>(w.data);
-  parallel_for(chunks, nt, [&](long c0, long c1) {
-    const long k0 = c0 * blk, kw = (c1 - c0) * blk;
-    const long PN = 256;
-    static thread_local std::vector<float> panel;
-    if (panel.size() < static_cast<size_t>(PN * kw)) panel.resize(PN * kw);
-    for (long p = 0; p < N; p += PN) {
-      const long pn = N - p < PN ? N - p : PN;
-      for (long r = 0; r < pn; r++)
-        HWY_DYNAMIC_DISPATCH(DequantRow)(w.qtype, wd + (p + r) * rb + c0 * quant::type_info(w.qtype).bytes, panel.data() + r * kw, kw);
-      cblas_sgemm(kCblasRowMajor, kCblasNoTrans, kCblasNoTrans, static_cast<int>(M), static_cast<int>(kw), static_cast<int>(pn), 1.0f, dy + p,
-                  static_cast<int>(N), panel.data(), static_cast<int>(kw), (acc || p > 0) ? 1.0f : 0.0f, out + k0, static_cast<int>(K));
-    }
-  }, 2);
 }
 
 }  // namespace la

@@ -15,7 +15,7 @@ import type { AttnShape, Backend, PromptShape } from '../src/backend/backend.js'
 import { createTsBackend } from '../src/backend/ts/index.js';
 import { backends, oracleId, type BackendId } from '../src/backend/index.js';
 import { loadNativeBackend, nativeInfo, setNativeFeature, setNativeSimd, type Gemm } from '../src/backend/native.js';
-import { roundBf16, toBf16, type Matrix } from '../src/core/weights.js';
+import { roundBf16, toBf16, toF16, type Matrix } from '../src/core/weights.js';
 import { canQuantize, matrixToF32, QUANT_DTYPES, QUANT_TYPES, quantizeMatrix } from '../src/core/quant.js';
 import { Rng } from '../src/core/rng.js';
 
@@ -77,23 +77,16 @@ function sameBits(a: Float32Array, b: Float32Array, what: string): void {
   for (let i = 0; i < ua.length; i++) assert.equal(ua[i], ub[i], `${what}: bits differ at ${i}`);
 }
 
-function weight(rng: Rng, rows: number, cols: number, dtype: 'f32' | 'bf16', scale = 0.5): Matrix {
+function weight(rng: Rng, rows: number, cols: number, dtype: 'f32' | 'bf16' | 'f16', scale = 0.5): Matrix {
   const f = randn(rng, rows * cols, scale);
+  if (dtype === 'f16') return { dtype, rows, cols, data: toF16(f) };
   return dtype === 'f32' ? { dtype, rows, cols, data: f } : { dtype, rows, cols, data: toBf16(f) };
 }
 
 /** The same matrix with its data moved into a view at a non-zero byteOffset. */
 function weightView(w: Matrix): { w: Matrix; intact: () => boolean } {
-  if (w.dtype === 'f32') {
-    const r = inView(w.data);
-    return { w: { ...w, data: r.v }, intact: r.intact };
-  }
-  if (w.dtype !== 'bf16') {
-    const r = inView(w.data);
-    return { w: { ...w, data: r.v }, intact: r.intact };
-  }
-  const r = inView(w.data);
-  return { w: { ...w, data: r.v }, intact: r.intact };
+  const r = inView<Arr>(w.data);
+  return { w: { ...w, data: r.v } as Matrix, intact: r.intact };
 }
 
 function ropeTables(maxPos: number, hs: number): { cos: Float32Array; sin: Float32Array } {
@@ -193,7 +186,7 @@ for (const { id, simd } of runs) {
       checkQuantized(be, rng);
     });
 
-    it('matmul and matmulBack: f32/bf16, decode and prefill shapes, accumulate, views', () => {
+    it('matmul and matmulBack: f32/bf16/f16, decode and prefill shapes, accumulate, views', () => {
       const shapes: [number, number, number][] = [
         [1, 1, 1],
         [6, 5, 0],
@@ -219,7 +212,7 @@ for (const { id, simd } of runs) {
         [100, 200, 60],
       ];
       for (const [M, N, K] of shapes)
-        for (const dtype of ['f32', 'bf16'] as const)
+        for (const dtype of ['f32', 'bf16', 'f16'] as const)
           for (const acc of [false, true]) {
             const tag = `${dtype} M=${M} N=${N} K=${K} acc=${acc}`;
             const w = weight(rng, N, K, dtype);
@@ -231,7 +224,7 @@ for (const { id, simd } of runs) {
               xv = inView(x),
               ov = inView(init);
             be.matmul(ov.v, xv.v, wv.w, M, acc);
-            close(ov.v, want, dtype === 'f32' ? RTOL : RTOL_BF16, `matmul ${tag}`);
+            close(ov.v, want, dtype === 'bf16' ? RTOL_BF16 : RTOL, `matmul ${tag}`);
             assert.ok(ov.intact() && xv.intact() && wv.intact(), `matmul ${tag}: wrote outside its views`);
 
             const dy = randn(rng, M * N);
@@ -241,7 +234,7 @@ for (const { id, simd } of runs) {
             const bv = inView(initB),
               dyv = inView(dy);
             be.matmulBack(bv.v, dyv.v, wv.w, M, acc);
-            close(bv.v, wantB, dtype === 'f32' ? RTOL : RTOL_BF16, `matmulBack ${tag}`);
+            close(bv.v, wantB, dtype === 'bf16' ? RTOL_BF16 : RTOL, `matmulBack ${tag}`);
             assert.ok(bv.intact() && dyv.intact(), `matmulBack ${tag}: wrote outside its views`);
           }
     });
@@ -362,8 +355,8 @@ for (const { id, simd } of runs) {
       }
     });
 
-    it('embed: f32 and bf16 tables, first/last ids, views; bad ids throw', () => {
-      for (const dtype of ['f32', 'bf16'] as const) {
+    it('embed: f32, bf16 and f16 tables, first/last ids, views; bad ids throw', () => {
+      for (const dtype of ['f32', 'bf16', 'f16'] as const) {
         const vocab = 50,
           dim = 24;
         const table = weight(rng, vocab, dim, dtype);

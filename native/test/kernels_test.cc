@@ -169,42 +169,65 @@ void check_matmul() {
   }
 }
 
+float half_value(const uint8_t* p);
+
+/** A random IEEE half of magnitude 2^-5 .. 2^3 (bits). */
+uint16_t random_half() { return static_cast<uint16_t>((g_rng() & 0x83ff) | ((10 + g_rng() % 8) << 10)); }
+
+// Weights of kind 0 f32, 1 bf16, 2 f16 (IEEE half: exact fp32 products, unrounded activations).
+struct KindWeights {
+  Vec wf;                       // the values as fp32
+  std::vector<uint16_t> h;      // bf16 / f16 bits
+  la::Mat mat(int kind, long N, long K) const {
+    la::Mat w{kind ? static_cast<const void*>(h.data()) : static_cast<const void*>(wf.data()), kind == 1, N, K};
+    w.f16 = kind == 2;
+    return w;
+  }
+};
+KindWeights kind_weights(int kind, long N, long K) {
+  KindWeights k{randn(N * K, 0.5f), std::vector<uint16_t>(N * K)};
+  for (long i = 0; i < N * K; i++) {
+    if (kind == 1) k.wf[i] = from_bf16(k.h[i] = to_bf16(k.wf[i]));
+    if (kind == 2) k.wf[i] = half_value(reinterpret_cast<const uint8_t*>(&(k.h[i] = random_half())));
+  }
+  return k;
+}
+const char* const kKindName[] = {"f32", "bf16", "f16"};
+
 void check_matmul_shapes() {
   const long shapes[][3] = {{1, 37, 70}, {1, 64, 64}, {2, 33, 17}, {3, 100, 96}, {5, 48, 33}, {9, 70, 100}, {16, 130, 257},
                             {20, 30, 1100}, {31, 13, 40}, {40, 50, 48}, {70, 20, 130}, {1, 300, 520}};
-  for (bool bf16 : {false, true})
+  for (int kind : {0, 1, 2})
     for (auto& sh : shapes)
       for (bool acc : {false, true}) {
         const long M = sh[0], N = sh[1], K = sh[2];
-        Vec wf = randn(N * K, 0.5f), x = randn(M * K), dy = randn(M * N);
-        std::vector<uint16_t> wb(N * K);
-        if (bf16)
-          for (long i = 0; i < N * K; i++) wf[i] = from_bf16(wb[i] = to_bf16(wf[i]));
-        la::Mat w{bf16 ? static_cast<const void*>(wb.data()) : static_cast<const void*>(wf.data()), bf16, N, K};
-        const std::string tag = std::string(bf16 ? "bf16 " : "f32 ") + std::to_string(M) + "x" + std::to_string(N) + "x" + std::to_string(K) +
+        const KindWeights kw = kind_weights(kind, N, K);
+        Vec x = randn(M * K), dy = randn(M * N);
+        const la::Mat w = kw.mat(kind, N, K);
+        const bool bf16 = kind == 1;
+        const std::string tag = std::string(kKindName[kind]) + " " + std::to_string(M) + "x" + std::to_string(N) + "x" + std::to_string(K) +
                                 (acc ? " acc" : "");
         Vec got = randn(M * N), want = got;
         la::matmul(got.data(), x.data(), w, M, acc);
-        ref_matmul(want.data(), x.data(), wf.data(), bf16, M, N, K, acc);
+        ref_matmul(want.data(), x.data(), kw.wf.data(), bf16, M, N, K, acc);
         close(got.data(), want.data(), got.size(), bf16 ? kRtolBf16 : kRtol, "matmul " + tag);
         Vec gotB = randn(M * K), wantB = gotB;
         la::matmul_back(gotB.data(), dy.data(), w, M, acc);
-        ref_matmul_back(wantB.data(), dy.data(), wf.data(), bf16, M, N, K, acc);
+        ref_matmul_back(wantB.data(), dy.data(), kw.wf.data(), bf16, M, N, K, acc);
         close(gotB.data(), wantB.data(), gotB.size(), bf16 ? kRtolBf16 : kRtol, "matmulBack " + tag);
       }
   // A row of a few-row batch (the dot kernel's range) has the same bits alone or in any batch.
-  for (bool bf16 : {false, true}) {
+  for (int kind : {0, 1, 2}) {
     const long N = 70, K = 600, M = 15;
-    Vec wf = randn(N * K, 0.5f), x = randn(M * K);
-    std::vector<uint16_t> wb(N * K);
-    for (long i = 0; i < N * K; i++) wb[i] = to_bf16(wf[i]);
-    la::Mat w{bf16 ? static_cast<const void*>(wb.data()) : static_cast<const void*>(wf.data()), bf16, N, K};
+    const KindWeights kw = kind_weights(kind, N, K);
+    Vec x = randn(M * K);
+    const la::Mat w = kw.mat(kind, N, K);
     Vec all(M * N);
     la::matmul(all.data(), x.data(), w, M, false);
     for (long m : {1L, 2L, 3L, 5L, 8L}) {
       Vec part(m * N);
       la::matmul(part.data(), x.data(), w, m, false);
-      same_bits(part.data(), all.data(), m * N, std::string(bf16 ? "bf16" : "f32") + " matmul: " + std::to_string(m) + " rows vs 15");
+      same_bits(part.data(), all.data(), m * N, std::string(kKindName[kind]) + " matmul: " + std::to_string(m) + " rows vs 15");
     }
   }
 }
@@ -310,6 +333,12 @@ void check_rows() {
         for (long d = 0; d < D; d++) want[i * D + d] = bf16 ? from_bf16(tb[ids[i] * D + d]) : tf[ids[i] * D + d];
       close(got.data(), want.data(), got.size(), 0.0, bf16 ? "embed bf16" : "embed f32", 0.0);
     }
+    const KindWeights kh = kind_weights(2, V, D);
+    Vec got(n * D), want(n * D);
+    la::embed(got.data(), kh.mat(2, V, D), ids, n);
+    for (long i = 0; i < n; i++)
+      for (long d = 0; d < D; d++) want[i * D + d] = kh.wf[ids[i] * D + d];
+    close(got.data(), want.data(), got.size(), 0.0, "embed f16", 0.0);
   }
   // Cross-entropy: loss and (softmax - onehot) * scale; ignored rows (target < 0) give zero rows.
   for (long V : {3L, 17L, 512L, 1001L}) {

@@ -1,6 +1,6 @@
 // Micro-benchmark of the quantized-weight kernels (native/quant.cc), linked directly (no Node):
-// timings of matmul (decode and prefill shapes) and matmulBack per ggml type, SIMD target and
-// thread count. Not a test. Build and run: scripts/quant-bench.sh [options] (see there).
+// timings of matmul (decode and prefill shapes) and matmulBack per ggml type (and f32 / bf16
+// weights for comparison), SIMD target and thread count. Not a test. Build and run: scripts/quant-bench.sh [options] (see there).
 //
 // Timing: one thread is timed with CLOCK_THREAD_CPUTIME_ID (the CPU time of the calling thread,
 // so time stolen by other processes on a shared machine does not count); more threads with the
@@ -30,7 +30,8 @@ struct Type {
   const char* name;
   int id, block, bytes, dOff;  // dOff: byte offset of the f16 scale d in a block
 };
-const Type kTypes[] = {{"q8_0", 8, 32, 34, 0},   {"q4_0", 2, 32, 18, 0},   {"q4_1", 3, 32, 20, 0}, {"q5_0", 6, 32, 22, 0},
+// f32, bf16, f16 (id 0, -1, -2): the float weights' kernels, for comparison
+const Type kTypes[] = {{"f32", 0, 1, 4, -1}, {"bf16", -1, 1, 2, -1}, {"f16", -2, 1, 2, -1}, {"q8_0", 8, 32, 34, 0},   {"q4_0", 2, 32, 18, 0},   {"q4_1", 3, 32, 20, 0}, {"q5_0", 6, 32, 22, 0},
                        {"q4_k", 12, 256, 144, 0}, {"q5_k", 13, 256, 176, 0}, {"q6_k", 14, 256, 210, 208}};
 
 const Type* find_type(const std::string& s) {
@@ -44,6 +45,23 @@ std::vector<uint8_t> random_blocks(const Type& t, long rows, long cols, std::mt1
   const long nb = rows * cols / t.block;
   std::vector<uint8_t> w(nb * t.bytes);
   for (auto& b : w) b = static_cast<uint8_t>(rng());
+  if (t.id <= 0) {  // f32 / bf16: N(0, 1) values; f16: random halves of magnitude 2^-5 .. 2^3
+    std::normal_distribution<float> nd(0.0f, 1.0f);
+    for (long i = 0; i < rows * cols; i++) {
+      const float v = nd(rng);
+      if (t.id == 0) std::memcpy(w.data() + 4 * i, &v, 4);
+      else if (t.id == -2) {
+        const uint16_t h = static_cast<uint16_t>((rng() & 0x83ff) | ((10 + rng() % 8) << 10));
+        std::memcpy(w.data() + 2 * i, &h, 2);
+      } else {
+        uint32_t u;
+        std::memcpy(&u, &v, 4);
+        const uint16_t h = static_cast<uint16_t>(la::bf16_round_bits(u) >> 16);
+        std::memcpy(w.data() + 2 * i, &h, 2);
+      }
+    }
+    return w;
+  }
   for (long b = 0; b < nb; b++) {
     uint8_t* p = w.data() + b * t.bytes + t.dOff;
     p[0] = 0x00, p[1] = 0x20;  // d = 2^-7
@@ -79,7 +97,7 @@ std::vector<std::string> split(const std::string& s, char c) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::vector<std::string> types = {"q8_0", "q4_k"};
+  std::vector<std::string> types = {"q8_0", "q4_k"};  // also f32, bf16, f16
   std::vector<std::string> shapes = {"1x2048x2048", "1x5632x2048", "1x2048x5632", "256x2048x2048"};
   std::vector<std::string> variants = {"best"};
   int threads = 1;
@@ -127,13 +145,14 @@ int main(int argc, char** argv) {
       std::normal_distribution<float> nd(0.0f, 1.0f);
       std::vector<float> x(M * (back ? N : K)), out(M * (back ? K : N));
       for (auto& v : x) v = nd(rng);
-      la::Mat m{w.data(), false, N, K};
-      m.qtype = t->id;
+      la::Mat m{w.data(), t->id == -1, N, K};
+      m.qtype = t->id > 0 ? t->id : 0;
+      m.f16 = t->id == -2;
       std::vector<std::vector<double>> times(variants.size());
       auto run = [&]() {
         la::NoDenormals nd0;
-        if (back) la::quant_matmul_back(out.data(), x.data(), m, M, false);
-        else la::quant_matmul(out.data(), x.data(), m, M, false);
+        if (back) la::matmul_back(out.data(), x.data(), m, M, false);
+        else la::matmul(out.data(), x.data(), m, M, false);
       };
       auto setVariant = [&](const std::string& v) {
         const std::vector<std::string> parts = split(v, ':');
