@@ -55,7 +55,9 @@ export function benchCommand(): Command {
     .description('measure adapter training, prefill and decode speed (one JSON line per measurement); --compare-pytorch runs the PyTorch peer too')
     .requiredOption('--config <name|path>', 'stories260K, tinystories-656k, medium, large, 7b-layer, 7b, or a checkpoint path')
     .addOption(
-      new Option('--dtype <dtype>', 'dtype of the frozen weights').choices(['fp32', 'bf16', 'q8_0', 'q4_0', 'q4_1', 'q5_0', 'q4_k', 'q6_k']).default(d.dtype),
+      new Option('--dtype <dtype>', 'dtype of the frozen weights')
+        .choices(['fp32', 'bf16', 'f16', 'q8_0', 'q4_0', 'q4_1', 'q5_0', 'q4_k', 'q6_k'])
+        .default(d.dtype),
     )
     .option('--compare-llama-cpp', 'also decode and prefill with node-llama-cpp (llama.cpp) on the same model as a GGUF file, same threads')
     .addOption(new Option('--backend <name>', 'compute backend').choices([...backendNames]).default(d.backend))

@@ -44,7 +44,7 @@ export interface LlamaCppResult {
 }
 
 /**
- * Run the peer. `dtype` is the bench's: fp32 -> F32, bf16 -> BF16, a quantized type as it is
+ * Run the peer. `dtype` is the bench's: fp32 -> F32, bf16 -> BF16, f16 -> F16, a quantized type as it is
  * (matrices whose columns do not fit its blocks fall back as llama-quantize does).
  */
 export async function runLlamaCppPeer(
@@ -62,7 +62,7 @@ export async function runLlamaCppPeer(
     cleanup = () => fs.rmSync(dir, { recursive: true, force: true });
     const type = (o.dtype === 'fp32' ? 'f32' : o.dtype) as GgufWriteType;
     log(`writing the model as GGUF ${type} for the node-llama-cpp peer (${file})`);
-    writeGgufModel(file, c, w, syntheticVocab(c.vocabSize), isQuantDtype(type) || type === 'bf16' || type === 'f32' ? type : 'f32', 'bench');
+    writeGgufModel(file, c, w, syntheticVocab(c.vocabSize), isQuantDtype(type) || type === 'bf16' || type === 'f16' || type === 'f32' ? type : 'f32', 'bench');
   }
   try {
     const llama = await getLlama({ gpu: false, build: 'never', logLevel: LlamaLogLevel.error });

@@ -61,8 +61,8 @@ export const BENCH_DEFAULTS: Omit<BenchOptions, 'config'> = {
   waitIdle: 0,
 };
 
-/** The bench's dtype names (fp32 as PyTorch says it; the quantized ggml types). */
-export type BenchDtype = 'fp32' | 'bf16' | 'q8_0' | 'q4_0' | 'q4_1' | 'q5_0' | 'q4_k' | 'q6_k';
+/** The bench's dtype names (fp32 as PyTorch says it; f16 = IEEE half weights; the quantized ggml types). */
+export type BenchDtype = 'fp32' | 'bf16' | 'f16' | 'q8_0' | 'q4_0' | 'q4_1' | 'q5_0' | 'q4_k' | 'q6_k';
 
 export type BenchLine = Record<string, string | number | boolean | null>;
 
@@ -258,7 +258,7 @@ export async function runBench(o: BenchOptions, emit: (line: BenchLine) => void)
       script,
       config: peerConfig,
       threads: be.threads,
-      dtype: dtype === 'bf16' ? 'bf16' : 'f32', // a quantized base is compared with PyTorch fp32
+      dtype: dtype === 'bf16' ? 'bf16' : 'f32', // a quantized or f16 base is compared with PyTorch fp32
       steps: trainSteps,
       B: o.batch,
       T: o.seq,

@@ -99,8 +99,8 @@ class Call {
   float* f32_opt(size_t i, const char* what, double need) { return present(i) ? f32(i, what, need) : nullptr; }
   int32_t* i32_opt(size_t i, const char* what, double need) { return present(i) ? i32(i, what, need) : nullptr; }
 
-  // Matrix at i (data, rows, cols, dtype): data a Float32Array (f32) or Uint16Array (bf16) of >= rows * cols
-  // elements, or for a quantized dtype ('q8_0', 'q4_k', ...) a Uint8Array of its blocks (>= rows * row bytes).
+  // Matrix at i (data, rows, cols, dtype): data a Float32Array (f32) or Uint16Array (bf16, f16) of >= rows *
+  // cols elements, or for a quantized dtype ('q8_0', 'q4_k', ...) a Uint8Array of its blocks (>= rows * row bytes).
   la::Mat mat(size_t i, const char* what) {
     la::Mat m{nullptr, false, 0, 0};
     m.rows = integer(i + 1, what, 0, ".rows");
@@ -121,6 +121,11 @@ class Call {
         return m;
       }
       m.data = typed(i, what, napi_uint8_array, napi_uint8_array, 1.0 * m.rows * la::quant_row_bytes(m.qtype, m.cols), nullptr, ".data");
+      return m;
+    }
+    if (std::strcmp(dt, "f16") == 0) {
+      m.f16 = true;
+      m.data = typed(i, what, napi_uint16_array, napi_uint16_array, 1.0 * m.rows * m.cols, nullptr, ".data");
       return m;
     }
     if (std::strcmp(dt, "f32") != 0 && std::strcmp(dt, "bf16") != 0) {
@@ -616,7 +621,7 @@ napi_value Backend(napi_env env, napi_callback_info info) {
   return o;
 }
 
-// info() -> { simd, simdTargets, avx512bf16, cpuAvx512bf16, amx, batchInvariant, threads }
+// info() -> { simd, simdTargets, avx512bf16, cpuAvx512bf16, amx, batchInvariant, int8Dot, cpuInt8Dot, threads }
 napi_value Info(napi_env env, napi_callback_info) {
   napi_value o, v;
   napi_create_object(env, &o);
@@ -639,6 +644,10 @@ napi_value Info(napi_env env, napi_callback_info) {
   napi_set_named_property(env, o, "amx", v);
   napi_get_boolean(env, la::g_features.batchInvariant, &v);
   napi_set_named_property(env, o, "batchInvariant", v);
+  napi_get_boolean(env, la::g_features.int8Dot, &v);
+  napi_set_named_property(env, o, "int8Dot", v);
+  napi_get_boolean(env, la::g_features.cpuInt8Dot, &v);
+  napi_set_named_property(env, o, "cpuInt8Dot", v);
   napi_create_int32(env, la::pool_threads(), &v);
   napi_set_named_property(env, o, "threads", v);
   return o;
@@ -663,7 +672,8 @@ napi_value SetSimd(napi_env env, napi_callback_info info) {
 
 // setFeature(name, enabled) -> boolean now in effect. 'amx' / 'avx512bf16': turn the AMX or the
 // AVX512_BF16 GEMM off (or back on, when the CPU has it), for tests and benchmarks of the fallbacks;
-// 'batchInvariant': matmul results of a row independent of the rest of its batch; 'bf16Split'.
+// 'batchInvariant': matmul results of a row independent of the rest of its batch; 'bf16Split';
+// 'int8Dot': the CPU's 8-bit dot products (AVX512_VNNI, ARM dotprod) for quantized weights.
 napi_value SetFeature(napi_env env, napi_callback_info info) {
   napi_value argv[2];
   size_t argc = 2;
@@ -682,8 +692,9 @@ napi_value SetFeature(napi_env env, napi_callback_info info) {
   else if (std::string(name) == "batchInvariant") now = la::g_features.batchInvariant = on;
   else if (std::string(name) == "bf16Split") now = la::g_features.bf16Split = on;
   else if (std::string(name) == "avx512bf16") now = la::g_features.avx512bf16 = on && la::g_features.cpuAvx512bf16;
+  else if (std::string(name) == "int8Dot") now = la::g_features.int8Dot = on && la::g_features.cpuInt8Dot;
   else {
-    napi_throw_type_error(env, nullptr, "native setFeature: unknown feature (amx, avx512bf16, batchInvariant, bf16Split)");
+    napi_throw_type_error(env, nullptr, "native setFeature: unknown feature (amx, avx512bf16, batchInvariant, bf16Split, int8Dot)");
     return nullptr;
   }
   napi_value r;

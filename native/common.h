@@ -43,6 +43,10 @@ struct Features {
   bool avx512bf16 = false;     // AVX512_BF16 (vdpbf16ps) in use for bf16 GEMMs without AMX
   bool cpuAvx512bf16 = false;  // ... and whether it can be (CPU flag, AVX-512 target in force)
   bool amx = false;            // AMX-BF16 tiles in use (CPU flag, kernel permission, AVX-512 target)
+  // 8-bit integer dot products for quantized weights in use (quant.cc): AVX512_VNNI with an AVX-512
+  // target in force, or ARMv8.2 dotprod (sdot) with NEON ...
+  bool int8Dot = false;
+  bool cpuInt8Dot = false;     // ... and whether they can be (CPU flag, target in force)
   // Not a CPU feature: matmul uses the dot-product kernel for every M (no sgemm, no AMX), so each
   // row's result is independent of the batch around it (slower for many rows).
   bool batchInvariant = false;
@@ -206,14 +210,16 @@ inline uint32_t bf16_round_bits(uint32_t u) {
 // same names (src/backend/backend.ts): one glossary on both sides.
 
 /**
- * A frozen weight matrix (rows, cols), row-major: TS Matrix {rows, cols, data, dtype}; bf16 when
- * data is a Uint16Array; qtype != 0: ggml blocks of that ggml type id (quant.cc), data a Uint8Array.
+ * A frozen weight matrix (rows, cols), row-major: TS Matrix {rows, cols, data, dtype}; bf16 or
+ * f16 (IEEE half) when data is a Uint16Array; qtype != 0: ggml blocks of that ggml type id
+ * (quant.cc), data a Uint8Array.
  */
 struct Mat {
   const void* data;
   bool bf16;
   long rows, cols;
   int qtype = 0;
+  bool f16 = false;
 };
 /** B rows, T query positions, S cache positions per row, H query heads, Hkv kv heads, hs head size. */
 struct AttnShape {
@@ -248,7 +254,6 @@ long quant_block(int qtype);                  // values per block
 long quant_row_bytes(int qtype, long cols);   // bytes of one row
 void quant_dequant_row(int qtype, const void* data, float* out, long n);
 void quant_matmul(float* out, const float* x, const Mat& w, long M, bool accumulate);
-void quant_matmul_back(float* out, const float* dy, const Mat& w, long M, bool accumulate);
 
 // rows.cc
 void rmsnorm(float* out, const float* x, const float* w, long rows, long dim, float eps, float* rstd);

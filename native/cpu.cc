@@ -8,6 +8,9 @@
 
 #include <cstdlib>
 #include <cstring>
+#if defined(__aarch64__) && defined(__linux__)
+#include <sys/auxv.h>
+#endif
 
 #include "hwy/targets.h"
 
@@ -43,6 +46,12 @@ int64_t g_forced = 0;  // 0 = best
 bool g_cpuAmx = false;
 bool g_cpuBf16 = false;
 bool g_wantBf16 = false;
+#if HWY_ARCH_ARM
+bool g_cpuDotprod = false;  // ARMv8.2 dotprod
+#else
+bool g_cpuVnni = false;  // AVX512_VNNI
+#endif
+bool g_wantInt8Dot = true;
 
 bool env_on(const char* name) {
   const char* v = std::getenv(name);
@@ -55,6 +64,13 @@ void update_engines() {
   g_features.amx = g_cpuAmx && avx512;
   g_features.cpuAvx512bf16 = g_cpuBf16 && avx512;
   g_features.avx512bf16 = g_wantBf16 && g_features.cpuAvx512bf16;
+#if HWY_ARCH_ARM
+  const int64_t t = g_forced ? g_forced : (g_runnable & -g_runnable);
+  g_features.cpuInt8Dot = g_cpuDotprod && t == HWY_NEON;
+#else
+  g_features.cpuInt8Dot = g_cpuVnni && avx512;
+#endif
+  g_features.int8Dot = g_wantInt8Dot && g_features.cpuInt8Dot;
 }
 
 }  // namespace
@@ -106,7 +122,13 @@ void detect_features() {
   // overrides.
   const char* dp = std::getenv("LLAMA_ADAPTER_AVX512BF16");
   g_wantBf16 = dp && *dp ? env_on("LLAMA_ADAPTER_AVX512BF16") : !g_cpuAmx;
+  g_cpuVnni = __builtin_cpu_supports("avx512vnni");
 #endif
+#if defined(__aarch64__) && defined(__linux__)
+  g_cpuDotprod = (getauxval(AT_HWCAP) & (1ul << 20)) != 0;  // HWCAP_ASIMDDP
+#endif
+  const char* id = std::getenv("LLAMA_ADAPTER_INT8DOT");
+  g_wantInt8Dot = !(id && *id) || env_on("LLAMA_ADAPTER_INT8DOT");
   g_features.batchInvariant = env_on("LLAMA_ADAPTER_BATCH_INVARIANT");
   const char* want = std::getenv("LLAMA_ADAPTER_SIMD");
   if (!(want && *want && simd_force(want))) simd_force("");

@@ -65,7 +65,7 @@ struct MmScratch {
 thread_local MmScratch t_mm;
 
 // o[i, j] (+)= x[i, 0:len] · w[j, 0:len] for i < MB, j < NB (x rows ldx apart, w rows ldw apart).
-template <bool BF16, int MB, int NB>
+template <int WK, int MB, int NB>
 void DotBlock(float* o, long ldo, const float* x, long ldx, const void* w, long ldw, long len, float* park, bool first, bool last, bool acc) {
   const DF d;
   const long N = static_cast<long>(hn::Lanes(d));
@@ -75,7 +75,7 @@ void DotBlock(float* o, long ldo, const float* x, long ldx, const void* w, long 
   long k = 0;
   for (; k + N <= len; k += N) {
     VF wv[NB];
-    for (int j = 0; j < NB; j++) wv[j] = LoadW<BF16>(d, w, j * ldw + k);
+    for (int j = 0; j < NB; j++) wv[j] = LoadW<WK>(d, w, j * ldw + k);
     for (int i = 0; i < MB; i++) {
       const VF xv = hn::LoadU(d, x + i * ldx + k);
       for (int j = 0; j < NB; j++) a[i][j] = hn::MulAdd(xv, wv[j], a[i][j]);
@@ -84,7 +84,7 @@ void DotBlock(float* o, long ldo, const float* x, long ldx, const void* w, long 
   if (k < len) {  // only at the end of K
     const size_t t = static_cast<size_t>(len - k);
     VF wv[NB];
-    for (int j = 0; j < NB; j++) wv[j] = LoadWPart<BF16>(d, w, j * ldw + k, t);
+    for (int j = 0; j < NB; j++) wv[j] = LoadWPart<WK>(d, w, j * ldw + k, t);
     for (int i = 0; i < MB; i++) {
       const VF xv = LoadPart(d, x + i * ldx + k, t);
       for (int j = 0; j < NB; j++) a[i][j] = hn::MulAdd(xv, wv[j], a[i][j]);
@@ -104,31 +104,31 @@ void DotBlock(float* o, long ldo, const float* x, long ldx, const void* w, long 
 
 using DotFn = void (*)(float*, long, const float*, long, const void*, long, long, float*, bool, bool, bool);
 
-// kDot<BF16>[mb - 1][nb - 1] = DotBlock<BF16, mb, nb>
-template <bool BF16, int MB, int... NBs>
+// kDot<WK>[mb - 1][nb - 1] = DotBlock<WK, mb, nb>
+template <int WK, int MB, int... NBs>
 constexpr std::array<DotFn, sizeof...(NBs)> DotRow(std::integer_sequence<int, NBs...>) {
-  return {{&DotBlock<BF16, MB, NBs + 1>...}};
+  return {{&DotBlock<WK, MB, NBs + 1>...}};
 }
-template <bool BF16, int... MBs>
+template <int WK, int... MBs>
 constexpr std::array<std::array<DotFn, kNB>, sizeof...(MBs)> DotTable(std::integer_sequence<int, MBs...>) {
-  return {{DotRow<BF16, MBs + 1>(std::make_integer_sequence<int, kNB>())...}};
+  return {{DotRow<WK, MBs + 1>(std::make_integer_sequence<int, kNB>())...}};
 }
-template <bool BF16>
-constexpr auto kDot = DotTable<BF16>(std::make_integer_sequence<int, kMB>());
-// kDot1<BF16>[nb - 1] = DotBlock<BF16, 1, nb> for nb <= kNB1 (one row)
-template <bool BF16>
-constexpr auto kDot1 = DotRow<BF16, 1>(std::make_integer_sequence<int, kNB1>());
+template <int WK>
+constexpr auto kDot = DotTable<WK>(std::make_integer_sequence<int, kMB>());
+// kDot1<WK>[nb - 1] = DotBlock<WK, 1, nb> for nb <= kNB1 (one row)
+template <int WK>
+constexpr auto kDot1 = DotRow<WK, 1>(std::make_integer_sequence<int, kNB1>());
 
 // out rows [0, M) x columns [n0, n1) (weight rows n0..n1).
-template <bool BF16>
+template <int WK>
 void MmRangeT(float* out, const float* x, const void* w, long N, long K, long M, long n0, long n1, bool acc) {
   const long L = static_cast<long>(hn::Lanes(DF()));
-  const size_t wsz = BF16 ? 2 : 4;
+  const size_t wsz = WK == kWF32 ? 4 : 2;
   const char* wb = static_cast<const char*>(w);
   if (M == 1) {
     for (long n = n0; n < n1; n += kNB1) {
       const int nb = static_cast<int>(n1 - n < kNB1 ? n1 - n : kNB1);
-      kDot1<BF16>[nb - 1](out + n, N, x, K, wb + n * K * wsz, K, K, nullptr, true, true, acc);
+      kDot1<WK>[nb - 1](out + n, N, x, K, wb + n * K * wsz, K, K, nullptr, true, true, acc);
     }
     return;
   }
@@ -138,7 +138,7 @@ void MmRangeT(float* out, const float* x, const void* w, long N, long K, long M,
       const int nb = static_cast<int>(n1 - n < kNB ? n1 - n : kNB);
       for (long m = 0; m < M; m += kMB) {
         const int mb = static_cast<int>(M - m < kMB ? M - m : kMB);
-        kDot<BF16>[mb - 1][nb - 1](out + m * N + n, N, x + m * K, K, wb + n * K * wsz, K, K, nullptr, true, true, acc);
+        kDot<WK>[mb - 1][nb - 1](out + m * N + n, N, x + m * K, K, wb + n * K * wsz, K, K, nullptr, true, true, acc);
       }
     }
     return;
@@ -170,23 +170,25 @@ void MmRangeT(float* out, const float* x, const void* w, long N, long K, long M,
       for (long c = 0; c < nK; c++) {
         const long k0 = c * kKC, len = K - k0 < kKC ? K - k0 : kKC;
         for (int j = 0; j < nb; j++) {
-          if (BF16) Bf16ToF32(wp + j * kKC, reinterpret_cast<const uint16_t*>(wb) + (n + j) * K + k0, len);
+          if (WK == kWBF16) Bf16ToF32(wp + j * kKC, reinterpret_cast<const uint16_t*>(wb) + (n + j) * K + k0, len);
+          else if (WK == kWF16) F16ToF32(wp + j * kKC, reinterpret_cast<const uint16_t*>(wb) + (n + j) * K + k0, len);
           else std::memcpy(wp + j * kKC, reinterpret_cast<const float*>(wb) + (n + j) * K + k0, len * sizeof(float));
         }
         const bool first = c == 0, last = c == nK - 1;
         for (long m = mc; m < me; m += kMB) {
           const int mb = static_cast<int>(me - m < kMB ? me - m : kMB);
           const long b = (m - mc) / kMB;
-          kDot<false>[mb - 1][nb - 1](out + m * N + n, N, xp + (b * nK + c) * kMB * kKC, kKC, wp, kKC, len, park + b * (kMB * kNB * L), first, last, acc);
+          kDot<kWF32>[mb - 1][nb - 1](out + m * N + n, N, xp + (b * nK + c) * kMB * kKC, kKC, wp, kKC, len, park + b * (kMB * kNB * L), first, last, acc);
         }
       }
     }
   }
 }
 
-void MmRange(float* out, const float* x, const void* w, bool bf16, long N, long K, long M, long n0, long n1, bool acc) {
-  if (bf16) MmRangeT<true>(out, x, w, N, K, M, n0, n1, acc);
-  else MmRangeT<false>(out, x, w, N, K, M, n0, n1, acc);
+void MmRange(float* out, const float* x, const void* w, int wk, long N, long K, long M, long n0, long n1, bool acc) {
+  if (wk == kWBF16) MmRangeT<kWBF16>(out, x, w, N, K, M, n0, n1, acc);
+  else if (wk == kWF16) MmRangeT<kWF16>(out, x, w, N, K, M, n0, n1, acc);
+  else MmRangeT<kWF32>(out, x, w, N, K, M, n0, n1, acc);
 }
 
 /** The dot kernel's register-block width for M rows (matmul splits N into groups of it). */
@@ -196,7 +198,7 @@ constexpr long kMaxSmall = 8;  // matmulBack rows handled by the small kernel (a
 
 // out[m, k0:k1] (+)= sum_n dy[m, n] W[n, k0:k1] for m < M (small). Column blocks of the output
 // stay in L1 while the weight rows stream through 4 at a time; each element sums n in order.
-template <bool BF16>
+template <int WK>
 void MmbSmallRangeT(float* out, const float* dy, const void* w, long N, long K, long M, long k0, long k1, bool acc) {
   const DF d;
   const long L = static_cast<long>(hn::Lanes(d));
@@ -211,10 +213,10 @@ void MmbSmallRangeT(float* out, const float* dy, const void* w, long N, long K, 
       for (long k = kb; k < ke; k += L) {
         const size_t t = static_cast<size_t>(ke - k < L ? ke - k : L);
         const bool full = static_cast<long>(t) == L;
-        const VF w0 = full ? LoadW<BF16>(d, w, n * K + k) : LoadWPart<BF16>(d, w, n * K + k, t);
-        const VF w1 = full ? LoadW<BF16>(d, w, (n + 1) * K + k) : LoadWPart<BF16>(d, w, (n + 1) * K + k, t);
-        const VF w2 = full ? LoadW<BF16>(d, w, (n + 2) * K + k) : LoadWPart<BF16>(d, w, (n + 2) * K + k, t);
-        const VF w3 = full ? LoadW<BF16>(d, w, (n + 3) * K + k) : LoadWPart<BF16>(d, w, (n + 3) * K + k, t);
+        const VF w0 = full ? LoadW<WK>(d, w, n * K + k) : LoadWPart<WK>(d, w, n * K + k, t);
+        const VF w1 = full ? LoadW<WK>(d, w, (n + 1) * K + k) : LoadWPart<WK>(d, w, (n + 1) * K + k, t);
+        const VF w2 = full ? LoadW<WK>(d, w, (n + 2) * K + k) : LoadWPart<WK>(d, w, (n + 2) * K + k, t);
+        const VF w3 = full ? LoadW<WK>(d, w, (n + 3) * K + k) : LoadWPart<WK>(d, w, (n + 3) * K + k, t);
         for (long m = 0; m < M; m++) {
           float* o = out + m * K + k;
           const float* dr = dy + m * N + n;
@@ -234,17 +236,18 @@ void MmbSmallRangeT(float* out, const float* dy, const void* w, long N, long K, 
         float* o = out + m * K;
         for (long k = kb; k < ke; k += L) {
           const size_t t = static_cast<size_t>(ke - k < L ? ke - k : L);
-          if (static_cast<long>(t) == L) hn::StoreU(hn::MulAdd(d0, LoadW<BF16>(d, w, n * K + k), hn::LoadU(d, o + k)), d, o + k);
-          else StorePart(d, hn::MulAdd(d0, LoadWPart<BF16>(d, w, n * K + k, t), LoadPart(d, o + k, t)), o + k, t);
+          if (static_cast<long>(t) == L) hn::StoreU(hn::MulAdd(d0, LoadW<WK>(d, w, n * K + k), hn::LoadU(d, o + k)), d, o + k);
+          else StorePart(d, hn::MulAdd(d0, LoadWPart<WK>(d, w, n * K + k, t), LoadPart(d, o + k, t)), o + k, t);
         }
       }
     }
   }
 }
 
-void MmbSmallRange(float* out, const float* dy, const void* w, bool bf16, long N, long K, long M, long k0, long k1, bool acc) {
-  if (bf16) MmbSmallRangeT<true>(out, dy, w, N, K, M, k0, k1, acc);
-  else MmbSmallRangeT<false>(out, dy, w, N, K, M, k0, k1, acc);
+void MmbSmallRange(float* out, const float* dy, const void* w, int wk, long N, long K, long M, long k0, long k1, bool acc) {
+  if (wk == kWBF16) MmbSmallRangeT<kWBF16>(out, dy, w, N, K, M, k0, k1, acc);
+  else if (wk == kWF16) MmbSmallRangeT<kWF16>(out, dy, w, N, K, M, k0, k1, acc);
+  else MmbSmallRangeT<kWF32>(out, dy, w, N, K, M, k0, k1, acc);
 }
 
 // ---- A packed GEMM for bf16 weights on CPUs without a bf16 GEMM engine (AVX2, SSE4, NEON,
@@ -414,6 +417,8 @@ long GemmPackedCols() { return 2 * static_cast<long>(hn::Lanes(DF())); }
 
 void RoundBf16Range(float* dst, const float* src, long n) { RoundBf16Array(dst, src, n); }
 
+void WidenF16(float* dst, const uint16_t* src, long n) { F16ToF32(dst, src, n); }
+
 }  // namespace HWY_NAMESPACE
 }  // namespace la
 HWY_AFTER_NAMESPACE();
@@ -427,6 +432,7 @@ HWY_EXPORT(MmbSmallRange);
 HWY_EXPORT(RoundBf16Range);
 HWY_EXPORT(GemmPacked);
 HWY_EXPORT(GemmPackedCols);
+HWY_EXPORT(WidenF16);
 
 namespace {
 
@@ -475,6 +481,61 @@ static void sgemm_by_rows(bool bT, long M, long N, long K, const float* A, const
   }, 1);
 }
 
+// The kernels' weight kind of a float matrix (simd-inl.h: kWF32, kWBF16, kWF16).
+static int weight_kind(const Mat& w) { return w.bf16 ? 1 : w.f16 ? 2 : 0; }
+
+// Rows [r0, r0 + n) x columns [c0, c0 + len) of an f16 or quantized weight as fp32 into dst (n, len)
+// (exact; quantized: c0 and len whole blocks).
+static void widen_rows(const Mat& w, long r0, long n, long c0, long len, float* dst) {
+  if (w.qtype) {
+    const long rb = quant_row_bytes(w.qtype, w.cols), off = quant_row_bytes(w.qtype, c0);
+    for (long r = 0; r < n; r++) quant_dequant_row(w.qtype, static_cast<const uint8_t*>(w.data) + (r0 + r) * rb + off, dst + r * len, len);
+    return;
+  }
+  const uint16_t* h = static_cast<const uint16_t*>(w.data);
+  for (long r = 0; r < n; r++) HWY_DYNAMIC_DISPATCH(WidenF16)(dst + r * len, h + (r0 + r) * w.cols + c0, len);
+}
+
+// out (M, N) (+)= x (M, K) · W^T for an f16 W and many rows: per thread, W's rows widened PN at a
+// time into an fp32 panel and multiplied by OpenBLAS sgemm (which re-packs x per panel: 1/PN of
+// the work). PN: up to 256 rows (64 lost ~5% to 256), at least two panels per thread.
+static void widened_matmul(float* out, const float* x, const Mat& w, long M, bool acc, int nt) {
+  const long N = w.rows, K = w.cols;
+  long PN = (N / (2 * nt) + 15) / 16 * 16;
+  PN = PN < 64 ? 64 : PN > 256 ? 256 : PN;
+  parallel_for((N + PN - 1) / PN, nt, [&](long p0, long p1) {
+    static thread_local std::vector<float> panel;
+    if (panel.size() < static_cast<size_t>(PN * K)) panel.resize(PN * K);
+    for (long p = p0; p < p1; p++) {
+      const long n0 = p * PN, pn = N - n0 < PN ? N - n0 : PN;
+      widen_rows(w, n0, pn, 0, K, panel.data());
+      cblas_sgemm(kCblasRowMajor, kCblasNoTrans, kCblasTrans, static_cast<int>(M), static_cast<int>(pn), static_cast<int>(K), 1.0f, x,
+                  static_cast<int>(K), panel.data(), static_cast<int>(K), acc ? 1.0f : 0.0f, out + n0, static_cast<int>(N));
+    }
+  }, 2);
+}
+
+// out (M, K) (+)= dy (M, N) · W for an f16 or quantized W: per thread a range of out's columns
+// (whole blocks), W's rows widened 256 at a time into an fp32 panel for OpenBLAS sgemm. A
+// quantized W's values are its exact dequantized ones and dy stays fp32 (Backend.matmulBack).
+static void widened_matmul_back(float* out, const float* dy, const Mat& w, long M, bool acc, int nt) {
+  const long N = w.rows, K = w.cols;
+  const long blk = w.qtype ? quant_block(w.qtype) : 16;
+  const long chunks = (K + blk - 1) / blk;
+  parallel_for(chunks, nt, [&](long c0, long c1) {
+    const long k0 = c0 * blk, kw = (c1 * blk < K ? c1 * blk : K) - k0;
+    const long PN = 256;
+    static thread_local std::vector<float> panel;
+    if (panel.size() < static_cast<size_t>(PN * kw)) panel.resize(PN * kw);
+    for (long p = 0; p < N; p += PN) {
+      const long pn = N - p < PN ? N - p : PN;
+      widen_rows(w, p, pn, k0, kw, panel.data());
+      cblas_sgemm(kCblasRowMajor, kCblasNoTrans, kCblasNoTrans, static_cast<int>(M), static_cast<int>(kw), static_cast<int>(pn), 1.0f, dy + p,
+                  static_cast<int>(N), panel.data(), static_cast<int>(kw), (acc || p > 0) ? 1.0f : 0.0f, out + k0, static_cast<int>(K));
+    }
+  }, 2);
+}
+
 // out (M, N) (+)= x (M, K) · W^T, W (N, K).
 void matmul(float* out, const float* x, const Mat& wm, long M, bool acc) {
   if (wm.qtype) {
@@ -483,6 +544,7 @@ void matmul(float* out, const float* x, const Mat& wm, long M, bool acc) {
   }
   const void* w = wm.data;
   const bool bf16 = wm.bf16;
+  const int wk = weight_kind(wm);
   const long N = wm.rows, K = wm.cols;
   if (M <= 0 || N <= 0) return;
   const int nt = threads_for(static_cast<double>(M) * N * K, 1 << 17);
@@ -496,7 +558,7 @@ void matmul(float* out, const float* x, const Mat& wm, long M, bool acc) {
     const long nb = HWY_DYNAMIC_DISPATCH(DotGroup)(M);
     const long groups = (N + nb - 1) / nb;
     auto body = [&](long g0, long g1) {
-      HWY_DYNAMIC_DISPATCH(MmRange)(out, x, w, bf16, N, K, M, g0 * nb, g1 * nb < N ? g1 * nb : N, acc);
+      HWY_DYNAMIC_DISPATCH(MmRange)(out, x, w, wk, N, K, M, g0 * nb, g1 * nb < N ? g1 * nb : N, acc);
     };
     // Decode rows: each thread keeps to its own weight rows from step to step (common.h), so
     // they stay in that core's L2.
@@ -506,6 +568,10 @@ void matmul(float* out, const float* x, const Mat& wm, long M, bool acc) {
   }
   if (bf16 && bf16_gemm_ready()) {
     bf16_gemm(out, x, static_cast<const uint16_t*>(w), false, M, N, K, acc);
+    return;
+  }
+  if (wm.f16) {
+    widened_matmul(out, x, wm, M, acc, nt);
     return;
   }
   if (!bf16 && M > N) {
@@ -529,26 +595,31 @@ void matmul(float* out, const float* x, const Mat& wm, long M, bool acc) {
 
 // out (M, K) (+)= dy (M, N) · W, W (N, K).
 void matmul_back(float* out, const float* dy, const Mat& wm, long M, bool acc) {
-  if (wm.qtype) {
-    quant_matmul_back(out, dy, wm, M, acc);
-    return;
-  }
   const void* w = wm.data;
   const bool bf16 = wm.bf16;
+  const int wk = weight_kind(wm);
   const long N = wm.rows, K = wm.cols;
   if (M <= 0 || K <= 0) return;
   const int nt = threads_for(static_cast<double>(M) * N * K, 1 << 17);
+  if (wm.qtype) {
+    widened_matmul_back(out, dy, wm, M, acc, threads_for(static_cast<double>(M) * N * K, 1 << 17));
+    return;
+  }
   if (M <= (bf16 ? kSmallMBf16 : kSmallM) || N == 0) {
     if (bf16) dy = bf16_activations(dy, M * N);
     long blocks = (K + 15) / 16;
     parallel_for(blocks, nt, [&](long b0, long b1) {
       long k0 = b0 * 16, k1 = b1 * 16 < K ? b1 * 16 : K;
-      HWY_DYNAMIC_DISPATCH(MmbSmallRange)(out, dy, w, bf16, N, K, M, k0, k1, acc);
+      HWY_DYNAMIC_DISPATCH(MmbSmallRange)(out, dy, w, wk, N, K, M, k0, k1, acc);
     });
     return;
   }
   if (bf16 && bf16_gemm_ready()) {
     bf16_gemm(out, dy, static_cast<const uint16_t*>(w), true, M, K, N, acc);
+    return;
+  }
+  if (wm.f16) {
+    widened_matmul_back(out, dy, wm, M, acc, nt);
     return;
   }
   if (!bf16 && M > K) {

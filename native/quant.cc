@@ -1,12 +1,19 @@
 // Products with ggml block-quantized weights (Q8_0, Q4_0, Q4_1, Q5_0, Q4_K, Q5_K, Q6_K; layouts
 // and exact semantics in src/core/quant.ts, the oracle). matmul quantizes each row of x per block
 // to 8 bits (Q8_0 / Q8_1 / Q8_K, as llama.cpp's CPU backend does) and sums exact integer block
-// dot products times the two scales; matmulBack and embed dequantize rows exactly (fp32 dy).
+// dot products times the two scales; matmulBack (linear.cc) and embed dequantize rows exactly (fp32 dy).
 //
-// Written once, compiled per SIMD target (foreach_target.h): the inner loops are plain loops over
-// bytes and small integers, which the compiler vectorizes with each target's instructions (the
-// HWY_BEFORE_NAMESPACE region enables them). Weight blocks are unpacked into int8 once per block
-// and reused by every row of x (register blocking over rows comes from that reuse in L1).
+// Written once, compiled per SIMD target (foreach_target.h):
+//  * activations are quantized with Highway vectors (the oracle's float32 arithmetic, exactly);
+//  * AVX2 and AVX-512: register tiles of integer block products in llama.cpp's style
+//    (quant-x86-inl.h), with AVX512_VNNI's vpdpbusd / vpdpwssd where the CPU has them (the
+//    int8Dot feature); a decode row (M = 1) takes QDims::NR1 weight rows per pass, more rows
+//    take QDims::MR x NR tiles over L2-sized blocks of x;
+//  * every other target (SSE4, scalar, NEON): weight blocks unpacked to signed bytes and used by
+//    up to 64 rows of x (quant-blocks-inl.h), with NEON's 8-bit dot products (vdotq_s32 where the
+//    CPU has ARMv8.2 dotprod: int8Dot again; else vmull_s8).
+// Rows of the output are split over the thread pool by groups of weight rows (decode rows keep
+// each thread on its own weight rows from step to step: parallel_for_affine).
 
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "quant.cc"
@@ -16,7 +23,9 @@
 #include "common.h"
 #include "simd-inl.h"
 
+#include <array>
 #include <cstring>
+#include <utility>
 #include <vector>
 
 #ifndef LA_QUANT_ONCE_
@@ -104,18 +113,36 @@ inline TypeInfo type_info(int t) {
   }
 }
 
-/** One row of x quantized: q (K), per-block d (and Q8_1's s), Q8_K's bsums per 16. */
+/**
+ * M rows of x quantized for products with one weight type (QuantizeActRows); row r's values at
+ * q + r * K, the scales of its block b at d[b * M + r] (the rows of a tile side by side).
+ */
 struct Acts {
+  long M = 0, K = 0, nb = 0;  // nb: activation blocks per row (K / 32, or K / 256 for Q8_K)
+  int8_t* q = nullptr;        // (M, K) the 8-bit values
+  float* d = nullptr;         // (nb, M) block scales as products use them (Q8_0 / Q8_1: rounded to half); + 8 spare
+  float* s = nullptr;         // (nb, M) Q8_1: d * (sum of q) rounded to half
+  int32_t* sum = nullptr;     // (M, nb) Q8_0 / Q8_1: sum of q per block
+  int16_t* bsums = nullptr;   // (M, K / 16) Q8_K: sum of q per 16 values
+  int16_t* bsums32 = nullptr; // (M, K / 32) Q8_K: sum of q per 32 values (a K-quant sub-block)
+};
+
+/** Storage behind an Acts (grow-only). */
+struct ActsBuf {
   std::vector<int8_t> q;
   std::vector<float> d, s;
-  std::vector<int32_t> bsums;
-  void size(long K) {
-    if (static_cast<long>(q.size()) < K) {
-      q.resize(K);
-      d.resize(K / 32 + 1);
-      s.resize(K / 32 + 1);
-      bsums.resize(K / 16 + 1);
-    }
+  std::vector<int32_t> sum;
+  std::vector<int16_t> bsums, bsums32;
+  Acts view(int t, long M, long K) {
+    Acts a;
+    a.M = M, a.K = K, a.nb = K / type_info(t).block;
+    grow(q, M * K), grow(d, M * a.nb + 8), grow(s, M * a.nb), grow(sum, M * a.nb), grow(bsums, M * K / 16), grow(bsums32, M * K / 32);
+    a.q = q.data(), a.d = d.data(), a.s = s.data(), a.sum = sum.data(), a.bsums = bsums.data(), a.bsums32 = bsums32.data();
+    return a;
+  }
+  template <class V>
+  static void grow(V& v, long n) {
+    if (static_cast<long>(v.size()) < n) v.resize(n);
   }
 };
 
@@ -128,60 +155,118 @@ namespace la {
 namespace HWY_NAMESPACE {
 using namespace la::quant;
 
-// Quantize x (K) for products with type t (see quantizeActs in src/core/quant.ts: float32 arithmetic).
-void QuantizeActs(int t, const float* x, long K, Acts* a) {
-  if (type_info(t).k) {
-    for (long b = 0; b < K / 256; b++) {
-      const float* xb = x + 256 * b;
-      int8_t* q = a->q.data() + 256 * b;
-      float max = 0, amax = 0;
-      for (int j = 0; j < 256; j++) {
-        const float ax = std::fabs(xb[j]);
-        if (ax > amax) {
-          amax = ax;
-          max = xb[j];
-        }
-      }
-      if (amax == 0) {
-        a->d[b] = 0;
-        std::memset(q, 0, 256);
-      } else {
-        const float iscale = -127.f / max;
-        for (int j = 0; j < 256; j++) {
-          const int v = rne(iscale * xb[j]);
-          q[j] = static_cast<int8_t>(v < 127 ? v : 127);
-        }
-        a->d[b] = 1 / iscale;
-      }
-      for (int j = 0; j < 16; j++) {
-        int s = 0;
-        for (int i = 0; i < 16; i++) s += q[16 * j + i];
-        a->bsums[16 * b + j] = s;
+// ---- activations
+
+// Row r of x (K) quantized as the scalar oracle does (quantizeActs in src/core/quant.ts); the
+// vector path below must give the same bits. A block holding a NaN goes this way (the vector
+// maximum handles NaN differently).
+static void QuantizeBlockScalar(bool k, const float* xb, int8_t* q, float* d, float* s, int32_t* sum) {
+  if (k) {
+    float max = 0, amax = 0;
+    for (int j = 0; j < 256; j++) {
+      const float ax = std::fabs(xb[j]);
+      if (ax > amax) {
+        amax = ax;
+        max = xb[j];
       }
     }
+    if (amax == 0) {
+      *d = 0;
+      std::memset(q, 0, 256);
+      return;
+    }
+    const float iscale = -127.f / max;
+    for (int j = 0; j < 256; j++) {
+      const int v = rne(iscale * xb[j]);
+      q[j] = static_cast<int8_t>(v < 127 ? v : 127);
+    }
+    *d = 1 / iscale;
     return;
   }
-  for (long b = 0; b < K / 32; b++) {
-    const float* xb = x + 32 * b;
-    float amax = 0;
-    for (int j = 0; j < 32; j++) amax = std::fmax(amax, std::fabs(xb[j]));
-    const float d = amax / 127.f;
-    const float id = amax != 0 ? 127.f / amax : 0.f;
-    int sum = 0;
-    for (int j = 0; j < 32; j++) {
-      const int v = rne(xb[j] * id);
-      a->q[32 * b + j] = static_cast<int8_t>(v);
-      sum += v;
-    }
-    a->d[b] = half_to_f32(f32_to_half(d));
-    a->s[b] = half_to_f32(f32_to_half(d * static_cast<float>(sum)));
+  float amax = 0;
+  for (int j = 0; j < 32; j++) amax = std::fmax(amax, std::fabs(xb[j]));
+  const float dd = amax / 127.f;
+  const float id = amax != 0 ? 127.f / amax : 0.f;
+  int total = 0;
+  for (int j = 0; j < 32; j++) {
+    const int v = rne(xb[j] * id);
+    q[j] = static_cast<int8_t>(v);
+    total += v;
   }
+  *d = half_to_f32(f32_to_half(dd));
+  *s = half_to_f32(f32_to_half(dd * static_cast<float>(total)));
+  *sum = total;
 }
 
-static inline int32_t dot32(const int8_t* w, const int8_t* x, int n) {
-  int32_t s = 0;
-  for (int i = 0; i < n; i++) s += static_cast<int32_t>(w[i]) * x[i];
-  return s;
+// Rows [r0, r1) of x (M, K) quantized into a for products with type t.
+void QuantizeActRows(int t, const float* x, long r0, long r1, const Acts* ap) {
+  const Acts& a = *ap;
+  const DF df;
+  const DI32 di;
+  const hn::Rebind<int8_t, DF> d8;
+  const long L = static_cast<long>(hn::Lanes(df));
+  const bool k = type_info(t).k;
+  const long K = a.K, bl = k ? 256 : 32;
+  for (long r = r0; r < r1; r++) {
+    for (long b = 0; b < K / bl; b++) {
+      const float* xb = x + r * K + bl * b;
+      int8_t* q = a.q + r * K + bl * b;
+      float* d = a.d + b * a.M + r;
+      VF m = hn::Zero(df);
+      auto nan = hn::Zero(df);
+      for (long j = 0; j < bl; j += L) {
+        const VF v = hn::LoadU(df, xb + j);
+        m = hn::Max(m, hn::Abs(v));
+        nan = hn::Or(nan, hn::VecFromMask(df, hn::IsNaN(v)));
+      }
+      const bool anyNan = !hn::AllTrue(df, hn::Eq(nan, hn::Zero(df)));
+      if (anyNan) QuantizeBlockScalar(k, xb, q, d, a.s + b * a.M + r, a.sum + r * a.nb + b);
+      const float amax = hn::GetLane(hn::MaxOfLanes(df, m));
+      if (k) {
+        if (!anyNan) {
+          if (amax == 0) {
+            *d = 0;
+            std::memset(q, 0, 256);
+          } else {
+            float max = 0;  // the first value of largest magnitude, with its sign
+            for (long j = 0; j < 256; j++)
+              if (std::fabs(xb[j]) == amax) {
+                max = xb[j];
+                break;
+              }
+            const float iscale = -127.f / max;
+            const VF vs = hn::Set(df, iscale);
+            for (long j = 0; j < 256; j += L) {
+              const auto v = hn::Min(hn::NearestInt(hn::Mul(vs, hn::LoadU(df, xb + j))), hn::Set(di, 127));
+              hn::StoreU(hn::DemoteTo(d8, v), d8, q + j);
+            }
+            *d = 1 / iscale;
+          }
+        }
+        for (long g = 0; g < 16; g++) {
+          int s16 = 0;
+          for (long i = 0; i < 16; i++) s16 += q[16 * g + i];
+          a.bsums[r * (K / 16) + 16 * b + g] = static_cast<int16_t>(s16);
+        }
+        for (long g = 0; g < 8; g++)
+          a.bsums32[r * (K / 32) + 8 * b + g] = static_cast<int16_t>(a.bsums[r * (K / 16) + 16 * b + 2 * g] + a.bsums[r * (K / 16) + 16 * b + 2 * g + 1]);
+        continue;
+      }
+      if (anyNan) continue;
+      const float dd = amax / 127.f;
+      const VF vid = hn::Set(df, amax != 0 ? 127.f / amax : 0.f);
+      auto total = hn::Zero(di);
+      for (long j = 0; j < 32; j += L) {
+        const auto v = hn::NearestInt(hn::Mul(hn::LoadU(df, xb + j), vid));
+        total = hn::Add(total, v);
+        hn::StoreU(hn::DemoteTo(d8, v), d8, q + j);
+      }
+      const int32_t sum = hn::GetLane(hn::SumOfLanes(di, total));
+      *d = half_to_f32(f32_to_half(dd));
+      a.s[b * a.M + r] = half_to_f32(f32_to_half(dd * static_cast<float>(sum)));
+      a.sum[r * a.nb + b] = sum;
+    }
+  }
 }
 
 // One weight block (at wb) unpacked to int8 values u (block size) plus its scales: Q*_0/Q4_1 give
@@ -263,54 +348,80 @@ static inline void Unpack(int t, const uint8_t* o, Unpacked* p) {
   }
 }
 
-// The contribution of block b (unpacked p) with the activations of one row.
-static inline float BlockDot(int t, const Unpacked& p, const Acts& a, long b) {
-  switch (t) {
-    case 12:
-    case 13: {
-      const int8_t* q = a.q.data() + 256 * b;
-      int32_t isum = 0, msum = 0;
-      for (int j = 0; j < 8; j++) {
-        isum += p.sc[j] * dot32(p.u + 32 * j, q + 32 * j, 32);
-        msum += p.mn[j] * (a.bsums[16 * b + 2 * j] + a.bsums[16 * b + 2 * j + 1]);
-      }
-      return a.d[b] * p.d * static_cast<float>(isum) - a.d[b] * p.dmin * static_cast<float>(msum);
-    }
-    case 14: {
-      const int8_t* q = a.q.data() + 256 * b;
-      int32_t isum = 0;
-      for (int j = 0; j < 16; j++) isum += p.sc[j] * dot32(p.u + 16 * j, q + 16 * j, 16);
-      return p.d * a.d[b] * static_cast<float>(isum);
-    }
-    default: {
-      const float r = p.d * a.d[b] * static_cast<float>(dot32(p.u, a.q.data() + 32 * b, 32));
-      return t == 3 ? r + p.m * a.s[b] : r;
-    }
+// ---- products
+
+#if HWY_TARGET == HWY_AVX2 || HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
+// Register tiles of the x86 kernels, per weight type: MR rows of x by NR weight rows; one row of x
+// (decode) by NR1 weight rows.
+template <int T>
+struct QDims {
+  static constexpr bool kK = T == 12 || T == 13 || T == 14;  // K-quants: 32-bit sums per super-block besides the float ones
+#if HWY_TARGET == HWY_AVX2
+  static constexpr int MR = 2, NR = 2, NR1 = 4;  // 16 vector registers
+#else
+  static constexpr int MR = 4, NR = kK ? 3 : 4, NR1 = 4;  // 32
+#endif
+};
+#define LA_QX_VNNI 0
+#include "quant-x86-inl.h"
+#undef LA_QX_VNNI
+#if HWY_TARGET != HWY_AVX2
+#pragma GCC push_options
+#pragma GCC target("avx512vnni")
+#define LA_QX_VNNI 1
+#include "quant-x86-inl.h"
+#undef LA_QX_VNNI
+#pragma GCC pop_options
+#endif
+#define LA_QX 1
+#else
+#define LA_QX 0
+#endif
+
+#define LA_QB_DOTPROD 0
+#include "quant-blocks-inl.h"
+#undef LA_QB_DOTPROD
+#if HWY_TARGET == HWY_NEON
+#pragma GCC push_options
+#pragma GCC target("arch=armv8.2-a+dotprod")
+#define LA_QB_DOTPROD 1
+#include "quant-blocks-inl.h"
+#undef LA_QB_DOTPROD
+#pragma GCC pop_options
+#endif
+
+// out[m, n0:n1] (+)= x[m] . W[n] for all m < M, x already quantized into a.
+void QuantRange(float* out, const Acts* a, const uint8_t* w, int t, long N, long M, long n0, long n1, bool acc) {
+#if LA_QX
+#if HWY_TARGET != HWY_AVX2
+  if (g_features.int8Dot && qxv::Range(t, out, *a, w, N, M, n0, n1, acc)) return;
+#endif
+  if (qx::Range(t, out, *a, w, N, M, n0, n1, acc)) return;
+#endif
+#if HWY_TARGET == HWY_NEON
+  if (g_features.int8Dot) {
+    qpd::Range(t, out, *a, w, N, M, n0, n1, acc);
+    return;
   }
+#endif
+  qp::Range(t, out, *a, w, N, M, n0, n1, acc);
 }
 
-// out[m, n0:n1] (+)= x[m] . W[n] for all m < M, x already quantized into acts[0..M).
-void QuantRange(float* out, const Acts* acts, const uint8_t* w, int t, long N, long K, long M, long n0, long n1, bool acc) {
-  const TypeInfo ti = type_info(t);
-  const long nb = K / ti.block, rb = nb * ti.bytes;
-  thread_local Unpacked p;
-  float sums[64];
-  for (long n = n0; n < n1; n++) {
-    const uint8_t* row = w + n * rb;
-    for (long m0 = 0; m0 < M; m0 += 64) {
-      const long mc = M - m0 < 64 ? M - m0 : 64;
-      for (long i = 0; i < mc; i++) sums[i] = 0;
-      for (long b = 0; b < nb; b++) {
-        Unpack(t, row + b * ti.bytes, &p);
-        for (long i = 0; i < mc; i++) sums[i] += BlockDot(t, p, acts[m0 + i], b);
-      }
-      for (long i = 0; i < mc; i++) {
-        float* o = out + (m0 + i) * N + n;
-        *o = acc ? *o + sums[i] : sums[i];
-      }
-    }
+/** Weight rows QuantRange computes together for M rows of x (threads take whole groups). */
+long QuantGroup(int t, long M) {
+#if LA_QX
+  switch (t) {
+    case 12: return M == 1 ? QDims<12>::NR1 : QDims<12>::NR;
+    case 13: return M == 1 ? QDims<13>::NR1 : QDims<13>::NR;
+    case 14: return M == 1 ? QDims<14>::NR1 : QDims<14>::NR;
+    default: return M == 1 ? QDims<8>::NR1 : QDims<8>::NR;
   }
+#else
+  (void)t, (void)M;
+  return 1;
+#endif
 }
+#undef LA_QX
 
 // out (n) = the n values of row data (a whole number of blocks), dequantized exactly (dequantizeRow).
 void DequantRow(int t, const uint8_t* data, float* out, long n) {
@@ -349,8 +460,9 @@ HWY_AFTER_NAMESPACE();
 #if HWY_ONCE
 namespace la {
 
-HWY_EXPORT(QuantizeActs);
+HWY_EXPORT(QuantizeActRows);
 HWY_EXPORT(QuantRange);
+HWY_EXPORT(QuantGroup);
 HWY_EXPORT(DequantRow);
 
 bool quant_type_known(int t) { return quant::type_info(t).block > 0; }
@@ -366,42 +478,19 @@ void quant_dequant_row(int t, const void* data, float* out, long n) { HWY_DYNAMI
 void quant_matmul(float* out, const float* x, const Mat& w, long M, bool acc) {
   const long N = w.rows, K = w.cols;
   if (M <= 0 || N <= 0) return;
-  static thread_local std::vector<quant::Acts> acts;
-  if (static_cast<long>(acts.size()) < M) acts.resize(M);
-  for (long m = 0; m < M; m++) {
-    acts[m].size(K);
-    HWY_DYNAMIC_DISPATCH(QuantizeActs)(w.qtype, x + m * K, K, &acts[m]);
-  }
-  const quant::Acts* a = acts.data();
+  static thread_local quant::ActsBuf buf;
+  const quant::Acts a = buf.view(w.qtype, M, K);
+  parallel_for(M, threads_for(static_cast<double>(M) * K, 1 << 16), [&](long r0, long r1) {
+    HWY_DYNAMIC_DISPATCH(QuantizeActRows)(w.qtype, x, r0, r1, &a);
+  }, 1);
   const uint8_t* wd = static_cast<const uint8_t*>(w.data);
   const int nt = threads_for(static_cast<double>(M) * N * K, 1 << 15);
-  auto body = [&](long n0, long n1) { HWY_DYNAMIC_DISPATCH(QuantRange)(out, a, wd, w.qtype, N, K, M, n0, n1, acc); };
-  if (M <= 4) parallel_for_affine(N, nt, body);
-  else parallel_for(N, nt, body, 2);
-}
-
-// out (M, K) (+)= dy (M, N) · W with W quantized: rows dequantized exactly into fp32 panels, then
-// the same sgemm the f32 path uses (per thread, a column range of out: whole blocks).
-void quant_matmul_back(float* out, const float* dy, const Mat& w, long M, bool acc) {
-  const long N = w.rows, K = w.cols;
-  if (M <= 0 || K <= 0) return;
-  const long blk = quant_block(w.qtype), rb = quant_row_bytes(w.qtype, K);
-  const long chunks = K / blk;
-  const int nt = threads_for(static_cast<double>(M) * N * K, 1 << 17);
-  const uint8_t* wd = static_cast<const uint8_t*>(w.data);
-  parallel_for(chunks, nt, [&](long c0, long c1) {
-    const long k0 = c0 * blk, kw = (c1 - c0) * blk;
-    const long PN = 256;
-    static thread_local std::vector<float> panel;
-    if (panel.size() < static_cast<size_t>(PN * kw)) panel.resize(PN * kw);
-    for (long p = 0; p < N; p += PN) {
-      const long pn = N - p < PN ? N - p : PN;
-      for (long r = 0; r < pn; r++)
-        HWY_DYNAMIC_DISPATCH(DequantRow)(w.qtype, wd + (p + r) * rb + c0 * quant::type_info(w.qtype).bytes, panel.data() + r * kw, kw);
-      cblas_sgemm(kCblasRowMajor, kCblasNoTrans, kCblasNoTrans, static_cast<int>(M), static_cast<int>(kw), static_cast<int>(pn), 1.0f, dy + p,
-                  static_cast<int>(N), panel.data(), static_cast<int>(kw), (acc || p > 0) ? 1.0f : 0.0f, out + k0, static_cast<int>(K));
-    }
-  }, 2);
+  const long g = HWY_DYNAMIC_DISPATCH(QuantGroup)(w.qtype, M), groups = (N + g - 1) / g;
+  auto body = [&](long g0, long g1) {
+    HWY_DYNAMIC_DISPATCH(QuantRange)(out, &a, wd, w.qtype, N, M, g0 * g, g1 * g < N ? g1 * g : N, acc);
+  };
+  if (M <= 4) parallel_for_affine(groups, nt, body);
+  else parallel_for(groups, nt, body, 2);
 }
 
 }  // namespace la

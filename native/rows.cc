@@ -153,10 +153,11 @@ void AddRange(float* x, const float* y, long i0, long i1) {
 }
 
 // out (n, dim) = rows ids[i] of table (vocab, dim); ids are validated by the caller.
-void EmbedRows(float* out, const void* table, bool bf16, long dim, const int32_t* ids, long n) {
+void EmbedRows(float* out, const void* table, int wk, long dim, const int32_t* ids, long n) {
   for (long i = 0; i < n; i++) {
     const long id = ids[i];
-    if (bf16) Bf16ToF32(out + i * dim, static_cast<const uint16_t*>(table) + id * dim, dim);
+    if (wk == kWBF16) Bf16ToF32(out + i * dim, static_cast<const uint16_t*>(table) + id * dim, dim);
+    else if (wk == kWF16) F16ToF32(out + i * dim, static_cast<const uint16_t*>(table) + id * dim, dim);
     else std::memcpy(out + i * dim, static_cast<const float*>(table) + id * dim, dim * sizeof(float));
   }
 }
@@ -307,7 +308,7 @@ void embed(float* out, const Mat& table, const int32_t* ids, long n) {
     for (long i = 0; i < n; i++) quant_dequant_row(table.qtype, static_cast<const uint8_t*>(table.data) + ids[i] * rb, out + i * table.cols, table.cols);
     return;
   }
-  HWY_DYNAMIC_DISPATCH(EmbedRows)(out, table.data, table.bf16, table.cols, ids, n);
+  HWY_DYNAMIC_DISPATCH(EmbedRows)(out, table.data, table.bf16 ? 1 : table.f16 ? 2 : 0, table.cols, ids, n);
 }
 
 // Softmax cross-entropy over rows of logits (rows, V). dlogits may alias logits; losses (rows) gets

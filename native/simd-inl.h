@@ -1,6 +1,6 @@
 // Per-target SIMD helpers every kernel file builds on (Google Highway, compiled once per target by
 // foreach_target.h in each kernel file): loads and stores of a partial vector, exp, dot, axpy,
-// max, exp-and-sum, bf16 widening and rounding. Each kernel file includes this inside its
+// max, exp-and-sum, bf16 / f16 widening and bf16 rounding. Each kernel file includes this inside its
 // per-target pass, so everything here is per target and inlined into the kernels.
 //
 // Partial vectors: Highway's MaskedLoad/BlendedStore read (and BlendedStore writes back) the whole
@@ -75,15 +75,33 @@ HWY_INLINE VF LoadBf16Part(DF d, const uint16_t* HWY_RESTRICT p, size_t n) {
   return LoadBf16(d, buf);
 }
 
-/** Lanes weights at p (fp32, or bf16 widened). */
-template <bool BF16>
+/** Lanes IEEE halves widened exactly to fp32. */
+HWY_INLINE VF LoadF16(DF d, const uint16_t* HWY_RESTRICT p) {
+  const hn::Rebind<hwy::float16_t, DF> dh;
+  return hn::PromoteTo(d, hn::LoadU(dh, reinterpret_cast<const hwy::float16_t*>(p)));
+}
+
+/** The first n (< Lanes) halves at p widened, zero beyond. */
+HWY_INLINE VF LoadF16Part(DF d, const uint16_t* HWY_RESTRICT p, size_t n) {
+  HWY_ALIGN uint16_t buf[hn::MaxLanes(d)] = {};
+  std::memcpy(buf, p, n * sizeof(uint16_t));
+  return LoadF16(d, buf);
+}
+
+// Weight kinds of the float kernels: the element type of a Mat that is not quantized.
+constexpr int kWF32 = 0, kWBF16 = 1, kWF16 = 2;
+
+/** Lanes weights at p (fp32, or bf16 / f16 widened). */
+template <int WK>
 HWY_INLINE VF LoadW(DF d, const void* w, long off) {
-  if constexpr (BF16) return LoadBf16(d, static_cast<const uint16_t*>(w) + off);
+  if constexpr (WK == kWBF16) return LoadBf16(d, static_cast<const uint16_t*>(w) + off);
+  else if constexpr (WK == kWF16) return LoadF16(d, static_cast<const uint16_t*>(w) + off);
   else return hn::LoadU(d, static_cast<const float*>(w) + off);
 }
-template <bool BF16>
+template <int WK>
 HWY_INLINE VF LoadWPart(DF d, const void* w, long off, size_t n) {
-  if constexpr (BF16) return LoadBf16Part(d, static_cast<const uint16_t*>(w) + off, n);
+  if constexpr (WK == kWBF16) return LoadBf16Part(d, static_cast<const uint16_t*>(w) + off, n);
+  else if constexpr (WK == kWF16) return LoadF16Part(d, static_cast<const uint16_t*>(w) + off, n);
   else return LoadPart(d, static_cast<const float*>(w) + off, n);
 }
 
@@ -228,6 +246,15 @@ HWY_INLINE void Scale(float* HWY_RESTRICT x, float a, long n) {
   long i = 0;
   for (; i + N <= n; i += N) hn::StoreU(hn::Mul(av, hn::LoadU(d, x + i)), d, x + i);
   if (i < n) StorePart(d, hn::Mul(av, LoadPart(d, x + i, n - i)), x + i, n - i);
+}
+
+/** Widen n IEEE halves to fp32 (exact). */
+HWY_INLINE void F16ToF32(float* HWY_RESTRICT dst, const uint16_t* HWY_RESTRICT src, long n) {
+  const DF d;
+  const long N = static_cast<long>(hn::Lanes(d));
+  long i = 0;
+  for (; i + N <= n; i += N) hn::StoreU(LoadF16(d, src + i), d, dst + i);
+  if (i < n) StorePart(d, LoadF16Part(d, src + i, static_cast<size_t>(n - i)), dst + i, static_cast<size_t>(n - i));
 }
 
 /** Widen n bf16 values to fp32. */

@@ -20,7 +20,7 @@ import { createTsBackend } from '../src/backend/ts/index.js';
 import { erf } from '../src/backend/ts/encoder.js';
 import { backends, oracleId, type BackendEntry, type BackendId } from '../src/backend/index.js';
 import { loadNativeBackend, nativeInfo, setNativeFeature, setNativeSimd, type Gemm } from '../src/backend/native.js';
-import { roundBf16, toBf16, type Matrix } from '../src/core/weights.js';
+import { roundBf16, toBf16, toF16, type Matrix } from '../src/core/weights.js';
 import { canQuantize, matrixToF32, QUANT_DTYPES, QUANT_TYPES, quantizeMatrix } from '../src/core/quant.js';
 import { Rng } from '../src/core/rng.js';
 
@@ -82,23 +82,16 @@ function sameBits(a: Float32Array, b: Float32Array, what: string): void {
   for (let i = 0; i < ua.length; i++) assert.equal(ua[i], ub[i], `${what}: bits differ at ${i}`);
 }
 
-function weight(rng: Rng, rows: number, cols: number, dtype: 'f32' | 'bf16', scale = 0.5): Matrix {
+function weight(rng: Rng, rows: number, cols: number, dtype: 'f32' | 'bf16' | 'f16', scale = 0.5): Matrix {
   const f = randn(rng, rows * cols, scale);
+  if (dtype === 'f16') return { dtype, rows, cols, data: toF16(f) };
   return dtype === 'f32' ? { dtype, rows, cols, data: f } : { dtype, rows, cols, data: toBf16(f) };
 }
 
 /** The same matrix with its data moved into a view at a non-zero byteOffset. */
 function weightView(w: Matrix): { w: Matrix; intact: () => boolean } {
-  if (w.dtype === 'f32') {
-    const r = inView(w.data);
-    return { w: { ...w, data: r.v }, intact: r.intact };
-  }
-  if (w.dtype !== 'bf16') {
-    const r = inView(w.data);
-    return { w: { ...w, data: r.v }, intact: r.intact };
-  }
-  const r = inView(w.data);
-  return { w: { ...w, data: r.v }, intact: r.intact };
+  const r = inView<Arr>(w.data);
+  return { w: { ...w, data: r.v } as Matrix, intact: r.intact };
 }
 
 function ropeTables(maxPos: number, hs: number): { cos: Float32Array; sin: Float32Array } {
@@ -143,6 +136,61 @@ function kernelsOf(b: Backend): AwaitedKernels {
   });
 }
 
+/**
+ * Every quantized type against the oracle through `ker` (a backend's awaited kernels): matmul
+ * (8-bit activations, integer block sums) in decode and prefill shapes, matmulBack and embed
+ * (dequantized rows), views, accumulate on/off.
+ */
+async function checkQuantized(ker: AwaitedKernels, rng: Rng): Promise<void> {
+  for (const dtype of QUANT_DTYPES) {
+    const blk = QUANT_TYPES[dtype].block;
+    for (const [M, N, K] of [
+      [1, 7, blk],
+      [1, 37, 3 * blk],
+      [3, 40, 2 * blk],
+      [5, 33, 3 * blk],
+      [17, 9, blk],
+      [70, 13, 2 * blk],
+    ] as [number, number, number][])
+      for (const acc of [false, true]) {
+        const tag = `${dtype} M=${M} N=${N} K=${K} acc=${acc}`;
+        let w: Matrix;
+        if (canQuantize(dtype)) w = quantizeMatrix(dtype, N, K, randn(rng, N * K, 0.5));
+        else {
+          // Q5_K cannot be written here: random blocks with sane half scales (d, dmin = 2^-7)
+          const data = new Uint8Array((N * K * QUANT_TYPES[dtype].bytes) / blk).map(() => rng.int(256));
+          for (let b = 0; b < data.length; b += QUANT_TYPES[dtype].bytes) data.set([0, 0x20, 0, 0x20], b);
+          w = { dtype, rows: N, cols: K, data } as Matrix;
+        }
+        const x = randn(rng, M * K);
+        const init = randn(rng, M * N);
+        const want = init.slice();
+        ts.matmul(want, x, w, M, acc);
+        const wv = weightView(w),
+          ov = inView(init);
+        await ker.matmul(ov.v, x, wv.w, M, acc);
+        close(ov.v, want, 1e-5, `matmul ${tag}`);
+        assert.ok(wv.intact() && ov.intact(), `views ${tag}`);
+        const dy = randn(rng, M * N);
+        const initB = randn(rng, M * K);
+        const wantB = initB.slice(),
+          gotB = initB.slice();
+        ts.matmulBack(wantB, dy, w, M, acc);
+        await ker.matmulBack(gotB, dy, w, M, acc);
+        close(gotB, wantB, 1e-5, `matmulBack ${tag}`);
+      }
+    const w = canQuantize(dtype) ? quantizeMatrix(dtype, 5, blk, randn(rng, 5 * blk)) : null;
+    if (w) {
+      const ids = Int32Array.of(4, 0, 2);
+      const a = new Float32Array(3 * blk),
+        b = new Float32Array(3 * blk);
+      ts.embed(a, w, ids, 3);
+      await ker.embed(b, w, ids, 3);
+      sameBits(b, a, `embed ${dtype}`);
+    }
+  }
+}
+
 // ------------------------------------------------------------------ every backend vs the oracle
 
 // The native backend runs the suite once per SIMD target this CPU runs (each forced in turn); a
@@ -161,6 +209,8 @@ for (const { id, simd } of runs) {
   const ker = be ? kernelsOf(be) : (null as unknown as AwaitedKernels);
   const lacks = (g: KernelGroup): string | false => (be?.missing?.includes(g) ? `${id} has no ${g} kernels` : false);
   const label = simd ? `${id} [${simd}]` : id;
+  // weight dtypes of the matmul and embed checks (f16 where the backend has those kernels)
+  const dtypes = (['f32', 'bf16', 'f16'] as const).filter((d) => d !== 'f16' || !lacks('f16'));
   describe(`${label} backend matches the TypeScript oracle`, { skip: loaded.backend ? false : `${id} backend unavailable: ${loaded.error}` }, () => {
     const rng = new Rng(1234);
     if (simd) {
@@ -168,57 +218,15 @@ for (const { id, simd } of runs) {
       after(() => setNativeSimd(''));
     }
 
-    it('quantized weights (every ggml type): matmul on 8-bit activations, matmulBack and embed on dequantized rows, views', {
-      skip: lacks('quantized'),
-    }, async () => {
-      for (const dtype of QUANT_DTYPES) {
-        const blk = QUANT_TYPES[dtype].block;
-        for (const [M, N, K] of [
-          [1, 7, blk],
-          [3, 40, 2 * blk],
-          [17, 9, blk],
-          [70, 13, 2 * blk],
-        ] as [number, number, number][])
-          for (const acc of [false, true]) {
-            const tag = `${dtype} M=${M} N=${N} K=${K} acc=${acc}`;
-            let w: Matrix;
-            if (canQuantize(dtype)) w = quantizeMatrix(dtype, N, K, randn(rng, N * K, 0.5));
-            else {
-              // Q5_K cannot be written here: random blocks with sane half scales (d, dmin = 2^-7)
-              const data = new Uint8Array((N * K * QUANT_TYPES[dtype].bytes) / blk).map(() => rng.int(256));
-              for (let b = 0; b < data.length; b += QUANT_TYPES[dtype].bytes) data.set([0, 0x20, 0, 0x20], b);
-              w = { dtype, rows: N, cols: K, data } as Matrix;
-            }
-            const x = randn(rng, M * K);
-            const init = randn(rng, M * N);
-            const want = init.slice();
-            ts.matmul(want, x, w, M, acc);
-            const wv = weightView(w),
-              ov = inView(init);
-            await ker.matmul(ov.v, x, wv.w, M, acc);
-            close(ov.v, want, 1e-5, `matmul ${tag}`);
-            assert.ok(wv.intact() && ov.intact(), `views ${tag}`);
-            const dy = randn(rng, M * N);
-            const initB = randn(rng, M * K);
-            const wantB = initB.slice(),
-              gotB = initB.slice();
-            ts.matmulBack(wantB, dy, w, M, acc);
-            await ker.matmulBack(gotB, dy, w, M, acc);
-            close(gotB, wantB, 1e-5, `matmulBack ${tag}`);
-          }
-        const w = canQuantize(dtype) ? quantizeMatrix(dtype, 5, blk, randn(rng, 5 * blk)) : null;
-        if (w) {
-          const ids = Int32Array.of(4, 0, 2);
-          const a = new Float32Array(3 * blk),
-            b = new Float32Array(3 * blk);
-          ts.embed(a, w, ids, 3);
-          await ker.embed(b, w, ids, 3);
-          sameBits(b, a, `embed ${dtype}`);
-        }
-      }
-    });
+    it(
+      'quantized weights (every ggml type): matmul on 8-bit activations, matmulBack and embed on dequantized rows, views',
+      {
+        skip: lacks('quantized'),
+      },
+      () => checkQuantized(ker, rng),
+    );
 
-    it('matmul and matmulBack: f32/bf16, decode and prefill shapes, accumulate, views', async () => {
+    it('matmul and matmulBack: f32/bf16/f16, decode and prefill shapes, accumulate, views', async () => {
       const shapes: [number, number, number][] = [
         [1, 1, 1],
         [6, 5, 0],
@@ -246,7 +254,7 @@ for (const { id, simd } of runs) {
       // the native GEMM engines' edge shapes (AMX blocks, sgemm splits) are large: a device backend
       // emulated on the CPU (SwiftShader) takes seconds for each, so it runs the others
       for (const [M, N, K] of shapes.filter(([M, N, K]) => !be.memory.device || M * N * K <= 2e6))
-        for (const dtype of ['f32', 'bf16'] as const)
+        for (const dtype of dtypes)
           for (const acc of [false, true]) {
             const tag = `${dtype} M=${M} N=${N} K=${K} acc=${acc}`;
             const w = weight(rng, N, K, dtype);
@@ -258,7 +266,7 @@ for (const { id, simd } of runs) {
               xv = inView(x),
               ov = inView(init);
             await ker.matmul(ov.v, xv.v, wv.w, M, acc);
-            close(ov.v, want, dtype === 'f32' ? RTOL : RTOL_BF16, `matmul ${tag}`);
+            close(ov.v, want, dtype === 'bf16' ? RTOL_BF16 : RTOL, `matmul ${tag}`);
             assert.ok(ov.intact() && xv.intact() && wv.intact(), `matmul ${tag}: wrote outside its views`);
 
             const dy = randn(rng, M * N);
@@ -268,7 +276,7 @@ for (const { id, simd } of runs) {
             const bv = inView(initB),
               dyv = inView(dy);
             await ker.matmulBack(bv.v, dyv.v, wv.w, M, acc);
-            close(bv.v, wantB, dtype === 'f32' ? RTOL : RTOL_BF16, `matmulBack ${tag}`);
+            close(bv.v, wantB, dtype === 'bf16' ? RTOL_BF16 : RTOL, `matmulBack ${tag}`);
             assert.ok(bv.intact() && dyv.intact(), `matmulBack ${tag}: wrote outside its views`);
           }
     });
@@ -389,8 +397,8 @@ for (const { id, simd } of runs) {
       }
     });
 
-    it('embed: f32 and bf16 tables, first/last ids, views; bad ids throw', async () => {
-      for (const dtype of ['f32', 'bf16'] as const) {
+    it('embed: f32, bf16 and f16 tables, first/last ids, views; bad ids throw', async () => {
+      for (const dtype of dtypes) {
         const vocab = 50,
           dim = 24;
         const table = weight(rng, vocab, dim, dtype);
@@ -852,6 +860,17 @@ describe('native feature paths match the TypeScript oracle', { skip: skipNative 
       setNativeFeature('avx512bf16', had?.avx512bf16 ?? false);
     }
   };
+
+  it('quantized weights without the 8-bit dot-product instructions (AVX512_VNNI, dotprod) match', {
+    skip: !nativeInfo()?.int8Dot && 'int8Dot not in use',
+  }, async () => {
+    setNativeFeature('int8Dot', false);
+    try {
+      await checkQuantized(kernelsOf(native), rng);
+    } finally {
+      setNativeFeature('int8Dot', true);
+    }
+  });
 
   it('bf16 matmul on every GEMM engine the CPU has (AMX, AVX512_BF16, widening) matches, accumulate on/off', () => {
     // M not a multiple of 8 or 16, N not a multiple of 32, depth beyond one packed block (2048)

@@ -490,6 +490,21 @@ describe('synthetic checkpoints', () => {
     assert.deepEqual(deeper.weights.layers[1].wq.data, a.weights.layers[1].wq.data);
     assertUserError(() => syntheticModelFile({ ...shape, nHeads: 5 }, 1), /dim 64 is not divisible by nHeads 5/);
   });
+
+  test('f16: the rounded f32; quantized: deterministic blocks drawn from a pool quantized from N(0, 0.02)', () => {
+    const shape = { dim: 256, hiddenDim: 512, nLayers: 1, nHeads: 4, nKvHeads: 2, vocabSize: 64 };
+    const a = syntheticModelFile(shape, 1);
+    const h = syntheticModelFile(shape, 1, 'f16');
+    assert.equal(h.fingerprint, a.fingerprint);
+    assert.deepEqual(h.weights.layers[0].w1.data, toF16(matrixToF32(a.weights.layers[0].w1)));
+    const q = syntheticModelFile(shape, 1, 'q4_k');
+    assert.deepEqual(q.weights.layers[0].w1.data, syntheticModelFile(shape, 1, 'q4_k').weights.layers[0].w1.data);
+    assert.notDeepEqual(q.weights.layers[0].w1.data, q.weights.layers[0].w3.data);
+    const e = matrixToF32(q.weights.layers[0].w1);
+    const mean = e.reduce((s, v) => s + v, 0) / e.length;
+    const std = Math.sqrt(e.reduce((s, v) => s + (v - mean) ** 2, 0) / e.length);
+    assert.ok(Math.abs(mean) < 0.002 && Math.abs(std - 0.02) < 0.002, `mean ${mean} std ${std}`);
+  });
 });
 
 // ---------------------------------------------------------------- errors
@@ -684,6 +699,6 @@ describe('errors name the file and the problem', () => {
     h.writeInt32LE(3, 4);
     fs.writeFileSync(v3, h);
     assertUserError(() => readModelFile(v3), /v3\.bin: llama2\.c export version 3 is not supported/);
-    assertUserError(() => readModelFile(stories260K, { dtype: 'f16' as 'f32' }), /dtype "f16" is not supported/);
+    assertUserError(() => readModelFile(stories260K, { dtype: 'q5_k' }), /dtype "q5_k" is not supported/);
   });
 });

@@ -173,6 +173,26 @@ describe('GGUF writer', () => {
     assert.ok(maxAbsDiff(a, b) <= 1e-5 * Math.max(1, maxAbs(a)), `logits differ by ${maxAbsDiff(a, b)}`);
   });
 
+  test('F16 GGUF with dtype f16: weights stay halves (views on the file), the logits of the f32 load (TS exact, native 1e-5), same fingerprint', async () => {
+    const hf = await loadModel(tinystories656k, { backend: 'ts' });
+    const file = path.join(tmp, 'ts-f16.gguf');
+    writeGgufModel(file, hf.config, hf.weights, hf.tokenizer, 'f16');
+    const ids = [[1, ...hf.tokenizer.encode('Once upon a time, there was a little dog named Max.')]];
+    const f32 = await loadModel(file, { backend: 'ts' });
+    const f16 = await loadModel(file, { backend: 'ts', dtype: 'f16' });
+    const w = f16.weights.layers[0].wq;
+    assert.equal(w.dtype, 'f16');
+    assert.ok(w.data instanceof Uint16Array && w.data.length === w.rows * w.cols);
+    assert.equal(f16.fingerprint, f32.fingerprint);
+    const a = f32.forward(ids);
+    assert.deepEqual(f16.forward(ids), a);
+    const nat = await loadModel(file, { backend: 'native', dtype: 'f16' }).catch(() => null);
+    if (nat) {
+      const b = nat.forward(ids);
+      assert.ok(maxAbsDiff(a, b) <= 1e-5 * Math.max(1, maxAbs(a)), `native f16 logits differ by ${maxAbsDiff(a, b)}`);
+    }
+  });
+
   test('quantized GGUF: weights stay as blocks in memory, within quantization error of F32', async () => {
     const hf = await loadModel(tinystories656k, { backend: 'ts' });
     for (const [type, tol] of [

@@ -8,12 +8,17 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <algorithm>
 #include <cstring>
 #include <random>
 #include <string>
 #include <vector>
 
 #include "../common.h"
+
+// The references need no vectorizing, and Debian's aarch64 cross g++ 12.2 crashes vectorizing a
+// reduction in check_rows (internal compiler error in vect_transform_reduction).
+#pragma GCC optimize("no-tree-vectorize")
 
 using Vec = std::vector<float>;
 
@@ -164,42 +169,65 @@ void check_matmul() {
   }
 }
 
+float half_value(const uint8_t* p);
+
+/** A random IEEE half of magnitude 2^-5 .. 2^3 (bits). */
+uint16_t random_half() { return static_cast<uint16_t>((g_rng() & 0x83ff) | ((10 + g_rng() % 8) << 10)); }
+
+// Weights of kind 0 f32, 1 bf16, 2 f16 (IEEE half: exact fp32 products, unrounded activations).
+struct KindWeights {
+  Vec wf;                       // the values as fp32
+  std::vector<uint16_t> h;      // bf16 / f16 bits
+  la::Mat mat(int kind, long N, long K) const {
+    la::Mat w{kind ? static_cast<const void*>(h.data()) : static_cast<const void*>(wf.data()), kind == 1, N, K};
+    w.f16 = kind == 2;
+    return w;
+  }
+};
+KindWeights kind_weights(int kind, long N, long K) {
+  KindWeights k{randn(N * K, 0.5f), std::vector<uint16_t>(N * K)};
+  for (long i = 0; i < N * K; i++) {
+    if (kind == 1) k.wf[i] = from_bf16(k.h[i] = to_bf16(k.wf[i]));
+    if (kind == 2) k.wf[i] = half_value(reinterpret_cast<const uint8_t*>(&(k.h[i] = random_half())));
+  }
+  return k;
+}
+const char* const kKindName[] = {"f32", "bf16", "f16"};
+
 void check_matmul_shapes() {
   const long shapes[][3] = {{1, 37, 70}, {1, 64, 64}, {2, 33, 17}, {3, 100, 96}, {5, 48, 33}, {9, 70, 100}, {16, 130, 257},
                             {20, 30, 1100}, {31, 13, 40}, {40, 50, 48}, {70, 20, 130}, {1, 300, 520}};
-  for (bool bf16 : {false, true})
+  for (int kind : {0, 1, 2})
     for (auto& sh : shapes)
       for (bool acc : {false, true}) {
         const long M = sh[0], N = sh[1], K = sh[2];
-        Vec wf = randn(N * K, 0.5f), x = randn(M * K), dy = randn(M * N);
-        std::vector<uint16_t> wb(N * K);
-        if (bf16)
-          for (long i = 0; i < N * K; i++) wf[i] = from_bf16(wb[i] = to_bf16(wf[i]));
-        la::Mat w{bf16 ? static_cast<const void*>(wb.data()) : static_cast<const void*>(wf.data()), bf16, N, K};
-        const std::string tag = std::string(bf16 ? "bf16 " : "f32 ") + std::to_string(M) + "x" + std::to_string(N) + "x" + std::to_string(K) +
+        const KindWeights kw = kind_weights(kind, N, K);
+        Vec x = randn(M * K), dy = randn(M * N);
+        const la::Mat w = kw.mat(kind, N, K);
+        const bool bf16 = kind == 1;
+        const std::string tag = std::string(kKindName[kind]) + " " + std::to_string(M) + "x" + std::to_string(N) + "x" + std::to_string(K) +
                                 (acc ? " acc" : "");
         Vec got = randn(M * N), want = got;
         la::matmul(got.data(), x.data(), w, M, acc);
-        ref_matmul(want.data(), x.data(), wf.data(), bf16, M, N, K, acc);
+        ref_matmul(want.data(), x.data(), kw.wf.data(), bf16, M, N, K, acc);
         close(got.data(), want.data(), got.size(), bf16 ? kRtolBf16 : kRtol, "matmul " + tag);
         Vec gotB = randn(M * K), wantB = gotB;
         la::matmul_back(gotB.data(), dy.data(), w, M, acc);
-        ref_matmul_back(wantB.data(), dy.data(), wf.data(), bf16, M, N, K, acc);
+        ref_matmul_back(wantB.data(), dy.data(), kw.wf.data(), bf16, M, N, K, acc);
         close(gotB.data(), wantB.data(), gotB.size(), bf16 ? kRtolBf16 : kRtol, "matmulBack " + tag);
       }
   // A row of a few-row batch (the dot kernel's range) has the same bits alone or in any batch.
-  for (bool bf16 : {false, true}) {
+  for (int kind : {0, 1, 2}) {
     const long N = 70, K = 600, M = 15;
-    Vec wf = randn(N * K, 0.5f), x = randn(M * K);
-    std::vector<uint16_t> wb(N * K);
-    for (long i = 0; i < N * K; i++) wb[i] = to_bf16(wf[i]);
-    la::Mat w{bf16 ? static_cast<const void*>(wb.data()) : static_cast<const void*>(wf.data()), bf16, N, K};
+    const KindWeights kw = kind_weights(kind, N, K);
+    Vec x = randn(M * K);
+    const la::Mat w = kw.mat(kind, N, K);
     Vec all(M * N);
     la::matmul(all.data(), x.data(), w, M, false);
     for (long m : {1L, 2L, 3L, 5L, 8L}) {
       Vec part(m * N);
       la::matmul(part.data(), x.data(), w, m, false);
-      same_bits(part.data(), all.data(), m * N, std::string(bf16 ? "bf16" : "f32") + " matmul: " + std::to_string(m) + " rows vs 15");
+      same_bits(part.data(), all.data(), m * N, std::string(kKindName[kind]) + " matmul: " + std::to_string(m) + " rows vs 15");
     }
   }
 }
@@ -305,6 +333,12 @@ void check_rows() {
         for (long d = 0; d < D; d++) want[i * D + d] = bf16 ? from_bf16(tb[ids[i] * D + d]) : tf[ids[i] * D + d];
       close(got.data(), want.data(), got.size(), 0.0, bf16 ? "embed bf16" : "embed f32", 0.0);
     }
+    const KindWeights kh = kind_weights(2, V, D);
+    Vec got(n * D), want(n * D);
+    la::embed(got.data(), kh.mat(2, V, D), ids, n);
+    for (long i = 0; i < n; i++)
+      for (long d = 0; d < D; d++) want[i * D + d] = kh.wf[ids[i] * D + d];
+    close(got.data(), want.data(), got.size(), 0.0, "embed f16", 0.0);
   }
   // Cross-entropy: loss and (softmax - onehot) * scale; ignored rows (target < 0) give zero rows.
   for (long V : {3L, 17L, 512L, 1001L}) {
@@ -508,6 +542,196 @@ void check_encoder() {
   }
 }
 
+// ------------------------------------------------------------------ quantized weights (ggml blocks)
+
+struct QType {
+  const char* name;
+  int id, block, bytes;
+};
+const QType kQTypes[] = {{"q8_0", 8, 32, 34}, {"q4_0", 2, 32, 18}, {"q4_1", 3, 32, 20}, {"q5_0", 6, 32, 22},
+                         {"q4_k", 12, 256, 144}, {"q5_k", 13, 256, 176}, {"q6_k", 14, 256, 210}};
+
+float half_value(const uint8_t* p) {
+  const int h = p[0] | (p[1] << 8), e = (h >> 10) & 31, m = h & 1023;
+  const double v = e == 0 ? m * std::ldexp(1.0, -24) : (1 + m / 1024.0) * std::ldexp(1.0, e - 15);
+  return static_cast<float>(h & 0x8000 ? -v : v);
+}
+
+/** Random blocks (every bit pattern of the values) with sane half scales: d, dmin, m = 2^-7 .. 2^-6. */
+std::vector<uint8_t> random_blocks(const QType& t, long rows, long cols) {
+  std::vector<uint8_t> w(rows * cols / t.block * t.bytes);
+  for (auto& b : w) b = static_cast<uint8_t>(g_rng());
+  for (size_t o = 0; o < w.size(); o += t.bytes) {
+    uint8_t* d = w.data() + o + (t.id == 14 ? 208 : 0);
+    d[0] = static_cast<uint8_t>(g_rng()), d[1] = static_cast<uint8_t>(0x20 | (g_rng() & 0x83));  // +-2^-7 .. 2^-6
+    if (t.id == 3 || t.id == 12 || t.id == 13) w[o + 2] = static_cast<uint8_t>(g_rng()), w[o + 3] = static_cast<uint8_t>(0x20 | (g_rng() & 0x83));
+  }
+  return w;
+}
+
+/** Block at p as ggml defines it: value i = scale[i / group] * v[i] + off[i / group]. */
+struct RefBlock {
+  int v[256];
+  double scale[16], off[16];
+  int group;
+};
+void ref_decode(int t, const uint8_t* p, RefBlock* r) {
+  for (int g = 0; g < 16; g++) r->off[g] = 0;
+  r->group = t == 14 ? 16 : 32;
+  const double d = half_value(t == 14 ? p + 208 : p);
+  if (t == 8 || t == 2 || t == 3 || t == 6) {
+    const uint8_t* qs = p + (t == 8 ? 2 : t == 2 ? 2 : t == 3 ? 4 : 6);
+    const uint32_t qh = t == 6 ? (p[2] | (p[3] << 8) | (p[4] << 16) | (static_cast<uint32_t>(p[5]) << 24)) : 0;
+    for (int j = 0; j < 16; j++) {
+      if (t == 8) {
+        r->v[j] = static_cast<int8_t>(qs[j]), r->v[j + 16] = static_cast<int8_t>(qs[j + 16]);
+        continue;
+      }
+      int lo = qs[j] & 15, hi = qs[j] >> 4;
+      if (t == 6) lo |= ((qh >> j) & 1) << 4, hi |= ((qh >> (j + 16)) & 1) << 4;
+      const int off = t == 2 ? 8 : t == 6 ? 16 : 0;
+      r->v[j] = lo - off, r->v[j + 16] = hi - off;
+    }
+    r->scale[0] = d;
+    if (t == 3) r->off[0] = half_value(p + 2);
+    return;
+  }
+  if (t == 12 || t == 13) {
+    const double dmin = half_value(p + 2);
+    const uint8_t* sc = p + 4;
+    const uint8_t* qs = p + (t == 13 ? 48 : 16);
+    for (int j = 0; j < 8; j++) {
+      const int s = j < 4 ? sc[j] & 63 : (sc[j + 4] & 15) | ((sc[j - 4] >> 6) << 4);
+      const int m = j < 4 ? sc[j + 4] & 63 : (sc[j + 4] >> 4) | ((sc[j] >> 6) << 4);
+      r->scale[j] = d * s, r->off[j] = -dmin * m;
+      for (int l = 0; l < 32; l++) {
+        const int q = j % 2 ? qs[32 * (j / 2) + l] >> 4 : qs[32 * (j / 2) + l] & 15;
+        r->v[32 * j + l] = q + (t == 13 && (p[16 + l] >> j) & 1 ? 16 : 0);
+      }
+    }
+    return;
+  }
+  for (int i = 0; i < 256; i++) {  // Q6_K
+    const int h = i / 128, l = i % 32, k = (i % 128) / 32;
+    const uint8_t ql = p[64 * h + l + (k % 2) * 32], qh = p[128 + 32 * h + l];
+    r->v[i] = ((k < 2 ? ql & 15 : ql >> 4) | (((qh >> (2 * k)) & 3) << 4)) - 32;
+  }
+  for (int g = 0; g < 16; g++) r->scale[g] = d * static_cast<int8_t>(p[192 + g]);
+}
+
+float to_half_and_back(float f) {  // round to the nearest half (ties to even), as a float
+  if (f == 0 || !std::isfinite(f)) return f;
+  int e;
+  std::frexp(f, &e);
+  const double ulp = std::ldexp(1.0, std::max(e - 11, -24));
+  return static_cast<float>(std::nearbyint(f / ulp) * ulp);
+}
+
+/** x (K) quantized as llama.cpp's x86 backend does for type t: q, per-block d, and Q8_1's s. */
+void ref_quantize_acts(int t, const float* x, long K, std::vector<int>& q, std::vector<double>& d, std::vector<double>& s) {
+  const bool k = t == 12 || t == 13 || t == 14;
+  const long bl = k ? 256 : 32;
+  q.assign(K, 0), d.assign(K / bl, 0), s.assign(K / bl, 0);
+  for (long b = 0; b < K / bl; b++) {
+    const float* xb = x + b * bl;
+    float amax = 0, max = 0;
+    for (long j = 0; j < bl; j++)
+      if (std::fabs(xb[j]) > amax) amax = std::fabs(xb[j]), max = xb[j];
+    if (k) {
+      if (amax == 0) continue;
+      const float iscale = -127.f / max;
+      for (long j = 0; j < bl; j++) q[b * bl + j] = std::min(127, static_cast<int>(std::nearbyint(iscale * xb[j])));
+      d[b] = 1 / iscale;
+      continue;
+    }
+    const float id = amax != 0 ? 127.f / amax : 0.f;
+    int sum = 0;
+    for (long j = 0; j < bl; j++) sum += (q[b * bl + j] = static_cast<int>(std::nearbyint(xb[j] * id)));
+    d[b] = to_half_and_back(amax / 127.f);
+    s[b] = to_half_and_back((amax / 127.f) * static_cast<float>(sum));
+  }
+}
+
+// out (M, N) (+)= x (M, K) . W^T with W quantized: x quantized per row, exact integer block sums, double.
+void ref_quant_matmul(float* out, const float* x, const uint8_t* w, const QType& t, long M, long N, long K, bool acc) {
+  std::vector<int> q;
+  std::vector<double> d, s;
+  RefBlock r;
+  for (long m = 0; m < M; m++) {
+    ref_quantize_acts(t.id, x + m * K, K, q, d, s);
+    for (long n = 0; n < N; n++) {
+      double total = 0;
+      for (long b = 0; b < K / t.block; b++) {
+        ref_decode(t.id, w + (n * (K / t.block) + b) * t.bytes, &r);
+        for (int g = 0; g < t.block / r.group; g++) {
+          long dot = 0, xs = 0;
+          for (int i = g * r.group; i < (g + 1) * r.group; i++) dot += static_cast<long>(r.v[i]) * q[b * t.block + i], xs += q[b * t.block + i];
+          const long xb = (b * t.block + g * r.group) / (t.block == 256 ? 256 : 32);
+          total += r.scale[g] * d[xb] * dot + r.off[g] * (t.id == 3 ? s[xb] : d[xb] * xs);
+        }
+      }
+      out[m * N + n] = static_cast<float>(acc ? out[m * N + n] + total : total);
+    }
+  }
+}
+
+// Every quantized type: matmul (decode and prefill shapes) against the reference, a row's result
+// the same bits alone or in a batch, matmulBack and embed on the dequantized rows.
+void check_quant_types();
+
+void check_quant() {
+  check_quant_types();
+  const la::Features had = la::g_features;
+  if (had.int8Dot) {  // and again without AVX512_VNNI / dotprod
+    la::g_features.int8Dot = false;
+    check_quant_types();
+    la::g_features = had;
+  }
+}
+
+void check_quant_types() {
+  for (const QType& t : kQTypes) {
+    const long shapes[][3] = {{1, 37, 3}, {1, 8, 1}, {2, 9, 1}, {3, 33, 2}, {5, 17, 4}, {17, 13, 2}, {70, 9, 2}};
+    for (auto& sh : shapes)
+      for (bool acc : {false, true}) {
+        const long M = sh[0], N = sh[1], K = sh[2] * t.block;
+        std::vector<uint8_t> wq = random_blocks(t, N, K);
+        la::Mat w{wq.data(), false, N, K};
+        w.qtype = t.id;
+        Vec x = randn(M * K), dy = randn(M * N);
+        const std::string tag = std::string(t.name) + " " + std::to_string(M) + "x" + std::to_string(N) + "x" + std::to_string(K) + (acc ? " acc" : "");
+        Vec got = randn(M * N), want = got;
+        la::matmul(got.data(), x.data(), w, M, acc);
+        ref_quant_matmul(want.data(), x.data(), wq.data(), t, M, N, K, acc);
+        close(got.data(), want.data(), got.size(), kRtol, "matmul " + tag);
+        if (M > 1) {
+          Vec one(N);
+          la::matmul(one.data(), x.data() + (M - 1) * K, w, 1, false);
+          Vec all(M * N);
+          la::matmul(all.data(), x.data(), w, M, false);
+          same_bits(one.data(), all.data() + (M - 1) * N, N, "matmul " + tag + ": last row alone vs in the batch");
+        }
+        Vec wf(N * K);
+        for (long n = 0; n < N; n++) la::quant_dequant_row(t.id, wq.data() + n * la::quant_row_bytes(t.id, K), wf.data() + n * K, K);
+        Vec wref(N * K);
+        RefBlock r;
+        for (long b = 0; b < N * K / t.block; b++) {
+          ref_decode(t.id, wq.data() + b * t.bytes, &r);
+          for (int i = 0; i < t.block; i++) wref[b * t.block + i] = static_cast<float>(r.scale[i / r.group] * r.v[i] + r.off[i / r.group]);
+        }
+        close(wf.data(), wref.data(), wf.size(), 1e-6, "dequantize " + tag);
+        Vec gotB = randn(M * K), wantB = gotB;
+        la::matmul_back(gotB.data(), dy.data(), w, M, acc);
+        ref_matmul_back(wantB.data(), dy.data(), wref.data(), false, M, N, K, acc);
+        close(gotB.data(), wantB.data(), gotB.size(), kRtol, "matmulBack " + tag);
+        const int32_t ids[3] = {static_cast<int32_t>(N - 1), 0, static_cast<int32_t>(N / 2)};
+        Vec emb(3 * K);
+        la::embed(emb.data(), w, ids, 3);
+        for (int i = 0; i < 3; i++) same_bits(emb.data() + i * K, wf.data() + ids[i] * K, K, "embed " + tag);
+      }
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -525,6 +749,7 @@ int main(int argc, char** argv) {
     const int before = g_failures, checks = g_checks;
     la::NoDenormals nd;
     check_matmul();
+    check_quant();
     check_rows();
     check_attention();
     check_encoder();

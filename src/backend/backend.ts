@@ -49,7 +49,7 @@ export type GeluKind = (typeof GELU)[keyof typeof GELU];
 export type BackendId = 'native' | 'ts' | 'webgpu';
 
 /** Kernel groups a backend may lack (it then throws a LlamaAdapterError naming itself when asked). */
-export type KernelGroup = 'quantized' | 'encoder';
+export type KernelGroup = 'quantized' | 'f16' | 'encoder';
 
 export interface Backend {
   /** The backend's registry name (backend/index.ts). */
@@ -69,10 +69,11 @@ export interface Backend {
 
   // ---------------------------------------------------------------- linear algebra
   /**
-   * out (M, N) = x (M, K) · W^T, W (N, K) frozen weight (f32 or bf16). With bf16 weights the
-   * products are bf16 x bf16: x is rounded to bf16 (ties to even, `roundBf16`) first, and sums
-   * are fp32 (the hardware's bf16 dot products; the native 'bf16Split' feature keeps x fp32).
-   * The same holds for dy in matmulBack. With a quantized W (core/quant.ts) each row of x is
+   * out (M, N) = x (M, K) · W^T, W (N, K) frozen weight (f32, bf16, f16 or quantized). With bf16
+   * weights the products are bf16 x bf16: x is rounded to bf16 (ties to even, `roundBf16`) first,
+   * and sums are fp32 (the hardware's bf16 dot products; the native 'bf16Split' feature keeps x
+   * fp32). The same holds for dy in matmulBack. f16 weights are widened exactly and multiply fp32
+   * x (the f32 product with those values; llama.cpp rounds x to f16 instead). With a quantized W (core/quant.ts) each row of x is
    * quantized per block to 8 bits and every block contributes its integer dot product times the
    * two scales, as llama.cpp computes it; matmulBack then uses W dequantized exactly and fp32 dy.
    */

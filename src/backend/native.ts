@@ -88,6 +88,8 @@ export interface NativeInfo {
   cpuAvx512bf16: boolean; // the CPU has AVX512_BF16 (and an AVX-512 target is in force)
   amx: boolean; // AMX tiles in use (CPU, kernel permission, an AVX-512 target in force)
   batchInvariant: boolean;
+  int8Dot: boolean; // quantized-weight products use the CPU's 8-bit dot products (AVX512_VNNI, ARM dotprod)
+  cpuInt8Dot: boolean; // the CPU has them (and the SIMD target in force can use them)
   threads: number;
 }
 
@@ -98,9 +100,11 @@ export interface NativeInfo {
  * without either, bf16 weights are widened to fp32 for sgemm); 'bf16Split' (AMX / AVX512_BF16 keep
  * ~16 bits of each activation, twice the work); 'batchInvariant' (off by default): every matmul
  * uses the dot-product kernel so a row's result does not depend on the other rows of its batch
- * (prefill/training get slower).
+ * (prefill/training get slower); 'int8Dot' (on where the CPU has them): products with quantized
+ * weights use AVX512_VNNI (vpdpbusd / vpdpwssd) on an AVX-512 target, or ARMv8.2 dotprod (sdot) on
+ * NEON; off, the same integer sums come from vpmaddubsw / vpmaddwd or vmull (tests; LLAMA_ADAPTER_INT8DOT=0).
  */
-export type NativeFeature = 'amx' | 'avx512bf16' | 'batchInvariant' | 'bf16Split';
+export type NativeFeature = 'amx' | 'avx512bf16' | 'batchInvariant' | 'bf16Split' | 'int8Dot';
 
 const ADDON_FILE = 'llama_adapter_native.node';
 

@@ -65,7 +65,7 @@ export function modelOptions(cmd: Command, required = true): Command {
     .option('--threads <n>', 'native backend threads (default: all cores; env LLAMA_ADAPTER_THREADS)', int('--threads', 1))
     .addOption(
       new Option('--dtype <dtype>', 'in-memory dtype of the frozen weights (a quantized type quantizes at load; a GGUF keeps its quantized tensors)')
-        .choices(['f32', 'bf16', ...QUANT_DTYPES.filter(canQuantize)])
+        .choices(['f32', 'bf16', 'f16', ...QUANT_DTYPES.filter(canQuantize)])
         .default('f32'),
     )
     .option('--check-tensors', 'refuse base weights holding NaN/Inf, naming the tensor (one pass over the weights)');

@@ -17,7 +17,7 @@
 //   Q5_K (256, 176 B):       d, dmin, scales[12], qh[32], qs[128]  as Q4_K with a 5th bit
 //   Q6_K (256, 210 B):       ql[128], qh[64], scales int8[16], d   y = d·sc·(q - 32)
 import { LlamaAdapterError } from './errors.js';
-import { f16Bits, f16Value, bf16ToF32, type Matrix, type QuantDtype } from './weights.js';
+import { f16Bits, f16Value, f16ToF32, bf16ToF32, type Matrix, type QuantDtype } from './weights.js';
 
 /** The 8-bit activation formats products quantize x into (ggml's vec_dot types). */
 type ActKind = 'q8_0' | 'q8_1' | 'q8_k';
@@ -162,10 +162,11 @@ export function dequantizeRow(dtype: QuantDtype, data: Uint8Array, off: number, 
   }
 }
 
-/** The values of any matrix as float32 (f32: its own array; bf16 widened; quantized: dequantized). */
+/** The values of any matrix as float32 (f32: its own array; bf16 / f16 widened; quantized: dequantized). */
 export function matrixToF32(m: Matrix): Float32Array {
   if (m.dtype === 'f32') return m.data;
   if (m.dtype === 'bf16') return bf16ToF32(m.data);
+  if (m.dtype === 'f16') return f16ToF32(m.data);
   const out = new Float32Array(m.rows * m.cols);
   const rb = quantRowBytes(m.dtype, m.cols);
   for (let r = 0; r < m.rows; r++) dequantizeRow(m.dtype, m.data, r * rb, out, r * m.cols, m.cols);

@@ -10,18 +10,20 @@
 export type QuantDtype = 'q8_0' | 'q4_0' | 'q4_1' | 'q5_0' | 'q4_k' | 'q5_k' | 'q6_k';
 
 /**
- * A matrix (rows, cols), row-major. bf16 is stored as the upper 16 bits of the fp32 pattern; a
- * quantized matrix is its raw ggml blocks (rows * cols / blockSize blocks, row by row).
+ * A matrix (rows, cols), row-major. bf16 is stored as the upper 16 bits of the fp32 pattern, f16
+ * as IEEE half bit patterns; a quantized matrix is its raw ggml blocks (rows * cols / blockSize
+ * blocks, row by row).
  */
 export type Matrix =
   | { dtype: 'f32'; rows: number; cols: number; data: Float32Array }
   | { dtype: 'bf16'; rows: number; cols: number; data: Uint16Array }
+  | { dtype: 'f16'; rows: number; cols: number; data: Uint16Array }
   | { dtype: QuantDtype; rows: number; cols: number; data: Uint8Array };
 
 export type WeightDtype = Matrix['dtype'];
 
 export function isQuantized(m: Matrix): m is Extract<Matrix, { dtype: QuantDtype }> {
-  return m.dtype !== 'f32' && m.dtype !== 'bf16';
+  return m.dtype !== 'f32' && m.dtype !== 'bf16' && m.dtype !== 'f16';
 }
 
 export interface LayerWeights {
@@ -122,8 +124,13 @@ function halfTable(): Float32Array {
 /** float32 -> IEEE half bit patterns, round to nearest even (overflow -> inf, NaN kept). */
 export function toF16(src: Float32Array): Uint16Array {
   const out = new Uint16Array(src.length);
-  for (let i = 0; i < src.length; i++) out[i] = f16Bits(src[i]);
+  toF16Into(out, src, src.length);
   return out;
+}
+
+/** out[i] = the first n values of src as IEEE half bit patterns (round to nearest even). */
+export function toF16Into(out: Uint16Array, src: Float32Array, n: number): void {
+  for (let i = 0; i < n; i++) out[i] = f16Bits(src[i]);
 }
 
 const f16Scratch = new Float32Array(1);

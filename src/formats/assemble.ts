@@ -6,7 +6,19 @@ import type { ConfigFieldNames, LlamaConfig } from '../core/config.js';
 import { LlamaAdapterError } from '../core/errors.js';
 import { checkFinite } from '../core/finite.js';
 import { dequantizeRow, isQuantDtype, QUANT_TYPES, quantizeRow, quantRowBytes } from '../core/quant.js';
-import { bf16ToF32, toBf16, toBf16Into, type LayerWeights, type Matrix, type ModelWeights, type QuantDtype, type WeightDtype } from '../core/weights.js';
+import {
+  bf16ToF32,
+  f16ToF32,
+  toBf16,
+  toBf16Into,
+  toF16,
+  toF16Into,
+  type LayerWeights,
+  type Matrix,
+  type ModelWeights,
+  type QuantDtype,
+  type WeightDtype,
+} from '../core/weights.js';
 import { FingerprintCollector, type TensorSample } from './fingerprint.js';
 import { canonicalTensors, explainShape, LAYER_ROLES, shapeStr, type CanonicalTensor } from './roles.js';
 
@@ -19,6 +31,7 @@ export interface TensorRequest extends CanonicalTensor {
 export type TensorValues =
   | { dtype: 'f32'; data: Float32Array } // becomes (or is rounded into) the weight
   | { dtype: 'bf16'; data: Uint16Array } // bf16 bit patterns: kept for bf16, widened exactly for f32
+  | { dtype: 'f16'; data: Uint16Array } // IEEE halves: kept for f16, widened exactly otherwise
   /** Generated in order, CHUNK values at a time (the last chunk may be shorter): never whole in f32 for bf16. */
   | { dtype: 'f32-chunks'; fill: (chunk: Float32Array, offset: number) => void }
   /** ggml blocks (row by row): kept as they are, whatever the load dtype (norms are dequantized). */
@@ -103,6 +116,7 @@ export class WeightAssembler {
     let data: Float32Array;
     if (v.dtype === 'f32') data = v.data;
     else if (v.dtype === 'bf16') data = bf16ToF32(v.data);
+    else if (v.dtype === 'f16') data = f16ToF32(v.data);
     else if (v.dtype === 'f32-chunks') data = chunksF32(n, v.fill, null);
     else {
       data = new Float32Array(n);
@@ -119,6 +133,11 @@ export class WeightAssembler {
       return { dtype: v.dtype, rows, cols, data };
     }
     if (isQuantDtype(this.dtype)) return this.quantize(name, this.dtype, rows, cols, v as Exclude<TensorValues, { data: Uint8Array }>);
+    if (v.dtype === 'f16' && this.dtype === 'f16') {
+      this.fp.sampleFor(name, [rows, cols])?.feedF16(v.data);
+      return { dtype: 'f16', rows, cols, data: v.data };
+    }
+    if (v.dtype === 'f16') v = { dtype: 'f32', data: f16ToF32(v.data) }; // exact, so the sample is the same
     if (v.dtype === 'bf16') {
       if (this.dtype === 'bf16') {
         this.fp.offerBf16(name, [rows, cols], v.data);
@@ -126,15 +145,18 @@ export class WeightAssembler {
       }
       const data = bf16ToF32(v.data); // exact, so the sample is the same
       this.fp.offerF32(name, [rows, cols], data);
+      if (this.dtype === 'f16') return { dtype: 'f16', rows, cols, data: toF16(data) };
       return { dtype: 'f32', rows, cols, data };
     }
     if (v.dtype === 'f32-chunks') {
       if (this.dtype === 'f32') return { dtype: 'f32', rows, cols, data: chunksF32(rows * cols, v.fill, this.fp.sampleFor(name, [rows, cols])) };
-      return { dtype: 'bf16', rows, cols, data: this.chunksBf16(name, rows, cols, v.fill) };
+      const round = this.dtype === 'f16' ? toF16Into : toBf16Into;
+      return { dtype: this.dtype === 'f16' ? 'f16' : 'bf16', rows, cols, data: this.chunks16(name, rows, cols, v.fill, round) };
     }
     const data = (v as { data: Float32Array }).data; // f32 (the other kinds returned above)
     this.fp.offerF32(name, [rows, cols], data);
     if (this.dtype === 'f32') return { dtype: 'f32', rows, cols, data };
+    if (this.dtype === 'f16') return { dtype: 'f16', rows, cols, data: toF16(data) };
     return { dtype: 'bf16', rows, cols, data: toBf16(data) };
   }
 
@@ -184,14 +206,20 @@ export class WeightAssembler {
         put(chunk, off);
       }
     } else {
-      const f = v.dtype === 'f32' ? v.data : bf16ToF32(v.data);
+      const f = v.dtype === 'f32' ? v.data : v.dtype === 'f16' ? f16ToF32(v.data) : bf16ToF32(v.data);
       for (let off = 0; off < n; off += CHUNK) put(f.subarray(off, Math.min(n, off + CHUNK)), off);
     }
     return { dtype, rows, cols, data: out };
   }
 
-  /** Chunked values rounded to bf16 chunk by chunk (the fingerprint samples them before rounding). */
-  private chunksBf16(name: string, rows: number, cols: number, fill: (chunk: Float32Array, offset: number) => void): Uint16Array {
+  /** Chunked values rounded to bf16 or f16 chunk by chunk (the fingerprint samples them before rounding). */
+  private chunks16(
+    name: string,
+    rows: number,
+    cols: number,
+    fill: (chunk: Float32Array, offset: number) => void,
+    round: (out: Uint16Array, src: Float32Array, n: number) => void,
+  ): Uint16Array {
     const n = rows * cols;
     const out = new Uint16Array(n);
     const scratch = new Float32Array(Math.min(n, CHUNK));
@@ -201,13 +229,13 @@ export class WeightAssembler {
       const chunk = scratch.subarray(0, len);
       fill(chunk, off);
       sample?.feedF32(chunk, off);
-      toBf16Into(out.subarray(off, off + len), chunk, len);
+      round(out.subarray(off, off + len), chunk, len);
     }
     return out;
   }
 }
 
-/** NaN/Inf check of a tensor as handed over (bf16: exponent all ones; generated chunks are not checked). */
+/** NaN/Inf check of a tensor as handed over (bf16, f16: exponent all ones; generated chunks are not checked). */
 function checkValuesFinite(src: SourceTensor, v: TensorValues): void {
   if (v.dtype === 'f32') checkFinite(src.file, src.name, v.data);
   else if (isQuantDtype(v.dtype)) {
@@ -216,11 +244,12 @@ function checkValuesFinite(src: SourceTensor, v: TensorValues): void {
     const f = new Float32Array(rows * cols);
     for (let r = 0; r < rows; r++) dequantizeRow(v.dtype, (v as { data: Uint8Array }).data, r * quantRowBytes(v.dtype, cols), f, r * cols, cols);
     checkFinite(src.file, src.name, f);
-  } else if (v.dtype === 'bf16') {
-    const i = v.data.findIndex((b) => (b & 0x7f80) === 0x7f80);
+  } else if (v.dtype === 'bf16' || v.dtype === 'f16') {
+    const e = v.dtype === 'bf16' ? 0x7f80 : 0x7c00; // the exponent bits
+    const i = v.data.findIndex((b) => (b & e) === e);
     if (i >= 0)
       throw new LlamaAdapterError(
-        `${src.file}: tensor "${src.name}" holds a non-finite bf16 value (0x${v.data[i].toString(16)} at element ${i} of ${v.data.length})`,
+        `${src.file}: tensor "${src.name}" holds a non-finite ${v.dtype} value (0x${v.data[i].toString(16)} at element ${i} of ${v.data.length})`,
       );
   }
 }

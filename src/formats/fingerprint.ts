@@ -13,7 +13,7 @@
 // crypto.subtle only hashes asynchronously.
 import { sha256 } from '@noble/hashes/sha256';
 import { matrixToF32 } from '../core/quant.js';
-import { bf16ToF32Into, type Matrix, type ModelWeights } from '../core/weights.js';
+import { bf16ToF32Into, f16ToF32Into, type Matrix, type ModelWeights } from '../core/weights.js';
 
 const FINGERPRINT_SAMPLES = 1 << 20;
 
@@ -38,11 +38,20 @@ export class TensorSample {
 
   /** Values at flat indices [offset, offset + chunk.length) as bf16 bit patterns. */
   feedBf16(chunk: Uint16Array, offset = 0): void {
+    this.feed16(chunk, offset, bf16ToF32Into);
+  }
+
+  /** Values at flat indices [offset, offset + chunk.length) as IEEE half bit patterns. */
+  feedF16(chunk: Uint16Array, offset = 0): void {
+    this.feed16(chunk, offset, f16ToF32Into);
+  }
+
+  private feed16(chunk: Uint16Array, offset: number, widen: (out: Float32Array, src: Uint16Array, n: number) => void): void {
     const s = this.stride;
     const first = firstMultiple(offset, s);
     const picked: number[] = [];
     for (let i = first; i < offset + chunk.length; i += s) picked.push(chunk[i - offset]);
-    bf16ToF32Into(this.values.subarray(first / s), Uint16Array.from(picked), picked.length);
+    widen(this.values.subarray(first / s), Uint16Array.from(picked), picked.length);
   }
 }
 

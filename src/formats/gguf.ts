@@ -20,7 +20,7 @@ import {
 } from '../core/gguf.js';
 import { isQuantDtype, matrixToF32, QUANT_DTYPES, QUANT_TYPES, quantizeRow, quantRowBytes } from '../core/quant.js';
 import { asBytes } from '../core/fileio.js';
-import { f16ToF32, toBf16, toF16, type Matrix, type ModelWeights, type QuantDtype } from '../core/weights.js';
+import { toBf16, toF16, type Matrix, type ModelWeights, type QuantDtype } from '../core/weights.js';
 import { hasGgufTokenizer } from '../tokenizer/gguf.js';
 import { HfBpeTokenizer } from '../tokenizer/hf-json.js';
 import { PieceType, SentencePieceBpe } from '../tokenizer/sentencepiece-bpe.js';
@@ -150,7 +150,7 @@ export function readGgufModel(path: string, options: ReadModelOptions = {}): Mod
       }
       const tn = ggmlTypeName(t.type);
       if (!dtypes.includes(tn)) dtypes.push(tn);
-      return { file: path, name, shape: [...t.dims].reverse(), read: () => tensorValues(f, t, kind, req.dtype === 'bf16') };
+      return { file: path, name, shape: [...t.dims].reverse(), read: () => tensorValues(f, t, kind) };
     },
     { checkFinite: options.checkTensors, names: NAMES },
   );
@@ -165,14 +165,11 @@ export function readGgufModel(path: string, options: ReadModelOptions = {}): Mod
   };
 }
 
-function tensorValues(f: GgufFile, t: GgufTensorInfo, kind: 'F32' | 'F16' | 'BF16' | QuantDtype, wantBf16: boolean): TensorValues {
+function tensorValues(f: GgufFile, t: GgufTensorInfo, kind: 'F32' | 'F16' | 'BF16' | QuantDtype): TensorValues {
   const n = t.bytes / GGML_TYPES[t.type].bytes; // values of an unblocked type
   if (kind === 'F32') return { dtype: 'f32', data: f.source.f32(t.offset, n) };
   if (kind === 'BF16') return { dtype: 'bf16', data: f.source.u16(t.offset, n) };
-  if (kind === 'F16') {
-    const v = f16ToF32(f.source.u16(t.offset, n));
-    return wantBf16 ? { dtype: 'bf16', data: toBf16(v) } : { dtype: 'f32', data: v };
-  }
+  if (kind === 'F16') return { dtype: 'f16', data: f.source.u16(t.offset, n) };
   return { dtype: kind, data: f.source.bytes(t.offset, t.bytes) };
 }
 

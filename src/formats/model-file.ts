@@ -38,7 +38,7 @@ export interface ReadModelOptions {
 
 export function resolveDtype(dtype: unknown): WeightDtype {
   if (dtype === undefined || dtype === 'f32') return 'f32';
-  if (dtype === 'bf16' || (isQuantDtype(dtype) && canQuantize(dtype))) return dtype;
+  if (dtype === 'bf16' || dtype === 'f16' || (isQuantDtype(dtype) && canQuantize(dtype))) return dtype;
   const quant = QUANT_DTYPES.filter(canQuantize).join(', ');
-  throw new LlamaAdapterError(`dtype ${JSON.stringify(dtype)} is not supported (use f32, bf16 or a quantized type: ${quant})`);
+  throw new LlamaAdapterError(`dtype ${JSON.stringify(dtype)} is not supported (use f32, bf16, f16 or a quantized type: ${quant})`);
 }

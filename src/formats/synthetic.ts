@@ -1,9 +1,13 @@
 // Synthetic models: deterministic random LLaMA weights (N(0, 0.02) matrices, unit norms) of
-// any shape, for benchmarks and for tests of shapes no real asset has. bf16 weights are generated
-// straight into bf16, chunk by chunk, so a 7B-shaped model never exists in f32.
+// any shape, for benchmarks and for tests of shapes no real asset has. bf16 and f16 weights are
+// generated straight into 16 bits, chunk by chunk, so a 7B-shaped model never exists in f32.
+// Quantized matrices are drawn block by block from a pool of 4096 blocks quantized from N(0,
+// 0.02) values: the ggml reference quantizers run in TypeScript (a K-quant is ~1 us per value
+// there: hours for a 7B shape), and a kernel's speed does not depend on which blocks it reads.
 import { llamaConfig } from '../core/config.js';
 import { check } from '../core/errors.js';
-import type { WeightDtype } from '../core/weights.js';
+import { isQuantDtype, quantizeMatrix, QUANT_TYPES } from '../core/quant.js';
+import type { QuantDtype, WeightDtype } from '../core/weights.js';
 import { assembleWeights, type TensorValues } from './assemble.js';
 import { resolveDtype, type ModelFile } from './model-file.js';
 
@@ -67,6 +71,34 @@ function fillNormal(state: Uint32Array, out: Float32Array, std: number): void {
   state[3] = w;
 }
 
+const POOL_BLOCKS = 4096;
+const pools = new Map<string, Uint8Array>();
+
+/** n values (whole blocks) of `dtype`, each block drawn (xorshift128, `state`) from the pool of `seed`. */
+function pooledBlocks(dtype: QuantDtype, n: number, state: Uint32Array, seed: number): Uint8Array {
+  const t = QUANT_TYPES[dtype];
+  const key = `${dtype}:${seed}`;
+  let pool = pools.get(key);
+  if (!pool) {
+    const v = new Float32Array(POOL_BLOCKS * t.block);
+    fillNormal(rngState(tensorSeed(seed, `pool.${dtype}`)), v, STD);
+    pool = quantizeMatrix(dtype, 1, v.length, v).data as Uint8Array;
+    pools.set(key, pool);
+  }
+  const out = new Uint8Array((n / t.block) * t.bytes);
+  let [x, y, z, w] = state;
+  for (let o = 0; o < out.length; o += t.bytes) {
+    const s = x ^ (x << 11);
+    x = y;
+    y = z;
+    z = w;
+    w = (w ^ (w >>> 19) ^ (s ^ (s >>> 8))) >>> 0;
+    const b = (w % POOL_BLOCKS) * t.bytes;
+    out.set(pool.subarray(b, b + t.bytes), o);
+  }
+  return out;
+}
+
 /** A per-tensor seed, so a tensor's values depend only on (seed, its name), not on the others. */
 function tensorSeed(seed: number, name: string): number {
   let h = 0x811c9dc5 ^ (seed >>> 0);
@@ -78,11 +110,12 @@ function tensorSeed(seed: number, name: string): number {
 
 /**
  * Random weights for `shape` from `seed` (same seed and shape -> same weights, bit for bit; in
- * bf16 they are the f32 values rounded to nearest even). Norms are 1.
+ * bf16 and f16 they are the f32 values rounded to nearest even; quantized matrices are blocks
+ * drawn from a quantized pool, see the header). Norms are 1.
  */
 export function syntheticModelFile(shape: SyntheticShape, seed: number, dtype: WeightDtype = 'f32'): ModelFile {
   check(Number.isFinite(seed), `synthetic model: seed must be a number, got ${seed}`);
-  resolveDtype(dtype); // f32, bf16 or a quantized type (quantized chunk by chunk as generated)
+  resolveDtype(dtype); // f32, bf16, f16 or a quantized type (blocks drawn from a quantized pool)
   const config = llamaConfig(
     {
       ...shape,
@@ -98,6 +131,7 @@ export function syntheticModelFile(shape: SyntheticShape, seed: number, dtype: W
     read: (): TensorValues => {
       if (req.spec.kind === 'norm') return { dtype: 'f32', data: new Float32Array(req.shape[0]).fill(1) };
       const rng = rngState(tensorSeed(seed, req.name));
+      if (isQuantDtype(dtype)) return { dtype, data: pooledBlocks(dtype, req.shape[0] * req.shape[1], rng, seed) };
       return { dtype: 'f32-chunks', fill: (chunk) => fillNormal(rng, chunk, STD) }; // CHUNK is even: only the last chunk can be odd
     },
   }));

@@ -10,7 +10,7 @@ import type { LlamaConfig } from '../core/config.js';
 import { check, LlamaAdapterError } from '../core/errors.js';
 import type { ModelFormat } from '../formats/model-file.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
-import type { ModelWeights, WeightDtype } from '../core/weights.js';
+import { isQuantized, type ModelWeights, type WeightDtype } from '../core/weights.js';
 import { runAsync, runSync, type Steps } from '../backend/memory.js';
 import { Activations } from './activations.js';
 import { BackwardBuffers, backwardPass } from './backward.js';
@@ -50,8 +50,9 @@ export class LlamaModel implements ForwardContext, MethodHost {
     readonly info: ModelInfo,
   ) {
     this.rope = ropeTables(config, config.maxSeqLen);
-    // bf16 weights: the activations training saves for backward are stored in bf16 too (half the memory)
-    this.acts = new Activations(config, info.dtype === 'bf16');
+    // bf16 or quantized weights: the activations training saves for backward are stored in bf16
+    // (half their memory; for a quantized base it is QLoRA's bf16 compute over a 4-bit model)
+    this.acts = new Activations(config, info.dtype === 'bf16' || isQuantized(weights.layers[0].wq) || isQuantized(weights.layers[0].w2));
     this.bwd = new BackwardBuffers(config);
     // frozen: a device backend uploads them once (Matrix weights are frozen by contract)
     const w = weights;

@@ -2,7 +2,7 @@
 // conversion, embedding. Stateless: one object shared by every TS backend.
 
 import { dequantizeRow, quantRowBytes } from '../../core/quant.js';
-import { toBf16Into, type Matrix } from '../../core/weights.js';
+import { f16ToF32Into, toBf16Into, type Matrix } from '../../core/weights.js';
 import type { Kernels } from '../backend.js';
 
 export const rowKernels = {
@@ -91,6 +91,7 @@ export const rowKernels = {
     for (let i = 0; i < n; i++) {
       const id = ids[i];
       if (table.dtype === 'f32') out.set(table.data.subarray(id * dim, id * dim + dim), i * dim);
+      else if (table.dtype === 'f16') f16ToF32Into(out.subarray(i * dim, i * dim + dim), table.data.subarray(id * dim, id * dim + dim), dim);
       else if (table.dtype !== 'bf16') dequantizeRow(table.dtype, table.data, id * quantRowBytes(table.dtype, dim), out, i * dim, dim);
       else {
         const u = new Uint32Array(out.buffer, out.byteOffset + i * dim * 4, dim);

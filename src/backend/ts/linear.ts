@@ -2,13 +2,17 @@
 // to be usable on the small real models; the native backend is the fast path.
 
 import { actsBuffer, dequantizeRow, dotRow, quantizeActs, quantRowBytes, type QuantizedActs } from '../../core/quant.js';
-import { roundBf16, type Matrix } from '../../core/weights.js';
+import { f16ToF32Into, isQuantized, roundBf16, type Matrix } from '../../core/weights.js';
 import type { Kernels } from '../backend.js';
 
-/** Row `n` of a weight matrix as fp32 (a view for f32; decoded into `scratch` for bf16 and quantized types). */
+/** Row `n` of a weight matrix as fp32 (a view for f32; decoded into `scratch` for bf16, f16 and quantized types). */
 function weightRow(w: Matrix, n: number, scratch: Float32Array): Float32Array {
   const K = w.cols;
   if (w.dtype === 'f32') return w.data.subarray(n * K, n * K + K);
+  if (w.dtype === 'f16') {
+    f16ToF32Into(scratch, w.data.subarray(n * K, n * K + K), K);
+    return scratch;
+  }
   if (w.dtype !== 'bf16') {
     dequantizeRow(w.dtype, w.data, n * quantRowBytes(w.dtype, K), scratch, 0, K);
     return scratch;
@@ -38,7 +42,7 @@ function dot(a: Float32Array, ao: number, b: Float32Array, K: number): number {
 
 /** matmul / matmulBack with their own grow-only scratch (one set per TS backend). */
 export function linearKernels(): Pick<Kernels, 'matmul' | 'matmulBack'> {
-  let scratch = new Float32Array(0); // one decoded bf16 weight row
+  let scratch = new Float32Array(0); // one decoded bf16 / f16 / quantized weight row
   let rounded = new Float32Array(0); // activations rounded to bf16
   let acts: QuantizedActs = actsBuffer(0); // one row of x quantized to 8 bits
 
@@ -59,7 +63,7 @@ export function linearKernels(): Pick<Kernels, 'matmul' | 'matmulBack'> {
     matmul(out: Float32Array, x: Float32Array, w: Matrix, M: number, accumulate = false): void {
       const N = w.rows,
         K = w.cols;
-      if (w.dtype !== 'f32' && w.dtype !== 'bf16') {
+      if (isQuantized(w)) {
         // quantized W: each row of x quantized to 8 bits, integer block products (core/quant.ts)
         if (acts.q.length < K) acts = actsBuffer(K);
         const rb = quantRowBytes(w.dtype, K);

@@ -69,7 +69,7 @@ function heads(k: string, s: { H: number; Hkv: number; hs: number }): void {
 function weights(k: string, w: Matrix): void {
   if (w.dtype !== 'f32' && w.dtype !== 'bf16') {
     throw new LlamaAdapterError(
-      `${w.dtype} (quantized) weights are not supported on the webgpu backend (${k}); use --backend native or ts, or --dtype f32/bf16`,
+      `${w.dtype} weights (quantized or f16) are not supported on the webgpu backend (${k}); use --backend native or ts, or --dtype f32/bf16`,
     );
   }
   count(k, 'weight rows', w.rows);
@@ -541,7 +541,7 @@ export function createWebGpuBackend(gpu: GpuDevice): WebGpuBackend {
     name: 'webgpu',
     threads: 1,
     memory: q,
-    missing: ['quantized', 'encoder'],
+    missing: ['quantized', 'f16', 'encoder'],
     adapter: gpu.description,
     software: gpu.software,
     get form() {

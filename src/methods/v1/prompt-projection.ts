@@ -29,8 +29,8 @@ export function isPromptProjection(s: string): s is PromptProjection {
  * (q.k is invariant under the same per-head row permutation), value chunks stay as litgpt reads them.
  */
 export function litgptSplitProjections(c: LlamaConfig, lw: LayerWeights): { wk: Matrix; wv: Matrix } {
-  // a quantized base: the split works on the dequantized values (the prompt projection is fp32 then)
-  const dense = (m: Matrix): Matrix => (isQuantized(m) ? { dtype: 'f32', rows: m.rows, cols: m.cols, data: matrixToF32(m) } : m);
+  // a quantized or f16 base: the split works on the widened values (the prompt projection is fp32 then)
+  const dense = (m: Matrix): Matrix => (isQuantized(m) || m.dtype === 'f16' ? { dtype: 'f32', rows: m.rows, cols: m.cols, data: matrixToF32(m) } : m);
   const w = { wq: dense(lw.wq), wk: dense(lw.wk), wv: dense(lw.wv) };
   const hs = c.headDim;
   const G = c.nKvHeads;
