@@ -17,6 +17,8 @@ export const ADAPTER_FORMAT = 'llama-adapter';
 export const ADAPTER_VERSION = '1';
 /** __metadata__.method of a multimodal adapter (methods/v1/multimodal-file.ts); absent for a text adapter. */
 export const MULTIMODAL_METHOD = 'multimodal';
+/** __metadata__.method of a task adapter (prompts + a task head over ViT / RoBERTa / LLaMA: methods/prompts/file.ts). */
+export const TASK_METHOD = 'task';
 
 /** Architecture fields an adapter must agree with (the metadata key and the config field). */
 const ARCH_FIELDS = [
@@ -55,7 +57,7 @@ export function saveAdapter(a: Adapter, path: string): void {
 }
 
 /** Write a method's trainable tensors (its one filter) as F32 with `metadata`, atomically. */
-export function writeMethodFile(a: AdapterMethod, path: string, metadata: Record<string, string>): void {
+export function writeMethodFile(a: Pick<AdapterMethod<unknown>, 'tensors' | 'isParam' | 'shapeOf'>, path: string, metadata: Record<string, string>): void {
   const tensors = [...trainableTensors(a)].map(([name, data]) => ({
     name,
     dtype: 'F32' as const,
@@ -154,6 +156,7 @@ export function adapterFromMetadata(path: string, m: Record<string, string>, hos
       `${path}: a multimodal adapter (trained with an image encoder${m.image_encoder_path ? ` at ${m.image_encoder_path}` : ''}); load it with its image encoder (--image-encoder PATH, loadMultimodalAdapter)`,
     );
   }
+  refuseTaskAdapter(path, m);
   check(m.version === ADAPTER_VERSION, `${path}: adapter file version ${m.version} is not supported (expected ${ADAPTER_VERSION})`);
   const c = host.config;
   for (const [key, field] of ARCH_FIELDS) {
@@ -180,6 +183,14 @@ export function adapterFromMetadata(path: string, m: Record<string, string>, hos
   return new Adapter(host, { promptLength, adapterLayers, gate, ...(promptProjection === 'standard' ? {} : { promptProjection }) });
 }
 
+/** A task adapter is not a LLaMA-Adapter: say so by name. */
+function refuseTaskAdapter(path: string, m: Record<string, string>): void {
+  if (m.method === TASK_METHOD)
+    throw new LlamaAdapterError(
+      `${path}: a task adapter (${m.task ?? 'a task'} head${m.prompt_mode && m.prompt_mode !== 'none' ? ` with ${m.prompt_mode} prompts` : ''} over a ${m.base_architecture ?? 'other'} base); use it with \`llama-adapter task eval\``,
+    );
+}
+
 function promptProjectionOf(path: string, m: Record<string, string>) {
   const pp = m.prompt_projection ?? 'standard';
   check(isPromptProjection(pp), `${path}: unknown prompt_projection "${pp}" (expected ${Object.keys(PROMPT_PROJECTIONS).join(', ')})`);
@@ -194,6 +205,7 @@ export function readOwnTensors(path: string): AdapterTensors {
     check(m.format === ADAPTER_FORMAT, `${path}: not a llama-adapter file (__metadata__.format is ${JSON.stringify(m.format ?? null)})`);
     check(m.version === ADAPTER_VERSION, `${path}: adapter file version ${m.version} is not supported (expected ${ADAPTER_VERSION})`);
     check(m.method !== MULTIMODAL_METHOD, `${path}: a multimodal adapter (its image projection has no place in the other formats)`);
+    refuseTaskAdapter(path, m);
     const gate = m.gate ?? '';
     check(isGateMode(gate), `${path}: unknown gate convention "${gate}" (expected ${Object.keys(GATE_RULES).join(', ')})`);
     const D = metaInt(path, m, 'base_dim', 1, CONFIG_LIMITS.dim);
