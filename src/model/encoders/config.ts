@@ -9,8 +9,6 @@ import { GELU, type GeluKind } from '../../backend/backend.js';
 import { CONFIG_LIMITS } from '../../core/config.js';
 import { check, LlamaAdapterError } from '../../core/errors.js';
 
-export type EncoderArch = 'vit' | 'roberta';
-
 /** HF hidden_act names -> our GELU kernels. */
 const ACTS: Record<string, GeluKind> = { gelu: GELU.erf, gelu_new: GELU.tanh, gelu_pytorch_tanh: GELU.tanh, gelu_fast: GELU.tanh, quick_gelu: GELU.quick };
 
@@ -41,8 +39,6 @@ export interface RobertaConfig extends EncoderConfigBase {
   bosId: number; // <s>
   eosId: number; // </s> (also the separator between question and context)
 }
-
-export type EncoderConfig = VitConfig | RobertaConfig;
 
 function readJson(file: string): Record<string, unknown> {
   let raw: unknown;
