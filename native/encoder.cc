@@ -74,13 +74,36 @@ HWY_INLINE VF GeluVec(DF d, VF x, int kind) {
   return hn::Mul(hn::Mul(half, x), hn::Add(one, hn::CopySignToAbs(e, z)));
 }
 
-void GeluRange(float* out, const float* x, long i0, long i1, int kind) {
+// d act(x) / dx (see GeluVec).
+HWY_INLINE VF GeluGradVec(DF d, VF x, int kind) {
+  const VF one = hn::Set(d, 1.0f), half = hn::Set(d, 0.5f);
+  if (kind == 2) {  // s + 1.702 x s (1 - s)
+    const VF sg = hn::Div(one, hn::Add(one, Exp(d, hn::Mul(hn::Set(d, -1.702f), x))));
+    return hn::MulAdd(hn::Mul(hn::Mul(hn::Set(d, 1.702f), x), sg), hn::Sub(one, sg), sg);
+  }
+  if (kind == 1) {  // 0.5 (1 + th) + 0.5 x (1 - th^2) c (1 + 3 a x^2)
+    const VF c = hn::Set(d, 0.7978845608028654f), a = hn::Set(d, 0.044715f);
+    const VF u = hn::Mul(c, hn::MulAdd(hn::Mul(a, x), hn::Mul(x, x), x));
+    const VF th = hn::Sub(one, hn::Div(hn::Set(d, 2.0f), hn::Add(Exp(d, hn::Add(u, u)), one)));
+    const VF du = hn::Mul(c, hn::MulAdd(hn::Mul(hn::Set(d, 3.0f), a), hn::Mul(x, x), one));
+    return hn::MulAdd(hn::Mul(hn::Mul(half, x), hn::NegMulAdd(th, th, one)), du, hn::Mul(half, hn::Add(one, th)));
+  }
+  // Phi(x) + x phi(x)
+  const VF z = hn::Mul(x, hn::Set(d, 0.7071067811865476f));
+  const VF e = hn::Sub(one, ErfcPos(d, hn::Abs(z)));
+  const VF phi = hn::Mul(hn::Set(d, 0.3989422804014327f), Exp(d, hn::Mul(hn::Set(d, -0.5f), hn::Mul(x, x))));
+  return hn::MulAdd(x, phi, hn::Mul(half, hn::Add(one, hn::CopySignToAbs(e, z))));
+}
+
+// out = act(x), or with dy: out = dy act'(x) (the backward).
+void GeluRange(float* out, const float* x, const float* dy, long i0, long i1, int kind) {
   const DF d;
   const long N = static_cast<long>(hn::Lanes(d));
   for (long i = i0; i < i1; i += N) {
     const size_t k = static_cast<size_t>(i1 - i < N ? i1 - i : N);
     const bool full = static_cast<long>(k) == N;
-    const VF r = GeluVec(d, full ? hn::LoadU(d, x + i) : LoadPart(d, x + i, k), kind);
+    const VF xv = full ? hn::LoadU(d, x + i) : LoadPart(d, x + i, k);
+    const VF r = dy ? hn::Mul(full ? hn::LoadU(d, dy + i) : LoadPart(d, dy + i, k), GeluGradVec(d, xv, kind)) : GeluVec(d, xv, kind);
     if (full) hn::StoreU(r, d, out + i);
     else StorePart(d, r, out + i, k);
   }
@@ -126,40 +149,6 @@ void LayerNormBackRows(float* dx, const float* dy, const float* x, const float* 
       const float v = rs * (gr[i] * w[i] - mg - (xr[i] - mu) * rs * mgx);
       o[i] = acc ? o[i] + v : v;
     }
-  }
-}
-
-// d act(x) / dx (see GeluVec).
-HWY_INLINE VF GeluGradVec(DF d, VF x, int kind) {
-  const VF one = hn::Set(d, 1.0f), half = hn::Set(d, 0.5f);
-  if (kind == 2) {  // s + 1.702 x s (1 - s)
-    const VF sg = hn::Div(one, hn::Add(one, Exp(d, hn::Mul(hn::Set(d, -1.702f), x))));
-    return hn::MulAdd(hn::Mul(hn::Mul(hn::Set(d, 1.702f), x), sg), hn::Sub(one, sg), sg);
-  }
-  if (kind == 1) {  // 0.5 (1 + th) + 0.5 x (1 - th^2) c (1 + 3 a x^2)
-    const VF c = hn::Set(d, 0.7978845608028654f), a = hn::Set(d, 0.044715f);
-    const VF u = hn::Mul(c, hn::MulAdd(hn::Mul(a, x), hn::Mul(x, x), x));
-    const VF th = hn::Sub(one, hn::Div(hn::Set(d, 2.0f), hn::Add(Exp(d, hn::Add(u, u)), one)));
-    const VF du = hn::Mul(c, hn::MulAdd(hn::Mul(hn::Set(d, 3.0f), a), hn::Mul(x, x), one));
-    return hn::MulAdd(hn::Mul(hn::Mul(half, x), hn::NegMulAdd(th, th, one)), du, hn::Mul(half, hn::Add(one, th)));
-  }
-  // Phi(x) + x phi(x)
-  const VF z = hn::Mul(x, hn::Set(d, 0.7071067811865476f));
-  const VF e = hn::Sub(one, ErfcPos(d, hn::Abs(z)));
-  const VF phi = hn::Mul(hn::Set(d, 0.3989422804014327f), Exp(d, hn::Mul(hn::Set(d, -0.5f), hn::Mul(x, x))));
-  return hn::MulAdd(x, phi, hn::Mul(half, hn::Add(one, hn::CopySignToAbs(e, z))));
-}
-
-void GeluBackRange(float* dx, const float* dy, const float* x, long i0, long i1, int kind) {
-  const DF d;
-  const long N = static_cast<long>(hn::Lanes(d));
-  for (long i = i0; i < i1; i += N) {
-    const size_t k = static_cast<size_t>(i1 - i < N ? i1 - i : N);
-    const bool full = static_cast<long>(k) == N;
-    const VF g = GeluGradVec(d, full ? hn::LoadU(d, x + i) : LoadPart(d, x + i, k), kind);
-    const VF r = hn::Mul(full ? hn::LoadU(d, dy + i) : LoadPart(d, dy + i, k), g);
-    if (full) hn::StoreU(r, d, dx + i);
-    else StorePart(d, r, dx + i, k);
   }
 }
 
@@ -233,8 +222,6 @@ void PrefixAttnBlock(float* out, const float* q, const float* pk, const float* p
 void PrefixBackHead(float* dq, float* dKh, float* dVh, long ldkv, float* dPKh, float* dPVh, const float* dO, const float* Q, const float* PK,
                     const float* PV, const float* Kg, const float* Vg, long T, long K, long qStride, long kvStride, long hs, float scale,
                     const int32_t* mask, bool causal) {
-  const DF d;
-  const long N = static_cast<long>(hn::Lanes(d));
   const long n = K + T, nQb = (T + kBackQB - 1) / kBackQB;
   if (nQb == 0) {
     std::memset(dPKh, 0, K * hs * sizeof(float));
@@ -255,15 +242,7 @@ void PrefixBackHead(float* dq, float* dKh, float* dVh, long ldkv, float* dPKh, f
     PrefixProbs(pb, n, Qb, qStride, PK, Kg, kvStride, nq, K, T, hs, scale, mask, causal, t0);
     if (K > 0) cblas_sgemm(kCblasRowMajor, kCblasNoTrans, kCblasTrans, inq, iK, ihs, 1.0f, dOb, iq, PV, ikv, 0.0f, dp, in);
     cblas_sgemm(kCblasRowMajor, kCblasNoTrans, kCblasTrans, inq, iT, ihs, 1.0f, dOb, iq, Vg, ikv, 0.0f, dp + K, in);
-    for (long i = 0; i < nq; i++) {
-      const float* pr = pb + i * n;
-      float* dr = dp + i * n;
-      const VF dotv = hn::Set(d, static_cast<float>(DotD(pr, dr, nullptr, n))), sv = hn::Set(d, scale);
-      long j = 0;
-      for (; j + N <= n; j += N) hn::StoreU(hn::Mul(hn::Mul(hn::LoadU(d, pr + j), hn::Sub(hn::LoadU(d, dr + j), dotv)), sv), d, dr + j);
-      const float dotf = hn::GetLane(dotv);
-      for (; j < n; j++) dr[j] = pr[j] * (dr[j] - dotf) * scale;
-    }
+    for (long i = 0; i < nq; i++) SoftmaxBackRow(pb + i * n, dp + i * n, n, scale);
     float* dqb = dq + t0 * qStride;
     if (K > 0) cblas_sgemm(kCblasRowMajor, kCblasNoTrans, kCblasNoTrans, inq, ihs, iK, 1.0f, dp, in, PK, ikv, 0.0f, dqb, iq);
     cblas_sgemm(kCblasRowMajor, kCblasNoTrans, kCblasNoTrans, inq, ihs, iT, 1.0f, dp + K, in, Kg, ikv, K > 0 ? 1.0f : 0.0f, dqb, iq);
@@ -289,7 +268,6 @@ HWY_EXPORT(LayerNormRows);
 HWY_EXPORT(GeluRange);
 HWY_EXPORT(BiasAddRows);
 HWY_EXPORT(LayerNormBackRows);
-HWY_EXPORT(GeluBackRange);
 HWY_EXPORT(PrefixAttnBlock);
 HWY_EXPORT(PrefixBackHead);
 
@@ -306,7 +284,7 @@ void layer_norm(float* out, const float* x, const float* w, const float* b, long
 
 void gelu(float* out, const float* x, long n, long kind) {
   parallel_for((n + kBlock - 1) / kBlock, threads_for(n * 16.0, kGrain), [&](long v0, long v1) {
-    HWY_DYNAMIC_DISPATCH(GeluRange)(out, x, v0 * kBlock, v1 * kBlock < n ? v1 * kBlock : n, static_cast<int>(kind));
+    HWY_DYNAMIC_DISPATCH(GeluRange)(out, x, nullptr, v0 * kBlock, v1 * kBlock < n ? v1 * kBlock : n, static_cast<int>(kind));
   });
 }
 
@@ -323,7 +301,7 @@ void layer_norm_back(float* dx, const float* dy, const float* x, const float* w,
 
 void gelu_back(float* dx, const float* dy, const float* x, long n, long kind) {
   parallel_for((n + kBlock - 1) / kBlock, threads_for(n * 24.0, kGrain), [&](long v0, long v1) {
-    HWY_DYNAMIC_DISPATCH(GeluBackRange)(dx, dy, x, v0 * kBlock, v1 * kBlock < n ? v1 * kBlock : n, static_cast<int>(kind));
+    HWY_DYNAMIC_DISPATCH(GeluRange)(dx, x, dy, v0 * kBlock, v1 * kBlock < n ? v1 * kBlock : n, static_cast<int>(kind));
   });
 }
 

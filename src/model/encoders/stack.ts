@@ -18,7 +18,7 @@
 import type { Backend, GeluKind, PromptShape } from '../../backend/backend.js';
 import { check } from '../../core/errors.js';
 import type { Matrix } from '../../core/weights.js';
-import type { PromptLayer, PromptLayerGrads, PromptSource, SourceGrads } from '../method.js';
+import type { PromptLayer, PromptLayerGrads, PromptProjections, PromptSource, SourceGrads } from '../method.js';
 
 /** One encoder layer's frozen weights (f32). */
 export interface EncoderLayerWeights {
@@ -106,6 +106,18 @@ export class EncoderStack {
     readonly shape: StackShape,
   ) {
     this.saved = layers.map(() => new LayerActs());
+  }
+
+  /** The attention shape a prompt method sees (PromptHost.attnShape; no GQA in these encoders). */
+  get attnShape() {
+    const { C, H } = this.shape;
+    return { width: C, layers: this.layers.length, heads: H, kvHeads: H, headDim: C / H };
+  }
+
+  /** Layer l's frozen key / value projections, biases included (PromptHost.promptProjections). */
+  promptProjections(l: number): PromptProjections {
+    const L = this.layers[l];
+    return { wk: L.wk, bk: L.bk, wv: L.wv, bv: L.bv };
   }
 
   private ensure(M: number): void {

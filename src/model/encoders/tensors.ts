@@ -97,9 +97,9 @@ export function readLayer(t: HfTensors, names: Record<keyof EncoderLayerWeights,
   };
 }
 
-/** A checkpoint's linear head `name`.weight / .bias (never prefixed), or null when absent. */
-export function readHead(t: HfTensors, name: string, C: number): LinearHead | null {
-  const rows = t.headRows(`${name}.weight`);
+/** A checkpoint's linear layer `name`.weight / .bias, or null when absent: a task head (never prefixed), or with `base` the base model's pooler. */
+export function readHead(t: HfTensors, name: string, C: number, base = false): LinearHead | null {
+  const rows = t.headRows(`${base ? t.prefix : ''}${name}.weight`);
   if (!rows) return null;
-  return { w: t.mat(`${name}.weight`, rows, C, [rows, C], true), b: t.tensor(`${name}.bias`, [rows], true) };
+  return { w: t.mat(`${name}.weight`, rows, C, [rows, C], !base), b: t.tensor(`${name}.bias`, [rows], !base) };
 }

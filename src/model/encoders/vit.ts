@@ -81,7 +81,7 @@ export class VitModel implements PromptHost {
     this.normW = t.tensor('layernorm.weight', [C]);
     this.normB = t.tensor('layernorm.bias', [C]);
     this.classifier = readHead(t, 'classifier', C);
-    this.pooler = t.has('pooler.dense.weight') ? { w: t.mat('pooler.dense.weight', C, C), b: t.tensor('pooler.dense.bias', [C]) } : null;
+    this.pooler = readHead(t, 'pooler.dense', C, true);
     this.fingerprint = t.fingerprint();
     this.stack = new EncoderStack(backend, layers, { C, H: c.heads, I, act: c.act, eps: c.eps, preNorm: true });
   }
@@ -92,13 +92,11 @@ export class VitModel implements PromptHost {
   }
 
   get attnShape() {
-    const c = this.config;
-    return { width: c.hidden, layers: c.layers, heads: c.heads, kvHeads: c.heads, headDim: c.hidden / c.heads };
+    return this.stack.attnShape;
   }
 
   promptProjections(l: number): PromptProjections {
-    const L = this.stack.layers[l];
-    return { wk: L.wk, bk: L.bk, wv: L.wv, bv: L.bv };
+    return this.stack.promptProjections(l);
   }
 
   /** A readable shape (adapter files record it). */
