@@ -253,6 +253,46 @@ describe('encoder checkpoints in other layouts', () => {
     assert.notEqual(bare.fingerprint, '');
   });
 
+  it('RobertaForSequenceClassification: classifier.dense + tanh + classifier.out_proj on <s>, read from the file and used as the task head', () => {
+    const f = readSafetensors(path.join(robertaDir, 'model.safetensors'));
+    const C = 48,
+      nl = 3;
+    const dense = Float32Array.from({ length: C * C }, (_, i) => Math.sin(i) * 0.2),
+      outP = Float32Array.from({ length: nl * C }, (_, i) => Math.cos(i) * 0.3);
+    const extra = [
+      { name: 'classifier.dense.weight', dtype: 'F32' as const, shape: [C, C], data: dense },
+      { name: 'classifier.dense.bias', dtype: 'F32' as const, shape: [C], data: new Float32Array(C).fill(0.1) },
+      { name: 'classifier.out_proj.weight', dtype: 'F32' as const, shape: [nl, C], data: outP },
+      { name: 'classifier.out_proj.bias', dtype: 'F32' as const, shape: [nl], data: Float32Array.from([0.5, -0.5, 0]) },
+    ];
+    const dir = path.join(tmp, 'rob-seqcls');
+    fs.mkdirSync(dir, { recursive: true });
+    fs.copyFileSync(path.join(robertaDir, 'config.json'), path.join(dir, 'config.json'));
+    const kept = f
+      .names()
+      .filter((n) => !n.startsWith('qa_outputs.'))
+      .map((n) => ({ name: n, dtype: 'F32' as const, shape: f.info(n).shape, data: f.tensorF32(n) }));
+    writeSafetensors(path.join(dir, 'model.safetensors'), [...kept, ...extra]);
+    const rob = loadEncoder(dir, be) as RobertaModel;
+    assert.ok(rob.classifier && !rob.qaOutputs);
+    const bb = new RobertaBackbone(rob, 'first');
+    const headFrom = new Map(extra.map((t) => [t.name, t.data]));
+    const m = createTaskMethod(bb, { task: 'text-classification', labels: ['a', 'b', 'c'], prompts: null, headFrom });
+    assert.equal(m.head.kind, 'roberta-classifier');
+    const x = { ids: rfx.tensorInt32('input_ids'), B: 2, T: 16, mask: rfx.tensorInt32('attention_mask') };
+    const r = taskStep(bb, m, x, { labels: Int32Array.from([0, 2]) }, null);
+    const last = rob.forward(x).last;
+    for (let b = 0; b < 2; b++) {
+      const z = Array.from({ length: C }, (_, o) =>
+        Math.tanh(0.1 + last.subarray(b * 16 * C, b * 16 * C + C).reduce((a, v, i) => a + v * dense[o * C + i], 0)),
+      );
+      for (let k = 0; k < nl; k++) {
+        const want = [0.5, -0.5, 0][k] + z.reduce((a, v, i) => a + v * outP[k * C + i], 0);
+        assert.ok(Math.abs(r.out[b * nl + k] - want) < 1e-5, `logit [${b}, ${k}]: ${r.out[b * nl + k]} vs ${want}`);
+      }
+    }
+  });
+
   it('refuses what it cannot run, naming the file: a missing tensor, a wrong shape, an unknown activation, a vocabulary overflow', () => {
     rewrite(vitDir, path.join(tmp, 'vit-missing'), (k) => (k.endsWith('layer.2.output.dense.bias') ? null : k));
     assert.throws(() => loadEncoder(path.join(tmp, 'vit-missing'), be), /model\.safetensors: missing tensor "vit\.encoder\.layer\.2\.output\.dense\.bias"/);
