@@ -13,6 +13,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { getBackend } from '../src/backend/index.js';
+import { inspectReport } from '../src/cli/inspect.js';
 import { createAdapter } from '../src/methods/v1/adapter.js';
 import { loadAdapter } from '../src/methods/v1/interop/registry.js';
 import { LlamaBackbone, RobertaBackbone, VitBackbone } from '../src/methods/prompts/backbones.js';
@@ -303,6 +304,10 @@ describe('task adapters: training, the file, the commands', () => {
     const back = loadTaskMethod(file, bb);
     assert.deepEqual(e.evaluate(back).metrics, after);
     assert.equal(back.parameterCount, m.parameterCount);
+    const rep = await inspectReport(file);
+    assert.equal(rep.kind, 'task adapter');
+    assert.equal(rep.parameters, m.parameterCount);
+    assert.equal((rep.metadata as Record<string, string>).base_architecture, 'roberta');
     // another base: other weights (refused unless forced), another architecture, a LLaMA loader
     const other = path.join(tmp, 'rob2');
     writeSyntheticRoberta(other, { hidden: 32, layers: 2, heads: 4, intermediate: 64, vocabSize: 2048, maxPositions: 66 }, 4);

@@ -1,7 +1,7 @@
 // `llama-adapter inspect PATH`: what a model or an adapter file holds.
 
 import { Command } from 'commander';
-import { readAdapterInfo } from '../methods/v1/file.js';
+import { readAdapterInfo, TASK_METHOD } from '../methods/v1/file.js';
 import { GATE_RULES } from '../methods/v1/gate.js';
 import { looksLikeAdapter, readAdapterTensors } from '../methods/v1/interop/registry.js';
 import { ADAPTER_FORMATS, parameterCountOf } from '../methods/v1/interop/tensors.js';
@@ -14,6 +14,19 @@ import { adapterLoadOptions, adapterOptions, type AdapterFlags } from './common.
 
 /** What an adapter of any format holds and which base it fits. */
 function adapterReport(path: string, f: AdapterFlags): Record<string, unknown> {
+  const info = readAdapterInfo(path);
+  if (info.metadata.method === TASK_METHOD) {
+    // a task adapter (methods/prompts/file.ts): prompts and a head over a ViT / RoBERTa / LLaMA base
+    const { training_args, ...metadata } = info.metadata;
+    const parameters = info.tensors.reduce((a, x) => a + x.shape.reduce((p, d) => p * d, 1), 0);
+    return {
+      kind: 'task adapter',
+      parameters,
+      training_args: training_args ? JSON.parse(training_args) : null,
+      metadata,
+      tensors: info.tensors.map((x) => `${x.name} [${x.shape.join(', ')}]`),
+    };
+  }
   const t = readAdapterTensors(path, adapterLoadOptions(f));
   const ours = t.format === 'llama-adapter';
   const m = t.metadata;
