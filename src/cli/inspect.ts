@@ -14,8 +14,13 @@ import { adapterLoadOptions, adapterOptions, type AdapterFlags } from './common.
 
 /** What an adapter of any format holds and which base it fits. */
 function adapterReport(path: string, f: AdapterFlags): Record<string, unknown> {
-  const info = readAdapterInfo(path);
-  if (info.metadata.method === TASK_METHOD) {
+  let info: ReturnType<typeof readAdapterInfo> | null = null;
+  try {
+    info = readAdapterInfo(path); // safetensors files only (a .pth or a PEFT directory: not a task adapter)
+  } catch {
+    info = null;
+  }
+  if (info?.metadata.method === TASK_METHOD) {
     // a task adapter (methods/prompts/file.ts): prompts and a head over a ViT / RoBERTa / LLaMA base
     const { training_args, ...metadata } = info.metadata;
     const parameters = info.tensors.reduce((a, x) => a + x.shape.reduce((p, d) => p * d, 1), 0);
