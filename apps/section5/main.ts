@@ -4,8 +4,10 @@
 // length K in the same L layers:
 //   probe          a linear head on the frozen features (no prompts)
 //   vpt            deep prompts in one softmax with the tokens, no gate (VPT-deep / prefix prompts)
+//   vpt-xavier     the same with VPT's own prompt scale (xavier-uniform variance 2 / (K + D)) instead of N(0, 1)
 //   gated          LLaMA-Adapter's zero-init gated prompts (tanh gate per head, gates start at 0)
-//   gated-random   the same with random-init gates (N(0, 1)), the paper's ablation
+//   gated-xavier   the same with the small prompt scale of vpt-xavier
+//   gated-random   zero-init's prompts with random-init gates (N(0, 1)), the paper's ablation
 // Every method trains the same linear head too. The learning rate of each (backbone, method) is
 // picked from --lrs on the validation split (seed 0; the grid grows by factors of 3 while its largest
 // value wins); then --seeds seeds train with it and are scored on the test split: mean accuracy and a
@@ -27,7 +29,7 @@ import { llamaTextDataset } from '../../src/train/tasks/batches.js';
 import { type Labelled, labelIds, labelSet } from '../../src/train/tasks/data.js';
 import { evaluateClassification, trainTask } from '../../src/train/tasks/train.js';
 
-const METHODS = ['probe', 'vpt', 'gated', 'gated-random'] as const;
+const METHODS = ['probe', 'vpt', 'vpt-xavier', 'gated', 'gated-xavier', 'gated-random'] as const;
 type Method = (typeof METHODS)[number];
 
 interface Flags {
@@ -101,10 +103,11 @@ async function run(f: Flags): Promise<void> {
           method === 'probe'
             ? null
             : {
-                mode: method === 'vpt' ? 'vpt' : 'tanh',
+                mode: method.startsWith('vpt') ? 'vpt' : 'tanh',
                 promptLength: f.promptLength,
                 adapterLayers: L,
                 gateInit: method === 'gated-random' ? 'random' : 'zero',
+                promptScale: method.endsWith('-xavier') ? Math.sqrt(2 / (f.promptLength + model.config.dim)) : 1,
               },
       });
     const fit = (method: Method, seed: number, lr: number) => {
