@@ -6,11 +6,14 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { BENCH_DEFAULTS, BENCH_KINDS, runBench, type BenchDtype, type BenchKind, type BenchOptions } from './run.js';
 import { runServeBench } from './serve.js';
 import { runClipBench } from './clip.js';
+import { ENCODER_CONFIGS, type EncoderConfigName, runEncoderBench } from './encoders.js';
 import { backendNames, type BackendName } from '../src/backend/index.js';
 import { int } from '../src/cli/common.js';
+import { check } from '../src/core/errors.js';
 
 interface BenchFlags {
-  config: string;
+  config?: string;
+  encoder?: EncoderConfigName;
   dtype: BenchDtype;
   backend: BackendName;
   threads?: number;
@@ -53,7 +56,13 @@ export function benchCommand(): Command {
   const d = BENCH_DEFAULTS;
   return new Command('bench')
     .description('measure adapter training, prefill and decode speed (one JSON line per measurement); --compare-pytorch runs the PyTorch peer too')
-    .requiredOption('--config <name|path>', 'stories260K, tinystories-656k, medium, large, 7b-layer, 7b, or a checkpoint path')
+    .option('--config <name|path>', 'stories260K, tinystories-656k, medium, large, 7b-layer, 7b, or a checkpoint path')
+    .addOption(
+      new Option(
+        '--encoder <name>',
+        'instead: adapter training on a ViT-B/16- or RoBERTa-base-shaped random encoder (--batch, --seq, --steps, --prompt-length, --adapter-layers: 0 = all)',
+      ).choices([...ENCODER_CONFIGS]),
+    )
     .addOption(
       new Option('--dtype <dtype>', 'dtype of the frozen weights')
         .choices(['fp32', 'bf16', 'f16', 'q8_0', 'q4_0', 'q4_1', 'q5_0', 'q4_k', 'q6_k'])
@@ -99,17 +108,23 @@ export function benchCommand(): Command {
     .option('--images <n>', '--clip: images per encoder forward', int('--images', 1), 8)
     .action(async (f: BenchFlags) => {
       const out = (line: Record<string, unknown>) => process.stdout.write(`${JSON.stringify(line)}\n`);
+      if (f.encoder) {
+        const e = { encoder: f.encoder, backend: f.backend, threads: f.threads, steps: f.steps, batch: f.batch, seq: f.seq, promptLength: f.promptLength };
+        return runEncoderBench({ ...e, adapterLayers: f.adapterLayers, comparePytorch: f.comparePytorch ?? false, python: f.python }, out);
+      }
+      check(f.config, '--config (or --encoder) is required');
+      const config = f.config;
       if (f.clip) {
-        const c = { clip: f.clip, config: f.config, backend: f.backend, threads: f.threads, images: f.images, steps: f.steps, python: f.python };
+        const c = { clip: f.clip, config, backend: f.backend, threads: f.threads, images: f.images, steps: f.steps, python: f.python };
         const shape = { batch: f.batch, seq: f.seq, promptLength: f.promptLength, adapterLayers: f.adapterLayers };
         return runClipBench({ ...c, ...shape, comparePytorch: f.comparePytorch ?? false, waitIdle: f.waitIdle }, out);
       }
       if (f.serve) {
         const s = { clients: f.clients, adapters: f.adapters, requests: f.requests, tokens: f.serveTokens, promptTokens: 16 };
-        return runServeBench({ config: f.config, backend: f.backend, threads: f.threads, dtype: f.dtype, ...s }, out);
+        return runServeBench({ config, backend: f.backend, threads: f.threads, dtype: f.dtype, ...s }, out);
       }
       const o: BenchOptions = {
-        config: f.config,
+        config,
         dtype: f.dtype,
         backend: f.backend,
         threads: f.threads,

@@ -34,7 +34,7 @@ namespace {
 // The fields of each object kind, in the order the JS side passes them (F(name, min) for integer
 // fields, F(name) for numbers); the same names as the TS interfaces and the la:: structs.
 #define LA_ATTN_FIELDS(F) F(B, 0) F(T, 0) F(S, 0) F(H, 1) F(Hkv, 1) F(hs, 1)
-#define LA_PROMPT_FIELDS(F) F(B, 0) F(T, 0) F(K, 1) F(H, 1) F(Hkv, 1) F(hs, 1)
+#define LA_PROMPT_FIELDS(F) F(B, 0) F(T, 0) F(K, 0) F(H, 1) F(Hkv, 1) F(hs, 1)  // K >= 1 except for prefixAttention
 #define LA_ADAMW_FIELDS(F) F(lr) F(beta1) F(beta2) F(eps) F(weightDecay) F(step)
 #define LA_MAT_FIELDS(F) F(data) F(rows, 0) F(cols, 0) F(dtype)
 
@@ -516,11 +516,11 @@ struct ArgDesc {
     (F32, k, 1.0 * s.B * s.T * s.Hkv * s.hs), (F32, v, 1.0 * s.B * s.T * s.Hkv * s.hs), (ATTN, s, 0))                                   \
   X_(promptAttention, la::prompt_attention, (F32, out, 1.0 * s.B * s.T * s.H * s.hs), (F32, q, 1.0 * s.B * s.T * s.H * s.hs),            \
     (F32, pk, 1.0 * s.K * s.Hkv * s.hs), (F32, pv, 1.0 * s.K * s.Hkv * s.hs), (F32, gate, s.H), (PROMPT, s, 0),                        \
-    (F32_OPT, probs, 1.0 * s.B * s.H * s.T * s.K))                                                                                     \
+    (F32_OPT, probs, 1.0 * s.B * s.H * s.T * s.K), (CHECK, s.K >= 1 ? "" : "s.K must be >= 1", 0))                                        \
   X_(promptAttentionBack, la::prompt_attention_back, (F32_OPT, dq, 1.0 * s.B * s.T * s.H * s.hs), (F32, dpk, 1.0 * s.K * s.Hkv * s.hs),  \
     (F32, dpv, 1.0 * s.K * s.Hkv * s.hs), (F32, dgate, s.H), (F32, dout, 1.0 * s.B * s.T * s.H * s.hs),                               \
     (F32, q, 1.0 * s.B * s.T * s.H * s.hs), (F32, pk, 1.0 * s.K * s.Hkv * s.hs), (F32, pv, 1.0 * s.K * s.Hkv * s.hs),                  \
-    (F32, gate, s.H), (F32, probs, 1.0 * s.B * s.H * s.T * s.K), (PROMPT, s, 0))                                                       \
+    (F32, gate, s.H), (F32, probs, 1.0 * s.B * s.H * s.T * s.K), (PROMPT, s, 0), (CHECK, s.K >= 1 ? "" : "s.K must be >= 1", 0))          \
   X_(crossEntropy, la::cross_entropy, (F32, logits, 1.0 * rows * V), (I32, targets, rows), (INT, rows, 0), (INT, V, 1),                 \
     (F32_OPT, dlogits, 1.0 * rows * V), (NUM, scale, 0), (F32_OPT, losses, rows),                                                        \
     (CHECK, all_in("target", targets, rows, -2147483647L - 1, V), 0))                                                                   \
@@ -528,9 +528,20 @@ struct ArgDesc {
   X_(layerNorm, la::layer_norm, (F32, out, 1.0 * rows * dim), (F32, x, 1.0 * rows * dim), (F32, w, dim), (F32, b, dim), (INT, rows, 0),  \
     (INT, dim, 0), (NUM, eps, 0), (F32_OPT, mean, rows), (F32_OPT, rstd, rows))                                                        \
   X_(gelu, la::gelu, (F32, out, n), (F32, x, n), (INT, n, 0), (INT, kind, 0), (CHECK, kind <= 2 ? "" : "kind must be 0, 1 or 2", 0))     \
+  X_(layerNormBack, la::layer_norm_back, (F32, dx, 1.0 * rows * dim), (F32, dy, 1.0 * rows * dim), (F32, x, 1.0 * rows * dim),            \
+    (F32, w, dim), (F32, mean, rows), (F32, rstd, rows), (INT, rows, 0), (INT, dim, 0), (FLAG, accumulate, 0))                            \
+  X_(geluBack, la::gelu_back, (F32, dx, n), (F32, dy, n), (F32, x, n), (INT, n, 0), (INT, kind, 0),                                       \
+    (CHECK, kind <= 2 ? "" : "kind must be 0, 1 or 2", 0))                                                                                \
   X_(biasAdd, la::bias_add, (F32, x, 1.0 * rows * dim), (F32, bias, dim), (INT, rows, 0), (INT, dim, 0))                                  \
   X_(encoderAttention, la::encoder_attention, (F32, out, 1.0 * s.B * s.T * s.H * s.hs), (F32, q, 1.0 * s.B * s.T * s.H * s.hs),         \
     (F32, k, 1.0 * s.B * s.T * s.Hkv * s.hs), (F32, v, 1.0 * s.B * s.T * s.Hkv * s.hs), (ATTN, s, 0))                                   \
+  X_(prefixAttention, la::prefix_attention, (F32, out, 1.0 * s.B * s.T * s.H * s.hs), (F32, q, 1.0 * s.B * s.T * s.H * s.hs),             \
+    (F32, k, 1.0 * s.B * s.T * s.Hkv * s.hs), (F32, v, 1.0 * s.B * s.T * s.Hkv * s.hs), (F32, pk, 1.0 * s.K * s.Hkv * s.hs), (F32, pv, 1.0 * s.K * s.Hkv * s.hs), (PROMPT, s, 0),\
+    (I32_OPT, mask, 1.0 * s.B * s.T), (FLAG, causal, 0))                                                                                  \
+  X_(prefixAttentionBack, la::prefix_attention_back, (F32, dq, 1.0 * s.B * s.T * s.H * s.hs), (F32, dk, 1.0 * s.B * s.T * s.Hkv * s.hs),  \
+    (F32, dv, 1.0 * s.B * s.T * s.Hkv * s.hs), (F32, dpk, 1.0 * s.K * s.Hkv * s.hs), (F32, dpv, 1.0 * s.K * s.Hkv * s.hs), (F32, dout, 1.0 * s.B * s.T * s.H * s.hs),\
+    (F32, q, 1.0 * s.B * s.T * s.H * s.hs), (F32, k, 1.0 * s.B * s.T * s.Hkv * s.hs), (F32, v, 1.0 * s.B * s.T * s.Hkv * s.hs), (F32, pk, 1.0 * s.K * s.Hkv * s.hs),\
+    (F32, pv, 1.0 * s.K * s.Hkv * s.hs), (PROMPT, s, 0), (I32_OPT, mask, 1.0 * s.B * s.T), (FLAG, causal, 0))                             \
   X_(patches, la::patches, (F32, out, 1.0 * B * C * size * size), (F32, pixels, 1.0 * B * C * size * size), (INT, B, 0), (INT, C, 1),     \
     (INT, size, 1), (INT, p, 1), (CHECK, size % p == 0 ? "" : "size must be a multiple of p", 0))
 

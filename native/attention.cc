@@ -153,14 +153,9 @@ void AttnBackHead(float* dq, float* dKh, float* dVh, long ld, const float* dO, c
     CausalSoftmaxBlock(pb, t1, Q + t0 * qStride, qStride, Kg, kvStride, nq, t1, hs, scale, t0);
     cblas_sgemm(kCblasRowMajor, kCblasNoTrans, kCblasTrans, inq, it1, ihs, 1.0f, dO + t0 * qStride, iq, Vg, ikv, 0.0f, dp, it1);
     for (long i = 0; i < nq; i++) {
-      const long t = t0 + i, n = t + 1;
-      const float* pr = pb + i * t1;
+      const long n = t0 + i + 1;  // causal: keys 0 .. t
       float* dr = dp + i * t1;
-      const VF dotv = hn::Set(d, static_cast<float>(DotD(pr, dr, nullptr, n))), sv = hn::Set(d, scale);
-      long j = 0;
-      for (; j + N <= n; j += N) hn::StoreU(hn::Mul(hn::Mul(hn::LoadU(d, pr + j), hn::Sub(hn::LoadU(d, dr + j), dotv)), sv), d, dr + j);
-      const float dotf = hn::GetLane(dotv);
-      for (; j < n; j++) dr[j] = pr[j] * (dr[j] - dotf) * scale;
+      SoftmaxBackRow(pb + i * t1, dr, n, scale);
       Zero(dr + n, t1 - n);
     }
     cblas_sgemm(kCblasRowMajor, kCblasNoTrans, kCblasNoTrans, inq, ihs, it1, 1.0f, dp, it1, Kg, ikv, 0.0f, dq + t0 * qStride, iq);

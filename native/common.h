@@ -278,11 +278,18 @@ void prompt_attention_back(float* dq, float* dpk, float* dpv, float* dgate, cons
                            const float* pv, const float* gate, const float* probs, const PromptShape& s);
 
 
-// encoder.cc (image encoders: ViT / CLIP towers)
+// encoder.cc (encoders: ViT / CLIP towers, RoBERTa; the vpt prompt baseline)
 void layer_norm(float* out, const float* x, const float* w, const float* b, long rows, long dim, float eps, float* mean, float* rstd);
 void gelu(float* out, const float* x, long n, long kind);  // kind: 0 erf, 1 tanh approximation, 2 quick_gelu
 void bias_add(float* x, const float* bias, long rows, long dim);
-void encoder_attention(float* out, const float* q, const float* k, const float* v, const AttnShape& s);
+void layer_norm_back(float* dx, const float* dy, const float* x, const float* w, const float* mean, const float* rstd, long rows, long dim,
+                     bool accumulate);
+void gelu_back(float* dx, const float* dy, const float* x, long n, long kind);
+void encoder_attention(float* out, const float* q, const float* k, const float* v, const AttnShape& s);  // = prefix_attention, K = 0, no mask
+void prefix_attention(float* out, const float* q, const float* k, const float* v, const float* pk, const float* pv, const PromptShape& s,
+                      const int32_t* mask, bool causal);
+void prefix_attention_back(float* dq, float* dk, float* dv, float* dpk, float* dpv, const float* dout, const float* q, const float* k, const float* v,
+                           const float* pk, const float* pv, const PromptShape& s, const int32_t* mask, bool causal);
 void patches(float* out, const float* pixels, long B, long C, long size, long p);
 
 }  // namespace la

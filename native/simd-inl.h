@@ -238,6 +238,20 @@ HWY_INLINE double DotD(const float* HWY_RESTRICT a, const float* HWY_RESTRICT b,
   return s;
 }
 
+/**
+ * The softmax backward of one row of probabilities pr (n): dr[j] = pr[j] (dr[j] - sum_k pr[k] dr[k]) scale,
+ * dr holding dP on entry (the dot product in double).
+ */
+HWY_INLINE void SoftmaxBackRow(const float* HWY_RESTRICT pr, float* HWY_RESTRICT dr, long n, float scale) {
+  const DF d;
+  const long N = static_cast<long>(hn::Lanes(d));
+  const VF dotv = hn::Set(d, static_cast<float>(DotD(pr, dr, nullptr, n))), sv = hn::Set(d, scale);
+  long j = 0;
+  for (; j + N <= n; j += N) hn::StoreU(hn::Mul(hn::Mul(hn::LoadU(d, pr + j), hn::Sub(hn::LoadU(d, dr + j), dotv)), sv), d, dr + j);
+  const float dotf = hn::GetLane(dotv);
+  for (; j < n; j++) dr[j] = pr[j] * (dr[j] - dotf) * scale;
+}
+
 /** x[i] *= a. */
 HWY_INLINE void Scale(float* HWY_RESTRICT x, float a, long n) {
   const DF d;

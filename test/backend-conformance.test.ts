@@ -94,6 +94,14 @@ function weightView(w: Matrix): { w: Matrix; intact: () => boolean } {
   return { w: { ...w, data: r.v } as Matrix, intact: r.intact };
 }
 
+/** Random inputs of prefixAttention for shape s: q (B, T, H*hs), k / v (B, T, Hkv*hs), pk / pv (K, Hkv*hs). */
+function prefixInputs(rng: Rng, s: PromptShape): Record<'q' | 'k' | 'v' | 'pk' | 'pv', Float32Array> {
+  const { B, T, K, H, Hkv, hs } = s;
+  const k = randn(rng, B * T * Hkv * hs),
+    pk = randn(rng, K * Hkv * hs);
+  return { q: randn(rng, B * T * H * hs), k, v: randn(rng, k.length), pk, pv: randn(rng, pk.length) };
+}
+
 function ropeTables(maxPos: number, hs: number): { cos: Float32Array; sin: Float32Array } {
   const half = hs / 2;
   const cos = new Float32Array(maxPos * half),
@@ -814,6 +822,117 @@ for (const { id, simd } of runs) {
       assert.throws(() => be.layerNorm(new Float32Array(8), new Float32Array(8), new Float32Array(3), new Float32Array(4), 2, 4, 1e-5), RangeError);
     });
 
+    it('encoder backward and prefix attention: layerNormBack, geluBack, prefixAttention(+Back) with prompts, padding masks, causal order, GQA, K = 0', {
+      skip: lacks('encoder'),
+    }, () => {
+      for (const [rows, dim] of [
+        [1, 1],
+        [3, 7],
+        [257, 130],
+      ] as const) {
+        const x = randn(rng, rows * dim, 2),
+          w = randn(rng, dim),
+          b = randn(rng, dim),
+          dy = randn(rng, rows * dim);
+        const mean = new Float32Array(rows),
+          rstd = new Float32Array(rows);
+        ts.layerNorm(new Float32Array(rows * dim), x, w, b, rows, dim, 1e-5, mean, rstd);
+        for (const acc of [false, true]) {
+          const init = randn(rng, rows * dim),
+            want = init.slice();
+          ts.layerNormBack(want, dy, x, w, mean, rstd, rows, dim, acc);
+          const dv = inView(init);
+          be.layerNormBack(dv.v, dy, x, w, mean, rstd, rows, dim, acc);
+          // the terms are rstd * dy * w in size; for dim 1 they cancel to 0 exactly, up to their rounding
+          const scale = Math.max(...rstd) * Math.max(...dy.map(Math.abs)) * Math.max(...w.map(Math.abs));
+          close(dv.v, want, RTOL, `layerNormBack ${rows}x${dim} acc=${acc}`, 1e-6 * scale);
+          assert.ok(dv.intact(), 'layerNormBack wrote outside dx');
+        }
+      }
+      for (const n of [1, 7, 33, 70001])
+        for (const kind of [GELU.erf, GELU.tanh, GELU.quick]) {
+          const x = randn(rng, n, 3),
+            dy = randn(rng, n);
+          if (n > 4) [x[0], x[1], x[2], x[3]] = [30, -30, 0, -1e-30];
+          const want = new Float32Array(n);
+          ts.geluBack(want, dy, x, n, kind);
+          const dv = inView(new Float32Array(n));
+          be.geluBack(dv.v, dy, x, n, kind);
+          close(dv.v, want, RTOL, `geluBack kind ${kind} n=${n}`, 2e-7);
+          assert.ok(dv.intact(), 'geluBack wrote outside dx');
+          const alias = dy.slice();
+          be.geluBack(alias, alias, x, n, kind);
+          sameBits(alias, dv.v, `geluBack in place kind ${kind}`);
+        }
+      for (const [s, masked, causal] of [
+        [{ B: 1, T: 1, K: 0, H: 1, Hkv: 1, hs: 4 }, false, false],
+        [{ B: 2, T: 17, K: 4, H: 4, Hkv: 4, hs: 12 }, true, false],
+        [{ B: 2, T: 70, K: 0, H: 4, Hkv: 2, hs: 16 }, true, false],
+        [{ B: 3, T: 9, K: 10, H: 8, Hkv: 2, hs: 8 }, true, true],
+        [{ B: 1, T: 130, K: 3, H: 2, Hkv: 1, hs: 64 }, false, true],
+      ] satisfies [PromptShape, boolean, boolean][]) {
+        const { B, T, K, H, hs } = s;
+        const { q, k, v, pk, pv } = prefixInputs(rng, s),
+          dout = randn(rng, q.length);
+        let mask: Int32Array | null = null;
+        if (masked) {
+          mask = new Int32Array(B * T).fill(1);
+          for (let b = 1; b < B; b++) mask.fill(0, b * T + Math.max(1, T - 5 * b), (b + 1) * T); // right padding
+          if (B > 2) mask.fill(0, 2 * T, 2 * T + 2); // and left padding
+          if (K === 0 && B > 1) mask.fill(0, T, 2 * T); // K = 0: a row with no visible key gets zeros
+        }
+        const tag = `${JSON.stringify(s)} mask=${masked} causal=${causal}`;
+        const want = new Float32Array(q.length);
+        ts.prefixAttention(want, q, k, v, pk, pv, s, mask, causal);
+        const ov = inView(new Float32Array(q.length));
+        be.prefixAttention(ov.v, inView(q).v, inView(k).v, inView(v).v, inView(pk).v, inView(pv).v, s, mask ? inView(mask).v : null, causal);
+        close(ov.v, want, RTOL, `prefixAttention ${tag}`);
+        assert.ok(ov.intact(), 'prefixAttention wrote outside out');
+        const g = (n: number) => new Float32Array(n);
+        const wq = g(q.length),
+          wk = g(k.length),
+          wv = g(v.length),
+          wpk = randn(rng, pk.length),
+          wpv = randn(rng, pv.length);
+        const gpk = inView(wpk.slice()),
+          gpv = inView(wpv.slice()),
+          gq = inView(randn(rng, q.length)),
+          gk = inView(randn(rng, k.length)),
+          gv = inView(randn(rng, v.length));
+        ts.prefixAttentionBack(wq, wk, wv, wpk, wpv, dout, q, k, v, pk, pv, s, mask, causal);
+        be.prefixAttentionBack(gq.v, gk.v, gv.v, gpk.v, gpv.v, inView(dout).v, q, k, v, pk, pv, s, mask, causal);
+        close(gq.v, wq, RTOL, `prefixAttentionBack dq ${tag}`);
+        close(gk.v, wk, RTOL, `prefixAttentionBack dk ${tag}`);
+        close(gv.v, wv, RTOL, `prefixAttentionBack dv ${tag}`);
+        close(gpk.v, wpk, RTOL, `prefixAttentionBack dpk (accumulated) ${tag}`);
+        close(gpv.v, wpv, RTOL, `prefixAttentionBack dpv (accumulated) ${tag}`);
+        assert.ok(gq.intact() && gk.intact() && gv.intact() && gpk.intact() && gpv.intact(), 'prefixAttentionBack wrote outside its views');
+        if (mask && K === 0 && B > 1) for (let i = T * H * hs; i < 2 * T * H * hs; i++) assert.equal(ov.v[i], 0, 'a row whose every key is masked gets zeros');
+      }
+      // K = 0 and no mask is encoderAttention (the CLIP tower's kernel): the same bits
+      const s = { B: 2, T: 50, K: 0, H: 4, Hkv: 2, hs: 16 };
+      const q = randn(rng, 2 * 50 * 64),
+        k = randn(rng, 2 * 50 * 32),
+        v = randn(rng, k.length);
+      const a = new Float32Array(q.length),
+        c = new Float32Array(q.length);
+      be.prefixAttention(a, q, k, v, new Float32Array(0), new Float32Array(0), s, null, false);
+      be.encoderAttention(c, q, k, v, { B: 2, T: 50, S: 50, H: 4, Hkv: 2, hs: 16 });
+      sameBits(a, c, 'prefixAttention K = 0 vs encoderAttention');
+      assert.throws(
+        () =>
+          be.promptAttention(new Float32Array(8), new Float32Array(8), new Float32Array(0), new Float32Array(0), new Float32Array(2), {
+            B: 1,
+            T: 1,
+            K: 0,
+            H: 2,
+            Hkv: 2,
+            hs: 4,
+          }),
+        RangeError,
+      );
+    });
+
     it('rejects buffers too small for the shape (RangeError, no memory access)', async () => {
       const w: Matrix = { dtype: 'f32', rows: 8, cols: 8, data: new Float32Array(64) };
       assert.throws(() => be.matmul(new Float32Array(7), new Float32Array(8), w, 1), RangeError);
@@ -1209,6 +1328,56 @@ describe('TypeScript backward kernels match finite differences', () => {
       fdCheck(`promptAttentionBack dpk ${tag}`, pk, f, dpk, rng);
       fdCheck(`promptAttentionBack dpv ${tag}`, pv, f, dpv, rng);
       fdCheck(`promptAttentionBack dgate ${tag}`, gate, f, dg, rng);
+    }
+  });
+
+  it('layerNormBack, geluBack and prefixAttentionBack are the gradients of their forwards (masks, causal order, prompts, GQA)', () => {
+    const rows = 3,
+      dim = 6;
+    const x = randn(rng, rows * dim, 2),
+      w = randn(rng, dim),
+      b = randn(rng, dim),
+      r = randn(rng, rows * dim);
+    const out = new Float32Array(rows * dim),
+      mean = new Float32Array(rows),
+      rstd = new Float32Array(rows);
+    be.layerNorm(out, x, w, b, rows, dim, 1e-5, mean, rstd);
+    const dx = new Float32Array(rows * dim);
+    be.layerNormBack(dx, r, x, w, mean, rstd, rows, dim, false);
+    fdCheck('layerNormBack', x, () => (be.layerNorm(out, x, w, b, rows, dim, 1e-5), dotD(out, r)), dx, rng);
+    for (const kind of [GELU.erf, GELU.tanh, GELU.quick]) {
+      const xg = randn(rng, 20, 2),
+        rg = randn(rng, 20),
+        og = new Float32Array(20),
+        dg = new Float32Array(20);
+      be.geluBack(dg, rg, xg, 20, kind);
+      fdCheck(`geluBack kind ${kind}`, xg, () => (be.gelu(og, xg, 20, kind), dotD(og, rg)), dg, rng);
+    }
+    for (const [s, masked, causal] of [
+      [{ B: 2, T: 4, K: 3, H: 4, Hkv: 2, hs: 4 }, true, false],
+      [{ B: 1, T: 5, K: 2, H: 2, Hkv: 1, hs: 6 }, false, true],
+      [{ B: 2, T: 3, K: 0, H: 2, Hkv: 2, hs: 4 }, true, true],
+    ] satisfies [PromptShape, boolean, boolean][]) {
+      const { B, T, K } = s;
+      const { q, k, v, pk, pv } = prefixInputs(rng, s),
+        rr = randn(rng, q.length);
+      const mask = masked ? Int32Array.from({ length: B * T }, (_, i) => (i % T === T - 1 && i >= T ? 0 : 1)) : null;
+      const o = new Float32Array(q.length);
+      const f = () => (be.prefixAttention(o, q, k, v, pk, pv, s, mask, causal), dotD(o, rr));
+      const dq = new Float32Array(q.length),
+        dk = new Float32Array(k.length),
+        dv = new Float32Array(v.length),
+        dpk = new Float32Array(pk.length),
+        dpv = new Float32Array(pv.length);
+      be.prefixAttentionBack(dq, dk, dv, dpk, dpv, rr, q, k, v, pk, pv, s, mask, causal);
+      const tag = `${JSON.stringify(s)} mask=${masked} causal=${causal}`;
+      fdCheck(`prefixAttentionBack dq ${tag}`, q, f, dq, rng);
+      fdCheck(`prefixAttentionBack dk ${tag}`, k, f, dk, rng);
+      fdCheck(`prefixAttentionBack dv ${tag}`, v, f, dv, rng);
+      if (K > 0) {
+        fdCheck(`prefixAttentionBack dpk ${tag}`, pk, f, dpk, rng);
+        fdCheck(`prefixAttentionBack dpv ${tag}`, pv, f, dpv, rng);
+      }
     }
   });
 

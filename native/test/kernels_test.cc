@@ -675,6 +675,125 @@ void ref_quant_matmul(float* out, const float* x, const uint8_t* w, const QType&
   }
 }
 
+// Prefix attention in double: [prompt keys; the row's keys] in one softmax, token key j hidden where
+// mask[b*T + j] == 0 or (causal) j > t; a query that sees no key gets zeros.
+void ref_prefix(double* out, const float* q, const float* k, const float* v, const float* pk, const float* pv, const la::PromptShape& s,
+                const int32_t* mask, bool causal) {
+  const long rep = s.H / s.Hkv, qs = s.H * s.hs, ks = s.Hkv * s.hs, n = s.K + s.T;
+  std::vector<double> sc(n);
+  for (long b = 0; b < s.B; b++)
+    for (long t = 0; t < s.T; t++)
+      for (long h = 0; h < s.H; h++) {
+        const long kvh = h / rep;
+        const float* qv = q + (b * s.T + t) * qs + h * s.hs;
+        double mx = -INFINITY;
+        for (long j = 0; j < n; j++) {
+          const long tok = j - s.K;
+          if (tok >= 0 && ((mask && !mask[b * s.T + tok]) || (causal && tok > t))) {
+            sc[j] = -INFINITY;
+            continue;
+          }
+          const float* kv = tok < 0 ? pk + j * ks + kvh * s.hs : k + (b * s.T + tok) * ks + kvh * s.hs;
+          double d = 0;
+          for (long i = 0; i < s.hs; i++) d += static_cast<double>(qv[i]) * kv[i];
+          sc[j] = d / std::sqrt(static_cast<double>(s.hs));
+          mx = std::fmax(mx, sc[j]);
+        }
+        double* o = out + (b * s.T + t) * qs + h * s.hs;
+        for (long i = 0; i < s.hs; i++) o[i] = 0;
+        if (mx == -INFINITY) continue;
+        double z = 0;
+        for (auto& x : sc) z += (x = std::exp(x - mx));
+        for (long j = 0; j < n; j++) {
+          const long tok = j - s.K;
+          const float* vv = tok < 0 ? pv + j * ks + kvh * s.hs : v + (b * s.T + tok) * ks + kvh * s.hs;
+          for (long i = 0; i < s.hs; i++) o[i] += sc[j] / z * vv[i];
+        }
+      }
+}
+
+// The encoders' backward kernels and prefix attention: LayerNorm and GELU backward against central
+// differences of their scalar forwards; prefix attention (prompts, padding masks, causal order, GQA,
+// K = 0) against ref_prefix, its backward against central differences of ref_prefix.
+void check_encoder_back() {
+  for (long dim : {1L, 7L, 130L}) {
+    const long rows = 3;
+    Vec x = randn(rows * dim, 2.0f), w = randn(dim), b = randn(dim), r = randn(rows * dim), mean(rows), rstd(rows), tmp(rows * dim), dx(rows * dim);
+    la::layer_norm(tmp.data(), x.data(), w.data(), b.data(), rows, dim, 1e-5f, mean.data(), rstd.data());
+    la::layer_norm_back(dx.data(), r.data(), x.data(), w.data(), mean.data(), rstd.data(), rows, dim, false);
+    auto f = [&]() {
+      double t = 0;
+      for (long rr = 0; rr < rows; rr++) {
+        double mu = 0, var = 0;
+        for (long i = 0; i < dim; i++) mu += x[rr * dim + i];
+        mu /= dim;
+        for (long i = 0; i < dim; i++) var += (x[rr * dim + i] - mu) * (x[rr * dim + i] - mu);
+        for (long i = 0; i < dim; i++) t += ((x[rr * dim + i] - mu) / std::sqrt(var / dim + 1e-5) * w[i] + b[i]) * r[rr * dim + i];
+      }
+      return t;
+    };
+    if (dim < 100) fd_check(x, dx, f, "layerNormBack (finite differences)");
+    Vec acc = dx;
+    la::layer_norm_back(acc.data(), r.data(), x.data(), w.data(), mean.data(), rstd.data(), rows, dim, true);
+    for (auto& a : dx) a *= 2;
+    close(acc.data(), dx.data(), dx.size(), kRtol, "layerNormBack accumulate");
+  }
+  for (long kind : {0L, 1L, 2L}) {
+    const long n = 37;
+    Vec x = randn(n, 2.0f), r = randn(n), dx(n);
+    la::gelu_back(dx.data(), r.data(), x.data(), n, kind);
+    auto f = [&]() {
+      double t = 0;
+      for (long i = 0; i < n; i++) {
+        const double v = x[i];
+        t += r[i] * (kind == 2   ? v / (1 + std::exp(-1.702 * v))
+                     : kind == 1 ? 0.5 * v * (1 + std::tanh(std::sqrt(2 / M_PI) * (v + 0.044715 * v * v * v)))
+                                 : 0.5 * v * (1 + std::erf(v / std::sqrt(2.0))));
+      }
+      return t;
+    };
+    fd_check(x, dx, f, ("geluBack kind " + std::to_string(kind) + " (finite differences)").c_str());
+  }
+  struct Case {
+    la::PromptShape s;
+    bool masked, causal;
+  };
+  const Case cases[] = {{{2, 17, 4, 4, 4, 12}, true, false}, {{2, 70, 0, 4, 2, 16}, true, false}, {{3, 9, 10, 8, 2, 8}, true, true}, {{1, 5, 2, 2, 1, 6}, false, true}};
+  for (const auto& c : cases) {
+    const auto& s = c.s;
+    const long qs = s.H * s.hs, ks = s.Hkv * s.hs, nq = s.B * s.T * qs;
+    Vec q = randn(nq), k = randn(s.B * s.T * ks), v = randn(k.size()), pk = randn(s.K * ks), pv = randn(pk.size()), r = randn(nq), got(nq);
+    std::vector<int32_t> mask(s.B * s.T, 1);
+    for (long b = 1; b < s.B; b++)
+      for (long t = s.T - 2 * b > 0 ? s.T - 2 * b : 1; t < s.T; t++) mask[b * s.T + t] = 0;
+    const int32_t* m = c.masked ? mask.data() : nullptr;
+    la::prefix_attention(got.data(), q.data(), k.data(), v.data(), pk.data(), pv.data(), s, m, c.causal);
+    std::vector<double> wd(nq);
+    ref_prefix(wd.data(), q.data(), k.data(), v.data(), pk.data(), pv.data(), s, m, c.causal);
+    Vec want(wd.begin(), wd.end());
+    const std::string tag = " B" + std::to_string(s.B) + " T" + std::to_string(s.T) + " K" + std::to_string(s.K) + (c.masked ? " masked" : "") +
+                            (c.causal ? " causal" : "");
+    close(got.data(), want.data(), nq, kRtol, "prefixAttention" + tag);
+    if (nq > 4000) continue;  // finite differences on the small cases
+    Vec dq(nq), dk(k.size()), dv(v.size()), dpk(pk.size(), 0.0f), dpv(pv.size(), 0.0f);
+    la::prefix_attention_back(dq.data(), dk.data(), dv.data(), dpk.data(), dpv.data(), r.data(), q.data(), k.data(), v.data(), pk.data(), pv.data(),
+                              s, m, c.causal);
+    auto f = [&]() {
+      ref_prefix(wd.data(), q.data(), k.data(), v.data(), pk.data(), pv.data(), s, m, c.causal);
+      double t = 0;
+      for (long i = 0; i < nq; i++) t += wd[i] * r[i];
+      return t;
+    };
+    fd_check(q, dq, f, ("prefixAttentionBack dq" + tag).c_str());
+    fd_check(k, dk, f, ("prefixAttentionBack dk" + tag).c_str());
+    fd_check(v, dv, f, ("prefixAttentionBack dv" + tag).c_str());
+    if (s.K > 0) {
+      fd_check(pk, dpk, f, ("prefixAttentionBack dpk" + tag).c_str());
+      fd_check(pv, dpv, f, ("prefixAttentionBack dpv" + tag).c_str());
+    }
+  }
+}
+
 // Every quantized type: matmul (decode and prefill shapes) against the reference, a row's result
 // the same bits alone or in a batch, matmulBack and embed on the dequantized rows.
 void check_quant_types();
@@ -753,6 +872,7 @@ int main(int argc, char** argv) {
     check_rows();
     check_attention();
     check_encoder();
+    check_encoder_back();
     std::printf("%s: %d checks, %d failed\n", names[i], g_checks - checks, g_failures - before);
   }
   la::simd_force("");

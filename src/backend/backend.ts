@@ -35,7 +35,7 @@ export interface AttnShape {
 export interface PromptShape {
   B: number; // batch rows (all sharing one adapter)
   T: number; // query positions per row
-  K: number; // prompt length
+  K: number; // prompt length (>= 1; prefixAttention also takes 0: no prompts)
   H: number; // query heads
   Hkv: number; // key/value heads
   hs: number; // head size
@@ -104,7 +104,7 @@ export interface Backend {
   /** out (n, dim) = rows `ids[i]` of the table (vocab, dim). */
   embed(out: Float32Array, table: Matrix, ids: Int32Array, n: number): void;
 
-  // ---------------------------------------------------------------- image encoders (ViT / CLIP)
+  // ---------------------------------------------------------------- encoders (ViT / CLIP / RoBERTa) and prompt baselines
   /**
    * out (rows, dim) = (x - mean) / sqrt(var + eps) * w + b per row, var the biased variance (both
    * in double, two passes); mean and rstd (rows) receive the row statistics when given.
@@ -126,6 +126,24 @@ export interface Backend {
    * the tanh approximation (HF "gelu_new"), GELU.quick = x * sigmoid(1.702 x) (CLIP's quick_gelu).
    */
   gelu(out: Float32Array, x: Float32Array, n: number, kind: GeluKind): void;
+  /**
+   * dx (rows, dim) (+)= d layerNorm / dx · dy, from the forward's row statistics mean / rstd (rows):
+   * rstd (g - mean(g) - xhat mean(g xhat)) with g = dy w, xhat = (x - mean) rstd. The weight and
+   * bias gradients are not computed (frozen).
+   */
+  layerNormBack(
+    dx: Float32Array,
+    dy: Float32Array,
+    x: Float32Array,
+    w: Float32Array,
+    mean: Float32Array,
+    rstd: Float32Array,
+    rows: number,
+    dim: number,
+    accumulate: boolean,
+  ): void;
+  /** dx (n) = dy · act'(x) for the activation `kind` of gelu() (dx may alias dy). */
+  geluBack(dx: Float32Array, dy: Float32Array, x: Float32Array, n: number, kind: GeluKind): void;
   /** x (rows, dim) += bias (dim) on every row. */
   biasAdd(x: Float32Array, bias: Float32Array, rows: number, dim: number): void;
   /**
@@ -134,6 +152,45 @@ export interface Backend {
    * (B, T, Hkv*hs). s.S is not read (it is T).
    */
   encoderAttention(out: Float32Array, q: Float32Array, k: Float32Array, v: Float32Array, s: AttnShape): void;
+  /**
+   * Attention over K shared prefix keys/values followed by the row's own T keys, in ONE softmax (the
+   * `vpt` / deep-prompt baseline; with K = 0, plain masked attention): for query t of row b and head h,
+   * out = softmax([q pk^T, q k^T] / sqrt(hs)) [pv; v] over the visible keys: every prompt key, and
+   * token key j when mask[b*T + j] != 0 (mask (B, T), null = all) and, if `causal`, j <= t. Hidden
+   * keys get probability exactly 0; a query with no visible key gets a zero output. q/out (B, T, H*hs),
+   * k/v (B, T, Hkv*hs), pk/pv (K, Hkv*hs) (no position, no mask).
+   */
+  prefixAttention(
+    out: Float32Array,
+    q: Float32Array,
+    k: Float32Array,
+    v: Float32Array,
+    pk: Float32Array,
+    pv: Float32Array,
+    s: PromptShape,
+    mask: Int32Array | null,
+    causal: boolean,
+  ): void;
+  /**
+   * Backward of prefixAttention(): dq (B, T, H*hs), dk, dv (B, T, Hkv*hs) overwritten; dpk, dpv
+   * (K, Hkv*hs) accumulate (summed over rows and heads). Probabilities are recomputed, not stored.
+   */
+  prefixAttentionBack(
+    dq: Float32Array,
+    dk: Float32Array,
+    dv: Float32Array,
+    dpk: Float32Array,
+    dpv: Float32Array,
+    dout: Float32Array,
+    q: Float32Array,
+    k: Float32Array,
+    v: Float32Array,
+    pk: Float32Array,
+    pv: Float32Array,
+    s: PromptShape,
+    mask: Int32Array | null,
+    causal: boolean,
+  ): void;
   /**
    * The patch embedding's input (a Conv2d with kernel = stride = p, as a matmul): out (B, n, C*p*p)
    * holds the p x p tiles of pixels (B, C, size, size) in row-major grid order (n = (size/p)^2),

@@ -2,7 +2,7 @@
 
 import { Command } from 'commander';
 import { atFile } from '../core/errors.js';
-import { readAdapterInfo, readOwnTensors } from '../methods/v1/file.js';
+import { readAdapterInfo, readOwnTensors, TASK_METHOD } from '../methods/v1/file.js';
 import { PROJ_NAMES } from '../methods/v1/adapter-format.js';
 import { isMultimodalAdapterFile, recordedEncoder } from '../methods/v1/multimodal-file.js';
 import { describeEncoder } from '../vision/image-encoder.js';
@@ -18,6 +18,24 @@ import { adapterLoadOptions, adapterOptions, type AdapterFlags } from './common.
 
 /** What an adapter of any format holds and which base it fits. */
 function adapterReport(path: string, f: AdapterFlags): Record<string, unknown> {
+  let info: ReturnType<typeof readAdapterInfo> | null = null;
+  try {
+    info = readAdapterInfo(path); // safetensors files only (a .pth or a PEFT directory: not a task adapter)
+  } catch {
+    info = null;
+  }
+  if (info?.metadata.method === TASK_METHOD) {
+    // a task adapter (methods/prompts/file.ts): prompts and a head over a ViT / RoBERTa / LLaMA base
+    const { training_args, ...metadata } = info.metadata;
+    const parameters = info.tensors.reduce((a, x) => a + x.shape.reduce((p, d) => p * d, 1), 0);
+    return {
+      kind: 'task adapter',
+      parameters,
+      training_args: training_args ? JSON.parse(training_args) : null,
+      metadata,
+      tensors: info.tensors.map((x) => `${x.name} [${x.shape.join(', ')}]`),
+    };
+  }
   if (isMultimodalAdapterFile(path)) return multimodalReport(path);
   const t = readAdapterTensors(path, adapterLoadOptions(f));
   return textReport(t, path);

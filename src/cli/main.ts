@@ -1,4 +1,4 @@
-// The `llama-adapter` command line: generate, finetune, inspect, serve, convert, eval. (The demo is an application of
+// The `llama-adapter` command line: generate, finetune, inspect, serve, convert, eval, task. (The demo is an application of
 // its own, apps/demo; benchmarks are bench/.)
 
 import { Command } from 'commander';
@@ -8,6 +8,7 @@ import { finetuneCommand } from './finetune.js';
 import { generateCommand } from './generate.js';
 import { inspectCommand } from './inspect.js';
 import { serveCommand } from './serve.js';
+import { taskCommand } from './task.js';
 import { reportError } from './common.js';
 
 const program = new Command('llama-adapter')
@@ -20,6 +21,7 @@ program.addCommand(inspectCommand());
 program.addCommand(serveCommand());
 program.addCommand(convertCommand());
 program.addCommand(evalCommand());
+program.addCommand(taskCommand());
 
 const verbose = process.argv.includes('--verbose');
 program.parseAsync(process.argv).catch((e: unknown) => reportError(e, verbose));

@@ -68,7 +68,9 @@ export class BackwardBuffers {
  * Backpropagate from dlogits (n, V) at rows logitRows (into the (B, T) grid) to the prompt hook of
  * every adapted layer, per group of adjacent rows sharing one prompt source (`sources`, one per
  * row, all with the same firstLayer and prompt length). `finalRstd` (n) and the final residual
- * stream (acts.x) come from the forward pass. Returns the hook gradients of each group.
+ * stream (acts.x) come from the forward pass. With `dhidden` (n, dim), backpropagation starts from
+ * the final-normed hidden states instead (a task head's gradient; dlogits is then unused). Returns
+ * the hook gradients of each group.
  */
 export function backwardPass(
   ctx: ForwardContext,
@@ -80,6 +82,7 @@ export function backwardPass(
   logitRows: Int32Array,
   dlogits: Float32Array,
   finalRstd: Float32Array,
+  dhidden?: Float32Array,
 ): SourceGrads[] {
   const { config: c, weights: W, backend: be } = ctx;
   const mem = be.memory;
@@ -102,8 +105,8 @@ export function backwardPass(
   }
 
   // ---- head: dlogits -> d(final hidden) -> d(residual stream) at the logit rows
-  const dhf = bufs.dh; // (n, dim)
-  be.matmulBack(dhf, dlogits, W.output, n);
+  const dhf = dhidden ?? bufs.dh; // (n, dim)
+  if (!dhidden) be.matmulBack(dhf, dlogits, W.output, n);
   const xr = acts.tmp; // (n, dim) gathered final residual rows
   mem.gather(xr, acts.x, logitRows, n, dim);
   const dxr = bufs.datt; // (n, dim) scratch (datt has >= M*dim room since qDim >= dim)
@@ -134,7 +137,30 @@ export function backwardPass(
       mem.fill(g.dpv, 0, 0, g.dpv.length);
       mem.fill(g.dgate, 0, 0, g.dgate.length);
       const s = { B: b1 - b0, T, K: p.K, H, Hkv, hs };
-      if (b1 - b0 === B) be.promptAttentionBack(base ? bufs.dq : null, g.dpk, g.dpv, g.dgate, bufs.datt, A.q, p.pk, p.pv, p.gate, A.pprobs, s);
+      if (p.joint) {
+        // vpt: this group's rows ran one causal softmax over [prompts; tokens]: its backward replaces attentionBack's rows
+        const o = b0 * T * qDim,
+          e = b1 * T * qDim,
+          kvDim = Hkv * hs,
+          ko = b0 * T * kvDim,
+          ke = b1 * T * kvDim;
+        be.prefixAttentionBack(
+          bufs.dq.subarray(o, e),
+          bufs.dk.subarray(ko, ke),
+          bufs.dv.subarray(ko, ke),
+          g.dpk,
+          g.dpv,
+          bufs.datt.subarray(o, e),
+          A.q.subarray(o, e),
+          A.k.subarray(ko, ke),
+          A.v.subarray(ko, ke),
+          p.pk,
+          p.pv,
+          s,
+          null,
+          true,
+        );
+      } else if (b1 - b0 === B) be.promptAttentionBack(base ? bufs.dq : null, g.dpk, g.dpv, g.dgate, bufs.datt, A.q, p.pk, p.pv, p.gate, A.pprobs, s);
       else {
         const o = b0 * T * qDim,
           e = b1 * T * qDim;

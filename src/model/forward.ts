@@ -1,10 +1,13 @@
 // The LLaMA forward pass, readable top to bottom: embedding, N blocks of (RMSNorm, attention
 // with RoPE and GQA [+ the adapter's gated prompt branch], residual, RMSNorm, SwiGLU, residual),
 // final RMSNorm, output head. Used by plain forward(), generation (with a KV cache) and
-// training (keeping the activations backward.ts needs).
+// training (keeping the activations backward.ts needs). A `joint` prompt layer (the vpt baseline,
+// methods/prompts) replaces its rows' attention by one causal softmax over [prompts; tokens]
+// (no KV cache); `hidden` returns the final-normed states for a task head instead of logits.
 
 import type { Backend } from '../backend/backend.js';
 import type { LlamaConfig } from '../core/config.js';
+import { check } from '../core/errors.js';
 import type { ModelWeights } from '../core/weights.js';
 import type { Activations, LayerActs } from './activations.js';
 import type { KVView } from './kvcache.js';
@@ -33,6 +36,8 @@ export interface ForwardArgs {
   logits: Float32Array;
   /** Receives 1/rms of the final norm at the logit rows (training: the head's backward needs it). */
   finalRstd?: Float32Array;
+  /** Receives the final-normed hidden states (n, dim) at the logit rows (a task head's features); the vocabulary head is skipped. */
+  hidden?: Float32Array;
 }
 
 /** Run the model; returns nothing, writes args.logits. */
@@ -82,7 +87,7 @@ export function forwardPass(ctx: ForwardContext, acts: Activations, args: Forwar
       shape.S = T;
       be.attention(att, A.q, A.k, A.v, acts.pos, shape);
     }
-    if (args.sources) promptBranch(be, c, A, att, args.sources, l, B, T);
+    if (args.sources) promptBranch(be, c, A, att, args.sources, l, B, T, cache !== null);
     be.matmul(acts.tmp, att, L.wo, M); // (M, dim)
     be.add(x, acts.tmp, M * dim);
     if (args.train && acts.saved[l]) mem.copy(A.xMid, 0, x, 0, M * dim);
@@ -106,11 +111,11 @@ export function forwardPass(ctx: ForwardContext, acts: Activations, args: Forwar
     src = acts.tmp; // gather wanted rows (n <= M)
     mem.gather(src, x, rows, n, dim);
   }
-  be.rmsnorm(acts.h, src, W.outputNorm, n, dim, c.normEps, args.finalRstd);
-  be.matmul(args.logits, acts.h, W.output, n);
+  be.rmsnorm(args.hidden ?? acts.h, src, W.outputNorm, n, dim, c.normEps, args.finalRstd);
+  if (!args.hidden) be.matmul(args.logits, acts.h, W.output, n);
 }
 
-/** The adapter hook: add each row-group's gated prompt branch to the attention output. */
+/** The adapter hook: add each row-group's gated prompt branch to the attention output (or, joint, replace it). */
 function promptBranch(
   be: Backend,
   c: LlamaConfig,
@@ -120,8 +125,10 @@ function promptBranch(
   l: number,
   B: number,
   T: number,
+  cached: boolean,
 ): void {
-  const qDim = c.nHeads * c.headDim;
+  const qDim = c.nHeads * c.headDim,
+    kvDim = c.nKvHeads * c.headDim;
   let b0 = 0;
   while (b0 < B) {
     const src = sources[b0];
@@ -131,7 +138,15 @@ function promptBranch(
     if (p) {
       const rows = b1 - b0;
       const s = { B: rows, T, K: p.K, H: c.nHeads, Hkv: c.nKvHeads, hs: c.headDim };
-      if (rows === B)
+      if (p.joint) {
+        // vpt: the rows' attention again, with the prompts in the same (causal) softmax
+        check(!cached, 'joint (vpt) prompts run without a KV cache only (training and scoring, not generation)');
+        const o = b0 * T * qDim,
+          e = b1 * T * qDim,
+          ko = b0 * T * kvDim,
+          ke = b1 * T * kvDim;
+        be.prefixAttention(att.subarray(o, e), A.q.subarray(o, e), A.k.subarray(ko, ke), A.v.subarray(ko, ke), p.pk, p.pv, s, null, true);
+      } else if (rows === B)
         be.promptAttention(att, A.q, p.pk, p.pv, p.gate, s, A.pprobs); // one adapter for all rows: no views
       else {
         const o = b0 * T * qDim;

@@ -15,7 +15,7 @@ import { runAsync, runSync, type Steps } from '../backend/memory.js';
 import { Activations } from './activations.js';
 import { BackwardBuffers, backwardPass } from './backward.js';
 import { forwardPass, type ForwardContext } from './forward.js';
-import { zerosLike, type AdapterMethod, type MethodHost, type PromptSource } from './method.js';
+import { zerosLike, type AdapterMethod, type MethodHost, type PromptSource, type SourceGrads } from './method.js';
 import { ropeTables, type RopeTables } from './rope.js';
 
 export interface ModelInfo {
@@ -40,6 +40,7 @@ export class LlamaModel implements ForwardContext, MethodHost {
   readonly rope: RopeTables;
   private acts: Activations;
   private bwd: BackwardBuffers;
+  private feat: { B: number; T: number; rows: Int32Array; rstd: Float32Array; sources: PromptSource[] } | null = null; // the last training features() pass
 
   constructor(
     readonly config: LlamaConfig,
@@ -264,6 +265,41 @@ export class LlamaModel implements ForwardContext, MethodHost {
     adapter.paramGrads(hook, grads);
     yield [...grads.values()];
     return sum(rowLoss) / n;
+  }
+
+  /**
+   * Task features (the model as a frozen backbone for a task head): the final-normed hidden states
+   * (n, dim) at `rows` (b*T + t) of equal-length token rows, with `source` (a prompt source of this
+   * model) in every row, or none. `train` (with a source) keeps what featuresBackward needs.
+   */
+  features(tokens: readonly (readonly number[])[], rows: Int32Array, source: PromptSource | null, train: boolean): Float32Array {
+    const { B, T } = this.checkTokens(tokens);
+    if (source) this.checkOwn(source);
+    for (const r of rows) check(r >= 0 && r < B * T, `features: row ${r} is outside the ${B} x ${T} batch`);
+    const training = train && source !== null;
+    const acts = this.acts;
+    acts.ensure(B, T, source?.promptLength ?? 1, training ? source.firstLayer : -1);
+    for (let b = 0; b < B; b++) for (let t = 0; t < T; t++) acts.ids[b * T + t] = tokens[b][t];
+    acts.pos.fill(0, 0, B);
+    const n = rows.length,
+      hidden = new Float32Array(n * this.config.dim),
+      rstd = new Float32Array(n);
+    const sources = source ? new Array<PromptSource>(B).fill(source) : null;
+    forwardPass(this, acts, { B, T, cache: null, sources, train: training, logitRows: rows, logits: hidden, finalRstd: rstd, hidden });
+    this.feat = training && sources ? { B, T, rows: rows.slice(), rstd, sources } : null;
+    return hidden;
+  }
+
+  /** The hook gradients of the last training features() pass, from d features (n, dim). */
+  featuresBackward(dFeatures: Float32Array): SourceGrads[] {
+    const st = this.feat;
+    check(st !== null, 'featuresBackward: no training features() pass with a prompt source ran before it');
+    check(
+      dFeatures.length === st.rows.length * this.config.dim,
+      `featuresBackward: ${dFeatures.length} values, expected ${st.rows.length} x ${this.config.dim}`,
+    );
+    this.bwd.ensure(st.B * st.T, st.sources[0].promptLength);
+    return backwardPass(this, this.acts, this.bwd, st.sources, st.B, st.T, st.rows, dFeatures, st.rstd, dFeatures);
   }
 }
 

@@ -1,6 +1,9 @@
-// Plain-TypeScript kernels of the image encoders (ViT / CLIP towers): LayerNorm, the GELU family,
-// bias add, bidirectional attention and the patch layout of the patch embedding. The oracle the
-// native versions (native/encoder.cc) are tested against. Stateless except attention's score row.
+// Plain-TypeScript kernels of the encoders (ViT / CLIP towers, RoBERTa): LayerNorm, the GELU family,
+// bias add, bidirectional attention and the patch layout of the patch embedding; prefix attention
+// (shared prompt keys/values in one softmax with the row's own keys, padding mask, optional causal
+// order) and the backward kernels the encoders' training needs (LayerNorm, GELU, prefix attention).
+// The oracle the native versions (native/encoder.cc) are tested against. Stateless except
+// attention's score rows.
 
 import { GELU, type GeluKind, type Kernels } from '../backend.js';
 
@@ -34,11 +37,84 @@ export function geluValue(x: number, kind: GeluKind): number {
   return 0.5 * x * (1 + erf(x * Math.SQRT1_2));
 }
 
-/** The encoder kernels; attention keeps one grow-only score row. */
-export function encoderKernels(): Pick<Kernels, 'layerNorm' | 'gelu' | 'biasAdd' | 'encoderAttention' | 'patches'> {
-  let scores = new Float32Array(0); // (T) scores of one query
+/** d act(x) / dx (see Backend.gelu). */
+function geluGrad(x: number, kind: GeluKind): number {
+  if (kind === GELU.quick) {
+    const s = 1 / (1 + Math.exp(-1.702 * x));
+    return s + 1.702 * x * s * (1 - s);
+  }
+  if (kind === GELU.tanh) {
+    const c = Math.sqrt(2 / Math.PI);
+    const th = Math.tanh(c * (x + 0.044715 * x * x * x));
+    return 0.5 * (1 + th) + 0.5 * x * (1 - th * th) * c * (1 + 3 * 0.044715 * x * x);
+  }
+  return 0.5 * (1 + erf(x * Math.SQRT1_2)) + (x * Math.exp(-0.5 * x * x)) / Math.sqrt(2 * Math.PI);
+}
 
-  return {
+type EncoderKernelNames =
+  | 'layerNorm'
+  | 'layerNormBack'
+  | 'gelu'
+  | 'geluBack'
+  | 'biasAdd'
+  | 'encoderAttention'
+  | 'prefixAttention'
+  | 'prefixAttentionBack'
+  | 'patches';
+
+/** The encoder kernels; attention keeps grow-only score rows. */
+export function encoderKernels(): Pick<Kernels, EncoderKernelNames> {
+  let scores = new Float32Array(0); // (K + T) probabilities of one query
+  let dscores = new Float32Array(0); // (K + T) their gradients
+
+  /**
+   * Row (b, h, t) of prefix attention: scores[j] = probability of key j, prompts first (j < K) then
+   * the row's tokens (K + j); hidden keys get exactly 0. Returns false when no key is visible.
+   */
+  const probsRow = (
+    q: Float32Array,
+    k: Float32Array,
+    pk: Float32Array,
+    mask: Int32Array | null,
+    causal: boolean,
+    b: number,
+    h: number,
+    t: number,
+    s: { T: number; K: number; H: number; Hkv: number; hs: number },
+  ): boolean => {
+    const { T, K, H, Hkv, hs } = s;
+    const kvh = Math.floor(h / (H / Hkv)),
+      qStride = H * hs,
+      kvStride = Hkv * hs,
+      scale = 1 / Math.sqrt(hs);
+    if (scores.length < K + T) {
+      scores = new Float32Array(K + T);
+      dscores = new Float32Array(K + T);
+    }
+    const sc = scores,
+      qo = (b * T + t) * qStride + h * hs;
+    let max = -Infinity;
+    for (let j = 0; j < K + T; j++) {
+      const tok = j - K;
+      if (tok >= 0 && ((mask && mask[b * T + tok] === 0) || (causal && tok > t))) {
+        sc[j] = -Infinity;
+        continue;
+      }
+      const src = tok < 0 ? pk : k,
+        ko = tok < 0 ? j * kvStride + kvh * hs : (b * T + tok) * kvStride + kvh * hs;
+      let d = 0;
+      for (let i = 0; i < hs; i++) d += q[qo + i] * src[ko + i];
+      sc[j] = d * scale;
+      if (sc[j] > max) max = sc[j];
+    }
+    if (max === -Infinity) return false;
+    let sum = 0;
+    for (let j = 0; j < K + T; j++) sum += sc[j] = Math.exp(sc[j] - max);
+    for (let j = 0; j < K + T; j++) sc[j] /= sum;
+    return true;
+  };
+
+  const kernels: Pick<Kernels, EncoderKernelNames> = {
     layerNorm(out, x, w, b, rows, dim, eps, mean, rstd) {
       for (let r = 0; r < rows; r++) {
         const o = r * dim;
@@ -54,8 +130,34 @@ export function encoderKernels(): Pick<Kernels, 'layerNorm' | 'gelu' | 'biasAdd'
       }
     },
 
+    layerNormBack(dx, dy, x, w, mean, rstd, rows, dim, accumulate) {
+      // xhat = (x - mean) rstd, g = dy w: dx = rstd (g - mean(g) - xhat mean(g xhat))
+      for (let r = 0; r < rows; r++) {
+        const o = r * dim,
+          mu = mean[r],
+          rs = rstd[r];
+        let sg = 0,
+          sgx = 0;
+        for (let i = 0; i < dim; i++) {
+          const g = dy[o + i] * w[i];
+          sg += g;
+          sgx += g * (x[o + i] - mu) * rs;
+        }
+        sg /= dim;
+        sgx /= dim;
+        for (let i = 0; i < dim; i++) {
+          const d = rs * (dy[o + i] * w[i] - sg - (x[o + i] - mu) * rs * sgx);
+          dx[o + i] = accumulate ? dx[o + i] + d : d;
+        }
+      }
+    },
+
     gelu(out, x, n, kind) {
       for (let i = 0; i < n; i++) out[i] = geluValue(x[i], kind);
+    },
+
+    geluBack(dx, dy, x, n, kind) {
+      for (let i = 0; i < n; i++) dx[i] = dy[i] * geluGrad(x[i], kind);
     },
 
     biasAdd(x, bias, rows, dim) {
@@ -63,37 +165,74 @@ export function encoderKernels(): Pick<Kernels, 'layerNorm' | 'gelu' | 'biasAdd'
     },
 
     encoderAttention(out, q, k, v, s) {
-      const { B, T, H, Hkv, hs } = s;
+      kernels.prefixAttention(out, q, k, v, EMPTY, EMPTY, { B: s.B, T: s.T, K: 0, H: s.H, Hkv: s.Hkv, hs: s.hs }, null, false);
+    },
+
+    prefixAttention(out, q, k, v, pk, pv, s, mask, causal) {
+      const { B, T, K, H, Hkv, hs } = s;
       const rep = H / Hkv,
         qStride = H * hs,
-        kvStride = Hkv * hs,
-        scale = 1 / Math.sqrt(hs);
-      if (scores.length < T) scores = new Float32Array(T);
-      const sc = scores;
-      for (let b = 0; b < B; b++) {
+        kvStride = Hkv * hs;
+      for (let b = 0; b < B; b++)
         for (let h = 0; h < H; h++) {
           const kvh = Math.floor(h / rep);
           for (let t = 0; t < T; t++) {
             const qo = (b * T + t) * qStride + h * hs;
-            let max = -Infinity;
-            for (let j = 0; j < T; j++) {
-              const ko = (b * T + j) * kvStride + kvh * hs;
-              let d = 0;
-              for (let i = 0; i < hs; i++) d += q[qo + i] * k[ko + i];
-              sc[j] = d * scale;
-              if (sc[j] > max) max = sc[j];
-            }
-            let sum = 0;
-            for (let j = 0; j < T; j++) sum += sc[j] = Math.exp(sc[j] - max);
             for (let i = 0; i < hs; i++) out[qo + i] = 0;
-            for (let j = 0; j < T; j++) {
-              const p = sc[j] / sum,
-                vo = (b * T + j) * kvStride + kvh * hs;
-              for (let i = 0; i < hs; i++) out[qo + i] += p * v[vo + i];
+            if (!probsRow(q, k, pk, mask, causal, b, h, t, s)) continue; // no visible key: zero output
+            for (let j = 0; j < K + T; j++) {
+              const p = scores[j];
+              if (p === 0) continue;
+              const src = j < K ? pv : v,
+                vo = j < K ? j * kvStride + kvh * hs : (b * T + j - K) * kvStride + kvh * hs;
+              for (let i = 0; i < hs; i++) out[qo + i] += p * src[vo + i];
             }
           }
         }
-      }
+    },
+
+    prefixAttentionBack(dq, dk, dv, dpk, dpv, dout, q, k, v, pk, pv, s, mask, causal) {
+      const { B, T, K, H, Hkv, hs } = s;
+      const rep = H / Hkv,
+        qStride = H * hs,
+        kvStride = Hkv * hs,
+        scale = 1 / Math.sqrt(hs);
+      dq.fill(0, 0, B * T * qStride);
+      dk.fill(0, 0, B * T * kvStride);
+      dv.fill(0, 0, B * T * kvStride);
+      for (let b = 0; b < B; b++)
+        for (let h = 0; h < H; h++) {
+          const kvh = Math.floor(h / rep);
+          for (let t = 0; t < T; t++) {
+            if (!probsRow(q, k, pk, mask, causal, b, h, t, s)) continue;
+            const qo = (b * T + t) * qStride + h * hs;
+            const pr = scores,
+              dp = dscores;
+            let dot = 0;
+            for (let j = 0; j < K + T; j++) {
+              const src = j < K ? pv : v,
+                vo = j < K ? j * kvStride + kvh * hs : (b * T + j - K) * kvStride + kvh * hs;
+              let d = 0;
+              for (let i = 0; i < hs; i++) d += dout[qo + i] * src[vo + i];
+              dp[j] = d;
+              dot += pr[j] * d;
+            }
+            for (let j = 0; j < K + T; j++) {
+              const p = pr[j];
+              if (p === 0) continue;
+              const ds = p * (dp[j] - dot) * scale;
+              const ko = j < K ? j * kvStride + kvh * hs : (b * T + j - K) * kvStride + kvh * hs;
+              const key = j < K ? pk : k,
+                dkey = j < K ? dpk : dk,
+                dval = j < K ? dpv : dv;
+              for (let i = 0; i < hs; i++) {
+                dq[qo + i] += ds * key[ko + i];
+                dkey[ko + i] += ds * q[qo + i];
+                dval[ko + i] += p * dout[qo + i];
+              }
+            }
+          }
+        }
     },
 
     patches(out, pixels, B, C, size, p) {
@@ -111,4 +250,7 @@ export function encoderKernels(): Pick<Kernels, 'layerNorm' | 'gelu' | 'biasAdd'
           }
     },
   };
+  return kernels;
 }
+
+const EMPTY = new Float32Array(0);

@@ -535,6 +535,10 @@ export function createWebGpuBackend(gpu: GpuDevice): WebGpuBackend {
     biasAdd: unsupported('biasAdd'),
     encoderAttention: unsupported('encoderAttention'),
     patches: unsupported('patches'),
+    layerNormBack: unsupported('layerNormBack'),
+    geluBack: unsupported('geluBack'),
+    prefixAttention: unsupported('prefixAttention'),
+    prefixAttentionBack: unsupported('prefixAttentionBack'),
   };
 
   const backend: WebGpuBackend = {

@@ -21,6 +21,8 @@ export const ADAPTER_VERSION = '1';
 /** The multimodal method's projection tensors (methods/v1/multimodal.ts), named here so this file needs nothing of it. */
 export const PROJ_NAMES = ['proj.weight', 'proj.bias', 'proj_norm.weight', 'proj_norm.bias'] as const;
 export const MULTIMODAL_METHOD = 'multimodal';
+/** __metadata__.method of a task adapter (prompts + a task head over ViT / RoBERTa / LLaMA: methods/prompts/file.ts). */
+export const TASK_METHOD = 'task';
 
 /** Architecture fields an adapter must agree with (the metadata key and the config field). */
 const ARCH_FIELDS = [
@@ -54,7 +56,11 @@ export function adapterMetadata(a: Adapter): Record<string, string> {
 }
 
 /** A method file's bytes in parts: its trainable tensors (its one filter) as F32 with `metadata` (`path` names it in errors). */
-export function methodFileParts(a: AdapterMethod, path: string, metadata: Record<string, string>): Uint8Array[] {
+export function methodFileParts(
+  a: Pick<AdapterMethod<unknown>, 'tensors' | 'isParam' | 'shapeOf'>,
+  path: string,
+  metadata: Record<string, string>,
+): Uint8Array[] {
   const tensors = [...trainableTensors(a)].map(([name, data]) => ({
     name,
     dtype: 'F32' as const,
@@ -162,6 +168,7 @@ export function adapterFromMetadata(path: string, m: Record<string, string>, hos
       `${path}: a multimodal adapter (trained with an image encoder${m.image_encoder_path ? ` at ${m.image_encoder_path}` : ''}); load it with its image encoder (--image-encoder PATH, loadMultimodalAdapter)`,
     );
   }
+  refuseTaskAdapter(path, m);
   check(m.version === ADAPTER_VERSION, `${path}: adapter file version ${m.version} is not supported (expected ${ADAPTER_VERSION})`);
   const c = host.config;
   for (const [key, field] of ARCH_FIELDS) {
@@ -194,6 +201,14 @@ function promptProjectionOf(path: string, m: Record<string, string>) {
   return pp;
 }
 
+/** A task adapter is not a LLaMA-Adapter: say so by name. */
+function refuseTaskAdapter(path: string, m: Record<string, string>): void {
+  if (m.method === TASK_METHOD)
+    throw new LlamaAdapterError(
+      `${path}: a task adapter (${m.task ?? 'a task'} head${m.prompt_mode && m.prompt_mode !== 'none' ? ` with ${m.prompt_mode} prompts` : ''} over a ${m.base_architecture ?? 'other'} base); use it with \`llama-adapter task eval\``,
+    );
+}
+
 /**
  * An adapter file of this library read without a base model (for inspect and convert): its tensors
  * and the base its metadata names. A multimodal file is refused unless `textPart` (inspect): then its
@@ -207,6 +222,7 @@ export function ownTensorsFrom(path: string, file: () => SafetensorsFile, o: { t
     check(m.version === ADAPTER_VERSION, `${path}: adapter file version ${m.version} is not supported (expected ${ADAPTER_VERSION})`);
     const multimodal = m.method === MULTIMODAL_METHOD;
     check(!multimodal || o.textPart, `${path}: a multimodal adapter (its image projection has no place in the other formats)`);
+    refuseTaskAdapter(path, m);
     const gate = m.gate ?? '';
     check(isGateMode(gate), `${path}: unknown gate convention "${gate}" (expected ${Object.keys(GATE_RULES).join(', ')})`);
     const D = metaInt(path, m, 'base_dim', 1, CONFIG_LIMITS.dim);

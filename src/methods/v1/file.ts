@@ -24,7 +24,7 @@ export function saveAdapter(a: Adapter, path: string): void {
 }
 
 /** Write a method's trainable tensors (its one filter) as F32 with `metadata`, atomically. */
-export function writeMethodFile(a: AdapterMethod, path: string, metadata: Record<string, string>): void {
+export function writeMethodFile(a: Pick<AdapterMethod<unknown>, 'tensors' | 'isParam' | 'shapeOf'>, path: string, metadata: Record<string, string>): void {
   writeFileAtomic(path, methodFileParts(a, path, metadata));
 }
 
