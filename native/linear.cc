@@ -319,7 +319,11 @@ HWY_INLINE void PackB(float* HWY_RESTRICT bp, const uint16_t* w, bool wTrans, lo
     // 32-bit word per row holds (W[n, kd], W[n, kd + 1]), whose halves widen to panel rows kd and
     // kd + 1 (byte offsets: rows of odd length are fine)
     if (cols == NR) {
-      const auto off = hn::Mul(hn::Iota(di, 0), hn::Set(di, static_cast<int32_t>(Kd * 2)));
+      // byte offsets of the L rows, written by scalar code: qemu-x86_64's AVX2 (the Haswell-v4
+      // run of kernels-test.sh) turned hn::Mul(Iota, Set(2 Kd)) into all zeros
+      HWY_ALIGN int32_t offs[hn::MaxLanes(DI32())];
+      for (long j = 0; j < L; j++) offs[j] = static_cast<int32_t>(j * Kd * 2);
+      const auto off = hn::Load(di, offs);
       const auto hiMask = hn::Set(du32, 0xffff0000u);
       for (long h = 0; h < 2; h++) {
         const uint16_t* base = w + (nb + h * L) * Kd + k0;
