@@ -119,6 +119,9 @@ constexpr auto kDot = DotTable<WK>(std::make_integer_sequence<int, kMB>());
 template <int WK>
 constexpr auto kDot1 = DotRow<WK, 1>(std::make_integer_sequence<int, kNB1>());
 
+// Weight bytes from which a decode matmul streams its rows one at a time (see MmRangeT).
+constexpr double kStreamBytes = 1 << 20;
+
 // out rows [0, M) x columns [n0, n1) (weight rows n0..n1).
 template <int WK>
 void MmRangeT(float* out, const float* x, const void* w, long N, long K, long M, long n0, long n1, bool acc) {
@@ -126,8 +129,12 @@ void MmRangeT(float* out, const float* x, const void* w, long N, long K, long M,
   const size_t wsz = WK == kWF32 ? 4 : 2;
   const char* wb = static_cast<const char*>(w);
   if (M == 1) {
-    for (long n = n0; n < n1; n += kNB1) {
-      const int nb = static_cast<int>(n1 - n < kNB1 ? n1 - n : kNB1);
+    // A matrix over kStreamBytes is read from DRAM on every token (a model's weights outgrow L3
+    // long before one of its matrices does): one row at a time, a single sequential stream per
+    // thread that the hardware prefetchers follow; a small one takes kNB1 rows per pass.
+    const long step = static_cast<double>(N) * K * wsz > kStreamBytes ? 1 : kNB1;
+    for (long n = n0; n < n1; n += step) {
+      const int nb = static_cast<int>(n1 - n < step ? n1 - n : step);
       kDot1<WK>[nb - 1](out + n, N, x, K, wb + n * K * wsz, K, K, nullptr, true, true, acc);
     }
     return;

@@ -96,6 +96,23 @@ HWY_INLINE void StoreSums(float* out, long ldo, const __m256 (&sum)[MR][NR], boo
     }
 }
 
+#ifndef LA_QX_PF
+#define LA_QX_PF 4096
+#endif
+/**
+ * Decode (one row of x, every weight byte used once): each of the NR weight rows' bytes LA_QX_PF
+ * ahead of the block at `off`, asked into L1 (a block of BYTES spans up to BYTES / 64 + 1 lines).
+ */
+template <int MR, int NR, int BYTES>
+HWY_INLINE void PrefetchRows(const uint8_t* w, long rb, long off) {
+  if constexpr (MR == 1) {
+#pragma GCC unroll 8
+    for (int j = 0; j < NR; j++)
+#pragma GCC unroll 4
+      for (int o = 0; o < BYTES; o += 64) _mm_prefetch(reinterpret_cast<const char*>(w + j * rb + off + LA_QX_PF + o), _MM_HINT_T0);
+  }
+}
+
 /** Rows m0 .. m0 + MR of the activations: their bytes and their sums per 32 (Q8_0), per 32 or per 16 (Q8_K) values. */
 template <int MR, class S>
 HWY_INLINE void TileRows(const Acts& a, long m0, const S* sums, long sumsPerRow, const int8_t* (&xr)[MR], const S* (&xs)[MR]) {
@@ -124,6 +141,7 @@ void Tile32(float* out, long ldo, const Acts& a, long m0, const uint8_t* w, long
   ZeroSums(sum);
   float msum[MR][NR] = {};
   for (long b = 0; b < nb; b++) {
+    PrefetchRows<MR, NR, B::kBytes>(w, rb, b * B::kBytes);
     __m256i u[NR], sg[NR];
     __m256 dw[NR];
     float mw[NR];
@@ -186,6 +204,7 @@ void TileQ45K(float* out, long ldo, const Acts& a, long m0, const uint8_t* w, lo
   __m256 sum[MR][NR];
   ZeroSums(sum);
   for (long b = 0; b < nb; b++) {
+    PrefetchRows<MR, NR, kBytes>(w, rb, b * kBytes);
     __m256 dw[NR], dmw[NR];
     __m128i mins[NR];
     alignas(32) int16_t sc[NR][8];
@@ -268,6 +287,7 @@ void TileQ6K(float* out, long ldo, const Acts& a, long m0, const uint8_t* w, lon
   __m256 sum[MR][NR];
   ZeroSums(sum);
   for (long b = 0; b < nb; b++) {
+    PrefetchRows<MR, NR, 210>(w, rb, b * 210);
     __m256 dw[NR];
     __m256i sc16[NR];
     alignas(32) int16_t scv[NR][8][16];  // the scales of each 32 values (two 16-groups) as 16-bit lanes

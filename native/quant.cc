@@ -352,14 +352,17 @@ static inline void Unpack(int t, const uint8_t* o, Unpacked* p) {
 
 #if HWY_TARGET == HWY_AVX2 || HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
 // Register tiles of the x86 kernels, per weight type: MR rows of x by NR weight rows; one row of x
-// (decode) by NR1 weight rows.
+// (decode) by NR1 weight rows. Decode streams each weight row once, from DRAM on any real model:
+// one row at a time with software prefetch (PrefetchRows) keeps a single sequential stream per
+// thread, which the hardware prefetchers follow (bench/README.md, "Kernel decisions": 1.5-2.5x
+// the bandwidth of 4 interleaved rows on Zen 4; 4 rows win only while the matrix sits in L3).
 template <int T>
 struct QDims {
   static constexpr bool kK = T == 12 || T == 13 || T == 14;  // K-quants: 32-bit sums per super-block besides the float ones
 #if HWY_TARGET == HWY_AVX2
-  static constexpr int MR = 2, NR = 2, NR1 = 4;  // 16 vector registers
+  static constexpr int MR = 2, NR = 2, NR1 = 1;  // 16 vector registers
 #else
-  static constexpr int MR = 4, NR = kK ? 3 : 4, NR1 = 4;  // 32
+  static constexpr int MR = 4, NR = kK ? 3 : 4, NR1 = 1;  // 32
 #endif
 };
 #define LA_QX_VNNI 0
