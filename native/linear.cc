@@ -131,8 +131,9 @@ void MmRangeT(float* out, const float* x, const void* w, long N, long K, long M,
   if (M == 1) {
     // A matrix over kStreamBytes is read from DRAM on every token (a model's weights outgrow L3
     // long before one of its matrices does): one row at a time, a single sequential stream per
-    // thread that the hardware prefetchers follow; a small one takes kNB1 rows per pass.
-    const long step = static_cast<double>(N) * K * wsz > kStreamBytes ? 1 : kNB1;
+    // thread that the hardware prefetchers follow; a small one takes kNB1 rows per pass. Not on
+    // the scalar target: one row is one FMA chain there, latency-bound far below DRAM speed.
+    const long step = L >= 4 && static_cast<double>(N) * K * wsz > kStreamBytes ? 1 : kNB1;
     for (long n = n0; n < n1; n += step) {
       const int nb = static_cast<int>(n1 - n < step ? n1 - n : step);
       kDot1<WK>[nb - 1](out + n, N, x, K, wb + n * K * wsz, K, K, nullptr, true, true, acc);
