@@ -215,15 +215,13 @@ class Call {
   // Argument i must be a typed array of type a or b with at least `need` elements; its type goes to *type.
   void* typed(size_t i, const char* what, napi_typedarray_type a, napi_typedarray_type b, double need, napi_typedarray_type* type,
               const char* sub = "") {
-    bool is = false;
     napi_typedarray_type t;
-    size_t len = 0, off = 0;
+    size_t len = 0;
     void* data = nullptr;
-    napi_value ab;
     if (!ok_) return nullptr;
-    if (i >= argc_ || napi_is_typedarray(env_, argv_[i], &is) != napi_ok || !is ||
-        napi_get_typedarray_info(env_, argv_[i], &t, &len, &data, &ab, &off) != napi_ok ||
-        (t != a && t != b)) {
+    // napi_get_typedarray_info fails on anything but a typed array (napi_invalid_arg); asking for
+    // neither the ArrayBuffer nor the offset keeps it to the few V8 calls that give the pointer.
+    if (i >= argc_ || napi_get_typedarray_info(env_, argv_[i], &t, &len, &data, nullptr, nullptr) != napi_ok || (t != a && t != b)) {
       fail(std::string(what) + sub + " must be a " + type_name(a) + (a != b ? std::string(" or ") + type_name(b) : std::string()));
       return nullptr;
     }
@@ -484,6 +482,11 @@ struct ArgDesc {
 // X_(js name, la:: function, arguments...). Shapes of buffers: see src/backend/backend.ts.
 #define LA_KERNELS(X_)                                                                                                                  \
   X_(matmul, la::matmul, (F32, out, 1.0 * M * w.rows), (F32, x, 1.0 * M * w.cols), (MAT, w, 0), (INT, M, 0), (FLAG, accumulate, 0))     \
+  X_(matmul2, la::matmul2, (F32, outA, 1.0 * M * wA.rows), (F32, outB, 1.0 * M * wB.rows), (F32, x, 1.0 * M * wA.cols), (MAT, wA, 0),  \
+    (MAT, wB, 0), (INT, M, 0), (CHECK, wB.cols == wA.cols ? "" : "wB.cols must equal wA.cols", 0))                                    \
+  X_(matmul3, la::matmul3, (F32, outA, 1.0 * M * wA.rows), (F32, outB, 1.0 * M * wB.rows), (F32, outC, 1.0 * M * wC.rows),              \
+    (F32, x, 1.0 * M * wA.cols), (MAT, wA, 0), (MAT, wB, 0), (MAT, wC, 0), (INT, M, 0),                                               \
+    (CHECK, wB.cols == wA.cols && wC.cols == wA.cols ? "" : "wB.cols and wC.cols must equal wA.cols", 0))                             \
   X_(matmulBack, la::matmul_back, (F32, out, 1.0 * M * w.cols), (F32, dy, 1.0 * M * w.rows), (MAT, w, 0), (INT, M, 0),                   \
     (FLAG, accumulate, 0))                                                                                                             \
   X_(gemm, la::gemm, (FLAG, transA, 0), (FLAG, transB, 0), (INT, M, 0), (INT, N, 0), (INT, K, 0), (NUM, alpha, 0),                        \

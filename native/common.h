@@ -16,6 +16,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 #if defined(__x86_64__) || defined(__i386__)
 #include <xmmintrin.h>  // _mm_getcsr / _mm_setcsr (NoDenormals)
 #endif
@@ -68,25 +69,31 @@ bool simd_avx512_in_force();
 
 // ------------------------------------------------------------------ thread pool
 // A persistent pool: workers spin briefly after each job (decode issues thousands of small
-// kernels per second) and then sleep on a condition variable. pool_run(n, fn, ctx) runs fn(ctx)
-// on the calling thread and on up to n - 1 workers that join while the job is open; fn must claim
-// its work dynamically (parallel_for / parallel_items below), so the job completes even when a
-// worker is late or preempted, and the caller never waits for a worker that has not started.
-// Nested calls, or calls while another JS thread holds the pool, run fn in the caller alone.
-typedef void (*TaskFn)(void* ctx);
-void pool_run(int nthreads, TaskFn fn, void* ctx);
+// kernels per second) and then sleep on a condition variable. pool_run(n, fn, ctx, bytes) calls
+// fn(ctx, part) exactly once for each part in [0, n): part 0 on the calling thread, part i on
+// worker i if that worker claims it first, else on the caller once its own part is done, so the
+// caller never waits for a worker that has not started (a late or preempted worker holds nobody
+// up). A job reaches a worker in one 128-byte slot (the part function and, when `bytes` is not 0,
+// a copy of the first `bytes` <= kPoolPayload bytes of ctx): a spinning worker starts after one
+// cache-line transfer instead of a chain of them through the caller's stack frame, which is what
+// made two threads slower than one on the small matmuls of a decode step (bench/README.md).
+// Nested calls, or calls while another JS thread holds the pool, run every part in the caller.
+typedef void (*PartFn)(const void* ctx, int part);
+constexpr size_t kPoolPayload = 96;
+void pool_run(int nparts, PartFn fn, const void* ctx, size_t bytes);
 int pool_threads();           // the thread count kernels use now
 void pool_rest();             // no kernels for a while: idle workers sleep now rather than spin (the next job wakes them)
 void pool_set_threads(int n); // creates workers as needed
 
+/** f(part) once for each part in [0, nparts) over the pool (see pool_run); f is copied into the worker's slot when it fits. */
 template <class F>
-inline void parallel(int nthreads, F&& f) {
-  if (nthreads <= 1) {
-    f();
+inline void parallel_parts(int nparts, const F& f) {
+  if (nparts <= 1) {
+    if (nparts == 1) f(0);
     return;
   }
-  struct Ctx { F* f; } c{&f};
-  pool_run(nthreads, [](void* p) { (*static_cast<Ctx*>(p)->f)(); }, &c);
+  constexpr bool copy = std::is_trivially_copyable<F>::value && sizeof(F) <= kPoolPayload && alignof(F) <= 16;
+  pool_run(nparts, [](const void* c, int part) { (*static_cast<const F*>(c))(part); }, &f, copy ? sizeof(F) : 0);
 }
 
 /**
@@ -107,37 +114,25 @@ class NoDenormals {
 #endif
 };
 
-/** This thread's pool slot: 0 for a thread that calls pool_run, i for worker i. */
-int pool_slot();
-
 /**
- * parallel for over [0, count) in nthreads contiguous chunks, chunk i meant for pool slot i: each
- * thread first claims its own chunk, then any chunk still unclaimed, so a late or preempted
- * thread holds nobody up. Repeated calls of one shape thus usually give each thread the same
- * rows of a weight matrix, which stay in that core's L2 from one decode step to the next.
+ * parallel for over [0, count) in nthreads contiguous chunks, chunk i being pool part i (run by
+ * worker i unless it is late: pool_run). Repeated calls of one shape thus usually give each
+ * thread the same rows of a weight matrix, which stay in that core's L2 from one decode step to
+ * the next. f is copied into the workers' slots when it fits: capture by value on hot paths.
  * Chunk boundaries depend only on count and nthreads, so results stay deterministic.
  */
 template <class F>
-inline void parallel_for_affine(long count, int nthreads, F&& f) {
+inline void parallel_for_affine(long count, int nthreads, const F& f) {
   if (count <= 0) return;
   if (nthreads > count) nthreads = static_cast<int>(count);
-  if (nthreads > 64) nthreads = 64;
   if (nthreads <= 1) {
     f(0L, count);
     return;
   }
-  std::atomic<bool> taken[64];
-  for (int i = 0; i < nthreads; i++) taken[i].store(false, std::memory_order_relaxed);
   const long base = count / nthreads, rem = count % nthreads;
-  auto run = [&](int c) {
+  parallel_parts(nthreads, [f, base, rem](int c) {
     const long b = c * base + (c < rem ? c : rem);
     f(b, b + base + (c < rem ? 1 : 0));
-  };
-  parallel(nthreads, [&]() {
-    const int me = pool_slot();
-    if (me < nthreads && !taken[me].exchange(true, std::memory_order_acq_rel)) run(me);
-    for (int c = 0; c < nthreads; c++)
-      if (!taken[c].load(std::memory_order_relaxed) && !taken[c].exchange(true, std::memory_order_acq_rel)) run(c);
   });
 }
 
@@ -168,7 +163,7 @@ inline void parallel_for(long count, int nthreads, F&& f, int chunksPerThread = 
   if (nChunks > count) nChunks = count;
   const long base = count / nChunks, rem = count % nChunks;
   std::atomic<long> next{0};
-  parallel(nthreads, [&]() {
+  parallel_parts(nthreads, [&](int) {
     for (;;) {
       const long c = next.fetch_add(1, std::memory_order_relaxed);
       if (c >= nChunks) break;
@@ -188,7 +183,7 @@ inline void parallel_items(long count, int nthreads, F&& f) {
     return;
   }
   std::atomic<long> next{0};
-  parallel(nthreads, [&]() {
+  parallel_parts(nthreads, [&](int) {
     for (;;) {
       const long i = next.fetch_add(1, std::memory_order_relaxed);
       if (i >= count) break;
@@ -237,6 +232,18 @@ struct AdamwStep {
 // ------------------------------------------------------------------ kernels (one file each group)
 // linear.cc
 void matmul(float* out, const float* x, const Mat& w, long M, bool accumulate);
+// outs[i] (M, ws[i].rows) = x (M, K) · ws[i]^T for count <= 3 weights sharing x (linear.cc).
+void matmul_shared(float* const* outs, const float* x, const Mat* ws, int count, long M);
+inline void matmul2(float* a, float* b, const float* x, const Mat& wa, const Mat& wb, long M) {
+  float* const outs[] = {a, b};
+  const Mat ws[] = {wa, wb};
+  matmul_shared(outs, x, ws, 2, M);
+}
+inline void matmul3(float* a, float* b, float* c, const float* x, const Mat& wa, const Mat& wb, const Mat& wc, long M) {
+  float* const outs[] = {a, b, c};
+  const Mat ws[] = {wa, wb, wc};
+  matmul_shared(outs, x, ws, 3, M);
+}
 void matmul_back(float* out, const float* dy, const Mat& w, long M, bool accumulate);
 void gemm(bool tA, bool tB, int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb,
           float beta, float* C, int ldc);

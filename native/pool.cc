@@ -9,6 +9,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdlib>
+#include <cstring>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -33,47 +34,55 @@ namespace {
 // linear.cc), and hands the core back quickly when the JavaScript side is busy.
 constexpr int kSpinUs = 50;
 
+// A worker's mailbox, two cache lines: the caller writes the job (fn, ctx, payload, then gen),
+// the worker claims its part with one compare-exchange on `state` and marks it done there.
+struct alignas(128) Slot {
+  std::atomic<uint64_t> gen{0};    // the last job published to this worker
+  std::atomic<uint64_t> state{0};  // job << 2 | phase (below)
+  PartFn fn = nullptr;
+  const void* ctx = nullptr;       // the caller's ctx, or payload when the job was copied
+  alignas(16) unsigned char payload[kPoolPayload];
+};
+static_assert(sizeof(Slot) == 128, "a Slot is two cache lines");
+// The phase of a job's part in Slot::state: published, claimed by the worker, done by the worker,
+// claimed by the caller (the worker was late).
+enum : uint64_t { kOpen = 0, kWorker = 1, kDone = 2, kCaller = 3 };
+
 struct Pool {
-  struct alignas(64) Slot {
-    std::atomic<uint64_t> gen{0};  // bumped to call this worker to the current job
-  };
-  std::vector<std::thread> workers;  // worker i has slot i + 1
+  std::vector<std::thread> workers;  // worker i has slot i
   Slot slots[257];
-  std::atomic<int> join{-1};         // -1: no job open; n >= 0: job open, n workers inside fn
+  uint64_t job = 0;                  // the last job number (written by the thread holding busy)
   std::atomic<int> sleepers{0};
   std::atomic<bool> busy{false};     // held by the thread driving a job
   std::atomic<bool> resting{false};  // pool_rest(): idle workers sleep now instead of spinning
   std::mutex mu;
   std::condition_variable cv;
-  TaskFn fn = nullptr;               // valid while join >= 0
-  void* ctx = nullptr;
   int threads = 1;                   // thread count kernels use
 
   void worker_loop(int slot) {
     uint64_t seen = 0;
-    std::atomic<uint64_t>& gen = slots[slot].gen;
+    Slot& s = slots[slot];
     for (;;) {
-      // Spin kSpinUs for the next call, then sleep.
+      // Spin kSpinUs for the next job, then sleep.
       auto t0 = std::chrono::steady_clock::now();
       int spins = 0;
-      while (gen.load(std::memory_order_seq_cst) == seen) {
+      while (s.gen.load(std::memory_order_seq_cst) == seen) {
         cpu_relax();
         if (++spins < 256) continue;
         spins = 0;
         if (!resting.load(std::memory_order_relaxed) && std::chrono::steady_clock::now() - t0 < std::chrono::microseconds(kSpinUs)) continue;
         std::unique_lock<std::mutex> lk(mu);
         sleepers.fetch_add(1, std::memory_order_seq_cst);
-        cv.wait(lk, [&] { return gen.load(std::memory_order_seq_cst) != seen; });
+        cv.wait(lk, [&] { return s.gen.load(std::memory_order_seq_cst) != seen; });
         sleepers.fetch_sub(1, std::memory_order_seq_cst);
       }
-      seen = gen.load(std::memory_order_seq_cst);
-      // Join the open job, if it is still open (a late worker finds it closed and goes back).
-      int s = join.load(std::memory_order_seq_cst);
-      while (s >= 0 && !join.compare_exchange_weak(s, s + 1, std::memory_order_seq_cst)) {
-      }
-      if (s >= 0) {
-        fn(ctx);
-        join.fetch_sub(1, std::memory_order_seq_cst);
+      seen = s.gen.load(std::memory_order_acquire);
+      // Claim this job's part unless the caller already took it (then the job may be over and
+      // the slot rewritten for the next one: the claim fails and the loop sees the new gen).
+      uint64_t open = seen << 2 | kOpen;
+      if (s.state.compare_exchange_strong(open, seen << 2 | kWorker, std::memory_order_acq_rel)) {
+        s.fn(s.ctx, slot);
+        s.state.store(seen << 2 | kDone, std::memory_order_release);
       }
     }
   }
@@ -81,13 +90,11 @@ struct Pool {
 
 Pool* g_pool = new Pool();  // never destroyed: workers are detached and live until exit
 thread_local bool t_inPool = false;
-thread_local int t_slot = 0;  // 0: a calling thread; i: worker i
 
 }  // namespace
 
 int pool_threads() { return g_pool->threads; }
 void pool_rest() { g_pool->resting.store(true, std::memory_order_relaxed); }
-int pool_slot() { return t_slot; }
 
 void pool_set_threads(int n) {
   if (n < 1) n = 1;
@@ -102,7 +109,6 @@ void pool_set_threads(int n) {
     int slot = static_cast<int>(p.workers.size()) + 1;
     p.workers.emplace_back([slot] {
       t_inPool = true;
-      t_slot = slot;
 #if defined(__x86_64__) || defined(__i386__)
       _mm_setcsr(_mm_getcsr() | 0x8040u);  // FTZ | DAZ: workers run kernels only (see NoDenormals)
 #endif
@@ -114,33 +120,49 @@ void pool_set_threads(int n) {
   p.busy.store(false);
 }
 
-void pool_run(int nthreads, TaskFn fn, void* ctx) {
+void pool_run(int nparts, PartFn fn, const void* ctx, size_t bytes) {
   Pool& p = *g_pool;
-  if (nthreads > static_cast<int>(p.workers.size()) + 1) nthreads = static_cast<int>(p.workers.size()) + 1;
   bool expected = false;
-  if (nthreads <= 1 || t_inPool || !p.busy.compare_exchange_strong(expected, true)) {
-    fn(ctx);  // fn claims all the work itself
+  if (nparts <= 1 || t_inPool || !p.busy.compare_exchange_strong(expected, true)) {
+    for (int i = 0; i < nparts; i++) fn(ctx, i);  // nested, or another thread holds the pool
     return;
   }
-  p.fn = fn;
-  p.ctx = ctx;
+  const int nw = nparts - 1 < static_cast<int>(p.workers.size()) ? nparts - 1 : static_cast<int>(p.workers.size());
+  const uint64_t job = ++p.job;
+  for (int w = 1; w <= nw; w++) {
+    Slot& s = p.slots[w];
+    s.fn = fn;
+    if (bytes && bytes <= kPoolPayload) {
+      std::memcpy(s.payload, ctx, bytes);
+      s.ctx = s.payload;
+    } else {
+      s.ctx = ctx;
+    }
+    s.state.store(job << 2 | kOpen, std::memory_order_relaxed);
+    s.gen.store(job, std::memory_order_seq_cst);  // publishes the slot (seq_cst: see sleepers)
+  }
   p.resting.store(false, std::memory_order_relaxed);
-  p.join.store(0, std::memory_order_seq_cst);  // open
-  for (int t = 1; t < nthreads; t++) p.slots[t].gen.fetch_add(1, std::memory_order_seq_cst);
   if (p.sleepers.load(std::memory_order_seq_cst) > 0) {
     std::lock_guard<std::mutex> lk(p.mu);
     p.cv.notify_all();
   }
   t_inPool = true;
-  fn(ctx);
-  t_inPool = false;
-  // All work is claimed; wait for workers still inside fn, then close the job.
-  for (int spins = 0;; spins++) {
-    int zero = 0;
-    if (p.join.compare_exchange_weak(zero, -1, std::memory_order_seq_cst)) break;
-    if ((spins & 1023) == 1023) std::this_thread::yield();
-    else cpu_relax();
+  fn(ctx, 0);
+  for (int i = nw + 1; i < nparts; i++) fn(ctx, i);  // parts beyond the workers
+  // Each worker's part: take it if the worker has not, else wait until the worker is done.
+  for (int w = 1; w <= nw; w++) {
+    Slot& s = p.slots[w];
+    uint64_t open = job << 2 | kOpen;
+    if (s.state.compare_exchange_strong(open, job << 2 | kCaller, std::memory_order_acq_rel)) {
+      fn(ctx, w);
+      continue;
+    }
+    for (int spins = 0; s.state.load(std::memory_order_acquire) != (job << 2 | kDone); spins++) {
+      if ((spins & 1023) == 1023) std::this_thread::yield();
+      else cpu_relax();
+    }
   }
+  t_inPool = false;
   p.busy.store(false, std::memory_order_release);
 }
 

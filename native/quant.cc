@@ -489,8 +489,11 @@ void quant_matmul(float* out, const float* x, const Mat& w, long M, bool acc) {
   const uint8_t* wd = static_cast<const uint8_t*>(w.data);
   const int nt = threads_for(static_cast<double>(M) * N * K, 1 << 15);
   const long g = HWY_DYNAMIC_DISPATCH(QuantGroup)(w.qtype, M), groups = (N + g - 1) / g;
-  auto body = [&](long g0, long g1) {
-    HWY_DYNAMIC_DISPATCH(QuantRange)(out, &a, wd, w.qtype, N, M, g0 * g, g1 * g < N ? g1 * g : N, acc);
+  // By value, so a decode step's job travels in the worker's pool slot (common.h).
+  const quant::Acts* ap = &a;
+  const int qt = w.qtype;
+  auto body = [out, ap, wd, qt, N, M, g, acc](long g0, long g1) {
+    HWY_DYNAMIC_DISPATCH(QuantRange)(out, ap, wd, qt, N, M, g0 * g, g1 * g < N ? g1 * g : N, acc);
   };
   if (M <= 4) parallel_for_affine(groups, nt, body);
   else parallel_for(groups, nt, body, 2);
