@@ -102,6 +102,27 @@ void DotBlock(float* o, long ldo, const float* x, long ldx, const void* w, long 
   }
 }
 
+// o[n] (+)= x[0:K] · w[n, 0:K] for n in [n0, n1), one weight row at a time: DotBlock<WK, 1, 1>'s
+// arithmetic with the row loop inside, for the decode path that streams a large matrix (a call
+// per row cost about a tenth of the DRAM rate there; see MmRangeT).
+template <int WK>
+void DotRows1(float* o, const float* x, const void* w, long K, long n0, long n1, bool acc) {
+  const DF d;
+  const long N = static_cast<long>(hn::Lanes(d));
+  for (long n = n0; n < n1; n++) {
+    const long base = n * K;
+    VF a = hn::Zero(d);
+    long k = 0;
+    for (; k + N <= K; k += N) a = hn::MulAdd(hn::LoadU(d, x + k), LoadW<WK>(d, w, base + k), a);
+    if (k < K) {
+      const size_t t = static_cast<size_t>(K - k);
+      a = hn::MulAdd(LoadPart(d, x + k, t), LoadWPart<WK>(d, w, base + k, t), a);
+    }
+    const float sum = ReduceSum(d, a);
+    o[n] = acc ? o[n] + sum : sum;
+  }
+}
+
 using DotFn = void (*)(float*, long, const float*, long, const void*, long, long, float*, bool, bool, bool);
 
 // kDot<WK>[mb - 1][nb - 1] = DotBlock<WK, mb, nb>
@@ -133,9 +154,12 @@ void MmRangeT(float* out, const float* x, const void* w, long N, long K, long M,
     // long before one of its matrices does): one row at a time, a single sequential stream per
     // thread that the hardware prefetchers follow; a small one takes kNB1 rows per pass. Not on
     // the scalar target: one row is one FMA chain there, latency-bound far below DRAM speed.
-    const long step = L >= 4 && static_cast<double>(N) * K * wsz > kStreamBytes ? 1 : kNB1;
-    for (long n = n0; n < n1; n += step) {
-      const int nb = static_cast<int>(n1 - n < step ? n1 - n : step);
+    if (L >= 4 && static_cast<double>(N) * K * wsz > kStreamBytes) {
+      DotRows1<WK>(out, x, w, K, n0, n1, acc);
+      return;
+    }
+    for (long n = n0; n < n1; n += kNB1) {
+      const int nb = static_cast<int>(n1 - n < kNB1 ? n1 - n : kNB1);
       kDot1<WK>[nb - 1](out + n, N, x, K, wb + n * K * wsz, K, K, nullptr, true, true, acc);
     }
     return;
@@ -458,6 +482,8 @@ constexpr long kSmallM = 4;
 constexpr long kSmallMBf16 = 8;
 // matmul rows counted as decode rows (thread count and affine scheduling below).
 constexpr long kFewRows = 4;
+// Decode rows: multiply-adds from which a product is split over two threads.
+constexpr double kDotMinWork = 1 << 14;
 
 // Per-thread scratch (the pool's workers persist, so these persist with them).
 thread_local std::vector<float> t_round;  // the caller's activations rounded to bf16
@@ -564,12 +590,13 @@ void matmul(float* out, const float* x, const Mat& wm, long M, bool acc) {
     if (bf16) x = bf16_activations(x, M * K);
     // Decode rows: two threads from 16K multiply-adds (~1.5 us of work against ~0.6 us to hand
     // a job to a spinning worker), so on small models the worker stays awake between tokens.
-    const int ntDot = M <= kFewRows ? threads_for(static_cast<double>(M) * N * K, 1 << 14) : nt;
+    const int ntDot = M <= kFewRows ? threads_for(static_cast<double>(M) * N * K, kDotMinWork) : nt;
     // Split N into groups of the kernel's register-block width.
     // Many rows: fewer chunks, since each chunk packs its own copy of x.
     const long nb = HWY_DYNAMIC_DISPATCH(DotGroup)(M);
     const long groups = (N + nb - 1) / nb;
-    auto body = [&](long g0, long g1) {
+    // By value, so a decode step's job travels in the worker's pool slot (common.h).
+    auto body = [out, x, w, wk, N, K, M, nb, acc](long g0, long g1) {
       HWY_DYNAMIC_DISPATCH(MmRange)(out, x, w, wk, N, K, M, g0 * nb, g1 * nb < N ? g1 * nb : N, acc);
     };
     // Decode rows: each thread keeps to its own weight rows from step to step (common.h), so
@@ -603,6 +630,49 @@ void matmul(float* out, const float* x, const Mat& wm, long M, bool acc) {
     cblas_sgemm(kCblasRowMajor, kCblasNoTrans, kCblasTrans, static_cast<int>(M), static_cast<int>(n1 - n0), static_cast<int>(K), 1.0f, x,
                 static_cast<int>(K), static_cast<const float*>(w) + n0 * K, static_cast<int>(K), acc ? 1.0f : 0.0f, out + n0, static_cast<int>(N));
   }, 2);
+}
+
+// outs[i] (M, ws[i].rows) = x (M, K) · ws[i]^T for `count` (<= 3) float weights of one width K.
+// Decode rows (M <= kFewRows): one pool job over the rows of all of them, each row computed as
+// matmul computes it (the dot kernel's result does not depend on the partition), so a decode
+// step's q/k/v or gate/up products cost one dispatch and are split over the threads together
+// (three 16K-multiply-add products alone would each stay on one thread). Otherwise one matmul
+// each.
+void matmul_shared(float* const* outs, const float* x, const Mat* ws, int count, long M) {
+  bool fuse = M > 0 && M <= kFewRows && count > 1 && ws[0].cols > 0;
+  double work = 0;
+  long nb = 0, groups[4] = {0, 0, 0, 0};  // groups[i]: first register-block group of weight i
+  if (fuse) {
+    nb = HWY_DYNAMIC_DISPATCH(DotGroup)(M);
+    for (int i = 0; i < count; i++) {
+      fuse = fuse && !ws[i].qtype && ws[i].bf16 == ws[0].bf16 && ws[i].cols == ws[0].cols;
+      work += static_cast<double>(M) * ws[i].rows * ws[i].cols;
+      groups[i + 1] = groups[i] + (ws[i].rows + nb - 1) / nb;
+    }
+  }
+  if (!fuse) {
+    for (int i = 0; i < count; i++) matmul(outs[i], x, ws[i], M, false);
+    return;
+  }
+  const long K = ws[0].cols;
+  if (ws[0].bf16) x = bf16_activations(x, M * K);
+  struct Part {
+    float* out;
+    const void* w;
+    int wk;
+    long N;
+  } parts[3];
+  for (int i = 0; i < count; i++) parts[i] = {outs[i], ws[i].data, weight_kind(ws[i]), ws[i].rows};
+  // parts and groups by reference, the rest by value: the job fits the workers' pool slots.
+  parallel_for_affine(groups[count], threads_for(work, kDotMinWork), [&parts, &groups, count, x, K, M, nb](long g0, long g1) {
+    for (int i = 0; i < count; i++) {
+      const long a = g0 > groups[i] ? g0 : groups[i], b = g1 < groups[i + 1] ? g1 : groups[i + 1];
+      if (a >= b) continue;
+      const Part& p = parts[i];
+      const long n0 = (a - groups[i]) * nb, n1 = (b - groups[i]) * nb < p.N ? (b - groups[i]) * nb : p.N;
+      HWY_DYNAMIC_DISPATCH(MmRange)(p.out, x, p.w, p.wk, p.N, K, M, n0, n1, false);
+    }
+  });
 }
 
 // out (M, K) (+)= dy (M, N) · W, W (N, K).

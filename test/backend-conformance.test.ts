@@ -289,6 +289,47 @@ for (const { id, simd } of runs) {
           }
     });
 
+    it('matmul2 / matmul3: the same bits as matmul per weight (decode rows split over threads together), views, widths checked', async () => {
+      // [M, K, rows of each weight]: decode rows of a small model (q/k/v of 128 x 64 x 64, one
+      // split over the threads), one weight over 1 MB next to small ones (a streamed product),
+      // ragged register blocks, and prefill rows (one matmul each)
+      const cases: [number, number, number[]][] = [
+        [1, 128, [128, 64, 64]],
+        [1, 96, [384, 384]],
+        [2, 70, [13, 1, 37]],
+        [4, 33, [100, 9]],
+        [1, 520, [1100, 8, 70]],
+        [9, 40, [48, 48, 16]],
+        [40, 64, [70, 30]],
+      ];
+      const quant = lacks('quantized') ? [] : (['q8_0', 'q4_k'] as const);
+      for (const [M, K, Ns] of cases.filter(([M, K, Ns]) => !be.memory.device || M * K * Ns.reduce((a, b) => a + b) <= 2e6))
+        for (const dtype of [...dtypes, ...quant]) {
+          const q = dtype === 'q8_0' || dtype === 'q4_k' ? dtype : null;
+          const Kq = q ? 256 : K;
+          const ws = Ns.map((N) => (q ? quantizeMatrix(q, N, Kq, randn(rng, N * Kq, 0.5)) : weight(rng, N, Kq, dtype as 'f32' | 'bf16' | 'f16')));
+          const tag = `${dtype} M=${M} K=${Kq} N=${Ns.join('/')}`;
+          const x = randn(rng, M * Kq);
+          const want = ws.map((w) => new Float32Array(M * w.rows));
+          for (let i = 0; i < ws.length; i++) await ker.matmul(want[i], x, ws[i], M);
+          const views = ws.map((w) => weightView(w));
+          const outs = ws.map((w) => inView(randn(rng, M * w.rows)));
+          const xv = inView(x);
+          if (ws.length === 2) await ker.matmul2(outs[0].v, outs[1].v, xv.v, views[0].w, views[1].w, M);
+          else await ker.matmul3(outs[0].v, outs[1].v, outs[2].v, xv.v, views[0].w, views[1].w, views[2].w, M);
+          for (let i = 0; i < ws.length; i++) {
+            sameBits(outs[i].v, want[i], `matmul${ws.length} ${tag}: output ${i}`);
+            assert.ok(outs[i].intact() && views[i].intact(), `matmul${ws.length} ${tag}: wrote outside its views`);
+          }
+          assert.ok(xv.intact());
+        }
+      const a = weight(rng, 8, 16, 'f32'),
+        b = weight(rng, 8, 24, 'f32');
+      const o = new Float32Array(8);
+      assert.throws(() => be.matmul2(o, o.slice(), new Float32Array(24), a, b, 1), /col|width/i, 'matmul2 with weights of different widths');
+      assert.throws(() => be.matmul3(o, o.slice(), o.slice(), new Float32Array(24), a, a, b, 1), /col|width/i, 'matmul3 with weights of different widths');
+    });
+
     it('rmsnorm (with and without rstd) and rmsnormBack (accumulate on/off)', async () => {
       for (const [rows, dim] of [
         [1, 8],

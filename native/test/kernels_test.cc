@@ -233,6 +233,28 @@ void check_matmul_shapes() {
         same_bits(part.data(), all.data(), m * N, std::string(kKindName[kind]) + " matmul " + std::to_string(N) + "x" + std::to_string(K) + ": " + std::to_string(m) + " rows vs 15");
       }
     }
+
+  // matmul2 / matmul3 (decode rows of two or three weights as one pool job): the bits of one matmul per weight.
+  for (int kind : {0, 1, 2})
+    for (long M : {1L, 2L, 4L, 9L}) {
+      const long K = 130, Ns[] = {128, 1100, 37};
+      KindWeights kw[3] = {kind_weights(kind, Ns[0], K), kind_weights(kind, Ns[1], K), kind_weights(kind, Ns[2], K)};
+      const la::Mat ws[3] = {kw[0].mat(kind, Ns[0], K), kw[1].mat(kind, Ns[1], K), kw[2].mat(kind, Ns[2], K)};
+      Vec x = randn(M * K);
+      Vec want[3], got[3];
+      for (int i = 0; i < 3; i++) {
+        want[i] = Vec(M * Ns[i]);
+        got[i] = randn(M * Ns[i]);
+        la::matmul(want[i].data(), x.data(), ws[i], M, false);
+      }
+      la::matmul3(got[0].data(), got[1].data(), got[2].data(), x.data(), ws[0], ws[1], ws[2], M);
+      const std::string tag = std::string(kKindName[kind]) + " M=" + std::to_string(M);
+      for (int i = 0; i < 3; i++) same_bits(got[i].data(), want[i].data(), M * Ns[i], "matmul3 " + tag + " output " + std::to_string(i));
+      Vec a = randn(M * Ns[1]), b = randn(M * Ns[2]);
+      la::matmul2(a.data(), b.data(), x.data(), ws[1], ws[2], M);
+      same_bits(a.data(), want[1].data(), M * Ns[1], "matmul2 " + tag + " output 0");
+      same_bits(b.data(), want[2].data(), M * Ns[2], "matmul2 " + tag + " output 1");
+    }
 }
 
 void check_rows() {

@@ -42,6 +42,13 @@ export interface PromptShape {
 }
 
 /** Which activation Backend.gelu computes (the values are the addon's integer codes). */
+/** matmul2 / matmul3 argument check: every weight has the first one's width (as native/addon.cc checks it). */
+export function checkSameWidth(backend: string, kernel: string, ws: readonly Matrix[]): void {
+  for (let i = 1; i < ws.length; i++) {
+    if (ws[i].cols !== ws[0].cols) throw new RangeError(`${backend} ${kernel}: weight ${i} has ${ws[i].cols} columns, weight 0 has ${ws[0].cols}`);
+  }
+}
+
 export const GELU = { erf: 0, tanh: 1, quick: 2 } as const;
 export type GeluKind = (typeof GELU)[keyof typeof GELU];
 
@@ -78,6 +85,14 @@ export interface Backend {
    * two scales, as llama.cpp computes it; matmulBack then uses W dequantized exactly and fp32 dy.
    */
   matmul(out: Float32Array, x: Float32Array, w: Matrix, M: number, accumulate?: boolean): void;
+  /**
+   * outA (M, NA) = x (M, K) · WA^T and outB (M, NB) = x · WB^T (WA, WB of width K): the same
+   * numbers as two matmul calls, in one call (native: decode rows of both products are one job
+   * for the thread pool). The SwiGLU gate and up projections.
+   */
+  matmul2(outA: Float32Array, outB: Float32Array, x: Float32Array, wA: Matrix, wB: Matrix, M: number): void;
+  /** matmul2 for three weights of width K: the q, k, v projections. */
+  matmul3(outA: Float32Array, outB: Float32Array, outC: Float32Array, x: Float32Array, wA: Matrix, wB: Matrix, wC: Matrix, M: number): void;
   /** out (M, K) = dy (M, N) · W, W (N, K): the input gradient of a frozen linear layer. */
   matmulBack(out: Float32Array, dy: Float32Array, w: Matrix, M: number, accumulate?: boolean): void;
 

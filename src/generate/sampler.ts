@@ -104,8 +104,16 @@ export class Sampler {
   }
 }
 
+/** The first index of the largest of x[0..n) (NaN never wins). */
 export function argmax(x: Float32Array, n: number): number {
   let best = 0;
-  for (let i = 1; i < n; i++) if (x[i] > x[best]) best = i;
+  let max = x[0];
+  for (let i = 1; i < n; i++) {
+    const v = x[i];
+    if (v > max) {
+      max = v;
+      best = i;
+    }
+  }
   return best;
 }

@@ -64,9 +64,7 @@ export function forwardPass(ctx: ForwardContext, acts: Activations, args: Forwar
     const h = acts.h,
       att = acts.att;
     be.rmsnorm(h, x, L.attnNorm, M, dim, c.normEps, A.rstd1);
-    be.matmul(A.q, h, L.wq, M); // (M, qDim)
-    be.matmul(A.k, h, L.wk, M); // (M, kvDim)
-    be.matmul(A.v, h, L.wv, M); // (M, kvDim)
+    be.matmul3(A.q, A.k, A.v, h, L.wq, L.wk, L.wv, M); // q (M, qDim), k and v (M, kvDim)
     be.rope(A.q, B, T, H, hs, acts.pos, rope.cos, rope.sin, false);
     be.rope(A.k, B, T, Hkv, hs, acts.pos, rope.cos, rope.sin, false);
     if (cache) {
@@ -88,17 +86,14 @@ export function forwardPass(ctx: ForwardContext, acts: Activations, args: Forwar
       be.attention(att, A.q, A.k, A.v, acts.pos, shape);
     }
     if (args.sources) promptBranch(be, c, A, att, args.sources, l, B, T, cache !== null);
-    be.matmul(acts.tmp, att, L.wo, M); // (M, dim)
-    be.add(x, acts.tmp, M * dim);
+    be.matmul(x, att, L.wo, M, true); // x (M, dim) += att · Wo^T: the residual, in the product's store
     if (args.train && acts.saved[l]) mem.copy(A.xMid, 0, x, 0, M * dim);
 
     // ---- feed-forward (SwiGLU)
     be.rmsnorm(h, x, L.ffnNorm, M, dim, c.normEps, A.rstd2);
-    be.matmul(A.a, h, L.w1, M); // (M, hidden)
-    be.matmul(A.b, h, L.w3, M); // (M, hidden)
+    be.matmul2(A.a, A.b, h, L.w1, L.w3, M); // gate, up (M, hidden)
     be.siluGate(acts.g, A.a, A.b, M * c.hiddenDim);
-    be.matmul(acts.tmp, acts.g, L.w2, M); // (M, dim)
-    be.add(x, acts.tmp, M * dim);
+    be.matmul(x, acts.g, L.w2, M, true); // x (M, dim) += g · W2^T
     if (args.train) acts.store(l, be, B, T);
   }
 

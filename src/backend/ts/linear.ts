@@ -3,7 +3,7 @@
 
 import { actsBuffer, dequantizeRow, dotRow, quantizeActs, quantRowBytes, type QuantizedActs } from '../../core/quant.js';
 import { f16ToF32Into, isQuantized, roundBf16, type Matrix } from '../../core/weights.js';
-import type { Kernels } from '../backend.js';
+import { checkSameWidth, type Kernels } from '../backend.js';
 
 /** Row `n` of a weight matrix as fp32 (a view for f32; decoded into `scratch` for bf16, f16 and quantized types). */
 function weightRow(w: Matrix, n: number, scratch: Float32Array): Float32Array {
@@ -41,7 +41,7 @@ function dot(a: Float32Array, ao: number, b: Float32Array, K: number): number {
 }
 
 /** matmul / matmulBack with their own grow-only scratch (one set per TS backend). */
-export function linearKernels(): Pick<Kernels, 'matmul' | 'matmulBack'> {
+export function linearKernels(): Pick<Kernels, 'matmul' | 'matmul2' | 'matmul3' | 'matmulBack'> {
   let scratch = new Float32Array(0); // one decoded bf16 / f16 / quantized weight row
   let rounded = new Float32Array(0); // activations rounded to bf16
   let acts: QuantizedActs = actsBuffer(0); // one row of x quantized to 8 bits
@@ -58,32 +58,45 @@ export function linearKernels(): Pick<Kernels, 'matmul' | 'matmulBack'> {
     return weightRow(w, n, scratch);
   };
 
-  return {
-    /** out (M, N) = x (M, K) · W^T. */
-    matmul(out: Float32Array, x: Float32Array, w: Matrix, M: number, accumulate = false): void {
-      const N = w.rows,
-        K = w.cols;
-      if (isQuantized(w)) {
-        // quantized W: each row of x quantized to 8 bits, integer block products (core/quant.ts)
-        if (acts.q.length < K) acts = actsBuffer(K);
-        const rb = quantRowBytes(w.dtype, K);
-        for (let m = 0; m < M; m++) {
-          quantizeActs(w.dtype, x, m * K, K, acts);
-          for (let n = 0; n < N; n++) {
-            const s = dotRow(w.dtype, w.data, n * rb, acts, K);
-            out[m * N + n] = accumulate ? out[m * N + n] + s : s;
-          }
-        }
-        return;
-      }
-      if (w.dtype === 'bf16') x = bf16Input(x, M * K);
-      for (let n = 0; n < N; n++) {
-        const wr = row(w, n);
-        for (let m = 0; m < M; m++) {
-          const s = dot(x, m * K, wr, K);
+  /** out (M, N) (+)= x (M, K) · W^T. */
+  const matmul = (out: Float32Array, x: Float32Array, w: Matrix, M: number, accumulate = false): void => {
+    const N = w.rows,
+      K = w.cols;
+    if (isQuantized(w)) {
+      // quantized W: each row of x quantized to 8 bits, integer block products (core/quant.ts)
+      if (acts.q.length < K) acts = actsBuffer(K);
+      const rb = quantRowBytes(w.dtype, K);
+      for (let m = 0; m < M; m++) {
+        quantizeActs(w.dtype, x, m * K, K, acts);
+        for (let n = 0; n < N; n++) {
+          const s = dotRow(w.dtype, w.data, n * rb, acts, K);
           out[m * N + n] = accumulate ? out[m * N + n] + s : s;
         }
       }
+      return;
+    }
+    if (w.dtype === 'bf16') x = bf16Input(x, M * K);
+    for (let n = 0; n < N; n++) {
+      const wr = row(w, n);
+      for (let m = 0; m < M; m++) {
+        const s = dot(x, m * K, wr, K);
+        out[m * N + n] = accumulate ? out[m * N + n] + s : s;
+      }
+    }
+  };
+
+  return {
+    matmul,
+    matmul2(outA: Float32Array, outB: Float32Array, x: Float32Array, wA: Matrix, wB: Matrix, M: number): void {
+      checkSameWidth('ts', 'matmul2', [wA, wB]);
+      matmul(outA, x, wA, M);
+      matmul(outB, x, wB, M);
+    },
+    matmul3(outA: Float32Array, outB: Float32Array, outC: Float32Array, x: Float32Array, wA: Matrix, wB: Matrix, wC: Matrix, M: number): void {
+      checkSameWidth('ts', 'matmul3', [wA, wB, wC]);
+      matmul(outA, x, wA, M);
+      matmul(outB, x, wB, M);
+      matmul(outC, x, wC, M);
     },
 
     /** out (M, K) = dy (M, N) · W (a quantized W dequantized exactly; dy stays fp32). */

@@ -7,7 +7,7 @@
 
 import { LlamaAdapterError } from '../../core/errors.js';
 import type { Matrix } from '../../core/weights.js';
-import type { AdamwStep, Backend, Kernels, PromptShape } from '../backend.js';
+import { type AdamwStep, type Backend, checkSameWidth, type Kernels, type PromptShape } from '../backend.js';
 import type { Buf } from '../memory.js';
 import { openGpu, type GpuDevice } from './gpu.js';
 import { type Binding, DeviceQueue, type Kernel } from './queue.js';
@@ -149,6 +149,19 @@ export function createWebGpuBackend(gpu: GpuDevice): WebGpuBackend {
           grid(Math.ceil((M * N) / 64)),
         );
       else product(bf, true, { M, N, K: Kd, ldw: Kd, acc }, bufs);
+    },
+
+    // two or three queued matmuls (the pool-job saving is the native backend's)
+    matmul2(oA, oB, x, wA, wB, M) {
+      checkSameWidth('webgpu', 'matmul2', [wA, wB]);
+      kernels.matmul(oA, x, wA, M);
+      kernels.matmul(oB, x, wB, M);
+    },
+    matmul3(oA, oB, oC, x, wA, wB, wC, M) {
+      checkSameWidth('webgpu', 'matmul3', [wA, wB, wC]);
+      kernels.matmul(oA, x, wA, M);
+      kernels.matmul(oB, x, wB, M);
+      kernels.matmul(oC, x, wC, M);
     },
 
     matmulBack(o, dy, w, M, accumulate = false) {
