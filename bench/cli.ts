@@ -21,6 +21,7 @@ interface BenchFlags {
   compareRunc?: boolean;
   compareLlamaCpp?: boolean;
   runcSimd?: string;
+  runcPaired?: boolean;
   kinds: BenchKind[];
   steps: number;
   batch: number;
@@ -80,6 +81,10 @@ export function benchCommand(): Command {
         'scalar',
       ]),
     )
+    .option(
+      '--runc-paired',
+      '--compare-runc: each peer run right after one of our decode runs; the ratio is the median of the pairs (a machine whose speed drifts)',
+    )
     .option('--compare-pytorch', 'also run ../shared/reference/bench_torch.py with the same settings and print ratios')
     .addOption(new Option('--kinds <list>', 'comma-separated: train, prefill, decode').argParser(kinds).default([...d.kinds], d.kinds.join(',')))
     .option('--steps <n>', 'timed training steps after one warm-up (and the most repetitions of prefill/decode)', int('--steps', 1), d.steps)
@@ -132,6 +137,7 @@ export function benchCommand(): Command {
         compareRunc: f.compareRunc ?? false,
         compareLlamaCpp: f.compareLlamaCpp ?? false,
         runcSimd: f.runcSimd,
+        runcPaired: f.runcPaired ?? false,
         kinds: f.kinds,
         steps: f.steps,
         batch: f.batch,

@@ -225,6 +225,16 @@ function timeGreedy(
   return timeRepsAsync(run, maxReps, 20, warm);
 }
 
+/** Seconds of one run of the decode kind (greedy, n tokens after BOS), to pair with one run of a peer. */
+export async function decodeOnce(model: LlamaModel, n: number): Promise<number> {
+  const c = model.config;
+  n = Math.min(n, c.maxSeqLen - 1);
+  const t0 = now();
+  const [r] = await generateBatch(model, [[c.bosId]], { temperature: 0, maxTokens: n, stopTokens: [] });
+  check(r.ids.length === n, `bench: generation produced ${r.ids.length} of ${n} tokens`);
+  return now() - t0;
+}
+
 export interface PrefillResult {
   seconds: number; // median seconds of one prefill
   T: number;

@@ -14,7 +14,7 @@ import { runLlamaCppPeer } from './peer-llamacpp.js';
 import { buildModel, resolveConfig, sharedDir, type ResolvedConfig } from './configs.js';
 import { decodeFlops, prefillFlops, trainFlops } from './flops.js';
 import { cpuSnapshot, otherLoadPercent, waitForIdle } from './machine.js';
-import { measureDecode, measurePeak, measurePrefill, measureTrain, median, trainBatch } from './measure.js';
+import { decodeOnce, measureDecode, measurePeak, measurePrefill, measureTrain, median, trainBatch } from './measure.js';
 import { runPeer, SYSTEM_PYTHON, torchStatus, type PeerLine, type PeerRun } from './peer.js';
 import { buildRuncPeer, isLegacyLlama2c, RUNC_CFLAGS, runRuncPeer, tempModelFile, writeLegacyLlama2c } from './peer-runc.js';
 import { KernelProfile } from './profile.js';
@@ -32,6 +32,7 @@ export interface BenchOptions {
   compareRunc: boolean; // also decode with the llama2.c run.c peer (fp32 only)
   compareLlamaCpp?: boolean; // also decode and prefill with node-llama-cpp on the same model as GGUF
   runcSimd?: string; // the peer's SIMD level (RUNC_CFLAGS); default: native at our best target, else the level our kernels are forced to
+  runcPaired?: boolean; // --compare-runc: each peer run right after one of ours, the ratio the median of the pairs' ratios
   kinds: readonly BenchKind[];
   steps: number; // timed training steps (after one warm-up); also the most repetitions of prefill/decode
   batch: number; // B
@@ -235,7 +236,7 @@ export async function runBench(o: BenchOptions, emit: (line: BenchLine) => void)
   }
   if (o.compareRunc && run.has('decode')) {
     await settle();
-    emit(runcComparison(o, cfg, model, ours.get('decode') as number, decodeReps, base, log));
+    emit(await runcComparison(o, cfg, model, ours.get('decode') as number, decodeReps, base, log));
   }
   if (!o.comparePytorch) return;
 
@@ -323,7 +324,7 @@ function peerExtra(p: PeerLine): BenchLine {
 }
 
 /** Decode with the run.c peer on the same model (written as a legacy llama2.c file when needed); one ratio line. */
-function runcComparison(
+async function runcComparison(
   o: BenchOptions,
   cfg: ResolvedConfig,
   model: LlamaModel,
@@ -331,7 +332,7 @@ function runcComparison(
   oursReps: number,
   base: BenchLine,
   log: (msg: string) => void,
-): BenchLine {
+): Promise<BenchLine> {
   const skip = (reason: string): BenchLine => ({ ...base, kind: 'compare', peer: 'run.c', skipped: true, reason });
   if (o.dtype !== 'fp32') return skip('run.c computes in fp32 only');
   const info = nativeInfo();
@@ -353,23 +354,50 @@ function runcComparison(
     // As many runs as our median was taken over (5 to 30); its median too, since one run of a
     // small model swung by 2x (stories260K: 9,644 and 17,828 tok/s).
     const runs = Math.max(5, Math.min(30, oursReps));
-    log(`running the run.c peer (${RUNC_CFLAGS[level].join(' ')}, ${model.backend.threads} threads, ${steps} tokens, ${runs} runs)`);
-    const tps: number[] = [];
+    log(
+      `running the run.c peer (${RUNC_CFLAGS[level].join(' ')}, ${model.backend.threads} threads, ${steps} tokens, ${runs} runs${o.runcPaired ? ', each after one of ours' : ''})`,
+    );
     let command = '';
-    for (let i = 0; i < runs; i++) {
+    const peerRun = (): number => {
       // the peer, like run.c, times from the end of its first step: give it one more so both count `steps`
       const r = runRuncPeer(built.bin, file, steps + 1, model.backend.threads);
-      tps.push(r.tokensPerS);
       command = r.command;
+      return r.tokensPerS;
+    };
+    if (!o.runcPaired) {
+      const theirs = median(Array.from({ length: runs }, peerRun));
+      return {
+        ...base,
+        kind: 'decode',
+        ratio_vs_runc: round(oursTps / theirs),
+        tokens_per_s: round(oursTps),
+        runc_tokens_per_s: round(theirs),
+        runc_runs: runs,
+        peer: 'run.c',
+        runc_simd: level,
+        peer_command: command,
+      };
     }
-    const theirs = median(tps);
+    // Paired: a machine whose speed drifts (on a VM the two vCPUs' placement changes the cost of
+    // every cross-thread hand-off by up to 4x, for both sides, for seconds at a time) moves both
+    // runs of a pair together; the ratio is the median of the pairs' ratios (bench/README.md).
+    const oursR: number[] = [];
+    const theirsR: number[] = [];
+    for (let i = 0; i < runs; i++) {
+      // Each side warmed up first: the peer's first step is untimed (and its process is new), ours
+      // gets one untimed run, since the peer's run has just taken the cores and caches.
+      await decodeOnce(model, steps);
+      oursR.push(steps / (await decodeOnce(model, steps)));
+      theirsR.push(peerRun());
+    }
     return {
       ...base,
       kind: 'decode',
-      ratio_vs_runc: round(oursTps / theirs),
-      tokens_per_s: round(oursTps),
-      runc_tokens_per_s: round(theirs),
+      ratio_vs_runc: round(median(oursR.map((t, i) => t / theirsR[i]))),
+      tokens_per_s: round(median(oursR)),
+      runc_tokens_per_s: round(median(theirsR)),
       runc_runs: runs,
+      runc_paired: true,
       peer: 'run.c',
       runc_simd: level,
       peer_command: command,
