@@ -506,6 +506,7 @@ struct ArgDesc {
   X_(siluGate, la::silu_gate, (F32, out, n), (F32, a, n), (F32, b, n), (INT, n, 0))                                                       \
   X_(siluGateBack, la::silu_gate_back, (F32, da, n), (F32, db, n), (F32, dy, n), (F32, a, n), (F32, b, n), (INT, n, 0))                   \
   X_(add, la::add, (F32, x, n), (F32, y, n), (INT, n, 0))                                                                                \
+  X_(argmax, la::argmax, (F32, x, n), (INT, n, 1))                                                                                       \
   X_(toBf16, la::to_bf16_array, (U16, out, n), (F32, x, n), (INT, n, 0))                                                                 \
   X_(fromBf16, la::from_bf16_array, (F32, out, n), (U16, x, n), (INT, n, 0))                                                             \
   X_(embed, la::embed, (F32, out, 1.0 * n * table.cols), (MAT, table, 0), (I32, ids, n), (INT, n, 0),                                    \

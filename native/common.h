@@ -269,6 +269,7 @@ void rope(float* x, long B, long T, long H, long hs, const int32_t* pos, const f
 void silu_gate(float* out, const float* a, const float* b, long n);
 void silu_gate_back(float* da, float* db, const float* dy, const float* a, const float* b, long n);
 void add(float* x, const float* y, long n);
+long argmax(const float* x, long n);  // the first index of the largest of x[0, n), n >= 1 (Backend.argmax)
 void to_bf16_array(uint16_t* out, const float* x, long n);   // rounded, ties to even (storage of saved activations)
 void from_bf16_array(float* out, const uint16_t* x, long n);
 void embed(float* out, const Mat& table, const int32_t* ids, long n);

@@ -152,6 +152,35 @@ void AddRange(float* x, const float* y, long i0, long i1) {
   for (; i < i1; i++) x[i] += y[i];
 }
 
+// The first index of the largest of x[0, n), n >= 1: the maximum over the numbers (a NaN lane
+// never replaces one: Gt is false), then its first occurrence (== also matches -0 for +0, as the
+// scalar scan with `>` keeps the first of them). x[0] NaN gives 0, as that scan does.
+long ArgmaxRange(const float* x, long n) {
+  if (!(x[0] == x[0])) return 0;
+  const DF d;
+  const long N = static_cast<long>(hn::Lanes(d));
+  float m = x[0];
+  long i = 0;
+  if (n >= N) {
+    VF vm = hn::Set(d, m);
+    for (; i + N <= n; i += N) {
+      const VF v = hn::LoadU(d, x + i);
+      vm = hn::IfThenElse(hn::Gt(v, vm), v, vm);
+    }
+    m = hn::GetLane(hn::MaxOfLanes(d, vm));
+  }
+  for (; i < n; i++) m = x[i] > m ? x[i] : m;
+  const VF vm = hn::Set(d, m);
+  long j = 0;
+  for (; j + N <= n; j += N) {
+    const intptr_t f = hn::FindFirstTrue(d, hn::Eq(hn::LoadU(d, x + j), vm));
+    if (f >= 0) return j + f;
+  }
+  for (; j < n; j++)
+    if (x[j] == m) return j;
+  return 0;
+}
+
 // out (n, dim) = rows ids[i] of table (vocab, dim); ids are validated by the caller.
 void EmbedRows(float* out, const void* table, int wk, long dim, const int32_t* ids, long n) {
   for (long i = 0; i < n; i++) {
@@ -248,6 +277,7 @@ HWY_EXPORT(SiluGateBackRange);
 HWY_EXPORT(ToBf16Range);
 HWY_EXPORT(FromBf16Range);
 HWY_EXPORT(AddRange);
+HWY_EXPORT(ArgmaxRange);
 HWY_EXPORT(EmbedRows);
 HWY_EXPORT(CrossEntropyRows);
 HWY_EXPORT(AdamwRange);
@@ -301,6 +331,8 @@ void from_bf16_array(float* out, const uint16_t* x, long n) {
 void add(float* x, const float* y, long n) {
   blocks(n, static_cast<double>(n), kStreamGrain * 4, [&](long i0, long i1) { HWY_DYNAMIC_DISPATCH(AddRange)(x, y, i0, i1); });
 }
+
+long argmax(const float* x, long n) { return HWY_DYNAMIC_DISPATCH(ArgmaxRange)(x, n); }
 
 void embed(float* out, const Mat& table, const int32_t* ids, long n) {
   if (table.qtype) {

@@ -330,6 +330,32 @@ for (const { id, simd } of runs) {
       assert.throws(() => be.matmul3(o, o.slice(), o.slice(), new Float32Array(24), a, a, b, 1), /col|width/i, 'matmul3 with weights of different widths');
     });
 
+    it('argmax: the oracle\'s index on random rows, ties, NaN, signed zeros, every length around the vector width, views', () => {
+      const rows: Float32Array[] = [];
+      for (const n of [1, 2, 3, 7, 8, 9, 15, 16, 17, 31, 33, 64, 100, 2048, 32000]) rows.push(randn(rng, n, 3));
+      const tie = new Float32Array(40).fill(1);
+      tie[5] = 2;
+      tie[29] = 2; // first of equal maxima
+      const late = randn(rng, 100);
+      late[99] = 50; // in the scalar tail
+      const nan = randn(rng, 50);
+      nan[7] = Number.NaN; // skipped
+      const nan0 = randn(rng, 50);
+      nan0[0] = Number.NaN; // index 0, as the scan's start
+      const zeros = new Float32Array([-1, -0, 0, -0, -3, -2, -5, -7, -9]); // -0 first: it stays
+      const neg = new Float32Array(70).fill(-Number.MAX_VALUE);
+      neg[66] = Number.NEGATIVE_INFINITY;
+      const inf = randn(rng, 24);
+      inf[20] = Number.POSITIVE_INFINITY;
+      rows.push(tie, late, nan, nan0, zeros, neg, inf);
+      for (const x of rows) {
+        const want = ts.argmax(x, x.length);
+        const xv = inView(x);
+        assert.equal(be.argmax(xv.v, x.length), want, `argmax n=${x.length}`);
+        if (x.length > 3) assert.equal(be.argmax(x, 3), ts.argmax(x, 3), `argmax of the first 3 of ${x.length}`);
+      }
+    });
+
     it('rmsnorm (with and without rstd) and rmsnormBack (accumulate on/off)', async () => {
       for (const [rows, dim] of [
         [1, 8],

@@ -112,6 +112,12 @@ export interface Backend {
   siluGateBack(da: Float32Array, db: Float32Array, dy: Float32Array, a: Float32Array, b: Float32Array, n: number): void;
   /** x (n) += y. */
   add(x: Float32Array, y: Float32Array, n: number): void;
+  /**
+   * The first index of the largest of x[0..n), n >= 1 (greedy sampling of a row of logits); a
+   * NaN never beats a number, and x[0] NaN gives 0 (a scan from x[0] with `>`). Runs on the host
+   * array: on a device backend, after memory.sync.
+   */
+  argmax(x: Float32Array, n: number): number;
   /** out (n) = x rounded to bf16 (ties to even, as `toBf16`): storage for saved activations. */
   toBf16(out: Uint16Array, x: Float32Array, n: number): void;
   /** out (n) = x widened exactly to fp32. */

@@ -167,6 +167,7 @@ export class Engine {
   private admitted = 0;
   private stepping = false; // an async step is waiting at a sync point
   private evicted: { slot: number; was: Slot }[] = []; // requests evicted meanwhile (their slots are freed when it ends)
+  private readonly argmax: (x: Float32Array, n: number) => number; // the backend's (greedy sampling)
 
   constructor(
     readonly model: LlamaModel,
@@ -190,6 +191,8 @@ export class Engine {
     this.batchLogits = new Float32Array(o.slots * c.vocabSize);
     this.rawLogits = new Float32Array(c.vocabSize);
     this.state = new Array<Slot | null>(o.slots).fill(null);
+    const be = model.backend;
+    this.argmax = (x, n) => be.argmax(x, n);
   }
 
   /** Slots holding a request (prefilling or decoding). */
@@ -239,7 +242,7 @@ export class Engine {
     const promptIds = [...r.prompt];
     const row = new Row(
       promptIds,
-      new Sampler(c.vocabSize, r),
+      new Sampler(c.vocabSize, r, this.argmax),
       this.model.tokenizer.decoder({ atStart: n === 1 && promptIds[0] === c.bosId }),
       r.stop ?? [],
       new Set(r.stopTokens ?? [c.eosId]),

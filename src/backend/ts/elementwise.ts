@@ -1,5 +1,5 @@
-// Plain-TypeScript row and elementwise kernels: RMSNorm, RoPE, SiLU-gate, residual add, bf16
-// conversion, embedding. Stateless: one object shared by every TS backend.
+// Plain-TypeScript row and elementwise kernels: RMSNorm, RoPE, SiLU-gate, residual add, argmax,
+// bf16 conversion, embedding. Stateless: one object shared by every TS backend.
 
 import { dequantizeRow, quantRowBytes } from '../../core/quant.js';
 import { f16ToF32Into, toBf16Into, type Matrix } from '../../core/weights.js';
@@ -73,6 +73,19 @@ export const rowKernels = {
 
   add(x: Float32Array, y: Float32Array, n: number): void {
     for (let i = 0; i < n; i++) x[i] += y[i];
+  },
+
+  argmax(x: Float32Array, n: number): number {
+    let best = 0;
+    let max = x[0];
+    for (let i = 1; i < n; i++) {
+      const v = x[i];
+      if (v > max) {
+        max = v;
+        best = i;
+      }
+    }
+    return best;
   },
 
   /** out (n) = x rounded to bf16, ties to even. */

@@ -9,6 +9,7 @@ import { LlamaAdapterError } from '../../core/errors.js';
 import type { Matrix } from '../../core/weights.js';
 import { type AdamwStep, type Backend, checkSameWidth, type Kernels, type PromptShape } from '../backend.js';
 import type { Buf } from '../memory.js';
+import { rowKernels } from '../ts/elementwise.js';
 import { openGpu, type GpuDevice } from './gpu.js';
 import { type Binding, DeviceQueue, type Kernel } from './queue.js';
 import {
@@ -279,6 +280,13 @@ export function createWebGpuBackend(gpu: GpuDevice): WebGpuBackend {
         bufs,
         grid(Math.ceil(n / 256)),
       );
+    },
+
+    // on the host copy (the engine samples after memory.sync): the oracle's scan
+    argmax(x, n) {
+      count('argmax', 'n', n, 1);
+      need('argmax', 'x', x, n);
+      return rowKernels.argmax(x, n);
     },
 
     add(x, y, n) {
