@@ -330,7 +330,7 @@ for (const { id, simd } of runs) {
       assert.throws(() => be.matmul3(o, o.slice(), o.slice(), new Float32Array(24), a, a, b, 1), /col|width/i, 'matmul3 with weights of different widths');
     });
 
-    it('argmax: the oracle\'s index on random rows, ties, NaN, signed zeros, every length around the vector width, views', () => {
+    it("argmax: the oracle's index on random rows, ties, NaN, signed zeros, every length around the vector width, views", () => {
       const rows: Float32Array[] = [];
       for (const n of [1, 2, 3, 7, 8, 9, 15, 16, 17, 31, 33, 64, 100, 2048, 32000]) rows.push(randn(rng, n, 3));
       const tie = new Float32Array(40).fill(1);

@@ -2,6 +2,7 @@
 // penalties, greedy (temperature 0), temperature, top-k, top-p (nucleus). Scratch buffers are
 // allocated once per sampler, not per token.
 
+import { rowKernels } from '../backend/ts/elementwise.js';
 import { Rng } from '../core/rng.js';
 
 export interface SamplingOptions {
@@ -109,16 +110,7 @@ export class Sampler {
   }
 }
 
-/** The first index of the largest of x[0..n) (NaN never wins). */
+/** The first index of the largest of x[0..n) (NaN never wins): the TypeScript backend's kernel. */
 export function argmax(x: Float32Array, n: number): number {
-  let best = 0;
-  let max = x[0];
-  for (let i = 1; i < n; i++) {
-    const v = x[i];
-    if (v > max) {
-      max = v;
-      best = i;
-    }
-  }
-  return best;
+  return rowKernels.argmax(x, n);
 }
