@@ -18,7 +18,8 @@
         "native/rows.cc",
         "native/attention.cc",
         "native/quant.cc",
-        "native/encoder.cc"
+        "native/encoder.cc",
+        "native/block.cc"
       ],
       "include_dirs": ["native"],
       "cflags": ["-O3", "-falign-functions=64", "-falign-loops=32", "-pthread", "-Wno-maybe-uninitialized"],

@@ -106,15 +106,29 @@ class Call {
     m.rows = integer(i + 1, what, 0, ".rows");
     m.cols = integer(i + 2, what, 0, ".cols");
     if (!ok_) return m;
+    // dtype: its name, or its ggml type id (native.ts passes ids: a string costs a UTF-8 copy
+    // and compares on each of the 7 matrices of a block() call)
+    static const struct { const char* name; int id; } kDtypes[] = {{"f32", 0},   {"f16", 1},   {"bf16", 30}, {"q8_0", 8},  {"q4_0", 2},
+                                                                    {"q4_1", 3},  {"q5_0", 6},  {"q4_k", 12}, {"q5_k", 13}, {"q6_k", 14}};
     char dt[8] = {0};
     size_t len = 0;
-    if (i + 3 >= argc_ || napi_get_value_string_utf8(env_, argv_[i + 3], dt, sizeof dt, &len) != napi_ok) {
+    napi_valuetype vt = napi_undefined;
+    if (i + 3 < argc_) napi_typeof(env_, argv_[i + 3], &vt);
+    if (vt == napi_number) {
+      int32_t id = -1;
+      napi_get_value_int32(env_, argv_[i + 3], &id);
+      for (const auto& d : kDtypes)
+        if (d.id == id) std::strcpy(dt, d.name);
+      if (!dt[0]) {
+        fail(std::string(what) + ".dtype id " + std::to_string(id) + " is not a known matrix dtype");
+        return m;
+      }
+    } else if (i + 3 >= argc_ || napi_get_value_string_utf8(env_, argv_[i + 3], dt, sizeof dt, &len) != napi_ok) {
       fail(std::string(what) + ".dtype must be a string");
       return m;
     }
-    static const struct { const char* name; int id; } kQuant[] = {{"q8_0", 8}, {"q4_0", 2}, {"q4_1", 3}, {"q5_0", 6}, {"q4_k", 12}, {"q5_k", 13}, {"q6_k", 14}};
-    for (const auto& q : kQuant)
-      if (std::strcmp(dt, q.name) == 0) m.qtype = q.id;
+    for (const auto& q : kDtypes)
+      if (q.id >= 2 && q.id < 30 && std::strcmp(dt, q.name) == 0) m.qtype = q.id;
     if (m.qtype) {
       if (m.cols % la::quant_block(m.qtype) != 0) {
         fail(std::string(what) + ".cols " + std::to_string(m.cols) + " is not a multiple of the " + dt + " block size", true);
@@ -233,7 +247,7 @@ class Call {
     return data;
   }
 
-  static constexpr size_t kMax = 32;
+  static constexpr size_t kMax = 64;  // block() takes 52
   napi_env env_;
   const char* name_;
   const BackendCtx* ctx_ = nullptr;
@@ -277,6 +291,22 @@ std::string positions_fit(const int32_t* pos, long B, long T, long S) {
   return std::string();
 }
 
+/** Empty when block()'s weights fit each other and the shape (hs even, every weight of one dtype family), else the message. */
+std::string block_shapes(const la::Mat& wq, const la::Mat& wk, const la::Mat& wv, const la::Mat& wo, const la::Mat& w1, const la::Mat& w3,
+                         const la::Mat& w2, const la::AttnShape& s) {
+  const long dim = wq.cols, qDim = s.H * s.hs, kvDim = s.Hkv * s.hs;
+  auto shape = [](const char* n, const la::Mat& m, long rows, long cols) {
+    return m.rows == rows && m.cols == cols ? std::string()
+                                            : std::string(n) + " is " + std::to_string(m.rows) + " x " + std::to_string(m.cols) + ", expected " +
+                                                  std::to_string(rows) + " x " + std::to_string(cols);
+  };
+  if (s.hs % 2 != 0) return "s.hs must be even";
+  for (const std::string& m : {shape("wq", wq, qDim, dim), shape("wk", wk, kvDim, dim), shape("wv", wv, kvDim, dim), shape("wo", wo, dim, qDim),
+                               shape("w3", w3, w1.rows, dim), shape("w1", w1, w1.rows, dim), shape("w2", w2, dim, w1.rows)})
+    if (!m.empty()) return m;
+  return std::string();
+}
+
 // ------------------------------------------------------------------ the argument-list machinery
 // A kernel's arguments are (KIND, name, param) triples; param is the required element count of a
 // buffer, the minimum of an integer, unused (0) otherwise. (CHECK, message, 0) items come last:
@@ -292,10 +322,13 @@ std::string positions_fit(const int32_t* pos, long B, long T, long S) {
 #define LA_NAME(k, n, p) n
 #define LA_PARAM(k, n, p) p
 
-// LA_FE(m, a0, a1, ...) = m(0, a0) m(1, a1) ... (up to 20 items)
-#define LA_FE_N(_1, _2, _3, _4, _5, _6, _7, _8, _9, _10, _11, _12, _13, _14, _15, _16, _17, _18, _19, _20, N, ...) N
+// LA_FE(m, a0, a1, ...) = m(0, a0) m(1, a1) ... (up to 40 items)
+#define LA_FE_N(_1, _2, _3, _4, _5, _6, _7, _8, _9, _10, _11, _12, _13, _14, _15, _16, _17, _18, _19, _20, _21, _22, _23, _24, _25, _26, _27, \
+                _28, _29, _30, _31, _32, _33, _34, _35, _36, _37, _38, _39, _40, N, ...)                                          \
+  N
 #define LA_FE(m, ...) \
-  LA_CAT(LA_FE_, LA_FE_N(__VA_ARGS__, 20, 19, 18, 17, 16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1))(m, 0, __VA_ARGS__)
+  LA_CAT(LA_FE_, LA_FE_N(__VA_ARGS__, 40, 39, 38, 37, 36, 35, 34, 33, 32, 31, 30, 29, 28, 27, 26, 25, 24, 23, 22, 21, 20, 19, 18, 17, 16, 15, \
+                         14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1))(m, 0, __VA_ARGS__)
 #define LA_FE_1(m, i, a) m(i, a)
 #define LA_FE_2(m, i, a, ...) m(i, a) LA_FE_1(m, (i + 1), __VA_ARGS__)
 #define LA_FE_3(m, i, a, ...) m(i, a) LA_FE_2(m, (i + 1), __VA_ARGS__)
@@ -316,6 +349,26 @@ std::string positions_fit(const int32_t* pos, long B, long T, long S) {
 #define LA_FE_18(m, i, a, ...) m(i, a) LA_FE_17(m, (i + 1), __VA_ARGS__)
 #define LA_FE_19(m, i, a, ...) m(i, a) LA_FE_18(m, (i + 1), __VA_ARGS__)
 #define LA_FE_20(m, i, a, ...) m(i, a) LA_FE_19(m, (i + 1), __VA_ARGS__)
+#define LA_FE_21(m, i, a, ...) m(i, a) LA_FE_20(m, (i + 1), __VA_ARGS__)
+#define LA_FE_22(m, i, a, ...) m(i, a) LA_FE_21(m, (i + 1), __VA_ARGS__)
+#define LA_FE_23(m, i, a, ...) m(i, a) LA_FE_22(m, (i + 1), __VA_ARGS__)
+#define LA_FE_24(m, i, a, ...) m(i, a) LA_FE_23(m, (i + 1), __VA_ARGS__)
+#define LA_FE_25(m, i, a, ...) m(i, a) LA_FE_24(m, (i + 1), __VA_ARGS__)
+#define LA_FE_26(m, i, a, ...) m(i, a) LA_FE_25(m, (i + 1), __VA_ARGS__)
+#define LA_FE_27(m, i, a, ...) m(i, a) LA_FE_26(m, (i + 1), __VA_ARGS__)
+#define LA_FE_28(m, i, a, ...) m(i, a) LA_FE_27(m, (i + 1), __VA_ARGS__)
+#define LA_FE_29(m, i, a, ...) m(i, a) LA_FE_28(m, (i + 1), __VA_ARGS__)
+#define LA_FE_30(m, i, a, ...) m(i, a) LA_FE_29(m, (i + 1), __VA_ARGS__)
+#define LA_FE_31(m, i, a, ...) m(i, a) LA_FE_30(m, (i + 1), __VA_ARGS__)
+#define LA_FE_32(m, i, a, ...) m(i, a) LA_FE_31(m, (i + 1), __VA_ARGS__)
+#define LA_FE_33(m, i, a, ...) m(i, a) LA_FE_32(m, (i + 1), __VA_ARGS__)
+#define LA_FE_34(m, i, a, ...) m(i, a) LA_FE_33(m, (i + 1), __VA_ARGS__)
+#define LA_FE_35(m, i, a, ...) m(i, a) LA_FE_34(m, (i + 1), __VA_ARGS__)
+#define LA_FE_36(m, i, a, ...) m(i, a) LA_FE_35(m, (i + 1), __VA_ARGS__)
+#define LA_FE_37(m, i, a, ...) m(i, a) LA_FE_36(m, (i + 1), __VA_ARGS__)
+#define LA_FE_38(m, i, a, ...) m(i, a) LA_FE_37(m, (i + 1), __VA_ARGS__)
+#define LA_FE_39(m, i, a, ...) m(i, a) LA_FE_38(m, (i + 1), __VA_ARGS__)
+#define LA_FE_40(m, i, a, ...) m(i, a) LA_FE_39(m, (i + 1), __VA_ARGS__)
 
 // Per kind: the variable, the pass that reads it (1 scalars/objects, 2 int32 buffers, 3 other
 // buffers, 4 checks) and whether it is passed to the kernel.
@@ -515,6 +568,15 @@ struct ArgDesc {
     (F32, kCache, cache_rows(cacheRows, s.B) * s.S * s.Hkv * s.hs), (F32, vCache, cache_rows(cacheRows, s.B) * s.S * s.Hkv * s.hs),     \
     (I32, pos, s.B), (ATTN, s, 0), (I32_OPT, cacheRows, s.B), (CHECK, positions_fit(pos, s.B, s.T, s.S), 0),                          \
     (CHECK, cacheRows ? all_in("cacheRows entry", cacheRows, s.B, 0, 2147483647L) : "", 0))                              \
+  X_(block, la::block, (F32, x, 1.0 * s.B * s.T * wq.cols), (F32, attnNorm, wq.cols), (MAT, wq, 0), (MAT, wk, 0), (MAT, wv, 0),          \
+    (MAT, wo, 0), (F32, ffnNorm, wq.cols), (MAT, w1, 0), (MAT, w3, 0), (MAT, w2, 0), (F32, h, 1.0 * s.B * s.T * wq.cols),               \
+    (F32, q, 1.0 * s.B * s.T * s.H * s.hs), (F32, k, 1.0 * s.B * s.T * s.Hkv * s.hs), (F32, v, 1.0 * s.B * s.T * s.Hkv * s.hs),        \
+    (F32, att, 1.0 * s.B * s.T * s.H * s.hs), (F32, a, 1.0 * s.B * s.T * w1.rows), (F32, b, 1.0 * s.B * s.T * w1.rows),                \
+    (F32, g, 1.0 * s.B * s.T * w1.rows), (F32, kCache, cache_rows(cacheRows, s.B) * s.S * s.Hkv * s.hs),                              \
+    (F32, vCache, cache_rows(cacheRows, s.B) * s.S * s.Hkv * s.hs), (I32, cacheRows, s.B), (I32, pos, s.B), (ATTN, s, 0),             \
+    (F32, cos, rope_table(pos, s.B, s.T, s.hs)), (F32, sin, rope_table(pos, s.B, s.T, s.hs)), (NUM, eps, 0),                           \
+    (CHECK, block_shapes(wq, wk, wv, wo, w1, w3, w2, s), 0), (CHECK, positions_fit(pos, s.B, s.T, s.S), 0),                             \
+    (CHECK, all_in("cacheRows entry", cacheRows, s.B, 0, 2147483647L), 0))                                                             \
   X_(attentionBack, la::attention_back, (F32, dq, 1.0 * s.B * s.T * s.H * s.hs), (F32, dk, 1.0 * s.B * s.T * s.Hkv * s.hs),               \
     (F32, dv, 1.0 * s.B * s.T * s.Hkv * s.hs), (F32, dout, 1.0 * s.B * s.T * s.H * s.hs), (F32, q, 1.0 * s.B * s.T * s.H * s.hs),       \
     (F32, k, 1.0 * s.B * s.T * s.Hkv * s.hs), (F32, v, 1.0 * s.B * s.T * s.Hkv * s.hs), (ATTN, s, 0))                                   \

@@ -276,6 +276,12 @@ void embed(float* out, const Mat& table, const int32_t* ids, long n);
 double cross_entropy(float* logits, const int32_t* targets, long rows, long V, float* dlogits, float scale, float* losses);
 void adamw(float* p, const float* g, float* m, float* v, long n, const AdamwStep& o);
 
+// block.cc: one transformer block of inference (Backend.block).
+void block(float* x, const float* attnNorm, const Mat& wq, const Mat& wk, const Mat& wv, const Mat& wo, const float* ffnNorm,
+           const Mat& w1, const Mat& w3, const Mat& w2, float* h, float* q, float* k, float* v, float* att, float* a, float* b,
+           float* g, float* kc, float* vc, const int32_t* cacheRows, const int32_t* pos, const AttnShape& s, const float* cos,
+           const float* sin, double eps);
+
 // attention.cc
 void attention(float* out, const float* q, const float* kc, const float* vc, const int32_t* pos, const AttnShape& s,
                const int32_t* cacheRows);

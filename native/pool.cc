@@ -29,10 +29,10 @@ namespace {
 
 // How long an idle worker spins for the next job before it sleeps. A decode step issues dozens of
 // kernels, some too small for two threads, so the gap between two parallel jobs can be ~100 us;
-// a worker that sleeps costs the caller a futex wake (several us in a VM) on every such job.
-// 50 us covers the gaps of a decode loop once its small matmuls also run on two threads (see
-// linear.cc), and hands the core back quickly when the JavaScript side is busy.
-constexpr int kSpinUs = 50;
+// a worker that sleeps costs the caller a futex wake (several us in a VM, ~4% of a stories260K
+// token when the worker slept between tokens at 50 us) on every such job. Callers that will not
+// issue kernels for a while (the server between engine steps) call pool_rest().
+constexpr int kSpinUs = 200;
 
 // A worker's mailbox, two cache lines: the caller writes the job (fn, ctx, payload, then gen),
 // the worker claims its part with one compare-exchange on `state` and marks it done there.

@@ -13,7 +13,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-srcs=(native/cpu.cc native/pool.cc native/linear.cc native/amx.cc native/rows.cc native/attention.cc native/quant.cc native/encoder.cc)
+srcs=(native/cpu.cc native/pool.cc native/linear.cc native/amx.cc native/rows.cc native/attention.cc native/quant.cc native/encoder.cc native/block.cc)
 defs=(-DHWY_DISABLED_TARGETS='(HWY_SSSE3|HWY_SVE|HWY_SVE2|HWY_SVE_256|HWY_SVE2_128)')
 flags=(-O3 -std=c++17 -pthread -Inative)
 out=build/kernels-test

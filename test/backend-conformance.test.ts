@@ -522,6 +522,106 @@ for (const { id, simd } of runs) {
       }
     });
 
+    it("block: the bits of its kernels called one by one on this backend, the oracle's values, shapes checked", async () => {
+      // [B, T, S, H, Hkv, hs, dim, hidden, dtype]: decode rows in sparse cache rows, a prefill chunk, GQA
+      const cases: [number, number, number, number, number, number, number, number, 'f32' | 'bf16'][] = [
+        [1, 1, 16, 4, 2, 8, 32, 64, 'f32'],
+        [3, 1, 12, 4, 4, 8, 32, 48, 'bf16'],
+        [2, 5, 16, 6, 2, 16, 96, 160, 'f32'],
+      ];
+      for (const [B, T, S, H, Hkv, hs, dim, hidden, dtype] of cases) {
+        const tag = `B=${B} T=${T} H=${H}/${Hkv} hs=${hs} ${dtype}`;
+        const slots = B + 2;
+        const cacheRows = Int32Array.from({ length: B }, (_, b) => (b * 2 + 1) % slots);
+        const pos = Int32Array.from({ length: B }, (_, b) => (b * 3) % (S - T + 1));
+        const s = { B, T, S, H, Hkv, hs };
+        const { cos, sin } = ropeTables(S, hs);
+        const M = B * T,
+          qDim = H * hs,
+          kvDim = Hkv * hs;
+        const w = (r: number, c: number): Matrix => weight(rng, r, c, dtype, 0.3);
+        const W = { an: randn(rng, dim), fn: randn(rng, dim), wq: w(qDim, dim), wk: w(kvDim, dim), wv: w(kvDim, dim), wo: w(dim, qDim) };
+        const F = { w1: w(hidden, dim), w3: w(hidden, dim), w2: w(dim, hidden) };
+        const x0 = randn(rng, M * dim),
+          kc0 = randn(rng, slots * S * kvDim),
+          vc0 = randn(rng, slots * S * kvDim);
+        const scratch = () => [M * dim, M * qDim, M * kvDim, M * kvDim, M * qDim, M * hidden, M * hidden, M * hidden].map((n) => new Float32Array(n));
+        const run = async (k: AwaitedKernels, one: boolean) => {
+          const x = x0.slice(),
+            kc = kc0.slice(),
+            vc = vc0.slice();
+          const [h, q, kk, v, att, a, b, g] = scratch();
+          if (one) await k.block(x, W.an, W.wq, W.wk, W.wv, W.wo, W.fn, F.w1, F.w3, F.w2, h, q, kk, v, att, a, b, g, kc, vc, cacheRows, pos, s, cos, sin, 1e-5);
+          else {
+            // forward.ts's layer, one kernel at a time
+            await k.rmsnorm(h, x, W.an, M, dim, 1e-5);
+            await k.matmul3(q, kk, v, h, W.wq, W.wk, W.wv, M);
+            await k.rope(q, B, T, H, hs, pos, cos, sin, false);
+            await k.rope(kk, B, T, Hkv, hs, pos, cos, sin, false);
+            for (let r = 0; r < B; r++) {
+              kc.set(kk.subarray(r * T * kvDim, (r + 1) * T * kvDim), (cacheRows[r] * S + pos[r]) * kvDim);
+              vc.set(v.subarray(r * T * kvDim, (r + 1) * T * kvDim), (cacheRows[r] * S + pos[r]) * kvDim);
+            }
+            await k.attention(att, q, kc, vc, pos, s, cacheRows);
+            await k.matmul(x, att, W.wo, M, true);
+            await k.rmsnorm(h, x, W.fn, M, dim, 1e-5);
+            await k.matmul2(a, b, h, F.w1, F.w3, M);
+            await k.siluGate(g, a, b, M * hidden);
+            await k.matmul(x, g, F.w2, M, true);
+          }
+          return { x, kc, vc };
+        };
+        const got = await run(ker, true);
+        if (!be.memory.device) {
+          const steps = await run(ker, false);
+          sameBits(got.x, steps.x, `block ${tag}: x`);
+          sameBits(got.kc, steps.kc, `block ${tag}: key cache`);
+          sameBits(got.vc, steps.vc, `block ${tag}: value cache`);
+        }
+        const want = await run(kernelsOf(ts), false);
+        close(got.x, want.x, dtype === 'bf16' ? RTOL_BF16 : 1e-4, `block ${tag}: x vs the oracle`);
+        close(got.kc, want.kc, dtype === 'bf16' ? RTOL_BF16 : 1e-4, `block ${tag}: key cache vs the oracle`);
+      }
+      const [h, q, kk, v, att, a, b, g] = [32, 32, 16, 16, 32, 64, 64, 64].map((n) => new Float32Array(n));
+      const W = weight(rng, 32, 32, 'f32'),
+        K = weight(rng, 16, 32, 'f32'),
+        bad = weight(rng, 64, 31, 'f32');
+      const { cos, sin } = ropeTables(8, 8);
+      assert.throws(
+        () =>
+          be.block(
+            new Float32Array(32),
+            new Float32Array(32),
+            W,
+            K,
+            K,
+            W,
+            new Float32Array(32),
+            weight(rng, 64, 32, 'f32'),
+            weight(rng, 64, 32, 'f32'),
+            bad,
+            h,
+            q,
+            kk,
+            v,
+            att,
+            a,
+            b,
+            g,
+            new Float32Array(8 * 16),
+            new Float32Array(8 * 16),
+            Int32Array.of(0),
+            Int32Array.of(0),
+            { B: 1, T: 1, S: 8, H: 4, Hkv: 2, hs: 8 },
+            cos,
+            sin,
+            1e-5,
+          ),
+        /w2|31|col|shape|size|elements/i,
+        'block with a w2 of the wrong width',
+      );
+    });
+
     it('attention with cacheRows: permuted and sparse slot rows read as the identity layout does', async () => {
       for (const s of attnShapes) {
         const { B, T, S, H, Hkv, hs } = s;

@@ -229,6 +229,44 @@ export interface Backend {
    */
   attention(out: Float32Array, q: Float32Array, kCache: Float32Array, vCache: Float32Array, pos: Int32Array, s: AttnShape, cacheRows?: Int32Array | null): void;
   /**
+   * One transformer block of inference with a KV cache, rows x (B*T, dim) updated in place: exactly
+   * rmsnorm (attnNorm) -> h, matmul3 (wq, wk, wv) -> q, k, v, rope of q and k at positions pos[b] +
+   * t, the keys and values written into cache row cacheRows[b] at positions pos[b].., attention ->
+   * att, x += att · Wo^T, rmsnorm (ffnNorm) -> h, matmul2 (w1, w3) -> a, b, siluGate -> g,
+   * x += g · W2^T (h, q, k, v, att, a, b, g are scratch). The same kernels in the same order as
+   * forward.ts's layer without saved activations, in one call (composedBlock on the TypeScript and
+   * WebGPU backends; native: native/block.cc), since a small model's decode step is bound by the
+   * cost of each call.
+   */
+  block(
+    x: Float32Array,
+    attnNorm: Float32Array,
+    wq: Matrix,
+    wk: Matrix,
+    wv: Matrix,
+    wo: Matrix,
+    ffnNorm: Float32Array,
+    w1: Matrix,
+    w3: Matrix,
+    w2: Matrix,
+    h: Float32Array,
+    q: Float32Array,
+    k: Float32Array,
+    v: Float32Array,
+    att: Float32Array,
+    a: Float32Array,
+    b: Float32Array,
+    g: Float32Array,
+    kCache: Float32Array,
+    vCache: Float32Array,
+    cacheRows: Int32Array,
+    pos: Int32Array,
+    s: AttnShape,
+    cos: Float32Array,
+    sin: Float32Array,
+    eps: number,
+  ): void;
+  /**
    * Backward of attention() for a full causal pass (pos = 0, S = T; s.S is not read): dq, dk, dv
    * (overwritten) from dout, k/v (B, T, Hkv*hs). The softmax probabilities are recomputed from q
    * and k (as flash attention does), so training keeps no (B, H, T, T) buffer per layer: that buffer was the largest

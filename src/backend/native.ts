@@ -63,11 +63,14 @@ interface Addon {
 
 const IDENT = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
+/** Matrix dtypes by ggml type id, as the addon reads a `dtype` field given as a number (a name it reads too). */
+const DTYPE_IDS: Readonly<Record<string, number>> = { f32: 0, f16: 1, bf16: 30, q8_0: 8, q4_0: 2, q4_1: 3, q5_0: 6, q4_k: 12, q5_k: 13, q6_k: 14 };
+
 /**
  * The Backend method for an addon kernel, generated from its signature: the method's own
  * parameters, passing each object parameter's fields in its place, so the fields are read by
- * JIT-compiled property loads (with inline caches) rather than by N-API calls. A kernel without
- * object parameters is used as it is.
+ * JIT-compiled property loads (with inline caches) rather than by N-API calls; a matrix's dtype
+ * goes as its ggml type id. A kernel without object parameters is used as it is.
  */
 function bindKernel(name: string, sig: Signature, kernel: AddonKernel): AddonKernel {
   if (sig.every(([, fields]) => !fields)) return kernel;
@@ -75,9 +78,14 @@ function bindKernel(name: string, sig: Signature, kernel: AddonKernel): AddonKer
   const bad = names.find((n) => !IDENT.test(n));
   if (bad !== undefined) throw new Error(`the native addon's signature of ${name} has a bad name "${bad}"`);
   const params = sig.map(([p]) => p).join(', ');
-  const passed = sig.flatMap(([p, fields]) => (fields ? fields.map((f) => `${p}.${f}`) : [p])).join(', ');
-  const make = new Function('kernel$', `return function ${name}(${params}) { return kernel$(${passed}); };`) as (k: AddonKernel) => AddonKernel;
-  return make(kernel);
+  // a dtype goes as its id (an unknown name as it is, for the addon's error)
+  const field = (p: string, f: string): string => (f === 'dtype' ? `(ids$[${p}.dtype] ?? ${p}.dtype)` : `${p}.${f}`);
+  const passed = sig.flatMap(([p, fields]) => (fields ? fields.map((f) => field(p, f)) : [p])).join(', ');
+  const make = new Function('kernel$', 'ids$', `return function ${name}(${params}) { return kernel$(${passed}); };`) as (
+    k: AddonKernel,
+    ids: Readonly<Record<string, number>>,
+  ) => AddonKernel;
+  return make(kernel, DTYPE_IDS);
 }
 
 /** The SIMD target in use and the CPU features the addon found at load (and uses), its matmul mode and current thread count. */

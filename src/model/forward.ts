@@ -58,6 +58,39 @@ export function forwardPass(ctx: ForwardContext, acts: Activations, args: Forwar
   for (let l = 0; l < c.nLayers; l++) {
     const L = W.layers[l];
     const A = acts.layer(l);
+    if (cache && !args.train && !hasPrompt(args.sources, l)) {
+      // generation / scoring with a cache and no adapter here: the same kernels as below, one call
+      shape.S = cache.S;
+      be.block(
+        x,
+        L.attnNorm,
+        L.wq,
+        L.wk,
+        L.wv,
+        L.wo,
+        L.ffnNorm,
+        L.w1,
+        L.w3,
+        L.w2,
+        acts.h,
+        A.q,
+        A.k,
+        A.v,
+        acts.att,
+        A.a,
+        A.b,
+        acts.g,
+        cache.k[l],
+        cache.v[l],
+        cache.rows,
+        acts.pos,
+        shape,
+        rope.cos,
+        rope.sin,
+        c.normEps,
+      );
+      continue;
+    }
     if (args.train && acts.saved[l]) mem.copy(A.xIn, 0, x, 0, M * dim);
 
     // ---- attention
@@ -108,6 +141,12 @@ export function forwardPass(ctx: ForwardContext, acts: Activations, args: Forwar
   }
   be.rmsnorm(args.hidden ?? acts.h, src, W.outputNorm, n, dim, c.normEps, args.finalRstd);
   if (!args.hidden) be.matmul(args.logits, acts.h, W.output, n);
+}
+
+/** Whether any row's prompt source has a prompt layer at l (the adapter hook runs there). */
+function hasPrompt(sources: readonly (PromptSource | null)[] | null, l: number): boolean {
+  if (sources) for (const src of sources) if (src?.promptLayer(l)) return true;
+  return false;
 }
 
 /** The adapter hook: add each row-group's gated prompt branch to the attention output (or, joint, replace it). */

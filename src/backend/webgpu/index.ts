@@ -9,6 +9,7 @@ import { LlamaAdapterError } from '../../core/errors.js';
 import type { Matrix } from '../../core/weights.js';
 import { type AdamwStep, type Backend, checkSameWidth, type Kernels, type PromptShape } from '../backend.js';
 import type { Buf } from '../memory.js';
+import { composedBlock } from '../block.js';
 import { rowKernels } from '../ts/elementwise.js';
 import { openGpu, type GpuDevice } from './gpu.js';
 import { type Binding, DeviceQueue, type Kernel } from './queue.js';
@@ -560,6 +561,8 @@ export function createWebGpuBackend(gpu: GpuDevice): WebGpuBackend {
     geluBack: unsupported('geluBack'),
     prefixAttention: unsupported('prefixAttention'),
     prefixAttentionBack: unsupported('prefixAttentionBack'),
+    // its queued kernels one by one (backend/block.ts)
+    block: (...a: Parameters<Kernels['block']>) => block(...a),
   };
 
   const backend: WebGpuBackend = {
@@ -577,6 +580,7 @@ export function createWebGpuBackend(gpu: GpuDevice): WebGpuBackend {
     },
     ...kernels,
   };
+  const block = composedBlock(backend);
   return backend;
 }
 
