@@ -218,20 +218,20 @@ function timeGreedy(
   maxReps: number,
   warm: { warmRuns: number; warmS?: number; minS?: number },
 ): Promise<{ seconds: number; reps: number }> {
-  const run = async (): Promise<void> => {
-    const [r] = await generateBatch(model, [prompt], { temperature: 0, maxTokens, stopTokens: [] });
-    check(r.ids.length === maxTokens, `bench: generation produced ${r.ids.length} of ${maxTokens} tokens`);
-  };
-  return timeRepsAsync(run, maxReps, 20, warm);
+  return timeRepsAsync(() => greedyRun(model, prompt, maxTokens), maxReps, 20, warm);
+}
+
+/** One greedy generation of exactly maxTokens tokens after `prompt` (the unit decode and prefill time). */
+async function greedyRun(model: LlamaModel, prompt: readonly number[], maxTokens: number): Promise<void> {
+  const [r] = await generateBatch(model, [prompt], { temperature: 0, maxTokens, stopTokens: [] });
+  check(r.ids.length === maxTokens, `bench: generation produced ${r.ids.length} of ${maxTokens} tokens`);
 }
 
 /** Seconds of one run of the decode kind (greedy, n tokens after BOS), to pair with one run of a peer. */
 export async function decodeOnce(model: LlamaModel, n: number): Promise<number> {
   const c = model.config;
-  n = Math.min(n, c.maxSeqLen - 1);
   const t0 = now();
-  const [r] = await generateBatch(model, [[c.bosId]], { temperature: 0, maxTokens: n, stopTokens: [] });
-  check(r.ids.length === n, `bench: generation produced ${r.ids.length} of ${n} tokens`);
+  await greedyRun(model, [c.bosId], Math.min(n, c.maxSeqLen - 1));
   return now() - t0;
 }
 

@@ -44,6 +44,14 @@ const char* const kPromptFields[] = {LA_PROMPT_FIELDS(LA_FIELD_STR_) nullptr};
 const char* const kAdamwFields[] = {LA_ADAMW_FIELDS(LA_FIELD_STR_) nullptr};
 const char* const kMatFields[] = {LA_MAT_FIELDS(LA_FIELD_STR_) nullptr};
 
+/** Matrix dtypes by name and ggml type id: a Matrix's dtype field may be either (the module's
+ * `dtypeIds` hands this table to native.ts, which passes ids: a name costs a UTF-8 copy and
+ * compares for each matrix of every call). */
+const struct {
+  const char* name;
+  int id;
+} kDtypes[] = {{"f32", 0}, {"f16", 1}, {"bf16", 30}, {"q8_0", 8}, {"q4_0", 2}, {"q4_1", 3}, {"q5_0", 6}, {"q4_k", 12}, {"q5_k", 13}, {"q6_k", 14}};
+
 /** What a backend's kernel functions carry: its thread count. Shared by the backend's functions
  * (which JavaScript may copy anywhere): freed when the last of them is collected. */
 struct BackendCtx {
@@ -106,10 +114,7 @@ class Call {
     m.rows = integer(i + 1, what, 0, ".rows");
     m.cols = integer(i + 2, what, 0, ".cols");
     if (!ok_) return m;
-    // dtype: its name, or its ggml type id (native.ts passes ids: a string costs a UTF-8 copy
-    // and compares on each of the 7 matrices of a block() call)
-    static const struct { const char* name; int id; } kDtypes[] = {{"f32", 0},   {"f16", 1},   {"bf16", 30}, {"q8_0", 8},  {"q4_0", 2},
-                                                                    {"q4_1", 3},  {"q5_0", 6},  {"q4_k", 12}, {"q5_k", 13}, {"q6_k", 14}};
+    // dtype: its name or its ggml type id (kDtypes)
     char dt[8] = {0};
     size_t len = 0;
     napi_valuetype vt = napi_undefined;
@@ -128,7 +133,7 @@ class Call {
       return m;
     }
     for (const auto& q : kDtypes)
-      if (q.id >= 2 && q.id < 30 && std::strcmp(dt, q.name) == 0) m.qtype = q.id;
+      if (la::quant_type_known(q.id) && std::strcmp(dt, q.name) == 0) m.qtype = q.id;
     if (m.qtype) {
       if (m.cols % la::quant_block(m.qtype) != 0) {
         fail(std::string(what) + ".cols " + std::to_string(m.cols) + " is not a multiple of the " + dt + " block size", true);
@@ -291,19 +296,21 @@ std::string positions_fit(const int32_t* pos, long B, long T, long S) {
   return std::string();
 }
 
-/** Empty when block()'s weights fit each other and the shape (hs even, every weight of one dtype family), else the message. */
+/** Empty when block()'s weights fit each other and the shape (and hs is even), else the message (as backend/block.ts words it). */
 std::string block_shapes(const la::Mat& wq, const la::Mat& wk, const la::Mat& wv, const la::Mat& wo, const la::Mat& w1, const la::Mat& w3,
                          const la::Mat& w2, const la::AttnShape& s) {
-  const long dim = wq.cols, qDim = s.H * s.hs, kvDim = s.Hkv * s.hs;
-  auto shape = [](const char* n, const la::Mat& m, long rows, long cols) {
-    return m.rows == rows && m.cols == cols ? std::string()
-                                            : std::string(n) + " is " + std::to_string(m.rows) + " x " + std::to_string(m.cols) + ", expected " +
-                                                  std::to_string(rows) + " x " + std::to_string(cols);
-  };
   if (s.hs % 2 != 0) return "s.hs must be even";
-  for (const std::string& m : {shape("wq", wq, qDim, dim), shape("wk", wk, kvDim, dim), shape("wv", wv, kvDim, dim), shape("wo", wo, dim, qDim),
-                               shape("w3", w3, w1.rows, dim), shape("w1", w1, w1.rows, dim), shape("w2", w2, dim, w1.rows)})
-    if (!m.empty()) return m;
+  const long dim = wq.cols, qDim = s.H * s.hs, kvDim = s.Hkv * s.hs, hidden = w1.rows;
+  const struct {
+    const char* name;
+    const la::Mat& m;
+    long rows, cols;
+  } want[] = {{"wq", wq, qDim, dim}, {"wk", wk, kvDim, dim}, {"wv", wv, kvDim, dim}, {"wo", wo, dim, qDim},
+              {"w1", w1, hidden, dim}, {"w3", w3, hidden, dim}, {"w2", w2, dim, hidden}};
+  for (const auto& w : want)
+    if (w.m.rows != w.rows || w.m.cols != w.cols)
+      return std::string(w.name) + " is " + std::to_string(w.m.rows) + " x " + std::to_string(w.m.cols) + ", expected " + std::to_string(w.rows) +
+             " x " + std::to_string(w.cols);
   return std::string();
 }
 
@@ -672,6 +679,18 @@ napi_value Signatures(napi_env env) {
   return all;
 }
 
+// dtypeIds -> { name: ggml type id } of kDtypes.
+napi_value DtypeIds(napi_env env) {
+  napi_value all;
+  napi_create_object(env, &all);
+  for (const auto& d : kDtypes) {
+    napi_value id;
+    napi_create_int32(env, d.id, &id);
+    napi_set_named_property(env, all, d.name, id);
+  }
+  return all;
+}
+
 // backend(threads) -> an object with every kernel of LA_KERNELS, run on `threads` threads; each
 // takes its arguments flattened as `signatures` says (src/backend/native.ts binds them).
 napi_value Backend(napi_env env, napi_callback_info info) {
@@ -803,6 +822,7 @@ NAPI_MODULE_INIT() {
       {"rest", nullptr, Rest, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"info", nullptr, Info, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"signatures", nullptr, nullptr, nullptr, nullptr, Signatures(env), napi_enumerable, nullptr},
+      {"dtypeIds", nullptr, nullptr, nullptr, nullptr, DtypeIds(env), napi_enumerable, nullptr},
   };
   napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);
   return exports;

@@ -1,8 +1,8 @@
 // One transformer block of inference in one call (Backend.block): the kernels forward.ts calls
 // for a layer that keeps no activations, in the same order on the same buffers, so the result is
 // the same bits. A decode step of a small model is bound by the cost of each call from
-// JavaScript (argument conversion, the engine's code around it), not by its arithmetic: eleven
-// calls per layer become one.
+// JavaScript (argument conversion, the engine's code around it), not by its arithmetic: ten
+// calls with 95 arguments and two cache copies in JavaScript per layer become one call with 52.
 
 #include "common.h"
 

@@ -103,8 +103,8 @@ void DotBlock(float* o, long ldo, const float* x, long ldx, const void* w, long 
 }
 
 // o[n] (+)= x[0:K] · w[n, 0:K] for n in [n0, n1), one weight row at a time: DotBlock<WK, 1, 1>'s
-// arithmetic with the row loop inside, for the decode path that streams a large matrix (a call
-// per row cost about a tenth of the DRAM rate there; see MmRangeT).
+// arithmetic with the row loop inside, for the decode path that streams a large matrix (see
+// MmRangeT; against a DotBlock call per row: +1% at AVX2, +10% at AVX-512, bench/README.md).
 template <int WK>
 void DotRows1(float* o, const float* x, const void* w, long K, long n0, long n1, bool acc) {
   const DF d;
@@ -632,14 +632,14 @@ void matmul(float* out, const float* x, const Mat& wm, long M, bool acc) {
   }, 2);
 }
 
-// outs[i] (M, ws[i].rows) = x (M, K) · ws[i]^T for `count` (<= 3) float weights of one width K.
+// outs[i] (M, ws[i].rows) = x (M, K) · ws[i]^T for `count` weights of one width K (fused: up to 3).
 // Decode rows (M <= kFewRows): one pool job over the rows of all of them, each row computed as
 // matmul computes it (the dot kernel's result does not depend on the partition), so a decode
 // step's q/k/v or gate/up products cost one dispatch and are split over the threads together
 // (three 16K-multiply-add products alone would each stay on one thread). Otherwise one matmul
 // each.
 void matmul_shared(float* const* outs, const float* x, const Mat* ws, int count, long M) {
-  bool fuse = M > 0 && M <= kFewRows && count > 1 && ws[0].cols > 0;
+  bool fuse = M > 0 && M <= kFewRows && count > 1 && count <= 3 && ws[0].cols > 0;
   double work = 0;
   long nb = 0, groups[4] = {0, 0, 0, 0};  // groups[i]: first register-block group of weight i
   if (fuse) {

@@ -257,7 +257,38 @@ void check_matmul_shapes() {
     }
 }
 
+// The first index of the largest of x[0, n): a scan from x[0] with `>` (Backend.argmax's definition).
+long ref_argmax(const float* x, long n) {
+  long best = 0;
+  for (long i = 1; i < n; i++)
+    if (x[i] > x[best]) best = i;
+  return best;
+}
+
+void check_argmax() {
+  for (long n : {1L, 3L, 8L, 15L, 16L, 17L, 33L, 100L, 2048L}) {
+    Vec x = randn(n);
+    std::vector<Vec> rows = {x};
+    Vec tie = x, nan = x, nan0 = x, zero(n, -1.0f);
+    tie[n / 2] = tie[n - 1] = 9.0f;  // the first of equal maxima
+    nan[n - 1] = std::nanf("");        // never wins
+    nan0[0] = std::nanf("");           // the scan's start: index 0
+    zero[n - 1] = 0.0f;
+    if (n > 2) zero[n / 2] = -0.0f;    // -0 before +0: -0 stays
+    rows.insert(rows.end(), {tie, nan, nan0, zero});
+    for (const Vec& r : rows) {
+      g_checks++;
+      const long got = la::argmax(r.data(), n), want = ref_argmax(r.data(), n);
+      if (got != want) {
+        std::printf("FAIL [%s] argmax n=%ld: %ld, want %ld\n", g_target.c_str(), n, got, want);
+        g_failures++;
+      }
+    }
+  }
+}
+
 void check_rows() {
+  check_argmax();
   for (long dim : {1L, 7L, 64L, 100L, 129L}) {
     const long rows = 5;
     Vec x = randn(rows * dim), w = randn(dim), dy = randn(rows * dim);
@@ -419,7 +450,50 @@ void fd_check(Vec& x, const Vec& analytic, F&& f, const char* what) {
   close(analytic.data(), num.data(), x.size(), 2e-3, what, 1e-4);
 }
 
+// block(): the bits of its kernels called one by one (decode rows in sparse cache slots, and a chunk).
+void check_block() {
+  for (const long T : {1L, 4L}) {
+    const long B = 2, S = 12, H = 4, Hkv = 2, hs = 8, dim = 32, hidden = 48, slots = 4, M = B * T;
+    const long qDim = H * hs, kvDim = Hkv * hs, half = hs / 2;
+    const la::AttnShape s{B, T, S, H, Hkv, hs};
+    const int32_t rows[] = {3, 1}, pos[] = {2, 5};
+    Vec cos(S * half), sin(S * half);
+    for (long p = 0; p < S; p++)
+      for (long i = 0; i < half; i++) {
+        cos[p * half + i] = static_cast<float>(std::cos(p * std::pow(10000.0, -2.0 * i / hs)));
+        sin[p * half + i] = static_cast<float>(std::sin(p * std::pow(10000.0, -2.0 * i / hs)));
+      }
+    Vec wq = randn(qDim * dim, 0.3f), wk = randn(kvDim * dim, 0.3f), wv = randn(kvDim * dim, 0.3f), wo = randn(dim * qDim, 0.3f);
+    Vec w1 = randn(hidden * dim, 0.3f), w3 = randn(hidden * dim, 0.3f), w2 = randn(dim * hidden, 0.3f), an = randn(dim), fn = randn(dim);
+    const la::Mat Q{wq.data(), false, qDim, dim}, K{wk.data(), false, kvDim, dim}, V{wv.data(), false, kvDim, dim}, O{wo.data(), false, dim, qDim};
+    const la::Mat W1{w1.data(), false, hidden, dim}, W3{w3.data(), false, hidden, dim}, W2{w2.data(), false, dim, hidden};
+    const Vec x0 = randn(M * dim), kc0 = randn(slots * S * kvDim), vc0 = randn(slots * S * kvDim);
+    Vec x = x0, kc = kc0, vc = vc0, h(M * dim), q(M * qDim), k(M * kvDim), v(M * kvDim), att(M * qDim), a(M * hidden), b(M * hidden), g(M * hidden);
+    la::block(x.data(), an.data(), Q, K, V, O, fn.data(), W1, W3, W2, h.data(), q.data(), k.data(), v.data(), att.data(), a.data(), b.data(),
+              g.data(), kc.data(), vc.data(), rows, pos, s, cos.data(), sin.data(), 1e-5);
+    Vec x2 = x0, kc2 = kc0, vc2 = vc0;
+    la::rmsnorm(h.data(), x2.data(), an.data(), M, dim, 1e-5f, nullptr);
+    la::matmul3(q.data(), k.data(), v.data(), h.data(), Q, K, V, M);
+    la::rope(q.data(), B, T, H, hs, pos, cos.data(), sin.data(), false);
+    la::rope(k.data(), B, T, Hkv, hs, pos, cos.data(), sin.data(), false);
+    for (long r = 0; r < B; r++) {
+      std::memcpy(kc2.data() + (rows[r] * S + pos[r]) * kvDim, k.data() + r * T * kvDim, sizeof(float) * T * kvDim);
+      std::memcpy(vc2.data() + (rows[r] * S + pos[r]) * kvDim, v.data() + r * T * kvDim, sizeof(float) * T * kvDim);
+    }
+    la::attention(att.data(), q.data(), kc2.data(), vc2.data(), pos, s, rows);
+    la::matmul(x2.data(), att.data(), O, M, true);
+    la::rmsnorm(h.data(), x2.data(), fn.data(), M, dim, 1e-5f, nullptr);
+    la::matmul2(a.data(), b.data(), h.data(), W1, W3, M);
+    la::silu_gate(g.data(), a.data(), b.data(), M * hidden);
+    la::matmul(x2.data(), g.data(), W2, M, true);
+    same_bits(x.data(), x2.data(), x.size(), "block T=" + std::to_string(T) + ": x");
+    same_bits(kc.data(), kc2.data(), kc.size(), "block T=" + std::to_string(T) + ": key cache");
+    same_bits(vc.data(), vc2.data(), vc.size(), "block T=" + std::to_string(T) + ": value cache");
+  }
+}
+
 void check_attention() {
+  check_block();
   // decode (T = 1, per-row positions, slot cache rows) and prefill/training shapes (GEMM path), GQA
   const la::AttnShape shapes[] = {{3, 1, 40, 4, 2, 8}, {2, 1, 70, 8, 8, 16}, {1, 1, 9, 2, 1, 100}, {2, 5, 30, 4, 2, 16},
                                   {2, 20, 40, 4, 4, 8}, {1, 70, 70, 2, 1, 32}};

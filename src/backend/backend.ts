@@ -41,7 +41,6 @@ export interface PromptShape {
   hs: number; // head size
 }
 
-/** Which activation Backend.gelu computes (the values are the addon's integer codes). */
 /** matmul2 / matmul3 argument check: every weight has the first one's width (as native/addon.cc checks it). */
 export function checkSameWidth(backend: string, kernel: string, ws: readonly Matrix[]): void {
   for (let i = 1; i < ws.length; i++) {
@@ -49,6 +48,7 @@ export function checkSameWidth(backend: string, kernel: string, ws: readonly Mat
   }
 }
 
+/** Which activation Backend.gelu computes (the values are the addon's integer codes). */
 export const GELU = { erf: 0, tanh: 1, quick: 2 } as const;
 export type GeluKind = (typeof GELU)[keyof typeof GELU];
 

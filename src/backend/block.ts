@@ -2,11 +2,35 @@
 // TypeScript oracle and of the WebGPU backend (the native backend makes it one call,
 // native/block.cc, with the same kernels in the same order).
 
-import type { Backend, Kernels } from './backend.js';
+import type { Matrix } from '../core/weights.js';
+import type { AttnShape, Backend, Kernels } from './backend.js';
+
+/** block()'s weights against each other and the shape, with native/addon.cc's messages (block_shapes). */
+function checkBlockShapes(name: string, ws: Record<'wq' | 'wk' | 'wv' | 'wo' | 'w1' | 'w3' | 'w2', Matrix>, s: AttnShape): void {
+  if (s.hs % 2 !== 0) throw new RangeError(`${name} block: s.hs must be even`);
+  const dim = ws.wq.cols,
+    qDim = s.H * s.hs,
+    kvDim = s.Hkv * s.hs,
+    hidden = ws.w1.rows;
+  const want: [keyof typeof ws, number, number][] = [
+    ['wq', qDim, dim],
+    ['wk', kvDim, dim],
+    ['wv', kvDim, dim],
+    ['wo', dim, qDim],
+    ['w1', hidden, dim],
+    ['w3', hidden, dim],
+    ['w2', dim, hidden],
+  ];
+  for (const [n, rows, cols] of want) {
+    const m = ws[n];
+    if (m.rows !== rows || m.cols !== cols) throw new RangeError(`${name} block: ${n} is ${m.rows} x ${m.cols}, expected ${rows} x ${cols}`);
+  }
+}
 
 /** block() for `be`, calling its kernels one by one (be is read when the block runs). */
 export function composedBlock(be: Backend): Kernels['block'] {
   return (x, attnNorm, wq, wk, wv, wo, ffnNorm, w1, w3, w2, h, q, k, v, att, a, b, g, kc, vc, cacheRows, pos, s, cos, sin, eps) => {
+    checkBlockShapes(be.name, { wq, wk, wv, wo, w1, w3, w2 }, s);
     const M = s.B * s.T,
       dim = wq.cols,
       kvDim = s.Hkv * s.hs;

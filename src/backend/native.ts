@@ -55,6 +55,7 @@ type AddonKernel = (...args: unknown[]) => unknown;
 interface Addon {
   backend(threads: number): Record<string, AddonKernel>;
   signatures: Record<string, Signature>;
+  dtypeIds?: Readonly<Record<string, number>>; // matrix dtype name -> ggml type id (the addon reads either; an older build lacks it)
   setFeature(name: NativeFeature, enabled: boolean): boolean;
   setSimd(name: string): boolean;
   rest(): void;
@@ -63,16 +64,13 @@ interface Addon {
 
 const IDENT = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
-/** Matrix dtypes by ggml type id, as the addon reads a `dtype` field given as a number (a name it reads too). */
-const DTYPE_IDS: Readonly<Record<string, number>> = { f32: 0, f16: 1, bf16: 30, q8_0: 8, q4_0: 2, q4_1: 3, q5_0: 6, q4_k: 12, q5_k: 13, q6_k: 14 };
-
 /**
  * The Backend method for an addon kernel, generated from its signature: the method's own
  * parameters, passing each object parameter's fields in its place, so the fields are read by
  * JIT-compiled property loads (with inline caches) rather than by N-API calls; a matrix's dtype
  * goes as its ggml type id. A kernel without object parameters is used as it is.
  */
-function bindKernel(name: string, sig: Signature, kernel: AddonKernel): AddonKernel {
+function bindKernel(name: string, sig: Signature, kernel: AddonKernel, dtypeIds: Readonly<Record<string, number>>): AddonKernel {
   if (sig.every(([, fields]) => !fields)) return kernel;
   const names = [name, ...sig.flatMap(([p, fields]) => [p, ...(fields ?? [])])];
   const bad = names.find((n) => !IDENT.test(n));
@@ -85,7 +83,7 @@ function bindKernel(name: string, sig: Signature, kernel: AddonKernel): AddonKer
     k: AddonKernel,
     ids: Readonly<Record<string, number>>,
   ) => AddonKernel;
-  return make(kernel, DTYPE_IDS);
+  return make(kernel, dtypeIds);
 }
 
 /** The SIMD target in use and the CPU features the addon found at load (and uses), its matmul mode and current thread count. */
@@ -184,7 +182,7 @@ export function loadNativeBackend(threads?: number): { backend: NativeBackend | 
     n = Math.min(256, Math.floor(n));
     const fns = addon.backend(n);
     const kernels: Record<string, AddonKernel> = {};
-    for (const [k, f] of Object.entries(fns)) kernels[k] = bindKernel(k, addon.signatures[k] ?? [], f);
+    for (const [k, f] of Object.entries(fns)) kernels[k] = bindKernel(k, addon.signatures[k] ?? [], f, addon.dtypeIds ?? {});
     const missing = missingKernels(kernels);
     if (missing.length) return { backend: null, error: `the native addon lacks kernels ${missing.join(', ')} (rebuild it: node scripts/build-native.mjs)` };
     // the functions have the Backend methods' signatures (checked per kernel by the conformance suite)
