@@ -9,8 +9,10 @@
 //    pool by rows when the activations outnumber the weight rows, else by output columns (each
 //    call re-packs the unsplit operand).
 //  * many rows, bf16 weights: AMX tiles when the CPU has them (amx.cc), else its AVX512_BF16
-//    engine where the CPU has that (Zen 4), else a GEMM of our own that widens the weights to fp32
-//    on the way into its L2-sized panels (GemmPacked below).
+//    engine where the CPU has that (Zen 4), else OpenBLAS sgemm on panels of the weights widened
+//    to fp32 (exact) with the activations rounded to bf16 (widened_matmul below): with many rows
+//    the GEMM is bound by arithmetic, not by the weights' bytes, and OpenBLAS's fp32 kernels beat
+//    our own packed one by 3-15% (bench/README.md); f16 weights take the same path.
 //  * matmulBack with few rows: a column-blocked kernel (Highway); otherwise the same as above.
 
 #undef HWY_TARGET_INCLUDE
@@ -282,178 +284,11 @@ void MmbSmallRange(float* out, const float* dy, const void* w, int wk, long N, l
   else MmbSmallRangeT<kWF32>(out, dy, w, N, K, M, k0, k1, acc);
 }
 
-// ---- A packed GEMM for bf16 weights on CPUs without a bf16 GEMM engine (AVX2, SSE4, NEON,
-// AVX-512 without AVX512_BF16): C (M, N) (+)= X (M, Kd) · B with B[kd, n] = W[n, kd] (matmul, W
-// (N, Kd)) or W[kd, n] (matmulBack, W (Kd, N)). BLIS-style: per (kKCg depth x kNCg columns) block
-// the weights are widened once into fp32 micro-panels (kKCg x kNR), the activations packed (and
-// rounded to bf16, as every bf16 kernel does, unless bf16Split) into micro-panels (kKCg x kMR), and
-// a kMR x kNR register block accumulates broadcast(x) * w over the depth. The widening happens on
-// the way into the L2-sized panel (never a whole-matrix fp32 copy), so the weights cross memory as
-// bf16; the microkernel then runs at fp32 FMA speed. (For fp32 weights and few rows, packing the
-// weights cost more than the dot kernel's reductions: 0.52-0.98x on decode-batch shapes, AVX2.)
-
-#if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL || HWY_ARCH_ARM
-constexpr long kMR = 12;  // 24 accumulators of 32 vector registers
-#else
-constexpr long kMR = 6;   // 12 accumulators of 16
-#endif
-constexpr long kKCg = 256;  // depth per packed block
-constexpr long kMCg = 20 * kMR > 120 ? 20 * kMR : 120;  // activation rows per packed block (L2)
-constexpr long kNCg = 1024; // weight columns per packed block
-
-struct GemmScratch {
-  std::vector<float> a;  // (kMCg / kMR, kKCg, kMR) packed activations
-  std::vector<float> b;  // (kNCg / kNR, kKCg, kNR) widened weights
-};
-thread_local GemmScratch t_gemm;
-
-// acc (kMR, kNR) += A panel (kc, kMR) x B panel (kc, kNR); then C rows [0, mr) x cols [0, nr) (+)= acc.
-template <bool LOAD>
-HWY_INLINE void GemmMicro(float* c, long ldc, const float* HWY_RESTRICT ap, const float* HWY_RESTRICT bp, long kc, long mr, long nr) {
-  const DF d;
-  const long L = static_cast<long>(hn::Lanes(d));
-  VF acc0[kMR], acc1[kMR];
-  for (long i = 0; i < kMR; i++) acc0[i] = acc1[i] = hn::Zero(d);
-  for (long k = 0; k < kc; k++) {
-    const VF b0 = hn::Load(d, bp + k * 2 * L), b1 = hn::Load(d, bp + k * 2 * L + L);
-    const float* a = ap + k * kMR;
-    // fully unrolled, so the accumulators live in registers at any optimisation level
-#pragma GCC unroll 16
-    for (long i = 0; i < kMR; i++) {
-      const VF av = hn::Set(d, a[i]);
-      acc0[i] = hn::MulAdd(av, b0, acc0[i]);
-      acc1[i] = hn::MulAdd(av, b1, acc1[i]);
-    }
-  }
-  for (long i = 0; i < mr; i++) {
-    float* ci = c + i * ldc;
-    if (nr == 2 * L) {
-      hn::StoreU(LOAD ? hn::Add(hn::LoadU(d, ci), acc0[i]) : acc0[i], d, ci);
-      hn::StoreU(LOAD ? hn::Add(hn::LoadU(d, ci + L), acc1[i]) : acc1[i], d, ci + L);
-    } else {
-      const size_t n0 = static_cast<size_t>(nr < L ? nr : L), n1 = static_cast<size_t>(nr - static_cast<long>(n0));
-      StorePart(d, LOAD ? hn::Add(LoadPart(d, ci, n0), acc0[i]) : acc0[i], ci, n0);
-      if (n1) StorePart(d, LOAD ? hn::Add(LoadPart(d, ci + L, n1), acc1[i]) : acc1[i], ci + L, n1);
-    }
-  }
-}
-
-// Panel p of B[k0 .. k0 + kc, nb .. nb + cols) (cols <= NR), zero beyond, widened to fp32 (kc, NR)
-// at bp. B[kd, n] = W[n, kd] (!wTrans) or W[kd, n] (wTrans), W bf16.
-HWY_INLINE void PackB(float* HWY_RESTRICT bp, const uint16_t* w, bool wTrans, long N, long Kd, long k0, long kc, long nb, long cols) {
-  const DF d;
-  const DU32 du32;
-  const DI32 di;
-  const long L = static_cast<long>(hn::Lanes(d)), NR = 2 * L;
-  uint32_t* bu = reinterpret_cast<uint32_t*>(bp);
-  if (!wTrans) {
-    // column j of the panel is row nb + j of W, gathered across rows a depth pair at a time: one
-    // 32-bit word per row holds (W[n, kd], W[n, kd + 1]), whose halves widen to panel rows kd and
-    // kd + 1 (byte offsets: rows of odd length are fine)
-    if (cols == NR) {
-      // byte offsets of the L rows, written by scalar code: qemu-x86_64's AVX2 (the Haswell-v4
-      // run of kernels-test.sh) turned hn::Mul(Iota, Set(2 Kd)) into all zeros
-      HWY_ALIGN int32_t offs[hn::MaxLanes(DI32())];
-      for (long j = 0; j < L; j++) offs[j] = static_cast<int32_t>(j * Kd * 2);
-      const auto off = hn::Load(di, offs);
-      const auto hiMask = hn::Set(du32, 0xffff0000u);
-      for (long h = 0; h < 2; h++) {
-        const uint16_t* base = w + (nb + h * L) * Kd + k0;
-        long k = 0;
-        for (; k + 2 <= kc; k += 2) {
-          const auto v = hn::GatherOffset(du32, reinterpret_cast<const uint32_t*>(base + k), off);
-          hn::Store(hn::BitCast(d, hn::ShiftLeft<16>(v)), d, bp + k * NR + h * L);
-          hn::Store(hn::BitCast(d, hn::And(v, hiMask)), d, bp + (k + 1) * NR + h * L);
-        }
-        for (; k < kc; k++)
-          for (long j = 0; j < L; j++) bu[k * NR + h * L + j] = static_cast<uint32_t>(w[(nb + h * L + j) * Kd + k0 + k]) << 16;
-      }
-    } else {
-      for (long k = 0; k < kc; k++) {
-        for (long j = 0; j < cols; j++) bu[k * NR + j] = static_cast<uint32_t>(w[(nb + j) * Kd + k0 + k]) << 16;
-        for (long j = cols; j < NR; j++) bu[k * NR + j] = 0;
-      }
-    }
-    return;
-  }
-  // row k of the panel is W row k0 + k, columns nb ..
-  for (long k = 0; k < kc; k++) {
-    float* br = bp + k * NR;
-    const uint16_t* wr = w + (k0 + k) * N + nb;
-    if (cols == NR) {
-      hn::Store(LoadBf16(d, wr), d, br);
-      hn::Store(LoadBf16(d, wr + L), d, br + L);
-    } else {
-      for (long j = 0; j < NR; j++) br[j] = 0.0f;
-      Bf16ToF32(br, wr, cols);
-    }
-  }
-}
-
-// Columns [nA, nB) of C (M, N) (+)= X (M, Kd) · B, B[kd, n] = W[n, kd] (!wTrans) or W[kd, n]
-// (wTrans), W bf16 (see PackB). round: activations to bf16 on the way into their panels.
-void GemmPacked(float* out, const float* x, const uint16_t* w, bool wTrans, bool round, long M, long N, long Kd, long nA, long nB, bool acc) {
-  const DF d;
-  const long L = static_cast<long>(hn::Lanes(d)), NR = 2 * L;
-  GemmScratch& sc = t_gemm;
-  const long ncMax = (kNCg + NR - 1) / NR * NR;
-  if (sc.a.size() < static_cast<size_t>(kMCg * kKCg)) sc.a.resize(kMCg * kKCg);
-  if (sc.b.size() < static_cast<size_t>(ncMax * kKCg) + 64) sc.b.resize(ncMax * kKCg + 64);
-  float* A = sc.a.data();
-  // micro-panels of B must be vector-aligned (hn::Load)
-  float* Bp = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(sc.b.data()) + 63) & ~uintptr_t{63});
-  for (long n0 = nA; n0 < nB; n0 += kNCg) {
-    const long nc = nB - n0 < kNCg ? nB - n0 : kNCg;
-    const long nPanels = (nc + NR - 1) / NR;
-    for (long k0 = 0; k0 < Kd; k0 += kKCg) {
-      const long kc = Kd - k0 < kKCg ? Kd - k0 : kKCg;
-      for (long p = 0; p < nPanels; p++) {
-        const long nb = n0 + p * NR, cols = nb + NR <= n0 + nc ? NR : n0 + nc - nb;
-        PackB(Bp + p * kc * NR, w, wTrans, N, Kd, k0, kc, nb, cols);
-      }
-      for (long m0 = 0; m0 < M; m0 += kMCg) {
-        const long mc = M - m0 < kMCg ? M - m0 : kMCg;
-        // Pack X rows [m0, m0 + mc), depth [k0, k0 + kc) into panels (kc, kMR), zero beyond M.
-        for (long q = 0; q * kMR < mc; q++) {
-          float* ap = A + q * kc * kMR;
-          for (long i = 0; i < kMR; i++) {
-            const long m = m0 + q * kMR + i;
-            if (m >= m0 + mc) {
-              for (long k = 0; k < kc; k++) ap[k * kMR + i] = 0.0f;
-              continue;
-            }
-            // rounded (or copied) a vector at a time into a buffer, then strided into the panel
-            const float* xr = x + m * Kd + k0;
-            for (long k = 0; k < kc; k += L) {
-              HWY_ALIGN float buf[hn::MaxLanes(d)];
-              const long n = kc - k < L ? kc - k : L;
-              const VF v = n == L ? hn::LoadU(d, xr + k) : LoadPart(d, xr + k, static_cast<size_t>(n));
-              hn::Store(round ? RoundBf16(d, v) : v, d, buf);
-              for (long t = 0; t < n; t++) ap[(k + t) * kMR + i] = buf[t];
-            }
-          }
-        }
-        const bool load = acc || k0 > 0;
-        for (long p = 0; p < nPanels; p++) {
-          const long nb = n0 + p * NR, nr = nb + NR <= n0 + nc ? NR : n0 + nc - nb;
-          for (long q = 0; q * kMR < mc; q++) {
-            const long mr = mc - q * kMR < kMR ? mc - q * kMR : kMR;
-            float* c = out + (m0 + q * kMR) * N + nb;
-            if (load) GemmMicro<true>(c, N, A + q * kc * kMR, Bp + p * kc * NR, kc, mr, nr);
-            else GemmMicro<false>(c, N, A + q * kc * kMR, Bp + p * kc * NR, kc, mr, nr);
-          }
-        }
-      }
-    }
-  }
-}
-
-/** Columns of C per thread chunk of GemmPacked (a multiple of its register block). */
-long GemmPackedCols() { return 2 * static_cast<long>(hn::Lanes(DF())); }
-
 void RoundBf16Range(float* dst, const float* src, long n) { RoundBf16Array(dst, src, n); }
 
 void WidenF16(float* dst, const uint16_t* src, long n) { F16ToF32(dst, src, n); }
+
+void WidenBf16(float* dst, const uint16_t* src, long n) { Bf16ToF32(dst, src, n); }
 
 }  // namespace HWY_NAMESPACE
 }  // namespace la
@@ -466,9 +301,8 @@ HWY_EXPORT(MmRange);
 HWY_EXPORT(DotGroup);
 HWY_EXPORT(MmbSmallRange);
 HWY_EXPORT(RoundBf16Range);
-HWY_EXPORT(GemmPacked);
-HWY_EXPORT(GemmPackedCols);
 HWY_EXPORT(WidenF16);
+HWY_EXPORT(WidenBf16);
 
 namespace {
 
@@ -497,15 +331,6 @@ const float* bf16_activations(const float* x, long n) {
   return t_round.data();
 }
 
-// C (M, N) (+)= X (M, Kd) · B with bf16 weights (see GemmPacked): columns split over the pool in
-// chunks of whole register blocks, each thread widening only its own columns' weights.
-void packed_gemm(float* out, const float* x, const uint16_t* w, bool wTrans, long M, long N, long Kd, bool acc, int nt) {
-  const long nr = HWY_DYNAMIC_DISPATCH(GemmPackedCols)();
-  const bool round = !g_features.bf16Split;
-  parallel_for((N + nr - 1) / nr, nt, [&](long b0, long b1) {
-    HWY_DYNAMIC_DISPATCH(GemmPacked)(out, x, w, wTrans, round, M, N, Kd, b0 * nr, b1 * nr < N ? b1 * nr : N, acc);
-  }, 1);
-}
 }  // namespace
 
 // C (M, N) (+)= A (M, K) · op(B), op(B) = B^T with B (N, K) when bT, else B (K, N); split
@@ -522,7 +347,7 @@ static void sgemm_by_rows(bool bT, long M, long N, long K, const float* A, const
 // The kernels' weight kind of a float matrix (simd-inl.h: kWF32, kWBF16, kWF16).
 static int weight_kind(const Mat& w) { return w.bf16 ? 1 : w.f16 ? 2 : 0; }
 
-// Rows [r0, r0 + n) x columns [c0, c0 + len) of an f16 or quantized weight as fp32 into dst (n, len)
+// Rows [r0, r0 + n) x columns [c0, c0 + len) of a bf16, f16 or quantized weight as fp32 into dst (n, len)
 // (exact; quantized: c0 and len whole blocks).
 static void widen_rows(const Mat& w, long r0, long n, long c0, long len, float* dst) {
   if (w.qtype) {
@@ -531,16 +356,45 @@ static void widen_rows(const Mat& w, long r0, long n, long c0, long len, float* 
     return;
   }
   const uint16_t* h = static_cast<const uint16_t*>(w.data);
+  if (w.bf16) {
+    for (long r = 0; r < n; r++) HWY_DYNAMIC_DISPATCH(WidenBf16)(dst + r * len, h + (r0 + r) * w.cols + c0, len);
+    return;
+  }
   for (long r = 0; r < n; r++) HWY_DYNAMIC_DISPATCH(WidenF16)(dst + r * len, h + (r0 + r) * w.cols + c0, len);
 }
 
-// out (M, N) (+)= x (M, K) · W^T for an f16 W and many rows: per thread, W's rows widened PN at a
-// time into an fp32 panel and multiplied by OpenBLAS sgemm (which re-packs x per panel: 1/PN of
-// the work). PN: up to 256 rows (64 lost ~5% to 256), at least two panels per thread.
+// Bytes of one thread's panel of widened weights (widened_matmul, widened_matmul_back).
+constexpr long kWidenPanelBytes = 16L << 20;
+
+// All of W (N, K) widened to fp32 in a buffer of the calling thread, rows split over the pool.
+static const float* widened_whole(const Mat& w, int nt) {
+  static thread_local std::vector<float> whole;
+  const long N = w.rows, K = w.cols;
+  if (whole.size() < static_cast<size_t>(N * K)) whole.resize(N * K);
+  float* dst = whole.data();
+  parallel_for(N, nt, [&](long r0, long r1) { widen_rows(w, r0, r1 - r0, 0, K, dst + r0 * K); });
+  return dst;
+}
+
+// out (M, N) (+)= x (M, K) · W^T for a bf16 or f16 W and many rows, on OpenBLAS sgemm. The
+// weights are widened exactly to fp32 a panel at a time (once per call, against M rows of use),
+// so the products run at sgemm's rate:
+//  * more activation rows than weight rows: all of W widened once (N K <= M K floats: no more
+//    than x), the rows split as for fp32 (sgemm_by_rows);
+//  * else per thread one panel of its N / nt rows (at most kWidenPanelBytes; each sgemm call
+//    re-packs x, so few large panels: 256-row panels cost 5-20% at 2 threads on `large`'s shapes,
+//    bench/README.md).
 static void widened_matmul(float* out, const float* x, const Mat& w, long M, bool acc, int nt) {
   const long N = w.rows, K = w.cols;
-  long PN = (N / (2 * nt) + 15) / 16 * 16;
-  PN = PN < 64 ? 64 : PN > 256 ? 256 : PN;
+  if (M > N) {
+    sgemm_by_rows(true, M, N, K, x, widened_whole(w, nt), acc, out, nt);
+    return;
+  }
+  const long cap = kWidenPanelBytes / (4 * K) / 16 * 16;
+  // whole panels per thread (a thread with one panel more than the other idles for it)
+  const long perThread = (N + nt - 1) / nt, panels = cap > 0 ? (perThread + cap - 1) / cap : perThread;
+  long PN = ((perThread + panels - 1) / panels + 15) / 16 * 16;
+  PN = PN < 16 ? 16 : PN;
   parallel_for((N + PN - 1) / PN, nt, [&](long p0, long p1) {
     static thread_local std::vector<float> panel;
     if (panel.size() < static_cast<size_t>(PN * K)) panel.resize(PN * K);
@@ -550,19 +404,28 @@ static void widened_matmul(float* out, const float* x, const Mat& w, long M, boo
       cblas_sgemm(kCblasRowMajor, kCblasNoTrans, kCblasTrans, static_cast<int>(M), static_cast<int>(pn), static_cast<int>(K), 1.0f, x,
                   static_cast<int>(K), panel.data(), static_cast<int>(K), acc ? 1.0f : 0.0f, out + n0, static_cast<int>(N));
     }
-  }, 2);
+  }, 1);
 }
 
-// out (M, K) (+)= dy (M, N) · W for an f16 or quantized W: per thread a range of out's columns
-// (whole blocks), W's rows widened 256 at a time into an fp32 panel for OpenBLAS sgemm. A
-// quantized W's values are its exact dequantized ones and dy stays fp32 (Backend.matmulBack).
+// out (M, K) (+)= dy (M, N) · W for a bf16, f16 or quantized W and many rows, on OpenBLAS sgemm:
+//  * bf16 / f16 with more rows than W's columns: all of W widened once (N K < M N floats: no
+//    more than dy), rows split as for fp32;
+//  * else per thread a range of out's columns (whole blocks), W's rows widened into an fp32 panel
+//    of up to kWidenPanelBytes (all N rows where they fit: each panel after the first re-reads
+//    and re-writes out's columns).
+// A quantized W's values are its exact dequantized ones and dy stays fp32 (Backend.matmulBack).
 static void widened_matmul_back(float* out, const float* dy, const Mat& w, long M, bool acc, int nt) {
   const long N = w.rows, K = w.cols;
+  if (!w.qtype && M > K) {
+    sgemm_by_rows(false, M, K, N, dy, widened_whole(w, nt), acc, out, nt);
+    return;
+  }
   const long blk = w.qtype ? quant_block(w.qtype) : 16;
   const long chunks = (K + blk - 1) / blk;
   parallel_for(chunks, nt, [&](long c0, long c1) {
     const long k0 = c0 * blk, kw = (c1 * blk < K ? c1 * blk : K) - k0;
-    const long PN = 256;
+    long PN = kWidenPanelBytes / (4 * kw);
+    PN = PN > N ? N : PN < 16 ? 16 : PN;
     static thread_local std::vector<float> panel;
     if (panel.size() < static_cast<size_t>(PN * kw)) panel.resize(PN * kw);
     for (long p = 0; p < N; p += PN) {
@@ -571,7 +434,7 @@ static void widened_matmul_back(float* out, const float* dy, const Mat& w, long 
       cblas_sgemm(kCblasRowMajor, kCblasNoTrans, kCblasNoTrans, static_cast<int>(M), static_cast<int>(kw), static_cast<int>(pn), 1.0f, dy + p,
                   static_cast<int>(N), panel.data(), static_cast<int>(kw), (acc || p > 0) ? 1.0f : 0.0f, out + k0, static_cast<int>(K));
     }
-  }, 2);
+  }, 1);
 }
 
 // out (M, N) (+)= x (M, K) · W^T, W (N, K).
@@ -609,18 +472,14 @@ void matmul(float* out, const float* x, const Mat& wm, long M, bool acc) {
     bf16_gemm(out, x, static_cast<const uint16_t*>(w), false, M, N, K, acc);
     return;
   }
-  if (wm.f16) {
-    widened_matmul(out, x, wm, M, acc, nt);
+  if (bf16 || wm.f16) {
+    widened_matmul(out, bf16 ? bf16_activations(x, M * K) : x, wm, M, acc, nt);
     return;
   }
-  if (!bf16 && M > N) {
+  if (M > N) {
     // More activation rows than weight rows: split rows, so each call re-packs only W (N, K)
     // rather than x (M, K) (tinystories-656k training, 128-384-row weights against 1024 rows).
     sgemm_by_rows(true, M, N, K, x, static_cast<const float*>(w), acc, out, nt);
-    return;
-  }
-  if (bf16) {
-    packed_gemm(out, x, static_cast<const uint16_t*>(w), false, M, N, K, acc, nt);
     return;
   }
   // Column blocks (multiples of 16), two per thread: each sgemm call re-packs x.
@@ -700,17 +559,13 @@ void matmul_back(float* out, const float* dy, const Mat& wm, long M, bool acc) {
     bf16_gemm(out, dy, static_cast<const uint16_t*>(w), true, M, K, N, acc);
     return;
   }
-  if (wm.f16) {
-    widened_matmul_back(out, dy, wm, M, acc, nt);
+  if (bf16 || wm.f16) {
+    widened_matmul_back(out, bf16 ? bf16_activations(dy, M * N) : dy, wm, M, acc, nt);
     return;
   }
-  if (!bf16 && M > K) {
+  if (M > K) {
     // Split rows when dy's rows outnumber W's columns: each call re-packs W, not dy (see matmul).
     sgemm_by_rows(false, M, K, N, dy, static_cast<const float*>(w), acc, out, nt);
-    return;
-  }
-  if (bf16) {
-    packed_gemm(out, dy, static_cast<const uint16_t*>(w), true, M, K, N, acc, nt);
     return;
   }
   long blocks = (K + 15) / 16;
