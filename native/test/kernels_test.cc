@@ -196,7 +196,7 @@ const char* const kKindName[] = {"f32", "bf16", "f16"};
 
 void check_matmul_shapes() {
   const long shapes[][3] = {{1, 37, 70}, {1, 64, 64}, {2, 33, 17}, {3, 100, 96}, {5, 48, 33}, {9, 70, 100}, {16, 130, 257},
-                            {20, 30, 1100}, {31, 13, 40}, {40, 50, 48}, {70, 20, 130}, {1, 300, 520},
+                            {20, 30, 1100}, {31, 13, 40}, {40, 50, 48}, {70, 20, 130}, {64, 40, 24}, {1, 300, 520},
                             {1, 1100, 520}};  // the last: over 1 MB of f32 and bf16 weights, so decode streams rows one at a time
   for (int kind : {0, 1, 2})
     for (auto& sh : shapes)
