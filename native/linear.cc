@@ -11,8 +11,9 @@
 //  * many rows, bf16 weights: AMX tiles when the CPU has them (amx.cc), else its AVX512_BF16
 //    engine where the CPU has that (Zen 4), else OpenBLAS sgemm on panels of the weights widened
 //    to fp32 (exact) with the activations rounded to bf16 (widened_matmul below): with many rows
-//    the GEMM is bound by arithmetic, not by the weights' bytes, and OpenBLAS's fp32 kernels beat
-//    our own packed one by 3-15% (bench/README.md); f16 weights take the same path.
+//    the GEMM is bound by arithmetic, not by the weights' bytes, and our own packed bf16 GEMM ran
+//    at 0.80-0.99x OpenBLAS's fp32 kernels at 2 threads (bench/README.md); f16 weights take the
+//    same path.
 //  * matmulBack with few rows: a column-blocked kernel (Highway); otherwise the same as above.
 
 #undef HWY_TARGET_INCLUDE
