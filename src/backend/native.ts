@@ -23,6 +23,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import type { Backend, Kernels } from './backend.js';
 import { createTsBackend } from './ts/index.js';
+import { largeBuffersInstalled, setLargeBufferAllocator } from '../core/buffers.js';
 import { packageRoot } from '../core/package-root.js';
 import { hostMemory } from './memory.js';
 
@@ -60,6 +61,7 @@ interface Addon {
   setSimd(name: string): boolean;
   rest(): void;
   info(): NativeInfo;
+  hugeBuffer?(bytes: number): ArrayBuffer | undefined; // memory for weights on 2 MB pages (an older build lacks it)
 }
 
 const IDENT = /^[A-Za-z_][A-Za-z0-9_]*$/;
@@ -148,6 +150,7 @@ function loadAddon(): { addon: Addon | null; error: string } {
         error: `LLAMA_ADAPTER_SIMD=${simd} is not a SIMD target this build runs on this CPU (it runs: ${info.simdTargets.join(', ')})`,
       });
     }
+    installBuffers(addon);
     return (addonCache = { addon, error: '' });
   } catch (e) {
     const msg = e instanceof Error ? e.message.split('\n')[0] : String(e);
@@ -191,6 +194,22 @@ export function loadNativeBackend(threads?: number): { backend: NativeBackend | 
   } catch (e) {
     return { backend: null, error: `the native backend failed to start: ${e instanceof Error ? e.message : String(e)}` };
   }
+}
+
+/**
+ * Load the addon, if it is built, so that weights read from now on live in its huge-page buffers
+ * (a model file is read before its backend is chosen). Never throws; whether it took.
+ */
+export function useNativeBuffers(): boolean {
+  const { addon } = loadAddon();
+  return addon !== null && installBuffers(addon) && largeBuffersInstalled();
+}
+
+/** From now on a model's weights live in the addon's huge-page buffers (core/buffers.ts); false for an older build without them. */
+function installBuffers(addon: Addon): boolean {
+  if (typeof addon.hugeBuffer !== 'function') return false;
+  setLargeBufferAllocator(addon.hugeBuffer.bind(addon));
+  return true;
 }
 
 /** CPU features of the loaded addon, or null when it is unavailable (for diagnostics / bench). */

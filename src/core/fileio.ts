@@ -1,7 +1,9 @@
 // Random access to checkpoint files: small files (< 2 GB) are read once with readFileSync and
 // sliced as views; larger ones are read lazily, tensor by tensor, with readSync at offsets, so a
 // multi-GB checkpoint never needs the whole file and its converted weights in memory together.
+// Both land in large buffers (core/buffers.ts), since views on them become a model's weights.
 import * as fs from 'node:fs';
+import { largeBuffer, largeU8 } from './buffers.js';
 import type { ByteReader } from './bytes.js';
 import { LlamaAdapterError } from './errors.js';
 
@@ -38,12 +40,8 @@ export class ByteSource implements ByteReader {
     this.size = st.size;
     this.buf = null;
     if (!options.lazy && st.size < EAGER_LIMIT) {
-      try {
-        this.buf = fs.readFileSync(path);
-      } catch (e) {
-        throw ioError(path, e);
-      }
-      // the file may have changed between stat and read
+      this.buf = readWhole(path, st.size);
+      // the file may have shrunk between stat and read
       this.size = this.buf.length;
     }
   }
@@ -57,7 +55,7 @@ export class ByteSource implements ByteReader {
     this.checkRange(offset, length);
     // a plain Uint8Array, not a Buffer: Buffer#slice does not copy, Uint8Array#slice does
     if (this.buf) return new Uint8Array(this.buf.buffer, this.buf.byteOffset + offset, length);
-    const out = new Uint8Array(length);
+    const out = largeU8(length);
     this.readInto(offset, out);
     return out;
   }
@@ -68,7 +66,7 @@ export class ByteSource implements ByteReader {
     if (this.buf && (this.buf.byteOffset + offset) % 4 === 0) {
       return new Float32Array(this.buf.buffer, this.buf.byteOffset + offset, count);
     }
-    const out = new Float32Array(count);
+    const out = new Float32Array(largeBuffer(count * 4));
     this.readInto(offset, new Uint8Array(out.buffer));
     return out;
   }
@@ -79,7 +77,7 @@ export class ByteSource implements ByteReader {
     if (this.buf && (this.buf.byteOffset + offset) % 2 === 0) {
       return new Uint16Array(this.buf.buffer, this.buf.byteOffset + offset, count);
     }
-    const out = new Uint16Array(count);
+    const out = new Uint16Array(largeBuffer(count * 2));
     this.readInto(offset, new Uint8Array(out.buffer));
     return out;
   }
@@ -132,6 +130,30 @@ export class ByteSource implements ByteReader {
       throw new LlamaAdapterError(`${this.path}: read of ${length} bytes at offset ${offset} goes past the end of the file (${this.size} bytes)`);
     }
   }
+}
+
+/** The first `size` bytes of a file (fewer if it has shrunk since), in one large buffer. */
+function readWhole(path: string, size: number): Buffer {
+  const out = largeU8(size);
+  let fd: number;
+  try {
+    fd = fs.openSync(path, 'r');
+  } catch (e) {
+    throw ioError(path, e);
+  }
+  let done = 0;
+  try {
+    while (done < size) {
+      const n = fs.readSync(fd, out, done, Math.min(CHUNK, size - done), done);
+      if (n === 0) break;
+      done += n;
+    }
+  } catch (e) {
+    throw ioError(path, e);
+  } finally {
+    fs.closeSync(fd);
+  }
+  return Buffer.from(out.buffer, 0, done);
 }
 
 /** Write all of `data` to `fd` (chunked: one writeSync call is limited to 2 GiB). */

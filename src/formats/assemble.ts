@@ -3,6 +3,7 @@
 // converts it to the requested in-memory dtype and feeds the fingerprint its float32 values
 // before any bf16 rounding. Loaders only say where a role's tensor is and how to read it.
 import type { ConfigFieldNames, LlamaConfig } from '../core/config.js';
+import { largeF32, largeU16, largeU8 } from '../core/buffers.js';
 import { LlamaAdapterError } from '../core/errors.js';
 import { checkFinite } from '../core/finite.js';
 import { dequantizeRow, isQuantDtype, QUANT_TYPES, quantizeRow, quantRowBytes } from '../core/quant.js';
@@ -191,7 +192,7 @@ export class WeightAssembler {
       );
     }
     const n = rows * cols;
-    const out = new Uint8Array(rows * quantRowBytes(dtype, cols));
+    const out = largeU8(rows * quantRowBytes(dtype, cols));
     const sample = this.fp.sampleFor(name, [rows, cols]);
     const perValue = t.bytes / t.block;
     const put = (chunk: Float32Array, off: number): void => {
@@ -221,7 +222,7 @@ export class WeightAssembler {
     round: (out: Uint16Array, src: Float32Array, n: number) => void,
   ): Uint16Array {
     const n = rows * cols;
-    const out = new Uint16Array(n);
+    const out = largeU16(n);
     const scratch = new Float32Array(Math.min(n, CHUNK));
     const sample = this.fp.sampleFor(name, [rows, cols]);
     for (let off = 0; off < n; off += CHUNK) {
@@ -256,7 +257,7 @@ function checkValuesFinite(src: SourceTensor, v: TensorValues): void {
 
 /** Chunked values into one float32 array of n (each chunk fed to `sample`, if any). */
 function chunksF32(n: number, fill: (chunk: Float32Array, offset: number) => void, sample: TensorSample | null): Float32Array {
-  const out = new Float32Array(n);
+  const out = largeF32(n);
   for (let off = 0; off < n; off += CHUNK) {
     const chunk = out.subarray(off, Math.min(n, off + CHUNK));
     fill(chunk, off);

@@ -2,6 +2,7 @@
 
 import { getBackend, getBackendAsync, type BackendName } from '../backend/index.js';
 import type { Backend } from '../backend/backend.js';
+import { useNativeBuffers } from '../backend/native.js';
 import { CONFIG_LIMITS } from '../core/config.js';
 import { isQuantized, type ModelWeights, type WeightDtype } from '../core/weights.js';
 import { check, LlamaAdapterError } from '../core/errors.js';
@@ -22,6 +23,10 @@ export interface LoadModelOptions {
 }
 
 export async function loadModel(path: string, o: LoadModelOptions = {}): Promise<LlamaModel> {
+  // the weights are read before the backend is chosen: where the native one may run, read them
+  // into its huge-page buffers
+  const name = o.backend ?? ((process.env.LLAMA_ADAPTER_BACKEND as BackendName | undefined) || 'auto');
+  if (name === 'auto' || name === 'native') useNativeBuffers();
   const mf = readModelFile(path, { dtype: o.dtype ?? 'f32', checkTensors: o.checkTensors });
   const tokPath = o.tokenizer ?? mf.tokenizerPath;
   if (!tokPath) {
