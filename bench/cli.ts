@@ -22,6 +22,7 @@ interface BenchFlags {
   compareLlamaCpp?: boolean;
   runcSimd?: string;
   runcPaired?: boolean;
+  pytorchPaired?: boolean;
   kinds: BenchKind[];
   steps: number;
   batch: number;
@@ -86,6 +87,10 @@ export function benchCommand(): Command {
       '--compare-runc: each peer run right after one of our decode runs; the ratio is the median of the pairs (a machine whose speed drifts)',
     )
     .option('--compare-pytorch', 'also run ../shared/reference/bench_torch.py with the same settings and print ratios')
+    .option(
+      '--pytorch-paired',
+      '--compare-pytorch: training also in 5 pairs (one of ours, then one peer run); the ratio is the median of the pairs (a machine whose speed drifts)',
+    )
     .addOption(new Option('--kinds <list>', 'comma-separated: train, prefill, decode').argParser(kinds).default([...d.kinds], d.kinds.join(',')))
     .option('--steps <n>', 'timed training steps after one warm-up (and the most repetitions of prefill/decode)', int('--steps', 1), d.steps)
     .option('--batch <B>', 'training rows', int('--batch', 1), d.batch)
@@ -138,6 +143,7 @@ export function benchCommand(): Command {
         compareLlamaCpp: f.compareLlamaCpp ?? false,
         runcSimd: f.runcSimd,
         runcPaired: f.runcPaired ?? false,
+        pytorchPaired: f.pytorchPaired ?? false,
         kinds: f.kinds,
         steps: f.steps,
         batch: f.batch,

@@ -33,6 +33,7 @@ export interface BenchOptions {
   compareLlamaCpp?: boolean; // also decode and prefill with node-llama-cpp on the same model as GGUF
   runcSimd?: string; // the peer's SIMD level (RUNC_CFLAGS); default: native at our best target, else the level our kernels are forced to
   runcPaired?: boolean; // --compare-runc: each peer run right after one of ours, the ratio the median of the pairs' ratios
+  pytorchPaired?: boolean; // --compare-pytorch: training also measured in PYTORCH_PAIRS pairs (ours, then the peer), the ratio the median of the pairs' ratios
   kinds: readonly BenchKind[];
   steps: number; // timed training steps (after one warm-up); also the most repetitions of prefill/decode
   batch: number; // B
@@ -310,6 +311,59 @@ export async function runBench(o: BenchOptions, emit: (line: BenchLine) => void)
     }
     emit({ ...base, kind, ratio_vs_pytorch: round(a / b), tokens_per_s: round(a), pytorch_tokens_per_s: round(b), peer: `pytorch-${st.version}` });
   }
+  if (o.pytorchPaired && run.has('train')) {
+    await settle();
+    emit(await pytorchPairedTrain(o, model, { ...trainShape, steps: trainSteps }, peerConfig, script, st.version, base));
+  }
+}
+
+/** Training pairs run against the PyTorch peer by --pytorch-paired. */
+const PYTORCH_PAIRS = 5;
+
+/**
+ * Training against the PyTorch peer in pairs: one of our timed runs, then one peer run (a fresh
+ * process: imports, weights, warm-up, the same timed steps). The peer's rate on a small model swung
+ * 2x between runs of one build (tinystories-656k: 9.2k-17.5k tok/s; a VM's two vCPUs change place),
+ * so the ratio is the median of the pairs' ratios, as for --runc-paired; the spread is kept.
+ */
+async function pytorchPairedTrain(
+  o: BenchOptions,
+  model: LlamaModel,
+  shape: { B: number; T: number; K: number; L: number; steps: number },
+  peerConfig: string,
+  script: string,
+  version: string,
+  base: BenchLine,
+): Promise<BenchLine> {
+  const dtype = o.dtype === 'bf16' ? 'bf16' : 'f32';
+  log(`training against the PyTorch peer in ${PYTORCH_PAIRS} pairs (ours, then the peer; ${shape.steps} timed steps each)`);
+  const oursR: number[] = [];
+  const theirsR: number[] = [];
+  let command = '';
+  for (let i = 0; i < PYTORCH_PAIRS; i++) {
+    const r = await measureTrain(model, shape);
+    const peer = await runPeer({ python: o.python, script, config: peerConfig, threads: model.backend.threads, dtype, ...shape, decode: 0 });
+    const line = peer.lines.find((p) => p.kind === 'train');
+    check(line !== undefined, `bench: ${peer.command} printed no train line`);
+    command = peer.command;
+    oursR.push((shape.B * shape.T) / r.stepSeconds);
+    theirsR.push(Number(line.tokens_per_s));
+    log(`pair ${i + 1}: ours ${round(oursR[i])} tok/s, PyTorch ${round(theirsR[i])} tok/s (${round(oursR[i] / theirsR[i])}x)`);
+  }
+  const ratios = oursR.map((t, i) => t / theirsR[i]);
+  return {
+    ...base,
+    kind: 'train',
+    ratio_vs_pytorch: round(median(ratios)),
+    ratio_min: round(Math.min(...ratios)),
+    ratio_max: round(Math.max(...ratios)),
+    tokens_per_s: round(median(oursR)),
+    pytorch_tokens_per_s: round(median(theirsR)),
+    pytorch_pairs: PYTORCH_PAIRS,
+    pytorch_paired: true,
+    peer: `pytorch-${version}`,
+    peer_command: command,
+  };
 }
 
 /** The peer's own fields worth keeping (shape and timing), as flat JSON values. */
