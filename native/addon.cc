@@ -841,20 +841,14 @@ napi_value HugeBuffer(napi_env env, napi_callback_info info) {
   void* p = reinterpret_cast<void*>(a);
   madvise(p, size, MADV_HUGEPAGE);  // advice only: where THP is off this is plain memory
   napi_value ab;
+  // Node tells V8 about the external bytes itself (process.memoryUsage().external grows by them),
+  // so the GC weighs this memory like its own buffers and unmaps it when the buffer dies.
   if (napi_create_external_arraybuffer(
-          env, p, static_cast<size_t>(want),
-          [](napi_env e, void* data, void* hint) {
-            const size_t n = reinterpret_cast<size_t>(hint);
-            munmap(data, n);
-            int64_t left;
-            napi_adjust_external_memory(e, -static_cast<int64_t>(n), &left);
-          },
+          env, p, static_cast<size_t>(want), [](napi_env, void* data, void* hint) { munmap(data, reinterpret_cast<size_t>(hint)); },
           reinterpret_cast<void*>(size), &ab) != napi_ok) {
     munmap(p, size);
     return undef;
   }
-  int64_t total;
-  napi_adjust_external_memory(env, static_cast<int64_t>(size), &total);  // so the GC weighs it like its own buffers
   return ab;
 #else
   return undef;

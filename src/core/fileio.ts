@@ -1,9 +1,10 @@
 // Random access to checkpoint files: small files (< 2 GB) are read once with readFileSync and
 // sliced as views; larger ones are read lazily, tensor by tensor, with readSync at offsets, so a
 // multi-GB checkpoint never needs the whole file and its converted weights in memory together.
-// Both land in large buffers (core/buffers.ts), since views on them become a model's weights.
+// The whole-file copy is a large buffer (core/buffers.ts): views on it become a model's weights.
+// Lazy reads are plain arrays, since a loader that converts them drops them at once (core/buffers.ts).
 import * as fs from 'node:fs';
-import { largeBuffer, largeU8 } from './buffers.js';
+import { largeU8 } from './buffers.js';
 import type { ByteReader } from './bytes.js';
 import { LlamaAdapterError } from './errors.js';
 
@@ -55,7 +56,7 @@ export class ByteSource implements ByteReader {
     this.checkRange(offset, length);
     // a plain Uint8Array, not a Buffer: Buffer#slice does not copy, Uint8Array#slice does
     if (this.buf) return new Uint8Array(this.buf.buffer, this.buf.byteOffset + offset, length);
-    const out = largeU8(length);
+    const out = new Uint8Array(length);
     this.readInto(offset, out);
     return out;
   }
@@ -66,7 +67,7 @@ export class ByteSource implements ByteReader {
     if (this.buf && (this.buf.byteOffset + offset) % 4 === 0) {
       return new Float32Array(this.buf.buffer, this.buf.byteOffset + offset, count);
     }
-    const out = new Float32Array(largeBuffer(count * 4));
+    const out = new Float32Array(count);
     this.readInto(offset, new Uint8Array(out.buffer));
     return out;
   }
@@ -77,7 +78,7 @@ export class ByteSource implements ByteReader {
     if (this.buf && (this.buf.byteOffset + offset) % 2 === 0) {
       return new Uint16Array(this.buf.buffer, this.buf.byteOffset + offset, count);
     }
-    const out = new Uint16Array(largeBuffer(count * 2));
+    const out = new Uint16Array(count);
     this.readInto(offset, new Uint8Array(out.buffer));
     return out;
   }

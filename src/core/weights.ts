@@ -1,9 +1,7 @@
 // Frozen weights in canonical form, and the dtype conversions (bf16 / f16 <-> f32) the library
 // uses. Every model format maps its tensors onto these fields through one role table
 // (formats/roles.ts: GGUF's names, shapes, RoPE row order), so model code never knows where a
-// tensor came from. Converted arrays live in large buffers (core/buffers.ts).
-
-import { largeF32, largeU16 } from './buffers.js';
+// tensor came from.
 
 /**
  * ggml's block-quantized types kept as blocks in memory (core/quant.ts has their layouts and the
@@ -49,7 +47,7 @@ export interface ModelWeights {
 
 /** Round-to-nearest-even fp32 -> bf16 (NaN kept quiet). */
 export function toBf16(src: Float32Array): Uint16Array {
-  const out = largeU16(src.length);
+  const out = new Uint16Array(src.length);
   toBf16Into(out, src, src.length);
   return out;
 }
@@ -77,7 +75,7 @@ export function roundBf16(dst: Float32Array, src: Float32Array, n = src.length):
 
 /** bf16 bit patterns -> float32 (exact). */
 export function bf16ToF32(src: Uint16Array): Float32Array {
-  const out = largeF32(src.length);
+  const out = new Float32Array(src.length);
   bf16ToF32Into(out, src, src.length);
   return out;
 }
@@ -92,7 +90,7 @@ let f16Table: Float32Array | null = null;
 
 /** IEEE half bit patterns -> float32 (exact). */
 export function f16ToF32(src: Uint16Array): Float32Array {
-  const out = largeF32(src.length);
+  const out = new Float32Array(src.length);
   f16ToF32Into(out, src, src.length);
   return out;
 }
@@ -125,7 +123,7 @@ function halfTable(): Float32Array {
 
 /** float32 -> IEEE half bit patterns, round to nearest even (overflow -> inf, NaN kept). */
 export function toF16(src: Float32Array): Uint16Array {
-  const out = largeU16(src.length);
+  const out = new Uint16Array(src.length);
   toF16Into(out, src, src.length);
   return out;
 }

@@ -9,10 +9,10 @@ import { checkFinite } from '../core/finite.js';
 import { dequantizeRow, isQuantDtype, QUANT_TYPES, quantizeRow, quantRowBytes } from '../core/quant.js';
 import {
   bf16ToF32,
+  bf16ToF32Into,
   f16ToF32,
-  toBf16,
+  f16ToF32Into,
   toBf16Into,
-  toF16,
   toF16Into,
   type LayerWeights,
   type Matrix,
@@ -138,15 +138,19 @@ export class WeightAssembler {
       this.fp.sampleFor(name, [rows, cols])?.feedF16(v.data);
       return { dtype: 'f16', rows, cols, data: v.data };
     }
-    if (v.dtype === 'f16') v = { dtype: 'f32', data: f16ToF32(v.data) }; // exact, so the sample is the same
+    // Converted values the model keeps go to large buffers; an intermediate (f16 -> f32 -> bf16) is
+    // a plain array, which the GC frees as soon as the loop drops it (core/buffers.ts).
+    const n = rows * cols;
+    const keepF32 = this.dtype === 'f32';
+    if (v.dtype === 'f16') v = { dtype: 'f32', data: widen(f16ToF32Into, v.data, keepF32) }; // exact, so the sample is the same
     if (v.dtype === 'bf16') {
       if (this.dtype === 'bf16') {
         this.fp.offerBf16(name, [rows, cols], v.data);
         return { dtype: 'bf16', rows, cols, data: v.data };
       }
-      const data = bf16ToF32(v.data); // exact, so the sample is the same
+      const data = widen(bf16ToF32Into, v.data, keepF32); // exact, so the sample is the same
       this.fp.offerF32(name, [rows, cols], data);
-      if (this.dtype === 'f16') return { dtype: 'f16', rows, cols, data: toF16(data) };
+      if (this.dtype === 'f16') return { dtype: 'f16', rows, cols, data: narrow(toF16Into, data, n) };
       return { dtype: 'f32', rows, cols, data };
     }
     if (v.dtype === 'f32-chunks') {
@@ -157,8 +161,8 @@ export class WeightAssembler {
     const data = (v as { data: Float32Array }).data; // f32 (the other kinds returned above)
     this.fp.offerF32(name, [rows, cols], data);
     if (this.dtype === 'f32') return { dtype: 'f32', rows, cols, data };
-    if (this.dtype === 'f16') return { dtype: 'f16', rows, cols, data: toF16(data) };
-    return { dtype: 'bf16', rows, cols, data: toBf16(data) };
+    if (this.dtype === 'f16') return { dtype: 'f16', rows, cols, data: narrow(toF16Into, data, n) };
+    return { dtype: 'bf16', rows, cols, data: narrow(toBf16Into, data, n) };
   }
 
   /** Fingerprint samples of a quantized matrix: its dequantized values (one block decoded per sample). */
@@ -253,6 +257,20 @@ function checkValuesFinite(src: SourceTensor, v: TensorValues): void {
         `${src.file}: tensor "${src.name}" holds a non-finite ${v.dtype} value (0x${v.data[i].toString(16)} at element ${i} of ${v.data.length})`,
       );
   }
+}
+
+/** 16-bit patterns widened to float32, into a large buffer when the model keeps the result. */
+function widen(into: (out: Float32Array, src: Uint16Array, n: number) => void, src: Uint16Array, keep: boolean): Float32Array {
+  const out = keep ? largeF32(src.length) : new Float32Array(src.length);
+  into(out, src, src.length);
+  return out;
+}
+
+/** n float32 values rounded to 16-bit patterns (bf16 or f16) in a large buffer: what the model keeps. */
+function narrow(into: (out: Uint16Array, src: Float32Array, n: number) => void, src: Float32Array, n: number): Uint16Array {
+  const out = largeU16(n);
+  into(out, src, n);
+  return out;
 }
 
 /** Chunked values into one float32 array of n (each chunk fed to `sample`, if any). */
