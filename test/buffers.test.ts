@@ -4,7 +4,12 @@
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
-import { LARGE_BUFFER_MIN, largeBuffer, largeBuffersInstalled, largeF32, setLargeBufferAllocator } from '../src/core/buffers.js';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { isLargeBuffer, keepLarge, LARGE_BUFFER_MIN, largeBuffer, largeBuffersInstalled, largeF32, setLargeBufferAllocator } from '../src/core/buffers.js';
+import { writeHfModel } from '../src/formats/hf.js';
+import { readModelFile } from '../src/formats/registry.js';
+import { syntheticModelFile } from '../src/formats/synthetic.js';
 import { useNativeBuffers } from '../src/backend/native.js';
 
 /** The transparent-huge-page mode in brackets ("always", "madvise", "never"), or null off Linux. */
@@ -49,6 +54,25 @@ describe('large buffers: policy', () => {
     answer = 'short';
     assert.equal(largeBuffer(3 * LARGE_BUFFER_MIN).byteLength, 3 * LARGE_BUFFER_MIN);
     assert.equal(asked.length, 4);
+  });
+
+  test('keepLarge copies a large plain array into a large buffer once, and leaves the rest alone', () => {
+    delete process.env.LLAMA_ADAPTER_HUGE_PAGES;
+    let refuse = false;
+    setLargeBufferAllocator((bytes) => (refuse ? undefined : new ArrayBuffer(bytes)));
+    const small = new Float32Array(16);
+    assert.equal(keepLarge(small), small);
+    const big = new Uint16Array(LARGE_BUFFER_MIN).map((_, i) => i);
+    const kept = keepLarge(big);
+    assert.notEqual(kept, big);
+    assert.ok(kept instanceof Uint16Array && isLargeBuffer(kept.buffer));
+    assert.deepEqual(kept, big);
+    assert.equal(keepLarge(kept), kept, 'already in a large buffer: no second copy');
+    refuse = true;
+    const bytes = new Uint8Array(LARGE_BUFFER_MIN);
+    assert.equal(keepLarge(bytes), bytes, 'the allocator refuses: the original is kept');
+    setLargeBufferAllocator(null);
+    assert.equal(keepLarge(big), big);
   });
 
   test('LLAMA_ADAPTER_HUGE_PAGES=0 turns the allocator off', () => {
@@ -99,6 +123,24 @@ describe('large buffers: the native addon', () => {
     assert.equal(sum, 48);
     const grew = process.resourceUsage().maxRSS * 1024 - rss0;
     assert.ok(grew < 768 << 20, `peak RSS grew by ${(grew / 2 ** 20).toFixed(0)} MB`);
+  });
+
+  test('a model read lazily keeps its large matrices in large buffers, with the values of a whole read', { skip }, () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'llama-buffers-'));
+    try {
+      // w1 / w3: 1536 x 512 fp32 = 3 MB each (over LARGE_BUFFER_MIN); the norms stay small
+      const shape = { dim: 512, hiddenDim: 1536, nLayers: 1, nHeads: 8, nKvHeads: 8, vocabSize: 256 };
+      const src = syntheticModelFile(shape, 3);
+      writeHfModel(dir, src.config, src.weights);
+      const lazy = readModelFile(dir, { lazy: true }).weights.layers[0];
+      const whole = readModelFile(dir).weights.layers[0];
+      for (const L of [lazy, whole]) assert.ok(isLargeBuffer(L.w1.data.buffer) && isLargeBuffer(L.w3.data.buffer));
+      assert.ok(!isLargeBuffer(lazy.attnNorm.buffer), 'a small tensor read lazily stays a plain array');
+      assert.deepEqual(lazy.w1.data, src.weights.layers[0].w1.data);
+      assert.deepEqual(whole.w3.data, src.weights.layers[0].w3.data);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   const mode = thpMode();

@@ -3,7 +3,7 @@
 // converts it to the requested in-memory dtype and feeds the fingerprint its float32 values
 // before any bf16 rounding. Loaders only say where a role's tensor is and how to read it.
 import type { ConfigFieldNames, LlamaConfig } from '../core/config.js';
-import { largeF32, largeU16, largeU8 } from '../core/buffers.js';
+import { keepLarge, largeF32, largeU16, largeU8 } from '../core/buffers.js';
 import { LlamaAdapterError } from '../core/errors.js';
 import { checkFinite } from '../core/finite.js';
 import { dequantizeRow, isQuantDtype, QUANT_TYPES, quantizeRow, quantRowBytes } from '../core/quant.js';
@@ -131,12 +131,12 @@ export class WeightAssembler {
     if (isQuantDtype(v.dtype)) {
       const data = (v as { data: Uint8Array }).data;
       this.sampleQuant(name, v.dtype, rows, cols, data);
-      return { dtype: v.dtype, rows, cols, data };
+      return { dtype: v.dtype, rows, cols, data: keepLarge(data) };
     }
     if (isQuantDtype(this.dtype)) return this.quantize(name, this.dtype, rows, cols, v as Exclude<TensorValues, { data: Uint8Array }>);
     if (v.dtype === 'f16' && this.dtype === 'f16') {
       this.fp.sampleFor(name, [rows, cols])?.feedF16(v.data);
-      return { dtype: 'f16', rows, cols, data: v.data };
+      return { dtype: 'f16', rows, cols, data: keepLarge(v.data) };
     }
     // Converted values the model keeps go to large buffers; an intermediate (f16 -> f32 -> bf16) is
     // a plain array, which the GC frees as soon as the loop drops it (core/buffers.ts).
@@ -146,7 +146,7 @@ export class WeightAssembler {
     if (v.dtype === 'bf16') {
       if (this.dtype === 'bf16') {
         this.fp.offerBf16(name, [rows, cols], v.data);
-        return { dtype: 'bf16', rows, cols, data: v.data };
+        return { dtype: 'bf16', rows, cols, data: keepLarge(v.data) };
       }
       const data = widen(bf16ToF32Into, v.data, keepF32); // exact, so the sample is the same
       this.fp.offerF32(name, [rows, cols], data);
@@ -160,7 +160,7 @@ export class WeightAssembler {
     }
     const data = (v as { data: Float32Array }).data; // f32 (the other kinds returned above)
     this.fp.offerF32(name, [rows, cols], data);
-    if (this.dtype === 'f32') return { dtype: 'f32', rows, cols, data };
+    if (this.dtype === 'f32') return { dtype: 'f32', rows, cols, data: keepLarge(data) };
     if (this.dtype === 'f16') return { dtype: 'f16', rows, cols, data: narrow(toF16Into, data, n) };
     return { dtype: 'bf16', rows, cols, data: narrow(toBf16Into, data, n) };
   }
