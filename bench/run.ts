@@ -15,7 +15,7 @@ import { buildModel, resolveConfig, sharedDir, type ResolvedConfig } from './con
 import { decodeFlops, prefillFlops, trainFlops } from './flops.js';
 import { cpuSnapshot, otherLoadPercent, waitForIdle } from './machine.js';
 import { decodeOnce, measureDecode, measurePeak, measurePrefill, measureTrain, median, trainBatch } from './measure.js';
-import { runPeer, SYSTEM_PYTHON, torchStatus, type PeerLine, type PeerRun } from './peer.js';
+import { runPeer, SYSTEM_PYTHON, torchStatus, type PeerLine, type PeerRun, type PeerSettings } from './peer.js';
 import { buildRuncPeer, isLegacyLlama2c, RUNC_CFLAGS, runRuncPeer, tempModelFile, writeLegacyLlama2c } from './peer-runc.js';
 import { KernelProfile } from './profile.js';
 import { nativeInfo } from '../src/backend/native.js';
@@ -253,21 +253,22 @@ export async function runBench(o: BenchOptions, emit: (line: BenchLine) => void)
   await settle();
   log(`running the PyTorch ${st.version} peer (${be.threads} threads)`);
   let peer: PeerRun;
+  const peerSettings: PeerSettings = {
+    python: o.python,
+    script,
+    config: peerConfig,
+    threads: be.threads,
+    dtype: dtype === 'bf16' ? 'bf16' : 'f32', // a quantized or f16 base is compared with PyTorch fp32
+    steps: trainSteps,
+    B: o.batch,
+    T: o.seq,
+    K: o.promptLength,
+    L,
+    decode,
+  };
   const q0 = cpuSnapshot();
   try {
-    peer = await runPeer({
-      python: o.python,
-      script,
-      config: peerConfig,
-      threads: be.threads,
-      dtype: dtype === 'bf16' ? 'bf16' : 'f32', // a quantized or f16 base is compared with PyTorch fp32
-      steps: trainSteps,
-      B: o.batch,
-      T: o.seq,
-      K: o.promptLength,
-      L,
-      decode,
-    });
+    peer = await runPeer(peerSettings);
   } catch (e) {
     emit({ ...base, kind: 'compare', peer: 'pytorch', skipped: true, reason: e instanceof Error ? e.message : String(e) });
     return;
@@ -313,7 +314,7 @@ export async function runBench(o: BenchOptions, emit: (line: BenchLine) => void)
   }
   if (o.pytorchPaired && run.has('train')) {
     await settle();
-    emit(await pytorchPairedTrain(o, model, { ...trainShape, steps: trainSteps }, peerConfig, script, st.version, base));
+    emit(await pytorchPairedTrain(model, { ...peerSettings, decode: 0 }, st.version, base));
   }
 }
 
@@ -326,27 +327,18 @@ const PYTORCH_PAIRS = 5;
  * 2x between runs of one build (tinystories-656k: 9.2k-17.5k tok/s; a VM's two vCPUs change place),
  * so the ratio is the median of the pairs' ratios, as for --runc-paired; the spread is kept.
  */
-async function pytorchPairedTrain(
-  o: BenchOptions,
-  model: LlamaModel,
-  shape: { B: number; T: number; K: number; L: number; steps: number },
-  peerConfig: string,
-  script: string,
-  version: string,
-  base: BenchLine,
-): Promise<BenchLine> {
-  const dtype = o.dtype === 'bf16' ? 'bf16' : 'f32';
-  log(`training against the PyTorch peer in ${PYTORCH_PAIRS} pairs (ours, then the peer; ${shape.steps} timed steps each)`);
+async function pytorchPairedTrain(model: LlamaModel, settings: PeerSettings, version: string, base: BenchLine): Promise<BenchLine> {
+  log(`training against the PyTorch peer in ${PYTORCH_PAIRS} pairs (ours, then the peer; ${settings.steps} timed steps each)`);
   const oursR: number[] = [];
   const theirsR: number[] = [];
   let command = '';
   for (let i = 0; i < PYTORCH_PAIRS; i++) {
-    const r = await measureTrain(model, shape);
-    const peer = await runPeer({ python: o.python, script, config: peerConfig, threads: model.backend.threads, dtype, ...shape, decode: 0 });
+    const r = await measureTrain(model, settings);
+    const peer = await runPeer(settings);
     const line = peer.lines.find((p) => p.kind === 'train');
     check(line !== undefined, `bench: ${peer.command} printed no train line`);
     command = peer.command;
-    oursR.push((shape.B * shape.T) / r.stepSeconds);
+    oursR.push((settings.B * settings.T) / r.stepSeconds);
     theirsR.push(Number(line.tokens_per_s));
     log(`pair ${i + 1}: ours ${round(oursR[i])} tok/s, PyTorch ${round(theirsR[i])} tok/s (${round(oursR[i] / theirsR[i])}x)`);
   }

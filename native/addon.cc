@@ -815,7 +815,7 @@ napi_value Rest(napi_env, napi_callback_info) {
 // on 4 KB pages the stream takes a TLB miss every 4 KB and the hardware prefetchers stop at each page
 // edge. This maps the buffer 2 MB-aligned with MADV_HUGEPAGE before anything touches it, so its
 // first writes (the file read, the conversion) fault in 2 MB pages wherever transparent huge pages
-// are "always" or "madvise" (most distributions' default); medium decode +8-11% in one process
+// are "always" or "madvise" (most distributions' default); medium decode 1.03-1.10x in one process
 // (bench/README.md). The mapping is exactly the bytes asked for, rounded up to 4 KB: the tail that
 // does not fill a 2 MB page stays on 4 KB pages, so nothing is resident beyond the request. Linux
 // only; elsewhere undefined.

@@ -1,5 +1,5 @@
-// Random access to checkpoint files: small files (< 2 GB) are read once with readFileSync and
-// sliced as views; larger ones are read lazily, tensor by tensor, with readSync at offsets, so a
+// Random access to checkpoint files: small files (< 2 GB) are read once, whole, and sliced as
+// views; larger ones are read lazily, tensor by tensor, with readSync at offsets, so a
 // multi-GB checkpoint never needs the whole file and its converted weights in memory together.
 // The whole-file copy is a large buffer (core/buffers.ts): views on it become a model's weights.
 // Lazy reads are plain arrays, since a loader that converts them drops them at once (core/buffers.ts).
@@ -101,28 +101,11 @@ export class ByteSource implements ByteReader {
       dest.set(this.buf.subarray(offset, offset + dest.length));
       return;
     }
-    let fd: number;
-    try {
-      fd = fs.openSync(this.path, 'r');
-    } catch (e) {
-      throw ioError(this.path, e);
-    }
-    try {
-      let done = 0;
-      while (done < dest.length) {
-        const n = fs.readSync(fd, dest, done, Math.min(CHUNK, dest.length - done), offset + done);
-        if (n === 0) {
-          throw new LlamaAdapterError(
-            `${this.path}: file ended at byte ${offset + done} while reading ${dest.length} bytes at ${offset} (was it truncated while loading?)`,
-          );
-        }
-        done += n;
-      }
-    } catch (e) {
-      if (e instanceof LlamaAdapterError) throw e;
-      throw ioError(this.path, e);
-    } finally {
-      fs.closeSync(fd);
+    const done = readAt(this.path, offset, dest);
+    if (done < dest.length) {
+      throw new LlamaAdapterError(
+        `${this.path}: file ended at byte ${offset + done} while reading ${dest.length} bytes at ${offset} (was it truncated while loading?)`,
+      );
     }
   }
 
@@ -136,6 +119,11 @@ export class ByteSource implements ByteReader {
 /** The first `size` bytes of a file (fewer if it has shrunk since), in one large buffer. */
 function readWhole(path: string, size: number): Buffer {
   const out = largeU8(size);
+  return Buffer.from(out.buffer, 0, readAt(path, 0, out));
+}
+
+/** Read `dest.length` bytes at `offset` into `dest`, or fewer where the file ends first; the count read. */
+function readAt(path: string, offset: number, dest: Uint8Array): number {
   let fd: number;
   try {
     fd = fs.openSync(path, 'r');
@@ -144,8 +132,8 @@ function readWhole(path: string, size: number): Buffer {
   }
   let done = 0;
   try {
-    while (done < size) {
-      const n = fs.readSync(fd, out, done, Math.min(CHUNK, size - done), done);
+    while (done < dest.length) {
+      const n = fs.readSync(fd, dest, done, Math.min(CHUNK, dest.length - done), offset + done);
       if (n === 0) break;
       done += n;
     }
@@ -154,7 +142,7 @@ function readWhole(path: string, size: number): Buffer {
   } finally {
     fs.closeSync(fd);
   }
-  return Buffer.from(out.buffer, 0, done);
+  return done;
 }
 
 /** Write all of `data` to `fd` (chunked: one writeSync call is limited to 2 GiB). */
