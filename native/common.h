@@ -54,6 +54,9 @@ struct Features {
   // Not a CPU feature: bf16-weight products on AMX keep ~16 bits of each fp32 activation
   // (hi + lo bf16 split, twice the tile work) instead of rounding activations to bf16.
   bool bf16Split = false;
+  // Not a CPU feature: decode products whose weights stream from DRAM are shared out between the
+  // threads by work stealing (linear.cc decode_rows) instead of a fixed split. Same bits either way.
+  bool decodeStealing = true;
 };
 extern Features g_features;
 void detect_features();  // once at load: CPU flags, LLAMA_ADAPTER_* environment switches
@@ -80,6 +83,7 @@ bool simd_avx512_in_force();
 // Nested calls, or calls while another JS thread holds the pool, run every part in the caller.
 typedef void (*PartFn)(const void* ctx, int part);
 constexpr size_t kPoolPayload = 96;
+constexpr int kMaxPoolThreads = 256;  // pool_set_threads clamps to this
 void pool_run(int nparts, PartFn fn, const void* ctx, size_t bytes);
 int pool_threads();           // the thread count kernels use now
 void pool_rest();             // no kernels for a while: idle workers sleep now rather than spin (the next job wakes them)
@@ -133,6 +137,69 @@ inline void parallel_for_affine(long count, int nthreads, const F& f) {
   parallel_parts(nthreads, [f, base, rem](int c) {
     const long b = c * base + (c < rem ? c : rem);
     f(b, b + base + (c < rem ? 1 : 0));
+  });
+}
+
+/**
+ * parallel for over [0, count) that starts as parallel_for_affine (thread i's contiguous range)
+ * and ends with work stealing: each thread claims `grain` items at a time from the front of its
+ * own range, and a thread whose range is empty takes the back half of the fullest other range.
+ * For a decode matmul that streams its weights from DRAM: the two cores' share of the memory
+ * bandwidth differs from moment to moment, so a fixed split leaves the first one done waiting for
+ * the other (perf, medium at AVX2: 6.5% of the caller's time in pool_run, 8% of the worker's idle).
+ * The owner's claims touch only its own cache line; lines bounce only when a range is stolen from.
+ * f(begin, end) is called on disjoint ranges covering [0, count) once; a kernel whose rows do not
+ * depend on the partition (DotRows1) gives the same bits however the ranges fall. count < 2^31.
+ */
+template <class F>
+inline void parallel_for_stealing(long count, int nthreads, long grain, const F& f) {
+  if (count <= 0) return;
+  if (grain < 1) grain = 1;
+  if (nthreads > count) nthreads = static_cast<int>(count);
+  if (nthreads <= 1) {
+    f(0L, count);
+    return;
+  }
+  // A range [begin, end) packed begin << 32 | end, one per cache line.
+  struct alignas(64) Range {
+    std::atomic<uint64_t> v;
+  };
+  Range ranges[kMaxPoolThreads];
+  const long base = count / nthreads, rem = count % nthreads;
+  for (int c = 0; c < nthreads; c++) {
+    const uint64_t b = static_cast<uint64_t>(c * base + (c < rem ? c : rem)), e = b + static_cast<uint64_t>(base + (c < rem ? 1 : 0));
+    ranges[c].v.store(b << 32 | e, std::memory_order_relaxed);
+  }
+  Range* const rs = ranges;
+  parallel_parts(nthreads, [rs, nthreads, grain, &f](int me) {
+    std::atomic<uint64_t>& mine = rs[me].v;
+    for (;;) {
+      // Claim the front of my range.
+      uint64_t cur = mine.load(std::memory_order_acquire);
+      long b = static_cast<long>(cur >> 32), e = static_cast<long>(cur & 0xffffffffu);
+      if (b < e) {
+        const long nb = e - b > grain ? b + grain : e;
+        if (!mine.compare_exchange_weak(cur, static_cast<uint64_t>(nb) << 32 | static_cast<uint64_t>(e), std::memory_order_acq_rel)) continue;
+        f(b, nb);
+        continue;
+      }
+      // Mine is empty: steal the back half of the fullest other range into mine.
+      int victim = -1;
+      long most = grain;  // a range of one grain or less is left to its owner
+      for (int o = 0; o < nthreads; o++) {
+        if (o == me) continue;
+        const uint64_t ov = rs[o].v.load(std::memory_order_relaxed);
+        const long left = static_cast<long>(ov & 0xffffffffu) - static_cast<long>(ov >> 32);
+        if (left > most) most = left, victim = o;
+      }
+      if (victim < 0) return;
+      uint64_t ov = rs[victim].v.load(std::memory_order_acquire);
+      const long vb = static_cast<long>(ov >> 32), ve = static_cast<long>(ov & 0xffffffffu);
+      if (ve - vb <= grain) continue;
+      const long mid = ve - (ve - vb) / 2;
+      if (!rs[victim].v.compare_exchange_strong(ov, static_cast<uint64_t>(vb) << 32 | static_cast<uint64_t>(mid), std::memory_order_acq_rel)) continue;
+      mine.store(static_cast<uint64_t>(mid) << 32 | static_cast<uint64_t>(ve), std::memory_order_release);
+    }
   });
 }
 

@@ -438,6 +438,28 @@ static void widened_matmul_back(float* out, const float* dy, const Mat& w, long 
   }, 1);
 }
 
+// Bytes of one weight value of a weight_kind.
+static long weight_bytes(int wk) { return wk == 0 ? 4 : 2; }
+
+// A weight share per thread above which it cannot stay in a core's L2 between decode steps (L2 is
+// 1-2 MB on current x86 and ARM cores): the rows come from DRAM (or L3) on every token.
+constexpr double kStealShareBytes = 2.0 * (1 << 20);
+// Weight bytes each claim of parallel_for_stealing covers (a few us of streaming; the claim is one
+// uncontended compare-exchange).
+constexpr long kStealGrainBytes = 64 << 10;
+
+// A decode job over `groups` register-block groups of `groupBytes` weight bytes each, `bytes` in
+// all: the same rows for each thread on every step while its share fits L2 (parallel_for_affine),
+// else shared out by stealing (parallel_for_stealing: memory bandwidth per core is uneven).
+template <class F>
+static void decode_rows(long groups, int nt, double bytes, long groupBytes, const F& body) {
+  if (nt > 1 && bytes / nt > kStealShareBytes && g_features.decodeStealing) {
+    parallel_for_stealing(groups, nt, groupBytes > 0 ? kStealGrainBytes / groupBytes : 1, body);
+  } else {
+    parallel_for_affine(groups, nt, body);
+  }
+}
+
 // out (M, N) (+)= x (M, K) · W^T, W (N, K).
 void matmul(float* out, const float* x, const Mat& wm, long M, bool acc) {
   if (wm.qtype) {
@@ -464,8 +486,8 @@ void matmul(float* out, const float* x, const Mat& wm, long M, bool acc) {
       HWY_DYNAMIC_DISPATCH(MmRange)(out, x, w, wk, N, K, M, g0 * nb, g1 * nb < N ? g1 * nb : N, acc);
     };
     // Decode rows: each thread keeps to its own weight rows from step to step (common.h), so
-    // they stay in that core's L2.
-    if (M <= kFewRows) parallel_for_affine(groups, ntDot, body);
+    // they stay in that core's L2; rows streamed from DRAM are shared out by stealing instead.
+    if (M <= kFewRows) decode_rows(groups, ntDot, static_cast<double>(N) * K * weight_bytes(wk), nb * K * weight_bytes(wk), body);
     else parallel_for(groups, ntDot, body, 2);
     return;
   }
@@ -523,8 +545,10 @@ void matmul_shared(float* const* outs, const float* x, const Mat* ws, int count,
     long N;
   } parts[3];
   for (int i = 0; i < count; i++) parts[i] = {outs[i], ws[i].data, weight_kind(ws[i]), ws[i].rows};
+  double bytes = 0;
+  for (int i = 0; i < count; i++) bytes += static_cast<double>(ws[i].rows) * K * weight_bytes(parts[i].wk);
   // parts and groups by reference, the rest by value: the job fits the workers' pool slots.
-  parallel_for_affine(groups[count], threads_for(work, kDotMinWork), [&parts, &groups, count, x, K, M, nb](long g0, long g1) {
+  decode_rows(groups[count], threads_for(work, kDotMinWork), bytes, nb * K * weight_bytes(parts[0].wk), [&parts, &groups, count, x, K, M, nb](long g0, long g1) {
     for (int i = 0; i < count; i++) {
       const long a = g0 > groups[i] ? g0 : groups[i], b = g1 < groups[i + 1] ? g1 : groups[i + 1];
       if (a >= b) continue;

@@ -50,7 +50,7 @@ enum : uint64_t { kOpen = 0, kWorker = 1, kDone = 2, kCaller = 3 };
 
 struct Pool {
   std::vector<std::thread> workers;  // worker i has slot i
-  Slot slots[257];
+  Slot slots[kMaxPoolThreads + 1];
   uint64_t job = 0;                  // the last job number (written by the thread holding busy)
   std::atomic<int> sleepers{0};
   std::atomic<bool> busy{false};     // held by the thread driving a job
@@ -98,7 +98,7 @@ void pool_rest() { g_pool->resting.store(true, std::memory_order_relaxed); }
 
 void pool_set_threads(int n) {
   if (n < 1) n = 1;
-  if (n > 256) n = 256;
+  if (n > kMaxPoolThreads) n = kMaxPoolThreads;
   Pool& p = *g_pool;
   bool expected = false;
   while (!p.busy.compare_exchange_weak(expected, true)) {

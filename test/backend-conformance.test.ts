@@ -1231,6 +1231,35 @@ describe('native feature paths match the TypeScript oracle', { skip: skipNative 
     }
   });
 
+  it('decode products over weights too large for L2 (shared out by work stealing) match the oracle and the fixed split bit for bit', () => {
+    // 8.6 MB of f32 (4.3 MB of bf16) per weight: over 2 MB per thread with two threads
+    const N = 2100,
+      K = 1030;
+    for (const dtype of ['f32', 'bf16'] as const) {
+      const ws = [weight(rng, N, K, dtype), weight(rng, 300, K, dtype), weight(rng, N, K, dtype)];
+      const x = randn(rng, K);
+      const run = (stealing: boolean): Float32Array[] => {
+        setNativeFeature('decodeStealing', stealing);
+        try {
+          const one = new Float32Array(N),
+            outs = [new Float32Array(N), new Float32Array(300), new Float32Array(N)];
+          native.matmul(one, x, ws[0], 1);
+          native.matmul3(outs[0], outs[1], outs[2], x, ws[0], ws[1], ws[2], 1);
+          return [one, ...outs];
+        } finally {
+          setNativeFeature('decodeStealing', true);
+        }
+      };
+      const stolen = run(true),
+        fixed = run(false);
+      const want = new Float32Array(N);
+      ts.matmul(want, x, ws[0], 1);
+      close(stolen[0], want, dtype === 'bf16' ? RTOL_BF16 : RTOL, `decode matmul ${dtype} ${N}x${K}`);
+      stolen.forEach((o, i) => sameBits(o, fixed[i], `decode ${dtype} output ${i}: stealing vs fixed split`));
+      sameBits(stolen[1], stolen[0], `decode ${dtype}: matmul3's first output vs matmul`);
+    }
+  });
+
   it('matmul of a few rows (decode batches) does not depend on how many rows are in the batch, on every SIMD target', () => {
     for (const simd of nativeInfo()?.simdTargets ?? [])
       for (const dtype of ['f32', 'bf16'] as const) {

@@ -9,7 +9,10 @@
 #include <cstdio>
 #include <cstdlib>
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <cstring>
+#include <thread>
 #include <random>
 #include <string>
 #include <vector>
@@ -234,6 +237,23 @@ void check_matmul_shapes() {
       }
     }
 
+  // A decode row over weights too large for the cores' L2 (8.6 MB f32, 4.3 MB bf16 / f16): the
+  // rows are shared out by work stealing, which must give the bits of the fixed split.
+  for (int kind : {0, 1, 2}) {
+    const long N = 2100, K = 1030;
+    const KindWeights kw = kind_weights(kind, N, K);
+    const la::Mat w = kw.mat(kind, N, K);
+    Vec x = randn(K), stolen(N), fixed(N), want(N);
+    const std::string tag = std::string(kKindName[kind]) + " 1x2100x1030";
+    la::matmul(stolen.data(), x.data(), w, 1, false);
+    ref_matmul(want.data(), x.data(), kw.wf.data(), kind == 1, 1, N, K, false);
+    close(stolen.data(), want.data(), N, kind == 1 ? kRtolBf16 : kRtol, "matmul (stealing) " + tag);
+    la::g_features.decodeStealing = false;
+    la::matmul(fixed.data(), x.data(), w, 1, false);
+    la::g_features.decodeStealing = true;
+    same_bits(stolen.data(), fixed.data(), N, "matmul stealing vs fixed split " + tag);
+  }
+
   // matmul2 / matmul3 (decode rows of two or three weights as one pool job): the bits of one matmul per weight.
   for (int kind : {0, 1, 2})
     for (long M : {1L, 2L, 4L, 9L}) {
@@ -255,6 +275,52 @@ void check_matmul_shapes() {
       same_bits(a.data(), want[1].data(), M * Ns[1], "matmul2 " + tag + " output 0");
       same_bits(b.data(), want[2].data(), M * Ns[2], "matmul2 " + tag + " output 1");
     }
+}
+
+// parallel_for_stealing covers [0, count) exactly once for any count, thread count and grain;
+// when the first range is slow (items of 20 us), another thread takes part of it.
+void check_stealing() {
+  for (long count : {1L, 2L, 7L, 64L, 1000L, 100003L})
+    for (int nt : {1, 2, 3, 5})
+      for (long grain : {0L, 1L, 3L, 64L, 1000000L}) {
+        std::vector<std::atomic<int>> hits(static_cast<size_t>(count));
+        for (auto& h : hits) h.store(0);
+        la::parallel_for_stealing(count, nt, grain, [&hits](long b, long e) {
+          for (long i = b; i < e; i++) hits[static_cast<size_t>(i)].fetch_add(1, std::memory_order_relaxed);
+        });
+        g_checks++;
+        for (long i = 0; i < count; i++)
+          if (hits[static_cast<size_t>(i)].load() != 1) {
+            std::printf("FAIL [%s] parallel_for_stealing count=%ld threads=%d grain=%ld: item %ld ran %d times\n", g_target.c_str(), count, nt, grain,
+                        i, hits[static_cast<size_t>(i)].load());
+            g_failures++;
+            break;
+          }
+      }
+  if (la::pool_threads() < 2) return;
+  // 400 items, the first half 20 us each (8 ms): a second thread must take some of them. Three
+  // tries, in case the machine kept the worker off its core for the whole first one.
+  g_checks++;
+  bool stolen = false;
+  for (int attempt = 0; attempt < 3 && !stolen; attempt++) {
+    const long count = 400;
+    std::vector<std::thread::id> by(static_cast<size_t>(count));
+    la::parallel_for_stealing(count, 2, 1, [&by](long b, long e) {
+      for (long i = b; i < e; i++) {
+        if (i < 200) {
+          const auto t0 = std::chrono::steady_clock::now();
+          while (std::chrono::steady_clock::now() - t0 < std::chrono::microseconds(20)) {
+          }
+        }
+        by[static_cast<size_t>(i)] = std::this_thread::get_id();
+      }
+    });
+    for (long i = 1; i < 200; i++) stolen = stolen || by[static_cast<size_t>(i)] != by[0];
+  }
+  if (!stolen) {
+    std::printf("FAIL [%s] parallel_for_stealing: no other thread took part of a slow range in three tries\n", g_target.c_str());
+    g_failures++;
+  }
 }
 
 // The first index of the largest of x[0, n): a scan from x[0] with `>` (Backend.argmax's definition).
@@ -967,6 +1033,7 @@ int main(int argc, char** argv) {
     const int before = g_failures, checks = g_checks;
     la::NoDenormals nd;
     check_matmul();
+    check_stealing();
     check_quant();
     check_rows();
     check_attention();

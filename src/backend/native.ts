@@ -110,9 +110,12 @@ export interface NativeInfo {
  * uses the dot-product kernel so a row's result does not depend on the other rows of its batch
  * (prefill/training get slower); 'int8Dot' (on where the CPU has them): products with quantized
  * weights use AVX512_VNNI (vpdpbusd / vpdpwssd) on an AVX-512 target, or ARMv8.2 dotprod (sdot) on
- * NEON; off, the same integer sums come from vpmaddubsw / vpmaddwd or vmull (tests; LLAMA_ADAPTER_INT8DOT=0).
+ * NEON; off, the same integer sums come from vpmaddubsw / vpmaddwd or vmull (tests; LLAMA_ADAPTER_INT8DOT=0);
+ * 'decodeStealing' (on by default): a decode product whose weights cannot stay in the cores' L2
+ * is shared out between the threads by work stealing rather than a fixed split (the same bits;
+ * off for A/B measurements).
  */
-export type NativeFeature = 'amx' | 'avx512bf16' | 'batchInvariant' | 'bf16Split' | 'int8Dot';
+export type NativeFeature = 'amx' | 'avx512bf16' | 'batchInvariant' | 'bf16Split' | 'decodeStealing' | 'int8Dot';
 
 const ADDON_FILE = 'llama_adapter_native.node';
 
