@@ -239,20 +239,21 @@ void check_matmul_shapes() {
 
   // A decode row over weights too large for the cores' L2 (8.6 MB f32, 4.3 MB bf16 / f16): the
   // rows are shared out by work stealing, which must give the bits of the fixed split.
-  for (int kind : {0, 1, 2}) {
-    const long N = 2100, K = 1030;
-    const KindWeights kw = kind_weights(kind, N, K);
-    const la::Mat w = kw.mat(kind, N, K);
-    Vec x = randn(K), stolen(N), fixed(N), want(N);
-    const std::string tag = std::string(kKindName[kind]) + " 1x2100x1030";
-    la::matmul(stolen.data(), x.data(), w, 1, false);
-    ref_matmul(want.data(), x.data(), kw.wf.data(), kind == 1, 1, N, K, false);
-    close(stolen.data(), want.data(), N, kind == 1 ? kRtolBf16 : kRtol, "matmul (stealing) " + tag);
-    la::g_features.decodeStealing = false;
-    la::matmul(fixed.data(), x.data(), w, 1, false);
-    la::g_features.decodeStealing = true;
-    same_bits(stolen.data(), fixed.data(), N, "matmul stealing vs fixed split " + tag);
-  }
+  for (int kind : {0, 1, 2})
+    for (long M : {1L, 3L}) {
+      const long N = 2100, K = 1030;
+      const KindWeights kw = kind_weights(kind, N, K);
+      const la::Mat w = kw.mat(kind, N, K);
+      Vec x = randn(M * K), stolen(M * N), fixed(M * N), want(M * N);
+      const std::string tag = std::string(kKindName[kind]) + " " + std::to_string(M) + "x2100x1030";
+      la::matmul(stolen.data(), x.data(), w, M, false);
+      ref_matmul(want.data(), x.data(), kw.wf.data(), kind == 1, M, N, K, false);
+      close(stolen.data(), want.data(), M * N, kind == 1 ? kRtolBf16 : kRtol, "matmul (stealing) " + tag);
+      la::g_features.decodeStealing = false;
+      la::matmul(fixed.data(), x.data(), w, M, false);
+      la::g_features.decodeStealing = true;
+      same_bits(stolen.data(), fixed.data(), M * N, "matmul stealing vs fixed split " + tag);
+    }
 
   // matmul2 / matmul3 (decode rows of two or three weights as one pool job): the bits of one matmul per weight.
   for (int kind : {0, 1, 2})
