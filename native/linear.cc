@@ -46,9 +46,10 @@ constexpr int kMB = 3, kNB = 4, kNB1 = 8;
 #endif
 
 // ---- matmul: the dot-product kernel for few rows.
-// Every output element out[m, n] is one Lanes-wide fp32 accumulator that runs over k in steps of
-// Lanes (lane l sums k = l, l + Lanes, ... in order; the ragged end is a zero-filled step),
-// followed by the target's fixed horizontal reduction. Register blocks are MB x NB (<= kMB x kNB)
+// Every output element out[m, n] is kChains Lanes-wide fp32 accumulators: k runs in steps of
+// Lanes values (the ragged end is a zero-filled step), chain c takes steps c, c + kChains, ... in
+// order (lane l of it sums its steps' k = l mod Lanes), then the chains are added in order and
+// the target's fixed horizontal reduction follows. Register blocks are MB x NB (<= kMB x kNB)
 // such accumulators. For few rows the kernel reads x and W in place; for more rows x and W are
 // first copied into contiguous (and for bf16, widened) KC-long pieces -- weight rows are usually
 // a power-of-two apart and would evict each other from L1 -- and the accumulators are parked in a
@@ -59,6 +60,11 @@ constexpr int kMB = 3, kNB = 4, kNB1 = 8;
 // this kernel.
 
 constexpr long kKC = 512, kMCmax = 256;
+// Accumulator chains per output: one fp32 FMA chain retires a Lanes-wide step per FMA latency
+// (4 cycles on Zen 4), which caps a decode row at 2 lanes a cycle at AVX2, below what two cores
+// read from DRAM on this VM (bf16 at AVX2: 13 against 15 G multiply-adds/s with two chains, in a
+// standalone loop; bench/README.md). kKC is a whole number of kChains steps on every target.
+constexpr int kChains = 2;
 
 struct MmScratch {
   std::vector<float> park;  // (MC / kMB, kMB * kNB, Lanes) parked accumulators
@@ -68,60 +74,89 @@ struct MmScratch {
 thread_local MmScratch t_mm;
 
 // o[i, j] (+)= x[i, 0:len] · w[j, 0:len] for i < MB, j < NB (x rows ldx apart, w rows ldw apart).
+// Chain c runs over this piece's steps c, c + kChains, ... (a piece is a whole number of
+// kChains steps except at the end of K), one pass over the piece per chain: the same loads as one
+// pass, and the piece is in L1 (or L2, for few rows read in place) for the second. `park` holds
+// the chains between pieces, chain c at c * kMB * kNB * Lanes.
 template <int WK, int MB, int NB>
 void DotBlock(float* o, long ldo, const float* x, long ldx, const void* w, long ldw, long len, float* park, bool first, bool last, bool acc) {
   const DF d;
   const long N = static_cast<long>(hn::Lanes(d));
-  VF a[MB][NB];
-  for (int i = 0; i < MB; i++)
-    for (int j = 0; j < NB; j++) a[i][j] = first ? hn::Zero(d) : hn::LoadU(d, park + (i * kNB + j) * N);
-  long k = 0;
-  for (; k + N <= len; k += N) {
-    VF wv[NB];
-    for (int j = 0; j < NB; j++) wv[j] = LoadW<WK>(d, w, j * ldw + k);
-    for (int i = 0; i < MB; i++) {
-      const VF xv = hn::LoadU(d, x + i * ldx + k);
-      for (int j = 0; j < NB; j++) a[i][j] = hn::MulAdd(xv, wv[j], a[i][j]);
-    }
-  }
-  if (k < len) {  // only at the end of K
-    const size_t t = static_cast<size_t>(len - k);
-    VF wv[NB];
-    for (int j = 0; j < NB; j++) wv[j] = LoadWPart<WK>(d, w, j * ldw + k, t);
-    for (int i = 0; i < MB; i++) {
-      const VF xv = LoadPart(d, x + i * ldx + k, t);
-      for (int j = 0; j < NB; j++) a[i][j] = hn::MulAdd(xv, wv[j], a[i][j]);
-    }
-  }
-  if (last) {
+  static_assert(kKC % (kChains * hn::MaxLanes(DF())) == 0, "a piece of kKC values is a whole number of kChains steps");
+  HWY_ALIGN float held[MB * NB * hn::MaxLanes(d)];  // the chains before the last, added up, at the end of K
+  const long ragged = len % N ? len / N : -1;       // the step index of a zero-filled end step
+  for (int c = 0; c < kChains; c++) {
+    float* pk = park ? park + c * kMB * kNB * N : nullptr;
+    VF a[MB][NB];
     for (int i = 0; i < MB; i++)
-      for (int j = 0; j < NB; j++) {
-        const float sum = ReduceSum(d, a[i][j]);
-        o[i * ldo + j] = acc ? o[i * ldo + j] + sum : sum;
+      for (int j = 0; j < NB; j++) a[i][j] = first ? hn::Zero(d) : hn::LoadU(d, pk + (i * kNB + j) * N);
+    for (long k = c * N; k + N <= len; k += kChains * N) {
+      VF wv[NB];
+      for (int j = 0; j < NB; j++) wv[j] = LoadW<WK>(d, w, j * ldw + k);
+      for (int i = 0; i < MB; i++) {
+        const VF xv = hn::LoadU(d, x + i * ldx + k);
+        for (int j = 0; j < NB; j++) a[i][j] = hn::MulAdd(xv, wv[j], a[i][j]);
       }
-  } else {
-    for (int i = 0; i < MB; i++)
-      for (int j = 0; j < NB; j++) hn::StoreU(a[i][j], d, park + (i * kNB + j) * N);
+    }
+    if (ragged >= 0 && ragged % kChains == c) {  // only at the end of K
+      const long k = ragged * N;
+      const size_t t = static_cast<size_t>(len - k);
+      VF wv[NB];
+      for (int j = 0; j < NB; j++) wv[j] = LoadWPart<WK>(d, w, j * ldw + k, t);
+      for (int i = 0; i < MB; i++) {
+        const VF xv = LoadPart(d, x + i * ldx + k, t);
+        for (int j = 0; j < NB; j++) a[i][j] = hn::MulAdd(xv, wv[j], a[i][j]);
+      }
+    }
+    if (!last) {
+      for (int i = 0; i < MB; i++)
+        for (int j = 0; j < NB; j++) hn::StoreU(a[i][j], d, pk + (i * kNB + j) * N);
+    } else if (c + 1 < kChains) {
+      for (int i = 0; i < MB; i++)
+        for (int j = 0; j < NB; j++) {
+          float* h = held + (i * NB + j) * N;
+          hn::Store(c == 0 ? a[i][j] : hn::Add(hn::Load(d, h), a[i][j]), d, h);
+        }
+    } else {
+      for (int i = 0; i < MB; i++)
+        for (int j = 0; j < NB; j++) {
+          const float sum = ReduceSum(d, hn::Add(hn::Load(d, held + (i * NB + j) * N), a[i][j]));
+          o[i * ldo + j] = acc ? o[i * ldo + j] + sum : sum;
+        }
+    }
   }
 }
 
 // o[n] (+)= x[0:K] · w[n, 0:K] for n in [n0, n1), one weight row at a time: DotBlock<WK, 1, 1>'s
-// arithmetic with the row loop inside, for the decode path that streams a large matrix (see
-// MmRangeT; against a DotBlock call per row: +1% at AVX2, +10% at AVX-512, bench/README.md).
+// arithmetic with the row loop inside and the chains interleaved in one sequential pass, for the
+// decode path that streams a large matrix (see MmRangeT; against a DotBlock call per row: +1% at
+// AVX2, +10% at AVX-512, bench/README.md).
 template <int WK>
 void DotRows1(float* o, const float* x, const void* w, long K, long n0, long n1, bool acc) {
+  static_assert(kChains == 2, "DotRows1 interleaves two chains");
   const DF d;
   const long N = static_cast<long>(hn::Lanes(d));
   for (long n = n0; n < n1; n++) {
     const long base = n * K;
-    VF a = hn::Zero(d);
+    VF a0 = hn::Zero(d), a1 = hn::Zero(d);
     long k = 0;
-    for (; k + N <= K; k += N) a = hn::MulAdd(hn::LoadU(d, x + k), LoadW<WK>(d, w, base + k), a);
+    for (; k + 2 * N <= K; k += 2 * N) {
+      a0 = hn::MulAdd(hn::LoadU(d, x + k), LoadW<WK>(d, w, base + k), a0);
+      a1 = hn::MulAdd(hn::LoadU(d, x + k + N), LoadW<WK>(d, w, base + k + N), a1);
+    }
+    bool odd = false;  // the next step is chain 1's
+    if (k + N <= K) {
+      a0 = hn::MulAdd(hn::LoadU(d, x + k), LoadW<WK>(d, w, base + k), a0);
+      k += N;
+      odd = true;
+    }
     if (k < K) {
       const size_t t = static_cast<size_t>(K - k);
-      a = hn::MulAdd(LoadPart(d, x + k, t), LoadWPart<WK>(d, w, base + k, t), a);
+      const VF p = hn::MulAdd(LoadPart(d, x + k, t), LoadWPart<WK>(d, w, base + k, t), odd ? a1 : a0);
+      if (odd) a1 = p;
+      else a0 = p;
     }
-    const float sum = ReduceSum(d, a);
+    const float sum = ReduceSum(d, hn::Add(a0, a1));
     o[n] = acc ? o[n] + sum : sum;
   }
 }
@@ -184,7 +219,7 @@ void MmRangeT(float* out, const float* x, const void* w, long N, long K, long M,
   long MC = (196608 / K) / kMB * kMB;
   MC = MC < 2 * kMB ? 2 * kMB : MC > kMCmax ? kMCmax : MC;
   MmScratch& sc = t_mm;
-  if (sc.park.size() < static_cast<size_t>(kMCmax / kMB * kMB * kNB * L)) sc.park.resize(kMCmax / kMB * kMB * kNB * L);
+  if (sc.park.size() < static_cast<size_t>(kMCmax / kMB * kChains * kMB * kNB * L)) sc.park.resize(kMCmax / kMB * kChains * kMB * kNB * L);
   if (sc.xp.size() < static_cast<size_t>(MC * nK * kKC)) sc.xp.resize(MC * nK * kKC);
   if (sc.wp.size() < static_cast<size_t>(kNB * kKC)) sc.wp.resize(kNB * kKC);
   float* park = sc.park.data();
@@ -213,7 +248,7 @@ void MmRangeT(float* out, const float* x, const void* w, long N, long K, long M,
         for (long m = mc; m < me; m += kMB) {
           const int mb = static_cast<int>(me - m < kMB ? me - m : kMB);
           const long b = (m - mc) / kMB;
-          kDot<kWF32>[mb - 1][nb - 1](out + m * N + n, N, xp + (b * nK + c) * kMB * kKC, kKC, wp, kKC, len, park + b * (kMB * kNB * L), first, last, acc);
+          kDot<kWF32>[mb - 1][nb - 1](out + m * N + n, N, xp + (b * nK + c) * kMB * kKC, kKC, wp, kKC, len, park + b * (kChains * kMB * kNB * L), first, last, acc);
         }
       }
     }

@@ -261,7 +261,8 @@ describe(`web UI in Chromium [${backend}]`, () => {
     const ft = job.fine_tuned_model!;
     await page.getByRole('button', { name: `Chat with ${ft}` }).click();
     await page.waitForFunction((id) => (document.getElementById('chat-model') as HTMLSelectElement | null)?.value === id, ft);
-    assert.ok((await page.locator('#chat-model option').allTextContents()).includes(ft));
+    // the picker's options are re-rendered when the model list refreshes: wait for the label, not one read of it
+    await page.waitForFunction((id) => [...document.querySelectorAll('#chat-model option')].some((o) => o.textContent === id), ft);
     await setNumber('Temperature', '0');
     await setNumber('Max tokens', '16');
     await page.getByLabel('Message', { exact: true }).focus();
