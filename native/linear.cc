@@ -36,20 +36,24 @@ namespace HWY_NAMESPACE {
 // with 32 vector registers take 4 x 6 (24 accumulators + 6 weight vectors); those with 16 take 3 x 4.
 // A single row (decode) takes kNB1 weight rows at a time instead: on 16-register targets 8
 // independent accumulators cover the FMA latency better than 4 (3-8% on decode shapes, AVX2 on
-// Zen 4); on AVX-512 more than 6 measured slower.
+// Zen 4); on AVX-512 more than 6 measured slower. kVecRegs: whether two accumulator chains of a
+// block fit the registers (DotBlock).
 #if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
-constexpr int kMB = 4, kNB = 6, kNB1 = 6;
+constexpr int kMB = 4, kNB = 6, kNB1 = 6, kVecRegs = 32;
 #elif HWY_ARCH_ARM
-constexpr int kMB = 4, kNB = 6, kNB1 = 8;
+constexpr int kMB = 4, kNB = 6, kNB1 = 8, kVecRegs = 32;
 #else
-constexpr int kMB = 3, kNB = 4, kNB1 = 8;
+constexpr int kMB = 3, kNB = 4, kNB1 = 8, kVecRegs = 16;
 #endif
 
 // ---- matmul: the dot-product kernel for few rows.
-// Every output element out[m, n] is kChains Lanes-wide fp32 accumulators: k runs in steps of
-// Lanes values (the ragged end is a zero-filled step), chain c takes steps c, c + kChains, ... in
-// order (lane l of it sums its steps' k = l mod Lanes), then the chains are added in order and
-// the target's fixed horizontal reduction follows. Register blocks are MB x NB (<= kMB x kNB)
+// Every output element out[m, n] is C Lanes-wide fp32 accumulators ("chains"): k runs in steps
+// of Lanes values (the ragged end is a zero-filled step), chain c takes steps c, c + C, ... in
+// order (lane l of it sums its steps' k = l mod Lanes), then the chains are added and the
+// target's fixed horizontal reduction follows. C is a property of the weight matrix, never of M:
+// 2 for a matrix over kStreamBytes (its decode rows stream from DRAM, where one chain per row
+// caps the rate), 1 for a smaller one (several rows per pass hide the latency already, and a
+// second chain measured 5-14% slower on tinystories-656k decode). Register blocks are MB x NB (<= kMB x kNB)
 // such accumulators. For few rows the kernel reads x and W in place; for more rows x and W are
 // first copied into contiguous (and for bf16, widened) KC-long pieces -- weight rows are usually
 // a power-of-two apart and would evict each other from L1 -- and the accumulators are parked in a
@@ -60,11 +64,15 @@ constexpr int kMB = 3, kNB = 4, kNB1 = 8;
 // this kernel.
 
 constexpr long kKC = 512, kMCmax = 256;
-// Accumulator chains per output: one fp32 FMA chain retires a Lanes-wide step per FMA latency
-// (4 cycles on Zen 4), which caps a decode row at 2 lanes a cycle at AVX2, below what two cores
-// read from DRAM on this VM (bf16 at AVX2: 13 against 15 G multiply-adds/s with two chains, in a
-// standalone loop; bench/README.md). kKC is a whole number of kChains steps on every target.
-constexpr int kChains = 2;
+// Accumulator chains per output of a streamed matrix: one fp32 FMA chain retires a Lanes-wide
+// step per FMA latency (4 cycles on Zen 4), which caps a decode row at 2 lanes a cycle at AVX2,
+// below what two cores read from DRAM on this VM (bf16 at AVX2: 13 against 15 G multiply-adds/s
+// with two chains, in a standalone loop; bench/README.md). kKC is a whole number of kMaxChains
+// steps on every target.
+constexpr int kMaxChains = 2;
+// Weight bytes from which a decode matmul streams its rows one at a time (see MmRangeT) and every
+// product with the matrix uses two accumulator chains.
+constexpr double kStreamBytes = 1 << 20;
 
 struct MmScratch {
   std::vector<float> park;  // (MC / kMB, kMB * kNB, Lanes) parked accumulators
@@ -73,24 +81,82 @@ struct MmScratch {
 };
 thread_local MmScratch t_mm;
 
-// o[i, j] (+)= x[i, 0:len] · w[j, 0:len] for i < MB, j < NB (x rows ldx apart, w rows ldw apart).
-// Chain c runs over this piece's steps c, c + kChains, ... (a piece is a whole number of
-// kChains steps except at the end of K), one pass over the piece per chain: the same loads as one
-// pass, and the piece is in L1 (or L2, for few rows read in place) for the second. `park` holds
-// the chains between pieces, chain c at c * kMB * kNB * Lanes.
+// DotBlock with both chains' accumulators in registers, one pass over the piece (see DotBlock).
 template <int WK, int MB, int NB>
-void DotBlock(float* o, long ldo, const float* x, long ldx, const void* w, long ldw, long len, float* park, bool first, bool last, bool acc) {
+void DotBlock1Pass(float* o, long ldo, const float* x, long ldx, const void* w, long ldw, long len, float* park, bool first, bool last, bool acc) {
   const DF d;
   const long N = static_cast<long>(hn::Lanes(d));
-  static_assert(kKC % (kChains * hn::MaxLanes(DF())) == 0, "a piece of kKC values is a whole number of kChains steps");
+  VF a[2][MB][NB];
+  for (int c = 0; c < 2; c++)
+    for (int i = 0; i < MB; i++)
+      for (int j = 0; j < NB; j++) a[c][i][j] = first ? hn::Zero(d) : hn::LoadU(d, park + ((c * kMB + i) * kNB + j) * N);
+  long k = 0;
+  for (; k + 2 * N <= len; k += 2 * N)
+    for (int c = 0; c < 2; c++) {
+      VF wv[NB];
+      for (int j = 0; j < NB; j++) wv[j] = LoadW<WK>(d, w, j * ldw + k + c * N);
+      for (int i = 0; i < MB; i++) {
+        const VF xv = hn::LoadU(d, x + i * ldx + k + c * N);
+        for (int j = 0; j < NB; j++) a[c][i][j] = hn::MulAdd(xv, wv[j], a[c][i][j]);
+      }
+    }
+  int c = 0;  // the chain of the next step
+  if (k + N <= len) {
+    VF wv[NB];
+    for (int j = 0; j < NB; j++) wv[j] = LoadW<WK>(d, w, j * ldw + k);
+    for (int i = 0; i < MB; i++) {
+      const VF xv = hn::LoadU(d, x + i * ldx + k);
+      for (int j = 0; j < NB; j++) a[0][i][j] = hn::MulAdd(xv, wv[j], a[0][i][j]);
+    }
+    k += N;
+    c = 1;
+  }
+  if (k < len) {  // only at the end of K
+    const size_t t = static_cast<size_t>(len - k);
+    VF wv[NB];
+    for (int j = 0; j < NB; j++) wv[j] = LoadWPart<WK>(d, w, j * ldw + k, t);
+    for (int i = 0; i < MB; i++) {
+      const VF xv = LoadPart(d, x + i * ldx + k, t);
+      for (int j = 0; j < NB; j++) a[c][i][j] = hn::MulAdd(xv, wv[j], a[c][i][j]);
+    }
+  }
+  if (last) {
+    for (int i = 0; i < MB; i++)
+      for (int j = 0; j < NB; j++) {
+        const float sum = ReduceSum(d, hn::Add(a[0][i][j], a[1][i][j]));
+        o[i * ldo + j] = acc ? o[i * ldo + j] + sum : sum;
+      }
+  } else {
+    for (int cc = 0; cc < 2; cc++)
+      for (int i = 0; i < MB; i++)
+        for (int j = 0; j < NB; j++) hn::StoreU(a[cc][i][j], d, park + ((cc * kMB + i) * kNB + j) * N);
+  }
+}
+
+// o[i, j] (+)= x[i, 0:len] · w[j, 0:len] for i < MB, j < NB (x rows ldx apart, w rows ldw apart),
+// C accumulator chains each. Chain c runs over this piece's steps c, c + C, ... (a piece is a
+// whole number of C steps except at the end of K). Two chains that fit the registers run in one
+// pass (DotBlock1Pass); else one pass over the piece per chain: the same loads, and the piece is
+// in L1 (or L2, for few rows read in place) for the second. `park` holds the chains between
+// pieces, chain c at c * kMB * kNB * Lanes. Either way the same arithmetic.
+template <int WK, int C, int MB, int NB>
+void DotBlock(float* o, long ldo, const float* x, long ldx, const void* w, long ldw, long len, float* park, bool first, bool last, bool acc) {
+  static_assert(C >= 1 && C <= kMaxChains, "1 or 2 chains");
+  if constexpr (C == 2 && 2 * MB * NB + NB + 1 <= kVecRegs) {
+    DotBlock1Pass<WK, MB, NB>(o, ldo, x, ldx, w, ldw, len, park, first, last, acc);
+    return;
+  }
+  const DF d;
+  const long N = static_cast<long>(hn::Lanes(d));
+  static_assert(kKC % (kMaxChains * hn::MaxLanes(DF())) == 0, "a piece of kKC values is a whole number of chain steps");
   HWY_ALIGN float held[MB * NB * hn::MaxLanes(d)];  // the chains before the last, added up, at the end of K
   const long ragged = len % N ? len / N : -1;       // the step index of a zero-filled end step
-  for (int c = 0; c < kChains; c++) {
+  for (int c = 0; c < C; c++) {
     float* pk = park ? park + c * kMB * kNB * N : nullptr;
     VF a[MB][NB];
     for (int i = 0; i < MB; i++)
       for (int j = 0; j < NB; j++) a[i][j] = first ? hn::Zero(d) : hn::LoadU(d, pk + (i * kNB + j) * N);
-    for (long k = c * N; k + N <= len; k += kChains * N) {
+    for (long k = c * N; k + N <= len; k += C * N) {
       VF wv[NB];
       for (int j = 0; j < NB; j++) wv[j] = LoadW<WK>(d, w, j * ldw + k);
       for (int i = 0; i < MB; i++) {
@@ -98,7 +164,7 @@ void DotBlock(float* o, long ldo, const float* x, long ldx, const void* w, long 
         for (int j = 0; j < NB; j++) a[i][j] = hn::MulAdd(xv, wv[j], a[i][j]);
       }
     }
-    if (ragged >= 0 && ragged % kChains == c) {  // only at the end of K
+    if (ragged >= 0 && ragged % C == c) {  // only at the end of K
       const long k = ragged * N;
       const size_t t = static_cast<size_t>(len - k);
       VF wv[NB];
@@ -111,7 +177,7 @@ void DotBlock(float* o, long ldo, const float* x, long ldx, const void* w, long 
     if (!last) {
       for (int i = 0; i < MB; i++)
         for (int j = 0; j < NB; j++) hn::StoreU(a[i][j], d, pk + (i * kNB + j) * N);
-    } else if (c + 1 < kChains) {
+    } else if (c + 1 < C) {
       for (int i = 0; i < MB; i++)
         for (int j = 0; j < NB; j++) {
           float* h = held + (i * NB + j) * N;
@@ -120,20 +186,19 @@ void DotBlock(float* o, long ldo, const float* x, long ldx, const void* w, long 
     } else {
       for (int i = 0; i < MB; i++)
         for (int j = 0; j < NB; j++) {
-          const float sum = ReduceSum(d, hn::Add(hn::Load(d, held + (i * NB + j) * N), a[i][j]));
+          const float sum = ReduceSum(d, C == 1 ? a[i][j] : hn::Add(hn::Load(d, held + (i * NB + j) * N), a[i][j]));
           o[i * ldo + j] = acc ? o[i * ldo + j] + sum : sum;
         }
     }
   }
 }
 
-// o[n] (+)= x[0:K] · w[n, 0:K] for n in [n0, n1), one weight row at a time: DotBlock<WK, 1, 1>'s
+// o[n] (+)= x[0:K] · w[n, 0:K] for n in [n0, n1), one weight row at a time: DotBlock<WK, 2, 1, 1>'s
 // arithmetic with the row loop inside and the chains interleaved in one sequential pass, for the
 // decode path that streams a large matrix (see MmRangeT; against a DotBlock call per row: +1% at
 // AVX2, +10% at AVX-512, bench/README.md).
 template <int WK>
 void DotRows1(float* o, const float* x, const void* w, long K, long n0, long n1, bool acc) {
-  static_assert(kChains == 2, "DotRows1 interleaves two chains");
   const DF d;
   const long N = static_cast<long>(hn::Lanes(d));
   for (long n = n0; n < n1; n++) {
@@ -163,42 +228,39 @@ void DotRows1(float* o, const float* x, const void* w, long K, long n0, long n1,
 
 using DotFn = void (*)(float*, long, const float*, long, const void*, long, long, float*, bool, bool, bool);
 
-// kDot<WK>[mb - 1][nb - 1] = DotBlock<WK, mb, nb>
-template <int WK, int MB, int... NBs>
+// kDot<WK, C>[mb - 1][nb - 1] = DotBlock<WK, C, mb, nb>
+template <int WK, int C, int MB, int... NBs>
 constexpr std::array<DotFn, sizeof...(NBs)> DotRow(std::integer_sequence<int, NBs...>) {
-  return {{&DotBlock<WK, MB, NBs + 1>...}};
+  return {{&DotBlock<WK, C, MB, NBs + 1>...}};
 }
-template <int WK, int... MBs>
+template <int WK, int C, int... MBs>
 constexpr std::array<std::array<DotFn, kNB>, sizeof...(MBs)> DotTable(std::integer_sequence<int, MBs...>) {
-  return {{DotRow<WK, MBs + 1>(std::make_integer_sequence<int, kNB>())...}};
+  return {{DotRow<WK, C, MBs + 1>(std::make_integer_sequence<int, kNB>())...}};
 }
-template <int WK>
-constexpr auto kDot = DotTable<WK>(std::make_integer_sequence<int, kMB>());
-// kDot1<WK>[nb - 1] = DotBlock<WK, 1, nb> for nb <= kNB1 (one row)
-template <int WK>
-constexpr auto kDot1 = DotRow<WK, 1>(std::make_integer_sequence<int, kNB1>());
+template <int WK, int C>
+constexpr auto kDot = DotTable<WK, C>(std::make_integer_sequence<int, kMB>());
+// kDot1<WK, C>[nb - 1] = DotBlock<WK, C, 1, nb> for nb <= kNB1 (one row)
+template <int WK, int C>
+constexpr auto kDot1 = DotRow<WK, C, 1>(std::make_integer_sequence<int, kNB1>());
 
-// Weight bytes from which a decode matmul streams its rows one at a time (see MmRangeT).
-constexpr double kStreamBytes = 1 << 20;
-
-// out rows [0, M) x columns [n0, n1) (weight rows n0..n1).
-template <int WK>
-void MmRangeT(float* out, const float* x, const void* w, long N, long K, long M, long n0, long n1, bool acc) {
+// out rows [0, M) x columns [n0, n1) (weight rows n0..n1), C accumulator chains per output.
+template <int WK, int C>
+void MmRangeC(float* out, const float* x, const void* w, long N, long K, long M, long n0, long n1, bool acc) {
   const long L = static_cast<long>(hn::Lanes(DF()));
   const size_t wsz = WK == kWF32 ? 4 : 2;
   const char* wb = static_cast<const char*>(w);
   if (M == 1) {
-    // A matrix over kStreamBytes is read from DRAM on every token (a model's weights outgrow L3
-    // long before one of its matrices does): one row at a time, a single sequential stream per
-    // thread that the hardware prefetchers follow; a small one takes kNB1 rows per pass. Not on
-    // the scalar target: one row is one FMA chain there, latency-bound far below DRAM speed.
-    if (L >= 4 && static_cast<double>(N) * K * wsz > kStreamBytes) {
+    // A matrix over kStreamBytes (C == 2) is read from DRAM on every token (a model's weights
+    // outgrow L3 long before one of its matrices does): one row at a time, a single sequential
+    // stream per thread that the hardware prefetchers follow; a small one takes kNB1 rows per
+    // pass. Not on the scalar target: a row is latency-bound there far below DRAM speed.
+    if (C == 2 && L >= 4) {
       DotRows1<WK>(out, x, w, K, n0, n1, acc);
       return;
     }
     for (long n = n0; n < n1; n += kNB1) {
       const int nb = static_cast<int>(n1 - n < kNB1 ? n1 - n : kNB1);
-      kDot1<WK>[nb - 1](out + n, N, x, K, wb + n * K * wsz, K, K, nullptr, true, true, acc);
+      kDot1<WK, C>[nb - 1](out + n, N, x, K, wb + n * K * wsz, K, K, nullptr, true, true, acc);
     }
     return;
   }
@@ -208,7 +270,7 @@ void MmRangeT(float* out, const float* x, const void* w, long N, long K, long M,
       const int nb = static_cast<int>(n1 - n < kNB ? n1 - n : kNB);
       for (long m = 0; m < M; m += kMB) {
         const int mb = static_cast<int>(M - m < kMB ? M - m : kMB);
-        kDot<WK>[mb - 1][nb - 1](out + m * N + n, N, x + m * K, K, wb + n * K * wsz, K, K, nullptr, true, true, acc);
+        kDot<WK, C>[mb - 1][nb - 1](out + m * N + n, N, x + m * K, K, wb + n * K * wsz, K, K, nullptr, true, true, acc);
       }
     }
     return;
@@ -219,7 +281,7 @@ void MmRangeT(float* out, const float* x, const void* w, long N, long K, long M,
   long MC = (196608 / K) / kMB * kMB;
   MC = MC < 2 * kMB ? 2 * kMB : MC > kMCmax ? kMCmax : MC;
   MmScratch& sc = t_mm;
-  if (sc.park.size() < static_cast<size_t>(kMCmax / kMB * kChains * kMB * kNB * L)) sc.park.resize(kMCmax / kMB * kChains * kMB * kNB * L);
+  if (sc.park.size() < static_cast<size_t>(kMCmax / kMB * kMaxChains * kMB * kNB * L)) sc.park.resize(kMCmax / kMB * kMaxChains * kMB * kNB * L);
   if (sc.xp.size() < static_cast<size_t>(MC * nK * kKC)) sc.xp.resize(MC * nK * kKC);
   if (sc.wp.size() < static_cast<size_t>(kNB * kKC)) sc.wp.resize(kNB * kKC);
   float* park = sc.park.data();
@@ -248,11 +310,18 @@ void MmRangeT(float* out, const float* x, const void* w, long N, long K, long M,
         for (long m = mc; m < me; m += kMB) {
           const int mb = static_cast<int>(me - m < kMB ? me - m : kMB);
           const long b = (m - mc) / kMB;
-          kDot<kWF32>[mb - 1][nb - 1](out + m * N + n, N, xp + (b * nK + c) * kMB * kKC, kKC, wp, kKC, len, park + b * (kChains * kMB * kNB * L), first, last, acc);
+          kDot<kWF32, C>[mb - 1][nb - 1](out + m * N + n, N, xp + (b * nK + c) * kMB * kKC, kKC, wp, kKC, len, park + b * (kMaxChains * kMB * kNB * L), first, last, acc);
         }
       }
     }
   }
+}
+
+// MmRangeC with the matrix's chain count (see the kernel's comment above).
+template <int WK>
+void MmRangeT(float* out, const float* x, const void* w, long N, long K, long M, long n0, long n1, bool acc) {
+  if (static_cast<double>(N) * K * (WK == kWF32 ? 4 : 2) > kStreamBytes) MmRangeC<WK, 2>(out, x, w, N, K, M, n0, n1, acc);
+  else MmRangeC<WK, 1>(out, x, w, N, K, M, n0, n1, acc);
 }
 
 void MmRange(float* out, const float* x, const void* w, int wk, long N, long K, long M, long n0, long n1, bool acc) {
