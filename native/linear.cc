@@ -53,7 +53,7 @@ constexpr int kMB = 3, kNB = 4, kNB1 = 8, kVecRegs = 16;
 // target's fixed horizontal reduction follows. C is a property of the weight matrix, never of M:
 // 2 for a matrix over kStreamBytes (its decode rows stream from DRAM, where one chain per row
 // caps the rate), 1 for a smaller one (several rows per pass hide the latency already, and a
-// second chain measured 5-14% slower on tinystories-656k decode). Register blocks are MB x NB (<= kMB x kNB)
+// second chain measured 3-14% slower on tinystories-656k decode). Register blocks are MB x NB (<= kMB x kNB)
 // such accumulators. For few rows the kernel reads x and W in place; for more rows x and W are
 // first copied into contiguous (and for bf16, widened) KC-long pieces -- weight rows are usually
 // a power-of-two apart and would evict each other from L1 -- and the accumulators are parked in a
@@ -138,18 +138,14 @@ void DotBlock1Pass(float* o, long ldo, const float* x, long ldx, const void* w, 
 // whole number of C steps except at the end of K). Two chains that fit the registers run in one
 // pass (DotBlock1Pass); else one pass over the piece per chain: the same loads, and the piece is
 // in L1 (or L2, for few rows read in place) for the second. `park` holds the chains between
-// pieces, chain c at c * kMB * kNB * Lanes. Either way the same arithmetic.
+// pieces, chain c at c * kMB * kNB * Lanes. Either way the same arithmetic. DotBlock picks;
+// DotBlockPasses is the per-chain form.
 template <int WK, int C, int MB, int NB>
-void DotBlock(float* o, long ldo, const float* x, long ldx, const void* w, long ldw, long len, float* park, bool first, bool last, bool acc) {
-  static_assert(C >= 1 && C <= kMaxChains, "1 or 2 chains");
-  if constexpr (C == 2 && 2 * MB * NB + NB + 1 <= kVecRegs) {
-    DotBlock1Pass<WK, MB, NB>(o, ldo, x, ldx, w, ldw, len, park, first, last, acc);
-    return;
-  }
+void DotBlockPasses(float* o, long ldo, const float* x, long ldx, const void* w, long ldw, long len, float* park, bool first, bool last, bool acc) {
   const DF d;
   const long N = static_cast<long>(hn::Lanes(d));
   static_assert(kKC % (kMaxChains * hn::MaxLanes(DF())) == 0, "a piece of kKC values is a whole number of chain steps");
-  HWY_ALIGN float held[MB * NB * hn::MaxLanes(d)];  // the chains before the last, added up, at the end of K
+  HWY_ALIGN float held[(C > 1 ? MB * NB : 1) * hn::MaxLanes(d)];  // the chains before the last, added up, at the end of K
   const long ragged = len % N ? len / N : -1;       // the step index of a zero-filled end step
   for (int c = 0; c < C; c++) {
     float* pk = park ? park + c * kMB * kNB * N : nullptr;
@@ -191,6 +187,13 @@ void DotBlock(float* o, long ldo, const float* x, long ldx, const void* w, long 
         }
     }
   }
+}
+
+template <int WK, int C, int MB, int NB>
+void DotBlock(float* o, long ldo, const float* x, long ldx, const void* w, long ldw, long len, float* park, bool first, bool last, bool acc) {
+  static_assert(C >= 1 && C <= kMaxChains, "1 or 2 chains");
+  if constexpr (C == 2 && 2 * MB * NB + NB + 1 <= kVecRegs) DotBlock1Pass<WK, MB, NB>(o, ldo, x, ldx, w, ldw, len, park, first, last, acc);
+  else DotBlockPasses<WK, C, MB, NB>(o, ldo, x, ldx, w, ldw, len, park, first, last, acc);
 }
 
 // o[n] (+)= x[0:K] · w[n, 0:K] for n in [n0, n1), one weight row at a time: DotBlock<WK, 2, 1, 1>'s
@@ -451,6 +454,8 @@ static void sgemm_by_rows(bool bT, long M, long N, long K, const float* A, const
 
 // The kernels' weight kind of a float matrix (simd-inl.h: kWF32, kWBF16, kWF16).
 static int weight_kind(const Mat& w) { return w.bf16 ? 1 : w.f16 ? 2 : 0; }
+// Bytes of one weight value of a weight_kind (0: fp32, else 16 bits).
+static long weight_bytes(int wk) { return wk == 0 ? 4 : 2; }
 
 // Rows [r0, r0 + n) x columns [c0, c0 + len) of a bf16, f16 or quantized weight as fp32 into dst (n, len)
 // (exact; quantized: c0 and len whole blocks).
@@ -542,9 +547,6 @@ static void widened_matmul_back(float* out, const float* dy, const Mat& w, long 
   }, 1);
 }
 
-// Bytes of one weight value of a weight_kind.
-static long weight_bytes(int wk) { return wk == 0 ? 4 : 2; }
-
 // A weight share per thread above which it cannot stay in a core's L2 between decode steps (L2 is
 // 1-2 MB on current x86 and ARM cores): the rows come from DRAM (or L3) on every token.
 constexpr double kStealShareBytes = 2.0 * (1 << 20);
@@ -626,13 +628,14 @@ void matmul(float* out, const float* x, const Mat& wm, long M, bool acc) {
 // each.
 void matmul_shared(float* const* outs, const float* x, const Mat* ws, int count, long M) {
   bool fuse = M > 0 && M <= kFewRows && count > 1 && count <= 3 && ws[0].cols > 0;
-  double work = 0;
+  double work = 0, bytes = 0;  // multiply-adds, weight bytes
   long nb = 0, groups[4] = {0, 0, 0, 0};  // groups[i]: first register-block group of weight i
   if (fuse) {
     nb = HWY_DYNAMIC_DISPATCH(DotGroup)(M);
     for (int i = 0; i < count; i++) {
       fuse = fuse && !ws[i].qtype && ws[i].bf16 == ws[0].bf16 && ws[i].cols == ws[0].cols;
       work += static_cast<double>(M) * ws[i].rows * ws[i].cols;
+      bytes += static_cast<double>(ws[i].rows) * ws[i].cols * weight_bytes(weight_kind(ws[i]));
       groups[i + 1] = groups[i] + (ws[i].rows + nb - 1) / nb;
     }
   }
@@ -649,8 +652,6 @@ void matmul_shared(float* const* outs, const float* x, const Mat* ws, int count,
     long N;
   } parts[3];
   for (int i = 0; i < count; i++) parts[i] = {outs[i], ws[i].data, weight_kind(ws[i]), ws[i].rows};
-  double bytes = 0;
-  for (int i = 0; i < count; i++) bytes += static_cast<double>(ws[i].rows) * K * weight_bytes(parts[i].wk);
   // parts and groups by reference, the rest by value: the job fits the workers' pool slots.
   decode_rows(groups[count], threads_for(work, kDotMinWork), bytes, nb * K * weight_bytes(parts[0].wk), [&parts, &groups, count, x, K, M, nb](long g0, long g1) {
     for (int i = 0; i < count; i++) {
