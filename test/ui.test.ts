@@ -242,14 +242,20 @@ describe(`web UI in Chromium [${backend}]`, () => {
     const chart = page.locator('.chart').first();
     const seen = new Set<number>();
     const badge = page.locator('#job-title .badge');
+    const counts: number[] = []; // the chart's point count at each look: it only grows
     for (const t0 = Date.now(); (await badge.textContent()) !== 'succeeded'; ) {
-      seen.add(Number((await chart.getAttribute('data-points')) ?? 0));
+      counts.push(Number((await chart.getAttribute('data-points')) ?? 0));
+      seen.add(counts.at(-1)!);
       assert.ok(Date.now() - t0 < 60_000, 'the job finished within a minute');
       await page.waitForTimeout(20);
     }
     await page.getByRole('button', { name: /^Chat with ft:/ }).waitFor();
     const total = 4 * Math.ceil((160 - 16) / 4);
     await page.waitForFunction((n) => document.querySelector('.chart')?.getAttribute('data-points') === String(n), total);
+    assert.ok(
+      counts.every((n, i) => i === 0 || n >= counts[i - 1]),
+      `the chart never lost points (${counts.join(' ')})`,
+    );
     const partial = [...seen].filter((n) => n > 0 && n < total);
     assert.ok(partial.length >= 2, `the chart gained points while training (saw ${[...seen].sort((a, b) => a - b)})`);
     assert.match((await page.locator('.progress span').textContent()) ?? '', new RegExp(`step ${total} of ${total}`));
@@ -292,6 +298,56 @@ describe(`web UI in Chromium [${backend}]`, () => {
     assert.equal(gates.length, 2 * m.config.nHeads);
     assert.ok(Math.max(...gates.map(Math.abs)) > 0.01, 'zero-initialised gates have opened in training');
     await shot('adapters-finetuned');
+  });
+
+  it('fine-tuning: pause keeps the chart, resume continues it, and the job ends with each step charted once', async () => {
+    await page.goto(`${url}/#/finetune`);
+    await page.getByLabel(/^Training data/).setInputFiles(path.join(dir, 'stories.jsonl')); // written by the test above
+    await page.getByLabel('Epochs').fill('4');
+    await page.getByLabel('Prompt length (K)').fill('4');
+    await page.getByLabel('Adapted layers (L)').fill('2');
+    const title = page.locator('#job-title');
+    const before = await title.textContent(); // the job above, until the new one is shown
+    await page.getByRole('button', { name: 'Start fine-tuning' }).click();
+    await page.waitForFunction((t) => document.getElementById('job-title')?.textContent !== t, before);
+    const chart = page.locator('.chart').first();
+    const badge = page.locator('#job-title .badge');
+    const points = async () => Number((await chart.getAttribute('data-points')) ?? 0);
+    const counts: number[] = [];
+    const watch = async (until: () => Promise<boolean>, what: string) => {
+      for (const t0 = Date.now(); !(await until()); ) {
+        counts.push(await points());
+        assert.ok(Date.now() - t0 < 60_000, `${what} within a minute`);
+        await page.waitForTimeout(20);
+      }
+    };
+    await watch(async () => (await points()) >= 8, 'the chart has 8 points');
+    await page.getByRole('button', { name: 'Pause' }).click();
+    await watch(async () => (await badge.textContent()) === 'paused', 'the job paused');
+    await page.waitForTimeout(300); // the stream has ended and the step in flight is in
+    const atPause = await points();
+    const total = 4 * Math.ceil((160 - 16) / 4);
+    assert.ok(atPause >= 8 && atPause < total, `paused at ${atPause} of ${total} steps`);
+    await page.getByRole('button', { name: 'Resume' }).click();
+    await watch(async () => (await badge.textContent()) === 'succeeded', 'the resumed job finished');
+    await page.waitForFunction((n) => document.querySelector('.chart')?.getAttribute('data-points') === String(n), total);
+    counts.push(await points());
+    assert.ok(
+      counts.every((n, i) => i === 0 || n >= counts[i - 1]),
+      `the chart never lost points across pause and resume (${counts.join(' ')})`,
+    );
+    assert.match((await page.locator('.progress span').textContent()) ?? '', new RegExp(`step ${total} of ${total}`));
+    const [job] = (await client.fineTuning.jobs.list()).data;
+    assert.equal(job.status, 'succeeded');
+    const steps = (await client.fineTuning.jobs.listEvents(job.id, { limit: 1000 })).data
+      .filter((e) => e.type === 'metrics' && (e.data as { train_loss?: number }).train_loss !== undefined)
+      .map((e) => (e.data as { step: number }).step)
+      .sort((a, b) => a - b);
+    assert.deepEqual(
+      steps,
+      Array.from({ length: total }, (_, i) => i + 1),
+      'the server reports each step once',
+    );
   });
 
   it('a server with --api-key: the page says the key is missing until it is entered in the header', async () => {

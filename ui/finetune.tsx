@@ -78,11 +78,15 @@ function JobView({ job, onChange }: { job: Job; onChange: (j: Job) => void }) {
   const jobRef = useRef(job);
   jobRef.current = job;
 
+  // What the event stream has drawn so far. It outlives the stream: the stream ends when the job
+  // stops (paused included) and starts again when it is resumed, replaying every event from the
+  // first; events already seen are skipped, so a restart never empties the charts for a moment.
+  const drawn = useRef({ c: emptyCurves(), messages: [] as string[], seen: new Set<string>() });
+
   // the event stream: every event so far, then live ones, until the job stops
   useEffect(() => {
     const ac = new AbortController();
-    const c = emptyCurves();
-    const messages: string[] = [];
+    const { c, messages, seen } = drawn.current;
     let frame = 0;
     const draw = () => {
       frame = 0;
@@ -91,6 +95,8 @@ function JobView({ job, onChange }: { job: Job; onChange: (j: Job) => void }) {
     };
     (async () => {
       for await (const e of sse<JobEvent>(`/v1/fine_tuning/jobs/${job.id}/events?stream=true`, { signal: ac.signal })) {
+        if (seen.has(e.id)) continue;
+        seen.add(e.id);
         const d = e.data;
         if (e.type === 'metrics' && d.train_loss !== undefined && d.step !== undefined) {
           c.steps.push(d.step);
