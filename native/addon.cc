@@ -775,7 +775,8 @@ napi_value SetSimd(napi_env env, napi_callback_info info) {
 // AVX512_BF16 GEMM off (or back on, when the CPU has it), for tests and benchmarks of the fallbacks;
 // 'batchInvariant': matmul results of a row independent of the rest of its batch; 'bf16Split';
 // 'int8Dot': the CPU's 8-bit dot products (AVX512_VNNI, ARM dotprod) for quantized weights;
-// 'decodeStealing': decode rows streamed from DRAM shared out by work stealing (on by default).
+// 'decodeStealing': decode rows streamed from DRAM shared out by work stealing (on by default);
+// 'attnPositionBlocks': decode attention over blocks of positions, merged (on by default).
 napi_value SetFeature(napi_env env, napi_callback_info info) {
   napi_value argv[2];
   size_t argc = 2;
@@ -794,10 +795,11 @@ napi_value SetFeature(napi_env env, napi_callback_info info) {
   else if (std::string(name) == "batchInvariant") now = la::g_features.batchInvariant = on;
   else if (std::string(name) == "bf16Split") now = la::g_features.bf16Split = on;
   else if (std::string(name) == "decodeStealing") now = la::g_features.decodeStealing = on;
+  else if (std::string(name) == "attnPositionBlocks") now = la::g_features.attnPositionBlocks = on;
   else if (std::string(name) == "avx512bf16") now = la::g_features.avx512bf16 = on && la::g_features.cpuAvx512bf16;
   else if (std::string(name) == "int8Dot") now = la::g_features.int8Dot = on && la::g_features.cpuInt8Dot;
   else {
-    napi_throw_type_error(env, nullptr, "native setFeature: unknown feature (amx, avx512bf16, batchInvariant, bf16Split, decodeStealing, int8Dot)");
+    napi_throw_type_error(env, nullptr, "native setFeature: unknown feature (amx, attnPositionBlocks, avx512bf16, batchInvariant, bf16Split, decodeStealing, int8Dot)");
     return nullptr;
   }
   napi_value r;

@@ -3,7 +3,8 @@
 // Written once over Highway (compiled per SIMD target, dispatched at run time: cpu.cc).
 //
 // Parallel work is split by query rows (b, h, t), claimed one at a time so that causal rows of
-// different lengths balance across threads. Gradients that sum over many query rows (dk, dv, dpk, dpv,
+// different lengths balance across threads; a decode row over many keys is split by blocks of key
+// positions instead, merged through the blocks' softmax sums. Gradients that sum over many query rows (dk, dv, dpk, dpv,
 // dgate) are formed in a second pass partitioned by their own rows, summing contributions in a
 // fixed order, so results never depend on thread timing.
 
@@ -117,6 +118,55 @@ void AttnGemmBlock(float* out, const float* q, const float* kb, const float* vb,
   CausalSoftmaxBlock(sc, nmax, q, qStride, kb, kvStride, nq, nmax, hs, scale, n0);
   cblas_sgemm(kCblasRowMajor, kCblasNoTrans, kCblasNoTrans, static_cast<int>(nq), static_cast<int>(hs), static_cast<int>(nmax), 1.0f, sc,
               static_cast<int>(nmax), vb, static_cast<int>(kvStride), 0.0f, out, static_cast<int>(qStride));
+}
+
+// Decode (T == 1), positions [j0, j0 + n) of one query row, all H heads: the block's softmax
+// with its own per-head max, normalised within the block, and its share of the output,
+//   m[h] = max_j s_hj,  z[h] = sum_j e_hj with e_hj = exp(s_hj - m[h]),  o[h] = sum_j (e_hj / z[h]) v_j,
+// reading the block's cache rows once, in position order (a sequential stream; head by head reads
+// each row as H strided pieces). Each score, the softmax and every FMA are AttnRows' for a row of
+// n keys, in the same order, so a row whose keys fit one block gets AttnRows' bits.
+// q (H*hs); kc, vc: the row's cache at position j0, rows kvStride apart; m, z (H), o (H*hs).
+void AttnDecodeBlock(float* m, float* z, float* o, const float* q, const float* kc, const float* vc, long n, long H, long rep, long hs, long kvStride,
+                     float scale) {
+  float* sc = RowScratch(static_cast<size_t>(H * (n + 1)));  // (H, n) scores, then H 1 / z
+  float* inv = sc + H * n;
+  for (long j = 0; j < n; j++) {
+    const float* kr = kc + j * kvStride;
+    for (long h = 0; h < H; h++) AttendScores(sc + h * n + j, q + h * hs, kr + (h / rep) * hs, kvStride, 1, hs, scale);
+  }
+  for (long h = 0; h < H; h++) {
+    float* p = sc + h * n;
+    m[h] = Max(p, n);
+    z[h] = ExpSubSum(p, m[h], n);
+    inv[h] = 1.0f / z[h];
+    Zero(o + h * hs, hs);
+  }
+  for (long j = 0; j < n; j++) {
+    const float* vr = vc + j * kvStride;
+    for (long h = 0; h < H; h++) Axpy(o + h * hs, sc[h * n + j] * inv[h], vr + (h / rep) * hs, hs);
+  }
+}
+
+// out (H*hs) of one decode row from its nb blocks' parts (AttnDecodeBlock's m (H), z (H), o (H*hs),
+// one after another), merged in block order: with M = max_b m_b, w_b = z_b exp(m_b - M),
+// out = sum_b o_b w_b / sum_b w_b. One block: its o as it is.
+void AttnDecodeMerge(float* out, const float* parts, long nb, long H, long hs) {
+  const long ps = H * (2 + hs);
+  if (nb == 1) {
+    std::memcpy(out, parts + 2 * H, sizeof(float) * H * hs);
+    return;
+  }
+  for (long h = 0; h < H; h++) {
+    float M = -INFINITY, Z = 0.0f;
+    for (long b = 0; b < nb; b++) M = parts[b * ps + h] > M ? parts[b * ps + h] : M;
+    for (long b = 0; b < nb; b++) Z += parts[b * ps + H + h] * std::exp(parts[b * ps + h] - M);
+    Zero(out + h * hs, hs);
+    for (long b = 0; b < nb; b++) {
+      const float* p = parts + b * ps;
+      Axpy(out + h * hs, p[H + h] * std::exp(p[h] - M) / Z, p + 2 * H + h * hs, hs);
+    }
+  }
 }
 
 // Forward, query rows [i0, i1) of (B, H, T), each over its visible keys (decode: few rows).
@@ -263,6 +313,8 @@ namespace la {
 
 HWY_EXPORT(AttnGemmBlock);
 HWY_EXPORT(AttnRows);
+HWY_EXPORT(AttnDecodeBlock);
+HWY_EXPORT(AttnDecodeMerge);
 HWY_EXPORT(AttnBackHead);
 HWY_EXPORT(SumHeadGroups);
 HWY_EXPORT(PromptRows);
@@ -272,11 +324,18 @@ HWY_EXPORT(PromptBackPromptRows);
 namespace {
 constexpr long kQB = 64;        // query rows per block on the GEMM path (as in the per-target code)
 constexpr long kGemmMinT = 16;  // query rows per call from which the forward uses the GEMM path
+// Decode attention splits a row's keys into blocks of this many positions (or more, up to 32 KB
+// of keys) once it has more: the blocks are the work items, each read as one sequential stream.
+// A property of the shape, never of the thread count, so the bits are the same on any machine.
+constexpr long kDecodeBlockMin = 32;
+constexpr long kDecodeBlockBytes = 32 << 10;
+thread_local std::vector<float> t_parts;  // the caller's decode block parts
 }  // namespace
 
 // out (B, T, H*hs), q (B, T, H*hs), kc/vc (nCacheRows, S, Hkv*hs), pos (B); query row b reads cache
 // row cacheRows[b] (b when cacheRows is null).
-// Few query rows (decode): one row per work item, dot products and axpys over the visible keys.
+// Few query rows: one row per work item, dot products and axpys over the visible keys; decode rows
+// (T = 1) over more keys than a block: (row, block of positions) items, then a merge per row.
 // Many rows (prefill, training): blocks of kQB query rows per (b, h), scores and outputs by
 // single-threaded sgemm calls inside each work item.
 void attention(float* out, const float* q, const float* kc, const float* vc, const int32_t* pos, const AttnShape& s, const int32_t* cacheRows) {
@@ -296,6 +355,30 @@ void attention(float* out, const float* q, const float* kc, const float* vc, con
                                           vc + cacheRow(b) + kvh * hs, qStride, kvStride, t1 - t0, static_cast<long>(pos[b]) + t1, hs, scale,
                                           pos[b] + t0);
     });
+    return;
+  }
+  long maxN = 0;
+  for (long b = 0; b < B; b++) maxN = pos[b] + T > maxN ? pos[b] + T : maxN;
+  const long P = kDecodeBlockBytes / (kvStride * 4) > kDecodeBlockMin ? kDecodeBlockBytes / (kvStride * 4) : kDecodeBlockMin;
+  if (T == 1 && maxN > P && g_features.attnPositionBlocks) {
+    // Decode rows whose keys span blocks. Head by head, a row's cache, which the weights streamed
+    // since the last token have evicted, came from DRAM as H strided pieces per position at a
+    // third of the weights' rate: at 1000 positions, medium's attention took 8 ms per token.
+    // Work items are (row, block), in order; first[b] is row b's first item.
+    std::vector<long> first(B + 1, 0);
+    for (long b = 0; b < B; b++) first[b + 1] = first[b] + (pos[b] + 1 + P - 1) / P;
+    const long ps = H * (2 + hs);  // one block's part: m (H), z (H), o (H*hs)
+    if (t_parts.size() < static_cast<size_t>(first[B] * ps)) t_parts.resize(first[B] * ps);
+    float* parts = t_parts.data();
+    parallel_items(first[B], nt, [&](long item) {
+      long b = 0;
+      while (first[b + 1] <= item) b++;
+      const long j0 = (item - first[b]) * P, n = pos[b] + 1 - j0 < P ? pos[b] + 1 - j0 : P;
+      float* part = parts + item * ps;
+      HWY_DYNAMIC_DISPATCH(AttnDecodeBlock)(part, part + H, part + 2 * H, q + b * qStride, kc + cacheRow(b) + j0 * kvStride, vc + cacheRow(b) + j0 * kvStride, n,
+                                            H, rep, hs, kvStride, scale);
+    });
+    for (long b = 0; b < B; b++) HWY_DYNAMIC_DISPATCH(AttnDecodeMerge)(out + b * qStride, parts + first[b] * ps, first[b + 1] - first[b], H, hs);
     return;
   }
   parallel_for(B * H * T, nt, [&](long i0, long i1) { HWY_DYNAMIC_DISPATCH(AttnRows)(out, q, kc, vc, pos, s, cacheRows, i0, i1); });

@@ -57,6 +57,10 @@ struct Features {
   // Not a CPU feature: decode products whose weights stream from DRAM are shared out between the
   // threads by work stealing (linear.cc decode_rows) instead of a fixed split. Same bits either way.
   bool decodeStealing = true;
+  // Not a CPU feature: decode attention over more keys than one block splits them into blocks of
+  // positions, each read once for all heads and merged by their softmax sums (attention.cc), rather
+  // than head by head over every key. Off: the head-by-head bits (on: the same up to one block).
+  bool attnPositionBlocks = true;
 };
 extern Features g_features;
 void detect_features();  // once at load: CPU flags, LLAMA_ADAPTER_* environment switches

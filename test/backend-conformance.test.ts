@@ -1260,6 +1260,59 @@ describe('native feature paths match the TypeScript oracle', { skip: skipNative 
     }
   });
 
+  it('decode attention over blocks of positions: the oracle, the same bits on 1 and 3 threads, the head-by-head bits for a row of one block, every SIMD target', () => {
+    // decode rows (T = 1) at sparse cache rows and uneven positions; GQA and MHA; head sizes with a
+    // lane tail. A block holds max(32 positions, 32 KB of keys): rows 0 and 2 of the first shape
+    // span 10 and 5 blocks, its row 1 one (position 0)
+    const shapes: (AttnShape & { pos: number[]; rows: number[] })[] = [
+      { B: 3, T: 1, S: 400, H: 12, Hkv: 12, hs: 64, pos: [299, 0, 150], rows: [4, 0, 2] },
+      { B: 2, T: 1, S: 300, H: 8, Hkv: 2, hs: 20, pos: [17, 260], rows: [1, 3] },
+      { B: 1, T: 1, S: 90, H: 5, Hkv: 1, hs: 36, pos: [88], rows: [0] },
+      { B: 2, T: 1, S: 40, H: 4, Hkv: 2, hs: 8, pos: [31, 5], rows: [1, 0] }, // every row one block
+    ];
+    const one = loadNativeBackend(1).backend!,
+      three = loadNativeBackend(3).backend!;
+    for (const simd of nativeInfo()?.simdTargets ?? [])
+      for (const s of shapes) {
+        assert.ok(setNativeSimd(simd));
+        try {
+          const { B, S, H, Hkv, hs } = s;
+          const nRows = Math.max(...s.rows) + 1;
+          const q = randn(rng, B * H * hs),
+            kc = randn(rng, nRows * S * Hkv * hs),
+            vc = randn(rng, nRows * S * Hkv * hs);
+          const pos = Int32Array.from(s.pos),
+            rows = Int32Array.from(s.rows);
+          const run = (be: typeof native, blocks: boolean): Float32Array => {
+            setNativeFeature('attnPositionBlocks', blocks);
+            try {
+              const out = new Float32Array(B * H * hs);
+              be.attention(out, q, kc, vc, pos, s, rows);
+              return out;
+            } finally {
+              setNativeFeature('attnPositionBlocks', true);
+            }
+          };
+          const tag = `${simd} ${JSON.stringify(s)}`;
+          const got = run(three, true),
+            byHead = run(three, false);
+          sameBits(run(one, true), got, `decode attention blocks, 1 vs 3 threads ${tag}`);
+          const want = new Float32Array(B * H * hs);
+          ts.attention(want, q, kc, vc, pos, s, rows);
+          close(got, want, RTOL, `decode attention over blocks ${tag}`);
+          close(byHead, want, RTOL, `decode attention head by head ${tag}`);
+          const blockPositions = Math.max(32, Math.floor((32 << 10) / (Hkv * hs * 4)));
+          for (let b = 0; b < B; b++)
+            if (s.pos[b] + 1 <= blockPositions) {
+              const r = (x: Float32Array) => x.subarray(b * H * hs, (b + 1) * H * hs);
+              sameBits(r(got), r(byHead), `row ${b} of one block: blocks vs head by head ${tag}`);
+            }
+        } finally {
+          setNativeSimd('');
+        }
+      }
+  });
+
   it('matmul of a few rows (decode batches) does not depend on how many rows are in the batch, on every SIMD target', () => {
     for (const simd of nativeInfo()?.simdTargets ?? [])
       for (const dtype of ['f32', 'bf16'] as const) {
