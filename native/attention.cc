@@ -325,17 +325,19 @@ namespace {
 constexpr long kQB = 64;        // query rows per block on the GEMM path (as in the per-target code)
 constexpr long kGemmMinT = 16;  // query rows per call from which the forward uses the GEMM path
 // Decode attention splits a row's keys into blocks of this many positions (or more, up to 32 KB
-// of keys) once it has more: the blocks are the work items, each read as one sequential stream.
-// A property of the shape, never of the thread count, so the bits are the same on any machine.
+// of keys) once it has more and its cache is over kDecodeBlockRowBytes (keys and values): the
+// blocks are the work items, each read as one sequential stream. A property of the row, never of
+// its batch or the thread count, so the bits are the same on any machine.
 constexpr long kDecodeBlockMin = 32;
 constexpr long kDecodeBlockBytes = 32 << 10;
+constexpr double kDecodeBlockRowBytes = 512 << 10;
 thread_local std::vector<float> t_parts;  // the caller's decode block parts
 }  // namespace
 
 // out (B, T, H*hs), q (B, T, H*hs), kc/vc (nCacheRows, S, Hkv*hs), pos (B); query row b reads cache
 // row cacheRows[b] (b when cacheRows is null).
-// Few query rows: one row per work item, dot products and axpys over the visible keys; decode rows
-// (T = 1) over more keys than a block: (row, block of positions) items, then a merge per row.
+// Few query rows: one row per work item, dot products and axpys over the visible keys; a decode
+// row (T = 1) whose cache is over 512 KB: (row, block of positions) items, then a merge.
 // Many rows (prefill, training): blocks of kQB query rows per (b, h), scores and outputs by
 // single-threaded sgemm calls inside each work item.
 void attention(float* out, const float* q, const float* kc, const float* vc, const int32_t* pos, const AttnShape& s, const int32_t* cacheRows) {
@@ -357,28 +359,46 @@ void attention(float* out, const float* q, const float* kc, const float* vc, con
     });
     return;
   }
-  long maxN = 0;
-  for (long b = 0; b < B; b++) maxN = pos[b] + T > maxN ? pos[b] + T : maxN;
+  // Decode rows whose cache is too large to stay in L2 between tokens go by blocks of positions.
+  // Head by head, such a row's cache, which the weights streamed since the last token have
+  // evicted, came from DRAM as H strided pieces per position at a third of the weights' rate (at
+  // 1000 positions medium's attention took 8 ms per token). A small cache is read from L1/L2
+  // either way, and there the head-by-head loops are quicker. The choice is per row, from its
+  // own length: a row's bits never depend on its batch or on the thread count.
   const long P = kDecodeBlockBytes / (kvStride * 4) > kDecodeBlockMin ? kDecodeBlockBytes / (kvStride * 4) : kDecodeBlockMin;
-  if (T == 1 && maxN > P && g_features.attnPositionBlocks) {
-    // Decode rows whose keys span blocks. Head by head, a row's cache, which the weights streamed
-    // since the last token have evicted, came from DRAM as H strided pieces per position at a
-    // third of the weights' rate: at 1000 positions, medium's attention took 8 ms per token.
-    // Work items are (row, block), in order; first[b] is row b's first item.
-    std::vector<long> first(B + 1, 0);
-    for (long b = 0; b < B; b++) first[b + 1] = first[b] + (pos[b] + 1 + P - 1) / P;
-    const long ps = H * (2 + hs);  // one block's part: m (H), z (H), o (H*hs)
+  auto blocksOf = [&](long b) {
+    const long n = pos[b] + 1;
+    return n > P && static_cast<double>(n) * kvStride * 8 > kDecodeBlockRowBytes ? (n + P - 1) / P : 0;
+  };
+  long nBlocked = 0;
+  if (T == 1 && g_features.attnPositionBlocks)
+    for (long b = 0; b < B; b++) nBlocked += blocksOf(b) > 0;
+  if (nBlocked > 0) {
+    // Work items, row by row: a blocked row's blocks, or another row's H heads (AttnRows' items).
+    // first[b] is row b's first item.
+    std::vector<long> first(B + 1, 0), blocks(B);
+    for (long b = 0; b < B; b++) {
+      blocks[b] = blocksOf(b);
+      first[b + 1] = first[b] + (blocks[b] ? blocks[b] : H);
+    }
+    const long ps = H * (2 + hs);  // one block's part: m (H), z (H), o (H*hs); part i for item i
     if (t_parts.size() < static_cast<size_t>(first[B] * ps)) t_parts.resize(first[B] * ps);
     float* parts = t_parts.data();
     parallel_items(first[B], nt, [&](long item) {
       long b = 0;
       while (first[b + 1] <= item) b++;
+      if (!blocks[b]) {
+        const long h = item - first[b];
+        HWY_DYNAMIC_DISPATCH(AttnRows)(out, q, kc, vc, pos, s, cacheRows, b * H + h, b * H + h + 1);
+        return;
+      }
       const long j0 = (item - first[b]) * P, n = pos[b] + 1 - j0 < P ? pos[b] + 1 - j0 : P;
       float* part = parts + item * ps;
       HWY_DYNAMIC_DISPATCH(AttnDecodeBlock)(part, part + H, part + 2 * H, q + b * qStride, kc + cacheRow(b) + j0 * kvStride, vc + cacheRow(b) + j0 * kvStride, n,
                                             H, rep, hs, kvStride, scale);
     });
-    for (long b = 0; b < B; b++) HWY_DYNAMIC_DISPATCH(AttnDecodeMerge)(out + b * qStride, parts + first[b] * ps, first[b + 1] - first[b], H, hs);
+    for (long b = 0; b < B; b++)
+      if (blocks[b]) HWY_DYNAMIC_DISPATCH(AttnDecodeMerge)(out + b * qStride, parts + first[b] * ps, blocks[b], H, hs);
     return;
   }
   parallel_for(B * H * T, nt, [&](long i0, long i1) { HWY_DYNAMIC_DISPATCH(AttnRows)(out, q, kc, vc, pos, s, cacheRows, i0, i1); });

@@ -1260,15 +1260,16 @@ describe('native feature paths match the TypeScript oracle', { skip: skipNative 
     }
   });
 
-  it('decode attention over blocks of positions: the oracle, the same bits on 1 and 3 threads, the head-by-head bits for a row of one block, every SIMD target', () => {
+  it('decode attention over blocks of positions for rows with large caches: the oracle, the same bits on 1 and 3 threads and alone or in a batch, the head-by-head bits for small caches, every SIMD target', () => {
     // decode rows (T = 1) at sparse cache rows and uneven positions; GQA and MHA; head sizes with a
-    // lane tail. A block holds max(32 positions, 32 KB of keys): rows 0 and 2 of the first shape
-    // span 10 and 5 blocks, its row 1 one (position 0)
+    // lane tail. A row whose keys and values are over 512 KB goes by blocks of max(32 positions,
+    // 32 KB of keys): rows 0 and 2 of the first shape span 10 and 5 blocks, its row 1 (position 0)
+    // goes head by head, as do both rows of the last shape
     const shapes: (AttnShape & { pos: number[]; rows: number[] })[] = [
       { B: 3, T: 1, S: 400, H: 12, Hkv: 12, hs: 64, pos: [299, 0, 150], rows: [4, 0, 2] },
-      { B: 2, T: 1, S: 300, H: 8, Hkv: 2, hs: 20, pos: [17, 260], rows: [1, 3] },
-      { B: 1, T: 1, S: 90, H: 5, Hkv: 1, hs: 36, pos: [88], rows: [0] },
-      { B: 2, T: 1, S: 40, H: 4, Hkv: 2, hs: 8, pos: [31, 5], rows: [1, 0] }, // every row one block
+      { B: 2, T: 1, S: 2000, H: 8, Hkv: 2, hs: 20, pos: [17, 1900], rows: [1, 3] },
+      { B: 1, T: 1, S: 2100, H: 5, Hkv: 1, hs: 36, pos: [2000], rows: [0] },
+      { B: 2, T: 1, S: 600, H: 4, Hkv: 2, hs: 8, pos: [599, 5], rows: [1, 0] },
     ];
     const one = loadNativeBackend(1).backend!,
       three = loadNativeBackend(3).backend!;
@@ -1302,11 +1303,16 @@ describe('native feature paths match the TypeScript oracle', { skip: skipNative 
           close(got, want, RTOL, `decode attention over blocks ${tag}`);
           close(byHead, want, RTOL, `decode attention head by head ${tag}`);
           const blockPositions = Math.max(32, Math.floor((32 << 10) / (Hkv * hs * 4)));
-          for (let b = 0; b < B; b++)
-            if (s.pos[b] + 1 <= blockPositions) {
-              const r = (x: Float32Array) => x.subarray(b * H * hs, (b + 1) * H * hs);
-              sameBits(r(got), r(byHead), `row ${b} of one block: blocks vs head by head ${tag}`);
-            }
+          const r = (x: Float32Array, b: number) => x.subarray(b * H * hs, (b + 1) * H * hs);
+          for (let b = 0; b < B; b++) {
+            const n = s.pos[b] + 1;
+            if (n <= blockPositions || n * Hkv * hs * 8 <= 512 << 10)
+              sameBits(r(got, b), r(byHead, b), `row ${b} (one block or a small cache): head by head ${tag}`);
+            // the row alone, as a batch of one: the same bits
+            const alone = new Float32Array(H * hs);
+            three.attention(alone, q.subarray(b * H * hs, (b + 1) * H * hs), kc, vc, pos.subarray(b, b + 1), { ...s, B: 1 }, rows.subarray(b, b + 1));
+            sameBits(alone, r(got, b), `row ${b} alone vs in its batch ${tag}`);
+          }
         } finally {
           setNativeSimd('');
         }

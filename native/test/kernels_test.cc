@@ -564,9 +564,9 @@ void check_block() {
 void check_attention() {
   check_block();
   // decode (T = 1, per-row positions, slot cache rows) and prefill/training shapes (GEMM path), GQA;
-  // the last two decode shapes span blocks of positions (32 and 37 per block: merged block parts)
+  // the last two decode shapes' rows have caches over 512 KB: blocks of 32 and 37 positions, merged
   const la::AttnShape shapes[] = {{3, 1, 40, 4, 2, 8},   {2, 1, 70, 8, 8, 16}, {1, 1, 9, 2, 1, 100}, {2, 5, 30, 4, 2, 16},
-                                  {2, 20, 40, 4, 4, 8},  {1, 70, 70, 2, 1, 32}, {2, 1, 300, 12, 4, 64}, {1, 1, 200, 6, 6, 36}};
+                                  {2, 20, 40, 4, 4, 8},  {1, 70, 70, 2, 1, 32}, {2, 1, 300, 12, 4, 64}, {1, 1, 400, 6, 6, 36}};
   for (const auto& s : shapes) {
     const long qs = s.H * s.hs, ks = s.Hkv * s.hs;
     Vec q = randn(s.B * s.T * qs), kc = randn(s.B * s.S * ks), vc = randn(s.B * s.S * ks);
