@@ -16,6 +16,7 @@
 #include "common.h"
 #include "simd-inl.h"
 
+#include <algorithm>
 #include <array>
 #include <utility>
 #include <vector>
@@ -124,8 +125,8 @@ void AttnGemmBlock(float* out, const float* q, const float* kb, const float* vb,
 // with its own per-head max, normalised within the block, and its share of the output,
 //   m[h] = max_j s_hj,  z[h] = sum_j e_hj with e_hj = exp(s_hj - m[h]),  o[h] = sum_j (e_hj / z[h]) v_j,
 // reading the block's cache rows once, in position order (a sequential stream; head by head reads
-// each row as H strided pieces). Each score, the softmax and every FMA are AttnRows' for a row of
-// n keys, in the same order, so a row whose keys fit one block gets AttnRows' bits.
+// each row as H strided pieces). Each score is AttnRows' (AttendScores), and the softmax and the
+// FMAs are AttnRows' over these n keys, in the same order.
 // q (H*hs); kc, vc: the row's cache at position j0, rows kvStride apart; m, z (H), o (H*hs).
 void AttnDecodeBlock(float* m, float* z, float* o, const float* q, const float* kc, const float* vc, long n, long H, long rep, long hs, long kvStride,
                      float scale) {
@@ -150,22 +151,16 @@ void AttnDecodeBlock(float* m, float* z, float* o, const float* q, const float* 
 
 // out (H*hs) of one decode row from its nb blocks' parts (AttnDecodeBlock's m (H), z (H), o (H*hs),
 // one after another), merged in block order: with M = max_b m_b, w_b = z_b exp(m_b - M),
-// out = sum_b o_b w_b / sum_b w_b. One block: its o as it is.
+// out = sum_b o_b w_b / sum_b w_b.
 void AttnDecodeMerge(float* out, const float* parts, long nb, long H, long hs) {
   const long ps = H * (2 + hs);
-  if (nb == 1) {
-    std::memcpy(out, parts + 2 * H, sizeof(float) * H * hs);
-    return;
-  }
+  float* w = RowScratch(static_cast<size_t>(nb));  // w_b of one head
   for (long h = 0; h < H; h++) {
     float M = -INFINITY, Z = 0.0f;
     for (long b = 0; b < nb; b++) M = parts[b * ps + h] > M ? parts[b * ps + h] : M;
-    for (long b = 0; b < nb; b++) Z += parts[b * ps + H + h] * std::exp(parts[b * ps + h] - M);
+    for (long b = 0; b < nb; b++) Z += w[b] = parts[b * ps + H + h] * std::exp(parts[b * ps + h] - M);
     Zero(out + h * hs, hs);
-    for (long b = 0; b < nb; b++) {
-      const float* p = parts + b * ps;
-      Axpy(out + h * hs, p[H + h] * std::exp(p[h] - M) / Z, p + 2 * H + h * hs, hs);
-    }
+    for (long b = 0; b < nb; b++) Axpy(out + h * hs, w[b] / Z, parts + b * ps + 2 * H + h * hs, hs);
   }
 }
 
@@ -331,7 +326,10 @@ constexpr long kGemmMinT = 16;  // query rows per call from which the forward us
 constexpr long kDecodeBlockMin = 32;
 constexpr long kDecodeBlockBytes = 32 << 10;
 constexpr double kDecodeBlockRowBytes = 512 << 10;
-thread_local std::vector<float> t_parts;  // the caller's decode block parts
+// The caller's decode bookkeeping, kept between calls (a decode step makes one call per layer):
+// per row its block count (0: head by head) and first work item, and the blocks' parts.
+thread_local std::vector<long> t_blocks, t_first;
+thread_local std::vector<float> t_parts;
 }  // namespace
 
 // out (B, T, H*hs), q (B, T, H*hs), kc/vc (nCacheRows, S, Hkv*hs), pos (B); query row b reads cache
@@ -361,44 +359,46 @@ void attention(float* out, const float* q, const float* kc, const float* vc, con
   }
   // Decode rows whose cache is too large to stay in L2 between tokens go by blocks of positions.
   // Head by head, such a row's cache, which the weights streamed since the last token have
-  // evicted, came from DRAM as H strided pieces per position at a third of the weights' rate (at
-  // 1000 positions medium's attention took 8 ms per token). A small cache is read from L1/L2
-  // either way, and there the head-by-head loops are quicker. The choice is per row, from its
-  // own length: a row's bits never depend on its batch or on the thread count.
+  // evicted, comes from DRAM as H strided pieces per position, far below the weights' stream rate
+  // (bench/README.md). A small cache is read from L1/L2 either way, and there the head-by-head
+  // loops are quicker. The choice is per row, from its own length: a row's bits never depend on
+  // its batch or on the thread count.
   const long P = kDecodeBlockBytes / (kvStride * 4) > kDecodeBlockMin ? kDecodeBlockBytes / (kvStride * 4) : kDecodeBlockMin;
   auto blocksOf = [&](long b) {
     const long n = pos[b] + 1;
     return n > P && static_cast<double>(n) * kvStride * 8 > kDecodeBlockRowBytes ? (n + P - 1) / P : 0;
   };
-  long nBlocked = 0;
-  if (T == 1 && g_features.attnPositionBlocks)
-    for (long b = 0; b < B; b++) nBlocked += blocksOf(b) > 0;
-  if (nBlocked > 0) {
-    // Work items, row by row: a blocked row's blocks, or another row's H heads (AttnRows' items).
-    // first[b] is row b's first item.
-    std::vector<long> first(B + 1, 0), blocks(B);
-    for (long b = 0; b < B; b++) {
-      blocks[b] = blocksOf(b);
-      first[b + 1] = first[b] + (blocks[b] ? blocks[b] : H);
-    }
+  std::vector<long>&blocks = t_blocks, &first = t_first;
+  bool anyBlocked = false;
+  if (T == 1 && g_features.attnPositionBlocks) {
+    blocks.resize(B);
+    for (long b = 0; b < B; b++) anyBlocked |= (blocks[b] = blocksOf(b)) > 0;
+  }
+  if (anyBlocked) {
+    // Work items, row by row: a blocked row's blocks, or another row's H heads (AttnRows' items);
+    // first[b] is row b's first item, first[B] the count.
+    first.resize(B + 1);
+    first[0] = 0;
+    for (long b = 0; b < B; b++) first[b + 1] = first[b] + (blocks[b] ? blocks[b] : H);
     const long ps = H * (2 + hs);  // one block's part: m (H), z (H), o (H*hs); part i for item i
     if (t_parts.size() < static_cast<size_t>(first[B] * ps)) t_parts.resize(first[B] * ps);
     float* parts = t_parts.data();
+    const long* fb = first.data();
+    const long* nb = blocks.data();
     parallel_items(first[B], nt, [&](long item) {
-      long b = 0;
-      while (first[b + 1] <= item) b++;
-      if (!blocks[b]) {
-        const long h = item - first[b];
+      const long b = std::upper_bound(fb, fb + B + 1, item) - fb - 1;
+      if (!nb[b]) {
+        const long h = item - fb[b];
         HWY_DYNAMIC_DISPATCH(AttnRows)(out, q, kc, vc, pos, s, cacheRows, b * H + h, b * H + h + 1);
         return;
       }
-      const long j0 = (item - first[b]) * P, n = pos[b] + 1 - j0 < P ? pos[b] + 1 - j0 : P;
+      const long j0 = (item - fb[b]) * P, n = pos[b] + 1 - j0 < P ? pos[b] + 1 - j0 : P;
       float* part = parts + item * ps;
       HWY_DYNAMIC_DISPATCH(AttnDecodeBlock)(part, part + H, part + 2 * H, q + b * qStride, kc + cacheRow(b) + j0 * kvStride, vc + cacheRow(b) + j0 * kvStride, n,
                                             H, rep, hs, kvStride, scale);
     });
     for (long b = 0; b < B; b++)
-      if (blocks[b]) HWY_DYNAMIC_DISPATCH(AttnDecodeMerge)(out + b * qStride, parts + first[b] * ps, blocks[b], H, hs);
+      if (nb[b]) HWY_DYNAMIC_DISPATCH(AttnDecodeMerge)(out + b * qStride, parts + fb[b] * ps, nb[b], H, hs);
     return;
   }
   parallel_for(B * H * T, nt, [&](long i0, long i1) { HWY_DYNAMIC_DISPATCH(AttnRows)(out, q, kc, vc, pos, s, cacheRows, i0, i1); });

@@ -57,9 +57,9 @@ struct Features {
   // Not a CPU feature: decode products whose weights stream from DRAM are shared out between the
   // threads by work stealing (linear.cc decode_rows) instead of a fixed split. Same bits either way.
   bool decodeStealing = true;
-  // Not a CPU feature: decode attention over more keys than one block splits them into blocks of
+  // Not a CPU feature: a decode row whose KV cache is over 512 KB splits its keys into blocks of
   // positions, each read once for all heads and merged by their softmax sums (attention.cc), rather
-  // than head by head over every key. Off: the head-by-head bits (on: the same up to one block).
+  // than head by head over every key. Off: the head-by-head path (and rounding) for every row.
   bool attnPositionBlocks = true;
 };
 extern Features g_features;

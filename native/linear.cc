@@ -53,8 +53,8 @@ constexpr int kMB = 3, kNB = 4, kNB1 = 8, kVecRegs = 16;
 // target's fixed horizontal reduction follows. C is a property of the weight matrix, never of M:
 // 2 for a matrix over kStreamBytes (its decode rows stream from DRAM, where one chain per row
 // caps the rate), 1 for a smaller one (several rows per pass hide the latency already, and a
-// second chain measured 3-14% slower on tinystories-656k decode). Register blocks are MB x NB (<= kMB x kNB)
-// such accumulators. For few rows the kernel reads x and W in place; for more rows x and W are
+// second chain measured slower on small models' decode: bench/README.md). Register blocks are
+// MB x NB (<= kMB x kNB) such accumulators. For few rows the kernel reads x and W in place; for more rows x and W are
 // first copied into contiguous (and for bf16, widened) KC-long pieces -- weight rows are usually
 // a power-of-two apart and would evict each other from L1 -- and the accumulators are parked in a
 // per-thread buffer between pieces. None of this changes any arithmetic, so within this kernel's
@@ -66,9 +66,8 @@ constexpr int kMB = 3, kNB = 4, kNB1 = 8, kVecRegs = 16;
 constexpr long kKC = 512, kMCmax = 256;
 // Accumulator chains per output of a streamed matrix: one fp32 FMA chain retires a Lanes-wide
 // step per FMA latency (4 cycles on Zen 4), which caps a decode row at 2 lanes a cycle at AVX2,
-// below what two cores read from DRAM on this VM (bf16 at AVX2: 13 against 15 G multiply-adds/s
-// with two chains, in a standalone loop; bench/README.md). kKC is a whole number of kMaxChains
-// steps on every target.
+// below what two cores read from DRAM (bf16 at AVX2 in a standalone loop: bench/README.md). kKC
+// is a whole number of kMaxChains steps on every target.
 constexpr int kMaxChains = 2;
 // Weight bytes from which a decode matmul streams its rows one at a time (see MmRangeT) and every
 // product with the matrix uses two accumulator chains.

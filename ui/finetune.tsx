@@ -78,15 +78,17 @@ function JobView({ job, onChange }: { job: Job; onChange: (j: Job) => void }) {
   const jobRef = useRef(job);
   jobRef.current = job;
 
-  // What the event stream has drawn so far. It outlives the stream: the stream ends when the job
-  // stops (paused included) and starts again when it is resumed, replaying every event from the
-  // first; events already seen are skipped, so a restart never empties the charts for a moment.
-  const drawn = useRef({ c: emptyCurves(), messages: [] as string[], seen: new Set<string>() });
+  // What the event stream has drawn so far, for the job's lifetime. The server ends the stream
+  // when the job stops (paused included); the effect below opens it again when the job stops (the
+  // replay brings events that came after the end, such as the step in flight at a pause) and when
+  // it is resumed. Each replay starts from the first event: those already seen are skipped, so a
+  // restart never empties the charts for a moment.
+  const [drawn] = useState(() => ({ c: emptyCurves(), messages: [] as string[], seen: new Set<string>() }));
 
   // the event stream: every event so far, then live ones, until the job stops
   useEffect(() => {
     const ac = new AbortController();
-    const { c, messages, seen } = drawn.current;
+    const { c, messages, seen } = drawn;
     let frame = 0;
     const draw = () => {
       frame = 0;

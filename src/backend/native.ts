@@ -113,10 +113,10 @@ export interface NativeInfo {
  * NEON; off, the same integer sums come from vpmaddubsw / vpmaddwd or vmull (tests; LLAMA_ADAPTER_INT8DOT=0);
  * 'decodeStealing' (on by default): a decode product whose weights cannot stay in the cores' L2
  * is shared out between the threads by work stealing rather than a fixed split (the same bits;
- * off for A/B measurements); 'attnPositionBlocks' (on by default): decode attention splits a row's
- * keys into blocks of positions, each read once for all heads and merged through the blocks'
- * softmax sums, rather than head by head over all keys (off: the head-by-head rounding, which the
- * blocks keep for rows of one block; for A/B measurements and tests).
+ * off for A/B measurements); 'attnPositionBlocks' (on by default): a decode row whose KV cache is
+ * over 512 KB splits its keys into blocks of positions, each read once for all heads and merged
+ * through the blocks' softmax sums, rather than head by head over all keys (off: the head-by-head
+ * path and its rounding for every row; for A/B measurements and tests).
  */
 export type NativeFeature = 'amx' | 'attnPositionBlocks' | 'avx512bf16' | 'batchInvariant' | 'bf16Split' | 'decodeStealing' | 'int8Dot';
 
